@@ -1,0 +1,157 @@
+//! The piggyback queue: updates waiting to be gossiped.
+//!
+//! Each update is an encoded message with a key (the member it is about).
+//! A newer update with the same key replaces the older one. Packets are
+//! filled fewest-sent first, newest first among equals, and an update is
+//! dropped once it has been sent the retransmit limit's number of times.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+struct Queued {
+    key: Arc<str>,
+    bytes: Vec<u8>,
+    transmits: u32,
+}
+
+/// Updates waiting to be piggybacked, with their transmit counts.
+#[derive(Default)]
+pub struct BroadcastQueue {
+    order: BTreeSet<(u32, Reverse<u64>)>,
+    items: HashMap<u64, Queued>,
+    by_key: HashMap<Arc<str>, u64>,
+    next_id: u64,
+}
+
+impl BroadcastQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queue an encoded message about `key`, replacing any older one about it.
+    pub fn push(&mut self, key: Arc<str>, bytes: Vec<u8>) {
+        self.remove(&key);
+        let id = self.next_id;
+        self.next_id += 1;
+        self.order.insert((0, Reverse(id)));
+        self.by_key.insert(key.clone(), id);
+        self.items.insert(
+            id,
+            Queued {
+                key,
+                bytes,
+                transmits: 0,
+            },
+        );
+    }
+
+    /// Drop the update about `key`, if queued.
+    pub fn remove(&mut self, key: &str) {
+        if let Some(id) = self.by_key.remove(key) {
+            if let Some(item) = self.items.remove(&id) {
+                self.order.remove(&(item.transmits, Reverse(id)));
+            }
+        }
+    }
+
+    /// Whether an update about `key` is still being sent.
+    pub fn contains(&self, key: &str) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    /// Updates queued.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Nothing queued.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Append updates to `out` while it stays within `budget` bytes, counting
+    /// each as one transmission and retiring those sent `limit` times.
+    /// `sent` is called with the wire type code of each message appended.
+    pub fn fill(&mut self, out: &mut Vec<u8>, budget: usize, limit: u32, mut sent: impl FnMut(u8)) {
+        const SMALLEST_MESSAGE: usize = 4;
+        let mut chosen = Vec::new();
+        let mut room = budget.saturating_sub(out.len());
+        for &(transmits, Reverse(id)) in &self.order {
+            if room < SMALLEST_MESSAGE {
+                break;
+            }
+            let Some(item) = self.items.get(&id) else {
+                continue;
+            };
+            if item.bytes.len() <= room {
+                room -= item.bytes.len();
+                chosen.push((transmits, id));
+            }
+        }
+        for (transmits, id) in chosen {
+            self.order.remove(&(transmits, Reverse(id)));
+            let Some(item) = self.items.get_mut(&id) else {
+                continue;
+            };
+            out.extend_from_slice(&item.bytes);
+            sent(item.bytes[0]);
+            item.transmits += 1;
+            if item.transmits >= limit {
+                let key = item.key.clone();
+                self.items.remove(&id);
+                self.by_key.remove(&key);
+            } else {
+                self.order.insert((item.transmits, Reverse(id)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(tag: u8, len: usize) -> Vec<u8> {
+        let mut v = vec![tag; len];
+        v[0] = 5;
+        v
+    }
+
+    #[test]
+    fn newer_update_replaces_older_and_limit_retires() {
+        let mut q = BroadcastQueue::new();
+        q.push("a".into(), msg(1, 10));
+        q.push("a".into(), msg(2, 10));
+        assert_eq!(q.len(), 1);
+        let mut out = Vec::new();
+        q.fill(&mut out, 100, 2, |_| {});
+        assert_eq!(out[1], 2);
+        out.clear();
+        q.fill(&mut out, 100, 2, |_| {});
+        assert_eq!(out.len(), 10);
+        assert!(q.is_empty(), "retired after 2 transmits");
+    }
+
+    #[test]
+    fn fewest_sent_first_then_newest_and_budget_respected() {
+        let mut q = BroadcastQueue::new();
+        q.push("old".into(), msg(1, 40));
+        let mut out = Vec::new();
+        q.fill(&mut out, 100, 10, |_| {});
+        q.push("new1".into(), msg(2, 40));
+        q.push("new2".into(), msg(3, 40));
+        out.clear();
+        q.fill(&mut out, 100, 10, |_| {});
+        // Two fit: the unsent ones, newest first; the old one waits.
+        assert_eq!(out.len(), 80);
+        assert_eq!((out[1], out[41]), (3, 2));
+        out.clear();
+        q.fill(&mut out, 100, 10, |_| {});
+        assert_eq!((out[1], out[41]), (3, 2), "newest first among equals");
+        out.clear();
+        q.fill(&mut out, 100, 10, |_| {});
+        assert_eq!(out[1], 1, "the least-sent goes first");
+    }
+}

@@ -1,0 +1,248 @@
+//! Protocol configuration and its `lan`, `wan` and `local` profiles.
+//!
+//! The profiles start from memberlist's defaults so that comparisons with
+//! Serf are like for like; [`Config::validate`] rejects inconsistent values
+//! with an error that names the field.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::Error;
+
+/// Everything that tunes the protocol. Build one from a [`Profile`] and
+/// override fields as needed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Time between two probes of the probe round (scaled up by local health).
+    pub probe_interval: Duration,
+    /// How long to wait for a direct ack before asking others to probe.
+    pub probe_timeout: Duration,
+    /// Members asked to probe indirectly when a direct probe times out.
+    pub indirect_checks: usize,
+    /// Each update is retransmitted `retransmit_mult * ceil(log10(N+1))` times.
+    pub retransmit_mult: u32,
+    /// Minimum suspicion timeout is `suspicion_mult * max(1, log10 N) * probe_interval`.
+    pub suspicion_mult: u32,
+    /// Maximum suspicion timeout is `suspicion_max_mult` times the minimum.
+    pub suspicion_max_mult: u32,
+    /// Time between gossip ticks.
+    pub gossip_interval: Duration,
+    /// Members a gossip tick sends to.
+    pub gossip_nodes: usize,
+    /// How long dead members still receive gossip (so they can refute).
+    pub gossip_to_the_dead: Duration,
+    /// Base interval of full-state push-pull (scaled up with N); zero disables it.
+    pub push_pull_interval: Duration,
+    /// Local health awareness: the score ranges over `0..awareness_max`.
+    pub awareness_max: u32,
+    /// Largest datagram the core produces, in bytes (the driver subtracts its
+    /// own framing, e.g. encryption, before handing it in).
+    pub packet_size: usize,
+    /// Largest stream message accepted, in bytes.
+    pub max_stream_size: usize,
+    /// How long a dead or left member is kept as a tombstone before it is reclaimed.
+    pub tombstone_timeout: Duration,
+    /// Refute suspicions of the local node. Only a test turns this off, to
+    /// show the simulator's accuracy check can fail.
+    pub refute_suspicions: bool,
+}
+
+/// A named starting point for [`Config`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// A data-centre network (memberlist's `DefaultLANConfig`).
+    Lan,
+    /// Links between regions (memberlist's `DefaultWANConfig`).
+    Wan,
+    /// One machine or a very fast network (memberlist's `DefaultLocalConfig`).
+    Local,
+}
+
+impl FromStr for Profile {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "lan" => Ok(Profile::Lan),
+            "wan" => Ok(Profile::Wan),
+            "local" => Ok(Profile::Local),
+            other => Err(Error::InvalidConfig(format!(
+                "unknown profile {other:?}: expected lan, wan or local"
+            ))),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::lan()
+    }
+}
+
+impl Config {
+    /// The configuration of a profile.
+    pub fn profile(profile: Profile) -> Self {
+        match profile {
+            Profile::Lan => Config::lan(),
+            Profile::Wan => Config::wan(),
+            Profile::Local => Config::local(),
+        }
+    }
+
+    /// Data-centre defaults: probe 1 s / 500 ms, gossip 200 ms to 3, push-pull 30 s.
+    pub fn lan() -> Self {
+        Config {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_checks: 3,
+            retransmit_mult: 4,
+            suspicion_mult: 4,
+            suspicion_max_mult: 6,
+            gossip_interval: Duration::from_millis(200),
+            gossip_nodes: 3,
+            gossip_to_the_dead: Duration::from_secs(30),
+            push_pull_interval: Duration::from_secs(30),
+            awareness_max: 8,
+            packet_size: 1400,
+            max_stream_size: 16 << 20,
+            tombstone_timeout: Duration::from_secs(3600),
+            refute_suspicions: true,
+        }
+    }
+
+    /// Wide-area defaults: probe 5 s / 3 s, suspicion mult 6, gossip 500 ms to 4.
+    pub fn wan() -> Self {
+        Config {
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(3),
+            suspicion_mult: 6,
+            push_pull_interval: Duration::from_secs(60),
+            gossip_nodes: 4,
+            gossip_interval: Duration::from_millis(500),
+            gossip_to_the_dead: Duration::from_secs(60),
+            ..Config::lan()
+        }
+    }
+
+    /// Loopback defaults: probe 1 s / 200 ms, 1 indirect check, gossip 100 ms.
+    pub fn local() -> Self {
+        Config {
+            probe_timeout: Duration::from_millis(200),
+            indirect_checks: 1,
+            retransmit_mult: 2,
+            suspicion_mult: 3,
+            push_pull_interval: Duration::from_secs(15),
+            gossip_interval: Duration::from_millis(100),
+            gossip_to_the_dead: Duration::from_secs(15),
+            ..Config::lan()
+        }
+    }
+
+    /// Check the values are consistent; the error names the field to fix.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |msg: String| Err(Error::InvalidConfig(msg));
+        if self.probe_interval.is_zero() {
+            return bad("probe_interval must be greater than zero".into());
+        }
+        if self.probe_timeout.is_zero() || self.probe_timeout > self.probe_interval {
+            return bad(format!(
+                "probe_timeout ({:?}) must be greater than zero and at most probe_interval ({:?})",
+                self.probe_timeout, self.probe_interval
+            ));
+        }
+        if self.gossip_interval.is_zero() {
+            return bad("gossip_interval must be greater than zero".into());
+        }
+        if self.retransmit_mult == 0 {
+            return bad("retransmit_mult must be at least 1".into());
+        }
+        if self.suspicion_mult == 0 {
+            return bad("suspicion_mult must be at least 1".into());
+        }
+        if self.suspicion_max_mult < 1 {
+            return bad("suspicion_max_mult must be at least 1".into());
+        }
+        if self.awareness_max == 0 || self.awareness_max > 64 {
+            return bad(format!(
+                "awareness_max ({}) must be between 1 and 64",
+                self.awareness_max
+            ));
+        }
+        if self.packet_size < 512 || self.packet_size > 65_000 {
+            return bad(format!(
+                "packet_size ({}) must be between 512 and 65000 bytes",
+                self.packet_size
+            ));
+        }
+        if self.max_stream_size < self.packet_size {
+            return bad(format!(
+                "max_stream_size ({}) must be at least packet_size ({})",
+                self.max_stream_size, self.packet_size
+            ));
+        }
+        Ok(())
+    }
+
+    /// Retransmissions of one update in a cluster of `n` members.
+    pub fn retransmit_limit(&self, n: usize) -> u32 {
+        let scale = ((n as f64) + 1.0).log10().ceil().max(1.0) as u32;
+        self.retransmit_mult * scale
+    }
+
+    /// Minimum suspicion timeout in a cluster of `n` members.
+    pub fn suspicion_min(&self, n: usize) -> Duration {
+        let scale = (n.max(1) as f64).log10().max(1.0);
+        self.probe_interval
+            .mul_f64(self.suspicion_mult as f64 * scale)
+    }
+
+    /// Maximum suspicion timeout in a cluster of `n` members.
+    pub fn suspicion_max(&self, n: usize) -> Duration {
+        self.suspicion_min(n) * self.suspicion_max_mult
+    }
+
+    /// Push-pull interval in a cluster of `n` members: the base up to 32
+    /// members, then one more base interval per doubling (as memberlist does).
+    pub fn push_pull_interval_for(&self, n: usize) -> Duration {
+        const THRESHOLD: usize = 32;
+        if n <= THRESHOLD {
+            return self.push_pull_interval;
+        }
+        let mult = ((n as f64).log2() - (THRESHOLD as f64).log2()).ceil() + 1.0;
+        self.push_pull_interval.mul_f64(mult)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_validate() {
+        for p in [Profile::Lan, Profile::Wan, Profile::Local] {
+            Config::profile(p).validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn suspicion_bounds_match_memberlist() {
+        let c = Config::lan();
+        // memberlist: 4 * log10(16) * 1 s = 4.8 s
+        assert_eq!(c.suspicion_min(16).as_millis(), 4816);
+        assert_eq!(c.suspicion_min(5).as_secs(), 4);
+        assert_eq!(c.suspicion_max(16), c.suspicion_min(16) * 6);
+        assert_eq!(c.retransmit_limit(16), 8);
+        assert_eq!(c.retransmit_limit(9), 4);
+        assert_eq!(c.push_pull_interval_for(64).as_secs(), 60);
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let c = Config {
+            probe_timeout: Duration::from_secs(5),
+            ..Config::lan()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("probe_timeout"), "{err}");
+        assert!("mars".parse::<Profile>().is_err());
+    }
+}

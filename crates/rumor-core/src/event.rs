@@ -1,0 +1,38 @@
+//! Events the core reports to its driver through [`crate::Node::poll_event`].
+
+use crate::member::Member;
+
+/// What happened to a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemberEventKind {
+    /// A new member, or one that came back after dying or leaving.
+    Joined,
+    /// An alive member changed its tags or protocol range.
+    Updated,
+    /// A member missed its probes and is suspected.
+    Suspect,
+    /// A suspected member refuted the suspicion.
+    Alive,
+    /// A member was declared failed.
+    Failed,
+    /// A member left gracefully.
+    Left,
+    /// A dead or left member's tombstone was reclaimed.
+    Reaped,
+}
+
+/// Something the driver should know about.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A member's state changed; `member` is its state after the change.
+    Member {
+        /// What happened.
+        kind: MemberEventKind,
+        /// The member after the change.
+        member: Member,
+    },
+    /// The local node's leave announcement has been sent as often as the
+    /// retransmit budget asks (or there is nobody to tell): safe to stop.
+    LeaveComplete,
+}

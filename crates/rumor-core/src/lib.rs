@@ -1,0 +1,55 @@
+//! # rumor-core
+//!
+//! The rumor gossip protocol as a sans-IO state machine: SWIM membership and
+//! failure detection with the Lifeguard extensions, piggybacked
+//! dissemination, and push-pull anti-entropy. No sockets, clocks, threads or
+//! runtime: the driver (the `rumor` library, or the `rumor-sim` simulator)
+//! feeds packets and time in and carries packets, timers and events out.
+//!
+//! ```
+//! use rumor_core::{Config, Instant, Node};
+//! let addr = "127.0.0.1:7946".parse().unwrap();
+//! let mut node = Node::new("a", addr, Config::lan(), 42).unwrap();
+//! node.join(Instant::ZERO, &["127.0.0.1:7947".parse().unwrap()]);
+//! // The join handshake is a push-pull stream to the seed.
+//! let t = node.poll_transmit().unwrap();
+//! assert!(t.is_stream());
+//! ```
+
+pub mod awareness;
+pub mod broadcast;
+pub mod codec;
+pub mod config;
+pub mod event;
+pub mod member;
+pub mod message;
+pub mod node;
+pub mod stats;
+pub mod suspicion;
+pub mod time;
+
+pub use config::{Config, Profile};
+pub use event::{Event, MemberEventKind};
+pub use member::{Member, MemberState, Tags};
+pub use node::{Node, Transmit, TransmitKind};
+pub use stats::Stats;
+pub use time::Instant;
+
+/// Errors the core returns to its driver for bad commands or configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A configuration value is out of range; the message names it.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// A member name is empty or too long.
+    #[error("invalid member name: {0}")]
+    InvalidName(String),
+    /// Tags take more than [`member::MAX_TAGS_BYTES`] encoded.
+    #[error("tags take {size} bytes encoded, the limit is {limit}")]
+    TagsTooLarge {
+        /// Their encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+}

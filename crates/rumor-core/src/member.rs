@@ -1,0 +1,85 @@
+//! Members: identity, liveness state and tags of one node as others see it.
+//!
+//! Identity rules:
+//! - a member is known by its **name**; the name is unique in a cluster;
+//! - its **address** may change only while it is dead or left (a restart at
+//!   a new address); an alive claim of a live name from another address is a
+//!   conflict and is ignored (counted in [`crate::Stats::address_conflicts`]);
+//! - its **incarnation** only grows; a restarted node learns its old
+//!   incarnation from the cluster (push-pull on join) and refutes with a
+//!   higher one, so it comes back alive under a new incarnation.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Per-member key/value metadata, carried in alive messages.
+pub type Tags = BTreeMap<String, String>;
+
+/// The most bytes a member's tags may take encoded.
+pub const MAX_TAGS_BYTES: usize = 512;
+
+/// The longest member name, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Liveness of a member, in precedence order for equal incarnations:
+/// a later variant overrides an earlier one at the same incarnation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MemberState {
+    /// Answering probes.
+    Alive,
+    /// Missed a probe; declared dead unless it refutes in time.
+    Suspect,
+    /// Declared failed.
+    Dead,
+    /// Left the cluster gracefully.
+    Left,
+}
+
+impl MemberState {
+    /// Dead or left: no longer a member of the live cluster.
+    pub fn is_gone(self) -> bool {
+        matches!(self, MemberState::Dead | MemberState::Left)
+    }
+
+    /// The lowercase name used by the API and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Alive => "alive",
+            MemberState::Suspect => "suspect",
+            MemberState::Dead => "dead",
+            MemberState::Left => "left",
+        }
+    }
+}
+
+/// A snapshot of one member as the local node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Unique name in the cluster.
+    pub name: Arc<str>,
+    /// Address others dial (UDP and TCP).
+    pub addr: SocketAddr,
+    /// Version of this member's claims; only grows.
+    pub incarnation: u32,
+    /// Liveness.
+    pub state: MemberState,
+    /// Metadata.
+    pub tags: Arc<Tags>,
+    /// Protocol versions the member speaks, `(min, max)`.
+    pub protocol: (u8, u8),
+}
+
+/// Check a member name: non-empty, at most [`MAX_NAME_LEN`] bytes.
+pub fn validate_name(name: &str) -> Result<(), crate::Error> {
+    if name.is_empty() {
+        return Err(crate::Error::InvalidName("name is empty".into()));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(crate::Error::InvalidName(format!(
+            "name is {} bytes, the limit is {MAX_NAME_LEN}",
+            name.len()
+        )));
+    }
+    Ok(())
+}

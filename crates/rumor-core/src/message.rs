@@ -1,0 +1,169 @@
+//! The protocol's messages, independent of their encoding (see [`crate::codec`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::member::{MemberState, Tags};
+
+/// One protocol message. A datagram carries one or more (a compound packet);
+/// a stream carries exactly one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Are you alive? Answered with an [`Message::Ack`] of the same `seq`.
+    Ping {
+        /// Matches the ack to the probe.
+        seq: u32,
+        /// The name the sender believes lives at this address; a node
+        /// ignores pings meant for another name (a stale address).
+        target: Arc<str>,
+    },
+    /// The answer to a ping, or a relay forwarding the target's answer.
+    Ack {
+        /// The ping's sequence number.
+        seq: u32,
+    },
+    /// A relay's word that the target of a ping-req did not answer in time
+    /// (Lifeguard: tells the prober its own links are fine).
+    Nack {
+        /// The ping-req's sequence number.
+        seq: u32,
+    },
+    /// Please probe `target` for me and forward its ack (or a nack).
+    PingReq {
+        /// The requester's sequence number, used in the forwarded ack or nack.
+        seq: u32,
+        /// Name of the member to probe.
+        target: Arc<str>,
+        /// Its address.
+        target_addr: SocketAddr,
+    },
+    /// A member is alive at `incarnation`.
+    Alive(Alive),
+    /// `from` suspects member `name` at `incarnation`.
+    Suspect {
+        /// Incarnation the suspicion is about.
+        incarnation: u32,
+        /// The suspected member.
+        name: Arc<str>,
+        /// Who suspects it.
+        from: Arc<str>,
+    },
+    /// Member `name` is dead at `incarnation`; `from == name` means it left.
+    Dead {
+        /// Incarnation the declaration is about.
+        incarnation: u32,
+        /// The dead member.
+        name: Arc<str>,
+        /// Who declared it.
+        from: Arc<str>,
+    },
+    /// Full membership state, exchanged over a stream (anti-entropy, join).
+    PushPull(PushPull),
+}
+
+/// Body of an alive message: everything others need to know about a member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alive {
+    /// Incarnation of this claim.
+    pub incarnation: u32,
+    /// Member name.
+    pub name: Arc<str>,
+    /// Address to reach it.
+    pub addr: SocketAddr,
+    /// Protocol versions it speaks, `(min, max)`.
+    pub protocol: (u8, u8),
+    /// Its tags.
+    pub tags: Arc<Tags>,
+}
+
+/// A full-state exchange.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushPull {
+    /// Sent by a node joining the cluster.
+    pub join: bool,
+    /// This is the answer to a push-pull (not to be answered again).
+    pub reply: bool,
+    /// Every member the sender knows, itself included.
+    pub members: Vec<MemberRecord>,
+}
+
+/// One member's state in a push-pull.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRecord {
+    /// The member's alive claim (name, address, incarnation, protocol, tags).
+    pub alive: Alive,
+    /// Its state as the sender sees it.
+    pub state: MemberState,
+}
+
+/// Message type codes on the wire. New types get new codes; old nodes skip
+/// codes they do not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MessageType {
+    /// [`Message::Ping`]
+    Ping = 1,
+    /// [`Message::Ack`]
+    Ack = 2,
+    /// [`Message::Nack`]
+    Nack = 3,
+    /// [`Message::PingReq`]
+    PingReq = 4,
+    /// [`Message::Alive`]
+    Alive = 5,
+    /// [`Message::Suspect`]
+    Suspect = 6,
+    /// [`Message::Dead`]
+    Dead = 7,
+    /// [`Message::PushPull`]
+    PushPull = 8,
+}
+
+impl MessageType {
+    /// Every type, in code order.
+    pub const ALL: [MessageType; 8] = [
+        MessageType::Ping,
+        MessageType::Ack,
+        MessageType::Nack,
+        MessageType::PingReq,
+        MessageType::Alive,
+        MessageType::Suspect,
+        MessageType::Dead,
+        MessageType::PushPull,
+    ];
+
+    /// The type of a wire code, if known.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(code.wrapping_sub(1) as usize).copied()
+    }
+
+    /// Lowercase name, for metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Ping => "ping",
+            MessageType::Ack => "ack",
+            MessageType::Nack => "nack",
+            MessageType::PingReq => "ping_req",
+            MessageType::Alive => "alive",
+            MessageType::Suspect => "suspect",
+            MessageType::Dead => "dead",
+            MessageType::PushPull => "push_pull",
+        }
+    }
+}
+
+impl Message {
+    /// This message's wire type.
+    pub fn kind(&self) -> MessageType {
+        match self {
+            Message::Ping { .. } => MessageType::Ping,
+            Message::Ack { .. } => MessageType::Ack,
+            Message::Nack { .. } => MessageType::Nack,
+            Message::PingReq { .. } => MessageType::PingReq,
+            Message::Alive(_) => MessageType::Alive,
+            Message::Suspect { .. } => MessageType::Suspect,
+            Message::Dead { .. } => MessageType::Dead,
+            Message::PushPull(_) => MessageType::PushPull,
+        }
+    }
+}

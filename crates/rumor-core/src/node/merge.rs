@@ -1,0 +1,341 @@
+//! Applying claims about members: alive, suspect and dead messages, the
+//! push-pull merge, refutation of claims about this node, suspicion
+//! timeouts, and reclaiming tombstones.
+//!
+//! The rules (SWIM with memberlist's refinements):
+//! - an alive claim overrides only a lower incarnation (or a tombstone at
+//!   another address: a restart);
+//! - a suspect or dead claim overrides an alive member at the same or a
+//!   lower incarnation; dead and left are final for that incarnation;
+//! - claims about this node at its current incarnation or later are refuted
+//!   with a higher incarnation.
+
+use std::sync::Arc;
+
+use super::{alive_of, Entry, Node, Timer};
+use crate::codec;
+use crate::event::{Event, MemberEventKind};
+use crate::member::MemberState;
+use crate::message::{Alive, Message, PushPull};
+use crate::suspicion::Suspicion;
+use crate::time::Instant;
+
+impl Node {
+    /// Apply an alive claim; `gossip` re-broadcasts it when accepted.
+    pub(super) fn on_alive(&mut self, now: Instant, a: &Alive, gossip: bool) {
+        if a.name == self.name {
+            let me = self.local_entry();
+            let differs = a.addr != me.addr || a.tags != me.tags || a.protocol != me.protocol;
+            if a.incarnation > me.incarnation || (a.incarnation == me.incarnation && differs) {
+                self.refute(now, a.incarnation);
+            }
+            return;
+        }
+        let Some(i) = self.members.get_index_of(&a.name) else {
+            let index = self.members.len();
+            self.members.insert(
+                a.name.clone(),
+                Entry {
+                    addr: a.addr,
+                    incarnation: a.incarnation,
+                    state: MemberState::Alive,
+                    protocol: a.protocol,
+                    state_change: now,
+                    tags: a.tags.clone(),
+                },
+            );
+            self.live += 1;
+            self.add_to_probe_order(index);
+            self.emit(MemberEventKind::Joined, index);
+            if gossip {
+                self.broadcast(a.name.clone(), Message::Alive(a.clone()));
+            }
+            return;
+        };
+        let e = &self.members[i];
+        let restarted = e.state.is_gone() && a.addr != e.addr;
+        if a.addr != e.addr && !restarted {
+            self.stats.address_conflicts += 1;
+            return;
+        }
+        if a.incarnation <= e.incarnation && !restarted {
+            return;
+        }
+        let before = e.state;
+        let changed = a.tags != e.tags || a.protocol != e.protocol || a.addr != e.addr;
+        self.suspicions.remove(&a.name);
+        let e = &mut self.members[i];
+        e.incarnation = a.incarnation;
+        e.addr = a.addr;
+        e.tags = a.tags.clone();
+        e.protocol = a.protocol;
+        self.set_state(now, i, MemberState::Alive);
+        match before {
+            MemberState::Dead | MemberState::Left => self.emit(MemberEventKind::Joined, i),
+            MemberState::Suspect => self.emit(MemberEventKind::Alive, i),
+            MemberState::Alive if changed => self.emit(MemberEventKind::Updated, i),
+            MemberState::Alive => {}
+        }
+        if gossip {
+            self.broadcast(a.name.clone(), Message::Alive(a.clone()));
+        }
+    }
+
+    /// Apply `from`'s suspicion of `name` at `incarnation`.
+    pub(super) fn on_suspect(
+        &mut self,
+        now: Instant,
+        incarnation: u32,
+        name: Arc<str>,
+        from: Arc<str>,
+        gossip: bool,
+    ) {
+        let Some(i) = self.members.get_index_of(&name) else {
+            return;
+        };
+        let e = &self.members[i];
+        if incarnation < e.incarnation || e.state.is_gone() {
+            return;
+        }
+        if i == 0 {
+            if self.config.refute_suspicions && !self.leaving {
+                self.refute(now, incarnation);
+            }
+            return;
+        }
+        let msg = Message::Suspect {
+            incarnation,
+            name: name.clone(),
+            from: from.clone(),
+        };
+        if e.state == MemberState::Suspect {
+            // Lifeguard: an independent confirmation shortens the timeout.
+            if let Some(s) = self.suspicions.get_mut(&name) {
+                if s.confirm(from) {
+                    let deadline = s.deadline();
+                    self.set_timer(deadline, Timer::Suspicion(name.clone()));
+                    if gossip {
+                        self.broadcast(name, msg);
+                    }
+                }
+            }
+            return;
+        }
+        let n = self.live;
+        let expected = self.config.suspicion_mult.saturating_sub(2);
+        let expected = if (n as u32).saturating_sub(2) < expected {
+            0
+        } else {
+            expected
+        };
+        let s = Suspicion::new(
+            now,
+            from,
+            self.config.suspicion_min(n),
+            self.config.suspicion_max(n),
+            expected,
+        );
+        self.set_timer(s.deadline(), Timer::Suspicion(name.clone()));
+        self.suspicions.insert(name.clone(), s);
+        self.members[i].incarnation = incarnation;
+        self.set_state(now, i, MemberState::Suspect);
+        self.emit(MemberEventKind::Suspect, i);
+        if gossip {
+            self.broadcast(name, msg);
+        }
+    }
+
+    /// Apply `from`'s declaration that `name` is dead (left, if `from == name`).
+    pub(super) fn on_dead(
+        &mut self,
+        now: Instant,
+        incarnation: u32,
+        name: Arc<str>,
+        from: Arc<str>,
+        gossip: bool,
+    ) {
+        let Some(i) = self.members.get_index_of(&name) else {
+            return;
+        };
+        let e = &self.members[i];
+        if incarnation < e.incarnation || e.state.is_gone() {
+            return;
+        }
+        if i == 0 && !self.leaving {
+            self.refute(now, incarnation);
+            return;
+        }
+        let left = from == name;
+        self.suspicions.remove(&name);
+        self.members[i].incarnation = incarnation;
+        let state = if left {
+            MemberState::Left
+        } else {
+            MemberState::Dead
+        };
+        self.set_state(now, i, state);
+        if i != 0 {
+            if left {
+                self.stats.leaves += 1;
+                self.emit(MemberEventKind::Left, i);
+            } else {
+                self.stats.deaths += 1;
+                self.emit(MemberEventKind::Failed, i);
+            }
+        }
+        if gossip {
+            let msg = Message::Dead {
+                incarnation,
+                name: name.clone(),
+                from,
+            };
+            self.broadcast(name, msg);
+        }
+    }
+
+    /// A suspicion timer fired: declare the member dead if it is still due.
+    pub(super) fn suspicion_timeout(&mut self, now: Instant, name: Arc<str>) {
+        let Some(s) = self.suspicions.get(&name) else {
+            return;
+        };
+        if s.deadline() > now {
+            return; // a stale timer; a later one is set
+        }
+        let Some(e) = self.members.get(&name) else {
+            return;
+        };
+        if e.state != MemberState::Suspect {
+            return;
+        }
+        let incarnation = e.incarnation;
+        let me = self.name.clone();
+        self.on_dead(now, incarnation, name, me, true);
+    }
+
+    /// Merge a peer's full state. Records are applied like messages but not
+    /// re-gossiped (anti-entropy repairs; rumors spread news), except the
+    /// sender's own record: a join must spread.
+    pub(super) fn merge_push_pull(&mut self, now: Instant, pp: &PushPull) {
+        let sender = pp
+            .members
+            .iter()
+            .find(|r| r.alive.name != self.name && r.state == MemberState::Alive);
+        let sender_name = if pp.join {
+            sender.map(|r| r.alive.name.clone())
+        } else {
+            None
+        };
+        for r in &pp.members {
+            let a = &r.alive;
+            let gossip = sender_name.as_deref() == Some(&*a.name);
+            let known = self.members.contains_key(&a.name);
+            match r.state {
+                MemberState::Alive => self.on_alive(now, a, gossip),
+                // A remote suspicion or death is only a suspicion here.
+                MemberState::Suspect | MemberState::Dead if known => {
+                    let me = self.name.clone();
+                    self.on_suspect(now, a.incarnation, a.name.clone(), me, false)
+                }
+                MemberState::Suspect | MemberState::Dead => {}
+                MemberState::Left => {
+                    if !known {
+                        continue;
+                    }
+                    self.on_dead(now, a.incarnation, a.name.clone(), a.name.clone(), false)
+                }
+            }
+        }
+    }
+
+    /// Claim a higher incarnation than `accused` and announce it.
+    fn refute(&mut self, now: Instant, accused: u32) {
+        self.stats.refutations += 1;
+        self.awareness.apply(1);
+        let e = &mut self.members[0];
+        e.incarnation = e.incarnation.max(accused);
+        self.bump_incarnation(now);
+    }
+
+    /// Take the next incarnation and announce this node alive under it.
+    pub(super) fn bump_incarnation(&mut self, now: Instant) {
+        let e = &mut self.members[0];
+        e.incarnation = e.incarnation.saturating_add(1);
+        self.set_state(now, 0, MemberState::Alive);
+        self.gossip_own_alive();
+    }
+
+    pub(super) fn gossip_own_alive(&mut self) {
+        let a = alive_of(&self.name, self.local_entry());
+        self.broadcast(self.name.clone(), Message::Alive(a));
+    }
+
+    /// Queue `msg` about `key` for piggybacking.
+    fn broadcast(&mut self, key: Arc<str>, msg: Message) {
+        let mut bytes = Vec::with_capacity(48);
+        codec::encode_message(&msg, &mut bytes);
+        self.broadcasts.push(key, bytes);
+    }
+
+    /// Change member `i`'s state, keeping the live count and tombstones.
+    fn set_state(&mut self, now: Instant, i: usize, state: MemberState) {
+        let e = &mut self.members[i];
+        let before = e.state;
+        if before == state {
+            return;
+        }
+        e.state = state;
+        e.state_change = now;
+        match (before.is_gone(), state.is_gone()) {
+            (false, true) => {
+                self.live -= 1;
+                let name = self.members.get_index(i).map(|(n, _)| n.clone());
+                if let Some(name) = name.filter(|_| i != 0) {
+                    self.tombstones.push_back((now, name));
+                }
+            }
+            (true, false) => self.live += 1,
+            _ => {}
+        }
+    }
+
+    /// Forget members dead or left for longer than the tombstone timeout.
+    pub(super) fn reap(&mut self, now: Instant) {
+        let timeout = self.config.tombstone_timeout;
+        while let Some((at, _)) = self.tombstones.front() {
+            if now.saturating_since(*at) < timeout {
+                break;
+            }
+            let Some((at, name)) = self.tombstones.pop_front() else {
+                break;
+            };
+            let Some(i) = self.members.get_index_of(&name) else {
+                continue;
+            };
+            let e = &self.members[i];
+            if !e.state.is_gone() || e.state_change != at {
+                continue; // came back, or went again later: a newer tombstone exists
+            }
+            self.emit(MemberEventKind::Reaped, i);
+            let last = self.members.len() - 1;
+            self.members.swap_remove_index(i);
+            self.suspicions.remove(&name);
+            // Keep probe indices valid: the last member moved into slot i.
+            let mut pos = self.probe_pos;
+            let mut order = Vec::with_capacity(self.probe_order.len());
+            for (p, &x) in self.probe_order.iter().enumerate() {
+                match x as usize {
+                    x if x == i => pos -= usize::from(p < self.probe_pos),
+                    x if x == last => order.push(i as u32),
+                    _ => order.push(x),
+                }
+            }
+            self.probe_order = order;
+            self.probe_pos = pos;
+        }
+    }
+
+    fn emit(&mut self, kind: MemberEventKind, i: usize) {
+        let member = self.member_at(i);
+        self.events.push_back(Event::Member { kind, member });
+    }
+}

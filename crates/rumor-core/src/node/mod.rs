@@ -1,0 +1,592 @@
+//! The per-node protocol state machine and its sans-IO API.
+//!
+//! Packets and time go in ([`Node::handle_datagram`], [`Node::handle_stream`],
+//! [`Node::handle_timeout`]); packets, timers and events come out
+//! ([`Node::poll_transmit`], [`Node::poll_timeout`], [`Node::poll_event`]).
+//! The submodules own one concern each: `probe` the SWIM failure detector,
+//! `merge` the rules for applying alive/suspect/dead claims.
+
+mod merge;
+mod probe;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::awareness::Awareness;
+use crate::broadcast::BroadcastQueue;
+use crate::codec::{self, DecodeError, PROTOCOL_MAX, PROTOCOL_MIN};
+use crate::config::Config;
+use crate::event::Event;
+use crate::member::{validate_name, Member, MemberState, Tags, MAX_TAGS_BYTES};
+use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull};
+use crate::stats::Stats;
+use crate::suspicion::Suspicion;
+use crate::time::Instant;
+use crate::Error;
+
+use probe::{Probe, Relay};
+
+/// How a [`Transmit`] travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransmitKind {
+    /// One UDP datagram, at most `Config::packet_size` bytes.
+    Datagram,
+    /// A request over a stream (TCP). The peer's answer, if any, is handed
+    /// back to this node with [`Node::handle_stream`].
+    Stream,
+}
+
+/// Bytes the driver must send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub to: SocketAddr,
+    /// Datagram or stream.
+    pub kind: TransmitKind,
+    /// The encoded packet.
+    pub payload: Vec<u8>,
+}
+
+impl Transmit {
+    /// Whether this goes over a stream.
+    pub fn is_stream(&self) -> bool {
+        self.kind == TransmitKind::Stream
+    }
+}
+
+/// Timers the node sets for itself.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    ProbeTick,
+    /// The direct ping of probe `seq` timed out: ask relays.
+    ProbeTimeout(u32),
+    /// The relay probe `seq` got no ack: send the requester a nack.
+    RelayTimeout(u32),
+    /// A suspicion of this member may have expired.
+    Suspicion(Arc<str>),
+    GossipTick,
+    PushPullTick,
+}
+
+/// What the node knows of one member besides its name.
+#[derive(Clone, Debug)]
+struct Entry {
+    addr: SocketAddr,
+    incarnation: u32,
+    state: MemberState,
+    protocol: (u8, u8),
+    state_change: Instant,
+    tags: Arc<Tags>,
+}
+
+/// One node of the cluster: the whole protocol, without I/O.
+pub struct Node {
+    config: Config,
+    name: Arc<str>,
+    rng: Xoshiro256PlusPlus,
+    /// Every known member, this node included, by name.
+    members: IndexMap<Arc<str>, Entry>,
+    /// Members alive or suspect, this node included.
+    live: usize,
+    /// Indices into `members` in probe order, and the next position.
+    probe_order: Vec<u32>,
+    probe_pos: usize,
+    probe: Option<Probe>,
+    relays: HashMap<u32, Relay>,
+    next_seq: u32,
+    suspicions: HashMap<Arc<str>, Suspicion>,
+    /// Dead or left members in the order they went, for reclaiming.
+    tombstones: VecDeque<(Instant, Arc<str>)>,
+    awareness: Awareness,
+    broadcasts: BroadcastQueue,
+    timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
+    timer_seq: u64,
+    started: bool,
+    leaving: bool,
+    leave_pending: bool,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: Stats,
+}
+
+impl Node {
+    /// A node called `name`, reachable at `addr`, with its RNG seeded by `seed`.
+    pub fn new(name: &str, addr: SocketAddr, config: Config, seed: u64) -> Result<Self, Error> {
+        validate_name(name)?;
+        config.validate()?;
+        let name: Arc<str> = Arc::from(name);
+        let mut members = IndexMap::new();
+        members.insert(
+            name.clone(),
+            Entry {
+                addr,
+                incarnation: 1,
+                state: MemberState::Alive,
+                protocol: (PROTOCOL_MIN, PROTOCOL_MAX),
+                state_change: Instant::ZERO,
+                tags: Arc::default(),
+            },
+        );
+        Ok(Node {
+            awareness: Awareness::new(config.awareness_max),
+            config,
+            name,
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+            members,
+            live: 1,
+            probe_order: Vec::new(),
+            probe_pos: 0,
+            probe: None,
+            relays: HashMap::new(),
+            next_seq: 0,
+            suspicions: HashMap::new(),
+            tombstones: VecDeque::new(),
+            broadcasts: BroadcastQueue::new(),
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            started: false,
+            leaving: false,
+            leave_pending: false,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        })
+    }
+
+    // ----- commands -----
+
+    /// Join the cluster through `seeds`: a push-pull handshake with each.
+    /// Also rejoins after [`Node::leave`], under a higher incarnation.
+    pub fn join(&mut self, now: Instant, seeds: &[SocketAddr]) {
+        self.start(now);
+        if self.leaving {
+            self.leaving = false;
+            self.leave_pending = false;
+            self.bump_incarnation(now);
+        }
+        let own = self.local_entry().addr;
+        let request = codec::encode_packet(&Message::PushPull(self.push_pull(true, false)));
+        for &seed in seeds.iter().filter(|&&s| s != own) {
+            self.send_stream(seed, request.clone());
+        }
+    }
+
+    /// Leave gracefully: announce it, stop probing, and report
+    /// [`Event::LeaveComplete`] once the announcement has been sent enough.
+    pub fn leave(&mut self, now: Instant) {
+        self.start(now);
+        if self.leaving {
+            return;
+        }
+        self.leaving = true;
+        let incarnation = self.local_entry().incarnation;
+        let name = self.name.clone();
+        self.on_dead(now, incarnation, name.clone(), name, true);
+        self.leave_pending = true;
+        self.check_leave_complete();
+    }
+
+    /// Replace this node's tags, announcing them under a new incarnation.
+    pub fn set_tags(&mut self, now: Instant, tags: Tags) -> Result<(), Error> {
+        let size = codec::tags_encoded_len(&tags);
+        if size > MAX_TAGS_BYTES {
+            return Err(Error::TagsTooLarge {
+                size,
+                limit: MAX_TAGS_BYTES,
+            });
+        }
+        self.start(now);
+        let name = self.name.clone();
+        if let Some(e) = self.members.get_mut(&name) {
+            e.tags = Arc::new(tags);
+        }
+        self.bump_incarnation(now);
+        Ok(())
+    }
+
+    // ----- input -----
+
+    /// A datagram arrived from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.start(now);
+        self.stats.packets_in += 1;
+        self.stats.bytes_in += bytes.len() as u64;
+        let Some(decoded) = self.decode(bytes) else {
+            return;
+        };
+        for msg in decoded {
+            self.handle_message(now, from, msg);
+        }
+    }
+
+    /// A stream message arrived from `from` (a request, or the answer to one
+    /// of ours). Returns the answer to write back on the same stream, if any.
+    pub fn handle_stream(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Option<Vec<u8>> {
+        self.start(now);
+        self.stats.streams_in += 1;
+        if bytes.len() > self.config.max_stream_size {
+            self.stats.oversize_streams += 1;
+            return None;
+        }
+        let mut reply = None;
+        for msg in self.decode(bytes)? {
+            if let Message::PushPull(pp) = msg {
+                self.stats.count_in(MessageType::PushPull);
+                self.merge_push_pull(now, &pp);
+                if !pp.reply {
+                    self.stats.streams_out += 1;
+                    self.stats.count_out(MessageType::PushPull);
+                    reply = Some(codec::encode_packet(&Message::PushPull(
+                        self.push_pull(false, true),
+                    )));
+                }
+            } else {
+                self.handle_message(now, from, msg);
+            }
+        }
+        reply
+    }
+
+    /// Run the timers that are due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.start(now);
+        while let Some(Reverse((at, _, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, _, timer))) = self.timers.pop() else {
+                break;
+            };
+            match timer {
+                Timer::ProbeTick => self.probe_tick(now),
+                Timer::ProbeTimeout(seq) => self.probe_timeout(now, seq),
+                Timer::RelayTimeout(seq) => self.relay_timeout(seq),
+                Timer::Suspicion(name) => self.suspicion_timeout(now, name),
+                Timer::GossipTick => self.gossip_tick(now),
+                Timer::PushPullTick => self.push_pull_tick(now),
+            }
+        }
+    }
+
+    // ----- output -----
+
+    /// The next packet to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event to report.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    // ----- queries -----
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This node as the cluster sees it.
+    pub fn local(&self) -> Member {
+        self.member_at(0)
+    }
+
+    /// A member by name.
+    pub fn member(&self, name: &str) -> Option<Member> {
+        self.members.get_index_of(name).map(|i| self.member_at(i))
+    }
+
+    /// Every known member (this node and tombstones included).
+    pub fn members(&self) -> impl Iterator<Item = Member> + '_ {
+        (0..self.members.len()).map(|i| self.member_at(i))
+    }
+
+    /// Known members, this node and tombstones included.
+    pub fn num_members(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Members alive or suspect, this node included.
+    pub fn num_live(&self) -> usize {
+        self.live
+    }
+
+    /// The local health score (0 is healthy).
+    pub fn awareness(&self) -> u32 {
+        self.awareness.score()
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether [`Node::leave`] was called (and no join since).
+    pub fn is_leaving(&self) -> bool {
+        self.leaving
+    }
+
+    // ----- internals shared by the submodules -----
+
+    fn start(&mut self, now: Instant) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        if let Some(e) = self.members.get_mut(&self.name) {
+            e.state_change = now;
+        }
+        self.gossip_own_alive();
+        let probe = self.jitter(self.config.probe_interval);
+        let gossip = self.jitter(self.config.gossip_interval);
+        let push_pull = self.jitter(self.config.push_pull_interval);
+        self.set_timer(now + probe, Timer::ProbeTick);
+        self.set_timer(now + gossip, Timer::GossipTick);
+        if !self.config.push_pull_interval.is_zero() {
+            self.set_timer(now + push_pull, Timer::PushPullTick);
+        }
+    }
+
+    fn jitter(&mut self, max: std::time::Duration) -> std::time::Duration {
+        let micros = max.as_micros() as u64;
+        std::time::Duration::from_micros(if micros == 0 {
+            0
+        } else {
+            self.rng.random_range(0..micros)
+        })
+    }
+
+    fn set_timer(&mut self, at: Instant, timer: Timer) {
+        self.timer_seq += 1;
+        self.timers.push(Reverse((at, self.timer_seq, timer)));
+    }
+
+    fn decode(&mut self, bytes: &[u8]) -> Option<Vec<Message>> {
+        match codec::decode(bytes) {
+            Ok(d) => {
+                self.stats.unknown_messages += u64::from(d.unknown);
+                Some(d.messages)
+            }
+            Err(DecodeError::UnsupportedVersion(_)) => {
+                self.stats.unsupported_version += 1;
+                None
+            }
+            Err(_) => {
+                self.stats.decode_errors += 1;
+                None
+            }
+        }
+    }
+
+    fn handle_message(&mut self, now: Instant, from: SocketAddr, msg: Message) {
+        self.stats.count_in(msg.kind());
+        match msg {
+            Message::Ping { seq, target } => self.on_ping(from, seq, &target),
+            Message::Ack { seq } => self.on_ack(seq),
+            Message::Nack { seq } => self.on_nack(seq),
+            Message::PingReq {
+                seq,
+                target,
+                target_addr,
+            } => self.on_ping_req(now, from, seq, target, target_addr),
+            Message::Alive(a) => self.on_alive(now, &a, true),
+            Message::Suspect {
+                incarnation,
+                name,
+                from,
+            } => self.on_suspect(now, incarnation, name, from, true),
+            Message::Dead {
+                incarnation,
+                name,
+                from,
+            } => self.on_dead(now, incarnation, name, from, true),
+            Message::PushPull(pp) => self.merge_push_pull(now, &pp),
+        }
+    }
+
+    /// Send `first` to `to` in one datagram, with as many queued updates as fit.
+    fn send_packet(&mut self, to: SocketAddr, first: &[Message]) {
+        let mut buf = Vec::with_capacity(self.config.packet_size);
+        codec::begin_packet(&mut buf);
+        for msg in first {
+            codec::encode_message(msg, &mut buf);
+            self.stats.count_out(msg.kind());
+        }
+        self.piggyback(&mut buf);
+        self.push_datagram(to, buf);
+    }
+
+    /// Fill `buf` with queued updates up to the packet size.
+    fn piggyback(&mut self, buf: &mut Vec<u8>) {
+        let limit = self.config.retransmit_limit(self.live);
+        let stats = &mut self.stats;
+        self.broadcasts
+            .fill(buf, self.config.packet_size, limit, |code| {
+                if let Some(kind) = MessageType::from_code(code) {
+                    stats.count_out(kind);
+                }
+            });
+        self.check_leave_complete();
+    }
+
+    fn push_datagram(&mut self, to: SocketAddr, payload: Vec<u8>) {
+        self.stats.packets_out += 1;
+        self.stats.bytes_out += payload.len() as u64;
+        self.transmits.push_back(Transmit {
+            to,
+            kind: TransmitKind::Datagram,
+            payload,
+        });
+    }
+
+    fn send_stream(&mut self, to: SocketAddr, payload: Vec<u8>) {
+        self.stats.streams_out += 1;
+        self.stats.count_out(MessageType::PushPull);
+        self.transmits.push_back(Transmit {
+            to,
+            kind: TransmitKind::Stream,
+            payload,
+        });
+    }
+
+    fn gossip_tick(&mut self, now: Instant) {
+        let interval = self.config.gossip_interval;
+        self.set_timer(now + interval, Timer::GossipTick);
+        self.reap(now);
+        if self.broadcasts.is_empty() {
+            return;
+        }
+        let dead_window = self.config.gossip_to_the_dead;
+        let targets = self.random_members(self.config.gossip_nodes, |e| match e.state {
+            MemberState::Alive | MemberState::Suspect => true,
+            MemberState::Dead => now.saturating_since(e.state_change) < dead_window,
+            MemberState::Left => false,
+        });
+        for i in targets {
+            if self.broadcasts.is_empty() {
+                break;
+            }
+            let to = self.members[i].addr;
+            self.send_packet(to, &[]);
+        }
+    }
+
+    fn push_pull_tick(&mut self, now: Instant) {
+        let interval = self.config.push_pull_interval_for(self.live);
+        self.set_timer(now + interval, Timer::PushPullTick);
+        if self.leaving {
+            return;
+        }
+        if let Some(&i) = self
+            .random_members(1, |e| e.state == MemberState::Alive)
+            .first()
+        {
+            let to = self.members[i].addr;
+            let payload = codec::encode_packet(&Message::PushPull(self.push_pull(false, false)));
+            self.send_stream(to, payload);
+        }
+    }
+
+    /// This node's full view, for a push-pull.
+    fn push_pull(&self, join: bool, reply: bool) -> PushPull {
+        PushPull {
+            join,
+            reply,
+            members: self
+                .members
+                .iter()
+                .map(|(name, e)| MemberRecord {
+                    alive: alive_of(name, e),
+                    state: e.state,
+                })
+                .collect(),
+        }
+    }
+
+    /// Up to `k` distinct random members other than this node that pass `keep`.
+    fn random_members(&mut self, k: usize, keep: impl Fn(&Entry) -> bool) -> Vec<usize> {
+        let n = self.members.len();
+        let mut chosen: Vec<usize> = Vec::with_capacity(k);
+        if n <= 1 || k == 0 {
+            return chosen;
+        }
+        // Random tries first (cheap in large clusters), then a scan so that
+        // a few eligible members among many gone ones are still found.
+        for _ in 0..3 * n.min(64) {
+            if chosen.len() == k {
+                return chosen;
+            }
+            let i = self.rng.random_range(1..n);
+            if !chosen.contains(&i) && keep(&self.members[i]) {
+                chosen.push(i);
+            }
+        }
+        let start = self.rng.random_range(1..n);
+        for off in 0..n - 1 {
+            if chosen.len() == k {
+                break;
+            }
+            let i = 1 + (start - 1 + off) % (n - 1);
+            if !chosen.contains(&i) && keep(&self.members[i]) {
+                chosen.push(i);
+            }
+        }
+        chosen
+    }
+
+    fn check_leave_complete(&mut self) {
+        if self.leave_pending && (!self.broadcasts.contains(&self.name) || self.live <= 1) {
+            self.leave_pending = false;
+            self.events.push_back(Event::LeaveComplete);
+        }
+    }
+
+    fn local_entry(&self) -> &Entry {
+        &self.members[0]
+    }
+
+    fn member_at(&self, i: usize) -> Member {
+        let (name, e) = self.members.get_index(i).expect("index in range");
+        Member {
+            name: name.clone(),
+            addr: e.addr,
+            incarnation: e.incarnation,
+            state: e.state,
+            tags: e.tags.clone(),
+            protocol: e.protocol,
+        }
+    }
+}
+
+/// The alive claim describing `e`.
+fn alive_of(name: &Arc<str>, e: &Entry) -> Alive {
+    Alive {
+        incarnation: e.incarnation,
+        name: name.clone(),
+        addr: e.addr,
+        protocol: e.protocol,
+        tags: e.tags.clone(),
+    }
+}

@@ -1,0 +1,62 @@
+//! Counters the core keeps so its driver can export them as metrics.
+
+use crate::message::MessageType;
+
+/// Monotonic counters of what the node did and what it dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams received.
+    pub packets_in: u64,
+    /// Datagrams produced.
+    pub packets_out: u64,
+    /// Bytes of datagrams received.
+    pub bytes_in: u64,
+    /// Bytes of datagrams produced.
+    pub bytes_out: u64,
+    /// Stream messages received.
+    pub streams_in: u64,
+    /// Stream messages produced.
+    pub streams_out: u64,
+    /// Messages received, by [`MessageType`] code - 1.
+    pub messages_in: [u64; MessageType::ALL.len()],
+    /// Messages sent, by [`MessageType`] code - 1 (piggybacked ones included).
+    pub messages_out: [u64; MessageType::ALL.len()],
+    /// Packets or streams that could not be decoded (dropped).
+    pub decode_errors: u64,
+    /// Packets or streams of a protocol version this build does not speak (dropped).
+    pub unsupported_version: u64,
+    /// Messages of unknown type (skipped).
+    pub unknown_messages: u64,
+    /// Stream messages over `max_stream_size` (dropped).
+    pub oversize_streams: u64,
+    /// Probes started.
+    pub probes: u64,
+    /// Probes that got an ack.
+    pub probe_acks: u64,
+    /// Nacks received from relays.
+    pub nacks: u64,
+    /// Ping-reqs sent to relays.
+    pub indirect_probes: u64,
+    /// Members this node began to suspect.
+    pub suspicions: u64,
+    /// Times this node refuted a suspicion or death of itself.
+    pub refutations: u64,
+    /// Members declared dead (by anyone) as seen here.
+    pub deaths: u64,
+    /// Members that left, as seen here.
+    pub leaves: u64,
+    /// Alive claims of a live name from a different address (ignored).
+    pub address_conflicts: u64,
+    /// Pings addressed to another name (ignored).
+    pub misdirected_pings: u64,
+}
+
+impl Stats {
+    pub(crate) fn count_in(&mut self, kind: MessageType) {
+        self.messages_in[kind as usize - 1] += 1;
+    }
+
+    pub(crate) fn count_out(&mut self, kind: MessageType) {
+        self.messages_out[kind as usize - 1] += 1;
+    }
+}
