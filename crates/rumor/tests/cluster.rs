@@ -30,7 +30,7 @@ async fn ten_nodes_converge_then_report_a_failure_and_a_leave() {
     // n9 stops without leaving: everyone else must find it failed.
     let crashed = nodes.pop().expect("ten nodes");
     crashed.shutdown().await.expect("shutdown");
-    wait_until("every node reports n9 failed", || async {
+    let ok = try_wait_until(|| async {
         for n in &nodes {
             if state_of(n, "n9").await != Some(MemberState::Dead) {
                 return false;
@@ -39,6 +39,11 @@ async fn ten_nodes_converge_then_report_a_failure_and_a_leave() {
         true
     })
     .await;
+    assert!(
+        ok,
+        "not every node reports n9 failed: {}",
+        views(&nodes, "n9").await
+    );
     for (i, rx) in subs.iter_mut().enumerate().take(9) {
         let events = drain(rx);
         assert!(
@@ -55,7 +60,7 @@ async fn ten_nodes_converge_then_report_a_failure_and_a_leave() {
         .await
         .expect("leave completes");
     leaver.shutdown().await.expect("shutdown");
-    wait_until("every node reports n8 left", || async {
+    let ok = try_wait_until(|| async {
         for n in &nodes {
             if state_of(n, "n8").await != Some(MemberState::Left) {
                 return false;
@@ -64,6 +69,11 @@ async fn ten_nodes_converge_then_report_a_failure_and_a_leave() {
         true
     })
     .await;
+    assert!(
+        ok,
+        "not every node reports n8 left: {}",
+        views(&nodes, "n8").await
+    );
     for (i, rx) in subs.iter_mut().enumerate().take(8) {
         let events = drain(rx);
         assert!(

@@ -20,6 +20,10 @@ pub fn fast_config() -> Config {
         probe_timeout: Duration::from_millis(150),
         gossip_interval: Duration::from_millis(60),
         push_pull_interval: Duration::from_secs(3),
+        // The local profile's 2 lets a leave announcement die out before it
+        // reaches everyone (then the leaver is found dead instead, and the
+        // core never turns dead into left): use the LAN value.
+        retransmit_mult: 4,
         ..Config::local()
     }
 }
@@ -40,7 +44,18 @@ pub fn loopback() -> SocketAddr {
 }
 
 /// Poll `check` every 50 ms until it holds; panic naming `what` after [`DEADLINE`].
-pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+pub async fn wait_until<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    if !try_wait_until(check).await {
+        panic!("timed out after {DEADLINE:?} waiting for: {what}");
+    }
+}
+
+/// Poll `check` every 50 ms until it holds (true) or [`DEADLINE`] passes (false).
+pub async fn try_wait_until<F, Fut>(mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -48,13 +63,27 @@ where
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         if check().await {
-            return;
+            return true;
         }
         if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {DEADLINE:?} waiting for: {what}");
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Each node's view of member `name`, for failure messages.
+pub async fn views(nodes: &[Node], name: &str) -> String {
+    let mut out = String::new();
+    for n in nodes {
+        let m = n
+            .members()
+            .await
+            .ok()
+            .and_then(|ms| ms.into_iter().find(|m| &*m.name == name));
+        out += &format!("{}: {:?}; ", n.name(), m.map(|m| (m.state, m.incarnation)));
+    }
+    out
 }
 
 /// Names of the members `node` sees alive.
