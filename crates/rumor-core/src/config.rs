@@ -42,6 +42,9 @@ pub struct Config {
     pub max_stream_size: usize,
     /// How long a dead or left member is kept as a tombstone before it is reclaimed.
     pub tombstone_timeout: Duration,
+    /// How often to try a push-pull with one random dead member, so that
+    /// both sides of a healed partition find each other again; zero disables it.
+    pub reconnect_interval: Duration,
     /// Refute suspicions of the local node. Only a test turns this off, to
     /// show the simulator's accuracy check can fail.
     pub refute_suspicions: bool,
@@ -105,6 +108,7 @@ impl Config {
             packet_size: 1400,
             max_stream_size: 16 << 20,
             tombstone_timeout: Duration::from_secs(3600),
+            reconnect_interval: Duration::from_secs(10),
             refute_suspicions: true,
         }
     }

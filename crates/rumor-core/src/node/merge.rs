@@ -212,37 +212,27 @@ impl Node {
         self.on_dead(now, incarnation, name, me, true);
     }
 
-    /// Merge a peer's full state. Records are applied like messages but not
-    /// re-gossiped (anti-entropy repairs; rumors spread news), except the
-    /// sender's own record: a join must spread.
+    /// Merge a peer's full state. Records are applied like gossip, and what
+    /// is accepted is news here and so re-gossiped: a node that learns a
+    /// member by push-pull must spread it too, or a join storm leaves most
+    /// nodes knowing members they never pass on.
     pub(super) fn merge_push_pull(&mut self, now: Instant, pp: &PushPull) {
-        let sender = pp
-            .members
-            .iter()
-            .find(|r| r.alive.name != self.name && r.state == MemberState::Alive);
-        let sender_name = if pp.join {
-            sender.map(|r| r.alive.name.clone())
-        } else {
-            None
-        };
         for r in &pp.members {
             let a = &r.alive;
-            let gossip = sender_name.as_deref() == Some(&*a.name);
             let known = self.members.contains_key(&a.name);
             match r.state {
-                MemberState::Alive => self.on_alive(now, a, gossip),
-                // A remote suspicion or death is only a suspicion here.
+                MemberState::Alive => self.on_alive(now, a, true),
+                // A remote suspicion or death is only a suspicion here: this
+                // node has not seen the member fail itself.
                 MemberState::Suspect | MemberState::Dead if known => {
                     let me = self.name.clone();
-                    self.on_suspect(now, a.incarnation, a.name.clone(), me, false)
+                    self.on_suspect(now, a.incarnation, a.name.clone(), me, true)
                 }
-                MemberState::Suspect | MemberState::Dead => {}
-                MemberState::Left => {
-                    if !known {
-                        continue;
-                    }
-                    self.on_dead(now, a.incarnation, a.name.clone(), a.name.clone(), false)
+                MemberState::Left if known => {
+                    self.on_dead(now, a.incarnation, a.name.clone(), a.name.clone(), true)
                 }
+                // Tombstones of members never seen here are not worth keeping.
+                MemberState::Suspect | MemberState::Dead | MemberState::Left => {}
             }
         }
     }

@@ -72,6 +72,7 @@ enum Timer {
     Suspicion(Arc<str>),
     GossipTick,
     PushPullTick,
+    ReconnectTick,
 }
 
 /// What the node knows of one member besides its name.
@@ -275,6 +276,7 @@ impl Node {
                 Timer::Suspicion(name) => self.suspicion_timeout(now, name),
                 Timer::GossipTick => self.gossip_tick(now),
                 Timer::PushPullTick => self.push_pull_tick(now),
+                Timer::ReconnectTick => self.reconnect_tick(now),
             }
         }
     }
@@ -366,6 +368,10 @@ impl Node {
         self.set_timer(now + gossip, Timer::GossipTick);
         if !self.config.push_pull_interval.is_zero() {
             self.set_timer(now + push_pull, Timer::PushPullTick);
+        }
+        if !self.config.reconnect_interval.is_zero() {
+            let reconnect = self.jitter(self.config.reconnect_interval);
+            self.set_timer(now + reconnect, Timer::ReconnectTick);
         }
     }
 
@@ -501,6 +507,25 @@ impl Node {
         }
         if let Some(&i) = self
             .random_members(1, |e| e.state == MemberState::Alive)
+            .first()
+        {
+            let to = self.members[i].addr;
+            let payload = codec::encode_packet(&Message::PushPull(self.push_pull(false, false)));
+            self.send_stream(to, payload);
+        }
+    }
+
+    /// Push-pull with one random member believed dead (not left): if it is in
+    /// fact alive (a healed partition), each side learns the other's claim,
+    /// the accused refute, and the views merge again.
+    fn reconnect_tick(&mut self, now: Instant) {
+        let interval = self.config.reconnect_interval;
+        self.set_timer(now + interval, Timer::ReconnectTick);
+        if self.leaving || self.live == self.members.len() {
+            return;
+        }
+        if let Some(&i) = self
+            .random_members(1, |e| e.state == MemberState::Dead)
             .first()
         {
             let to = self.members[i].addr;
