@@ -45,6 +45,16 @@ pub struct Config {
     /// How often to try a push-pull with one random dead member, so that
     /// both sides of a healed partition find each other again; zero disables it.
     pub reconnect_interval: Duration,
+    /// Expected number of members that watch a suspect: on hearing a
+    /// suspicion, each member joins with probability
+    /// `suspect_watchers / (N - 2)`, and watchers (and the first accuser)
+    /// probe the suspect once per probe interval until the suspicion ends.
+    /// A dead suspect gets prompt confirmations; a live one hears of the
+    /// suspicion in a watcher's ping (buddy system) and refutes. 0 disables.
+    pub suspect_watchers: u32,
+    /// Gossip a fresh rumor at once to `gossip_nodes` members instead of
+    /// waiting for the next gossip tick.
+    pub eager_forward: bool,
     /// Refute suspicions of the local node. Only a test turns this off, to
     /// show the simulator's accuracy check can fail.
     pub refute_suspicions: bool,
@@ -109,6 +119,8 @@ impl Config {
             max_stream_size: 16 << 20,
             tombstone_timeout: Duration::from_secs(3600),
             reconnect_interval: Duration::from_secs(10),
+            suspect_watchers: 3,
+            eager_forward: true,
             refute_suspicions: true,
         }
     }

@@ -121,6 +121,7 @@ impl Node {
             }
             return;
         }
+        let from_other = from != self.name;
         let n = self.live;
         let expected = self.config.suspicion_mult.saturating_sub(2);
         let expected = if (n as u32).saturating_sub(2) < expected {
@@ -140,6 +141,7 @@ impl Node {
         self.members[i].incarnation = incarnation;
         self.set_state(now, i, MemberState::Suspect);
         self.emit(MemberEventKind::Suspect, i);
+        self.maybe_watch_suspect(now, name.clone(), !from_other);
         if gossip {
             self.broadcast(name, msg);
         }
@@ -264,6 +266,7 @@ impl Node {
         let mut bytes = Vec::with_capacity(48);
         codec::encode_message(&msg, &mut bytes);
         self.broadcasts.push(key, bytes);
+        self.fresh = true;
     }
 
     /// Change member `i`'s state, keeping the live count and tombstones.

@@ -10,7 +10,7 @@ mod merge;
 mod probe;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -66,6 +66,10 @@ enum Timer {
     ProbeTick,
     /// The direct ping of probe `seq` timed out: ask relays.
     ProbeTimeout(u32),
+    /// Probe `seq` is over: judge it.
+    ProbeEnd(u32),
+    /// Probe a member others suspect.
+    ProbeSuspect(Arc<str>),
     /// The relay probe `seq` got no ack: send the requester a nack.
     RelayTimeout(u32),
     /// A suspicion of this member may have expired.
@@ -98,7 +102,9 @@ pub struct Node {
     /// Indices into `members` in probe order, and the next position.
     probe_order: Vec<u32>,
     probe_pos: usize,
-    probe: Option<Probe>,
+    probes: HashMap<u32, Probe>,
+    /// Suspects this node probes every interval until their suspicion ends.
+    watching: HashSet<Arc<str>>,
     relays: HashMap<u32, Relay>,
     next_seq: u32,
     suspicions: HashMap<Arc<str>, Suspicion>,
@@ -111,6 +117,10 @@ pub struct Node {
     started: bool,
     leaving: bool,
     leave_pending: bool,
+    /// A rumor was queued that has not been gossiped yet.
+    fresh: bool,
+    /// When the last gossip round went out (tick or eager).
+    last_gossip: Instant,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -143,7 +153,8 @@ impl Node {
             live: 1,
             probe_order: Vec::new(),
             probe_pos: 0,
-            probe: None,
+            probes: HashMap::new(),
+            watching: HashSet::new(),
             relays: HashMap::new(),
             next_seq: 0,
             suspicions: HashMap::new(),
@@ -154,6 +165,8 @@ impl Node {
             started: false,
             leaving: false,
             leave_pending: false,
+            fresh: false,
+            last_gossip: Instant::ZERO,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -176,6 +189,7 @@ impl Node {
         for &seed in seeds.iter().filter(|&&s| s != own) {
             self.send_stream(seed, request.clone());
         }
+        self.forward_fresh(now);
     }
 
     /// Leave gracefully: announce it, stop probing, and report
@@ -191,6 +205,7 @@ impl Node {
         self.on_dead(now, incarnation, name.clone(), name, true);
         self.leave_pending = true;
         self.check_leave_complete();
+        self.forward_fresh(now);
     }
 
     /// Replace this node's tags, announcing them under a new incarnation.
@@ -208,6 +223,7 @@ impl Node {
             e.tags = Arc::new(tags);
         }
         self.bump_incarnation(now);
+        self.forward_fresh(now);
         Ok(())
     }
 
@@ -224,6 +240,7 @@ impl Node {
         for msg in decoded {
             self.handle_message(now, from, msg);
         }
+        self.forward_fresh(now);
     }
 
     /// A stream message arrived from `from` (a request, or the answer to one
@@ -256,6 +273,7 @@ impl Node {
                 self.handle_message(now, from, msg);
             }
         }
+        self.forward_fresh(now);
         reply
     }
 
@@ -271,7 +289,9 @@ impl Node {
             };
             match timer {
                 Timer::ProbeTick => self.probe_tick(now),
-                Timer::ProbeTimeout(seq) => self.probe_timeout(now, seq),
+                Timer::ProbeTimeout(seq) => self.probe_timeout(seq),
+                Timer::ProbeEnd(seq) => self.probe_end(now, seq),
+                Timer::ProbeSuspect(name) => self.probe_suspect(now, name),
                 Timer::RelayTimeout(seq) => self.relay_timeout(seq),
                 Timer::Suspicion(name) => self.suspicion_timeout(now, name),
                 Timer::GossipTick => self.gossip_tick(now),
@@ -279,6 +299,7 @@ impl Node {
                 Timer::ReconnectTick => self.reconnect_tick(now),
             }
         }
+        self.forward_fresh(now);
     }
 
     // ----- output -----
@@ -481,6 +502,25 @@ impl Node {
         let interval = self.config.gossip_interval;
         self.set_timer(now + interval, Timer::GossipTick);
         self.reap(now);
+        self.gossip_round(now);
+    }
+
+    /// Eager forwarding: gossip fresh rumors now rather than at the next
+    /// tick, at most once per quarter gossip interval.
+    fn forward_fresh(&mut self, now: Instant) {
+        if self.fresh
+            && self.config.eager_forward
+            && now.saturating_since(self.last_gossip) >= self.config.gossip_interval / 4
+        {
+            self.gossip_round(now);
+        }
+    }
+
+    /// Send queued updates to `gossip_nodes` random members (recently dead
+    /// ones included, so that they can refute).
+    fn gossip_round(&mut self, now: Instant) {
+        self.fresh = false;
+        self.last_gossip = now;
         if self.broadcasts.is_empty() {
             return;
         }
