@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use crate::member::{MemberState, Tags, MAX_NAME_LEN};
-use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull};
+use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull, UserEvent};
 
 /// Oldest protocol version this build decodes.
 pub const PROTOCOL_MIN: u8 = 1;
@@ -125,6 +125,15 @@ fn decode_body(kind: MessageType, r: &mut Reader) -> Result<Message, DecodeError
                 members,
             })
         }
+        MessageType::UserEvent => Message::UserEvent(UserEvent {
+            ltime: r.varint()?,
+            origin: r.name()?,
+            name: r.str()?.to_owned(),
+            payload: {
+                let n = r.len()?;
+                r.take(n)?.to_vec()
+            },
+        }),
     })
 }
 
@@ -296,6 +305,13 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
                 });
                 put_alive(out, &m.alive);
             }
+        }
+        Message::UserEvent(ev) => {
+            put_varint(out, ev.ltime);
+            put_str(out, &ev.origin);
+            put_str(out, &ev.name);
+            put_varint(out, ev.payload.len() as u64);
+            out.extend_from_slice(&ev.payload);
         }
     }
 }

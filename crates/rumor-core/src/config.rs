@@ -55,6 +55,10 @@ pub struct Config {
     /// Gossip a fresh rumor at once to `gossip_nodes` members instead of
     /// waiting for the next gossip tick.
     pub eager_forward: bool,
+    /// Largest user event (name plus payload), in bytes.
+    pub max_event_size: usize,
+    /// How long a seen user event is remembered to drop its duplicates.
+    pub event_dedup_window: Duration,
     /// Refute suspicions of the local node. Only a test turns this off, to
     /// show the simulator's accuracy check can fail.
     pub refute_suspicions: bool,
@@ -121,6 +125,8 @@ impl Config {
             reconnect_interval: Duration::from_secs(10),
             suspect_watchers: 3,
             eager_forward: true,
+            max_event_size: 512,
+            event_dedup_window: Duration::from_secs(300),
             refute_suspicions: true,
         }
     }
@@ -187,6 +193,12 @@ impl Config {
             return bad(format!(
                 "packet_size ({}) must be between 512 and 65000 bytes",
                 self.packet_size
+            ));
+        }
+        if self.max_event_size + 200 > self.packet_size {
+            return bad(format!(
+                "max_event_size ({}) must leave 200 bytes of packet_size ({}) for framing",
+                self.max_event_size, self.packet_size
             ));
         }
         if self.max_stream_size < self.packet_size {

@@ -27,10 +27,12 @@ pub mod node;
 pub mod stats;
 pub mod suspicion;
 pub mod time;
+pub mod user_event;
 
 pub use config::{Config, Profile};
 pub use event::{Event, MemberEventKind};
 pub use member::{Member, MemberState, Tags};
+pub use message::UserEvent;
 pub use node::{Node, Transmit, TransmitKind};
 pub use stats::Stats;
 pub use time::Instant;
@@ -44,6 +46,9 @@ pub enum Error {
     /// A member name is empty or too long.
     #[error("invalid member name: {0}")]
     InvalidName(String),
+    /// A user event is too large, or its name is empty or too long.
+    #[error("invalid user event: {0}")]
+    InvalidEvent(String),
     /// Tags take more than [`member::MAX_TAGS_BYTES`] encoded.
     #[error("tags take {size} bytes encoded, the limit is {limit}")]
     TagsTooLarge {

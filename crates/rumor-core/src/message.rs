@@ -59,6 +59,22 @@ pub enum Message {
     },
     /// Full membership state, exchanged over a stream (anti-entropy, join).
     PushPull(PushPull),
+    /// An application event broadcast to the cluster.
+    UserEvent(UserEvent),
+}
+
+/// An application event: named, with an opaque payload, ordered by a
+/// Lamport clock and identified by `(origin, ltime)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserEvent {
+    /// Lamport time at the origin when it was sent.
+    pub ltime: u64,
+    /// The member that sent it.
+    pub origin: Arc<str>,
+    /// Event name.
+    pub name: String,
+    /// Opaque payload.
+    pub payload: Vec<u8>,
 }
 
 /// Body of an alive message: everything others need to know about a member.
@@ -117,11 +133,13 @@ pub enum MessageType {
     Dead = 7,
     /// [`Message::PushPull`]
     PushPull = 8,
+    /// [`Message::UserEvent`]
+    UserEvent = 9,
 }
 
 impl MessageType {
     /// Every type, in code order.
-    pub const ALL: [MessageType; 8] = [
+    pub const ALL: [MessageType; 9] = [
         MessageType::Ping,
         MessageType::Ack,
         MessageType::Nack,
@@ -130,6 +148,7 @@ impl MessageType {
         MessageType::Suspect,
         MessageType::Dead,
         MessageType::PushPull,
+        MessageType::UserEvent,
     ];
 
     /// The type of a wire code, if known.
@@ -148,6 +167,7 @@ impl MessageType {
             MessageType::Suspect => "suspect",
             MessageType::Dead => "dead",
             MessageType::PushPull => "push_pull",
+            MessageType::UserEvent => "user_event",
         }
     }
 }
@@ -164,6 +184,7 @@ impl Message {
             Message::Suspect { .. } => MessageType::Suspect,
             Message::Dead { .. } => MessageType::Dead,
             Message::PushPull(_) => MessageType::PushPull,
+            Message::UserEvent(_) => MessageType::UserEvent,
         }
     }
 }

@@ -262,7 +262,7 @@ impl Node {
     }
 
     /// Queue `msg` about `key` for piggybacking.
-    fn broadcast(&mut self, key: Arc<str>, msg: Message) {
+    pub(super) fn broadcast(&mut self, key: Arc<str>, msg: Message) {
         let mut bytes = Vec::with_capacity(48);
         codec::encode_message(&msg, &mut bytes);
         self.broadcasts.push(key, bytes);

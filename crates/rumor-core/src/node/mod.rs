@@ -24,10 +24,11 @@ use crate::codec::{self, DecodeError, PROTOCOL_MAX, PROTOCOL_MIN};
 use crate::config::Config;
 use crate::event::Event;
 use crate::member::{validate_name, Member, MemberState, Tags, MAX_TAGS_BYTES};
-use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull};
+use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull, UserEvent};
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
+use crate::user_event::EventLog;
 use crate::Error;
 
 use probe::{Probe, Relay};
@@ -108,6 +109,7 @@ pub struct Node {
     relays: HashMap<u32, Relay>,
     next_seq: u32,
     suspicions: HashMap<Arc<str>, Suspicion>,
+    user_events: EventLog,
     /// Dead or left members in the order they went, for reclaiming.
     tombstones: VecDeque<(Instant, Arc<str>)>,
     awareness: Awareness,
@@ -119,8 +121,8 @@ pub struct Node {
     leave_pending: bool,
     /// A rumor was queued that has not been gossiped yet.
     fresh: bool,
-    /// When the last gossip round went out (tick or eager).
-    last_gossip: Instant,
+    /// When the last eager gossip round went out.
+    last_eager: Option<Instant>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -158,6 +160,7 @@ impl Node {
             relays: HashMap::new(),
             next_seq: 0,
             suspicions: HashMap::new(),
+            user_events: EventLog::default(),
             tombstones: VecDeque::new(),
             broadcasts: BroadcastQueue::new(),
             timers: BinaryHeap::new(),
@@ -166,7 +169,7 @@ impl Node {
             leaving: false,
             leave_pending: false,
             fresh: false,
-            last_gossip: Instant::ZERO,
+            last_eager: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -225,6 +228,37 @@ impl Node {
         self.bump_incarnation(now);
         self.forward_fresh(now);
         Ok(())
+    }
+
+    /// Broadcast a user event to the cluster (and deliver it here too).
+    /// Returns its Lamport time.
+    pub fn send_event(&mut self, now: Instant, name: &str, payload: &[u8]) -> Result<u64, Error> {
+        let size = name.len() + payload.len();
+        if name.is_empty() {
+            return Err(Error::InvalidEvent("event name is empty".into()));
+        }
+        if size > self.config.max_event_size {
+            return Err(Error::InvalidEvent(format!(
+                "name and payload take {size} bytes, the limit is {}",
+                self.config.max_event_size
+            )));
+        }
+        self.start(now);
+        let ev = UserEvent {
+            ltime: self.user_events.tick(),
+            origin: self.name.clone(),
+            name: name.to_owned(),
+            payload: payload.to_vec(),
+        };
+        let ltime = ev.ltime;
+        self.on_user_event(now, ev);
+        self.forward_fresh(now);
+        Ok(ltime)
+    }
+
+    /// The user-event Lamport clock.
+    pub fn event_clock(&self) -> u64 {
+        self.user_events.clock()
     }
 
     // ----- input -----
@@ -450,7 +484,21 @@ impl Node {
                 from,
             } => self.on_dead(now, incarnation, name, from, true),
             Message::PushPull(pp) => self.merge_push_pull(now, &pp),
+            Message::UserEvent(ev) => self.on_user_event(now, ev),
         }
+    }
+
+    /// Deliver a user event once and pass it on.
+    fn on_user_event(&mut self, now: Instant, ev: UserEvent) {
+        if !self
+            .user_events
+            .witness(now, &ev, self.config.event_dedup_window)
+        {
+            return;
+        }
+        let key: Arc<str> = format!("\u{1}event\u{1}{}\u{1}{}", ev.origin, ev.ltime).into();
+        self.broadcast(key, Message::UserEvent(ev.clone()));
+        self.events.push_back(Event::User(ev));
     }
 
     /// Send `first` to `to` in one datagram, with as many queued updates as fit.
@@ -506,12 +554,15 @@ impl Node {
     }
 
     /// Eager forwarding: gossip fresh rumors now rather than at the next
-    /// tick, at most once per quarter gossip interval.
+    /// tick; eager rounds are at most one per quarter gossip interval, so a
+    /// burst of updates is batched rather than sent one packet each.
     fn forward_fresh(&mut self, now: Instant) {
-        if self.fresh
-            && self.config.eager_forward
-            && now.saturating_since(self.last_gossip) >= self.config.gossip_interval / 4
-        {
+        let spacing = self.config.gossip_interval / 4;
+        let due = self
+            .last_eager
+            .is_none_or(|t| now.saturating_since(t) >= spacing);
+        if self.fresh && self.config.eager_forward && due {
+            self.last_eager = Some(now);
             self.gossip_round(now);
         }
     }
@@ -520,7 +571,6 @@ impl Node {
     /// ones included, so that they can refute).
     fn gossip_round(&mut self, now: Instant) {
         self.fresh = false;
-        self.last_gossip = now;
         if self.broadcasts.is_empty() {
             return;
         }
