@@ -55,6 +55,16 @@ pub struct Config {
     /// Gossip a fresh rumor at once to `gossip_nodes` members instead of
     /// waiting for the next gossip tick.
     pub eager_forward: bool,
+    /// Time between per-node state anti-entropy exchanges; zero disables them.
+    pub state_sync_interval: Duration,
+    /// Which way the state exchange moves state.
+    pub state_sync_mode: crate::message::SyncMode,
+    /// Peers per state exchange round.
+    pub state_sync_fanout: usize,
+    /// Spread state writes as rumors too (the fast path); anti-entropy alone otherwise.
+    pub state_rumors: bool,
+    /// How long state tombstones are kept before they are collected.
+    pub state_tombstone_grace: Duration,
     /// Largest user event (name plus payload), in bytes.
     pub max_event_size: usize,
     /// How long a seen user event is remembered to drop its duplicates.
@@ -125,6 +135,11 @@ impl Config {
             reconnect_interval: Duration::from_secs(10),
             suspect_watchers: 3,
             eager_forward: true,
+            state_sync_interval: Duration::from_secs(1),
+            state_sync_mode: crate::message::SyncMode::PushPull,
+            state_sync_fanout: 1,
+            state_rumors: true,
+            state_tombstone_grace: Duration::from_secs(3600),
             max_event_size: 512,
             event_dedup_window: Duration::from_secs(300),
             refute_suspicions: true,

@@ -38,4 +38,6 @@ pub enum Event {
     LeaveComplete,
     /// An application event, delivered once per node (the sender included).
     User(UserEvent),
+    /// A per-node state key changed here (a local write or one learned).
+    State(crate::state::Change),
 }

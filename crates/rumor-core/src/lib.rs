@@ -24,6 +24,7 @@ pub mod event;
 pub mod member;
 pub mod message;
 pub mod node;
+pub mod state;
 pub mod stats;
 pub mod suspicion;
 pub mod time;
@@ -46,6 +47,9 @@ pub enum Error {
     /// A member name is empty or too long.
     #[error("invalid member name: {0}")]
     InvalidName(String),
+    /// A per-node state key or value breaks a limit.
+    #[error("invalid state write: {0}")]
+    InvalidState(String),
     /// A user event is too large, or its name is empty or too long.
     #[error("invalid user event: {0}")]
     InvalidEvent(String),

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::member::{MemberState, Tags};
+use crate::state::Delta;
 
 /// One protocol message. A datagram carries one or more (a compound packet);
 /// a stream carries exactly one.
@@ -61,6 +62,65 @@ pub enum Message {
     PushPull(PushPull),
     /// An application event broadcast to the cluster.
     UserEvent(UserEvent),
+    /// One step of a per-node state anti-entropy exchange.
+    StateSync(StateSync),
+    /// A fresh per-node state write, spread as a rumor.
+    StateDelta(Delta),
+}
+
+/// The step of a state exchange between an initiator A and a peer B.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SyncPhase {
+    /// A → B: A's digest (or only its hash, in push mode).
+    Syn,
+    /// B → A: what A lacks (pull) and B's digest (push).
+    SynAck,
+    /// A → B: what B lacks (push).
+    Ack,
+}
+
+/// Which way an anti-entropy exchange moves state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SyncMode {
+    /// The initiator sends what the peer lacks.
+    Push,
+    /// The initiator receives what it lacks.
+    Pull,
+    /// Both.
+    PushPull,
+}
+
+impl SyncMode {
+    /// The initiator receives.
+    pub fn pulls(self) -> bool {
+        matches!(self, SyncMode::Pull | SyncMode::PushPull)
+    }
+
+    /// The initiator sends.
+    pub fn pushes(self) -> bool {
+        matches!(self, SyncMode::Push | SyncMode::PushPull)
+    }
+}
+
+/// A step of a per-node state exchange.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateSync {
+    /// The sender's name.
+    pub sender: Arc<str>,
+    /// Which step.
+    pub phase: SyncPhase,
+    /// Which way state moves.
+    pub mode: SyncMode,
+    /// Hash of the sender's full digest: equal hashes end the exchange.
+    pub digest_hash: u64,
+    /// The digest lists every owner the sender has state of (not a sample).
+    pub complete: bool,
+    /// `(owner, max version)` pairs, all or a random sample.
+    pub digest: Vec<(Arc<str>, u64)>,
+    /// State the receiver lacks.
+    pub deltas: Vec<Delta>,
 }
 
 /// An application event: named, with an opaque payload, ordered by a
@@ -135,11 +195,15 @@ pub enum MessageType {
     PushPull = 8,
     /// [`Message::UserEvent`]
     UserEvent = 9,
+    /// [`Message::StateSync`]
+    StateSync = 10,
+    /// [`Message::StateDelta`]
+    StateDelta = 11,
 }
 
 impl MessageType {
     /// Every type, in code order.
-    pub const ALL: [MessageType; 9] = [
+    pub const ALL: [MessageType; 11] = [
         MessageType::Ping,
         MessageType::Ack,
         MessageType::Nack,
@@ -149,6 +213,8 @@ impl MessageType {
         MessageType::Dead,
         MessageType::PushPull,
         MessageType::UserEvent,
+        MessageType::StateSync,
+        MessageType::StateDelta,
     ];
 
     /// The type of a wire code, if known.
@@ -168,6 +234,8 @@ impl MessageType {
             MessageType::Dead => "dead",
             MessageType::PushPull => "push_pull",
             MessageType::UserEvent => "user_event",
+            MessageType::StateSync => "state_sync",
+            MessageType::StateDelta => "state_delta",
         }
     }
 }
@@ -185,6 +253,8 @@ impl Message {
             Message::Dead { .. } => MessageType::Dead,
             Message::PushPull(_) => MessageType::PushPull,
             Message::UserEvent(_) => MessageType::UserEvent,
+            Message::StateSync(_) => MessageType::StateSync,
+            Message::StateDelta(_) => MessageType::StateDelta,
         }
     }
 }

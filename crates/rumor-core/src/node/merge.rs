@@ -312,6 +312,7 @@ impl Node {
             let last = self.members.len() - 1;
             self.members.swap_remove_index(i);
             self.suspicions.remove(&name);
+            self.state.remove_owner(&name);
             // Keep probe indices valid: the last member moved into slot i.
             let mut pos = self.probe_pos;
             let mut order = Vec::with_capacity(self.probe_order.len());

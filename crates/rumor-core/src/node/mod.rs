@@ -8,6 +8,7 @@
 
 mod merge;
 mod probe;
+mod sync;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -25,6 +26,7 @@ use crate::config::Config;
 use crate::event::Event;
 use crate::member::{validate_name, Member, MemberState, Tags, MAX_TAGS_BYTES};
 use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull, UserEvent};
+use crate::state::ClusterState;
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
@@ -78,6 +80,7 @@ enum Timer {
     GossipTick,
     PushPullTick,
     ReconnectTick,
+    StateSyncTick,
 }
 
 /// What the node knows of one member besides its name.
@@ -110,6 +113,7 @@ pub struct Node {
     next_seq: u32,
     suspicions: HashMap<Arc<str>, Suspicion>,
     user_events: EventLog,
+    state: ClusterState,
     /// Dead or left members in the order they went, for reclaiming.
     tombstones: VecDeque<(Instant, Arc<str>)>,
     awareness: Awareness,
@@ -148,6 +152,7 @@ impl Node {
         );
         Ok(Node {
             awareness: Awareness::new(config.awareness_max),
+            state: ClusterState::new(name.clone()),
             config,
             name,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
@@ -190,7 +195,7 @@ impl Node {
         let own = self.local_entry().addr;
         let request = codec::encode_packet(&Message::PushPull(self.push_pull(true, false)));
         for &seed in seeds.iter().filter(|&&s| s != own) {
-            self.send_stream(seed, request.clone());
+            self.send_stream(seed, request.clone(), MessageType::PushPull);
         }
         self.forward_fresh(now);
     }
@@ -331,6 +336,7 @@ impl Node {
                 Timer::GossipTick => self.gossip_tick(now),
                 Timer::PushPullTick => self.push_pull_tick(now),
                 Timer::ReconnectTick => self.reconnect_tick(now),
+                Timer::StateSyncTick => self.state_sync_tick(now),
             }
         }
         self.forward_fresh(now);
@@ -424,6 +430,10 @@ impl Node {
         if !self.config.push_pull_interval.is_zero() {
             self.set_timer(now + push_pull, Timer::PushPullTick);
         }
+        if !self.config.state_sync_interval.is_zero() {
+            let sync = self.jitter(self.config.state_sync_interval);
+            self.set_timer(now + sync, Timer::StateSyncTick);
+        }
         if !self.config.reconnect_interval.is_zero() {
             let reconnect = self.jitter(self.config.reconnect_interval);
             self.set_timer(now + reconnect, Timer::ReconnectTick);
@@ -485,6 +495,8 @@ impl Node {
             } => self.on_dead(now, incarnation, name, from, true),
             Message::PushPull(pp) => self.merge_push_pull(now, &pp),
             Message::UserEvent(ev) => self.on_user_event(now, ev),
+            Message::StateSync(sync) => self.on_state_sync(now, from, sync),
+            Message::StateDelta(d) => self.apply_delta(now, &d, true),
         }
     }
 
@@ -536,9 +548,9 @@ impl Node {
         });
     }
 
-    fn send_stream(&mut self, to: SocketAddr, payload: Vec<u8>) {
+    fn send_stream(&mut self, to: SocketAddr, payload: Vec<u8>, kind: MessageType) {
         self.stats.streams_out += 1;
-        self.stats.count_out(MessageType::PushPull);
+        self.stats.count_out(kind);
         self.transmits.push_back(Transmit {
             to,
             kind: TransmitKind::Stream,
@@ -601,7 +613,7 @@ impl Node {
         {
             let to = self.members[i].addr;
             let payload = codec::encode_packet(&Message::PushPull(self.push_pull(false, false)));
-            self.send_stream(to, payload);
+            self.send_stream(to, payload, MessageType::PushPull);
         }
     }
 
@@ -620,7 +632,7 @@ impl Node {
         {
             let to = self.members[i].addr;
             let payload = codec::encode_packet(&Message::PushPull(self.push_pull(false, false)));
-            self.send_stream(to, payload);
+            self.send_stream(to, payload, MessageType::PushPull);
         }
     }
 
