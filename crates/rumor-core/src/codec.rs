@@ -13,6 +13,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use crate::aggregate::Share;
 use crate::member::{MemberState, Tags, MAX_NAME_LEN};
 use crate::message::{
     Alive, MemberRecord, Message, MessageType, PushPull, StateSync, SyncMode, SyncPhase, UserEvent,
@@ -42,7 +43,7 @@ pub enum DecodeError {
 }
 
 /// A decoded packet: the messages this build understands, and how many it skipped.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Decoded {
     /// Messages in the order they came.
     pub messages: Vec<Message>,
@@ -176,6 +177,42 @@ fn decode_body(kind: MessageType, r: &mut Reader) -> Result<Message, DecodeError
             })
         }
         MessageType::StateDelta => Message::StateDelta(r.delta()?),
+        MessageType::Aggregate => {
+            let sender = r.name()?;
+            let epoch = r.varint()?;
+            let seq = r.u32()?;
+            let count = r.len()?;
+            let mut shares = Vec::with_capacity(count.min(r.0.len() / 49));
+            for _ in 0..count {
+                let name = r.str()?.to_owned();
+                let mut f = [0f64; 6];
+                for x in &mut f {
+                    *x = r.f64()?;
+                }
+                let [s, w, c, u, min, max] = f;
+                shares.push((
+                    name,
+                    Share {
+                        s,
+                        w,
+                        c,
+                        u,
+                        min,
+                        max,
+                    },
+                ));
+            }
+            Message::Aggregate {
+                sender,
+                epoch,
+                seq,
+                shares,
+            }
+        }
+        MessageType::AggregateAck => Message::AggregateAck {
+            epoch: r.varint()?,
+            seq: r.u32()?,
+        },
     })
 }
 
@@ -250,6 +287,13 @@ impl<'a> Reader<'a> {
         };
         let p = self.take(2)?;
         Ok(SocketAddr::new(ip, u16::from_be_bytes([p[0], p[1]])))
+    }
+
+    fn f64(&mut self) -> Result<f64, DecodeError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(f64::from_le_bytes(a))
     }
 
     fn delta(&mut self) -> Result<Delta, DecodeError> {
@@ -391,6 +435,27 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
             }
         }
         Message::StateDelta(d) => put_delta(out, d),
+        Message::Aggregate {
+            sender,
+            epoch,
+            seq,
+            shares,
+        } => {
+            put_str(out, sender);
+            put_varint(out, *epoch);
+            put_varint(out, u64::from(*seq));
+            put_varint(out, shares.len() as u64);
+            for (name, sh) in shares {
+                put_str(out, name);
+                for x in [sh.s, sh.w, sh.c, sh.u, sh.min, sh.max] {
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+            }
+        }
+        Message::AggregateAck { epoch, seq } => {
+            put_varint(out, *epoch);
+            put_varint(out, u64::from(*seq));
+        }
         Message::UserEvent(ev) => {
             put_varint(out, ev.ltime);
             put_str(out, &ev.origin);

@@ -65,6 +65,10 @@ pub struct Config {
     pub state_rumors: bool,
     /// How long state tombstones are kept before they are collected.
     pub state_tombstone_grace: Duration,
+    /// Time between aggregation rounds (push-sum transfers).
+    pub aggregate_interval: Duration,
+    /// Length of an aggregation epoch: estimates restart from current values.
+    pub aggregate_epoch: Duration,
     /// Largest user event (name plus payload), in bytes.
     pub max_event_size: usize,
     /// How long a seen user event is remembered to drop its duplicates.
@@ -140,6 +144,8 @@ impl Config {
             state_sync_fanout: 1,
             state_rumors: true,
             state_tombstone_grace: Duration::from_secs(3600),
+            aggregate_interval: Duration::from_millis(200),
+            aggregate_epoch: Duration::from_secs(30),
             max_event_size: 512,
             event_dedup_window: Duration::from_secs(300),
             refute_suspicions: true,
@@ -184,6 +190,13 @@ impl Config {
             return bad(format!(
                 "probe_timeout ({:?}) must be greater than zero and at most probe_interval ({:?})",
                 self.probe_timeout, self.probe_interval
+            ));
+        }
+        if self.aggregate_interval.is_zero() || self.aggregate_epoch < self.aggregate_interval * 10
+        {
+            return bad(format!(
+                "aggregate_epoch ({:?}) must be at least 10 aggregate_interval ({:?}), which must be positive",
+                self.aggregate_epoch, self.aggregate_interval
             ));
         }
         if self.gossip_interval.is_zero() {

@@ -16,6 +16,7 @@
 //! assert!(t.is_stream());
 //! ```
 
+pub mod aggregate;
 pub mod awareness;
 pub mod broadcast;
 pub mod codec;
@@ -47,6 +48,9 @@ pub enum Error {
     /// A member name is empty or too long.
     #[error("invalid member name: {0}")]
     InvalidName(String),
+    /// An aggregate name breaks a limit, or too many are tracked.
+    #[error("invalid aggregate: {0}")]
+    InvalidAggregate(String),
     /// A per-node state key or value breaks a limit.
     #[error("invalid state write: {0}")]
     InvalidState(String),

@@ -8,7 +8,7 @@ use crate::state::Delta;
 
 /// One protocol message. A datagram carries one or more (a compound packet);
 /// a stream carries exactly one.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Message {
     /// Are you alive? Answered with an [`Message::Ack`] of the same `seq`.
     Ping {
@@ -66,6 +66,24 @@ pub enum Message {
     StateSync(StateSync),
     /// A fresh per-node state write, spread as a rumor.
     StateDelta(Delta),
+    /// Half of the sender's aggregate mass (push-sum), to apply once.
+    Aggregate {
+        /// The sender's name (transfers are deduplicated per sender).
+        sender: Arc<str>,
+        /// Aggregation epoch.
+        epoch: u64,
+        /// Transfer number, increasing per sender within an epoch.
+        seq: u32,
+        /// `(aggregate name, share)` pairs.
+        shares: Vec<(String, crate::aggregate::Share)>,
+    },
+    /// Receipt of an aggregate transfer: the sender may forget it.
+    AggregateAck {
+        /// Aggregation epoch of the transfer.
+        epoch: u64,
+        /// Transfer number.
+        seq: u32,
+    },
 }
 
 /// The step of a state exchange between an initiator A and a peer B.
@@ -199,11 +217,15 @@ pub enum MessageType {
     StateSync = 10,
     /// [`Message::StateDelta`]
     StateDelta = 11,
+    /// [`Message::Aggregate`]
+    Aggregate = 12,
+    /// [`Message::AggregateAck`]
+    AggregateAck = 13,
 }
 
 impl MessageType {
     /// Every type, in code order.
-    pub const ALL: [MessageType; 11] = [
+    pub const ALL: [MessageType; 13] = [
         MessageType::Ping,
         MessageType::Ack,
         MessageType::Nack,
@@ -215,6 +237,8 @@ impl MessageType {
         MessageType::UserEvent,
         MessageType::StateSync,
         MessageType::StateDelta,
+        MessageType::Aggregate,
+        MessageType::AggregateAck,
     ];
 
     /// The type of a wire code, if known.
@@ -236,6 +260,8 @@ impl MessageType {
             MessageType::UserEvent => "user_event",
             MessageType::StateSync => "state_sync",
             MessageType::StateDelta => "state_delta",
+            MessageType::Aggregate => "aggregate",
+            MessageType::AggregateAck => "aggregate_ack",
         }
     }
 }
@@ -255,6 +281,8 @@ impl Message {
             Message::UserEvent(_) => MessageType::UserEvent,
             Message::StateSync(_) => MessageType::StateSync,
             Message::StateDelta(_) => MessageType::StateDelta,
+            Message::Aggregate { .. } => MessageType::Aggregate,
+            Message::AggregateAck { .. } => MessageType::AggregateAck,
         }
     }
 }

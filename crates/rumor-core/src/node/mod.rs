@@ -6,6 +6,7 @@
 //! The submodules own one concern each: `probe` the SWIM failure detector,
 //! `merge` the rules for applying alive/suspect/dead claims.
 
+mod aggregate;
 mod merge;
 mod probe;
 mod sync;
@@ -19,6 +20,7 @@ use indexmap::IndexMap;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use crate::aggregate::Aggregates;
 use crate::awareness::Awareness;
 use crate::broadcast::BroadcastQueue;
 use crate::codec::{self, DecodeError, PROTOCOL_MAX, PROTOCOL_MIN};
@@ -81,6 +83,8 @@ enum Timer {
     PushPullTick,
     ReconnectTick,
     StateSyncTick,
+    AggregateTick,
+    AggregateEpoch,
 }
 
 /// What the node knows of one member besides its name.
@@ -114,6 +118,11 @@ pub struct Node {
     suspicions: HashMap<Arc<str>, Suspicion>,
     user_events: EventLog,
     state: ClusterState,
+    aggregates: Aggregates,
+    agg_in_flight: Option<aggregate::InFlight>,
+    agg_seq: u32,
+    /// This node started the current aggregation epoch.
+    agg_leader: bool,
     /// Dead or left members in the order they went, for reclaiming.
     tombstones: VecDeque<(Instant, Arc<str>)>,
     awareness: Awareness,
@@ -153,6 +162,10 @@ impl Node {
         Ok(Node {
             awareness: Awareness::new(config.awareness_max),
             state: ClusterState::new(name.clone()),
+            aggregates: Aggregates::default(),
+            agg_in_flight: None,
+            agg_seq: 0,
+            agg_leader: false,
             config,
             name,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
@@ -337,6 +350,8 @@ impl Node {
                 Timer::PushPullTick => self.push_pull_tick(now),
                 Timer::ReconnectTick => self.reconnect_tick(now),
                 Timer::StateSyncTick => self.state_sync_tick(now),
+                Timer::AggregateTick => self.aggregate_tick(now),
+                Timer::AggregateEpoch => self.aggregate_epoch_tick(now),
             }
         }
         self.forward_fresh(now);
@@ -434,6 +449,10 @@ impl Node {
             let sync = self.jitter(self.config.state_sync_interval);
             self.set_timer(now + sync, Timer::StateSyncTick);
         }
+        let round = self.jitter(self.config.aggregate_interval);
+        self.set_timer(now + round, Timer::AggregateTick);
+        let epoch = self.config.aggregate_epoch;
+        self.set_timer(now + epoch, Timer::AggregateEpoch);
         if !self.config.reconnect_interval.is_zero() {
             let reconnect = self.jitter(self.config.reconnect_interval);
             self.set_timer(now + reconnect, Timer::ReconnectTick);
@@ -497,6 +516,13 @@ impl Node {
             Message::UserEvent(ev) => self.on_user_event(now, ev),
             Message::StateSync(sync) => self.on_state_sync(now, from, sync),
             Message::StateDelta(d) => self.apply_delta(now, &d, true),
+            Message::Aggregate {
+                sender,
+                epoch,
+                seq,
+                shares,
+            } => self.on_aggregate(from, sender, epoch, seq, shares),
+            Message::AggregateAck { epoch, seq } => self.on_aggregate_ack(epoch, seq),
         }
     }
 
