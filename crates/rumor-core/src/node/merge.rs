@@ -121,6 +121,7 @@ impl Node {
             }
             return;
         }
+        let from_other = from != self.name;
         let n = self.live;
         let expected = self.config.suspicion_mult.saturating_sub(2);
         let expected = if (n as u32).saturating_sub(2) < expected {
@@ -140,6 +141,7 @@ impl Node {
         self.members[i].incarnation = incarnation;
         self.set_state(now, i, MemberState::Suspect);
         self.emit(MemberEventKind::Suspect, i);
+        self.maybe_watch_suspect(now, name.clone(), !from_other);
         if gossip {
             self.broadcast(name, msg);
         }
@@ -212,37 +214,27 @@ impl Node {
         self.on_dead(now, incarnation, name, me, true);
     }
 
-    /// Merge a peer's full state. Records are applied like messages but not
-    /// re-gossiped (anti-entropy repairs; rumors spread news), except the
-    /// sender's own record: a join must spread.
+    /// Merge a peer's full state. Records are applied like gossip, and what
+    /// is accepted is news here and so re-gossiped: a node that learns a
+    /// member by push-pull must spread it too, or a join storm leaves most
+    /// nodes knowing members they never pass on.
     pub(super) fn merge_push_pull(&mut self, now: Instant, pp: &PushPull) {
-        let sender = pp
-            .members
-            .iter()
-            .find(|r| r.alive.name != self.name && r.state == MemberState::Alive);
-        let sender_name = if pp.join {
-            sender.map(|r| r.alive.name.clone())
-        } else {
-            None
-        };
         for r in &pp.members {
             let a = &r.alive;
-            let gossip = sender_name.as_deref() == Some(&*a.name);
             let known = self.members.contains_key(&a.name);
             match r.state {
-                MemberState::Alive => self.on_alive(now, a, gossip),
-                // A remote suspicion or death is only a suspicion here.
+                MemberState::Alive => self.on_alive(now, a, true),
+                // A remote suspicion or death is only a suspicion here: this
+                // node has not seen the member fail itself.
                 MemberState::Suspect | MemberState::Dead if known => {
                     let me = self.name.clone();
-                    self.on_suspect(now, a.incarnation, a.name.clone(), me, false)
+                    self.on_suspect(now, a.incarnation, a.name.clone(), me, true)
                 }
-                MemberState::Suspect | MemberState::Dead => {}
-                MemberState::Left => {
-                    if !known {
-                        continue;
-                    }
-                    self.on_dead(now, a.incarnation, a.name.clone(), a.name.clone(), false)
+                MemberState::Left if known => {
+                    self.on_dead(now, a.incarnation, a.name.clone(), a.name.clone(), true)
                 }
+                // Tombstones of members never seen here are not worth keeping.
+                MemberState::Suspect | MemberState::Dead | MemberState::Left => {}
             }
         }
     }
@@ -270,10 +262,11 @@ impl Node {
     }
 
     /// Queue `msg` about `key` for piggybacking.
-    fn broadcast(&mut self, key: Arc<str>, msg: Message) {
+    pub(super) fn broadcast(&mut self, key: Arc<str>, msg: Message) {
         let mut bytes = Vec::with_capacity(48);
         codec::encode_message(&msg, &mut bytes);
         self.broadcasts.push(key, bytes);
+        self.fresh = true;
     }
 
     /// Change member `i`'s state, keeping the live count and tombstones.
@@ -319,6 +312,7 @@ impl Node {
             let last = self.members.len() - 1;
             self.members.swap_remove_index(i);
             self.suspicions.remove(&name);
+            self.state.remove_owner(&name);
             // Keep probe indices valid: the last member moved into slot i.
             let mut pos = self.probe_pos;
             let mut order = Vec::with_capacity(self.probe_order.len());
