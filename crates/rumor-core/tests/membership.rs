@@ -80,11 +80,15 @@ fn node_silent_shorter_than_suspicion_timeout_refutes_and_never_dies() {
     net.run_for(secs(5.0));
     let quiet = 3;
     let before = net.node(quiet).local().incarnation;
-    // Silent (nothing in, nothing out) for 4 s: past the 500 ms probe
-    // timeout, short of the 4.8 s minimum suspicion timeout at N = 16.
+    // Silent (nothing in, nothing out) for the minimum suspicion timeout:
+    // well past the probe timeout, and short of the earliest death, which
+    // needs a failed probe (a probe interval) plus that minimum.
+    let c = Config::lan();
+    let silence = c.suspicion_min(n);
+    assert!(silence > c.probe_timeout * 2);
     let start = net.now;
     net.drop = Box::new(move |a, b, _| a == quiet || b == quiet);
-    net.run_until(start + secs(4.0));
+    net.run_until(start + silence);
     net.drop = Box::new(|_, _, _| false);
     let all: Vec<usize> = (0..n).collect();
     assert!(

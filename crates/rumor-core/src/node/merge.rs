@@ -20,6 +20,9 @@ use crate::message::{Alive, Message, PushPull};
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
 
+/// Retransmit multiplier for alive claims that overturn a suspicion.
+const REFUTATION_BOOST: u32 = 3;
+
 impl Node {
     /// Apply an alive claim; `gossip` re-broadcasts it when accepted.
     pub(super) fn on_alive(&mut self, now: Instant, a: &Alive, gossip: bool) {
@@ -77,7 +80,14 @@ impl Node {
             MemberState::Alive => {}
         }
         if gossip {
-            self.broadcast(a.name.clone(), Message::Alive(a.clone()));
+            // A claim that overturns a suspicion must reach everyone: a
+            // node that misses it declares a live member dead.
+            let boost = if before == MemberState::Suspect {
+                REFUTATION_BOOST
+            } else {
+                1
+            };
+            self.broadcast_boosted(a.name.clone(), Message::Alive(a.clone()), boost);
         }
     }
 
@@ -239,33 +249,40 @@ impl Node {
         }
     }
 
-    /// Claim a higher incarnation than `accused` and announce it.
+    /// Claim a higher incarnation than `accused` and announce it, with a
+    /// boosted retransmit budget.
     fn refute(&mut self, now: Instant, accused: u32) {
         self.stats.refutations += 1;
         self.awareness.apply(1);
         let e = &mut self.members[0];
         e.incarnation = e.incarnation.max(accused);
-        self.bump_incarnation(now);
+        self.bump_incarnation(now, REFUTATION_BOOST);
     }
 
-    /// Take the next incarnation and announce this node alive under it.
-    pub(super) fn bump_incarnation(&mut self, now: Instant) {
+    /// Take the next incarnation and announce this node alive under it,
+    /// `boost` times the usual retransmit budget.
+    pub(super) fn bump_incarnation(&mut self, now: Instant, boost: u32) {
         let e = &mut self.members[0];
         e.incarnation = e.incarnation.saturating_add(1);
         self.set_state(now, 0, MemberState::Alive);
-        self.gossip_own_alive();
+        self.gossip_own_alive(boost);
     }
 
-    pub(super) fn gossip_own_alive(&mut self) {
+    pub(super) fn gossip_own_alive(&mut self, boost: u32) {
         let a = alive_of(&self.name, self.local_entry());
-        self.broadcast(self.name.clone(), Message::Alive(a));
+        self.broadcast_boosted(self.name.clone(), Message::Alive(a), boost);
     }
 
     /// Queue `msg` about `key` for piggybacking.
     pub(super) fn broadcast(&mut self, key: Arc<str>, msg: Message) {
+        self.broadcast_boosted(key, msg, 1);
+    }
+
+    /// Queue `msg` to be sent `boost` times the usual retransmit limit.
+    fn broadcast_boosted(&mut self, key: Arc<str>, msg: Message, boost: u32) {
         let mut bytes = Vec::with_capacity(48);
         codec::encode_message(&msg, &mut bytes);
-        self.broadcasts.push(key, bytes);
+        self.broadcasts.push_boosted(key, bytes, boost);
         self.fresh = true;
     }
 

@@ -203,7 +203,7 @@ impl Node {
         if self.leaving {
             self.leaving = false;
             self.leave_pending = false;
-            self.bump_incarnation(now);
+            self.bump_incarnation(now, 1);
         }
         let own = self.local_entry().addr;
         let request = codec::encode_packet(&Message::PushPull(self.push_pull(true, false)));
@@ -243,7 +243,7 @@ impl Node {
         if let Some(e) = self.members.get_mut(&name) {
             e.tags = Arc::new(tags);
         }
-        self.bump_incarnation(now);
+        self.bump_incarnation(now, 1);
         self.forward_fresh(now);
         Ok(())
     }
@@ -436,7 +436,7 @@ impl Node {
         if let Some(e) = self.members.get_mut(&self.name) {
             e.state_change = now;
         }
-        self.gossip_own_alive();
+        self.gossip_own_alive(1);
         let probe = self.jitter(self.config.probe_interval);
         let gossip = self.jitter(self.config.gossip_interval);
         let push_pull = self.jitter(self.config.push_pull_interval);
