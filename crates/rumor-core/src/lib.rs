@@ -21,6 +21,7 @@ pub mod broadcast;
 pub mod codec;
 pub mod config;
 pub mod event;
+pub mod kv;
 pub mod member;
 pub mod message;
 pub mod node;
