@@ -5,9 +5,12 @@
 //! microseconds as `physical`).
 //!
 //! - [`hlc`]: hybrid logical clocks; [`Timestamp`]s are totally ordered.
+//! - [`lww`]: last-write-wins registers, the default mode.
 //! - [`hash`]: the stable hash replicas compare.
 
 pub mod hash;
 pub mod hlc;
+pub mod lww;
 
 pub use hlc::{ClockDrift, Hlc, Timestamp};
+pub use lww::LwwEntry;
