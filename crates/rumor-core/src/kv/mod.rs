@@ -6,11 +6,18 @@
 //!
 //! - [`hlc`]: hybrid logical clocks; [`Timestamp`]s are totally ordered.
 //! - [`lww`]: last-write-wins registers, the default mode.
+//! - [`vv`] and [`siblings`]: version vectors and multi-value registers that
+//!   keep concurrent writes; [`resolve`] has example merge functions.
 //! - [`hash`]: the stable hash replicas compare.
 
 pub mod hash;
 pub mod hlc;
 pub mod lww;
+pub mod resolve;
+pub mod siblings;
+pub mod vv;
 
 pub use hlc::{ClockDrift, Hlc, Timestamp};
 pub use lww::LwwEntry;
+pub use siblings::{Dot, Sibling, SiblingSet};
+pub use vv::{Causality, VersionVector};
