@@ -8,19 +8,32 @@
 //! - [`lww`]: last-write-wins registers, the default mode.
 //! - [`vv`] and [`siblings`]: version vectors and multi-value registers that
 //!   keep concurrent writes; [`resolve`] has example merge functions.
+//! - [`store`]: [`KvStore`], the key space with modes, limits, tombstone
+//!   collection and a change feed; [`limits`] lists the size limits.
 //! - [`merkle`]: a Merkle tree over the key space, updated incrementally.
 //! - [`hash`]: the stable hash replicas compare.
 
+pub mod entry;
 pub mod hash;
 pub mod hlc;
+pub mod limits;
 pub mod lww;
 pub mod merkle;
+pub mod outcome;
 pub mod resolve;
 pub mod siblings;
+pub mod store;
 pub mod vv;
 
+pub use entry::{Change, Entry, Mode, Record};
 pub use hlc::{ClockDrift, Hlc, Timestamp};
+pub use limits::{Invalid, MAX_CONTEXT_LEN, MAX_KEY_LEN, MAX_SIBLINGS, MAX_VALUE_LEN};
 pub use lww::LwwEntry;
 pub use merkle::MerkleTree;
+pub use outcome::{KvError, Outcome, Stale};
 pub use siblings::{Dot, Sibling, SiblingSet};
+pub use store::{KvConfig, KvStore};
 pub use vv::{Causality, VersionVector};
+
+#[cfg(test)]
+mod store_tests;
