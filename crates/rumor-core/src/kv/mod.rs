@@ -10,8 +10,25 @@
 //!   keep concurrent writes; [`resolve`] has example merge functions.
 //! - [`store`]: [`KvStore`], the key space with modes, limits, tombstone
 //!   collection and a change feed; [`limits`] lists the size limits.
-//! - [`merkle`]: a Merkle tree over the key space, updated incrementally.
-//! - [`hash`]: the stable hash replicas compare.
+//! - [`merkle`] and [`sync`]: a Merkle tree over the key space and the
+//!   request/response exchange that finds and repairs differences in
+//!   O(log n) round trips.
+//!
+//! ```
+//! use rumor_core::kv::{KvConfig, KvStore, MerkleSync, Outcome};
+//! let mut a = KvStore::new("a", KvConfig::default());
+//! let mut b = KvStore::new("b", KvConfig::default());
+//! a.put(1_000, "config/x", b"1".to_vec()).unwrap();
+//! let mut sync = MerkleSync::new();
+//! while let Some(req) = sync.next_request(&a) {
+//!     sync.handle_response(&a, b.respond(&req)).unwrap();
+//! }
+//! let done = sync.finish();
+//! for r in done.send {
+//!     assert_eq!(b.apply_remote(1_000, r.key.as_bytes(), r.entry), Outcome::Applied);
+//! }
+//! assert_eq!(a.root(), b.root());
+//! ```
 
 pub mod entry;
 pub mod hash;
@@ -23,6 +40,7 @@ pub mod outcome;
 pub mod resolve;
 pub mod siblings;
 pub mod store;
+pub mod sync;
 pub mod vv;
 
 pub use entry::{Change, Entry, Mode, Record};
@@ -33,7 +51,10 @@ pub use merkle::MerkleTree;
 pub use outcome::{KvError, Outcome, Stale};
 pub use siblings::{Dot, Sibling, SiblingSet};
 pub use store::{KvConfig, KvStore};
+pub use sync::{MerkleSync, Refusal, SyncError, SyncRequest, SyncResponse, SyncResult, SyncStats};
 pub use vv::{Causality, VersionVector};
 
 #[cfg(test)]
 mod store_tests;
+#[cfg(test)]
+mod sync_tests;
