@@ -69,6 +69,18 @@ pub struct Config {
     pub state_rumors: bool,
     /// How long state tombstones are kept before they are collected.
     pub state_tombstone_grace: Duration,
+    /// The replicated key space's modes and Merkle depth (the same on every node).
+    pub kv: crate::kv::KvConfig,
+    /// Time between Merkle anti-entropy sessions; zero disables them.
+    pub kv_sync_interval: Duration,
+    /// Which way a Merkle session moves records.
+    pub kv_sync_mode: crate::message::SyncMode,
+    /// Sessions started per interval.
+    pub kv_sync_fanout: usize,
+    /// Spread key-space writes as rumors too; anti-entropy alone otherwise.
+    pub kv_rumors: bool,
+    /// How long key-space tombstones are kept before they are collected.
+    pub kv_tombstone_grace: Duration,
     /// Time between aggregation rounds (push-sum transfers).
     pub aggregate_interval: Duration,
     /// Length of an aggregation epoch: estimates restart from current values.
@@ -156,6 +168,12 @@ impl Config {
             state_sync_fanout: 1,
             state_rumors: true,
             state_tombstone_grace: Duration::from_secs(3600),
+            kv: crate::kv::KvConfig::default(),
+            kv_sync_interval: Duration::from_secs(2),
+            kv_sync_mode: crate::message::SyncMode::PushPull,
+            kv_sync_fanout: 1,
+            kv_rumors: true,
+            kv_tombstone_grace: Duration::from_secs(3600),
             aggregate_interval: Duration::from_millis(200),
             aggregate_epoch: Duration::from_secs(30),
             max_event_size: 512,
@@ -308,8 +326,14 @@ mod tests {
         assert_eq!(c.suspicion_max(16), c.suspicion_min(16) * 6);
         // rumor's LAN keeps memberlist's maximum, halves the minimum.
         let lan = Config::lan();
-        assert_eq!(lan.suspicion_max(16).as_millis(), c.suspicion_max(16).as_millis());
-        assert_eq!((lan.suspicion_min(16) * 2).as_millis(), c.suspicion_min(16).as_millis());
+        assert_eq!(
+            lan.suspicion_max(16).as_millis(),
+            c.suspicion_max(16).as_millis()
+        );
+        assert_eq!(
+            (lan.suspicion_min(16) * 2).as_millis(),
+            c.suspicion_min(16).as_millis()
+        );
         assert_eq!(c.retransmit_limit(16), 8);
         assert_eq!(c.retransmit_limit(9), 4);
         assert_eq!(c.push_pull_interval_for(64).as_secs(), 60);

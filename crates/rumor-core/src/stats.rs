@@ -55,6 +55,16 @@ pub struct Stats {
     pub state_stale: u64,
     /// Per-node state entries over a limit or malformed (ignored).
     pub state_invalid: u64,
+    /// Key-space records applied from peers.
+    pub kv_applied: u64,
+    /// Key-space records not newer than known (ignored).
+    pub kv_stale: u64,
+    /// Key-space records over a limit or malformed (ignored).
+    pub kv_invalid: u64,
+    /// Merkle sync sessions started.
+    pub kv_syncs: u64,
+    /// Merkle sync sessions abandoned on a refusal or a mismatched answer.
+    pub kv_sync_failures: u64,
 }
 
 impl Stats {

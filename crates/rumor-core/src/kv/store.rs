@@ -46,7 +46,7 @@ use super::siblings::SiblingSet;
 use super::vv::VersionVector;
 
 /// Configuration of a key space; every replica must use the same one.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct KvConfig {
     /// Mode of keys no prefix rule matches.
     pub default_mode: Mode,

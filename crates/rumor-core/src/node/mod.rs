@@ -7,6 +7,7 @@
 //! `merge` the rules for applying alive/suspect/dead claims.
 
 mod aggregate;
+mod kv;
 mod merge;
 mod probe;
 mod sync;
@@ -85,6 +86,7 @@ enum Timer {
     StateSyncTick,
     AggregateTick,
     AggregateEpoch,
+    KvSyncTick,
 }
 
 /// What the node knows of one member besides its name.
@@ -123,6 +125,11 @@ pub struct Node {
     agg_seq: u32,
     /// This node started the current aggregation epoch.
     agg_leader: bool,
+    kv: crate::kv::KvStore,
+    kv_sessions: HashMap<u32, kv::Session>,
+    kv_session_seq: u32,
+    /// Unix microseconds at `Instant::ZERO`, for the key space's clock.
+    wall_origin: u64,
     /// Dead or left members in the order they went, for reclaiming.
     tombstones: VecDeque<(Instant, Arc<str>)>,
     awareness: Awareness,
@@ -166,6 +173,10 @@ impl Node {
             agg_in_flight: None,
             agg_seq: 0,
             agg_leader: false,
+            kv: crate::kv::KvStore::new(name.clone(), config.kv.clone()),
+            kv_sessions: HashMap::new(),
+            kv_session_seq: 0,
+            wall_origin: 0,
             config,
             name,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
@@ -352,6 +363,7 @@ impl Node {
                 Timer::StateSyncTick => self.state_sync_tick(now),
                 Timer::AggregateTick => self.aggregate_tick(now),
                 Timer::AggregateEpoch => self.aggregate_epoch_tick(now),
+                Timer::KvSyncTick => self.kv_sync_tick(now),
             }
         }
         self.forward_fresh(now);
@@ -449,6 +461,10 @@ impl Node {
             let sync = self.jitter(self.config.state_sync_interval);
             self.set_timer(now + sync, Timer::StateSyncTick);
         }
+        if !self.config.kv_sync_interval.is_zero() {
+            let kv = self.jitter(self.config.kv_sync_interval);
+            self.set_timer(now + kv, Timer::KvSyncTick);
+        }
         let round = self.jitter(self.config.aggregate_interval);
         self.set_timer(now + round, Timer::AggregateTick);
         let epoch = self.config.aggregate_epoch;
@@ -523,6 +539,13 @@ impl Node {
                 shares,
             } => self.on_aggregate(from, sender, epoch, seq, shares),
             Message::AggregateAck { epoch, seq } => self.on_aggregate_ack(epoch, seq),
+            Message::KvRecords(records) => self.on_kv_records(now, records),
+            Message::KvSyncRequest { session, request } => {
+                self.on_kv_sync_request(from, session, request)
+            }
+            Message::KvSyncResponse { session, response } => {
+                self.on_kv_sync_response(now, from, session, response)
+            }
         }
     }
 

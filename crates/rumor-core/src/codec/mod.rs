@@ -10,6 +10,8 @@
 //! Decoding never panics and never allocates more than the input justifies:
 //! every length is checked against the bytes that remain before use.
 
+mod kv;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -212,6 +214,15 @@ fn decode_body(kind: MessageType, r: &mut Reader) -> Result<Message, DecodeError
         MessageType::AggregateAck => Message::AggregateAck {
             epoch: r.varint()?,
             seq: r.u32()?,
+        },
+        MessageType::KvRecords => Message::KvRecords(r.records()?),
+        MessageType::KvSyncRequest => Message::KvSyncRequest {
+            session: r.u32()?,
+            request: r.sync_request()?,
+        },
+        MessageType::KvSyncResponse => Message::KvSyncResponse {
+            session: r.u32()?,
+            response: r.sync_response()?,
         },
     })
 }
@@ -455,6 +466,15 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
         Message::AggregateAck { epoch, seq } => {
             put_varint(out, *epoch);
             put_varint(out, u64::from(*seq));
+        }
+        Message::KvRecords(records) => kv::put_records(out, records),
+        Message::KvSyncRequest { session, request } => {
+            put_varint(out, u64::from(*session));
+            kv::put_sync_request(out, request);
+        }
+        Message::KvSyncResponse { session, response } => {
+            put_varint(out, u64::from(*session));
+            kv::put_sync_response(out, response);
         }
         Message::UserEvent(ev) => {
             put_varint(out, ev.ltime);
