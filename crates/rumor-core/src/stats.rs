@@ -49,6 +49,10 @@ pub struct Stats {
     pub address_conflicts: u64,
     /// Pings addressed to another name (ignored).
     pub misdirected_pings: u64,
+    /// Alive claims with an invalid name or oversized tags (ignored).
+    pub invalid_claims: u64,
+    /// Updates too large for any packet, left to anti-entropy.
+    pub oversize_broadcasts: u64,
     /// Per-node state entries applied from peers.
     pub state_applied: u64,
     /// Per-node state entries not newer than known (ignored).

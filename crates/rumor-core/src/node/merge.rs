@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::{alive_of, Entry, Node, Timer};
 use crate::codec;
 use crate::event::{Event, MemberEventKind};
-use crate::member::MemberState;
+use crate::member::{validate_name, MemberState, MAX_TAGS_BYTES};
 use crate::message::{Alive, Message, PushPull};
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
@@ -26,6 +26,10 @@ const REFUTATION_BOOST: u32 = 3;
 impl Node {
     /// Apply an alive claim; `gossip` re-broadcasts it when accepted.
     pub(super) fn on_alive(&mut self, now: Instant, a: &Alive, gossip: bool) {
+        if validate_name(&a.name).is_err() || codec::tags_encoded_len(&a.tags) > MAX_TAGS_BYTES {
+            self.stats.invalid_claims += 1;
+            return;
+        }
         if a.name == self.name {
             let me = self.local_entry();
             let differs = a.addr != me.addr || a.tags != me.tags || a.protocol != me.protocol;
@@ -282,6 +286,11 @@ impl Node {
     fn broadcast_boosted(&mut self, key: Arc<str>, msg: Message, boost: u32) {
         let mut bytes = Vec::with_capacity(48);
         codec::encode_message(&msg, &mut bytes);
+        if bytes.len() + 1 > self.config.packet_size {
+            // It could never be piggybacked; anti-entropy carries it instead.
+            self.stats.oversize_broadcasts += 1;
+            return;
+        }
         self.broadcasts.push_boosted(key, bytes, boost);
         self.fresh = true;
     }

@@ -562,7 +562,8 @@ impl Node {
         self.events.push_back(Event::User(ev));
     }
 
-    /// Send `first` to `to` in one datagram, with as many queued updates as fit.
+    /// Send `first` to `to` in one datagram, with as many queued updates as
+    /// fit; nothing is sent if that leaves the datagram empty.
     fn send_packet(&mut self, to: SocketAddr, first: &[Message]) {
         let mut buf = Vec::with_capacity(self.config.packet_size);
         codec::begin_packet(&mut buf);
@@ -571,7 +572,9 @@ impl Node {
             self.stats.count_out(msg.kind());
         }
         self.piggyback(&mut buf);
-        self.push_datagram(to, buf);
+        if buf.len() > 1 {
+            self.push_datagram(to, buf);
+        }
     }
 
     /// Fill `buf` with queued updates up to the packet size.
