@@ -300,11 +300,14 @@ impl<'a> Reader<'a> {
         Ok(SocketAddr::new(ip, u16::from_be_bytes([p[0], p[1]])))
     }
 
+    /// A finite little-endian f64 (NaN and infinities are refused).
     fn f64(&mut self) -> Result<f64, DecodeError> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
-        Ok(f64::from_le_bytes(a))
+        Some(f64::from_le_bytes(a))
+            .filter(|v| v.is_finite())
+            .ok_or(DecodeError::Malformed("non-finite number"))
     }
 
     fn delta(&mut self) -> Result<Delta, DecodeError> {
