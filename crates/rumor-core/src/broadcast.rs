@@ -116,6 +116,11 @@ impl BroadcastQueue {
                 self.order.insert((item.transmits, Reverse(id)));
             }
         }
+        if self.items.is_empty() && self.items.capacity() > 64 {
+            // A burst has drained: give its memory back.
+            self.items.shrink_to(16);
+            self.by_key.shrink_to(16);
+        }
     }
 }
 

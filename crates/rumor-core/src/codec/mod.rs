@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use crate::aggregate::Share;
-use crate::member::{MemberState, Tags, MAX_NAME_LEN};
+use crate::member::{no_tags, MemberState, Tags, MAX_NAME_LEN};
 use crate::message::{
     Alive, MemberRecord, Message, MessageType, PushPull, StateSync, SyncMode, SyncPhase, UserEvent,
 };
@@ -342,18 +342,23 @@ impl<'a> Reader<'a> {
         let addr = self.addr()?;
         let protocol = (self.u8()?, self.u8()?);
         let count = self.len()?;
-        let mut tags = Tags::new();
-        for _ in 0..count {
-            let k = self.str()?;
-            let v = self.str()?;
-            tags.insert(k.to_owned(), v.to_owned());
-        }
+        let tags = if count == 0 {
+            no_tags()
+        } else {
+            let mut tags = Tags::new();
+            for _ in 0..count {
+                let k = self.str()?;
+                let v = self.str()?;
+                tags.insert(k.to_owned(), v.to_owned());
+            }
+            Arc::new(tags)
+        };
         Ok(Alive {
             incarnation,
             name,
             addr,
             protocol,
-            tags: Arc::new(tags),
+            tags,
         })
     }
 }

@@ -110,7 +110,7 @@ impl Node {
         }
         let payload = codec::encode_packet(&Message::KvRecords(large));
         for i in self.random_members(self.config.gossip_nodes, |e| e.state == MemberState::Alive) {
-            let to = self.members[i].addr;
+            let to = self.members[i].addr.get();
             self.send_stream(to, payload.clone(), MessageType::KvRecords);
         }
     }
@@ -159,7 +159,7 @@ impl Node {
         for i in self.random_members(self.config.kv_sync_fanout, |e| {
             e.state == MemberState::Alive
         }) {
-            let peer = self.members[i].addr;
+            let peer = self.members[i].addr.get();
             self.kv_session_seq = self.kv_session_seq.wrapping_add(1);
             let session = self.kv_session_seq;
             let mut sync = MerkleSync::new();

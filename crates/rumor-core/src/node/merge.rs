@@ -32,7 +32,7 @@ impl Node {
         }
         if a.name == self.name {
             let me = self.local_entry();
-            let differs = a.addr != me.addr || a.tags != me.tags || a.protocol != me.protocol;
+            let differs = a.addr != me.addr.get() || a.tags != me.tags || a.protocol != me.protocol;
             if a.incarnation > me.incarnation || (a.incarnation == me.incarnation && differs) {
                 self.refute(now, a.incarnation);
             }
@@ -43,7 +43,7 @@ impl Node {
             self.members.insert(
                 a.name.clone(),
                 Entry {
-                    addr: a.addr,
+                    addr: a.addr.into(),
                     incarnation: a.incarnation,
                     state: MemberState::Alive,
                     protocol: a.protocol,
@@ -60,8 +60,9 @@ impl Node {
             return;
         };
         let e = &self.members[i];
-        let restarted = e.state.is_gone() && a.addr != e.addr;
-        if a.addr != e.addr && !restarted {
+        let moved = a.addr != e.addr.get();
+        let restarted = e.state.is_gone() && moved;
+        if moved && !restarted {
             self.stats.address_conflicts += 1;
             return;
         }
@@ -69,11 +70,11 @@ impl Node {
             return;
         }
         let before = e.state;
-        let changed = a.tags != e.tags || a.protocol != e.protocol || a.addr != e.addr;
+        let changed = a.tags != e.tags || a.protocol != e.protocol || moved;
         self.suspicions.remove(&a.name);
         let e = &mut self.members[i];
         e.incarnation = a.incarnation;
-        e.addr = a.addr;
+        e.addr = a.addr.into();
         e.tags = a.tags.clone();
         e.protocol = a.protocol;
         self.set_state(now, i, MemberState::Alive);
@@ -250,6 +251,10 @@ impl Node {
                 // Tombstones of members never seen here are not worth keeping.
                 MemberState::Suspect | MemberState::Dead | MemberState::Left => {}
             }
+        }
+        // A bulk merge (a join) may leave the table up to half empty.
+        if self.members.capacity() > self.members.len() + self.members.len() / 4 + 16 {
+            self.members.shrink_to_fit();
         }
     }
 

@@ -27,7 +27,7 @@ use crate::broadcast::BroadcastQueue;
 use crate::codec::{self, DecodeError, PROTOCOL_MAX, PROTOCOL_MIN};
 use crate::config::Config;
 use crate::event::Event;
-use crate::member::{validate_name, Member, MemberState, Tags, MAX_TAGS_BYTES};
+use crate::member::{validate_name, Member, MemberState, PackedAddr, Tags, MAX_TAGS_BYTES};
 use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull, UserEvent};
 use crate::state::ClusterState;
 use crate::stats::Stats;
@@ -92,7 +92,7 @@ enum Timer {
 /// What the node knows of one member besides its name.
 #[derive(Clone, Debug)]
 struct Entry {
-    addr: SocketAddr,
+    addr: PackedAddr,
     incarnation: u32,
     state: MemberState,
     protocol: (u8, u8),
@@ -158,12 +158,12 @@ impl Node {
         members.insert(
             name.clone(),
             Entry {
-                addr,
+                addr: addr.into(),
                 incarnation: 1,
                 state: MemberState::Alive,
                 protocol: (PROTOCOL_MIN, PROTOCOL_MAX),
                 state_change: Instant::ZERO,
-                tags: Arc::default(),
+                tags: crate::member::no_tags(),
             },
         );
         Ok(Node {
@@ -216,7 +216,7 @@ impl Node {
             self.leave_pending = false;
             self.bump_incarnation(now, 1);
         }
-        let own = self.local_entry().addr;
+        let own = self.local_entry().addr.get();
         let request = codec::encode_packet(&Message::PushPull(self.push_pull(true, false)));
         for &seed in seeds.iter().filter(|&&s| s != own) {
             self.send_stream(seed, request.clone(), MessageType::PushPull);
@@ -373,12 +373,20 @@ impl Node {
 
     /// The next packet to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let t = self.transmits.pop_front();
+        if t.is_none() {
+            shrink_idle(&mut self.transmits);
+        }
+        t
     }
 
     /// The next event to report.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        if e.is_none() {
+            shrink_idle(&mut self.events);
+        }
+        e
     }
 
     /// When [`Node::handle_timeout`] should next be called.
@@ -648,7 +656,7 @@ impl Node {
             if self.broadcasts.is_empty() {
                 break;
             }
-            let to = self.members[i].addr;
+            let to = self.members[i].addr.get();
             self.send_packet(to, &[]);
         }
     }
@@ -656,6 +664,11 @@ impl Node {
     fn push_pull_tick(&mut self, now: Instant) {
         let interval = self.config.push_pull_interval_for(self.live);
         self.set_timer(now + interval, Timer::PushPullTick);
+        // Growth has had a push-pull interval to settle: trim its slack.
+        if self.members.capacity() > self.members.len() + self.members.len() / 4 + 16 {
+            self.members.shrink_to_fit();
+            self.probe_order.shrink_to_fit();
+        }
         if self.leaving {
             return;
         }
@@ -663,7 +676,7 @@ impl Node {
             .random_members(1, |e| e.state == MemberState::Alive)
             .first()
         {
-            let to = self.members[i].addr;
+            let to = self.members[i].addr.get();
             let payload = codec::encode_packet(&Message::PushPull(self.push_pull(false, false)));
             self.send_stream(to, payload, MessageType::PushPull);
         }
@@ -682,7 +695,7 @@ impl Node {
             .random_members(1, |e| e.state == MemberState::Dead)
             .first()
         {
-            let to = self.members[i].addr;
+            let to = self.members[i].addr.get();
             let payload = codec::encode_packet(&Message::PushPull(self.push_pull(false, false)));
             self.send_stream(to, payload, MessageType::PushPull);
         }
@@ -750,7 +763,7 @@ impl Node {
         let (name, e) = self.members.get_index(i).expect("index in range");
         Member {
             name: name.clone(),
-            addr: e.addr,
+            addr: e.addr.get(),
             incarnation: e.incarnation,
             state: e.state,
             tags: e.tags.clone(),
@@ -759,12 +772,20 @@ impl Node {
     }
 }
 
+/// Give back the memory of a drained queue that a burst (a join storm)
+/// grew large.
+fn shrink_idle<T>(q: &mut VecDeque<T>) {
+    if q.is_empty() && q.capacity() > 64 {
+        q.shrink_to(16);
+    }
+}
+
 /// The alive claim describing `e`.
 fn alive_of(name: &Arc<str>, e: &Entry) -> Alive {
     Alive {
         incarnation: e.incarnation,
         name: name.clone(),
-        addr: e.addr,
+        addr: e.addr.get(),
         protocol: e.protocol,
         tags: e.tags.clone(),
     }

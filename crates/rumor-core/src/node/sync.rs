@@ -102,7 +102,7 @@ impl Node {
             e.state == MemberState::Alive
         });
         for i in peers {
-            let to = self.members[i].addr;
+            let to = self.members[i].addr.get();
             let (digest, complete) = if mode.pulls() {
                 self.digest_sample(self.config.packet_size / 2)
             } else {
