@@ -45,6 +45,10 @@ pub struct Args {
     /// Simulated seconds (default: long enough to check every invariant).
     #[arg(long)]
     pub duration: Option<f64>,
+    /// How the initial cluster forms: warm (no join floods) or seed (every
+    /// node joins through node 0; realistic, costly at large N).
+    #[arg(long)]
+    pub bootstrap: Option<String>,
     /// Run this many seeds (seed, seed+1, ...) across all cores.
     #[arg(long, default_value_t = 1)]
     pub seeds: usize,
@@ -173,6 +177,9 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     if args.no_refute {
         s.config.refute_suspicions = false;
     }
+    if let Some(b) = &args.bootstrap {
+        s.bootstrap = b.parse().map_err(InputError)?;
+    }
     let mut replay = format!(
         "--scenario {name} --nodes {} --profile {}",
         args.nodes,
@@ -189,6 +196,9 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     }
     if args.no_refute {
         replay.push_str(" --no-refute");
+    }
+    if let Some(b) = &args.bootstrap {
+        replay.push_str(&format!(" --bootstrap {b}"));
     }
     s.replay_args = Some(replay);
     s.validate().map_err(|e| InputError(e.0))?;

@@ -21,7 +21,7 @@ use crate::invariants::{Bounds, Checker, PendingCrash, FULL_CHECK_NODES};
 use crate::metrics::{BitSet, Metrics, UpdateKind};
 use crate::network::Network;
 use crate::report::{self, RunResult};
-use crate::scenario::Scenario;
+use crate::scenario::{Bootstrap, Scenario};
 use crate::{addr_index, mix_seed, node_addr, node_name, secs, Micros, SECOND};
 
 /// Ground truth about the nodes, as only the simulator knows it.
@@ -54,7 +54,16 @@ impl Truth {
 /// A scheduled step of the scenario.
 #[derive(Clone, Debug)]
 enum Step {
-    Start { node: usize, track: bool },
+    /// Start a node; `alone` starts it without seeds.
+    Start {
+        node: usize,
+        track: bool,
+        alone: bool,
+    },
+    /// Node 0 joins through all of these.
+    JoinAll(Vec<usize>),
+    /// An up node joins again through node 0 (warm bootstrap).
+    Rejoin(usize),
     Crash(usize),
     Restart(usize),
     Pause(usize),
@@ -65,6 +74,8 @@ enum Step {
     Loss(usize, f64, f64),
     Leave(usize),
     Stop(usize, u32),
+    /// Start the cost window: snapshot the counters.
+    Snapshot,
     Tags(usize, String, String),
 }
 
@@ -147,6 +158,38 @@ pub struct Simulation {
     retired: Stats,
     events_processed: u64,
     last_heal: Micros,
+    cost_base: (CostCounters, Micros),
+}
+
+/// Counters that cost is computed from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CostCounters {
+    /// Datagram bytes sent.
+    pub bytes_out: u64,
+    /// Datagrams sent.
+    pub packets_out: u64,
+    /// Streams sent (requests and replies).
+    pub streams_out: u64,
+    /// Messages sent by type code - 1.
+    pub messages_out: [u64; 8],
+    /// Stream bytes carried.
+    pub stream_bytes: u64,
+}
+
+impl CostCounters {
+    fn minus(&self, base: &CostCounters) -> CostCounters {
+        let mut m = self.messages_out;
+        for (a, b) in m.iter_mut().zip(base.messages_out.iter()) {
+            *a = a.saturating_sub(*b);
+        }
+        CostCounters {
+            bytes_out: self.bytes_out.saturating_sub(base.bytes_out),
+            packets_out: self.packets_out.saturating_sub(base.packets_out),
+            streams_out: self.streams_out.saturating_sub(base.streams_out),
+            messages_out: m,
+            stream_bytes: self.stream_bytes.saturating_sub(base.stream_bytes),
+        }
+    }
 }
 
 fn add_stats(acc: &mut Stats, s: &Stats) {
@@ -203,6 +246,7 @@ impl Simulation {
             retired: Stats::default(),
             events_processed: 0,
             last_heal: 0,
+            cost_base: (CostCounters::default(), 0),
         };
         sim.plan();
         Ok(sim)
@@ -228,17 +272,45 @@ impl Simulation {
         let late = self.scenario.late_joiners();
         let window = secs(self.scenario.join_window);
         let n = self.n as u64;
-        for i in 0..self.n {
-            if !late.contains(&i) {
-                let at = window * i as u64 / n.max(1);
-                self.schedule(
-                    at,
-                    Step::Start {
-                        node: i,
-                        track: false,
-                    },
-                );
+        let initial: Vec<usize> = (0..self.n).filter(|i| !late.contains(i)).collect();
+        match self.scenario.bootstrap {
+            Bootstrap::Seed => {
+                for &i in &initial {
+                    let at = window * i as u64 / n.max(1);
+                    self.schedule(
+                        at,
+                        Step::Start {
+                            node: i,
+                            track: false,
+                            alone: i == 0,
+                        },
+                    );
+                }
             }
+            Bootstrap::Warm => {
+                for &i in &initial {
+                    self.schedule(
+                        0,
+                        Step::Start {
+                            node: i,
+                            track: false,
+                            alone: true,
+                        },
+                    );
+                }
+                if initial.first() == Some(&0) && initial.len() > 1 {
+                    self.schedule(0, Step::JoinAll(initial[1..].to_vec()));
+                    let half = window / 2;
+                    for &i in &initial[1..] {
+                        let at = half + half * i as u64 / n.max(1);
+                        self.schedule(at, Step::Rejoin(i));
+                    }
+                }
+            }
+        }
+        let snapshot = window + 5 * SECOND;
+        if snapshot < self.end {
+            self.schedule(snapshot, Step::Snapshot);
         }
         let faults = self.scenario.faults.clone();
         for (k, f) in faults.iter().enumerate() {
@@ -276,6 +348,7 @@ impl Simulation {
                     Step::Start {
                         node: *node,
                         track: true,
+                        alone: false,
                     },
                 ),
                 Fault::Leave { node, .. } => self.schedule(at, Step::Leave(*node)),
@@ -346,22 +419,46 @@ impl Simulation {
             self.last_heal,
             &observers,
         );
-        let mut stats = self.retired.clone();
-        for node in self.nodes.iter().flatten() {
-            add_stats(&mut stats, node.stats());
-        }
+        let stats = self.total_stats();
+        let cost = self.counters(&stats).minus(&self.cost_base.0);
+        let cost_window = self.end.saturating_sub(self.cost_base.1);
         report::build(report::RunData {
             scenario: &self.scenario,
             seed: self.seed,
             wall_s,
             events: self.events_processed,
             stats: &stats,
+            cost: &cost,
+            cost_from: self.cost_base.1,
+            cost_window,
             metrics: &self.metrics,
             checker: &self.checker,
             truth: &self.truth,
             bounds: &self.bounds,
             last_heal: self.last_heal,
         })
+    }
+
+    fn total_stats(&self) -> Stats {
+        let mut stats = self.retired.clone();
+        for node in self.nodes.iter().flatten() {
+            add_stats(&mut stats, node.stats());
+        }
+        stats
+    }
+
+    fn counters(&self, stats: &Stats) -> CostCounters {
+        let mut messages_out = [0; 8];
+        for (a, b) in messages_out.iter_mut().zip(stats.messages_out.iter()) {
+            *a = *b;
+        }
+        CostCounters {
+            bytes_out: stats.bytes_out,
+            packets_out: stats.packets_out,
+            streams_out: stats.streams_out,
+            messages_out,
+            stream_bytes: self.metrics.stream_bytes,
+        }
     }
 
     // ----- node plumbing -----
@@ -564,7 +661,7 @@ impl Simulation {
         (0..self.n).find(|&j| ok(&self.truth, j))
     }
 
-    fn start_node(&mut self, i: usize, track: bool) {
+    fn start_node(&mut self, i: usize, track: bool, alone: bool) {
         if self.truth.up[i] {
             return;
         }
@@ -579,11 +676,7 @@ impl Simulation {
             Ok(node) => node,
             Err(_) => return, // validated up front; cannot happen
         };
-        let seed = if i == 0 && gen == 0 && !track {
-            None
-        } else {
-            self.pick_seed(i)
-        };
+        let seed = if alone { None } else { self.pick_seed(i) };
         if track {
             let eligible = self.up_set(i);
             self.metrics.track(UpdateKind::Join, i, self.now, eligible);
@@ -604,8 +697,31 @@ impl Simulation {
         let step = self.steps[k].clone();
         let now = self.now;
         match step {
-            Step::Start { node, track } => self.start_node(node, track),
-            Step::Restart(i) => self.start_node(i, true),
+            Step::Snapshot => {
+                let stats = self.total_stats();
+                self.cost_base = (self.counters(&stats), now);
+            }
+            Step::Start { node, track, alone } => self.start_node(node, track, alone),
+            Step::Restart(i) => self.start_node(i, true, false),
+            Step::JoinAll(others) => {
+                if !self.truth.up[0] {
+                    return;
+                }
+                let addrs: Vec<_> = others.iter().map(|&i| node_addr(i)).collect();
+                if let Some(node) = self.nodes[0].as_mut() {
+                    node.join(Instant::from_micros(now), &addrs);
+                }
+                self.after(0);
+            }
+            Step::Rejoin(i) => {
+                if !self.truth.up[i] || !self.truth.up[0] {
+                    return;
+                }
+                if let Some(node) = self.nodes[i].as_mut() {
+                    node.join(Instant::from_micros(now), &[node_addr(0)]);
+                }
+                self.after(i);
+            }
             Step::Crash(i) => {
                 if !self.truth.up[i] {
                     return;

@@ -10,7 +10,7 @@ use rumor_core::message::MessageType;
 use rumor_core::Stats;
 use serde::Serialize;
 
-use crate::engine::Truth;
+use crate::engine::{CostCounters, Truth};
 use crate::invariants::{Bounds, Checker, Violation};
 use crate::metrics::{Metrics, Percentiles};
 use crate::scenario::{profile_name, Scenario};
@@ -46,9 +46,12 @@ pub struct UpdateSummary {
     pub first_suspect_s: Option<f64>,
 }
 
-/// Messages and bytes per node per second.
+/// Messages and bytes per node per second, over the window from
+/// `from_s` (5 s after the bootstrap) to the end.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Cost {
+    /// Start of the window, seconds.
+    pub from_s: f64,
     /// Datagram and stream bytes sent.
     pub bytes_per_node_per_s: f64,
     /// Datagram bytes only.
@@ -149,8 +152,14 @@ pub struct RunData<'a> {
     pub wall_s: f64,
     /// Events processed.
     pub events: u64,
-    /// Summed node counters.
+    /// Summed node counters over the whole run.
     pub stats: &'a Stats,
+    /// Counters over the cost window.
+    pub cost: &'a CostCounters,
+    /// When the cost window starts (after the bootstrap).
+    pub cost_from: u64,
+    /// Its length.
+    pub cost_window: u64,
     /// Measurements.
     pub metrics: &'a Metrics,
     /// Invariant results.
@@ -189,7 +198,7 @@ fn round(x: f64) -> f64 {
 /// Assemble the result of a finished run.
 pub fn build(d: RunData<'_>) -> RunResult {
     let s = d.scenario;
-    let per = (s.nodes as f64 * s.duration).max(1e-9);
+    let per = (s.nodes as f64 * to_secs(d.cost_window)).max(1e-9);
     let mut updates = Vec::new();
     let mut series = Vec::new();
     let mut detection_delays = Vec::new();
@@ -238,14 +247,15 @@ pub fn build(d: RunData<'_>) -> RunResult {
         ),
         all_dead_s: mean(deaths.iter().map(|u| u.times.t100_s)),
     };
-    let msgs: u64 = d.stats.messages_out.iter().sum();
-    let dgram = d.stats.bytes_out as f64;
-    let stream = d.metrics.stream_bytes as f64;
+    let msgs: u64 = d.cost.messages_out.iter().sum();
+    let dgram = d.cost.bytes_out as f64;
+    let stream = d.cost.stream_bytes as f64;
     let cost = Cost {
+        from_s: to_secs(d.cost_from),
         bytes_per_node_per_s: round((dgram + stream) / per),
         datagram_bytes_per_node_per_s: round(dgram / per),
         stream_bytes_per_node_per_s: round(stream / per),
-        packets_per_node_per_s: round((d.stats.packets_out + d.stats.streams_out) as f64 / per),
+        packets_per_node_per_s: round((d.cost.packets_out + d.cost.streams_out) as f64 / per),
         msgs_per_node_per_s: round(msgs as f64 / per),
         msgs_by_type: MessageType::ALL
             .iter()
@@ -370,7 +380,8 @@ impl Summary {
             .collect();
         let _ = writeln!(
             o,
-            "cost per node per second: {:.0} bytes ({:.0} datagram, {:.0} stream), {:.2} packets, {:.2} messages ({})",
+            "cost per node per second (from {:.0}s): {:.0} bytes ({:.0} datagram, {:.0} stream), {:.2} packets, {:.2} messages ({})",
+            c.from_s,
             c.bytes_per_node_per_s,
             c.datagram_bytes_per_node_per_s,
             c.stream_bytes_per_node_per_s,

@@ -10,6 +10,7 @@
 //! nodes = 32
 //! duration = 150
 //! profile = "lan"
+//! bootstrap = "warm"   # or "seed"
 //! [network]
 //! loss = 0.01
 //! latency = { kind = "log_normal", median_ms = 1.0, sigma = 0.5 }
@@ -26,12 +27,13 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::str::FromStr;
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rumor_core::{Config, Profile};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::faults::{random_faults, Fault};
 use crate::invariants::Bounds;
@@ -80,13 +82,42 @@ pub struct Scenario {
     pub config: Config,
     /// Link conditions.
     pub network: NetworkConfig,
-    /// The initial members join through node 0, spread evenly over this many seconds.
+    /// The initial members join over this many seconds.
     pub join_window: f64,
+    /// How the initial cluster forms.
+    pub bootstrap: Bootstrap,
     /// Faults and actions, in any order.
     pub faults: Vec<Fault>,
     /// The command-line arguments (without the seed) that rebuild this
     /// scenario, printed with a violation so it can be replayed.
     pub replay_args: Option<String>,
+}
+
+/// How the initial cluster forms during the join window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bootstrap {
+    /// Each node joins through node 0, spread over the join window: every
+    /// join is a rumor that floods the cluster (realistic, O(N²) gossip).
+    Seed,
+    /// Every node starts alone; node 0 joins all of them (so it learns
+    /// everyone from their replies), then each joins back through node 0 and
+    /// gets the full view in the reply. No join floods: cheap at large N.
+    #[default]
+    Warm,
+}
+
+impl FromStr for Bootstrap {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "seed" => Ok(Bootstrap::Seed),
+            "warm" => Ok(Bootstrap::Warm),
+            other => Err(format!(
+                "unknown bootstrap {other:?}: expected seed or warm"
+            )),
+        }
+    }
 }
 
 /// The default network of a profile.
@@ -159,6 +190,12 @@ impl ScenarioBuilder {
         self
     }
 
+    /// How the initial cluster forms.
+    pub fn bootstrap(mut self, bootstrap: Bootstrap) -> Self {
+        self.scenario.bootstrap = bootstrap;
+        self
+    }
+
     /// Seconds over which the initial members join.
     pub fn join_window(mut self, secs: f64) -> Self {
         self.scenario.join_window = secs;
@@ -199,6 +236,7 @@ struct ScenarioFile {
     duration: Option<f64>,
     profile: Option<String>,
     join_window: Option<f64>,
+    bootstrap: Option<Bootstrap>,
     refute_suspicions: Option<bool>,
     network: Option<NetworkFile>,
     #[serde(default)]
@@ -226,6 +264,7 @@ impl Scenario {
                 config,
                 network: default_network(Profile::Lan),
                 join_window: default_join_window(nodes),
+                bootstrap: Bootstrap::Warm,
                 faults: Vec::new(),
                 replay_args: None,
             },
@@ -308,6 +347,9 @@ impl Scenario {
             if let Some(l) = net.loss {
                 b = b.loss(l);
             }
+        }
+        if let Some(bs) = file.bootstrap {
+            b = b.bootstrap(bs);
         }
         if let Some(w) = file.join_window {
             b = b.join_window(w);

@@ -66,6 +66,18 @@ fn every_builtin_passes_at_32_nodes() {
 }
 
 #[test]
+fn seed_bootstrap_with_join_floods_converges() {
+    use rumor_sim::scenario::Bootstrap;
+    for name in ["join", "churn"] {
+        let mut s = Scenario::builtin(name, 48, 6).expect("builtin");
+        s.bootstrap = Bootstrap::Seed;
+        let r = run(&s, 6);
+        assert_clean(&r);
+        assert!(r.summary.convergence_checked, "{name}");
+    }
+}
+
+#[test]
 fn crash_is_detected_and_join_spreads() {
     let r = run(&Scenario::builtin("crash", 32, 2).expect("builtin"), 2);
     assert_clean(&r);
