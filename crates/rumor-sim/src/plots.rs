@@ -97,7 +97,13 @@ fn infection(
 ) -> Result<(), String> {
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
-    let t_max = delays.last().copied().unwrap_or(1.0).max(1e-3) * 1.1;
+    // The news starts spreading at the first arrival (a death only once
+    // some node declares it): the theory curve starts there too.
+    let first = delays.first().copied().unwrap_or(0.0);
+    let last = delays.last().copied().unwrap_or(1.0);
+    let span = (last - first).max(1e-2);
+    let t_min = (first - 0.1 * span).max(0.0);
+    let t_max = last + 0.1 * span;
     let mut builder = ChartBuilder::on(&root);
     builder.margin(20);
     if text {
@@ -107,7 +113,7 @@ fn infection(
             .y_label_area_size(50);
     }
     let mut chart = builder
-        .build_cartesian_2d(0.0..t_max, 0.0..1.02)
+        .build_cartesian_2d(t_min..t_max, 0.0..1.02)
         .map_err(plot_err)?;
     let mut mesh = chart.configure_mesh();
     if text {
@@ -118,7 +124,7 @@ fn infection(
     }
     mesh.draw().map_err(plot_err)?;
     let t = target.max(1) as f64;
-    let mut pts = vec![(0.0, 0.0)];
+    let mut pts = vec![(t_min, 0.0)];
     for (k, &d) in delays.iter().enumerate() {
         pts.push((d, k as f64 / t));
         pts.push((d, (k + 1) as f64 / t));
@@ -134,8 +140,8 @@ fn infection(
     let rate = contact_rate(scenario);
     let n = target + 1;
     let theory = (0..=400).map(|i| {
-        let x = t_max * i as f64 / 400.0;
-        (x, logistic(n, rate, x))
+        let x = first + (t_max - first) * i as f64 / 400.0;
+        (x, logistic(n, rate, x - first))
     });
     let logi = chart
         .draw_series(LineSeries::new(theory, RED.stroke_width(2)))
@@ -157,12 +163,18 @@ fn infection(
 fn histogram(path: &Path, delays: &[f64], text: bool) -> Result<(), String> {
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
-    let max = delays.iter().copied().fold(0.0, f64::max).max(1e-3);
+    let max = delays.iter().copied().fold(0.0, f64::max);
+    let min = delays
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .min(max);
     const BINS: usize = 40;
-    let width = max / BINS as f64;
+    let lo = (min - 0.05 * (max - min)).max(0.0);
+    let width = ((max - lo) / BINS as f64).max(1e-3);
     let mut counts = [0u32; BINS + 1];
     for &d in delays {
-        counts[((d / width) as usize).min(BINS)] += 1;
+        counts[(((d - lo) / width) as usize).min(BINS)] += 1;
     }
     let top = counts.iter().copied().max().unwrap_or(1).max(1);
     let mut builder = ChartBuilder::on(&root);
@@ -177,7 +189,7 @@ fn histogram(path: &Path, delays: &[f64], text: bool) -> Result<(), String> {
             .y_label_area_size(50);
     }
     let mut chart = builder
-        .build_cartesian_2d(0.0..max + width, 0u32..top + top / 10 + 1)
+        .build_cartesian_2d(lo..lo + width * (BINS + 1) as f64, 0u32..top + top / 10 + 1)
         .map_err(plot_err)?;
     let mut mesh = chart.configure_mesh();
     if text {
@@ -188,7 +200,7 @@ fn histogram(path: &Path, delays: &[f64], text: bool) -> Result<(), String> {
     mesh.draw().map_err(plot_err)?;
     chart
         .draw_series(counts.iter().enumerate().map(|(i, &c)| {
-            let x0 = i as f64 * width;
+            let x0 = lo + i as f64 * width;
             Rectangle::new([(x0, 0), (x0 + width, c)], BLUE.mix(0.6).filled())
         }))
         .map_err(plot_err)?;
