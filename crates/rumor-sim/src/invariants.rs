@@ -14,13 +14,13 @@
 //! Checks at the end of a run look at every pair when N ≤ [`FULL_CHECK_NODES`],
 //! else at that many observers chosen by the seed.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use rumor_core::message::Message;
 use rumor_core::{Config, Event, MemberState, Node};
 
 use crate::engine::Truth;
+use crate::FastMap;
 use crate::{name_index, node_addr, to_secs, Micros};
 
 /// Up to this many nodes, end-of-run checks look at every observer.
@@ -102,11 +102,11 @@ pub struct Checker {
     /// Observer pairs the accuracy check looked at.
     pub accuracy_pairs: u64,
     /// (observer, subject) -> incarnation it was last seen dead at.
-    dead_at: HashMap<(u32, u32), u32>,
+    dead_at: FastMap<(u32, u32), u32>,
     /// (observer, subject) -> last incarnation reported (small clusters only).
-    last_inc: HashMap<(u32, u32), u32>,
+    last_inc: FastMap<(u32, u32), u32>,
     /// (observer, subject) -> last time it was reported suspect or dead.
-    last_negative: HashMap<(u32, u32), Micros>,
+    last_negative: FastMap<(u32, u32), Micros>,
     track_pairs: bool,
 }
 

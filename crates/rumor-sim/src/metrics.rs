@@ -5,11 +5,10 @@
 //! Everything is fed from the nodes' own events ([`rumor_core::Event`]) as
 //! the engine drains them, so measuring costs O(events), not O(N) per tick.
 
-use std::collections::{HashMap, HashSet};
-
 use rumor_core::{Event, MemberEventKind, MemberState};
 
 use crate::engine::Truth;
+use crate::FastMap;
 use crate::{to_secs, Micros};
 
 /// A fixed-size set of node indices.
@@ -144,15 +143,15 @@ pub struct Metrics {
     /// Every tracked update, in start order.
     pub updates: Vec<Update>,
     /// Open updates by subject.
-    by_subject: HashMap<usize, Vec<usize>>,
+    by_subject: FastMap<usize, Vec<usize>>,
     /// False death declarations: (observer, subject) pairs marked dead while
     /// the subject was up, unpaused and reachable from the observer.
     pub false_positives: u64,
     /// Distinct subjects of false positives.
-    pub false_positive_nodes: HashSet<usize>,
+    pub false_positive_nodes: std::collections::BTreeSet<usize>,
     /// Summed time those marks lasted (until the observer saw it alive again, or the end).
     pub false_positive_micros: Micros,
-    open_false: HashMap<(u32, u32), Micros>,
+    open_false: FastMap<(u32, u32), Micros>,
     /// Suspicions of nodes that were up, unpaused and reachable.
     pub live_suspicions: u64,
     /// Stream bytes carried (requests and replies).
