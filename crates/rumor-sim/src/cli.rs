@@ -23,9 +23,9 @@ use crate::{plots, to_secs};
 #[derive(Clone, Debug, Parser)]
 #[command(name = "rumor-sim", version, about, long_about = None)]
 pub struct Args {
-    /// Cluster size.
-    #[arg(long, short = 'n', default_value_t = 32)]
-    pub nodes: usize,
+    /// Cluster size (default: the TOML file's, else 32).
+    #[arg(long, short = 'n')]
+    pub nodes: Option<usize>,
     /// First seed.
     #[arg(long, short = 's', default_value_t = 1)]
     pub seed: u64,
@@ -117,7 +117,7 @@ pub fn run(args: Args) -> i32 {
 }
 
 fn check_common(args: &Args) -> Result<Option<Profile>, InputError> {
-    if args.nodes == 0 {
+    if args.nodes == Some(0) {
         return Err(InputError("--nodes must be at least 1".into()));
     }
     if args.seeds == 0 {
@@ -154,11 +154,16 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     let mut s = if is_file {
         let text = std::fs::read_to_string(name)
             .map_err(|e| InputError(format!("cannot read scenario {name}: {e}")))?;
-        Scenario::from_toml(&text, Some(args.nodes), profile)
+        Scenario::from_toml(&text, args.nodes, profile)
             .map_err(|e| InputError(format!("{name}: {e}")))?
     } else if BUILTINS.contains(&name) {
-        Scenario::builtin_with(name, args.nodes, seed, profile.unwrap_or(Profile::Lan))
-            .map_err(|e| InputError(e.0))?
+        Scenario::builtin_with(
+            name,
+            args.nodes.unwrap_or(32),
+            seed,
+            profile.unwrap_or(Profile::Lan),
+        )
+        .map_err(|e| InputError(e.0))?
     } else {
         return Err(InputError(format!(
             "unknown scenario {name:?}: expected one of {} or a .toml file",
@@ -182,7 +187,7 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     }
     let mut replay = format!(
         "--scenario {name} --nodes {} --profile {}",
-        args.nodes,
+        s.nodes,
         profile_name(s.profile)
     );
     for (flag, v) in [
@@ -374,7 +379,8 @@ fn run_many(scenarios: &[(u64, Scenario)], args: &Args) -> Vec<RunResult> {
 fn run_epidemic(args: &Args, mode: &str) -> Result<i32, InputError> {
     check_common(args)?;
     let mode: Mode = mode.parse().map_err(InputError)?;
-    if args.nodes < 2 {
+    let nodes = args.nodes.unwrap_or(32);
+    if nodes < 2 {
         return Err(InputError(
             "--nodes must be at least 2 for the epidemic model".into(),
         ));
@@ -388,7 +394,7 @@ fn run_epidemic(args: &Args, mode: &str) -> Result<i32, InputError> {
     let mut results = Vec::new();
     for k in 0..args.seeds as u64 {
         let start = WallInstant::now();
-        let r = epidemic::run(args.nodes, mode, args.fanout, args.seed.wrapping_add(k));
+        let r = epidemic::run(nodes, mode, args.fanout, args.seed.wrapping_add(k));
         let wall = start.elapsed().as_secs_f64();
         results.push((r, wall));
     }
