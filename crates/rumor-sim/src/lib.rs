@@ -23,6 +23,8 @@
 //! (PNG figures), [`epidemic`] (the cheap rumor-only model) and [`cli`]
 //! (the command line).
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod engine;
 pub mod epidemic;
