@@ -12,6 +12,8 @@
 
 use std::sync::Arc;
 
+use rand::Rng;
+
 use super::{alive_of, Entry, Node, Timer};
 use crate::codec;
 use crate::event::{Event, MemberEventKind};
@@ -232,13 +234,21 @@ impl Node {
     /// Merge a peer's full state. Records are applied like gossip, and what
     /// is accepted is news here and so re-gossiped: a node that learns a
     /// member by push-pull must spread it too, or a join storm leaves most
-    /// nodes knowing members they never pass on.
+    /// nodes knowing members they never pass on. But only about a packet's
+    /// worth per merge (a random share of the records, plus the sender's own,
+    /// which comes first): a node joining 10,000 members would otherwise
+    /// queue 10,000 claims that everyone else already knows.
     pub(super) fn merge_push_pull(&mut self, now: Instant, pp: &PushPull) {
-        for r in &pp.members {
+        let budget = (self.config.packet_size / 32) as f64;
+        let share = (budget / pp.members.len().max(1) as f64).min(1.0);
+        for (i, r) in pp.members.iter().enumerate() {
             let a = &r.alive;
             let known = self.members.contains_key(&a.name);
             match r.state {
-                MemberState::Alive => self.on_alive(now, a, true),
+                MemberState::Alive => {
+                    let gossip = i == 0 || share >= 1.0 || self.rng.random_bool(share);
+                    self.on_alive(now, a, gossip)
+                }
                 // A remote suspicion or death is only a suspicion here: this
                 // node has not seen the member fail itself.
                 MemberState::Suspect | MemberState::Dead if known => {

@@ -684,11 +684,22 @@ impl Node {
 
     /// Push-pull with one random member believed dead (not left): if it is in
     /// fact alive (a healed partition), each side learns the other's claim,
-    /// the accused refute, and the views merge again.
+    /// the accused refute, and the views merge again. Each node tries with
+    /// probability dead / live, so the cluster as a whole makes about one
+    /// attempt per dead member per interval, whatever its size.
     fn reconnect_tick(&mut self, now: Instant) {
         let interval = self.config.reconnect_interval;
         self.set_timer(now + interval, Timer::ReconnectTick);
         if self.leaving || self.live == self.members.len() {
+            return;
+        }
+        let dead = self
+            .members
+            .values()
+            .filter(|e| e.state == MemberState::Dead)
+            .count();
+        let chance = (dead as f64 / self.live.max(1) as f64).min(1.0);
+        if dead == 0 || !self.rng.random_bool(chance) {
             return;
         }
         if let Some(&i) = self
