@@ -292,3 +292,34 @@ fn tags_spread_with_a_new_incarnation_and_oversized_tags_are_refused() {
         "refused tags must not be applied"
     );
 }
+
+#[test]
+fn in_a_two_node_cluster_a_leave_is_announced_and_reported_left() {
+    let mut net = converged(2, 0);
+    net.with(1, |node, now| node.leave(now));
+    let ok = net.run_until_true(secs(5.0), |net| {
+        net.state_of(0, &name(1)) == Some(MemberState::Left)
+    });
+    assert!(
+        ok,
+        "the only peer did not hear the leave: {:?}",
+        net.state_of(0, &name(1))
+    );
+    assert!(net.seen(MemberEventKind::Failed, 1).next().is_none());
+}
+
+#[test]
+fn a_leave_heard_after_a_failure_turns_dead_into_left() {
+    let mut net = converged(4, 0);
+    // Node 3 is cut off, declared dead, then its leave arrives.
+    net.drop = Box::new(|a, b, _| a == 3 || b == 3);
+    assert!(net.run_until_true(secs(120.0), |net| (0..3)
+        .all(|o| net.state_of(o, &name(3)) == Some(MemberState::Dead))));
+    net.drop = Box::new(|_, _, _| false);
+    net.with(3, |node, now| node.leave(now));
+    let ok = net.run_until_true(secs(30.0), |net| {
+        (0..3).all(|o| net.state_of(o, &name(3)) == Some(MemberState::Left))
+    });
+    assert!(ok, "dead was not upgraded to left");
+    assert_eq!(net.seen(MemberEventKind::Left, 3).count(), 3);
+}

@@ -177,14 +177,17 @@ impl Node {
             return;
         };
         let e = &self.members[i];
-        if incarnation < e.incarnation || e.state.is_gone() {
+        let left = from == name;
+        // Left outranks dead at the same incarnation: a member first found
+        // failed and then heard leaving is reported as having left.
+        let upgrade = left && e.state == MemberState::Dead;
+        if incarnation < e.incarnation || (e.state.is_gone() && !upgrade) {
             return;
         }
         if i == 0 && !self.leaving {
             self.refute(now, incarnation);
             return;
         }
-        let left = from == name;
         self.suspicions.remove(&name);
         self.members[i].incarnation = incarnation;
         let state = if left {
@@ -319,16 +322,17 @@ impl Node {
         }
         e.state = state;
         e.state_change = now;
-        match (before.is_gone(), state.is_gone()) {
-            (false, true) => {
-                self.live -= 1;
-                let name = self.members.get_index(i).map(|(n, _)| n.clone());
-                if let Some(name) = name.filter(|_| i != 0) {
-                    self.tombstones.push_back((now, name));
-                }
+        if !before.is_gone() && state.is_gone() {
+            self.live -= 1;
+        } else if before.is_gone() && !state.is_gone() {
+            self.live += 1;
+        }
+        if state.is_gone() && i != 0 {
+            // A new tombstone (dead to left also restarts its clock).
+            let name = self.members.get_index(i).map(|(n, _)| n.clone());
+            if let Some(name) = name {
+                self.tombstones.push_back((now, name));
             }
-            (true, false) => self.live += 1,
-            _ => {}
         }
     }
 

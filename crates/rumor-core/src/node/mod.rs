@@ -760,7 +760,9 @@ impl Node {
     }
 
     fn check_leave_complete(&mut self) {
-        if self.leave_pending && (!self.broadcasts.contains(&self.name) || self.live <= 1) {
+        // `live` no longer counts this node once it is leaving: 0 means
+        // there is nobody left to tell.
+        if self.leave_pending && (!self.broadcasts.contains(&self.name) || self.live == 0) {
             self.leave_pending = false;
             self.events.push_back(Event::LeaveComplete);
         }
