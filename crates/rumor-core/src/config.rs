@@ -45,6 +45,34 @@ pub struct Config {
     /// How often to try a push-pull with one random dead member, so that
     /// both sides of a healed partition find each other again; zero disables it.
     pub reconnect_interval: Duration,
+    /// Expected number of members that watch a suspect: on hearing a
+    /// suspicion, each member joins with probability
+    /// `suspect_watchers / (N - 2)`, and watchers (and the first accuser)
+    /// probe the suspect once per probe interval until the suspicion ends.
+    /// A dead suspect gets prompt confirmations; a live one hears of the
+    /// suspicion in a watcher's ping (buddy system) and refutes. 0 disables.
+    pub suspect_watchers: u32,
+    /// Gossip a fresh rumor at once to `gossip_nodes` members instead of
+    /// waiting for the next gossip tick.
+    pub eager_forward: bool,
+    /// Time between per-node state anti-entropy exchanges; zero disables them.
+    pub state_sync_interval: Duration,
+    /// Which way the state exchange moves state.
+    pub state_sync_mode: crate::message::SyncMode,
+    /// Peers per state exchange round.
+    pub state_sync_fanout: usize,
+    /// Spread state writes as rumors too (the fast path); anti-entropy alone otherwise.
+    pub state_rumors: bool,
+    /// How long state tombstones are kept before they are collected.
+    pub state_tombstone_grace: Duration,
+    /// Time between aggregation rounds (push-sum transfers).
+    pub aggregate_interval: Duration,
+    /// Length of an aggregation epoch: estimates restart from current values.
+    pub aggregate_epoch: Duration,
+    /// Largest user event (name plus payload), in bytes.
+    pub max_event_size: usize,
+    /// How long a seen user event is remembered to drop its duplicates.
+    pub event_dedup_window: Duration,
     /// Refute suspicions of the local node. Only a test turns this off, to
     /// show the simulator's accuracy check can fail.
     pub refute_suspicions: bool,
@@ -109,6 +137,17 @@ impl Config {
             max_stream_size: 16 << 20,
             tombstone_timeout: Duration::from_secs(3600),
             reconnect_interval: Duration::from_secs(10),
+            suspect_watchers: 3,
+            eager_forward: true,
+            state_sync_interval: Duration::from_secs(1),
+            state_sync_mode: crate::message::SyncMode::PushPull,
+            state_sync_fanout: 1,
+            state_rumors: true,
+            state_tombstone_grace: Duration::from_secs(3600),
+            aggregate_interval: Duration::from_millis(200),
+            aggregate_epoch: Duration::from_secs(30),
+            max_event_size: 512,
+            event_dedup_window: Duration::from_secs(300),
             refute_suspicions: true,
         }
     }
@@ -153,6 +192,13 @@ impl Config {
                 self.probe_timeout, self.probe_interval
             ));
         }
+        if self.aggregate_interval.is_zero() || self.aggregate_epoch < self.aggregate_interval * 10
+        {
+            return bad(format!(
+                "aggregate_epoch ({:?}) must be at least 10 aggregate_interval ({:?}), which must be positive",
+                self.aggregate_epoch, self.aggregate_interval
+            ));
+        }
         if self.gossip_interval.is_zero() {
             return bad("gossip_interval must be greater than zero".into());
         }
@@ -175,6 +221,12 @@ impl Config {
             return bad(format!(
                 "packet_size ({}) must be between 512 and 65000 bytes",
                 self.packet_size
+            ));
+        }
+        if self.max_event_size + 200 > self.packet_size {
+            return bad(format!(
+                "max_event_size ({}) must leave 200 bytes of packet_size ({}) for framing",
+                self.max_event_size, self.packet_size
             ));
         }
         if self.max_stream_size < self.packet_size {

@@ -1,6 +1,7 @@
 //! Events the core reports to its driver through [`crate::Node::poll_event`].
 
 use crate::member::Member;
+use crate::message::UserEvent;
 
 /// What happened to a member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,4 +36,8 @@ pub enum Event {
     /// The local node's leave announcement has been sent as often as the
     /// retransmit budget asks (or there is nobody to tell): safe to stop.
     LeaveComplete,
+    /// An application event, delivered once per node (the sender included).
+    User(UserEvent),
+    /// A per-node state key changed here (a local write or one learned).
+    State(crate::state::Change),
 }

@@ -16,6 +16,7 @@
 //! assert!(t.is_stream());
 //! ```
 
+pub mod aggregate;
 pub mod awareness;
 pub mod broadcast;
 pub mod codec;
@@ -24,13 +25,16 @@ pub mod event;
 pub mod member;
 pub mod message;
 pub mod node;
+pub mod state;
 pub mod stats;
 pub mod suspicion;
 pub mod time;
+pub mod user_event;
 
 pub use config::{Config, Profile};
 pub use event::{Event, MemberEventKind};
 pub use member::{Member, MemberState, Tags};
+pub use message::UserEvent;
 pub use node::{Node, Transmit, TransmitKind};
 pub use stats::Stats;
 pub use time::Instant;
@@ -44,6 +48,15 @@ pub enum Error {
     /// A member name is empty or too long.
     #[error("invalid member name: {0}")]
     InvalidName(String),
+    /// An aggregate name breaks a limit, or too many are tracked.
+    #[error("invalid aggregate: {0}")]
+    InvalidAggregate(String),
+    /// A per-node state key or value breaks a limit.
+    #[error("invalid state write: {0}")]
+    InvalidState(String),
+    /// A user event is too large, or its name is empty or too long.
+    #[error("invalid user event: {0}")]
+    InvalidEvent(String),
     /// Tags take more than [`member::MAX_TAGS_BYTES`] encoded.
     #[error("tags take {size} bytes encoded, the limit is {limit}")]
     TagsTooLarge {

@@ -81,5 +81,10 @@ pub fn validate_name(name: &str) -> Result<(), crate::Error> {
             name.len()
         )));
     }
+    if name.chars().any(char::is_control) {
+        return Err(crate::Error::InvalidName(format!(
+            "name {name:?} contains a control character"
+        )));
+    }
     Ok(())
 }

@@ -4,10 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::member::{MemberState, Tags};
+use crate::state::Delta;
 
 /// One protocol message. A datagram carries one or more (a compound packet);
 /// a stream carries exactly one.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Message {
     /// Are you alive? Answered with an [`Message::Ack`] of the same `seq`.
     Ping {
@@ -59,6 +60,99 @@ pub enum Message {
     },
     /// Full membership state, exchanged over a stream (anti-entropy, join).
     PushPull(PushPull),
+    /// An application event broadcast to the cluster.
+    UserEvent(UserEvent),
+    /// One step of a per-node state anti-entropy exchange.
+    StateSync(StateSync),
+    /// A fresh per-node state write, spread as a rumor.
+    StateDelta(Delta),
+    /// Half of the sender's aggregate mass (push-sum), to apply once.
+    Aggregate {
+        /// The sender's name (transfers are deduplicated per sender).
+        sender: Arc<str>,
+        /// Aggregation epoch.
+        epoch: u64,
+        /// Transfer number, increasing per sender within an epoch.
+        seq: u32,
+        /// `(aggregate name, share)` pairs.
+        shares: Vec<(String, crate::aggregate::Share)>,
+    },
+    /// Receipt of an aggregate transfer: the sender may forget it.
+    AggregateAck {
+        /// Aggregation epoch of the transfer.
+        epoch: u64,
+        /// Transfer number.
+        seq: u32,
+    },
+}
+
+/// The step of a state exchange between an initiator A and a peer B.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SyncPhase {
+    /// A → B: A's digest (or only its hash, in push mode).
+    Syn,
+    /// B → A: what A lacks (pull) and B's digest (push).
+    SynAck,
+    /// A → B: what B lacks (push).
+    Ack,
+}
+
+/// Which way an anti-entropy exchange moves state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SyncMode {
+    /// The initiator sends what the peer lacks.
+    Push,
+    /// The initiator receives what it lacks.
+    Pull,
+    /// Both.
+    PushPull,
+}
+
+impl SyncMode {
+    /// The initiator receives.
+    pub fn pulls(self) -> bool {
+        matches!(self, SyncMode::Pull | SyncMode::PushPull)
+    }
+
+    /// The initiator sends.
+    pub fn pushes(self) -> bool {
+        matches!(self, SyncMode::Push | SyncMode::PushPull)
+    }
+}
+
+/// A step of a per-node state exchange.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateSync {
+    /// The sender's name.
+    pub sender: Arc<str>,
+    /// Which step.
+    pub phase: SyncPhase,
+    /// Which way state moves.
+    pub mode: SyncMode,
+    /// Hash of the sender's full digest: equal hashes end the exchange.
+    pub digest_hash: u64,
+    /// The digest lists every owner the sender has state of (not a sample).
+    pub complete: bool,
+    /// `(owner, max version)` pairs, all or a random sample.
+    pub digest: Vec<(Arc<str>, u64)>,
+    /// State the receiver lacks.
+    pub deltas: Vec<Delta>,
+}
+
+/// An application event: named, with an opaque payload, ordered by a
+/// Lamport clock and identified by `(origin, ltime)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserEvent {
+    /// Lamport time at the origin when it was sent.
+    pub ltime: u64,
+    /// The member that sent it.
+    pub origin: Arc<str>,
+    /// Event name.
+    pub name: String,
+    /// Opaque payload.
+    pub payload: Vec<u8>,
 }
 
 /// Body of an alive message: everything others need to know about a member.
@@ -117,11 +211,21 @@ pub enum MessageType {
     Dead = 7,
     /// [`Message::PushPull`]
     PushPull = 8,
+    /// [`Message::UserEvent`]
+    UserEvent = 9,
+    /// [`Message::StateSync`]
+    StateSync = 10,
+    /// [`Message::StateDelta`]
+    StateDelta = 11,
+    /// [`Message::Aggregate`]
+    Aggregate = 12,
+    /// [`Message::AggregateAck`]
+    AggregateAck = 13,
 }
 
 impl MessageType {
     /// Every type, in code order.
-    pub const ALL: [MessageType; 8] = [
+    pub const ALL: [MessageType; 13] = [
         MessageType::Ping,
         MessageType::Ack,
         MessageType::Nack,
@@ -130,6 +234,11 @@ impl MessageType {
         MessageType::Suspect,
         MessageType::Dead,
         MessageType::PushPull,
+        MessageType::UserEvent,
+        MessageType::StateSync,
+        MessageType::StateDelta,
+        MessageType::Aggregate,
+        MessageType::AggregateAck,
     ];
 
     /// The type of a wire code, if known.
@@ -148,6 +257,11 @@ impl MessageType {
             MessageType::Suspect => "suspect",
             MessageType::Dead => "dead",
             MessageType::PushPull => "push_pull",
+            MessageType::UserEvent => "user_event",
+            MessageType::StateSync => "state_sync",
+            MessageType::StateDelta => "state_delta",
+            MessageType::Aggregate => "aggregate",
+            MessageType::AggregateAck => "aggregate_ack",
         }
     }
 }
@@ -164,6 +278,11 @@ impl Message {
             Message::Suspect { .. } => MessageType::Suspect,
             Message::Dead { .. } => MessageType::Dead,
             Message::PushPull(_) => MessageType::PushPull,
+            Message::UserEvent(_) => MessageType::UserEvent,
+            Message::StateSync(_) => MessageType::StateSync,
+            Message::StateDelta(_) => MessageType::StateDelta,
+            Message::Aggregate { .. } => MessageType::Aggregate,
+            Message::AggregateAck { .. } => MessageType::AggregateAck,
         }
     }
 }

@@ -49,6 +49,12 @@ pub struct Stats {
     pub address_conflicts: u64,
     /// Pings addressed to another name (ignored).
     pub misdirected_pings: u64,
+    /// Per-node state entries applied from peers.
+    pub state_applied: u64,
+    /// Per-node state entries not newer than known (ignored).
+    pub state_stale: u64,
+    /// Per-node state entries over a limit or malformed (ignored).
+    pub state_invalid: u64,
 }
 
 impl Stats {

@@ -1,2 +1,126 @@
-//! The embeddable async rumor library (filled in by the networked-library issue).
+//! # rumor
+//!
+//! Embeddable cluster membership and failure detection (SWIM with the
+//! Lifeguard extensions) over tokio: one UDP socket for probes and gossip,
+//! one TCP listener for full-state exchanges, optional AES-256-GCM
+//! encryption with a rotating keyring, cluster labels, LZ4 stream
+//! compression, DNS seeds, and metrics through the [`metrics`] facade.
+//!
+//! The protocol itself lives in [`rumor_core`] (re-exported as
+//! [`core`](crate::core)), a sans-IO state machine; this crate drives it
+//! with one tokio task per node.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), rumor::Error> {
+//! use rumor::{Node, Profile};
+//!
+//! let a = Node::builder()
+//!     .name("a")
+//!     .bind("127.0.0.1:0".parse().unwrap())
+//!     .profile(Profile::Local)
+//!     .start()
+//!     .await?;
+//! let b = Node::builder()
+//!     .name("b")
+//!     .bind("127.0.0.1:0".parse().unwrap())
+//!     .profile(Profile::Local)
+//!     .seed(a.advertise_addr())
+//!     .start()
+//!     .await?;
+//! // b joined through a during start; a learns of b from the exchange.
+//! assert!(b.members().await?.iter().any(|m| &*m.name == "a"));
+//! assert_eq!(a.num_live().await?, 2);
+//! b.leave(std::time::Duration::from_secs(5)).await?;
+//! b.shutdown().await?;
+//! a.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Modules, one concern each: [`builder`] (configuration and start),
+//! [`node`] (the handle), `driver` (the task), `transport` (UDP and TCP),
+//! [`keyring`] (keys and AES-GCM), [`framing`] (labels and the envelope),
+//! [`compress`] (LZ4), [`seeds`] (seed resolution), [`metrics`] (stats and
+//! their export).
+
+pub mod builder;
+pub mod compress;
+mod driver;
+pub mod framing;
+pub mod keyring;
+pub mod metrics;
+pub mod node;
+pub mod seeds;
+mod transport;
+
 pub use rumor_core as core;
+pub use rumor_core::{Config, Member, MemberEventKind, MemberState, Profile, Tags};
+
+pub use builder::Builder;
+pub use keyring::{Key, Keyring};
+pub use metrics::{MemberCounts, Stats, TransportStats};
+pub use node::Node;
+pub use seeds::Seed;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A change in membership, as delivered by [`Node::subscribe`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberEvent {
+    /// What happened.
+    pub kind: MemberEventKind,
+    /// The member after the change.
+    pub member: Member,
+}
+
+/// Errors of the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The protocol refused a value (configuration, name, tags).
+    #[error(transparent)]
+    Core(#[from] rumor_core::Error),
+    /// A configuration value of this crate is out of range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// A cluster label is too long.
+    #[error("invalid label: {0}")]
+    InvalidLabel(String),
+    /// A key is malformed, not installed, or may not be removed.
+    #[error("key: {0}")]
+    InvalidKey(String),
+    /// A keyring operation on a node without encryption.
+    #[error("this node has no keyring (it was started without encryption)")]
+    NoKeyring,
+    /// The sockets could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No seed answered within the join timeout.
+    #[error("could not join through any of {seeds:?} after {attempts} attempt(s): {reason}")]
+    JoinFailed {
+        /// The seeds tried, as given.
+        seeds: Vec<String>,
+        /// Attempts made.
+        attempts: u32,
+        /// What went wrong on the last attempt.
+        reason: String,
+    },
+    /// The leave was not complete within the timeout.
+    #[error("leave not complete after {0:?}")]
+    LeaveTimeout(Duration),
+    /// The operating system's random generator failed.
+    #[error("random generator: {0}")]
+    Random(String),
+    /// The node's task has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// The node's task panicked or was cancelled.
+    #[error("node task failed: {0}")]
+    Task(String),
+}

@@ -121,6 +121,7 @@ impl Node {
             }
             return;
         }
+        let from_other = from != self.name;
         let n = self.live;
         let expected = self.config.suspicion_mult.saturating_sub(2);
         let expected = if (n as u32).saturating_sub(2) < expected {
@@ -140,6 +141,7 @@ impl Node {
         self.members[i].incarnation = incarnation;
         self.set_state(now, i, MemberState::Suspect);
         self.emit(MemberEventKind::Suspect, i);
+        self.maybe_watch_suspect(now, name.clone(), !from_other);
         if gossip {
             self.broadcast(name, msg);
         }
@@ -260,10 +262,11 @@ impl Node {
     }
 
     /// Queue `msg` about `key` for piggybacking.
-    fn broadcast(&mut self, key: Arc<str>, msg: Message) {
+    pub(super) fn broadcast(&mut self, key: Arc<str>, msg: Message) {
         let mut bytes = Vec::with_capacity(48);
         codec::encode_message(&msg, &mut bytes);
         self.broadcasts.push(key, bytes);
+        self.fresh = true;
     }
 
     /// Change member `i`'s state, keeping the live count and tombstones.
@@ -309,6 +312,7 @@ impl Node {
             let last = self.members.len() - 1;
             self.members.swap_remove_index(i);
             self.suspicions.remove(&name);
+            self.state.remove_owner(&name);
             // Keep probe indices valid: the last member moved into slot i.
             let mut pos = self.probe_pos;
             let mut order = Vec::with_capacity(self.probe_order.len());

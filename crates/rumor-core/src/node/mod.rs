@@ -6,11 +6,13 @@
 //! The submodules own one concern each: `probe` the SWIM failure detector,
 //! `merge` the rules for applying alive/suspect/dead claims.
 
+mod aggregate;
 mod merge;
 mod probe;
+mod sync;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -18,16 +20,19 @@ use indexmap::IndexMap;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use crate::aggregate::Aggregates;
 use crate::awareness::Awareness;
 use crate::broadcast::BroadcastQueue;
 use crate::codec::{self, DecodeError, PROTOCOL_MAX, PROTOCOL_MIN};
 use crate::config::Config;
 use crate::event::Event;
 use crate::member::{validate_name, Member, MemberState, Tags, MAX_TAGS_BYTES};
-use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull};
+use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull, UserEvent};
+use crate::state::ClusterState;
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
+use crate::user_event::EventLog;
 use crate::Error;
 
 use probe::{Probe, Relay};
@@ -66,6 +71,10 @@ enum Timer {
     ProbeTick,
     /// The direct ping of probe `seq` timed out: ask relays.
     ProbeTimeout(u32),
+    /// Probe `seq` is over: judge it.
+    ProbeEnd(u32),
+    /// Probe a member others suspect.
+    ProbeSuspect(Arc<str>),
     /// The relay probe `seq` got no ack: send the requester a nack.
     RelayTimeout(u32),
     /// A suspicion of this member may have expired.
@@ -73,6 +82,9 @@ enum Timer {
     GossipTick,
     PushPullTick,
     ReconnectTick,
+    StateSyncTick,
+    AggregateTick,
+    AggregateEpoch,
 }
 
 /// What the node knows of one member besides its name.
@@ -98,10 +110,19 @@ pub struct Node {
     /// Indices into `members` in probe order, and the next position.
     probe_order: Vec<u32>,
     probe_pos: usize,
-    probe: Option<Probe>,
+    probes: HashMap<u32, Probe>,
+    /// Suspects this node probes every interval until their suspicion ends.
+    watching: HashSet<Arc<str>>,
     relays: HashMap<u32, Relay>,
     next_seq: u32,
     suspicions: HashMap<Arc<str>, Suspicion>,
+    user_events: EventLog,
+    state: ClusterState,
+    aggregates: Aggregates,
+    agg_in_flight: Option<aggregate::InFlight>,
+    agg_seq: u32,
+    /// This node started the current aggregation epoch.
+    agg_leader: bool,
     /// Dead or left members in the order they went, for reclaiming.
     tombstones: VecDeque<(Instant, Arc<str>)>,
     awareness: Awareness,
@@ -111,6 +132,10 @@ pub struct Node {
     started: bool,
     leaving: bool,
     leave_pending: bool,
+    /// A rumor was queued that has not been gossiped yet.
+    fresh: bool,
+    /// When the last eager gossip round went out.
+    last_eager: Option<Instant>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -136,6 +161,11 @@ impl Node {
         );
         Ok(Node {
             awareness: Awareness::new(config.awareness_max),
+            state: ClusterState::new(name.clone()),
+            aggregates: Aggregates::default(),
+            agg_in_flight: None,
+            agg_seq: 0,
+            agg_leader: false,
             config,
             name,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
@@ -143,10 +173,12 @@ impl Node {
             live: 1,
             probe_order: Vec::new(),
             probe_pos: 0,
-            probe: None,
+            probes: HashMap::new(),
+            watching: HashSet::new(),
             relays: HashMap::new(),
             next_seq: 0,
             suspicions: HashMap::new(),
+            user_events: EventLog::default(),
             tombstones: VecDeque::new(),
             broadcasts: BroadcastQueue::new(),
             timers: BinaryHeap::new(),
@@ -154,6 +186,8 @@ impl Node {
             started: false,
             leaving: false,
             leave_pending: false,
+            fresh: false,
+            last_eager: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -174,8 +208,9 @@ impl Node {
         let own = self.local_entry().addr;
         let request = codec::encode_packet(&Message::PushPull(self.push_pull(true, false)));
         for &seed in seeds.iter().filter(|&&s| s != own) {
-            self.send_stream(seed, request.clone());
+            self.send_stream(seed, request.clone(), MessageType::PushPull);
         }
+        self.forward_fresh(now);
     }
 
     /// Leave gracefully: announce it, stop probing, and report
@@ -191,6 +226,7 @@ impl Node {
         self.on_dead(now, incarnation, name.clone(), name, true);
         self.leave_pending = true;
         self.check_leave_complete();
+        self.forward_fresh(now);
     }
 
     /// Replace this node's tags, announcing them under a new incarnation.
@@ -208,7 +244,39 @@ impl Node {
             e.tags = Arc::new(tags);
         }
         self.bump_incarnation(now);
+        self.forward_fresh(now);
         Ok(())
+    }
+
+    /// Broadcast a user event to the cluster (and deliver it here too).
+    /// Returns its Lamport time.
+    pub fn send_event(&mut self, now: Instant, name: &str, payload: &[u8]) -> Result<u64, Error> {
+        let size = name.len() + payload.len();
+        if name.is_empty() {
+            return Err(Error::InvalidEvent("event name is empty".into()));
+        }
+        if size > self.config.max_event_size {
+            return Err(Error::InvalidEvent(format!(
+                "name and payload take {size} bytes, the limit is {}",
+                self.config.max_event_size
+            )));
+        }
+        self.start(now);
+        let ev = UserEvent {
+            ltime: self.user_events.tick(),
+            origin: self.name.clone(),
+            name: name.to_owned(),
+            payload: payload.to_vec(),
+        };
+        let ltime = ev.ltime;
+        self.on_user_event(now, ev);
+        self.forward_fresh(now);
+        Ok(ltime)
+    }
+
+    /// The user-event Lamport clock.
+    pub fn event_clock(&self) -> u64 {
+        self.user_events.clock()
     }
 
     // ----- input -----
@@ -224,6 +292,7 @@ impl Node {
         for msg in decoded {
             self.handle_message(now, from, msg);
         }
+        self.forward_fresh(now);
     }
 
     /// A stream message arrived from `from` (a request, or the answer to one
@@ -256,6 +325,7 @@ impl Node {
                 self.handle_message(now, from, msg);
             }
         }
+        self.forward_fresh(now);
         reply
     }
 
@@ -271,14 +341,20 @@ impl Node {
             };
             match timer {
                 Timer::ProbeTick => self.probe_tick(now),
-                Timer::ProbeTimeout(seq) => self.probe_timeout(now, seq),
+                Timer::ProbeTimeout(seq) => self.probe_timeout(seq),
+                Timer::ProbeEnd(seq) => self.probe_end(now, seq),
+                Timer::ProbeSuspect(name) => self.probe_suspect(now, name),
                 Timer::RelayTimeout(seq) => self.relay_timeout(seq),
                 Timer::Suspicion(name) => self.suspicion_timeout(now, name),
                 Timer::GossipTick => self.gossip_tick(now),
                 Timer::PushPullTick => self.push_pull_tick(now),
                 Timer::ReconnectTick => self.reconnect_tick(now),
+                Timer::StateSyncTick => self.state_sync_tick(now),
+                Timer::AggregateTick => self.aggregate_tick(now),
+                Timer::AggregateEpoch => self.aggregate_epoch_tick(now),
             }
         }
+        self.forward_fresh(now);
     }
 
     // ----- output -----
@@ -369,6 +445,14 @@ impl Node {
         if !self.config.push_pull_interval.is_zero() {
             self.set_timer(now + push_pull, Timer::PushPullTick);
         }
+        if !self.config.state_sync_interval.is_zero() {
+            let sync = self.jitter(self.config.state_sync_interval);
+            self.set_timer(now + sync, Timer::StateSyncTick);
+        }
+        let round = self.jitter(self.config.aggregate_interval);
+        self.set_timer(now + round, Timer::AggregateTick);
+        let epoch = self.config.aggregate_epoch;
+        self.set_timer(now + epoch, Timer::AggregateEpoch);
         if !self.config.reconnect_interval.is_zero() {
             let reconnect = self.jitter(self.config.reconnect_interval);
             self.set_timer(now + reconnect, Timer::ReconnectTick);
@@ -429,7 +513,30 @@ impl Node {
                 from,
             } => self.on_dead(now, incarnation, name, from, true),
             Message::PushPull(pp) => self.merge_push_pull(now, &pp),
+            Message::UserEvent(ev) => self.on_user_event(now, ev),
+            Message::StateSync(sync) => self.on_state_sync(now, from, sync),
+            Message::StateDelta(d) => self.apply_delta(now, &d, true),
+            Message::Aggregate {
+                sender,
+                epoch,
+                seq,
+                shares,
+            } => self.on_aggregate(from, sender, epoch, seq, shares),
+            Message::AggregateAck { epoch, seq } => self.on_aggregate_ack(epoch, seq),
         }
+    }
+
+    /// Deliver a user event once and pass it on.
+    fn on_user_event(&mut self, now: Instant, ev: UserEvent) {
+        if !self
+            .user_events
+            .witness(now, &ev, self.config.event_dedup_window)
+        {
+            return;
+        }
+        let key: Arc<str> = format!("\u{1}event\u{1}{}\u{1}{}", ev.origin, ev.ltime).into();
+        self.broadcast(key, Message::UserEvent(ev.clone()));
+        self.events.push_back(Event::User(ev));
     }
 
     /// Send `first` to `to` in one datagram, with as many queued updates as fit.
@@ -467,9 +574,9 @@ impl Node {
         });
     }
 
-    fn send_stream(&mut self, to: SocketAddr, payload: Vec<u8>) {
+    fn send_stream(&mut self, to: SocketAddr, payload: Vec<u8>, kind: MessageType) {
         self.stats.streams_out += 1;
-        self.stats.count_out(MessageType::PushPull);
+        self.stats.count_out(kind);
         self.transmits.push_back(Transmit {
             to,
             kind: TransmitKind::Stream,
@@ -481,6 +588,27 @@ impl Node {
         let interval = self.config.gossip_interval;
         self.set_timer(now + interval, Timer::GossipTick);
         self.reap(now);
+        self.gossip_round(now);
+    }
+
+    /// Eager forwarding: gossip fresh rumors now rather than at the next
+    /// tick; eager rounds are at most one per quarter gossip interval, so a
+    /// burst of updates is batched rather than sent one packet each.
+    fn forward_fresh(&mut self, now: Instant) {
+        let spacing = self.config.gossip_interval / 4;
+        let due = self
+            .last_eager
+            .is_none_or(|t| now.saturating_since(t) >= spacing);
+        if self.fresh && self.config.eager_forward && due {
+            self.last_eager = Some(now);
+            self.gossip_round(now);
+        }
+    }
+
+    /// Send queued updates to `gossip_nodes` random members (recently dead
+    /// ones included, so that they can refute).
+    fn gossip_round(&mut self, now: Instant) {
+        self.fresh = false;
         if self.broadcasts.is_empty() {
             return;
         }
@@ -511,7 +639,7 @@ impl Node {
         {
             let to = self.members[i].addr;
             let payload = codec::encode_packet(&Message::PushPull(self.push_pull(false, false)));
-            self.send_stream(to, payload);
+            self.send_stream(to, payload, MessageType::PushPull);
         }
     }
 
@@ -530,7 +658,7 @@ impl Node {
         {
             let to = self.members[i].addr;
             let payload = codec::encode_packet(&Message::PushPull(self.push_pull(false, false)));
-            self.send_stream(to, payload);
+            self.send_stream(to, payload, MessageType::PushPull);
         }
     }
 

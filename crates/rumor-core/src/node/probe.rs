@@ -1,20 +1,24 @@
-//! SWIM failure detection with Lifeguard: the probe round, indirect probes
-//! through relays, nacks, and the local health score they feed.
+//! SWIM failure detection with Lifeguard: the probe round, prompt probes of
+//! suspects, indirect probes through relays, nacks, and the local health
+//! score they feed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rand::seq::SliceRandom;
+use rand::Rng;
 
 use super::{Node, Timer};
 use crate::member::MemberState;
 use crate::message::Message;
 use crate::time::Instant;
 
-/// The probe in flight.
+/// A probe in flight.
 pub(super) struct Probe {
-    seq: u32,
     target: Arc<str>,
+    /// The target's incarnation when the probe began: a failure is evidence
+    /// against that incarnation only, not one it has refuted with since.
+    incarnation: u32,
     acked: bool,
     /// Ping-reqs sent (each relay owes an ack or a nack).
     expected_nacks: u32,
@@ -33,19 +37,63 @@ impl Node {
         self.next_seq
     }
 
-    /// Start the next probe of the round (and judge the previous one).
+    /// Probe the next member of the round.
     pub(super) fn probe_tick(&mut self, now: Instant) {
-        if let Some(done) = self.probe.take() {
-            self.finish_probe(now, done);
-        }
         let interval = self.awareness.scale(self.config.probe_interval);
         self.set_timer(now + interval, Timer::ProbeTick);
         if self.leaving {
             return;
         }
-        let Some(i) = self.next_probe_target() else {
+        if let Some(i) = self.next_probe_target() {
+            self.start_probe(now, i);
+        }
+    }
+
+    /// A suspicion of `name` began here. The first accuser always watches
+    /// it; others do with probability `suspect_watchers / (N - 2)`. A
+    /// watcher probes the suspect soon and then once per probe interval
+    /// while the suspicion lasts: if the suspect is dead, these are prompt
+    /// independent confirmations; if it is alive, the ping tells it (buddy
+    /// system) and it refutes at once.
+    pub(super) fn maybe_watch_suspect(&mut self, now: Instant, name: Arc<str>, accuser: bool) {
+        let watchers = self.config.suspect_watchers;
+        if watchers == 0 || self.leaving {
+            return;
+        }
+        let others = self.live.saturating_sub(2).max(1) as f64;
+        if !accuser
+            && !self
+                .rng
+                .random_bool((f64::from(watchers) / others).min(1.0))
+        {
+            return;
+        }
+        self.watching.insert(name.clone());
+        if !accuser {
+            let micros = self.config.probe_timeout.as_micros() as u64;
+            let delay = std::time::Duration::from_micros(self.rng.random_range(0..micros.max(1)));
+            self.set_timer(now + delay, Timer::ProbeSuspect(name));
+        }
+    }
+
+    /// A watcher's probe of a suspect is due.
+    pub(super) fn probe_suspect(&mut self, now: Instant, name: Arc<str>) {
+        let Some(i) = self.members.get_index_of(&name) else {
+            self.watching.remove(&name);
             return;
         };
+        if self.members[i].state != MemberState::Suspect || self.leaving {
+            self.watching.remove(&name);
+            return;
+        }
+        if !self.probes.values().any(|p| p.target == name) {
+            self.start_probe(now, i);
+        }
+    }
+
+    /// Ping member `i`; relays follow at the probe timeout, judgement at the
+    /// end of the (health-scaled) probe interval.
+    fn start_probe(&mut self, now: Instant, i: usize) {
         let (target, e) = self.members.get_index(i).expect("probe target in range");
         let (target, addr, state, incarnation) = (target.clone(), e.addr, e.state, e.incarnation);
         let seq = self.next_seq();
@@ -63,15 +111,20 @@ impl Node {
             });
         }
         self.send_packet(addr, &msgs);
-        self.probe = Some(Probe {
+        self.probes.insert(
             seq,
-            target,
-            acked: false,
-            expected_nacks: 0,
-            nacks: 0,
-        });
+            Probe {
+                target,
+                incarnation,
+                acked: false,
+                expected_nacks: 0,
+                nacks: 0,
+            },
+        );
         let timeout = self.awareness.scale(self.config.probe_timeout);
+        let end = self.awareness.scale(self.config.probe_interval);
         self.set_timer(now + timeout, Timer::ProbeTimeout(seq));
+        self.set_timer(now + end, Timer::ProbeEnd(seq));
     }
 
     /// The next alive or suspect member in the shuffled round-robin order.
@@ -98,25 +151,24 @@ impl Node {
         self.probe_order.push(index as u32);
         let last = self.probe_order.len() - 1;
         if last > self.probe_pos {
-            let j = rand::Rng::random_range(&mut self.rng, self.probe_pos..=last);
+            let j = self.rng.random_range(self.probe_pos..=last);
             self.probe_order.swap(j, last);
         }
     }
 
     /// The direct ping went unanswered: ask relays to probe the target.
-    pub(super) fn probe_timeout(&mut self, _now: Instant, seq: u32) {
-        let Some(p) = self.probe.as_ref().filter(|p| p.seq == seq && !p.acked) else {
+    pub(super) fn probe_timeout(&mut self, seq: u32) {
+        let Some(p) = self.probes.get(&seq).filter(|p| !p.acked) else {
             return;
         };
         let target = p.target.clone();
-        let Some(ti) = self.members.get_index_of(&target) else {
+        let Some(target_addr) = self.members.get(&target).map(|e| e.addr) else {
             return;
         };
-        let target_addr = self.members[ti].addr;
         let relays = self.random_members(self.config.indirect_checks, move |e| {
             e.state == MemberState::Alive && e.addr != target_addr
         });
-        if let Some(p) = self.probe.as_mut() {
+        if let Some(p) = self.probes.get_mut(&seq) {
             p.expected_nacks = relays.len() as u32;
         }
         for i in relays {
@@ -132,7 +184,13 @@ impl Node {
     }
 
     /// The probe's time is up: healthy if acked, otherwise suspect the target.
-    fn finish_probe(&mut self, now: Instant, p: Probe) {
+    pub(super) fn probe_end(&mut self, now: Instant, seq: u32) {
+        let Some(p) = self.probes.remove(&seq) else {
+            return;
+        };
+        if self.watching.contains(&p.target) {
+            self.set_timer(now, Timer::ProbeSuspect(p.target.clone()));
+        }
         if p.acked {
             return;
         }
@@ -146,13 +204,12 @@ impl Node {
         let Some(e) = self.members.get(&p.target) else {
             return;
         };
-        if e.state.is_gone() {
+        if e.state.is_gone() || e.incarnation != p.incarnation || self.leaving {
             return;
         }
-        let incarnation = e.incarnation;
         let me = self.name.clone();
         self.stats.suspicions += 1;
-        self.on_suspect(now, incarnation, p.target, me, true);
+        self.on_suspect(now, p.incarnation, p.target, me, true);
     }
 
     pub(super) fn on_ping(&mut self, from: SocketAddr, seq: u32, target: &str) {
@@ -164,7 +221,7 @@ impl Node {
     }
 
     pub(super) fn on_ack(&mut self, seq: u32) {
-        if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq && !p.acked) {
+        if let Some(p) = self.probes.get_mut(&seq).filter(|p| !p.acked) {
             p.acked = true;
             self.stats.probe_acks += 1;
             if p.expected_nacks == 0 {
@@ -182,7 +239,7 @@ impl Node {
     }
 
     pub(super) fn on_nack(&mut self, seq: u32) {
-        if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
+        if let Some(p) = self.probes.get_mut(&seq) {
             p.nacks += 1;
             self.stats.nacks += 1;
         }
@@ -204,13 +261,23 @@ impl Node {
                 requester_seq: seq,
             },
         );
-        self.send_packet(
-            addr,
-            &[Message::Ping {
-                seq: relay_seq,
-                target,
-            }],
-        );
+        let mut msgs = vec![Message::Ping {
+            seq: relay_seq,
+            target: target.clone(),
+        }];
+        if let Some(e) = self
+            .members
+            .get(&target)
+            .filter(|e| e.state == MemberState::Suspect)
+        {
+            // Buddy system through relays too.
+            msgs.push(Message::Suspect {
+                incarnation: e.incarnation,
+                name: target,
+                from: self.name.clone(),
+            });
+        }
+        self.send_packet(addr, &msgs);
         let timeout = self.config.probe_timeout;
         self.set_timer(now + timeout, Timer::RelayTimeout(relay_seq));
     }

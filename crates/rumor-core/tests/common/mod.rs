@@ -39,6 +39,8 @@ pub struct Net {
     pub latency: Duration,
     pub drop: DropRule,
     pub events: Vec<Seen>,
+    /// User events delivered: when, to whom, which.
+    pub user_events: Vec<(Instant, usize, rumor_core::UserEvent)>,
     pub config: Config,
 }
 
@@ -64,6 +66,7 @@ impl Net {
             latency: Duration::from_millis(1),
             drop: Box::new(|_, _, _| false),
             events: Vec::new(),
+            user_events: Vec::new(),
             config,
         };
         for i in 0..n {
@@ -210,14 +213,16 @@ impl Net {
             out.push(t);
         }
         while let Some(e) = node.poll_event() {
-            if let Event::Member { kind, member } = e {
-                self.events.push(Seen {
+            match e {
+                Event::Member { kind, member } => self.events.push(Seen {
                     at: now,
                     observer: i,
                     kind,
                     name: member.name.to_string(),
                     incarnation: member.incarnation,
-                });
+                }),
+                Event::User(ev) => self.user_events.push((now, i, ev)),
+                _ => {}
             }
         }
         for t in out {

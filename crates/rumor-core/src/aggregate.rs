@@ -1,0 +1,345 @@
+//! Aggregation by gossip: push-sum (Kempe, Dobra, Gehrke 2003) for average,
+//! sum and count, and gossiped minimum and maximum.
+//!
+//! Each node holds, per aggregate, a share `(s, w, c, u)`: `s` starts at its
+//! value and `w` at 1 (so `s / w` tends to the average), `c` starts at 1 and
+//! `u` is 1 only at the epoch's leader (so `c / u` tends to the count). Each
+//! round a node keeps half of its share and sends half to a random peer.
+//!
+//! Mass is never lost to packet loss: a sent half stays in flight until the
+//! peer acknowledges it, is retransmitted under the same sequence number,
+//! and receivers apply each sequence number once. A crashed node's mass is
+//! lost with it, so aggregates restart in epochs: each epoch every node
+//! starts again from its current value.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// Longest aggregate name, in bytes.
+pub const MAX_AGGREGATE_NAME: usize = 64;
+/// Most aggregates tracked at once.
+pub const MAX_AGGREGATES: usize = 16;
+
+/// One aggregate's share of the cluster-wide mass.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Share {
+    /// Sum of values.
+    pub s: f64,
+    /// Weight for the average.
+    pub w: f64,
+    /// Sum of participant counts.
+    pub c: f64,
+    /// Weight for the count (1 at the leader).
+    pub u: f64,
+    /// Smallest value seen.
+    pub min: f64,
+    /// Largest value seen.
+    pub max: f64,
+}
+
+impl Share {
+    /// The initial share of a node holding `value` (`None`: not a participant).
+    pub fn initial(value: Option<f64>, leader: bool) -> Share {
+        let (s, w, c, min, max) = match value {
+            Some(v) => (v, 1.0, 1.0, v, v),
+            None => (0.0, 0.0, 0.0, f64::INFINITY, f64::NEG_INFINITY),
+        };
+        Share {
+            s,
+            w,
+            c,
+            u: if leader { 1.0 } else { 0.0 },
+            min,
+            max,
+        }
+    }
+
+    /// Split off half of the mass (min and max are copied, not split).
+    pub fn halve(&mut self) -> Share {
+        self.s /= 2.0;
+        self.w /= 2.0;
+        self.c /= 2.0;
+        self.u /= 2.0;
+        *self
+    }
+
+    /// Add received mass.
+    pub fn absorb(&mut self, other: &Share) {
+        self.s += other.s;
+        self.w += other.w;
+        self.c += other.c;
+        self.u += other.u;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+}
+
+/// An estimate of one aggregate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Estimate {
+    /// Average over participants.
+    pub avg: f64,
+    /// Sum over participants.
+    pub sum: f64,
+    /// Number of participants.
+    pub count: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Largest relative change of the average over the last rounds.
+    pub change: f64,
+    /// The estimate has settled (`change` below 1e-6) in this epoch.
+    pub converged: bool,
+    /// The epoch it comes from.
+    pub epoch: u64,
+}
+
+/// How many recent averages the convergence indicator looks at.
+const HISTORY: usize = 5;
+
+/// Per-aggregate state at one node.
+#[derive(Clone, Debug)]
+struct Tracked {
+    share: Share,
+    history: VecDeque<f64>,
+    /// The last settled estimate of an earlier epoch, shown while a new one mixes.
+    settled: Option<Estimate>,
+}
+
+/// Every aggregate this node tracks, its epoch, and the mass in flight.
+#[derive(Debug, Default)]
+pub struct Aggregates {
+    epoch: u64,
+    tracked: BTreeMap<String, Tracked>,
+    /// Highest sequence number applied per sender in this epoch.
+    applied: HashMap<Arc<str>, u32>,
+}
+
+impl Aggregates {
+    /// Current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Names tracked.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tracked.keys().map(String::as_str)
+    }
+
+    /// Whether `name` is tracked.
+    pub fn is_tracked(&self, name: &str) -> bool {
+        self.tracked.contains_key(name)
+    }
+
+    /// Start tracking `name` with this node's `value`.
+    pub fn track(&mut self, name: &str, value: Option<f64>, leader: bool) -> Result<(), String> {
+        if self.tracked.contains_key(name) {
+            return Ok(());
+        }
+        validate_name(name)?;
+        if self.tracked.len() >= MAX_AGGREGATES {
+            return Err(format!(
+                "at most {MAX_AGGREGATES} aggregates can be tracked"
+            ));
+        }
+        self.tracked.insert(
+            name.to_owned(),
+            Tracked {
+                share: Share::initial(value, leader),
+                history: VecDeque::new(),
+                settled: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Begin `epoch`: every share restarts from the node's current value.
+    pub fn begin_epoch(&mut self, epoch: u64, leader: bool, value: impl Fn(&str) -> Option<f64>) {
+        self.epoch = epoch;
+        self.applied.clear();
+        for (name, t) in &mut self.tracked {
+            if let Some(e) = estimate_of(&t.share, &t.history, epoch) {
+                if e.converged || t.settled.is_none() {
+                    t.settled = Some(e);
+                }
+            }
+            t.share = Share::initial(value(name), leader);
+            t.history.clear();
+        }
+    }
+
+    /// Take half of every share, to send.
+    pub fn split(&mut self) -> Vec<(String, Share)> {
+        self.tracked
+            .iter_mut()
+            .map(|(n, t)| (n.clone(), t.share.halve()))
+            .collect()
+    }
+
+    /// Give back mass that could not be delivered.
+    pub fn restore(&mut self, shares: &[(String, Share)]) {
+        for (name, share) in shares {
+            if let Some(t) = self.tracked.get_mut(name) {
+                t.share.absorb(share);
+            }
+        }
+    }
+
+    /// Apply `sender`'s transfer `seq` of this epoch, once. Names not yet
+    /// tracked here are tracked from now on, this node joining with its own
+    /// `value` and `leader` weight. Returns false for a duplicate.
+    pub fn receive(
+        &mut self,
+        sender: &Arc<str>,
+        seq: u32,
+        shares: &[(String, Share)],
+        value: impl Fn(&str) -> Option<f64>,
+        leader: bool,
+    ) -> bool {
+        let last = self.applied.entry(sender.clone()).or_insert(0);
+        if seq <= *last {
+            return false;
+        }
+        *last = seq;
+        for (name, share) in shares {
+            if validate_name(name).is_err() || !share_is_sane(share) {
+                continue;
+            }
+            if !self.tracked.contains_key(name) && self.tracked.len() < MAX_AGGREGATES {
+                self.tracked.insert(
+                    name.clone(),
+                    Tracked {
+                        share: Share::initial(value(name), leader),
+                        history: VecDeque::new(),
+                        settled: None,
+                    },
+                );
+            }
+            if let Some(t) = self.tracked.get_mut(name) {
+                t.share.absorb(share);
+            }
+        }
+        true
+    }
+
+    /// Record this round's averages for the convergence indicator.
+    pub fn end_round(&mut self) {
+        for t in self.tracked.values_mut() {
+            if t.share.w > 0.0 {
+                t.history.push_back(t.share.s / t.share.w);
+                if t.history.len() > HISTORY {
+                    t.history.pop_front();
+                }
+            }
+        }
+    }
+
+    /// The estimate of `name`: this epoch's once it has settled, else the
+    /// last settled one of an earlier epoch, else this epoch's so far.
+    pub fn estimate(&self, name: &str) -> Option<Estimate> {
+        let t = self.tracked.get(name)?;
+        let current = estimate_of(&t.share, &t.history, self.epoch);
+        match (current, t.settled) {
+            (Some(c), _) if c.converged => Some(c),
+            (_, Some(s)) => Some(s),
+            (c, None) => c,
+        }
+    }
+
+    /// Total mass held here for `name` (for conservation checks).
+    pub fn share(&self, name: &str) -> Option<Share> {
+        self.tracked.get(name).map(|t| t.share)
+    }
+}
+
+fn estimate_of(share: &Share, history: &VecDeque<f64>, epoch: u64) -> Option<Estimate> {
+    if share.w <= 0.0 {
+        return None;
+    }
+    let avg = share.s / share.w;
+    let count = if share.u > 0.0 {
+        share.c / share.u
+    } else {
+        f64::NAN
+    };
+    let change = match (
+        history.iter().copied().reduce(f64::min),
+        history.iter().copied().reduce(f64::max),
+    ) {
+        (Some(lo), Some(hi)) if history.len() == HISTORY => {
+            (hi - lo).abs() / avg.abs().max(f64::MIN_POSITIVE)
+        }
+        _ => f64::INFINITY,
+    };
+    Some(Estimate {
+        avg,
+        sum: avg * count,
+        count,
+        min: share.min,
+        max: share.max,
+        change,
+        converged: change < 1e-6 && count.is_finite(),
+        epoch,
+    })
+}
+
+fn share_is_sane(s: &Share) -> bool {
+    [s.s, s.w, s.c, s.u].iter().all(|x| x.is_finite()) && s.w >= 0.0 && s.c >= 0.0 && s.u >= 0.0
+}
+
+/// Check an aggregate name.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_AGGREGATE_NAME {
+        return Err(format!(
+            "aggregate name must be 1 to {MAX_AGGREGATE_NAME} bytes, got {}",
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Parse a state value as an aggregatable number: finite only.
+pub fn parse_value(raw: &str) -> Option<f64> {
+    raw.trim().parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn halving_and_absorbing_conserve_mass() {
+        let mut a = Share::initial(Some(4.0), true);
+        let mut b = Share::initial(Some(2.0), false);
+        let half = a.halve();
+        b.absorb(&half);
+        assert_eq!(a.s + b.s, 6.0);
+        assert_eq!(a.w + b.w, 2.0);
+        assert_eq!(a.u + b.u, 1.0);
+        assert_eq!((b.min, b.max), (2.0, 4.0));
+    }
+
+    #[test]
+    fn duplicates_are_applied_once_and_bad_shares_ignored() {
+        let mut agg = Aggregates::default();
+        agg.track("load", Some(1.0), false).unwrap();
+        let from: Arc<str> = "a".into();
+        let half = vec![("load".to_string(), Share::initial(Some(3.0), true))];
+        assert!(agg.receive(&from, 1, &half, |_| None, false));
+        assert!(!agg.receive(&from, 1, &half, |_| None, false));
+        assert_eq!(agg.share("load").unwrap().s, 4.0);
+        let bad = vec![(
+            "load".to_string(),
+            Share {
+                s: f64::NAN,
+                ..Share::default()
+            },
+        )];
+        assert!(agg.receive(&from, 2, &bad, |_| None, false));
+        assert_eq!(agg.share("load").unwrap().s, 4.0);
+        assert!(parse_value("inf").is_none() && parse_value("NaN").is_none());
+        assert_eq!(parse_value(" 2.5 "), Some(2.5));
+        assert!(agg.track(&"x".repeat(100), None, false).is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! Benchmark: N nodes in one process on 127.0.0.1 with the LAN profile.
+//! Measures the time until every node sees N alive, then the process's
+//! CPU and memory over a steady-state window.
+//!
+//! ```text
+//! cargo run --release -p rumor --example loopback_cluster -- N [STEADY_SECS]
+//! ```
+
+use std::time::{Duration, Instant};
+
+use rumor::{MemberEventKind, Node, Profile};
+
+/// Clock ticks per second of /proc/self/stat (100 on Linux).
+const CLK_TCK: f64 = 100.0;
+
+/// User plus system CPU time of this process, in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (get(11) + get(12)) / CLK_TCK
+}
+
+/// A `VmRSS`-style line of /proc/self/status, in MiB.
+fn status_mib(key: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), rumor::Error> {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
+    let steady: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(30);
+    let loopback = "127.0.0.1:0".parse().expect("a socket address");
+    println!("nodes: {n}, profile: lan, steady window: {steady} s");
+
+    let t0 = Instant::now();
+    let mut nodes: Vec<Node> = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut b = Node::builder()
+            .name(format!("node-{i}"))
+            .bind(loopback)
+            .profile(Profile::Lan)
+            .rng_seed(i as u64);
+        if let Some(first) = nodes.first() {
+            b = b.seed(first.advertise_addr());
+        }
+        nodes.push(b.start().await?);
+    }
+    let started = t0.elapsed();
+    println!(
+        "all {n} started and joined after {:.2} s",
+        started.as_secs_f64()
+    );
+
+    let converged = loop {
+        let mut done = 0;
+        for node in &nodes {
+            if node.num_live().await? == n {
+                done += 1;
+            }
+        }
+        if done == n {
+            break t0.elapsed();
+        }
+        if t0.elapsed() > Duration::from_secs(600) {
+            println!("not converged after 600 s: {done}/{n} nodes see {n} alive");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!(
+        "converged (every node sees {n} alive) after {:.2} s",
+        converged.as_secs_f64()
+    );
+
+    let mut subs: Vec<_> = nodes.iter().map(|n| n.subscribe()).collect();
+    let before: Vec<_> = {
+        let mut v = Vec::with_capacity(n);
+        for node in &nodes {
+            v.push(node.stats().await?);
+        }
+        v
+    };
+    let cpu0 = cpu_seconds();
+    let w0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(steady)).await;
+    let cpu = cpu_seconds() - cpu0;
+    let wall = w0.elapsed().as_secs_f64();
+    let (mut pkts, mut bytes, mut live_ok) = (0u64, 0u64, 0usize);
+    for (node, b) in nodes.iter().zip(&before) {
+        let s = node.stats().await?;
+        pkts += s.transport.udp_packets_out - b.transport.udp_packets_out;
+        bytes += s.transport.udp_bytes_out - b.transport.udp_bytes_out;
+        if s.members.alive == n {
+            live_ok += 1;
+        }
+    }
+    let (mut suspect, mut failed) = (0, 0);
+    for rx in subs.iter_mut() {
+        while let Ok(ev) = rx.try_recv() {
+            match ev.kind {
+                MemberEventKind::Suspect => suspect += 1,
+                MemberEventKind::Failed => failed += 1,
+                _ => {}
+            }
+        }
+    }
+    println!(
+        "steady state over {wall:.1} s: CPU {:.3} cores, RSS {:.1} MiB (peak {:.1} MiB)",
+        cpu / wall,
+        status_mib("VmRSS:"),
+        status_mib("VmHWM:")
+    );
+    println!(
+        "traffic: {:.0} datagrams/s, {:.1} KiB/s in total; suspect events {suspect}, failed events {failed}; {live_ok}/{n} nodes still see {n} alive",
+        pkts as f64 / wall,
+        bytes as f64 / wall / 1024.0
+    );
+    for node in nodes {
+        node.shutdown().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! [`Builder`]: configure a node, bind its sockets and start its task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumor_core::{Config, Profile, Tags};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::driver::Driver;
+use crate::framing::Framer;
+use crate::keyring::Keyring;
+use crate::metrics::Counters;
+use crate::seeds::Seed;
+use crate::transport::{tcp::StreamCtx, udp};
+use crate::{Error, Node};
+
+/// Configures and starts a [`Node`]; get one from [`Node::builder`].
+#[derive(Clone, Debug)]
+pub struct Builder {
+    name: Option<String>,
+    bind: SocketAddr,
+    advertise: Option<SocketAddr>,
+    seeds: Vec<Seed>,
+    tags: Tags,
+    config: Config,
+    keyring: Option<Keyring>,
+    label: String,
+    rng_seed: Option<u64>,
+    stream_timeout: Duration,
+    max_streams: usize,
+    join_timeout: Duration,
+    metrics_interval: Option<Duration>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            name: None,
+            bind: SocketAddr::from(([0, 0, 0, 0], 7946)),
+            advertise: None,
+            seeds: Vec::new(),
+            tags: Tags::new(),
+            config: Config::lan(),
+            keyring: None,
+            label: String::new(),
+            rng_seed: None,
+            stream_timeout: Duration::from_secs(10),
+            max_streams: 128,
+            join_timeout: Duration::from_secs(30),
+            metrics_interval: Some(Duration::from_secs(1)),
+        }
+    }
+}
+
+impl Builder {
+    /// The node's name, unique in the cluster (default: its advertised address).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Address to bind the UDP socket and TCP listener to (default
+    /// `0.0.0.0:7946`; port 0 lets the OS pick one port for both).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Address the others reach this node at (default: the bound address,
+    /// which must then not be unspecified). Port 0 means the bound port.
+    pub fn advertise(mut self, addr: SocketAddr) -> Self {
+        self.advertise = Some(addr);
+        self
+    }
+
+    /// Add a seed to join through when starting.
+    pub fn seed(mut self, seed: impl Into<Seed>) -> Self {
+        self.seeds.push(seed.into());
+        self
+    }
+
+    /// Add seeds to join through when starting.
+    pub fn seeds<S: Into<Seed>>(mut self, seeds: impl IntoIterator<Item = S>) -> Self {
+        self.seeds.extend(seeds.into_iter().map(Into::into));
+        self
+    }
+
+    /// Set one tag.
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// Replace all tags.
+    pub fn tags(mut self, tags: Tags) -> Self {
+        self.tags = tags;
+        self
+    }
+
+    /// Use a profile's protocol configuration (default: LAN).
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.config = Config::profile(profile);
+        self
+    }
+
+    /// Use a full protocol configuration. Its `packet_size` is the largest
+    /// datagram on the wire; the envelope's overhead is taken off it.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Encrypt and authenticate everything with this keyring.
+    pub fn keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    /// A cluster label: packets carrying another label are refused.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// Seed of the protocol's random generator (default: random).
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = Some(seed);
+        self
+    }
+
+    /// Timeout of stream connects, reads and writes (default 10 s).
+    pub fn stream_timeout(mut self, timeout: Duration) -> Self {
+        self.stream_timeout = timeout;
+        self
+    }
+
+    /// Most streams open at once in each direction (default 128).
+    pub fn max_streams(mut self, n: usize) -> Self {
+        self.max_streams = n.max(1);
+        self
+    }
+
+    /// How long [`Node::join`] retries before giving up (default 30 s).
+    pub fn join_timeout(mut self, timeout: Duration) -> Self {
+        self.join_timeout = timeout;
+        self
+    }
+
+    /// How often stats are exported to the `metrics` recorder (default
+    /// every second; `None` never).
+    pub fn metrics_interval(mut self, every: Option<Duration>) -> Self {
+        self.metrics_interval = every;
+        self
+    }
+
+    /// Bind the sockets, start the node's task and, if seeds were given,
+    /// join through them (failing if none answers within the join timeout).
+    /// Must be called inside a tokio runtime.
+    pub async fn start(self) -> Result<Node, Error> {
+        let framer = Framer::new(&self.label, self.keyring.clone())?;
+        let mut config = self.config.clone();
+        config.validate()?;
+        config.packet_size = config
+            .packet_size
+            .checked_sub(framer.overhead())
+            .filter(|&n| n >= 512)
+            .ok_or_else(|| {
+                Error::InvalidConfig(format!(
+                    "packet_size ({}) leaves under 512 bytes after {} bytes of envelope",
+                    config.packet_size,
+                    framer.overhead()
+                ))
+            })?;
+        let (socket, listener) = udp::bind(self.bind).await.map_err(|source| Error::Bind {
+            addr: self.bind,
+            source,
+        })?;
+        let local_addr = socket.local_addr().map_err(|source| Error::Bind {
+            addr: self.bind,
+            source,
+        })?;
+        let advertise = match self.advertise {
+            Some(a) if a.port() == 0 => SocketAddr::new(a.ip(), local_addr.port()),
+            Some(a) => a,
+            None if local_addr.ip().is_unspecified() => {
+                return Err(Error::InvalidConfig(format!(
+                    "bound to {local_addr}: set an advertise address the others can reach"
+                )))
+            }
+            None => local_addr,
+        };
+        let name = self.name.clone().unwrap_or_else(|| advertise.to_string());
+        let rng_seed = match self.rng_seed {
+            Some(s) => s,
+            None => {
+                let mut b = [0u8; 8];
+                getrandom::fill(&mut b).map_err(|e| Error::Random(e.to_string()))?;
+                u64::from_le_bytes(b)
+            }
+        };
+        let max_message = config.max_stream_size;
+        let mut core = rumor_core::Node::new(&name, advertise, config, rng_seed)?;
+        if !self.tags.is_empty() {
+            core.set_tags(rumor_core::Instant::ZERO, self.tags.clone())?;
+        }
+        let counters = Arc::new(Counters::default());
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let (ev_tx, _) = broadcast::channel(1024);
+        let driver = Driver {
+            core,
+            name: name.clone(),
+            udp: socket,
+            listener,
+            ctx: Arc::new(StreamCtx {
+                framer,
+                counters: counters.clone(),
+                timeout: self.stream_timeout,
+                max_message,
+            }),
+            origin: tokio::time::Instant::now(),
+            commands: cmd_rx,
+            events: ev_tx.clone(),
+            counters,
+            max_streams: self.max_streams,
+            metrics_interval: self.metrics_interval,
+        };
+        let task = tokio::spawn(driver.run());
+        let node = Node {
+            name,
+            advertise,
+            local_addr,
+            commands: cmd_tx,
+            events: ev_tx,
+            keyring: self.keyring,
+            join_timeout: self.join_timeout,
+            task: Some(task),
+        };
+        if !self.seeds.is_empty() {
+            if let Err(e) = node.join(self.seeds).await {
+                let _ = node.shutdown().await;
+                return Err(e);
+            }
+        }
+        Ok(node)
+    }
+}

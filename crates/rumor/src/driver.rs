@@ -1,0 +1,327 @@
+//! The task that drives one rumor-core state machine: it feeds datagrams,
+//! stream messages, commands and timers in, and carries transmits and
+//! events out.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumor_core::{Event, Member, Node as Core, Tags, TransmitKind};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::framing::Framer;
+use crate::metrics::{self, Counters, MemberCounts, Stats};
+use crate::transport::tcp::{self, FromStream, StreamCtx};
+use crate::transport::udp::RECV_BUFFER;
+use crate::MemberEvent;
+
+/// Requests from the [`crate::Node`] handle.
+pub(crate) enum Command {
+    Members(oneshot::Sender<Vec<Member>>),
+    Local(oneshot::Sender<Member>),
+    Stats(oneshot::Sender<Stats>),
+    SetTags(Tags, oneshot::Sender<Result<(), rumor_core::Error>>),
+    /// Join through these addresses; answers (seeds tried, seeds that answered).
+    Join(Vec<SocketAddr>, oneshot::Sender<(usize, usize)>),
+    Leave(oneshot::Sender<()>),
+    Shutdown,
+}
+
+/// A join waiting for its seeds' replies.
+struct PendingJoin {
+    pending: HashSet<SocketAddr>,
+    tried: usize,
+    answered: usize,
+    reply: oneshot::Sender<(usize, usize)>,
+}
+
+/// Everything the driver task owns.
+pub(crate) struct Driver {
+    pub core: Core,
+    pub name: String,
+    pub udp: UdpSocket,
+    pub listener: TcpListener,
+    pub ctx: Arc<StreamCtx>,
+    pub origin: Instant,
+    pub commands: mpsc::Receiver<Command>,
+    pub events: broadcast::Sender<MemberEvent>,
+    pub counters: Arc<Counters>,
+    pub max_streams: usize,
+    pub metrics_interval: Option<Duration>,
+}
+
+/// Mutable state of a running driver besides what [`Driver`] was given.
+struct Running {
+    streams_tx: mpsc::Sender<FromStream>,
+    streams_rx: mpsc::Receiver<FromStream>,
+    tasks: JoinSet<()>,
+    inbound: Arc<Semaphore>,
+    outbound: Arc<Semaphore>,
+    joins: Vec<PendingJoin>,
+    leaves: Vec<oneshot::Sender<()>>,
+    left: bool,
+    next_export: Option<Instant>,
+}
+
+impl Driver {
+    fn now(&self) -> rumor_core::Instant {
+        rumor_core::Instant::from_micros(self.origin.elapsed().as_micros() as u64)
+    }
+
+    fn framer(&self) -> &Framer {
+        &self.ctx.framer
+    }
+
+    /// Run until shut down or until the handle is dropped.
+    pub(crate) async fn run(mut self) {
+        let (streams_tx, streams_rx) = mpsc::channel(256);
+        let mut st = Running {
+            streams_tx,
+            streams_rx,
+            tasks: JoinSet::new(),
+            inbound: Arc::new(Semaphore::new(self.max_streams)),
+            outbound: Arc::new(Semaphore::new(self.max_streams)),
+            joins: Vec::new(),
+            leaves: Vec::new(),
+            left: false,
+            next_export: self.metrics_interval.map(|i| self.origin + i),
+        };
+        let mut buf = vec![0u8; RECV_BUFFER];
+        tracing::debug!(node = %self.name, addr = %self.core.local().addr, "node started");
+        loop {
+            self.flush(&mut st).await;
+            while st.tasks.try_join_next().is_some() {}
+            let far = Instant::now() + Duration::from_secs(3600);
+            let mut wake = self
+                .core
+                .poll_timeout()
+                .map(|t| self.origin + Duration::from_micros(t.as_micros()))
+                .unwrap_or(far);
+            if let Some(e) = st.next_export {
+                wake = wake.min(e);
+            }
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    None | Some(Command::Shutdown) => break,
+                    Some(cmd) => self.command(&mut st, cmd),
+                },
+                r = self.udp.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => self.datagram(from, &buf[..n]),
+                    Err(e) => tracing::debug!(node = %self.name, error = %e, "udp receive failed"),
+                },
+                r = self.listener.accept() => match r {
+                    Ok((s, peer)) => self.accept(&mut st, s, peer),
+                    Err(e) => {
+                        tracing::warn!(node = %self.name, error = %e, "tcp accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+                Some(m) = st.streams_rx.recv() => self.stream_message(&mut st, m),
+                _ = tokio::time::sleep_until(wake) => {
+                    let now = self.now();
+                    self.core.handle_timeout(now);
+                    if let (Some(at), Some(every)) = (st.next_export, self.metrics_interval) {
+                        if Instant::now() >= at {
+                            metrics::export(&self.name, &self.stats());
+                            st.next_export = Some(Instant::now() + every);
+                        }
+                    }
+                }
+            }
+        }
+        tracing::debug!(node = %self.name, "node stopped");
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            core: self.core.stats().clone(),
+            transport: self.counters.snapshot(),
+            awareness: self.core.awareness(),
+            members: MemberCounts::of(self.core.members().map(|m| m.state)),
+        }
+    }
+
+    fn command(&mut self, st: &mut Running, cmd: Command) {
+        let now = self.now();
+        match cmd {
+            Command::Members(tx) => {
+                let _ = tx.send(self.core.members().collect());
+            }
+            Command::Local(tx) => {
+                let _ = tx.send(self.core.local());
+            }
+            Command::Stats(tx) => {
+                let _ = tx.send(self.stats());
+            }
+            Command::SetTags(tags, tx) => {
+                let _ = tx.send(self.core.set_tags(now, tags));
+            }
+            Command::Join(addrs, tx) => {
+                let own = self.core.local().addr;
+                let pending: HashSet<SocketAddr> =
+                    addrs.into_iter().filter(|a| *a != own).collect();
+                if pending.is_empty() {
+                    let _ = tx.send((0, 0));
+                    return;
+                }
+                let list: Vec<SocketAddr> = pending.iter().copied().collect();
+                tracing::debug!(node = %self.name, seeds = ?list, "joining");
+                self.core.join(now, &list);
+                st.left = false;
+                st.joins.push(PendingJoin {
+                    tried: pending.len(),
+                    pending,
+                    answered: 0,
+                    reply: tx,
+                });
+            }
+            Command::Leave(tx) => {
+                if self.core.is_leaving() && st.left {
+                    let _ = tx.send(());
+                    return;
+                }
+                tracing::debug!(node = %self.name, "leaving");
+                self.core.leave(now);
+                st.leaves.push(tx);
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn datagram(&mut self, from: SocketAddr, bytes: &[u8]) {
+        Counters::inc(&self.counters.udp_packets_in);
+        Counters::add(&self.counters.udp_bytes_in, bytes.len());
+        match self.framer().open(bytes) {
+            Ok(body) => {
+                let body = body.into_owned();
+                let now = self.now();
+                self.core.handle_datagram(now, from, &body);
+            }
+            Err(r) => {
+                self.counters.reject(r);
+                tracing::debug!(node = %self.name, %from, reason = %r, "datagram rejected");
+            }
+        }
+    }
+
+    fn accept(&mut self, st: &mut Running, stream: TcpStream, peer: SocketAddr) {
+        Counters::inc(&self.counters.streams_accepted);
+        let Ok(permit) = st.inbound.clone().try_acquire_owned() else {
+            Counters::inc(&self.counters.streams_rejected_busy);
+            tracing::debug!(node = %self.name, %peer, "too many streams: connection refused");
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        st.tasks.spawn(tcp::serve(
+            self.ctx.clone(),
+            stream,
+            peer,
+            st.streams_tx.clone(),
+            permit,
+        ));
+    }
+
+    fn dial(&mut self, st: &mut Running, to: SocketAddr, msg: Vec<u8>) {
+        let Ok(permit) = st.outbound.clone().try_acquire_owned() else {
+            Counters::inc(&self.counters.streams_rejected_busy);
+            tracing::debug!(node = %self.name, %to, "too many streams: request dropped");
+            self.join_outcome(st, to, false);
+            return;
+        };
+        st.tasks.spawn(tcp::request(
+            self.ctx.clone(),
+            to,
+            msg,
+            st.streams_tx.clone(),
+            permit,
+        ));
+    }
+
+    fn stream_message(&mut self, st: &mut Running, m: FromStream) {
+        let now = self.now();
+        match m {
+            FromStream::Request { from, msg, reply } => {
+                let answer = self.core.handle_stream(now, from, &msg);
+                let _ = reply.send(answer);
+            }
+            FromStream::Reply { to, msg } => {
+                let ok = msg.is_some();
+                if let Some(msg) = msg {
+                    let _ = self.core.handle_stream(now, to, &msg);
+                }
+                self.join_outcome(st, to, ok);
+            }
+        }
+    }
+
+    fn join_outcome(&mut self, st: &mut Running, addr: SocketAddr, ok: bool) {
+        for j in st.joins.iter_mut() {
+            if j.pending.remove(&addr) && ok {
+                j.answered += 1;
+            }
+        }
+        let (done, waiting) = std::mem::take(&mut st.joins)
+            .into_iter()
+            .partition::<Vec<_>, _>(|j| j.pending.is_empty());
+        st.joins = waiting;
+        for j in done {
+            let _ = j.reply.send((j.tried, j.answered));
+        }
+    }
+
+    async fn flush(&mut self, st: &mut Running) {
+        while let Some(t) = self.core.poll_transmit() {
+            match t.kind {
+                TransmitKind::Datagram => self.send_datagram(t.to, &t.payload).await,
+                TransmitKind::Stream => self.dial(st, t.to, t.payload),
+            }
+        }
+        while let Some(ev) = self.core.poll_event() {
+            match ev {
+                Event::Member { kind, member } => {
+                    tracing::info!(
+                        node = %self.name,
+                        member = %member.name,
+                        addr = %member.addr,
+                        event = ?kind,
+                        incarnation = member.incarnation,
+                        "member event"
+                    );
+                    let _ = self.events.send(MemberEvent { kind, member });
+                }
+                Event::LeaveComplete => {
+                    st.left = true;
+                    for tx in st.leaves.drain(..) {
+                        let _ = tx.send(());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn send_datagram(&mut self, to: SocketAddr, payload: &[u8]) {
+        let packet = match self.framer().seal(payload) {
+            Ok(p) => p,
+            Err(e) => {
+                Counters::inc(&self.counters.udp_send_errors);
+                tracing::warn!(node = %self.name, error = %e, "could not seal datagram");
+                return;
+            }
+        };
+        match self.udp.send_to(&packet, to).await {
+            Ok(n) => {
+                Counters::inc(&self.counters.udp_packets_out);
+                Counters::add(&self.counters.udp_bytes_out, n);
+            }
+            Err(e) => {
+                Counters::inc(&self.counters.udp_send_errors);
+                tracing::debug!(node = %self.name, %to, error = %e, "udp send failed");
+            }
+        }
+    }
+}

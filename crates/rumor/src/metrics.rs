@@ -1,0 +1,234 @@
+//! Counters of the transport, the stats snapshot, and their export through
+//! the [`metrics`] facade.
+//!
+//! The core counts protocol work in [`rumor_core::Stats`]; the transport
+//! counts what happens on the wire (bytes, rejections, streams) in
+//! [`TransportStats`]. [`Stats`] bundles both with the awareness score and
+//! the members by state; the driver exports it about once a second as
+//! `rumor_*` counters and gauges labelled with the node's name, to
+//! whichever recorder the application installed (none: no cost).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use rumor_core::message::MessageType;
+use rumor_core::MemberState;
+
+/// Transport counters, shared by the driver and its stream tasks.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub udp_packets_in: AtomicU64,
+    pub udp_bytes_in: AtomicU64,
+    pub udp_packets_out: AtomicU64,
+    pub udp_bytes_out: AtomicU64,
+    pub udp_send_errors: AtomicU64,
+    pub streams_accepted: AtomicU64,
+    pub streams_dialed: AtomicU64,
+    pub stream_bytes_in: AtomicU64,
+    pub stream_bytes_out: AtomicU64,
+    pub stream_errors: AtomicU64,
+    pub stream_timeouts: AtomicU64,
+    pub streams_oversize: AtomicU64,
+    pub streams_rejected_busy: AtomicU64,
+    pub malformed: AtomicU64,
+    pub auth_failures: AtomicU64,
+    pub label_mismatches: AtomicU64,
+    pub unencrypted_rejected: AtomicU64,
+    pub compression_errors: AtomicU64,
+}
+
+impl Counters {
+    /// Add one to `c`.
+    pub fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Relaxed);
+    }
+
+    /// Add `n` to `c`.
+    pub fn add(c: &AtomicU64, n: usize) {
+        c.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Count an envelope rejection.
+    pub fn reject(&self, r: crate::framing::Reject) {
+        use crate::framing::Reject;
+        Counters::inc(match r {
+            Reject::Malformed => &self.malformed,
+            Reject::LabelMismatch => &self.label_mismatches,
+            Reject::Unencrypted => &self.unencrypted_rejected,
+            Reject::AuthFailed => &self.auth_failures,
+        });
+    }
+
+    /// A snapshot.
+    pub fn snapshot(&self) -> TransportStats {
+        let g = |c: &AtomicU64| c.load(Relaxed);
+        TransportStats {
+            udp_packets_in: g(&self.udp_packets_in),
+            udp_bytes_in: g(&self.udp_bytes_in),
+            udp_packets_out: g(&self.udp_packets_out),
+            udp_bytes_out: g(&self.udp_bytes_out),
+            udp_send_errors: g(&self.udp_send_errors),
+            streams_accepted: g(&self.streams_accepted),
+            streams_dialed: g(&self.streams_dialed),
+            stream_bytes_in: g(&self.stream_bytes_in),
+            stream_bytes_out: g(&self.stream_bytes_out),
+            stream_errors: g(&self.stream_errors),
+            stream_timeouts: g(&self.stream_timeouts),
+            streams_oversize: g(&self.streams_oversize),
+            streams_rejected_busy: g(&self.streams_rejected_busy),
+            malformed: g(&self.malformed),
+            auth_failures: g(&self.auth_failures),
+            label_mismatches: g(&self.label_mismatches),
+            unencrypted_rejected: g(&self.unencrypted_rejected),
+            compression_errors: g(&self.compression_errors),
+        }
+    }
+}
+
+/// What the transport did and what it refused, since the node started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Datagrams received (before any check).
+    pub udp_packets_in: u64,
+    /// Bytes of datagrams received.
+    pub udp_bytes_in: u64,
+    /// Datagrams sent.
+    pub udp_packets_out: u64,
+    /// Bytes of datagrams sent (envelope included).
+    pub udp_bytes_out: u64,
+    /// Datagrams the socket failed to send.
+    pub udp_send_errors: u64,
+    /// Incoming stream connections accepted.
+    pub streams_accepted: u64,
+    /// Outgoing stream connections attempted.
+    pub streams_dialed: u64,
+    /// Bytes of stream frames received.
+    pub stream_bytes_in: u64,
+    /// Bytes of stream frames sent.
+    pub stream_bytes_out: u64,
+    /// Streams that failed to connect, read or write.
+    pub stream_errors: u64,
+    /// Streams cut off for being too slow.
+    pub stream_timeouts: u64,
+    /// Streams cut off for announcing a frame over the size limit.
+    pub streams_oversize: u64,
+    /// Streams refused because too many were open.
+    pub streams_rejected_busy: u64,
+    /// Envelopes too short or of an unknown kind.
+    pub malformed: u64,
+    /// Envelopes no installed key authenticates (or encrypted ones reaching
+    /// a node without keys).
+    pub auth_failures: u64,
+    /// Envelopes from a cluster with another label.
+    pub label_mismatches: u64,
+    /// Plaintext envelopes refused by an encrypting node.
+    pub unencrypted_rejected: u64,
+    /// Stream messages whose compression was corrupt or too large.
+    pub compression_errors: u64,
+}
+
+/// Members known to a node, by state (the node itself included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemberCounts {
+    /// Alive members.
+    pub alive: usize,
+    /// Suspected members.
+    pub suspect: usize,
+    /// Members declared failed, still remembered.
+    pub dead: usize,
+    /// Members that left, still remembered.
+    pub left: usize,
+}
+
+impl MemberCounts {
+    /// Count `states`.
+    pub fn of(states: impl Iterator<Item = MemberState>) -> Self {
+        let mut c = MemberCounts::default();
+        for s in states {
+            match s {
+                MemberState::Alive => c.alive += 1,
+                MemberState::Suspect => c.suspect += 1,
+                MemberState::Dead => c.dead += 1,
+                MemberState::Left => c.left += 1,
+            }
+        }
+        c
+    }
+}
+
+/// Everything a node counts: protocol, transport, health, membership.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// The protocol's counters.
+    pub core: rumor_core::Stats,
+    /// The transport's counters.
+    pub transport: TransportStats,
+    /// The local health score (0 is healthy).
+    pub awareness: u32,
+    /// Known members by state.
+    pub members: MemberCounts,
+}
+
+/// Export `stats` of node `node` to the installed `metrics` recorder.
+pub(crate) fn export(node: &str, stats: &Stats) {
+    let labels = [("node", node.to_string())];
+    let counter = |name: &'static str, v: u64| metrics::counter!(name, &labels).absolute(v);
+    let c = &stats.core;
+    counter("rumor_packets_in_total", c.packets_in);
+    counter("rumor_packets_out_total", c.packets_out);
+    counter("rumor_bytes_in_total", c.bytes_in);
+    counter("rumor_bytes_out_total", c.bytes_out);
+    counter("rumor_streams_in_total", c.streams_in);
+    counter("rumor_streams_out_total", c.streams_out);
+    counter("rumor_decode_errors_total", c.decode_errors);
+    counter("rumor_unsupported_version_total", c.unsupported_version);
+    counter("rumor_unknown_messages_total", c.unknown_messages);
+    counter("rumor_oversize_streams_total", c.oversize_streams);
+    counter("rumor_probes_total", c.probes);
+    counter("rumor_acks_total", c.probe_acks);
+    counter("rumor_nacks_total", c.nacks);
+    counter("rumor_indirect_probes_total", c.indirect_probes);
+    counter("rumor_suspicions_total", c.suspicions);
+    counter("rumor_refutations_total", c.refutations);
+    counter("rumor_deaths_total", c.deaths);
+    counter("rumor_leaves_total", c.leaves);
+    counter("rumor_address_conflicts_total", c.address_conflicts);
+    for kind in MessageType::ALL {
+        let i = kind as usize - 1;
+        let l = [
+            ("node", node.to_string()),
+            ("type", kind.as_str().to_string()),
+        ];
+        metrics::counter!("rumor_messages_in_total", &l).absolute(c.messages_in[i]);
+        metrics::counter!("rumor_messages_out_total", &l).absolute(c.messages_out[i]);
+    }
+    let t = &stats.transport;
+    counter("rumor_udp_packets_in_total", t.udp_packets_in);
+    counter("rumor_udp_bytes_in_total", t.udp_bytes_in);
+    counter("rumor_udp_packets_out_total", t.udp_packets_out);
+    counter("rumor_udp_bytes_out_total", t.udp_bytes_out);
+    counter("rumor_udp_send_errors_total", t.udp_send_errors);
+    counter("rumor_streams_accepted_total", t.streams_accepted);
+    counter("rumor_streams_dialed_total", t.streams_dialed);
+    counter("rumor_stream_bytes_in_total", t.stream_bytes_in);
+    counter("rumor_stream_bytes_out_total", t.stream_bytes_out);
+    counter("rumor_stream_errors_total", t.stream_errors);
+    counter("rumor_stream_timeouts_total", t.stream_timeouts);
+    counter("rumor_streams_oversize_total", t.streams_oversize);
+    counter("rumor_streams_rejected_busy_total", t.streams_rejected_busy);
+    counter("rumor_malformed_packets_total", t.malformed);
+    counter("rumor_auth_failures_total", t.auth_failures);
+    counter("rumor_label_mismatches_total", t.label_mismatches);
+    counter("rumor_unencrypted_rejected_total", t.unencrypted_rejected);
+    counter("rumor_compression_errors_total", t.compression_errors);
+    metrics::gauge!("rumor_awareness", &labels).set(stats.awareness as f64);
+    let m = stats.members;
+    for (state, n) in [
+        ("alive", m.alive),
+        ("suspect", m.suspect),
+        ("dead", m.dead),
+        ("left", m.left),
+    ] {
+        let l = [("node", node.to_string()), ("state", state.to_string())];
+        metrics::gauge!("rumor_members", &l).set(n as f64);
+    }
+}

@@ -1,0 +1,5 @@
+//! Sockets: one UDP socket for probes and gossip ([`udp`]), one TCP
+//! listener and short-lived connections for stream messages ([`tcp`]).
+
+pub(crate) mod tcp;
+pub(crate) mod udp;
