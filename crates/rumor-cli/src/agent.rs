@@ -24,10 +24,10 @@ use crate::http::{self, ApiState};
 use crate::snapshot::Snapshot;
 
 /// Set up logging to stderr: text or JSON lines, level from `RUMOR_LOG`
-/// (an `EnvFilter` directive, default `info`).
-pub fn init_logging(json: bool) {
+/// (an `EnvFilter` directive), else `default`.
+pub fn init_logging(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUMOR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -67,7 +67,7 @@ pub fn load_keyring(path: &Path) -> Result<Vec<String>> {
 /// Run an agent until it is told to stop.
 pub async fn run(args: AgentArgs) -> Result<()> {
     let cfg = AgentConfig::resolve(&args)?;
-    init_logging(cfg.log_json);
+    init_logging(cfg.log_json, "info");
     let keys = match &cfg.keyring {
         Some(p) => load_keyring(p)?,
         None => Vec::new(),
@@ -78,6 +78,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     };
     let seeds = resolve_seeds(&cfg.join).await?;
 
+    crate::metrics::install();
     let http_listener = tokio::net::TcpListener::bind(cfg.http)
         .await
         .with_context(|| format!("cannot bind HTTP {}", cfg.http))?;
@@ -94,8 +95,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         last_incarnation: snapshot.as_ref().map(|s| s.incarnation),
     })
     .await?;
-    let local = node.local();
-    tracing::info!(name = %local.name, addr = %local.addr, http = %http_addr, profile = %cfg.profile_name, "agent started");
+    tracing::info!(name = %node.name(), addr = %node.addr(), http = %http_addr, profile = %cfg.profile_name, "agent started");
 
     if !seeds.is_empty() {
         match node.join(seeds.clone()).await {
@@ -168,8 +168,10 @@ pub async fn run(args: AgentArgs) -> Result<()> {
 
 async fn finish(node: &SharedCluster, snapshot: Option<&Path>) {
     if let Some(p) = snapshot {
-        if let Err(e) = Snapshot::of(node, true).store(p) {
-            tracing::warn!("{e:#}");
+        if let Some(snap) = Snapshot::of(node, true).await {
+            if let Err(e) = snap.store(p) {
+                tracing::warn!("{e:#}");
+            }
         }
     }
     node.shutdown().await;

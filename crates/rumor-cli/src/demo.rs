@@ -3,10 +3,14 @@
 //!
 //! Script: wait until every node sees every node alive; crash one node (all
 //! its I/O stops at once); pause one node for longer than the probe timeout
-//! (the node's driver stops and its packets are dropped both ways, the
-//! stand-in for a stopped process) and let it come back; make one node leave
-//! gracefully; broadcast one user event when the build supports them. For
-//! each step the timeline says when the first and the last other node saw it.
+//! and let it come back; make one node leave gracefully; broadcast one user
+//! event when the build supports them. For each step the timeline says when
+//! the first and the last other node saw it.
+//!
+//! The library has no pause hook, so the paused node is the one node that
+//! does not run in this process: it is a child `rumor agent` process, stopped
+//! with SIGSTOP and resumed with SIGCONT (a real pause, packets queue in the
+//! kernel as they would for a stalled process).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,7 +32,11 @@ const STEP_DEADLINE: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(25);
 
 struct Demo {
+    /// The in-process nodes.
     nodes: Vec<SharedCluster>,
+    /// The child process that gets paused, and its name.
+    child: tokio::process::Child,
+    child_name: String,
     names: Vec<String>,
     start: Instant,
     timeline: Vec<Value>,
@@ -75,6 +83,8 @@ impl Demo {
                 }
                 let hit = self.nodes[w]
                     .members()
+                    .await
+                    .unwrap_or_default()
                     .iter()
                     .any(|m| &*m.name == target && pred(m.state));
                 if hit {
@@ -114,6 +124,24 @@ fn fmt(d: Option<Duration>) -> String {
     d.map_or("never".into(), |d| format!("{:.3}s", d.as_secs_f64()))
 }
 
+/// A port free for UDP and TCP on 127.0.0.1.
+fn free_port() -> Result<u16> {
+    for _ in 0..100 {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let a = u.local_addr()?;
+        if std::net::TcpListener::bind(a).is_ok() {
+            return Ok(a.port());
+        }
+    }
+    bail!("no free port for the paused node")
+}
+
+fn signal_child(child: &tokio::process::Child, sig: nix::sys::signal::Signal) -> Result<()> {
+    let pid = child.id().context("the paused node's process is gone")?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
+        .with_context(|| format!("cannot send {sig} to the paused node"))
+}
+
 /// Run the demo until Ctrl-C (or the script's end with `--exit-after-script`).
 pub async fn run(args: DemoArgs) -> Result<()> {
     if args.nodes < 5 {
@@ -124,29 +152,32 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .parse()
         .map_err(|e: rumor_core::Error| anyhow::anyhow!("--profile: {e}"))?;
     let http_addr: SocketAddr = crate::config::parse_addr("--http", &args.http)?;
+    crate::metrics::install();
     let listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("cannot bind HTTP {http_addr}"))?;
     let http_addr = listener.local_addr().unwrap_or(http_addr);
+    let port_of = |i: usize| -> Result<u16> {
+        if args.base_port == 0 {
+            return Ok(0);
+        }
+        u16::try_from(i)
+            .ok()
+            .and_then(|i| args.base_port.checked_add(i))
+            .context("--base-port too high for that many nodes")
+    };
 
     let start = Instant::now();
-    let mut nodes = Vec::with_capacity(args.nodes);
-    let mut names = Vec::with_capacity(args.nodes);
-    for i in 0..args.nodes {
-        let port = if args.base_port == 0 {
-            0
-        } else {
-            args.base_port
-                .checked_add(i as u16)
-                .context("--base-port too high for that many nodes")?
-        };
+    let in_process = args.nodes - 1;
+    let mut nodes = Vec::with_capacity(in_process);
+    for i in 0..in_process {
         let name = format!("node-{i:02}");
         let mut tags = Tags::new();
         tags.insert("demo".into(), "yes".into());
         tags.insert("zone".into(), format!("z{}", i % 3));
         let node = cluster::start(NodeSettings {
             name: name.clone(),
-            bind: SocketAddr::from(([127, 0, 0, 1], port)),
+            bind: SocketAddr::from(([127, 0, 0, 1], port_of(i)?)),
             advertise: None,
             tags,
             profile,
@@ -157,8 +188,30 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot start {name}"))?;
         nodes.push(node);
-        names.push(name);
     }
+    let seed = nodes[0].addr();
+    let child_name = format!("node-{in_process:02}");
+    let child_port = match port_of(in_process)? {
+        0 => free_port()?,
+        p => p,
+    };
+    let exe = std::env::current_exe().context("cannot find the rumor binary")?;
+    let child = tokio::process::Command::new(exe)
+        .args(["agent", "--name", &child_name, "--profile", &args.profile])
+        .args([
+            "--bind",
+            &format!("127.0.0.1:{child_port}"),
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .args(["--tag", "demo=yes", "--tag", "process=own"])
+        .args(["--join", &seed.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start the paused node's process")?;
     let state = ApiState::new(nodes[0].clone(), None);
     let server = tokio::spawn(async move {
         if let Err(e) = http::serve(listener, http::router(state)).await {
@@ -166,28 +219,30 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         }
     });
     println!(
-        "rumor demo: {} nodes on 127.0.0.1, profile {}",
+        "rumor demo: {} nodes on 127.0.0.1 ({in_process} in this process, {child_name} in its own), profile {}",
         args.nodes, args.profile
     );
-    println!("dashboard of {}: http://{http_addr}/", names[0]);
+    println!("dashboard of {}: http://{http_addr}/", nodes[0].name());
 
+    let names = nodes.iter().map(|n| n.name().to_string()).collect();
     let mut demo = Demo {
         nodes,
+        child,
+        child_name,
         names,
         start,
         timeline: Vec::new(),
     };
     let outcome = tokio::select! {
-        r = script(&mut demo) => Some(r),
+        r = script(&mut demo, seed, args.nodes) => Some(r),
         _ = tokio::signal::ctrl_c() => None,
     };
-    match outcome {
-        None => println!("interrupted"),
-        Some(Err(e)) => {
-            stop(&demo.nodes).await;
-            server.abort();
-            return Err(e);
+    let result = match outcome {
+        None => {
+            println!("interrupted");
+            Ok(())
         }
+        Some(Err(e)) => Err(e),
         Some(Ok(())) => {
             if args.json {
                 println!(
@@ -199,23 +254,31 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 println!("script done; the cluster keeps running. Ctrl-C to stop.");
                 let _ = tokio::signal::ctrl_c().await;
             }
+            Ok(())
         }
-    }
-    stop(&demo.nodes).await;
-    server.abort();
-    println!("stopped");
-    Ok(())
-}
-
-async fn stop(nodes: &[SharedCluster]) {
-    for n in nodes {
+    };
+    let _ = signal_child(&demo.child, nix::sys::signal::Signal::SIGCONT);
+    let _ = demo.child.kill().await;
+    for n in &demo.nodes {
         n.shutdown().await;
     }
+    server.abort();
+    if result.is_ok() {
+        println!("stopped");
+    }
+    result
 }
 
-async fn script(d: &mut Demo) -> Result<()> {
-    let n = d.nodes.len();
-    let seed = d.nodes[0].local().addr;
+async fn views(nodes: &[SharedCluster]) -> Vec<Vec<rumor_core::Member>> {
+    let mut out = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        out.push(n.members().await.unwrap_or_default());
+    }
+    out
+}
+
+async fn script(d: &mut Demo, seed: SocketAddr, n: usize) -> Result<()> {
+    let k = d.nodes.len();
     d.say(
         &format!("{n} nodes started; joining all to {}", d.names[0]),
         json!({}),
@@ -226,16 +289,13 @@ async fn script(d: &mut Demo) -> Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("join failed: {e}"))?;
     }
-    // Converged: every node sees every node alive.
+    // Converged: every in-process node sees all n alive (the child included).
     let end = t0 + STEP_DEADLINE;
     loop {
-        let done = d.nodes.iter().all(|node| {
-            node.members()
-                .iter()
-                .filter(|m| m.state == MemberState::Alive)
-                .count()
-                == n
-        });
+        let done = views(&d.nodes)
+            .await
+            .iter()
+            .all(|v| v.iter().filter(|m| m.state == MemberState::Alive).count() == n);
         if done {
             let t = t0.elapsed();
             d.say(
@@ -254,18 +314,19 @@ async fn script(d: &mut Demo) -> Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let (crash, pause, leave) = (n - 1, n - 2, n - 3);
-    let observers: Vec<usize> = (0..n)
-        .filter(|&i| i != crash && i != pause && i != leave)
-        .collect();
+    let (crash, leave) = (k - 1, k - 2);
+    let observers: Vec<usize> = (0..k).filter(|&i| i != crash && i != leave).collect();
 
     // Crash.
     let name = d.names[crash].clone();
     let t = Instant::now();
     d.nodes[crash].shutdown().await;
-    d.say(&format!("crashed {name}"), json!({"node": name}));
+    d.say(
+        &format!("crashed {name} (all its I/O stopped at once)"),
+        json!({"node": name}),
+    );
     let mut watchers = observers.clone();
-    watchers.extend([pause, leave]);
+    watchers.push(leave);
     let suspect = d
         .reach(
             &watchers,
@@ -288,14 +349,12 @@ async fn script(d: &mut Demo) -> Result<()> {
     d.report(&format!("{name} declared failed"), &dead);
 
     // Pause.
-    let name = d.names[pause].clone();
+    let name = d.child_name.clone();
     let t = Instant::now();
-    d.nodes[pause]
-        .set_paused(true)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    signal_child(&d.child, nix::sys::signal::Signal::SIGSTOP)?;
     d.say(
         &format!(
-            "paused {name} for {:.1}s (driver stopped, packets dropped both ways)",
+            "paused {name} for {:.1}s (SIGSTOP to its process)",
             PAUSE.as_secs_f64()
         ),
         json!({"node": name}),
@@ -305,39 +364,34 @@ async fn script(d: &mut Demo) -> Result<()> {
     let suspected = d
         .reach(&watchers, &name, t, |s| s == MemberState::Suspect, PAUSE)
         .await;
-    d.nodes[pause]
-        .set_paused(false)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    d.say(&format!("resumed {name}"), json!({}));
+    tokio::time::sleep((t + PAUSE).saturating_duration_since(Instant::now())).await;
+    signal_child(&d.child, nix::sys::signal::Signal::SIGCONT)?;
+    d.say(&format!("resumed {name} (SIGCONT)"), json!({}));
     d.report(&format!("{name} suspected while paused"), &suspected);
-    let back = d
-        .reach(
-            &watchers,
-            &name,
-            t,
-            |s| s == MemberState::Alive,
-            STEP_DEADLINE,
-        )
-        .await;
-    // Each watcher's first "alive" after the pause started may predate the
-    // suspicion; confirm the final view instead.
-    let refuted_all = watchers.iter().all(|&w| {
-        d.nodes[w]
-            .members()
+    let back_deadline = Instant::now() + STEP_DEADLINE;
+    let mut refuted_all = false;
+    let mut falsely_dead = false;
+    while Instant::now() < back_deadline {
+        let vs = views(&d.nodes).await;
+        let states: Vec<Option<MemberState>> = watchers
             .iter()
-            .any(|m| *m.name == *name && m.state == MemberState::Alive)
-    });
-    let falsely_dead = d.nodes.iter().enumerate().any(|(i, node)| {
-        i != crash
-            && node
-                .members()
-                .iter()
-                .any(|m| *m.name == *name && m.state == MemberState::Dead)
-    });
-    let line = format!(
-        "{name} refuted: alive again everywhere: {refuted_all}; declared failed by anyone: {falsely_dead}"
+            .map(|&w| vs[w].iter().find(|m| *m.name == *name).map(|m| m.state))
+            .collect();
+        falsely_dead |= states.contains(&Some(MemberState::Dead));
+        if states.iter().all(|s| *s == Some(MemberState::Alive)) {
+            refuted_all = true;
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let back = t.elapsed();
+    d.say(
+        &format!(
+            "{name} alive again everywhere: {refuted_all} ({:.3}s after the pause began); declared failed by anyone: {falsely_dead}",
+            back.as_secs_f64()
+        ),
+        json!({"alive_everywhere": refuted_all, "false_positive": falsely_dead, "back_s": back.as_secs_f64()}),
     );
-    d.say(&line, json!({"alive_everywhere": refuted_all, "false_positive": falsely_dead, "last_alive_s": Demo::secs(back.last)}));
 
     // Leave.
     let name = d.names[leave].clone();
@@ -348,10 +402,9 @@ async fn script(d: &mut Demo) -> Result<()> {
         let _ = leaver.leave(Duration::from_secs(5)).await;
         leaver.shutdown().await;
     });
-    let watchers = observers.clone();
     let left = d
         .reach(
-            &watchers,
+            &observers,
             &name,
             t,
             |s| s == MemberState::Left,

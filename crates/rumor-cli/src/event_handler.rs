@@ -80,8 +80,7 @@ pub fn stdin_line(ev: &MemberEvent) -> String {
 pub async fn run(cluster: SharedCluster, command: String) {
     let mut events = cluster.subscribe();
     let (tx, mut rx) = mpsc::channel::<MemberEvent>(QUEUE);
-    let local = cluster.local();
-    let (self_name, self_addr) = (local.name.to_string(), local.addr.to_string());
+    let (self_name, self_addr) = (cluster.name().to_string(), cluster.addr().to_string());
     let worker = tokio::spawn(async move {
         while let Some(ev) = rx.recv().await {
             run_one(&command, &ev, &self_name, &self_addr).await;

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::cluster::{kind_name, resolve_seeds, ClusterError, MemberEvent, SharedCluster};
+use crate::cluster::{kind_name, resolve_seeds, ClusterError, MemberEvent, SharedCluster, Stats};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -91,6 +91,7 @@ impl From<ClusterError> for ApiError {
             ClusterError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             ClusterError::Invalid(_) => StatusCode::BAD_REQUEST,
             ClusterError::NotFound(_) => StatusCode::NOT_FOUND,
+            ClusterError::Conflict(_) => StatusCode::CONFLICT,
             ClusterError::Unreachable(_) => StatusCode::BAD_GATEWAY,
             ClusterError::Closed => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -203,6 +204,7 @@ async fn members(
     let mut out: Vec<MemberJson> = st
         .cluster
         .members()
+        .await?
         .iter()
         .filter(|m| status.is_none_or(|s| m.state == s))
         .filter(|m| {
@@ -222,42 +224,41 @@ async fn member(
     let changed = st.changes.lock().ok().and_then(|m| m.get(&name).copied());
     st.cluster
         .members()
+        .await?
         .iter()
         .find(|m| *m.name == *name)
         .map(|m| Json(member_json(m, changed)))
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no member named {name:?}")))
 }
 
-fn counts(members: &[Member]) -> Value {
-    let n = |s: MemberState| members.iter().filter(|m| m.state == s).count();
-    json!({
-        "alive": n(MemberState::Alive),
-        "suspect": n(MemberState::Suspect),
-        "dead": n(MemberState::Dead),
-        "left": n(MemberState::Left),
-    })
+fn counts(stats: &Stats) -> Value {
+    let m = stats.members;
+    json!({ "alive": m.alive, "suspect": m.suspect, "dead": m.dead, "left": m.left })
 }
 
-async fn self_info(State(st): State<ApiState>) -> Json<Value> {
-    let local = st.cluster.local();
-    let members = st.cluster.members();
+async fn self_info(State(st): State<ApiState>) -> ApiResult<Json<Value>> {
+    let local = st.cluster.local().await?;
+    let stats = st.cluster.stats().await?;
     let mut v = serde_json::to_value(member_json(&local, None)).unwrap_or(Value::Null);
     if let Value::Object(o) = &mut v {
-        o.insert("awareness".into(), json!(st.cluster.awareness()));
-        o.insert("members".into(), counts(&members));
+        o.insert("awareness".into(), json!(stats.awareness));
+        o.insert("members".into(), counts(&stats));
         o.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
     }
-    Json(v)
+    Ok(Json(v))
 }
 
 async fn health(State(st): State<ApiState>) -> Response {
-    let members = st.cluster.members();
+    let stats = match st.cluster.stats().await {
+        Ok(s) => s,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let leaving = st.leaving.load(std::sync::atomic::Ordering::Relaxed);
     let body = json!({
         "status": if leaving { "leaving" } else { "ok" },
-        "name": st.cluster.local().name.to_string(),
-        "awareness": st.cluster.awareness(),
-        "members": counts(&members),
+        "name": st.cluster.name(),
+        "awareness": stats.awareness,
+        "members": counts(&stats),
     });
     let code = if leaving {
         StatusCode::SERVICE_UNAVAILABLE
@@ -333,12 +334,12 @@ async fn put_tags(
             "a tag key is empty".into(),
         ));
     }
-    let mut tags: Tags = (*st.cluster.local().tags).clone();
+    let mut tags: Tags = (*st.cluster.local().await?.tags).clone();
     for k in &body.delete {
         tags.remove(k);
     }
     tags.extend(body.set);
-    st.cluster.set_tags(tags.clone())?;
+    st.cluster.set_tags(tags.clone()).await?;
     Ok(Json(json!({ "tags": tags })))
 }
 
@@ -393,11 +394,13 @@ async fn events(
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = tick.tick() => {
-                    let members = st.cluster.members();
+                                        let Ok(stats) = st.cluster.stats().await else {
+                        return None;
+                    };
                     let data = json!({
-                        "name": st.cluster.local().name.to_string(),
-                        "awareness": st.cluster.awareness(),
-                        "members": counts(&members),
+                        "name": st.cluster.name(),
+                        "awareness": stats.awareness,
+                        "members": counts(&stats),
                         "time_ms": epoch_ms(SystemTime::now()),
                     });
                     SseEvent::default().event("health").data(data.to_string())
@@ -472,7 +475,7 @@ async fn metrics(State(st): State<ApiState>) -> Response {
     match &st.metrics {
         Some(h) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            crate::metrics::render(h, &st.cluster),
+            crate::metrics::render(h, st.cluster.name()),
         )
             .into_response(),
         None => ApiError(

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Agent(args) => runtime().and_then(|rt| rt.block_on(agent::run(*args))),
         Command::Demo(args) => runtime().and_then(|rt| {
-            agent::init_logging(false);
+            agent::init_logging(false, "warn");
             rt.block_on(demo::run(args))
         }),
         Command::Members(a) => client::members(&a),

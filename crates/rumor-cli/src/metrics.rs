@@ -1,16 +1,14 @@
-//! Prometheus metrics: the agent installs a `metrics` recorder (the facade
-//! the `rumor` library reports through) and renders it at `/metrics`.
+//! Prometheus metrics: the agent installs a `metrics` recorder and renders
+//! it at `/metrics`.
 //!
-//! On top of what the library exports, the agent sets `rumor_agent_*`
-//! gauges and counters from its node at every scrape: members by status,
-//! the awareness score and the protocol counters.
+//! The `rumor` library exports its counters and gauges through the
+//! `metrics` facade about once a second, labelled with the node's name
+//! (`rumor_members{node,state}`, `rumor_awareness{node}`,
+//! `rumor_packets_in_total{node}`, ...); the agent adds `rumor_agent_info`.
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use rumor_core::MemberState;
-
-use crate::cluster::SharedCluster;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -32,66 +30,32 @@ pub fn install() -> Option<PrometheusHandle> {
 
 fn describe() {
     metrics::describe_gauge!(
-        "rumor_agent_members",
-        "Members known to this agent, by status."
+        "rumor_agent_info",
+        "Always 1; labels name the agent and its version."
     );
+    metrics::describe_gauge!("rumor_members", "Members known to the node, by state.");
     metrics::describe_gauge!(
-        "rumor_agent_awareness",
+        "rumor_awareness",
         "Local health awareness score (0 is healthy)."
     );
-    metrics::describe_gauge!("rumor_agent_incarnation", "The local member's incarnation.");
-    metrics::describe_counter!("rumor_agent_packets_in_total", "Datagrams received.");
-    metrics::describe_counter!("rumor_agent_packets_out_total", "Datagrams sent.");
-    metrics::describe_counter!("rumor_agent_bytes_in_total", "Datagram bytes received.");
-    metrics::describe_counter!("rumor_agent_bytes_out_total", "Datagram bytes sent.");
-    metrics::describe_counter!("rumor_agent_probes_total", "Probes started.");
-    metrics::describe_counter!("rumor_agent_probe_acks_total", "Probes acknowledged.");
+    metrics::describe_counter!("rumor_packets_in_total", "Datagrams received.");
+    metrics::describe_counter!("rumor_packets_out_total", "Datagrams sent.");
+    metrics::describe_counter!("rumor_probes_total", "Probes started.");
+    metrics::describe_counter!("rumor_suspicions_total", "Members this node suspected.");
     metrics::describe_counter!(
-        "rumor_agent_suspicions_total",
-        "Members this node suspected."
-    );
-    metrics::describe_counter!(
-        "rumor_agent_refutations_total",
+        "rumor_refutations_total",
         "Suspicions of this node it refuted."
     );
-    metrics::describe_counter!(
-        "rumor_agent_deaths_total",
-        "Members declared dead, as seen here."
-    );
-    metrics::describe_counter!(
-        "rumor_agent_decode_errors_total",
-        "Undecodable packets dropped."
-    );
+    metrics::describe_counter!("rumor_deaths_total", "Members declared dead, as seen here.");
 }
 
-/// Update the agent's gauges from `cluster` and render every metric as text.
-pub fn render(handle: &PrometheusHandle, cluster: &SharedCluster) -> String {
-    let members = cluster.members();
-    for state in [
-        MemberState::Alive,
-        MemberState::Suspect,
-        MemberState::Dead,
-        MemberState::Left,
-    ] {
-        let n = members.iter().filter(|m| m.state == state).count();
-        metrics::gauge!("rumor_agent_members", "status" => state.as_str()).set(n as f64);
-    }
-    metrics::gauge!("rumor_agent_awareness").set(f64::from(cluster.awareness()));
-    metrics::gauge!("rumor_agent_incarnation").set(f64::from(cluster.local().incarnation));
-    let s = cluster.stats();
-    for (name, v) in [
-        ("rumor_agent_packets_in_total", s.packets_in),
-        ("rumor_agent_packets_out_total", s.packets_out),
-        ("rumor_agent_bytes_in_total", s.bytes_in),
-        ("rumor_agent_bytes_out_total", s.bytes_out),
-        ("rumor_agent_probes_total", s.probes),
-        ("rumor_agent_probe_acks_total", s.probe_acks),
-        ("rumor_agent_suspicions_total", s.suspicions),
-        ("rumor_agent_refutations_total", s.refutations),
-        ("rumor_agent_deaths_total", s.deaths),
-        ("rumor_agent_decode_errors_total", s.decode_errors),
-    ] {
-        metrics::counter!(name).absolute(v);
-    }
+/// Render every metric as Prometheus text.
+pub fn render(handle: &PrometheusHandle, name: &str) -> String {
+    metrics::gauge!(
+        "rumor_agent_info",
+        "name" => name.to_string(),
+        "version" => env!("CARGO_PKG_VERSION")
+    )
+    .set(1.0);
     handle.render()
 }

@@ -61,11 +61,13 @@ impl Snapshot {
             .with_context(|| format!("cannot write snapshot {}", path.display()))
     }
 
-    /// Take a snapshot of a running node.
-    pub fn of(cluster: &SharedCluster, left: bool) -> Self {
-        let local = cluster.local();
+    /// Take a snapshot of a running node (`None` once it has stopped).
+    pub async fn of(cluster: &SharedCluster, left: bool) -> Option<Self> {
+        let local = cluster.local().await.ok()?;
         let members = cluster
             .members()
+            .await
+            .ok()?
             .into_iter()
             .filter(|m| m.name != local.name)
             .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
@@ -74,12 +76,12 @@ impl Snapshot {
                 addr: m.addr,
             })
             .collect();
-        Snapshot {
+        Some(Snapshot {
             name: local.name.to_string(),
             incarnation: local.incarnation,
             left,
             members,
-        }
+        })
     }
 
     /// The addresses to rejoin, unless the agent left.
@@ -103,7 +105,9 @@ pub async fn keep(cluster: SharedCluster, path: PathBuf) {
     let mut events = cluster.subscribe();
     let mut last = Snapshot::default();
     loop {
-        let snap = Snapshot::of(&cluster, false);
+        let Some(snap) = Snapshot::of(&cluster, false).await else {
+            return;
+        };
         if snap != last {
             if let Err(e) = snap.store(&path) {
                 tracing::warn!("{e:#}");

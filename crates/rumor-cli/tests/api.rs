@@ -14,7 +14,12 @@ const TOKEN: &str = "s3cret";
 
 #[test]
 fn endpoints_and_their_errors() {
-    let a = agent("api").args(&["--http-token", TOKEN]).spawn();
+    let dir = temp_dir("api-keys");
+    let ring = dir.join("keyring");
+    std::fs::write(&ring, format!("{}\n", "01".repeat(32))).unwrap();
+    let a = agent("api")
+        .args(&["--http-token", TOKEN, "--keyring", ring.to_str().unwrap()])
+        .spawn();
     let u = |p: &str| a.url(p);
 
     // Reads need no token.
@@ -141,7 +146,8 @@ fn endpoints_and_their_errors() {
         t,
         Some(&format!(r#"{{"key":"{k}"}}"#)),
     );
-    assert_eq!((s, v["primary"].as_str()), (200, Some(k.as_str())));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["keys"].as_array().map(Vec::len), Some(2));
     let (s, _) = request(
         "DELETE",
         &u("/v1/keys"),
@@ -150,7 +156,10 @@ fn endpoints_and_their_errors() {
     );
     assert_eq!(s, 404);
     let (s, v) = request("GET", &u("/v1/keys"), t, None);
-    assert_eq!((s, v["keys"].as_array().map(Vec::len)), (200, Some(1)));
+    assert_eq!((s, v["keys"].as_array().map(Vec::len)), (200, Some(2)));
+    let body = format!(r#"{{"key":"{}"}}"#, "01".repeat(32));
+    let (s, v) = request("DELETE", &u("/v1/keys"), t, Some(&body));
+    assert_eq!(s, 400, "removing the primary key: {v}");
 
     // Dashboard.
     let resp = ureq::get(&u("/")).call().unwrap();
@@ -165,9 +174,16 @@ fn metrics_parse_as_prometheus_text() {
     wait_until("2 alive", DEADLINE, || {
         a.alive_count() == 2 && b.alive_count() == 2
     });
-    let resp = ureq::get(&a.url("/metrics")).call().unwrap();
-    assert!(resp.content_type().starts_with("text/plain"));
-    let text = resp.into_string().unwrap();
+    // The library exports its stats about once a second: scrape until they show.
+    let mut text = String::new();
+    wait_until("metrics show 2 alive members", DEADLINE, || {
+        let resp = ureq::get(&a.url("/metrics")).call().unwrap();
+        assert!(resp.content_type().starts_with("text/plain"));
+        text = resp.into_string().unwrap();
+        text.lines().any(|l| {
+            l.starts_with("rumor_members{") && l.contains("state=\"alive\"") && l.ends_with(" 2")
+        })
+    });
     let lines = text.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
     let find = |name: &str, label: Option<(&str, &str)>| -> f64 {
@@ -183,11 +199,11 @@ fn metrics_parse_as_prometheus_text() {
             })
             .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
     };
-    assert_eq!(find("rumor_agent_members", Some(("status", "alive"))), 2.0);
-    assert_eq!(find("rumor_agent_members", Some(("status", "dead"))), 0.0);
-    assert!(find("rumor_agent_awareness", None) >= 0.0);
-    assert!(find("rumor_agent_packets_in_total", None) >= 0.0);
-    assert!(scrape.docs.contains_key("rumor_agent_members"));
+    assert_eq!(find("rumor_members", Some(("state", "alive"))), 2.0);
+    assert_eq!(find("rumor_members", Some(("state", "dead"))), 0.0);
+    assert!(find("rumor_awareness", Some(("node", "m"))) >= 0.0);
+    assert_eq!(find("rumor_agent_info", Some(("name", "m"))), 1.0);
+    assert!(scrape.docs.contains_key("rumor_members"));
     // Counters move once probes flow.
     wait_until("packets counted", DEADLINE, || {
         let text = ureq::get(&a.url("/metrics"))
@@ -196,7 +212,7 @@ fn metrics_parse_as_prometheus_text() {
             .into_string()
             .unwrap();
         text.lines()
-            .find_map(|l| l.strip_prefix("rumor_agent_packets_in_total "))
+            .find_map(|l| l.strip_prefix("rumor_packets_in_total{node=\"m\"} "))
             .and_then(|v| v.trim().parse::<f64>().ok())
             .is_some_and(|v| v > 0.0)
     });

@@ -92,34 +92,51 @@ fn members_join_tags_and_leave() {
 
 #[test]
 fn keys_commands() {
-    let a = agent("k").spawn();
-    let gen = std::process::Command::new(BIN)
-        .args(["keys", "gen"])
-        .output()
-        .unwrap();
-    assert!(gen.status.success());
-    let k1 = stdout(&gen).trim().to_string();
-    assert_eq!(k1.len(), 64);
-    let k2 = {
+    let gen = || {
         let o = std::process::Command::new(BIN)
             .args(["keys", "gen"])
             .output()
             .unwrap();
+        assert!(o.status.success());
         stdout(&o).trim().to_string()
     };
+    let (k0, k1, k2) = (gen(), gen(), gen());
+    assert_eq!(k1.len(), 64);
     assert_ne!(k1, k2);
+
+    // Without encryption there is no keyring to change.
+    let plain = agent("k-plain").spawn();
+    let o = plain.cli(&["keys", "install", &k1]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--keyring"), "{}", stderr(&o));
+
+    let dir = temp_dir("keys");
+    let ring = dir.join("keyring");
+    std::fs::write(&ring, format!("{k0}\n")).unwrap();
+    let a = agent("k")
+        .args(&["--keyring", ring.to_str().unwrap()])
+        .spawn();
+    // A member with the same key joins.
+    let b = agent("k-b")
+        .args(&["--keyring", ring.to_str().unwrap()])
+        .join(&[&a])
+        .spawn();
+    wait_until("encrypted pair converges", DEADLINE, || {
+        a.alive_count() == 2 && b.alive_count() == 2
+    });
 
     let list = |a: &Agent| -> Value {
         let o = a.cli(&["keys", "list", "--json"]);
         assert!(o.status.success(), "{}", stderr(&o));
         serde_json::from_slice(&o.stdout).unwrap()
     };
-    assert_eq!(list(&a)["keys"].as_array().unwrap().len(), 0);
+    assert_eq!(list(&a)["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(list(&a)["primary"], k0.as_str());
     assert!(a.cli(&["keys", "install", &k1]).status.success());
     assert!(a.cli(&["keys", "install", &k2]).status.success());
     let v = list(&a);
-    assert_eq!(v["keys"].as_array().unwrap().len(), 2);
-    assert_eq!(v["primary"], k1.as_str());
+    assert_eq!(v["keys"].as_array().unwrap().len(), 3);
+    assert_eq!(v["primary"], k0.as_str());
     assert!(a.cli(&["keys", "use", &k2]).status.success());
     assert_eq!(list(&a)["primary"], k2.as_str());
     // The primary key cannot be removed; another can.
@@ -127,7 +144,7 @@ fn keys_commands() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("primary"), "{}", stderr(&o));
     assert!(a.cli(&["keys", "remove", &k1]).status.success());
-    assert_eq!(list(&a)["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(list(&a)["keys"].as_array().unwrap().len(), 2);
     // A malformed key is refused.
     let o = a.cli(&["keys", "install", "abc"]);
     assert_eq!(o.status.code(), Some(1));

@@ -1,21 +1,22 @@
 //! The boundary between the agent and the node it runs.
 //!
 //! Everything else in this crate (HTTP API, dashboard, snapshot, event
-//! handler, demo) talks to a cluster member only through [`Cluster`], so the
-//! implementation behind it can be swapped in one place: today
-//! [`stopgap::CoreNode`], a minimal tokio driver of `rumor_core::Node`, until
-//! the networked `rumor` library is ready to take its place.
+//! handler, demo) talks to a cluster member only through [`Cluster`], so
+//! the implementation behind it lives in one place: [`lib_node::LibNode`],
+//! a `rumor::Node` from the networked library.
 
-pub mod stopgap;
+pub mod lib_node;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rumor_core::{Member, MemberEventKind, Profile, Stats, Tags};
+use rumor_core::{Member, MemberEventKind, Profile, Tags};
 use tokio::sync::broadcast;
+
+pub use rumor::Stats;
 
 /// A boxed future, so [`Cluster`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -43,11 +44,14 @@ pub enum ClusterError {
     /// A key or member that does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The operation does not fit the node's state (e.g. keys without encryption).
+    #[error("{0}")]
+    Conflict(String),
     /// No seed answered.
     #[error("{0}")]
     Unreachable(String),
     /// The node is shutting down.
-    #[error("the node is shutting down")]
+    #[error("the node has stopped")]
     Closed,
 }
 
@@ -73,7 +77,7 @@ pub struct NodeSettings {
     pub tags: Tags,
     /// Timing profile.
     pub profile: Profile,
-    /// Keys, hex; the first is primary.
+    /// Keys, hex; the first is primary. Empty: no encryption.
     pub keys: Vec<String>,
     /// Cluster label.
     pub label: Option<String>,
@@ -83,18 +87,20 @@ pub struct NodeSettings {
 
 /// One running cluster member, as the agent uses it.
 pub trait Cluster: Send + Sync + 'static {
+    /// This node's name.
+    fn name(&self) -> &str;
+    /// The address the others reach this node at.
+    fn addr(&self) -> SocketAddr;
     /// This node as the cluster sees it.
-    fn local(&self) -> Member;
+    fn local(&self) -> BoxFuture<'_, Result<Member, ClusterError>>;
     /// Every known member, this node and tombstones included.
-    fn members(&self) -> Vec<Member>;
+    fn members(&self) -> BoxFuture<'_, Result<Vec<Member>, ClusterError>>;
     /// Membership events from now on.
     fn subscribe(&self) -> broadcast::Receiver<MemberEvent>;
-    /// The local health score (0 is healthy).
-    fn awareness(&self) -> u32;
-    /// Protocol counters.
-    fn stats(&self) -> Stats;
+    /// Counters, the awareness score and members by state.
+    fn stats(&self) -> BoxFuture<'_, Result<Stats, ClusterError>>;
     /// Replace the tags.
-    fn set_tags(&self, tags: Tags) -> Result<(), ClusterError>;
+    fn set_tags(&self, tags: Tags) -> BoxFuture<'_, Result<(), ClusterError>>;
     /// Join through `seeds`; returns how many answered.
     fn join(&self, seeds: Vec<SocketAddr>) -> BoxFuture<'_, Result<usize, ClusterError>>;
     /// Leave gracefully, waiting at most `timeout` for the announcement to spread.
@@ -111,9 +117,6 @@ pub trait Cluster: Send + Sync + 'static {
     fn use_key(&self, key: &str) -> Result<(), ClusterError>;
     /// Remove a key.
     fn remove_key(&self, key: &str) -> Result<(), ClusterError>;
-    /// Freeze the node (no timers, packets dropped both ways) or thaw it:
-    /// the demo's stand-in for a paused process.
-    fn set_paused(&self, paused: bool) -> Result<(), ClusterError>;
 }
 
 /// A shared handle to a running member.
@@ -121,8 +124,24 @@ pub type SharedCluster = Arc<dyn Cluster>;
 
 /// Start a node with `settings`.
 pub async fn start(settings: NodeSettings) -> anyhow::Result<SharedCluster> {
-    let node = stopgap::CoreNode::start(settings).await?;
+    let node = lib_node::LibNode::start(settings).await?;
     Ok(Arc::new(node))
+}
+
+/// The address to advertise when bound to an unspecified IP: the source
+/// address of the default route, else loopback.
+pub fn guess_advertise(bind: SocketAddr) -> SocketAddr {
+    if !bind.ip().is_unspecified() {
+        return bind;
+    }
+    let ip = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    SocketAddr::new(ip, bind.port())
 }
 
 /// Check a key is 64 hexadecimal digits; return it lowercased.
