@@ -263,3 +263,42 @@ fn config_file_and_env() {
     assert_eq!(me["tags"]["role"], "from-env");
     assert!(me["tags"].get("rack").is_none());
 }
+
+#[test]
+fn monitor_prints_events_as_they_happen() {
+    use std::io::{BufRead, BufReader};
+    let a = agent("mon").spawn();
+    let mut child = std::process::Command::new(BIN)
+        .args(["monitor", "--http", &a.http.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The stream may connect a little after the process starts: keep
+    // adding members until one shows up.
+    let mut others = Vec::new();
+    let mut seen = None;
+    let end = std::time::Instant::now() + DEADLINE;
+    while seen.is_none() && std::time::Instant::now() < end {
+        others.push(agent(&format!("mon-{}", others.len())).join(&[&a]).spawn());
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(5)) {
+            seen = Some(line);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = seen.expect("monitor printed nothing");
+    assert!(
+        line.contains("member-join") && line.contains("mon-"),
+        "{line}"
+    );
+}
