@@ -88,7 +88,7 @@ pub struct AgentArgs {
     #[arg(long, env = "RUMOR_LOG_JSON")]
     pub log_json: bool,
     /// Bearer token required by the write endpoints (and the keyring listing).
-    #[arg(long, env = "RUMOR_HTTP_TOKEN")]
+    #[arg(long, env = "RUMOR_HTTP_TOKEN", hide_env_values = true)]
     pub http_token: Option<String>,
     /// File recording known members and the own incarnation; on restart the
     /// agent rejoins them without --join.
@@ -110,7 +110,7 @@ pub struct ClientArgs {
     #[arg(long, env = "RUMOR_HTTP", default_value = DEFAULT_HTTP)]
     pub http: String,
     /// Bearer token for the agent's write endpoints.
-    #[arg(long, env = "RUMOR_HTTP_TOKEN")]
+    #[arg(long, env = "RUMOR_HTTP_TOKEN", hide_env_values = true)]
     pub http_token: Option<String>,
 }
 
