@@ -24,14 +24,25 @@ use crate::cli::DemoArgs;
 use crate::cluster::{self, NodeSettings, SharedCluster};
 use crate::http::{self, ApiState};
 
-/// How long the paused node stays paused.
-pub const PAUSE: Duration = Duration::from_secs(3);
+/// The longest the paused node stays paused.
+pub const MAX_PAUSE: Duration = Duration::from_secs(3);
+
+/// How long to pause a node so that it is suspected but, if the protocol
+/// works, never declared failed: past several probe timeouts, at most half
+/// the minimum suspicion timeout of a cluster of `n`, and at most [`MAX_PAUSE`].
+pub fn pause_for(profile: Profile, n: usize) -> Duration {
+    let c = rumor_core::Config::profile(profile);
+    let floor = c.probe_timeout * 3;
+    (c.suspicion_min(n) / 2).min(MAX_PAUSE).max(floor)
+}
 /// Bound on each step of the script.
 const STEP_DEADLINE: Duration = Duration::from_secs(120);
 /// How often the script looks at every node's view.
 const POLL: Duration = Duration::from_millis(25);
 
 struct Demo {
+    /// The nodes' profile.
+    profile: Profile,
     /// The in-process nodes.
     nodes: Vec<SharedCluster>,
     /// The child process that gets paused, and its name.
@@ -226,6 +237,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     let names = nodes.iter().map(|n| n.name().to_string()).collect();
     let mut demo = Demo {
+        profile,
         nodes,
         child,
         child_name,
@@ -349,22 +361,23 @@ async fn script(d: &mut Demo, seed: SocketAddr, n: usize) -> Result<()> {
     d.report(&format!("{name} declared failed"), &dead);
 
     // Pause.
+    let pause = pause_for(d.profile, n);
     let name = d.child_name.clone();
     let t = Instant::now();
     signal_child(&d.child, nix::sys::signal::Signal::SIGSTOP)?;
     d.say(
         &format!(
             "paused {name} for {:.1}s (SIGSTOP to its process)",
-            PAUSE.as_secs_f64()
+            pause.as_secs_f64()
         ),
         json!({"node": name}),
     );
     let mut watchers = observers.clone();
     watchers.push(leave);
     let suspected = d
-        .reach(&watchers, &name, t, |s| s == MemberState::Suspect, PAUSE)
+        .reach(&watchers, &name, t, |s| s == MemberState::Suspect, pause)
         .await;
-    tokio::time::sleep((t + PAUSE).saturating_duration_since(Instant::now())).await;
+    tokio::time::sleep((t + pause).saturating_duration_since(Instant::now())).await;
     signal_child(&d.child, nix::sys::signal::Signal::SIGCONT)?;
     d.say(&format!("resumed {name} (SIGCONT)"), json!({}));
     d.report(&format!("{name} suspected while paused"), &suspected);
@@ -427,4 +440,27 @@ async fn script(d: &mut Demo, seed: SocketAddr, n: usize) -> Result<()> {
     }
     d.say("script done", json!({}));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pause_is_past_the_probe_timeout_and_under_the_suspicion_timeout() {
+        for (p, n) in [
+            (Profile::Local, 6),
+            (Profile::Local, 32),
+            (Profile::Lan, 32),
+            (Profile::Wan, 8),
+        ] {
+            let c = rumor_core::Config::profile(p);
+            let d = pause_for(p, n);
+            assert!(d >= c.probe_timeout * 3, "{p:?} {n}: {d:?}");
+            assert!(d < c.suspicion_min(n), "{p:?} {n}: {d:?}");
+            if p != Profile::Wan {
+                assert!(d <= MAX_PAUSE, "{p:?} {n}: {d:?}");
+            }
+        }
+    }
 }

@@ -126,8 +126,15 @@ impl AgentBuilder {
         let dir = temp_dir(&self.name);
         let log = dir.join("agent.log");
         let err = std::fs::File::create(&log).expect("log file");
+        // The local profile unless the test picks one.
+        let profile: &[&str] = if self.args.iter().any(|a| a == "--profile") {
+            &[]
+        } else {
+            &["--profile", "local"]
+        };
         let child = Command::new(BIN)
-            .args(["agent", "--name", &self.name, "--profile", "local"])
+            .args(["agent", "--name", &self.name])
+            .args(profile)
             .args(["--bind", &gossip.to_string(), "--http", &http.to_string()])
             .args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
