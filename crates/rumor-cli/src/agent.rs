@@ -89,7 +89,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         bind: cfg.bind,
         advertise: cfg.advertise,
         tags: cfg.tags.clone(),
-        profile: cfg.profile,
+        config: cfg.protocol.clone(),
         keys,
         label: cfg.label.clone(),
         last_incarnation: snapshot.as_ref().map(|s| s.incarnation),

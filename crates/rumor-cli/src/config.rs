@@ -57,6 +57,93 @@ pub struct FileConfig {
     pub event_handler: Option<String>,
     /// Graceful leave bound, e.g. "5s".
     pub leave_timeout: Option<String>,
+    /// Overrides of the profile's protocol settings.
+    pub protocol: Option<ProtocolOverrides>,
+}
+
+/// The `[protocol]` table: protocol settings that replace the profile's.
+/// Durations are strings like `"500ms"` or `"2s"`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtocolOverrides {
+    /// Time between two probes.
+    pub probe_interval: Option<String>,
+    /// Wait for a direct ack before asking others.
+    pub probe_timeout: Option<String>,
+    /// Members asked to probe indirectly.
+    pub indirect_checks: Option<usize>,
+    /// Retransmissions are `retransmit_mult * ceil(log10(N+1))`.
+    pub retransmit_mult: Option<u32>,
+    /// Minimum suspicion timeout is `suspicion_mult * max(1, log10 N) * probe_interval`.
+    pub suspicion_mult: Option<u32>,
+    /// Maximum suspicion timeout is this many times the minimum.
+    pub suspicion_max_mult: Option<u32>,
+    /// Time between gossip ticks.
+    pub gossip_interval: Option<String>,
+    /// Members each gossip tick sends to.
+    pub gossip_nodes: Option<usize>,
+    /// How long dead members still receive gossip.
+    pub gossip_to_the_dead: Option<String>,
+    /// Base interval of full-state push-pull ("0s" disables it).
+    pub push_pull_interval: Option<String>,
+    /// How long dead and left members are remembered.
+    pub tombstone_timeout: Option<String>,
+}
+
+impl ProtocolOverrides {
+    /// The profile's configuration with these overrides, validated; errors name the key.
+    pub fn apply(&self, mut c: rumor_core::Config) -> Result<rumor_core::Config> {
+        let dur = |key: &str, v: &Option<String>, slot: &mut Duration| -> Result<()> {
+            if let Some(s) = v {
+                *slot = parse_duration(s).with_context(|| format!("protocol.{key}"))?;
+            }
+            Ok(())
+        };
+        dur(
+            "probe_interval",
+            &self.probe_interval,
+            &mut c.probe_interval,
+        )?;
+        dur("probe_timeout", &self.probe_timeout, &mut c.probe_timeout)?;
+        dur(
+            "gossip_interval",
+            &self.gossip_interval,
+            &mut c.gossip_interval,
+        )?;
+        dur(
+            "gossip_to_the_dead",
+            &self.gossip_to_the_dead,
+            &mut c.gossip_to_the_dead,
+        )?;
+        dur(
+            "push_pull_interval",
+            &self.push_pull_interval,
+            &mut c.push_pull_interval,
+        )?;
+        dur(
+            "tombstone_timeout",
+            &self.tombstone_timeout,
+            &mut c.tombstone_timeout,
+        )?;
+        if let Some(v) = self.indirect_checks {
+            c.indirect_checks = v;
+        }
+        if let Some(v) = self.retransmit_mult {
+            c.retransmit_mult = v;
+        }
+        if let Some(v) = self.suspicion_mult {
+            c.suspicion_mult = v;
+        }
+        if let Some(v) = self.suspicion_max_mult {
+            c.suspicion_max_mult = v;
+        }
+        if let Some(v) = self.gossip_nodes {
+            c.gossip_nodes = v;
+        }
+        c.validate()
+            .map_err(|e| anyhow::anyhow!("[protocol]: {e}"))?;
+        Ok(c)
+    }
 }
 
 impl FileConfig {
@@ -88,8 +175,7 @@ pub struct AgentConfig {
     pub join: Vec<String>,
     /// Tags.
     pub tags: Tags,
-    /// Profile.
-    pub profile: Profile,
+
     /// Name of the profile, as given.
     pub profile_name: String,
     /// Keyring file.
@@ -106,6 +192,8 @@ pub struct AgentConfig {
     pub event_handler: Option<String>,
     /// Graceful leave bound.
     pub leave_timeout: Duration,
+    /// The protocol configuration: the profile's, with the file's `[protocol]` overrides.
+    pub protocol: rumor_core::Config,
 }
 
 impl AgentConfig {
@@ -181,14 +269,19 @@ impl AgentConfig {
             Some(s) => parse_duration(s).with_context(|| format!("leave_timeout {s:?}"))?,
             None => DEFAULT_LEAVE_TIMEOUT,
         };
+        let protocol = file
+            .protocol
+            .clone()
+            .unwrap_or_default()
+            .apply(rumor_core::Config::profile(profile))?;
         Ok(AgentConfig {
+            protocol,
             name,
             bind,
             advertise,
             http,
             join,
             tags,
-            profile,
             profile_name,
             keyring: args.keyring.clone().or(file.keyring),
             label: args.label.clone().or(file.label),
@@ -259,10 +352,32 @@ mod tests {
         let c = AgentConfig::merge(&args, file).unwrap();
         assert_eq!(c.name, "flag");
         assert_eq!(c.bind.port(), 1);
-        assert_eq!(c.profile, Profile::Wan);
+        assert_eq!(c.protocol, rumor_core::Config::wan());
         assert_eq!(c.join, vec!["a:1".to_string()]);
         assert_eq!(c.tags.get("role").map(String::as_str), Some("db"));
         assert_eq!(c.http.to_string(), DEFAULT_HTTP);
+    }
+
+    #[test]
+    fn protocol_overrides() {
+        let file = FileConfig::parse(
+            "profile = \"local\"\n[protocol]\nsuspicion_mult = 5\nprobe_interval = \"2s\"\n",
+        )
+        .unwrap();
+        let c = AgentConfig::merge(&AgentArgs::default(), file).unwrap();
+        assert_eq!(c.protocol.suspicion_mult, 5);
+        assert_eq!(c.protocol.probe_interval, Duration::from_secs(2));
+        assert_eq!(c.protocol.probe_timeout, Duration::from_millis(200));
+        let err = FileConfig::parse("[protocol]\nsuspicion = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("suspicion"), "{err}");
+        let bad = FileConfig::parse("[protocol]\nprobe_timeout = \"5s\"\n").unwrap();
+        let err = format!(
+            "{:#}",
+            AgentConfig::merge(&AgentArgs::default(), bad).unwrap_err()
+        );
+        assert!(err.contains("probe_timeout"), "{err}");
     }
 
     #[test]

@@ -191,7 +191,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             bind: SocketAddr::from(([127, 0, 0, 1], port_of(i)?)),
             advertise: None,
             tags,
-            profile,
+            config: rumor_core::Config::profile(profile),
             keys: Vec::new(),
             label: None,
             last_incarnation: None,

@@ -59,7 +59,7 @@ impl LibNode {
             .name(s.name.clone())
             .bind(s.bind)
             .tags(s.tags.clone())
-            .profile(s.profile)
+            .config(s.config.clone())
             .join_timeout(JOIN_TIMEOUT);
         let advertise = s.advertise.or_else(|| {
             s.bind

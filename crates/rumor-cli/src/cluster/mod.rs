@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rumor_core::{Member, MemberEventKind, Profile, Tags};
+use rumor_core::{Member, MemberEventKind, Tags};
 use tokio::sync::broadcast;
 
 pub use rumor::Stats;
@@ -75,8 +75,8 @@ pub struct NodeSettings {
     pub advertise: Option<SocketAddr>,
     /// Initial tags.
     pub tags: Tags,
-    /// Timing profile.
-    pub profile: Profile,
+    /// Protocol configuration (a profile's, possibly tuned).
+    pub config: rumor_core::Config,
     /// Keys, hex; the first is primary. Empty: no encryption.
     pub keys: Vec<String>,
     /// Cluster label.
