@@ -42,7 +42,8 @@ impl Share {
     pub fn initial(value: Option<f64>, leader: bool) -> Share {
         let (s, w, c, min, max) = match value {
             Some(v) => (v, 1.0, 1.0, v, v),
-            None => (0.0, 0.0, 0.0, f64::INFINITY, f64::NEG_INFINITY),
+            // Finite identities for min and max, so shares always encode.
+            None => (0.0, 0.0, 0.0, f64::MAX, f64::MIN),
         };
         Share {
             s,

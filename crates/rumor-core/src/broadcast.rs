@@ -13,6 +13,8 @@ struct Queued {
     key: Arc<str>,
     bytes: Vec<u8>,
     transmits: u32,
+    /// This update is sent `boost` times the usual retransmit limit.
+    boost: u32,
 }
 
 /// Updates waiting to be piggybacked, with their transmit counts.
@@ -32,6 +34,13 @@ impl BroadcastQueue {
 
     /// Queue an encoded message about `key`, replacing any older one about it.
     pub fn push(&mut self, key: Arc<str>, bytes: Vec<u8>) {
+        self.push_boosted(key, bytes, 1);
+    }
+
+    /// Like [`BroadcastQueue::push`], for an update to be sent `boost` times
+    /// the usual retransmit limit (one that must reach everyone, such as a
+    /// refutation).
+    pub fn push_boosted(&mut self, key: Arc<str>, bytes: Vec<u8>, boost: u32) {
         self.remove(&key);
         let id = self.next_id;
         self.next_id += 1;
@@ -43,6 +52,7 @@ impl BroadcastQueue {
                 key,
                 bytes,
                 transmits: 0,
+                boost: boost.max(1),
             },
         );
     }
@@ -98,13 +108,18 @@ impl BroadcastQueue {
             out.extend_from_slice(&item.bytes);
             sent(item.bytes[0]);
             item.transmits += 1;
-            if item.transmits >= limit {
+            if item.transmits >= limit.saturating_mul(item.boost) {
                 let key = item.key.clone();
                 self.items.remove(&id);
                 self.by_key.remove(&key);
             } else {
                 self.order.insert((item.transmits, Reverse(id)));
             }
+        }
+        if self.items.is_empty() && self.items.capacity() > 64 {
+            // A burst has drained: give its memory back.
+            self.items.shrink_to(16);
+            self.by_key.shrink_to(16);
         }
     }
 }

@@ -25,6 +25,10 @@ pub struct Config {
     pub suspicion_mult: u32,
     /// Maximum suspicion timeout is `suspicion_max_mult` times the minimum.
     pub suspicion_max_mult: u32,
+    /// Independent confirmations after which a suspicion's timeout has
+    /// shrunk from the maximum to the minimum (Lifeguard's `k`; memberlist
+    /// uses `suspicion_mult - 2`).
+    pub suspicion_confirmations: u32,
     /// Time between gossip ticks.
     pub gossip_interval: Duration,
     /// Members a gossip tick sends to.
@@ -65,6 +69,18 @@ pub struct Config {
     pub state_rumors: bool,
     /// How long state tombstones are kept before they are collected.
     pub state_tombstone_grace: Duration,
+    /// The replicated key space's modes and Merkle depth (the same on every node).
+    pub kv: crate::kv::KvConfig,
+    /// Time between Merkle anti-entropy sessions; zero disables them.
+    pub kv_sync_interval: Duration,
+    /// Which way a Merkle session moves records.
+    pub kv_sync_mode: crate::message::SyncMode,
+    /// Sessions started per interval.
+    pub kv_sync_fanout: usize,
+    /// Spread key-space writes as rumors too; anti-entropy alone otherwise.
+    pub kv_rumors: bool,
+    /// How long key-space tombstones are kept before they are collected.
+    pub kv_tombstone_grace: Duration,
     /// Time between aggregation rounds (push-sum transfers).
     pub aggregate_interval: Duration,
     /// Length of an aggregation epoch: estimates restart from current values.
@@ -120,14 +136,22 @@ impl Config {
     }
 
     /// Data-centre defaults: probe 1 s / 500 ms, gossip 200 ms to 3, push-pull 30 s.
+    ///
+    /// memberlist's, except the suspicion timeouts: minimum
+    /// `2 x max(1, log10 N)` probe intervals instead of 4 (refutations now
+    /// arrive in well under a second: buddy notices from suspect watchers,
+    /// eager forwarding, a tripled retransmit budget for refutations), and
+    /// the maximum kept at memberlist's absolute value (12 x the new
+    /// minimum = 6 x the old). See docs/protocol.md for the measurements.
     pub fn lan() -> Self {
         Config {
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(500),
             indirect_checks: 3,
             retransmit_mult: 4,
-            suspicion_mult: 4,
-            suspicion_max_mult: 6,
+            suspicion_mult: 2,
+            suspicion_max_mult: 12,
+            suspicion_confirmations: 2,
             gossip_interval: Duration::from_millis(200),
             gossip_nodes: 3,
             gossip_to_the_dead: Duration::from_secs(30),
@@ -144,6 +168,12 @@ impl Config {
             state_sync_fanout: 1,
             state_rumors: true,
             state_tombstone_grace: Duration::from_secs(3600),
+            kv: crate::kv::KvConfig::default(),
+            kv_sync_interval: Duration::from_secs(2),
+            kv_sync_mode: crate::message::SyncMode::PushPull,
+            kv_sync_fanout: 1,
+            kv_rumors: true,
+            kv_tombstone_grace: Duration::from_secs(3600),
             aggregate_interval: Duration::from_millis(200),
             aggregate_epoch: Duration::from_secs(30),
             max_event_size: 512,
@@ -158,6 +188,8 @@ impl Config {
             probe_interval: Duration::from_secs(5),
             probe_timeout: Duration::from_secs(3),
             suspicion_mult: 6,
+            suspicion_max_mult: 6,
+            suspicion_confirmations: 4,
             push_pull_interval: Duration::from_secs(60),
             gossip_nodes: 4,
             gossip_interval: Duration::from_millis(500),
@@ -173,6 +205,8 @@ impl Config {
             indirect_checks: 1,
             retransmit_mult: 2,
             suspicion_mult: 3,
+            suspicion_max_mult: 6,
+            suspicion_confirmations: 1,
             push_pull_interval: Duration::from_secs(15),
             gossip_interval: Duration::from_millis(100),
             gossip_to_the_dead: Duration::from_secs(15),
@@ -280,12 +314,26 @@ mod tests {
     }
 
     #[test]
-    fn suspicion_bounds_match_memberlist() {
-        let c = Config::lan();
+    fn suspicion_bounds_follow_the_formulas() {
+        let c = Config {
+            suspicion_mult: 4,
+            suspicion_max_mult: 6,
+            ..Config::lan()
+        };
         // memberlist: 4 * log10(16) * 1 s = 4.8 s
         assert_eq!(c.suspicion_min(16).as_millis(), 4816);
         assert_eq!(c.suspicion_min(5).as_secs(), 4);
         assert_eq!(c.suspicion_max(16), c.suspicion_min(16) * 6);
+        // rumor's LAN keeps memberlist's maximum, halves the minimum.
+        let lan = Config::lan();
+        assert_eq!(
+            lan.suspicion_max(16).as_millis(),
+            c.suspicion_max(16).as_millis()
+        );
+        assert_eq!(
+            (lan.suspicion_min(16) * 2).as_millis(),
+            c.suspicion_min(16).as_millis()
+        );
         assert_eq!(c.retransmit_limit(16), 8);
         assert_eq!(c.retransmit_limit(9), 4);
         assert_eq!(c.push_pull_interval_for(64).as_secs(), 60);

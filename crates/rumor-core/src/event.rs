@@ -40,4 +40,6 @@ pub enum Event {
     User(UserEvent),
     /// A per-node state key changed here (a local write or one learned).
     State(crate::state::Change),
+    /// A replicated key changed here (a local write or one learned).
+    Kv(crate::kv::Change),
 }

@@ -22,6 +22,7 @@ pub mod broadcast;
 pub mod codec;
 pub mod config;
 pub mod event;
+pub mod kv;
 pub mod member;
 pub mod message;
 pub mod node;
@@ -48,6 +49,9 @@ pub enum Error {
     /// A member name is empty or too long.
     #[error("invalid member name: {0}")]
     InvalidName(String),
+    /// A replicated key-space write breaks a limit or a rule; nothing was stored.
+    #[error("invalid key-space write: {0}")]
+    InvalidKv(String),
     /// An aggregate name breaks a limit, or too many are tracked.
     #[error("invalid aggregate: {0}")]
     InvalidAggregate(String),

@@ -84,6 +84,23 @@ pub enum Message {
         /// Transfer number.
         seq: u32,
     },
+    /// Replicated key-space records: a fresh write's rumor, or what a sync
+    /// found the receiver lacks.
+    KvRecords(Vec<crate::kv::Record>),
+    /// A step of a Merkle anti-entropy session, initiator to responder.
+    KvSyncRequest {
+        /// The initiator's session number.
+        session: u32,
+        /// The step.
+        request: crate::kv::SyncRequest,
+    },
+    /// The responder's answer to a [`Message::KvSyncRequest`].
+    KvSyncResponse {
+        /// The initiator's session number.
+        session: u32,
+        /// The answer.
+        response: crate::kv::SyncResponse,
+    },
 }
 
 /// The step of a state exchange between an initiator A and a peer B.
@@ -221,11 +238,17 @@ pub enum MessageType {
     Aggregate = 12,
     /// [`Message::AggregateAck`]
     AggregateAck = 13,
+    /// [`Message::KvRecords`]
+    KvRecords = 14,
+    /// [`Message::KvSyncRequest`]
+    KvSyncRequest = 15,
+    /// [`Message::KvSyncResponse`]
+    KvSyncResponse = 16,
 }
 
 impl MessageType {
     /// Every type, in code order.
-    pub const ALL: [MessageType; 13] = [
+    pub const ALL: [MessageType; 16] = [
         MessageType::Ping,
         MessageType::Ack,
         MessageType::Nack,
@@ -239,6 +262,9 @@ impl MessageType {
         MessageType::StateDelta,
         MessageType::Aggregate,
         MessageType::AggregateAck,
+        MessageType::KvRecords,
+        MessageType::KvSyncRequest,
+        MessageType::KvSyncResponse,
     ];
 
     /// The type of a wire code, if known.
@@ -262,6 +288,9 @@ impl MessageType {
             MessageType::StateDelta => "state_delta",
             MessageType::Aggregate => "aggregate",
             MessageType::AggregateAck => "aggregate_ack",
+            MessageType::KvRecords => "kv_records",
+            MessageType::KvSyncRequest => "kv_sync_request",
+            MessageType::KvSyncResponse => "kv_sync_response",
         }
     }
 }
@@ -283,6 +312,9 @@ impl Message {
             Message::StateDelta(_) => MessageType::StateDelta,
             Message::Aggregate { .. } => MessageType::Aggregate,
             Message::AggregateAck { .. } => MessageType::AggregateAck,
+            Message::KvRecords(_) => MessageType::KvRecords,
+            Message::KvSyncRequest { .. } => MessageType::KvSyncRequest,
+            Message::KvSyncResponse { .. } => MessageType::KvSyncResponse,
         }
     }
 }

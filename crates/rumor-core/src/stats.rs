@@ -49,12 +49,26 @@ pub struct Stats {
     pub address_conflicts: u64,
     /// Pings addressed to another name (ignored).
     pub misdirected_pings: u64,
+    /// Alive claims with an invalid name or oversized tags (ignored).
+    pub invalid_claims: u64,
+    /// Updates too large for any packet, left to anti-entropy.
+    pub oversize_broadcasts: u64,
     /// Per-node state entries applied from peers.
     pub state_applied: u64,
     /// Per-node state entries not newer than known (ignored).
     pub state_stale: u64,
     /// Per-node state entries over a limit or malformed (ignored).
     pub state_invalid: u64,
+    /// Key-space records applied from peers.
+    pub kv_applied: u64,
+    /// Key-space records not newer than known (ignored).
+    pub kv_stale: u64,
+    /// Key-space records over a limit or malformed (ignored).
+    pub kv_invalid: u64,
+    /// Merkle sync sessions started.
+    pub kv_syncs: u64,
+    /// Merkle sync sessions abandoned on a refusal or a mismatched answer.
+    pub kv_sync_failures: u64,
 }
 
 impl Stats {

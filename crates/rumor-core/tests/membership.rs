@@ -75,37 +75,50 @@ fn crashed_node_is_marked_dead_by_all_within_the_configured_bound() {
 
 #[test]
 fn node_silent_shorter_than_suspicion_timeout_refutes_and_never_dies() {
+    // Silent (nothing in, nothing out) for the minimum suspicion timeout:
+    // well past the probe timeout, and short of the earliest death, which
+    // needs a failed probe (a probe interval) plus that minimum. Whether
+    // anyone probes the node inside the window is chance, so several runs
+    // at different phases: never dead in any, suspected (then refuted) in some.
     let n = 16;
-    let mut net = converged(n, 0);
-    net.run_for(secs(5.0));
+    let c = Config::lan();
+    let silence = c.suspicion_min(n);
+    assert!(silence > c.probe_timeout * 2);
     let quiet = 3;
-    let before = net.node(quiet).local().incarnation;
-    // Silent (nothing in, nothing out) for 4 s: past the 500 ms probe
-    // timeout, short of the 4.8 s minimum suspicion timeout at N = 16.
-    let start = net.now;
-    net.drop = Box::new(move |a, b, _| a == quiet || b == quiet);
-    net.run_until(start + secs(4.0));
-    net.drop = Box::new(|_, _, _| false);
-    let all: Vec<usize> = (0..n).collect();
+    let mut suspected_runs = 0;
+    for phase in 0..6 {
+        let mut net = converged(n, 0);
+        net.run_for(secs(5.0 + 0.29 * phase as f64));
+        let before = net.node(quiet).local().incarnation;
+        let start = net.now;
+        net.drop = Box::new(move |a, b, _| a == quiet || b == quiet);
+        net.run_until(start + silence);
+        net.drop = Box::new(|_, _, _| false);
+        let all: Vec<usize> = (0..n).collect();
+        assert!(
+            net.run_until_true(secs(60.0), |net| net.all_see_alive(&all)),
+            "phase {phase}: cluster did not heal"
+        );
+        net.run_for(secs(40.0));
+        assert!(
+            net.seen(MemberEventKind::Failed, quiet).next().is_none(),
+            "phase {phase}: silent node was declared dead"
+        );
+        if net.seen(MemberEventKind::Suspect, quiet).next().is_some() {
+            suspected_runs += 1;
+            assert!(
+                net.node(quiet).local().incarnation > before,
+                "phase {phase}: no refutation"
+            );
+            assert!(net.node(quiet).stats().refutations > 0);
+        }
+        assert!(net.all_see_alive(&all));
+    }
     assert!(
-        net.run_until_true(secs(60.0), |net| net.all_see_alive(&all)),
-        "cluster did not heal"
-    );
-    net.run_for(secs(40.0));
-    assert!(
-        net.seen(MemberEventKind::Suspect, quiet).next().is_some(),
+        suspected_runs > 0,
         "the silent node was never suspected: the test proves nothing"
     );
-    assert!(
-        net.seen(MemberEventKind::Failed, quiet).next().is_none(),
-        "silent node was declared dead"
-    );
-    assert!(
-        net.node(quiet).local().incarnation > before,
-        "no refutation"
-    );
-    assert!(net.node(quiet).stats().refutations > 0);
-    assert!(net.all_see_alive(&all));
+    eprintln!("silent {silence:?}: suspected and refuted in {suspected_runs} of 6 runs, never declared dead");
 }
 
 #[test]

@@ -3,9 +3,13 @@
 //! CPU and memory over a steady-state window.
 //!
 //! ```text
-//! cargo run --release -p rumor --example loopback_cluster -- N [STEADY_SECS]
+//! cargo run --release -p rumor --example loopback_cluster -- N [STEADY_SECS] [concurrent]
 //! ```
+//!
+//! By default each node joins through the first as it starts; with
+//! `concurrent`, all nodes start first and then join through the first at once.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumor::{MemberEventKind, Node, Profile};
@@ -46,21 +50,52 @@ async fn main() -> Result<(), rumor::Error> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
     let steady: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(30);
+    let concurrent = args.next().as_deref() == Some("concurrent");
     let loopback = "127.0.0.1:0".parse().expect("a socket address");
-    println!("nodes: {n}, profile: lan, steady window: {steady} s");
+    println!(
+        "nodes: {n}, profile: lan, steady window: {steady} s, joins: {}",
+        if concurrent {
+            "concurrent"
+        } else {
+            "one after another"
+        }
+    );
 
     let t0 = Instant::now();
-    let mut nodes: Vec<Node> = Vec::with_capacity(n);
+    let mut nodes: Vec<Arc<Node>> = Vec::with_capacity(n);
     for i in 0..n {
         let mut b = Node::builder()
             .name(format!("node-{i}"))
             .bind(loopback)
             .profile(Profile::Lan)
             .rng_seed(i as u64);
-        if let Some(first) = nodes.first() {
+        if let (Some(first), false) = (nodes.first(), concurrent) {
             b = b.seed(first.advertise_addr());
         }
-        nodes.push(b.start().await?);
+        nodes.push(Arc::new(b.start().await?));
+        if (i + 1) % 100 == 0 {
+            println!(
+                "  {} started after {:.2} s (CPU {:.1} s, RSS {:.1} MiB)",
+                i + 1,
+                t0.elapsed().as_secs_f64(),
+                cpu_seconds(),
+                status_mib("VmRSS:")
+            );
+        }
+    }
+    if concurrent {
+        // Every node but the first joins through the first, all at once.
+        let seed = nodes[0].advertise_addr();
+        let mut joins = tokio::task::JoinSet::new();
+        for node in nodes.iter().skip(1) {
+            let node = node.clone();
+            joins.spawn(async move { node.join([seed]).await });
+        }
+        while let Some(r) = joins.join_next().await {
+            if let Ok(Err(e)) = r {
+                println!("a join failed: {e}");
+            }
+        }
     }
     let started = t0.elapsed();
     println!(
@@ -68,18 +103,38 @@ async fn main() -> Result<(), rumor::Error> {
         started.as_secs_f64()
     );
 
+    let mut last_report = Instant::now();
     let converged = loop {
         let mut done = 0;
+        let (mut min_live, mut suspect, mut dead) = (usize::MAX, 0, 0);
+        let (mut busy, mut stream_errors, mut timeouts) = (0, 0, 0);
         for node in &nodes {
-            if node.num_live().await? == n {
+            let s = node.stats().await?;
+            let live = s.members.alive + s.members.suspect;
+            min_live = min_live.min(live);
+            suspect += s.members.suspect;
+            dead += s.members.dead;
+            busy += s.transport.streams_rejected_busy;
+            stream_errors += s.transport.stream_errors;
+            timeouts += s.transport.stream_timeouts;
+            if s.members.alive == n {
                 done += 1;
             }
         }
         if done == n {
             break t0.elapsed();
         }
-        if t0.elapsed() > Duration::from_secs(600) {
-            println!("not converged after 600 s: {done}/{n} nodes see {n} alive");
+        if last_report.elapsed() > Duration::from_secs(5) {
+            last_report = Instant::now();
+            println!(
+                "  {:.1} s: {done}/{n} see all alive, fewest live {min_live}, suspect {suspect}, dead {dead}, streams refused {busy}, failed {stream_errors}, timed out {timeouts}, CPU {:.1} s, RSS {:.1} MiB",
+                t0.elapsed().as_secs_f64(),
+                cpu_seconds(),
+                status_mib("VmRSS:")
+            );
+        }
+        if t0.elapsed() > Duration::from_secs(300) {
+            println!("not converged after 300 s: {done}/{n} nodes see {n} alive");
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -132,8 +187,6 @@ async fn main() -> Result<(), rumor::Error> {
         pkts as f64 / wall,
         bytes as f64 / wall / 1024.0
     );
-    for node in nodes {
-        node.shutdown().await?;
-    }
+    drop(nodes);
     Ok(())
 }

@@ -19,6 +19,9 @@ use crate::transport::tcp::{self, FromStream, StreamCtx};
 use crate::transport::udp::RECV_BUFFER;
 use crate::MemberEvent;
 
+/// Datagrams read without yielding after one arrives.
+const RECV_BATCH: usize = 32;
+
 /// Requests from the [`crate::Node`] handle.
 pub(crate) enum Command {
     Members(oneshot::Sender<Vec<Member>>),
@@ -110,7 +113,16 @@ impl Driver {
                     Some(cmd) => self.command(&mut st, cmd),
                 },
                 r = self.udp.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => self.datagram(from, &buf[..n]),
+                    Ok((n, from)) => {
+                        self.datagram(from, &buf[..n]);
+                        // Take what else is already queued before going round.
+                        for _ in 0..RECV_BATCH {
+                            match self.udp.try_recv_from(&mut buf) {
+                                Ok((n, from)) => self.datagram(from, &buf[..n]),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     Err(e) => tracing::debug!(node = %self.name, error = %e, "udp receive failed"),
                 },
                 r = self.listener.accept() => match r {

@@ -198,3 +198,22 @@ async fn advertise_differs_from_bind() {
         .expect_err("unspecified bind needs an advertise address");
     assert!(err.to_string().contains("advertise"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_handle_stops_the_node() {
+    let a = builder("a").start().await.expect("a starts");
+    let addr = a.local_addr();
+    let b = builder("b").seed(addr).start().await.expect("b joins");
+    drop(a);
+    // The task ends and releases its sockets: the port can be bound again.
+    wait_until("a's port is free again", || async {
+        tokio::net::UdpSocket::bind(addr).await.is_ok()
+            && tokio::net::TcpListener::bind(addr).await.is_ok()
+    })
+    .await;
+    wait_until("b finds a failed", || async {
+        state_of(&b, "a").await == Some(MemberState::Dead)
+    })
+    .await;
+    b.shutdown().await.expect("shutdown");
+}

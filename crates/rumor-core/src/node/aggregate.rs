@@ -91,7 +91,7 @@ impl Node {
         {
             self.agg_seq += 1;
             let f = InFlight {
-                to: self.members[i].addr,
+                to: self.members[i].addr.get(),
                 epoch: self.aggregates.epoch(),
                 seq: self.agg_seq,
                 shares: self.aggregates.split(),

@@ -12,20 +12,29 @@
 
 use std::sync::Arc;
 
+use rand::Rng;
+
 use super::{alive_of, Entry, Node, Timer};
 use crate::codec;
 use crate::event::{Event, MemberEventKind};
-use crate::member::MemberState;
+use crate::member::{validate_name, MemberState, MAX_TAGS_BYTES};
 use crate::message::{Alive, Message, PushPull};
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
 
+/// Retransmit multiplier for alive claims that overturn a suspicion.
+const REFUTATION_BOOST: u32 = 3;
+
 impl Node {
     /// Apply an alive claim; `gossip` re-broadcasts it when accepted.
     pub(super) fn on_alive(&mut self, now: Instant, a: &Alive, gossip: bool) {
+        if validate_name(&a.name).is_err() || codec::tags_encoded_len(&a.tags) > MAX_TAGS_BYTES {
+            self.stats.invalid_claims += 1;
+            return;
+        }
         if a.name == self.name {
             let me = self.local_entry();
-            let differs = a.addr != me.addr || a.tags != me.tags || a.protocol != me.protocol;
+            let differs = a.addr != me.addr.get() || a.tags != me.tags || a.protocol != me.protocol;
             if a.incarnation > me.incarnation || (a.incarnation == me.incarnation && differs) {
                 self.refute(now, a.incarnation);
             }
@@ -36,7 +45,7 @@ impl Node {
             self.members.insert(
                 a.name.clone(),
                 Entry {
-                    addr: a.addr,
+                    addr: a.addr.into(),
                     incarnation: a.incarnation,
                     state: MemberState::Alive,
                     protocol: a.protocol,
@@ -53,8 +62,9 @@ impl Node {
             return;
         };
         let e = &self.members[i];
-        let restarted = e.state.is_gone() && a.addr != e.addr;
-        if a.addr != e.addr && !restarted {
+        let moved = a.addr != e.addr.get();
+        let restarted = e.state.is_gone() && moved;
+        if moved && !restarted {
             self.stats.address_conflicts += 1;
             return;
         }
@@ -62,11 +72,11 @@ impl Node {
             return;
         }
         let before = e.state;
-        let changed = a.tags != e.tags || a.protocol != e.protocol || a.addr != e.addr;
+        let changed = a.tags != e.tags || a.protocol != e.protocol || moved;
         self.suspicions.remove(&a.name);
         let e = &mut self.members[i];
         e.incarnation = a.incarnation;
-        e.addr = a.addr;
+        e.addr = a.addr.into();
         e.tags = a.tags.clone();
         e.protocol = a.protocol;
         self.set_state(now, i, MemberState::Alive);
@@ -77,7 +87,14 @@ impl Node {
             MemberState::Alive => {}
         }
         if gossip {
-            self.broadcast(a.name.clone(), Message::Alive(a.clone()));
+            // A claim that overturns a suspicion must reach everyone: a
+            // node that misses it declares a live member dead.
+            let boost = if before == MemberState::Suspect {
+                REFUTATION_BOOST
+            } else {
+                1
+            };
+            self.broadcast_boosted(a.name.clone(), Message::Alive(a.clone()), boost);
         }
     }
 
@@ -217,13 +234,21 @@ impl Node {
     /// Merge a peer's full state. Records are applied like gossip, and what
     /// is accepted is news here and so re-gossiped: a node that learns a
     /// member by push-pull must spread it too, or a join storm leaves most
-    /// nodes knowing members they never pass on.
+    /// nodes knowing members they never pass on. But only about a packet's
+    /// worth per merge (a random share of the records, plus the sender's own,
+    /// which comes first): a node joining 10,000 members would otherwise
+    /// queue 10,000 claims that everyone else already knows.
     pub(super) fn merge_push_pull(&mut self, now: Instant, pp: &PushPull) {
-        for r in &pp.members {
+        let budget = (self.config.packet_size / 32) as f64;
+        let share = (budget / pp.members.len().max(1) as f64).min(1.0);
+        for (i, r) in pp.members.iter().enumerate() {
             let a = &r.alive;
             let known = self.members.contains_key(&a.name);
             match r.state {
-                MemberState::Alive => self.on_alive(now, a, true),
+                MemberState::Alive => {
+                    let gossip = i == 0 || share >= 1.0 || self.rng.random_bool(share);
+                    self.on_alive(now, a, gossip)
+                }
                 // A remote suspicion or death is only a suspicion here: this
                 // node has not seen the member fail itself.
                 MemberState::Suspect | MemberState::Dead if known => {
@@ -237,35 +262,51 @@ impl Node {
                 MemberState::Suspect | MemberState::Dead | MemberState::Left => {}
             }
         }
+        // A bulk merge (a join) may leave the table up to half empty.
+        if self.members.capacity() > self.members.len() + self.members.len() / 4 + 16 {
+            self.members.shrink_to_fit();
+        }
     }
 
-    /// Claim a higher incarnation than `accused` and announce it.
+    /// Claim a higher incarnation than `accused` and announce it, with a
+    /// boosted retransmit budget.
     fn refute(&mut self, now: Instant, accused: u32) {
         self.stats.refutations += 1;
         self.awareness.apply(1);
         let e = &mut self.members[0];
         e.incarnation = e.incarnation.max(accused);
-        self.bump_incarnation(now);
+        self.bump_incarnation(now, REFUTATION_BOOST);
     }
 
-    /// Take the next incarnation and announce this node alive under it.
-    pub(super) fn bump_incarnation(&mut self, now: Instant) {
+    /// Take the next incarnation and announce this node alive under it,
+    /// `boost` times the usual retransmit budget.
+    pub(super) fn bump_incarnation(&mut self, now: Instant, boost: u32) {
         let e = &mut self.members[0];
         e.incarnation = e.incarnation.saturating_add(1);
         self.set_state(now, 0, MemberState::Alive);
-        self.gossip_own_alive();
+        self.gossip_own_alive(boost);
     }
 
-    pub(super) fn gossip_own_alive(&mut self) {
+    pub(super) fn gossip_own_alive(&mut self, boost: u32) {
         let a = alive_of(&self.name, self.local_entry());
-        self.broadcast(self.name.clone(), Message::Alive(a));
+        self.broadcast_boosted(self.name.clone(), Message::Alive(a), boost);
     }
 
     /// Queue `msg` about `key` for piggybacking.
     pub(super) fn broadcast(&mut self, key: Arc<str>, msg: Message) {
+        self.broadcast_boosted(key, msg, 1);
+    }
+
+    /// Queue `msg` to be sent `boost` times the usual retransmit limit.
+    fn broadcast_boosted(&mut self, key: Arc<str>, msg: Message, boost: u32) {
         let mut bytes = Vec::with_capacity(48);
         codec::encode_message(&msg, &mut bytes);
-        self.broadcasts.push(key, bytes);
+        if bytes.len() + 1 > self.config.packet_size {
+            // It could never be piggybacked; anti-entropy carries it instead.
+            self.stats.oversize_broadcasts += 1;
+            return;
+        }
+        self.broadcasts.push_boosted(key, bytes, boost);
         self.fresh = true;
     }
 

@@ -7,6 +7,7 @@
 //! `merge` the rules for applying alive/suspect/dead claims.
 
 mod aggregate;
+mod kv;
 mod merge;
 mod probe;
 mod sync;
@@ -26,7 +27,7 @@ use crate::broadcast::BroadcastQueue;
 use crate::codec::{self, DecodeError, PROTOCOL_MAX, PROTOCOL_MIN};
 use crate::config::Config;
 use crate::event::Event;
-use crate::member::{validate_name, Member, MemberState, Tags, MAX_TAGS_BYTES};
+use crate::member::{validate_name, Member, MemberState, PackedAddr, Tags, MAX_TAGS_BYTES};
 use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull, UserEvent};
 use crate::state::ClusterState;
 use crate::stats::Stats;
@@ -85,12 +86,13 @@ enum Timer {
     StateSyncTick,
     AggregateTick,
     AggregateEpoch,
+    KvSyncTick,
 }
 
 /// What the node knows of one member besides its name.
 #[derive(Clone, Debug)]
 struct Entry {
-    addr: SocketAddr,
+    addr: PackedAddr,
     incarnation: u32,
     state: MemberState,
     protocol: (u8, u8),
@@ -123,6 +125,11 @@ pub struct Node {
     agg_seq: u32,
     /// This node started the current aggregation epoch.
     agg_leader: bool,
+    kv: crate::kv::KvStore,
+    kv_sessions: HashMap<u32, kv::Session>,
+    kv_session_seq: u32,
+    /// Unix microseconds at `Instant::ZERO`, for the key space's clock.
+    wall_origin: u64,
     /// Dead or left members in the order they went, for reclaiming.
     tombstones: VecDeque<(Instant, Arc<str>)>,
     awareness: Awareness,
@@ -151,12 +158,12 @@ impl Node {
         members.insert(
             name.clone(),
             Entry {
-                addr,
+                addr: addr.into(),
                 incarnation: 1,
                 state: MemberState::Alive,
                 protocol: (PROTOCOL_MIN, PROTOCOL_MAX),
                 state_change: Instant::ZERO,
-                tags: Arc::default(),
+                tags: crate::member::no_tags(),
             },
         );
         Ok(Node {
@@ -166,6 +173,10 @@ impl Node {
             agg_in_flight: None,
             agg_seq: 0,
             agg_leader: false,
+            kv: crate::kv::KvStore::new(name.clone(), config.kv.clone()),
+            kv_sessions: HashMap::new(),
+            kv_session_seq: 0,
+            wall_origin: 0,
             config,
             name,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
@@ -203,9 +214,9 @@ impl Node {
         if self.leaving {
             self.leaving = false;
             self.leave_pending = false;
-            self.bump_incarnation(now);
+            self.bump_incarnation(now, 1);
         }
-        let own = self.local_entry().addr;
+        let own = self.local_entry().addr.get();
         let request = codec::encode_packet(&Message::PushPull(self.push_pull(true, false)));
         for &seed in seeds.iter().filter(|&&s| s != own) {
             self.send_stream(seed, request.clone(), MessageType::PushPull);
@@ -243,7 +254,7 @@ impl Node {
         if let Some(e) = self.members.get_mut(&name) {
             e.tags = Arc::new(tags);
         }
-        self.bump_incarnation(now);
+        self.bump_incarnation(now, 1);
         self.forward_fresh(now);
         Ok(())
     }
@@ -352,6 +363,7 @@ impl Node {
                 Timer::StateSyncTick => self.state_sync_tick(now),
                 Timer::AggregateTick => self.aggregate_tick(now),
                 Timer::AggregateEpoch => self.aggregate_epoch_tick(now),
+                Timer::KvSyncTick => self.kv_sync_tick(now),
             }
         }
         self.forward_fresh(now);
@@ -361,12 +373,20 @@ impl Node {
 
     /// The next packet to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let t = self.transmits.pop_front();
+        if t.is_none() {
+            shrink_idle(&mut self.transmits);
+        }
+        t
     }
 
     /// The next event to report.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        if e.is_none() {
+            shrink_idle(&mut self.events);
+        }
+        e
     }
 
     /// When [`Node::handle_timeout`] should next be called.
@@ -436,7 +456,7 @@ impl Node {
         if let Some(e) = self.members.get_mut(&self.name) {
             e.state_change = now;
         }
-        self.gossip_own_alive();
+        self.gossip_own_alive(1);
         let probe = self.jitter(self.config.probe_interval);
         let gossip = self.jitter(self.config.gossip_interval);
         let push_pull = self.jitter(self.config.push_pull_interval);
@@ -448,6 +468,10 @@ impl Node {
         if !self.config.state_sync_interval.is_zero() {
             let sync = self.jitter(self.config.state_sync_interval);
             self.set_timer(now + sync, Timer::StateSyncTick);
+        }
+        if !self.config.kv_sync_interval.is_zero() {
+            let kv = self.jitter(self.config.kv_sync_interval);
+            self.set_timer(now + kv, Timer::KvSyncTick);
         }
         let round = self.jitter(self.config.aggregate_interval);
         self.set_timer(now + round, Timer::AggregateTick);
@@ -523,6 +547,13 @@ impl Node {
                 shares,
             } => self.on_aggregate(from, sender, epoch, seq, shares),
             Message::AggregateAck { epoch, seq } => self.on_aggregate_ack(epoch, seq),
+            Message::KvRecords(records) => self.on_kv_records(now, records),
+            Message::KvSyncRequest { session, request } => {
+                self.on_kv_sync_request(from, session, request)
+            }
+            Message::KvSyncResponse { session, response } => {
+                self.on_kv_sync_response(now, from, session, response)
+            }
         }
     }
 
@@ -539,7 +570,8 @@ impl Node {
         self.events.push_back(Event::User(ev));
     }
 
-    /// Send `first` to `to` in one datagram, with as many queued updates as fit.
+    /// Send `first` to `to` in one datagram, with as many queued updates as
+    /// fit; nothing is sent if that leaves the datagram empty.
     fn send_packet(&mut self, to: SocketAddr, first: &[Message]) {
         let mut buf = Vec::with_capacity(self.config.packet_size);
         codec::begin_packet(&mut buf);
@@ -548,7 +580,9 @@ impl Node {
             self.stats.count_out(msg.kind());
         }
         self.piggyback(&mut buf);
-        self.push_datagram(to, buf);
+        if buf.len() > 1 {
+            self.push_datagram(to, buf);
+        }
     }
 
     /// Fill `buf` with queued updates up to the packet size.
@@ -622,7 +656,7 @@ impl Node {
             if self.broadcasts.is_empty() {
                 break;
             }
-            let to = self.members[i].addr;
+            let to = self.members[i].addr.get();
             self.send_packet(to, &[]);
         }
     }
@@ -630,6 +664,11 @@ impl Node {
     fn push_pull_tick(&mut self, now: Instant) {
         let interval = self.config.push_pull_interval_for(self.live);
         self.set_timer(now + interval, Timer::PushPullTick);
+        // Growth has had a push-pull interval to settle: trim its slack.
+        if self.members.capacity() > self.members.len() + self.members.len() / 4 + 16 {
+            self.members.shrink_to_fit();
+            self.probe_order.shrink_to_fit();
+        }
         if self.leaving {
             return;
         }
@@ -637,7 +676,7 @@ impl Node {
             .random_members(1, |e| e.state == MemberState::Alive)
             .first()
         {
-            let to = self.members[i].addr;
+            let to = self.members[i].addr.get();
             let payload = codec::encode_packet(&Message::PushPull(self.push_pull(false, false)));
             self.send_stream(to, payload, MessageType::PushPull);
         }
@@ -645,18 +684,29 @@ impl Node {
 
     /// Push-pull with one random member believed dead (not left): if it is in
     /// fact alive (a healed partition), each side learns the other's claim,
-    /// the accused refute, and the views merge again.
+    /// the accused refute, and the views merge again. Each node tries with
+    /// probability dead / live, so the cluster as a whole makes about one
+    /// attempt per dead member per interval, whatever its size.
     fn reconnect_tick(&mut self, now: Instant) {
         let interval = self.config.reconnect_interval;
         self.set_timer(now + interval, Timer::ReconnectTick);
         if self.leaving || self.live == self.members.len() {
             return;
         }
+        let dead = self
+            .members
+            .values()
+            .filter(|e| e.state == MemberState::Dead)
+            .count();
+        let chance = (dead as f64 / self.live.max(1) as f64).min(1.0);
+        if dead == 0 || !self.rng.random_bool(chance) {
+            return;
+        }
         if let Some(&i) = self
             .random_members(1, |e| e.state == MemberState::Dead)
             .first()
         {
-            let to = self.members[i].addr;
+            let to = self.members[i].addr.get();
             let payload = codec::encode_packet(&Message::PushPull(self.push_pull(false, false)));
             self.send_stream(to, payload, MessageType::PushPull);
         }
@@ -724,7 +774,7 @@ impl Node {
         let (name, e) = self.members.get_index(i).expect("index in range");
         Member {
             name: name.clone(),
-            addr: e.addr,
+            addr: e.addr.get(),
             incarnation: e.incarnation,
             state: e.state,
             tags: e.tags.clone(),
@@ -733,12 +783,20 @@ impl Node {
     }
 }
 
+/// Give back the memory of a drained queue that a burst (a join storm)
+/// grew large.
+fn shrink_idle<T>(q: &mut VecDeque<T>) {
+    if q.is_empty() && q.capacity() > 64 {
+        q.shrink_to(16);
+    }
+}
+
 /// The alive claim describing `e`.
 fn alive_of(name: &Arc<str>, e: &Entry) -> Alive {
     Alive {
         incarnation: e.incarnation,
         name: name.clone(),
-        addr: e.addr,
+        addr: e.addr.get(),
         protocol: e.protocol,
         tags: e.tags.clone(),
     }

@@ -95,7 +95,8 @@ impl Node {
     /// end of the (health-scaled) probe interval.
     fn start_probe(&mut self, now: Instant, i: usize) {
         let (target, e) = self.members.get_index(i).expect("probe target in range");
-        let (target, addr, state, incarnation) = (target.clone(), e.addr, e.state, e.incarnation);
+        let (target, addr, state, incarnation) =
+            (target.clone(), e.addr.get(), e.state, e.incarnation);
         let seq = self.next_seq();
         self.stats.probes += 1;
         let mut msgs = vec![Message::Ping {
@@ -162,18 +163,18 @@ impl Node {
             return;
         };
         let target = p.target.clone();
-        let Some(target_addr) = self.members.get(&target).map(|e| e.addr) else {
+        let Some(target_addr) = self.members.get(&target).map(|e| e.addr.get()) else {
             return;
         };
         let relays = self.random_members(self.config.indirect_checks, move |e| {
-            e.state == MemberState::Alive && e.addr != target_addr
+            e.state == MemberState::Alive && e.addr.get() != target_addr
         });
         if let Some(p) = self.probes.get_mut(&seq) {
             p.expected_nacks = relays.len() as u32;
         }
         for i in relays {
             self.stats.indirect_probes += 1;
-            let to = self.members[i].addr;
+            let to = self.members[i].addr.get();
             let req = Message::PingReq {
                 seq,
                 target: target.clone(),

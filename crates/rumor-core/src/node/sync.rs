@@ -6,10 +6,9 @@ use std::sync::Arc;
 use rand::seq::SliceRandom;
 
 use super::{Node, Timer};
-use crate::codec;
 use crate::event::Event;
 use crate::member::MemberState;
-use crate::message::{Message, MessageType, StateSync, SyncPhase};
+use crate::message::{Message, StateSync, SyncPhase};
 use crate::state::{Delta, Outcome};
 use crate::time::Instant;
 use crate::Error;
@@ -103,7 +102,7 @@ impl Node {
             e.state == MemberState::Alive
         });
         for i in peers {
-            let to = self.members[i].addr;
+            let to = self.members[i].addr.get();
             let (digest, complete) = if mode.pulls() {
                 self.digest_sample(self.config.packet_size / 2)
             } else {
@@ -209,12 +208,6 @@ impl Node {
 
     /// Send a sync step in a datagram if it fits, else over a stream.
     fn send_sync(&mut self, to: std::net::SocketAddr, sync: StateSync) {
-        let msg = Message::StateSync(sync);
-        let payload = codec::encode_packet(&msg);
-        if payload.len() <= self.config.packet_size {
-            self.send_packet(to, &[msg]);
-        } else {
-            self.send_stream(to, payload, MessageType::StateSync);
-        }
+        self.send_sized(to, Message::StateSync(sync));
     }
 }

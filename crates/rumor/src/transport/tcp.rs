@@ -100,8 +100,17 @@ impl StreamCtx {
         if len > self.max_frame() {
             return Err(Failure::Oversize(len));
         }
-        let mut frame = vec![0u8; len];
-        timed(self.timeout, s.read_exact(&mut frame)).await?;
+        // Grow the buffer as bytes arrive rather than trusting the length:
+        // a peer must send the bytes to make this node hold them.
+        let mut frame = Vec::with_capacity(len.min(64 * 1024));
+        timed(
+            self.timeout,
+            (&mut *s).take(len as u64).read_to_end(&mut frame),
+        )
+        .await?;
+        if frame.len() != len {
+            return Err(Failure::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
         Counters::add(&self.counters.stream_bytes_in, 4 + len);
         let body = self.framer.open(&frame).map_err(Failure::Reject)?;
         let msg = compress::unpack(&body, self.max_message).map_err(Failure::Unpack)?;

@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 
 use tokio::net::{TcpListener, UdpSocket};
 
+/// Socket buffer size asked for, so bursts of gossip are not dropped.
+const SOCKET_BUFFER: usize = 4 << 20;
+
 /// Largest datagram the node reads.
 pub(crate) const RECV_BUFFER: usize = 65_536;
 
@@ -15,6 +18,7 @@ pub(crate) async fn bind(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener
     let mut last = None;
     for _ in 0..16 {
         let udp = UdpSocket::bind(addr).await?;
+        enlarge_buffers(&udp);
         let local = udp.local_addr()?;
         match TcpListener::bind(local).await {
             Ok(tcp) => return Ok((udp, tcp)),
@@ -23,4 +27,12 @@ pub(crate) async fn bind(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener
         }
     }
     Err(last.unwrap_or_else(|| io::Error::other("could not bind")))
+}
+
+/// Ask for larger send and receive buffers; the OS may grant less (or
+/// refuse), which only makes bursts likelier to drop, so errors are ignored.
+fn enlarge_buffers(udp: &UdpSocket) {
+    let sock = socket2::SockRef::from(udp);
+    let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
 }

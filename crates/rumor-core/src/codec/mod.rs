@@ -10,11 +10,13 @@
 //! Decoding never panics and never allocates more than the input justifies:
 //! every length is checked against the bytes that remain before use.
 
+mod kv;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use crate::aggregate::Share;
-use crate::member::{MemberState, Tags, MAX_NAME_LEN};
+use crate::member::{no_tags, MemberState, Tags, MAX_NAME_LEN};
 use crate::message::{
     Alive, MemberRecord, Message, MessageType, PushPull, StateSync, SyncMode, SyncPhase, UserEvent,
 };
@@ -213,6 +215,15 @@ fn decode_body(kind: MessageType, r: &mut Reader) -> Result<Message, DecodeError
             epoch: r.varint()?,
             seq: r.u32()?,
         },
+        MessageType::KvRecords => Message::KvRecords(r.records()?),
+        MessageType::KvSyncRequest => Message::KvSyncRequest {
+            session: r.u32()?,
+            request: r.sync_request()?,
+        },
+        MessageType::KvSyncResponse => Message::KvSyncResponse {
+            session: r.u32()?,
+            response: r.sync_response()?,
+        },
     })
 }
 
@@ -289,11 +300,14 @@ impl<'a> Reader<'a> {
         Ok(SocketAddr::new(ip, u16::from_be_bytes([p[0], p[1]])))
     }
 
+    /// A finite little-endian f64 (NaN and infinities are refused).
     fn f64(&mut self) -> Result<f64, DecodeError> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
-        Ok(f64::from_le_bytes(a))
+        Some(f64::from_le_bytes(a))
+            .filter(|v| v.is_finite())
+            .ok_or(DecodeError::Malformed("non-finite number"))
     }
 
     fn delta(&mut self) -> Result<Delta, DecodeError> {
@@ -328,18 +342,23 @@ impl<'a> Reader<'a> {
         let addr = self.addr()?;
         let protocol = (self.u8()?, self.u8()?);
         let count = self.len()?;
-        let mut tags = Tags::new();
-        for _ in 0..count {
-            let k = self.str()?;
-            let v = self.str()?;
-            tags.insert(k.to_owned(), v.to_owned());
-        }
+        let tags = if count == 0 {
+            no_tags()
+        } else {
+            let mut tags = Tags::new();
+            for _ in 0..count {
+                let k = self.str()?;
+                let v = self.str()?;
+                tags.insert(k.to_owned(), v.to_owned());
+            }
+            Arc::new(tags)
+        };
         Ok(Alive {
             incarnation,
             name,
             addr,
             protocol,
-            tags: Arc::new(tags),
+            tags,
         })
     }
 }
@@ -455,6 +474,15 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
         Message::AggregateAck { epoch, seq } => {
             put_varint(out, *epoch);
             put_varint(out, u64::from(*seq));
+        }
+        Message::KvRecords(records) => kv::put_records(out, records),
+        Message::KvSyncRequest { session, request } => {
+            put_varint(out, u64::from(*session));
+            kv::put_sync_request(out, request);
+        }
+        Message::KvSyncResponse { session, response } => {
+            put_varint(out, u64::from(*session));
+            kv::put_sync_response(out, response);
         }
         Message::UserEvent(ev) => {
             put_varint(out, ev.ltime);

@@ -1,0 +1,230 @@
+//! The replicated key space on the wire: local writes and their rumors, and
+//! periodic Merkle anti-entropy sessions with random peers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Node, Timer};
+use crate::codec;
+use crate::event::Event;
+use crate::kv::{KvStore, MerkleSync, Outcome, Record, SyncRequest, SyncResponse, VersionVector};
+use crate::member::MemberState;
+use crate::message::{Message, MessageType};
+use crate::time::Instant;
+use crate::Error;
+
+/// A Merkle sync this node started.
+pub(super) struct Session {
+    peer: SocketAddr,
+    sync: MerkleSync,
+    started: Instant,
+}
+
+/// A session with no answer for this long is abandoned.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Node {
+    /// Tell the node the wall-clock time (Unix microseconds) at its
+    /// `Instant::ZERO`, for the key space's hybrid logical clock. Drivers on
+    /// real machines must call this; a simulator may leave it at 0.
+    pub fn set_wall_clock(&mut self, origin_unix_micros: u64) {
+        self.wall_origin = origin_unix_micros;
+    }
+
+    fn physical(&self, now: Instant) -> u64 {
+        self.wall_origin.saturating_add(now.as_micros())
+    }
+
+    /// The replicated key space.
+    pub fn kv(&self) -> &KvStore {
+        &self.kv
+    }
+
+    /// Write `key` (last-write-wins keys).
+    pub fn kv_put(&mut self, now: Instant, key: &str, value: Vec<u8>) -> Result<(), Error> {
+        let physical = self.physical(now);
+        self.kv
+            .put(physical, key, value)
+            .map_err(|e| Error::InvalidKv(e.to_string()))?;
+        self.after_kv_write(now, key);
+        Ok(())
+    }
+
+    /// Delete `key`, leaving a tombstone (last-write-wins keys).
+    pub fn kv_delete(&mut self, now: Instant, key: &str) -> Result<(), Error> {
+        let physical = self.physical(now);
+        self.kv
+            .delete(physical, key)
+            .map_err(|e| Error::InvalidKv(e.to_string()))?;
+        self.after_kv_write(now, key);
+        Ok(())
+    }
+
+    /// Write (or with `None`, delete) a siblings-mode `key`, with the causal
+    /// context `read` the writer saw ([`KvStore::context`]).
+    pub fn kv_put_in_context(
+        &mut self,
+        now: Instant,
+        key: &str,
+        value: Option<Vec<u8>>,
+        read: &VersionVector,
+    ) -> Result<(), Error> {
+        let physical = self.physical(now);
+        let result = match value {
+            Some(v) => self.kv.put_in_context(physical, key, v, read),
+            None => self.kv.delete_in_context(physical, key, read),
+        };
+        result.map_err(|e| Error::InvalidKv(e.to_string()))?;
+        self.after_kv_write(now, key);
+        Ok(())
+    }
+
+    fn after_kv_write(&mut self, now: Instant, key: &str) {
+        self.start(now);
+        if let Some(record) = self.kv.record(key) {
+            if self.config.kv_rumors {
+                self.spread_records(vec![record]);
+            }
+        }
+        self.emit_kv_changes();
+        self.forward_fresh(now);
+    }
+
+    /// Rumor records: small ones piggyback on gossip; large ones are pushed
+    /// over streams to `gossip_nodes` members (anti-entropy does the rest).
+    fn spread_records(&mut self, records: Vec<Record>) {
+        let mut large = Vec::new();
+        for r in records {
+            let mut bytes = Vec::new();
+            codec::encode_message(&Message::KvRecords(vec![r.clone()]), &mut bytes);
+            if bytes.len() <= self.config.packet_size / 2 {
+                let id: Arc<str> = format!("\u{1}kv\u{1}{}", r.key).into();
+                self.broadcast(id, Message::KvRecords(vec![r]));
+            } else {
+                large.push(r);
+            }
+        }
+        if large.is_empty() {
+            return;
+        }
+        let payload = codec::encode_packet(&Message::KvRecords(large));
+        for i in self.random_members(self.config.gossip_nodes, |e| e.state == MemberState::Alive) {
+            let to = self.members[i].addr.get();
+            self.send_stream(to, payload.clone(), MessageType::KvRecords);
+        }
+    }
+
+    fn emit_kv_changes(&mut self) {
+        while let Some(change) = self.kv.poll_change() {
+            self.events.push_back(Event::Kv(change));
+        }
+    }
+
+    /// Apply records from a peer; pass on what was news.
+    pub(super) fn on_kv_records(&mut self, now: Instant, records: Vec<Record>) {
+        let physical = self.physical(now);
+        let mut news = Vec::new();
+        for r in records {
+            match self
+                .kv
+                .apply_remote(physical, r.key.as_bytes(), r.entry.clone())
+            {
+                Outcome::Applied => {
+                    self.stats.kv_applied += 1;
+                    news.push(r);
+                }
+                Outcome::Stale(_) => self.stats.kv_stale += 1,
+                Outcome::Invalid(_) => self.stats.kv_invalid += 1,
+            }
+        }
+        if self.config.kv_rumors && !news.is_empty() {
+            self.spread_records(news);
+        }
+        self.emit_kv_changes();
+    }
+
+    /// Start Merkle sessions with random peers (only a node holding data
+    /// starts one: an empty node is found by those that have some).
+    pub(super) fn kv_sync_tick(&mut self, now: Instant) {
+        let interval = self.config.kv_sync_interval;
+        self.set_timer(now + interval, Timer::KvSyncTick);
+        let physical = self.physical(now);
+        self.kv.gc(physical, self.config.kv_tombstone_grace);
+        self.kv_sessions
+            .retain(|_, s| now.saturating_since(s.started) < SESSION_TIMEOUT);
+        if self.kv.is_empty() || self.leaving {
+            return;
+        }
+        for i in self.random_members(self.config.kv_sync_fanout, |e| {
+            e.state == MemberState::Alive
+        }) {
+            let peer = self.members[i].addr.get();
+            self.kv_session_seq = self.kv_session_seq.wrapping_add(1);
+            let session = self.kv_session_seq;
+            let mut sync = MerkleSync::new();
+            if let Some(request) = sync.next_request(&self.kv) {
+                self.kv_sessions.insert(
+                    session,
+                    Session {
+                        peer,
+                        sync,
+                        started: now,
+                    },
+                );
+                self.stats.kv_syncs += 1;
+                self.send_sized(peer, Message::KvSyncRequest { session, request });
+            }
+        }
+    }
+
+    pub(super) fn on_kv_sync_request(
+        &mut self,
+        from: SocketAddr,
+        session: u32,
+        request: SyncRequest,
+    ) {
+        let response = self.kv.respond(&request);
+        self.send_sized(from, Message::KvSyncResponse { session, response });
+    }
+
+    pub(super) fn on_kv_sync_response(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        session: u32,
+        response: SyncResponse,
+    ) {
+        let Some(mut s) = self.kv_sessions.remove(&session).filter(|s| s.peer == from) else {
+            return;
+        };
+        if s.sync.handle_response(&self.kv, response).is_err() {
+            self.stats.kv_sync_failures += 1;
+            return;
+        }
+        if let Some(request) = s.sync.next_request(&self.kv) {
+            self.kv_sessions.insert(session, s);
+            self.send_sized(from, Message::KvSyncRequest { session, request });
+            return;
+        }
+        let result = s.sync.finish();
+        let mode = self.config.kv_sync_mode;
+        if mode.pulls() && !result.received.is_empty() {
+            self.on_kv_records(now, result.received);
+        }
+        if mode.pushes() && !result.send.is_empty() {
+            self.send_sized(from, Message::KvRecords(result.send));
+        }
+    }
+
+    /// Send one message in a datagram if it fits, else over a stream.
+    pub(super) fn send_sized(&mut self, to: SocketAddr, msg: Message) {
+        let payload = codec::encode_packet(&msg);
+        if payload.len() <= self.config.packet_size {
+            self.send_packet(to, &[msg]);
+        } else {
+            let kind = msg.kind();
+            self.send_stream(to, payload, kind);
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! The command line, as a library module so that the `rumor` CLI can offer
+//! it as `rumor sim` by calling [`run`] (or [`main_with_args`]).
+//!
+//! Exit codes: 0 all runs passed, 1 an invariant was violated (the replay
+//! command is printed), 2 bad input (one line on stderr).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant as WallInstant};
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rumor_core::Profile;
+
+use crate::engine::Simulation;
+use crate::epidemic::{self, Mode};
+use crate::report::{write_csv, RunResult};
+use crate::scenario::{profile_name, Scenario, BUILTINS};
+use crate::{plots, to_secs};
+
+/// `rumor-sim`: simulate a rumor cluster, measure it and check its invariants.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "rumor-sim", version, about, long_about = None)]
+pub struct Args {
+    /// Cluster size (default: the TOML file's, else 32).
+    #[arg(long, short = 'n')]
+    pub nodes: Option<usize>,
+    /// First seed.
+    #[arg(long, short = 's', default_value_t = 1)]
+    pub seed: u64,
+    /// A built-in scenario (join, crash, churn, partition, pause, lossy,
+    /// random) or a TOML file.
+    #[arg(long, default_value = "crash")]
+    pub scenario: String,
+    /// Protocol profile: lan, wan or local.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Datagram loss probability in [0, 1).
+    #[arg(long)]
+    pub loss: Option<f64>,
+    /// Typical one-way latency in milliseconds (keeps the profile's distribution shape).
+    #[arg(long)]
+    pub latency: Option<f64>,
+    /// Simulated seconds (default: long enough to check every invariant).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// How the initial cluster forms: warm (no join floods) or seed (every
+    /// node joins through node 0; realistic, costly at large N).
+    #[arg(long)]
+    pub bootstrap: Option<String>,
+    /// Run this many seeds (seed, seed+1, ...) across all cores.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: usize,
+    /// Worker threads for --seeds (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print JSON (one summary object; an array for several seeds).
+    #[arg(long)]
+    pub json: bool,
+    /// Write CSV time series and PNG plots into this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run the membership-free epidemic model instead: push, pull or push-pull.
+    #[arg(long)]
+    pub epidemic: Option<String>,
+    /// Epidemic fan-out (peers per node per round), 1..=4 typical.
+    #[arg(long, default_value_t = 1)]
+    pub fanout: usize,
+    /// Turn off refutation of suspicions (plants a bug; the accuracy check must fail).
+    #[arg(long)]
+    pub no_refute: bool,
+    /// No progress bar.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// A failure that should end the program with exit code 2.
+#[derive(Debug)]
+pub struct InputError(pub String);
+
+/// Parse `argv` (program name first) and run; returns the exit code.
+pub fn main_with_args<I, T>(argv: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Args::try_parse_from(argv) {
+        Ok(args) => run(args),
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                print!("{e}");
+                return 0;
+            }
+            let msg = e.to_string();
+            let line = msg.lines().next().unwrap_or("error: bad arguments");
+            eprintln!("{line}");
+            2
+        }
+    }
+}
+
+/// Run with parsed arguments; returns the exit code.
+pub fn run(args: Args) -> i32 {
+    let result = match &args.epidemic {
+        Some(mode) => run_epidemic(&args, mode),
+        None => run_scenarios(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(InputError(msg)) => {
+            eprintln!("error: {msg}");
+            2
+        }
+    }
+}
+
+fn check_common(args: &Args) -> Result<Option<Profile>, InputError> {
+    if args.nodes == Some(0) {
+        return Err(InputError("--nodes must be at least 1".into()));
+    }
+    if args.seeds == 0 {
+        return Err(InputError("--seeds must be at least 1".into()));
+    }
+    if let Some(l) = args.loss {
+        if !(0.0..1.0).contains(&l) {
+            return Err(InputError(format!("--loss {l} must be in [0, 1)")));
+        }
+    }
+    if let Some(l) = args.latency {
+        if !(l.is_finite() && l >= 0.0) {
+            return Err(InputError(format!(
+                "--latency {l} must be >= 0 milliseconds"
+            )));
+        }
+    }
+    if let Some(d) = args.duration {
+        if !(d.is_finite() && d > 0.0) {
+            return Err(InputError(format!("--duration {d} must be > 0 seconds")));
+        }
+    }
+    args.profile
+        .as_deref()
+        .map(|p| p.parse::<Profile>().map_err(|e| InputError(e.to_string())))
+        .transpose()
+}
+
+/// The scenario for one seed, with the command-line overrides applied.
+pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
+    let profile = check_common(args)?;
+    let name = args.scenario.as_str();
+    let is_file = name.ends_with(".toml") || Path::new(name).is_file();
+    let mut s = if is_file {
+        let text = std::fs::read_to_string(name)
+            .map_err(|e| InputError(format!("cannot read scenario {name}: {e}")))?;
+        Scenario::from_toml(&text, args.nodes, profile)
+            .map_err(|e| InputError(format!("{name}: {e}")))?
+    } else if BUILTINS.contains(&name) {
+        Scenario::builtin_with(
+            name,
+            args.nodes.unwrap_or(32),
+            seed,
+            profile.unwrap_or(Profile::Lan),
+        )
+        .map_err(|e| InputError(e.0))?
+    } else {
+        return Err(InputError(format!(
+            "unknown scenario {name:?}: expected one of {} or a .toml file",
+            BUILTINS.join(", ")
+        )));
+    };
+    if let Some(l) = args.loss {
+        s.network.loss = l;
+    }
+    if let Some(ms) = args.latency {
+        s.network.latency = s.network.latency.scaled_to(ms);
+    }
+    if let Some(d) = args.duration {
+        s.duration = d;
+    }
+    if args.no_refute {
+        s.config.refute_suspicions = false;
+    }
+    if let Some(b) = &args.bootstrap {
+        s.bootstrap = b.parse().map_err(InputError)?;
+    }
+    let mut replay = format!(
+        "--scenario {name} --nodes {} --profile {}",
+        s.nodes,
+        profile_name(s.profile)
+    );
+    for (flag, v) in [
+        ("--loss", args.loss),
+        ("--latency", args.latency),
+        ("--duration", args.duration),
+    ] {
+        if let Some(v) = v {
+            replay.push_str(&format!(" {flag} {v}"));
+        }
+    }
+    if args.no_refute {
+        replay.push_str(" --no-refute");
+    }
+    if let Some(b) = &args.bootstrap {
+        replay.push_str(&format!(" --bootstrap {b}"));
+    }
+    s.replay_args = Some(replay);
+    s.validate().map_err(|e| InputError(e.0))?;
+    Ok(s)
+}
+
+fn bar_style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+fn run_scenarios(args: &Args) -> Result<i32, InputError> {
+    // Build every scenario first so that bad input fails before any work.
+    let scenarios: Vec<(u64, Scenario)> = (0..args.seeds as u64)
+        .map(|k| {
+            let seed = args.seed.wrapping_add(k);
+            build_scenario(args, seed).map(|s| (seed, s))
+        })
+        .collect::<Result<_, _>>()?;
+    let results: Vec<RunResult> = if scenarios.len() == 1 {
+        let (seed, s) = &scenarios[0];
+        vec![run_one(s, *seed, args.quiet)]
+    } else {
+        run_many(&scenarios, args)
+    };
+    let mut failed = 0;
+    for r in &results {
+        if r.summary.invariant_violations > 0 {
+            failed += 1;
+        }
+    }
+    if args.json {
+        let out = if results.len() == 1 {
+            serde_json::to_string_pretty(&results[0].summary)
+        } else {
+            serde_json::to_string_pretty(&results.iter().map(|r| &r.summary).collect::<Vec<_>>())
+        };
+        println!("{}", out.unwrap_or_default());
+    } else if results.len() == 1 {
+        print!("{}", results[0].summary.text());
+    } else {
+        for r in &results {
+            let s = &r.summary;
+            let opt = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.3}"));
+            println!(
+                "seed {:>6}: t100 {:>7}s all-dead {:>7}s fp {:>3} {:>8.0} B/node/s  {} violation(s){}",
+                s.seed,
+                opt(s.dissemination.t100_s),
+                opt(s.detection.all_dead_s),
+                s.false_positives,
+                s.bytes_per_node_per_s,
+                s.invariant_violations,
+                if s.invariant_violations > 0 {
+                    format!("  replay: {}", s.replay)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        println!(
+            "{} of {} seed(s) violated an invariant",
+            failed,
+            results.len()
+        );
+    }
+    if let Some(dir) = &args.out {
+        for (r, (seed, s)) in results.iter().zip(&scenarios) {
+            let d = if results.len() == 1 {
+                dir.clone()
+            } else {
+                dir.join(format!("seed-{seed}"))
+            };
+            write_csv(r, &d)
+                .map_err(|e| InputError(format!("cannot write {}: {e}", d.display())))?;
+            match plots::write_plots(r, s, &d) {
+                Ok(files) if !args.json => {
+                    let note = if plots::text_available() {
+                        ""
+                    } else {
+                        " (no font found: drawn without text)"
+                    };
+                    eprintln!("wrote CSV and {}{note}", files.join(", "));
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("warning: {e}"),
+            }
+        }
+    }
+    for r in results
+        .iter()
+        .filter(|r| r.summary.invariant_violations > 0)
+    {
+        eprintln!("invariant violated; replay with: {}", r.summary.replay);
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// One run with a progress bar that appears when it takes over a second.
+fn run_one(s: &Scenario, seed: u64, quiet: bool) -> RunResult {
+    let sim = match Simulation::new(s, seed) {
+        Ok(sim) => sim,
+        Err(e) => unreachable_run(e.0),
+    };
+    let start = WallInstant::now();
+    let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::hidden());
+    bar.set_style(bar_style("{spinner} [{elapsed_precise}] {wide_bar} {msg}"));
+    let mut shown = false;
+    let result = sim.run_with_progress(|now, end| {
+        if quiet {
+            return;
+        }
+        if !shown && start.elapsed() > Duration::from_secs(1) {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            shown = true;
+        }
+        bar.set_position(now * 1000 / end.max(1));
+        bar.set_message(format!(
+            "{:.0}/{:.0} simulated s",
+            to_secs(now),
+            to_secs(end)
+        ));
+    });
+    bar.finish_and_clear();
+    result
+}
+
+fn unreachable_run(msg: String) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(2)
+}
+
+fn run_many(scenarios: &[(u64, Scenario)], args: &Args) -> Vec<RunResult> {
+    let workers = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, scenarios.len());
+    let next = AtomicUsize::new(0);
+    let slots: Mutex<Vec<Option<RunResult>>> = Mutex::new(vec![None; scenarios.len()]);
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(scenarios.len() as u64)
+    };
+    bar.set_style(bar_style(
+        "[{elapsed_precise}] {wide_bar} {pos}/{len} seeds",
+    ));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some((seed, s)) = scenarios.get(k) else {
+                    break;
+                };
+                let r = match Simulation::new(s, *seed) {
+                    Ok(sim) => sim.run(),
+                    Err(e) => unreachable_run(e.0),
+                };
+                if let Ok(mut v) = slots.lock() {
+                    v[k] = Some(r);
+                }
+                bar.inc(1);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    slots
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn run_epidemic(args: &Args, mode: &str) -> Result<i32, InputError> {
+    check_common(args)?;
+    let mode: Mode = mode.parse().map_err(InputError)?;
+    let nodes = args.nodes.unwrap_or(32);
+    if nodes < 2 {
+        return Err(InputError(
+            "--nodes must be at least 2 for the epidemic model".into(),
+        ));
+    }
+    if !(1..=64).contains(&args.fanout) {
+        return Err(InputError(format!(
+            "--fanout {} must be between 1 and 64",
+            args.fanout
+        )));
+    }
+    let mut results = Vec::new();
+    for k in 0..args.seeds as u64 {
+        let start = WallInstant::now();
+        let r = epidemic::run(nodes, mode, args.fanout, args.seed.wrapping_add(k));
+        let wall = start.elapsed().as_secs_f64();
+        results.push((r, wall));
+    }
+    if args.json {
+        let v: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(r, wall)| {
+                let mut j = serde_json::to_value(r).unwrap_or_default();
+                if let Some(o) = j.as_object_mut() {
+                    o.insert("wall_s".into(), serde_json::json!(wall));
+                }
+                j
+            })
+            .collect();
+        let out = if v.len() == 1 {
+            serde_json::to_string_pretty(&v[0])
+        } else {
+            serde_json::to_string_pretty(&v)
+        };
+        println!("{}", out.unwrap_or_default());
+    } else {
+        for (r, wall) in &results {
+            println!(
+                "epidemic {} fanout {} N={} seed {}: {} rounds ({}), theory {:.2}; {} messages; {:.3}s wall",
+                r.mode,
+                r.fanout,
+                r.nodes,
+                r.seed,
+                r.rounds,
+                if r.complete { "everyone reached" } else { "NOT everyone reached" },
+                r.theory_rounds,
+                r.messages,
+                wall
+            );
+        }
+    }
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| InputError(format!("cannot create {}: {e}", dir.display())))?;
+        let mut csv = String::from("seed,round,informed,fraction\n");
+        for (r, _) in &results {
+            for (i, c) in r.informed.iter().enumerate() {
+                csv.push_str(&format!(
+                    "{},{i},{c},{:.6}\n",
+                    r.seed,
+                    *c as f64 / r.nodes as f64
+                ));
+            }
+        }
+        let path = dir.join("epidemic.csv");
+        std::fs::write(&path, csv)
+            .map_err(|e| InputError(format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,832 @@
+//! The discrete-event engine: a virtual clock and one event queue ordered by
+//! (time, insertion sequence), driving unmodified [`rumor_core::Node`]s
+//! through their sans-IO API.
+//!
+//! A node is only woken at its own `poll_timeout` (stale wake-ups are
+//! skipped), or when a packet reaches it, so the cost of a run grows with
+//! the traffic, not with N × ticks. All randomness comes from the run's
+//! seed: the network draws from one RNG, each node gets its own seed.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::time::Instant as WallInstant;
+
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rumor_core::message::MessageType;
+use rumor_core::{Event, Instant, Node, Stats, Tags, TransmitKind};
+
+use crate::faults::Fault;
+use crate::invariants::{Bounds, Checker, PendingCrash, FULL_CHECK_NODES};
+use crate::metrics::{BitSet, Metrics, UpdateKind};
+use crate::network::Network;
+use crate::report::{self, RunResult};
+use crate::scenario::{Bootstrap, Scenario};
+use crate::{addr_index, mix_seed, node_addr, node_name, secs, Micros, SECOND};
+
+/// Ground truth about the nodes, as only the simulator knows it.
+#[derive(Clone, Debug)]
+pub struct Truth {
+    /// Running (not crashed, not yet joined, not stopped after leaving).
+    pub up: Vec<bool>,
+    /// Paused (up, but frozen).
+    pub paused: Vec<bool>,
+    /// Leaving gracefully (up until its leave completes).
+    pub leaving: Vec<bool>,
+    /// When the current instance started.
+    pub up_since: Vec<Micros>,
+    /// Last time a fault touched the node (start, pause, resume, slow,
+    /// partition, loss, and their ends).
+    pub disturbed_at: Vec<Micros>,
+    /// Bumped at each crash and restart, so replies to a dead instance are dropped.
+    pub generation: Vec<u32>,
+    /// The network, with its partitions.
+    pub net: Network,
+}
+
+impl Truth {
+    /// Whether `a` and `b` can talk.
+    pub fn reachable(&self, a: usize, b: usize) -> bool {
+        self.net.reachable(a, b)
+    }
+}
+
+/// A scheduled step of the scenario.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Start a node; `alone` starts it without seeds.
+    Start {
+        node: usize,
+        track: bool,
+        alone: bool,
+    },
+    /// Node 0 joins through all of these.
+    JoinAll(Vec<usize>),
+    /// An up node joins again through node 0 (warm bootstrap).
+    Rejoin(usize),
+    Crash(usize),
+    Restart(usize),
+    Pause(usize),
+    Resume(usize),
+    Slow(usize, Micros),
+    Partition(u32, Vec<usize>),
+    Heal(u32),
+    Loss(usize, f64, f64),
+    Leave(usize),
+    Stop(usize, u32),
+    /// Start the cost window: snapshot the counters.
+    Snapshot,
+    Tags(usize, String, String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Datagram,
+    Request { from_gen: u32 },
+    Reply { to_gen: u32 },
+}
+
+#[derive(Debug)]
+struct Delivery {
+    to: u32,
+    from: u32,
+    kind: Kind,
+    /// Already waited behind a slow node's queue.
+    delayed: bool,
+    payload: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum Action {
+    Wake(u32),
+    Deliver(Delivery),
+    Step(usize),
+    CheckCrash(usize),
+}
+
+struct Queued {
+    at: Micros,
+    seq: u64,
+    action: Action,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: the heap pops the earliest (time, sequence) first.
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// Per-node driver state besides the truth.
+#[derive(Default)]
+struct Slot {
+    wake: Option<Micros>,
+    inbox: Vec<Delivery>,
+    slow: Micros,
+    busy_until: Micros,
+}
+
+/// One simulation run: build it with [`Simulation::new`], then [`Simulation::run`].
+pub struct Simulation {
+    scenario: Scenario,
+    seed: u64,
+    n: usize,
+    now: Micros,
+    end: Micros,
+    queue: BinaryHeap<Queued>,
+    seq: u64,
+    rng: Xoshiro256PlusPlus,
+    nodes: Vec<Option<Node>>,
+    slots: Vec<Slot>,
+    truth: Truth,
+    steps: Vec<Step>,
+    crashes: Vec<PendingCrash>,
+    bounds: Bounds,
+    metrics: Metrics,
+    checker: Checker,
+    retired: Stats,
+    events_processed: u64,
+    last_heal: Micros,
+    cost_base: (CostCounters, Micros),
+}
+
+/// Counters that cost is computed from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CostCounters {
+    /// Datagram bytes sent.
+    pub bytes_out: u64,
+    /// Datagrams sent.
+    pub packets_out: u64,
+    /// Streams sent (requests and replies).
+    pub streams_out: u64,
+    /// Messages sent by type code - 1.
+    pub messages_out: [u64; 8],
+    /// Stream bytes carried.
+    pub stream_bytes: u64,
+}
+
+impl CostCounters {
+    fn minus(&self, base: &CostCounters) -> CostCounters {
+        let mut m = self.messages_out;
+        for (a, b) in m.iter_mut().zip(base.messages_out.iter()) {
+            *a = a.saturating_sub(*b);
+        }
+        CostCounters {
+            bytes_out: self.bytes_out.saturating_sub(base.bytes_out),
+            packets_out: self.packets_out.saturating_sub(base.packets_out),
+            streams_out: self.streams_out.saturating_sub(base.streams_out),
+            messages_out: m,
+            stream_bytes: self.stream_bytes.saturating_sub(base.stream_bytes),
+        }
+    }
+}
+
+fn add_stats(acc: &mut Stats, s: &Stats) {
+    acc.packets_in += s.packets_in;
+    acc.packets_out += s.packets_out;
+    acc.bytes_in += s.bytes_in;
+    acc.bytes_out += s.bytes_out;
+    acc.streams_in += s.streams_in;
+    acc.streams_out += s.streams_out;
+    for (a, b) in acc.messages_in.iter_mut().zip(s.messages_in.iter()) {
+        *a += b;
+    }
+    for (a, b) in acc.messages_out.iter_mut().zip(s.messages_out.iter()) {
+        *a += b;
+    }
+    acc.decode_errors += s.decode_errors;
+    acc.probes += s.probes;
+    acc.suspicions += s.suspicions;
+    acc.refutations += s.refutations;
+    acc.deaths += s.deaths;
+}
+
+impl Simulation {
+    /// Prepare a run of `scenario` with `seed`.
+    pub fn new(scenario: &Scenario, seed: u64) -> Result<Self, crate::scenario::ScenarioError> {
+        scenario.validate()?;
+        let n = scenario.nodes;
+        let truth = Truth {
+            up: vec![false; n],
+            paused: vec![false; n],
+            leaving: vec![false; n],
+            up_since: vec![0; n],
+            disturbed_at: vec![0; n],
+            generation: vec![0; n],
+            net: Network::new(scenario.network.clone(), n),
+        };
+        let mut sim = Simulation {
+            scenario: scenario.clone(),
+            seed,
+            n,
+            now: 0,
+            end: secs(scenario.duration),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            rng: Xoshiro256PlusPlus::seed_from_u64(mix_seed(seed, 0x4E7)),
+            nodes: (0..n).map(|_| None).collect(),
+            slots: (0..n).map(|_| Slot::default()).collect(),
+            truth,
+            steps: Vec::new(),
+            crashes: Vec::new(),
+            bounds: Bounds::new(&scenario.config, n),
+            metrics: Metrics::default(),
+            checker: Checker::new(n),
+            retired: Stats::default(),
+            events_processed: 0,
+            last_heal: 0,
+            cost_base: (CostCounters::default(), 0),
+        };
+        sim.plan();
+        Ok(sim)
+    }
+
+    fn push(&mut self, at: Micros, action: Action) {
+        self.seq += 1;
+        self.queue.push(Queued {
+            at,
+            seq: self.seq,
+            action,
+        });
+    }
+
+    fn schedule(&mut self, at: Micros, step: Step) {
+        self.steps.push(step);
+        let i = self.steps.len() - 1;
+        self.push(at, Action::Step(i));
+    }
+
+    /// Turn the scenario into scheduled steps.
+    fn plan(&mut self) {
+        let late = self.scenario.late_joiners();
+        let window = secs(self.scenario.join_window);
+        let n = self.n as u64;
+        let initial: Vec<usize> = (0..self.n).filter(|i| !late.contains(i)).collect();
+        match self.scenario.bootstrap {
+            Bootstrap::Seed => {
+                for &i in &initial {
+                    let at = window * i as u64 / n.max(1);
+                    self.schedule(
+                        at,
+                        Step::Start {
+                            node: i,
+                            track: false,
+                            alone: i == 0,
+                        },
+                    );
+                }
+            }
+            Bootstrap::Warm => {
+                for &i in &initial {
+                    self.schedule(
+                        0,
+                        Step::Start {
+                            node: i,
+                            track: false,
+                            alone: true,
+                        },
+                    );
+                }
+                if initial.first() == Some(&0) && initial.len() > 1 {
+                    self.schedule(0, Step::JoinAll(initial[1..].to_vec()));
+                    let half = window / 2;
+                    for &i in &initial[1..] {
+                        let at = half + half * i as u64 / n.max(1);
+                        self.schedule(at, Step::Rejoin(i));
+                    }
+                }
+            }
+        }
+        let snapshot = window + 5 * SECOND;
+        if snapshot < self.end {
+            self.schedule(snapshot, Step::Snapshot);
+        }
+        let faults = self.scenario.faults.clone();
+        for (k, f) in faults.iter().enumerate() {
+            let at = secs(f.at());
+            self.last_heal = self.last_heal.max(f.heals_at());
+            match f {
+                Fault::Crash { node, .. } => self.schedule(at, Step::Crash(*node)),
+                Fault::Restart { node, .. } => {
+                    self.schedule(at, Step::Crash(*node));
+                    self.schedule(f.heals_at(), Step::Restart(*node));
+                }
+                Fault::Pause { node, .. } => {
+                    self.schedule(at, Step::Pause(*node));
+                    self.schedule(f.heals_at(), Step::Resume(*node));
+                }
+                Fault::Slow { node, delay_ms, .. } => {
+                    self.schedule(at, Step::Slow(*node, secs(delay_ms / 1000.0)));
+                    self.schedule(f.heals_at(), Step::Slow(*node, 0));
+                }
+                Fault::Partition { nodes, .. } => {
+                    self.schedule(at, Step::Partition(k as u32, nodes.clone()));
+                    self.schedule(f.heals_at(), Step::Heal(k as u32));
+                }
+                Fault::Loss {
+                    node,
+                    out_loss,
+                    in_loss,
+                    ..
+                } => {
+                    self.schedule(at, Step::Loss(*node, *out_loss, *in_loss));
+                    self.schedule(f.heals_at(), Step::Loss(*node, 0.0, 0.0));
+                }
+                Fault::Join { node, .. } => self.schedule(
+                    at,
+                    Step::Start {
+                        node: *node,
+                        track: true,
+                        alone: false,
+                    },
+                ),
+                Fault::Leave { node, .. } => self.schedule(at, Step::Leave(*node)),
+                Fault::Tags {
+                    node, key, value, ..
+                } => self.schedule(at, Step::Tags(*node, key.clone(), value.clone())),
+            }
+        }
+    }
+
+    /// The bounds the invariants use.
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
+    }
+
+    /// Run to the end; see [`Simulation::run_with_progress`].
+    pub fn run(self) -> RunResult {
+        self.run_with_progress(|_, _| {})
+    }
+
+    /// Run to the end, calling `progress(now, end)` every so often.
+    pub fn run_with_progress(mut self, mut progress: impl FnMut(Micros, Micros)) -> RunResult {
+        let wall = WallInstant::now();
+        while let Some(q) = self.queue.peek() {
+            if q.at > self.end {
+                break;
+            }
+            let Some(q) = self.queue.pop() else { break };
+            self.now = q.at;
+            self.events_processed += 1;
+            if self.events_processed & 0xFFFF == 0 {
+                progress(self.now, self.end);
+            }
+            match q.action {
+                Action::Wake(i) => self.wake(i as usize, q.at),
+                Action::Deliver(d) => self.deliver(d),
+                Action::Step(k) => self.step(k),
+                Action::CheckCrash(c) => {
+                    let crash = self.crashes[c].clone();
+                    self.checker
+                        .check_completeness(self.now, &crash, &self.nodes, &self.truth);
+                }
+            }
+        }
+        self.now = self.end;
+        progress(self.end, self.end);
+        self.finish(wall.elapsed().as_secs_f64())
+    }
+
+    fn finish(mut self, wall_s: f64) -> RunResult {
+        self.metrics.finish(self.end);
+        let observers: Vec<usize> = if self.n <= FULL_CHECK_NODES {
+            (0..self.n).collect()
+        } else {
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(mix_seed(self.seed, 0x0B5));
+            let mut v: Vec<usize> = (0..FULL_CHECK_NODES)
+                .map(|_| rng.random_range(0..self.n))
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        self.checker.check_end(
+            self.end,
+            &self.nodes,
+            &self.truth,
+            &self.bounds,
+            self.last_heal,
+            &observers,
+        );
+        let stats = self.total_stats();
+        let cost = self.counters(&stats).minus(&self.cost_base.0);
+        let cost_window = self.end.saturating_sub(self.cost_base.1);
+        report::build(report::RunData {
+            scenario: &self.scenario,
+            seed: self.seed,
+            wall_s,
+            events: self.events_processed,
+            stats: &stats,
+            cost: &cost,
+            cost_from: self.cost_base.1,
+            cost_window,
+            metrics: &self.metrics,
+            checker: &self.checker,
+            truth: &self.truth,
+            bounds: &self.bounds,
+            last_heal: self.last_heal,
+        })
+    }
+
+    fn total_stats(&self) -> Stats {
+        let mut stats = self.retired.clone();
+        for node in self.nodes.iter().flatten() {
+            add_stats(&mut stats, node.stats());
+        }
+        stats
+    }
+
+    fn counters(&self, stats: &Stats) -> CostCounters {
+        let mut messages_out = [0; 8];
+        for (a, b) in messages_out.iter_mut().zip(stats.messages_out.iter()) {
+            *a = *b;
+        }
+        CostCounters {
+            bytes_out: stats.bytes_out,
+            packets_out: stats.packets_out,
+            streams_out: stats.streams_out,
+            messages_out,
+            stream_bytes: self.metrics.stream_bytes,
+        }
+    }
+
+    // ----- node plumbing -----
+
+    fn wake(&mut self, i: usize, at: Micros) {
+        if self.slots[i].wake != Some(at) {
+            return; // stale
+        }
+        self.slots[i].wake = None;
+        if !self.truth.up[i] || self.truth.paused[i] {
+            return;
+        }
+        if let Some(node) = self.nodes[i].as_mut() {
+            node.handle_timeout(Instant::from_micros(self.now));
+        }
+        self.after(i);
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        let i = d.to as usize;
+        if !self.truth.up[i] {
+            return;
+        }
+        if let Kind::Reply { to_gen } = d.kind {
+            if to_gen != self.truth.generation[i] {
+                return;
+            }
+        }
+        if self.truth.paused[i] {
+            self.slots[i].inbox.push(d);
+            return;
+        }
+        let slow = self.slots[i].slow;
+        if slow > 0 && !d.delayed {
+            let at = self.slots[i].busy_until.max(self.now) + slow;
+            self.slots[i].busy_until = at;
+            let d = Delivery { delayed: true, ..d };
+            self.push(at, Action::Deliver(d));
+            return;
+        }
+        self.process(d);
+    }
+
+    fn process(&mut self, d: Delivery) {
+        let i = d.to as usize;
+        let from = d.from as usize;
+        let now = Instant::from_micros(self.now);
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        match d.kind {
+            Kind::Datagram => {
+                let accusations = |n: &Node| {
+                    let m = &n.stats().messages_in;
+                    m[MessageType::Suspect as usize - 1] + m[MessageType::Dead as usize - 1]
+                };
+                let before = accusations(node);
+                node.handle_datagram(now, node_addr(from), &d.payload);
+                if accusations(node) > before && !self.truth.leaving[i] {
+                    let own = node.local().incarnation;
+                    self.checker.check_refutation(self.now, i, own, &d.payload);
+                }
+            }
+            Kind::Reply { .. } => {
+                let _ = node.handle_stream(now, node_addr(from), &d.payload);
+            }
+            Kind::Request { from_gen } => {
+                if let Some(reply) = node.handle_stream(now, node_addr(from), &d.payload) {
+                    self.metrics.stream_bytes += reply.len() as u64;
+                    if let Some(delay) = self.truth.net.stream(&mut self.rng, i, from) {
+                        self.push(
+                            self.now + delay,
+                            Action::Deliver(Delivery {
+                                to: from as u32,
+                                from: i as u32,
+                                kind: Kind::Reply { to_gen: from_gen },
+                                delayed: false,
+                                payload: reply,
+                            }),
+                        );
+                    }
+                }
+            }
+        }
+        self.after(i);
+    }
+
+    /// Drain a node's transmits and events and re-arm its wake-up.
+    fn after(&mut self, i: usize) {
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        let mut stop = false;
+        while let Some(t) = node.poll_transmit() {
+            let Some(to) = addr_index(t.to, self.n) else {
+                self.metrics.datagrams_dropped += 1;
+                continue;
+            };
+            match t.kind {
+                TransmitKind::Datagram => match self.truth.net.datagram(&mut self.rng, i, to) {
+                    Some(delay) => {
+                        self.metrics.datagrams_delivered += 1;
+                        self.seq += 1;
+                        self.queue.push(Queued {
+                            at: self.now + delay,
+                            seq: self.seq,
+                            action: Action::Deliver(Delivery {
+                                to: to as u32,
+                                from: i as u32,
+                                kind: Kind::Datagram,
+                                delayed: false,
+                                payload: t.payload,
+                            }),
+                        });
+                    }
+                    None => self.metrics.datagrams_dropped += 1,
+                },
+                TransmitKind::Stream => {
+                    self.metrics.stream_bytes += t.payload.len() as u64;
+                    if let Some(delay) = self.truth.net.stream(&mut self.rng, i, to) {
+                        self.seq += 1;
+                        self.queue.push(Queued {
+                            at: self.now + delay,
+                            seq: self.seq,
+                            action: Action::Deliver(Delivery {
+                                to: to as u32,
+                                from: i as u32,
+                                kind: Kind::Request {
+                                    from_gen: self.truth.generation[i],
+                                },
+                                delayed: false,
+                                payload: t.payload,
+                            }),
+                        });
+                    }
+                }
+            }
+        }
+        while let Some(ev) = node.poll_event() {
+            if matches!(ev, Event::LeaveComplete) {
+                stop = true;
+                continue;
+            }
+            self.metrics.on_event(self.now, i, &ev, &self.truth);
+            self.checker.on_event(self.now, i, &ev);
+        }
+        if stop {
+            self.retire(i);
+            return;
+        }
+        if let Some(t) = node.poll_timeout() {
+            let t = t.as_micros().max(self.now);
+            let earlier = match self.slots[i].wake {
+                Some(w) => t < w,
+                None => true,
+            };
+            if earlier {
+                self.slots[i].wake = Some(t);
+                self.push(t, Action::Wake(i as u32));
+            }
+        }
+    }
+
+    /// Take node `i` down (crash or stopped after leaving).
+    fn retire(&mut self, i: usize) {
+        if let Some(node) = self.nodes[i].take() {
+            add_stats(&mut self.retired, node.stats());
+        }
+        self.truth.up[i] = false;
+        self.truth.paused[i] = false;
+        self.truth.leaving[i] = false;
+        self.truth.generation[i] += 1;
+        self.truth.disturbed_at[i] = self.now;
+        self.slots[i] = Slot::default();
+    }
+
+    /// Nodes that are up, as a set.
+    fn up_set(&self, except: usize) -> BitSet {
+        let mut b = BitSet::new(self.n);
+        for i in 0..self.n {
+            if self.truth.up[i] && i != except {
+                b.insert(i);
+            }
+        }
+        b
+    }
+
+    /// A live node to join through, other than `i`: node 0 if up, else a random one.
+    fn pick_seed(&mut self, i: usize) -> Option<usize> {
+        if i != 0 && self.truth.up[0] && !self.truth.leaving[0] {
+            return Some(0);
+        }
+        let ok = |t: &Truth, j: usize| j != i && t.up[j] && !t.leaving[j];
+        for _ in 0..64 {
+            let j = self.rng.random_range(0..self.n);
+            if ok(&self.truth, j) {
+                return Some(j);
+            }
+        }
+        (0..self.n).find(|&j| ok(&self.truth, j))
+    }
+
+    fn start_node(&mut self, i: usize, track: bool, alone: bool) {
+        if self.truth.up[i] {
+            return;
+        }
+        let gen = u64::from(self.truth.generation[i]);
+        let node_seed = mix_seed(self.seed, ((i as u64) << 20) ^ gen ^ 0x5EED_0000_0000);
+        let node = match Node::new(
+            &node_name(i),
+            node_addr(i),
+            self.scenario.config.clone(),
+            node_seed,
+        ) {
+            Ok(node) => node,
+            Err(_) => return, // validated up front; cannot happen
+        };
+        let seed = if alone { None } else { self.pick_seed(i) };
+        if track {
+            let eligible = self.up_set(i);
+            self.metrics.track(UpdateKind::Join, i, self.now, eligible);
+            self.metrics.on_observer_reset(i);
+            self.checker.on_observer_reset(i);
+        }
+        self.truth.up[i] = true;
+        self.truth.up_since[i] = self.now;
+        self.truth.disturbed_at[i] = self.now;
+        let mut node = node;
+        let seeds: Vec<_> = seed.map(node_addr).into_iter().collect();
+        node.join(Instant::from_micros(self.now), &seeds);
+        self.nodes[i] = Some(node);
+        self.after(i);
+    }
+
+    fn step(&mut self, k: usize) {
+        let step = self.steps[k].clone();
+        let now = self.now;
+        match step {
+            Step::Snapshot => {
+                let stats = self.total_stats();
+                self.cost_base = (self.counters(&stats), now);
+            }
+            Step::Start { node, track, alone } => self.start_node(node, track, alone),
+            Step::Restart(i) => self.start_node(i, true, false),
+            Step::JoinAll(others) => {
+                if !self.truth.up[0] {
+                    return;
+                }
+                let addrs: Vec<_> = others.iter().map(|&i| node_addr(i)).collect();
+                if let Some(node) = self.nodes[0].as_mut() {
+                    node.join(Instant::from_micros(now), &addrs);
+                }
+                self.after(0);
+            }
+            Step::Rejoin(i) => {
+                if !self.truth.up[i] || !self.truth.up[0] {
+                    return;
+                }
+                if let Some(node) = self.nodes[i].as_mut() {
+                    node.join(Instant::from_micros(now), &[node_addr(0)]);
+                }
+                self.after(i);
+            }
+            Step::Crash(i) => {
+                if !self.truth.up[i] {
+                    return;
+                }
+                let name = node_name(i);
+                let mut eligible = BitSet::new(self.n);
+                for (u, node) in self.nodes.iter().enumerate() {
+                    if u == i || !self.truth.up[u] {
+                        continue;
+                    }
+                    if let Some(m) = node.as_ref().and_then(|nd| nd.member(&name)) {
+                        if !m.state.is_gone() {
+                            eligible.insert(u);
+                        }
+                    }
+                }
+                let incarnation = self.nodes[i]
+                    .as_ref()
+                    .map_or(0, |nd| nd.local().incarnation);
+                self.metrics.track(UpdateKind::Death, i, now, eligible);
+                self.retire(i);
+                self.crashes.push(PendingCrash {
+                    node: i,
+                    generation: self.truth.generation[i],
+                    incarnation,
+                    at: now,
+                });
+                let c = self.crashes.len() - 1;
+                self.push(now + self.bounds.detect, Action::CheckCrash(c));
+            }
+            Step::Pause(i) => {
+                if self.truth.up[i] {
+                    self.truth.paused[i] = true;
+                    self.truth.disturbed_at[i] = now;
+                }
+            }
+            Step::Resume(i) => {
+                if !self.truth.paused[i] {
+                    return;
+                }
+                self.truth.paused[i] = false;
+                self.truth.disturbed_at[i] = now;
+                let inbox = std::mem::take(&mut self.slots[i].inbox);
+                for d in inbox {
+                    self.deliver(d);
+                }
+                if let Some(node) = self.nodes[i].as_mut() {
+                    node.handle_timeout(Instant::from_micros(now));
+                }
+                self.slots[i].wake = None;
+                self.after(i);
+            }
+            Step::Slow(i, delay) => {
+                self.slots[i].slow = delay;
+                self.truth.disturbed_at[i] = now;
+            }
+            Step::Partition(id, nodes) => {
+                self.truth.net.partition(id, &nodes);
+                self.truth.disturbed_at.iter_mut().for_each(|t| *t = now);
+            }
+            Step::Heal(id) => {
+                self.truth.net.heal(id);
+                self.truth.disturbed_at.iter_mut().for_each(|t| *t = now);
+            }
+            Step::Loss(i, out, inbound) => {
+                self.truth.net.set_node_loss(i, out, inbound);
+                self.truth.disturbed_at[i] = now;
+            }
+            Step::Leave(i) => {
+                if !self.truth.up[i] || self.truth.leaving[i] {
+                    return;
+                }
+                let eligible = self.up_set(i);
+                self.metrics.track(UpdateKind::Leave, i, now, eligible);
+                self.truth.leaving[i] = true;
+                if let Some(node) = self.nodes[i].as_mut() {
+                    node.leave(Instant::from_micros(now));
+                }
+                let gen = self.truth.generation[i];
+                // Like memberlist's leave timeout: stop even if the
+                // announcement could not be sent in time.
+                self.schedule(now + 30 * SECOND, Step::Stop(i, gen));
+                self.after(i);
+            }
+            Step::Stop(i, gen) => {
+                if self.truth.up[i] && self.truth.generation[i] == gen {
+                    self.retire(i);
+                }
+            }
+            Step::Tags(i, key, value) => {
+                if !self.truth.up[i] || self.truth.leaving[i] {
+                    return;
+                }
+                let Some(node) = self.nodes[i].as_mut() else {
+                    return;
+                };
+                let mut tags: Tags = (*node.local().tags).clone();
+                tags.insert(key.clone(), value.clone());
+                if node.set_tags(Instant::from_micros(now), tags).is_ok() {
+                    let eligible = self.up_set(i);
+                    self.metrics
+                        .track(UpdateKind::Tags(key, value), i, now, eligible);
+                }
+                self.after(i);
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! What a run measures: how fast each update (join, tag change, death,
+//! leave) reaches the live nodes, how fast crashes are detected, false
+//! positives, and cost.
+//!
+//! Everything is fed from the nodes' own events ([`rumor_core::Event`]) as
+//! the engine drains them, so measuring costs O(events), not O(N) per tick.
+
+use rumor_core::{Event, MemberEventKind, MemberState};
+
+use crate::engine::Truth;
+use crate::FastMap;
+use crate::{to_secs, Micros};
+
+/// A fixed-size set of node indices.
+#[derive(Clone, Debug, Default)]
+pub struct BitSet(Vec<u64>);
+
+impl BitSet {
+    /// An empty set for indices below `n`.
+    pub fn new(n: usize) -> Self {
+        BitSet(vec![0; n.div_ceil(64)])
+    }
+    /// Add `i`; whether it was new.
+    pub fn insert(&mut self, i: usize) -> bool {
+        let (w, b) = (i / 64, 1u64 << (i % 64));
+        let new = self.0[w] & b == 0;
+        self.0[w] |= b;
+        new
+    }
+    /// Whether `i` is in the set.
+    pub fn contains(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+    /// Members.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+    /// No members.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&w| w == 0)
+    }
+}
+
+/// What kind of news an update is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpdateKind {
+    /// A node joined (or came back after a restart).
+    Join,
+    /// A node changed a tag to this value.
+    Tags(String, String),
+    /// A node crashed: the news is its death.
+    Death,
+    /// A node left gracefully.
+    Leave,
+}
+
+impl UpdateKind {
+    /// A short label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            UpdateKind::Join => "join",
+            UpdateKind::Tags(..) => "tags",
+            UpdateKind::Death => "death",
+            UpdateKind::Leave => "leave",
+        }
+    }
+}
+
+/// One tracked update and who learnt it when.
+#[derive(Clone, Debug)]
+pub struct Update {
+    /// What it is.
+    pub kind: UpdateKind,
+    /// The node it is about.
+    pub subject: usize,
+    /// When it happened.
+    pub start: Micros,
+    /// Nodes that should learn it: up at the start (and, for a death,
+    /// holding the subject live then).
+    pub eligible: BitSet,
+    /// Who learnt it, first time only.
+    pub seen: BitSet,
+    /// (time, observer) of each first learning.
+    pub arrivals: Vec<(Micros, u32)>,
+    /// First suspicion of the subject after the start (deaths).
+    pub first_suspect: Option<Micros>,
+    /// Restarted (or rejoined) after the start: later news about it belongs elsewhere.
+    pub closed: bool,
+}
+
+/// Time for an update to reach a fraction of the nodes, in seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Percentiles {
+    /// 50 %.
+    pub t50_s: Option<f64>,
+    /// 90 %.
+    pub t90_s: Option<f64>,
+    /// 99 %.
+    pub t99_s: Option<f64>,
+    /// All.
+    pub t100_s: Option<f64>,
+}
+
+impl Update {
+    /// Arrival delays (seconds, sorted) at the nodes that should have
+    /// learnt it and are still up, unrestarted, at the end; and how many those are.
+    pub fn delays(&self, truth: &Truth) -> (Vec<f64>, usize) {
+        let keep =
+            |i: usize| self.eligible.contains(i) && truth.up[i] && truth.up_since[i] <= self.start;
+        let target = (0..truth.up.len()).filter(|&i| keep(i)).count();
+        let mut d: Vec<f64> = self
+            .arrivals
+            .iter()
+            .filter(|&&(_, o)| keep(o as usize))
+            .map(|&(t, _)| to_secs(t - self.start))
+            .collect();
+        d.sort_by(f64::total_cmp);
+        (d, target)
+    }
+
+    /// The 50/90/99/100 % times.
+    pub fn percentiles(&self, truth: &Truth) -> Percentiles {
+        let (d, target) = self.delays(truth);
+        let at = |p: f64| {
+            if target == 0 {
+                return None;
+            }
+            let k = ((p * target as f64).ceil() as usize).max(1);
+            d.get(k - 1).copied()
+        };
+        Percentiles {
+            t50_s: at(0.5),
+            t90_s: at(0.9),
+            t99_s: at(0.99),
+            t100_s: at(1.0),
+        }
+    }
+}
+
+/// Running counters and trackers for one run.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Every tracked update, in start order.
+    pub updates: Vec<Update>,
+    /// Open updates by subject.
+    by_subject: FastMap<usize, Vec<usize>>,
+    /// False death declarations: (observer, subject) pairs marked dead while
+    /// the subject was up, unpaused and reachable from the observer.
+    pub false_positives: u64,
+    /// Distinct subjects of false positives.
+    pub false_positive_nodes: std::collections::BTreeSet<usize>,
+    /// Summed time those marks lasted (until the observer saw it alive again, or the end).
+    pub false_positive_micros: Micros,
+    open_false: FastMap<(u32, u32), Micros>,
+    /// Suspicions of nodes that were up, unpaused and reachable.
+    pub live_suspicions: u64,
+    /// Stream bytes carried (requests and replies).
+    pub stream_bytes: u64,
+    /// Datagrams delivered / lost by the network model.
+    pub datagrams_delivered: u64,
+    /// Datagrams the network model dropped (loss or partition).
+    pub datagrams_dropped: u64,
+    /// Member events drained from the nodes.
+    pub member_events: u64,
+}
+
+impl Metrics {
+    /// Start tracking an update about `subject`.
+    pub fn track(&mut self, kind: UpdateKind, subject: usize, start: Micros, eligible: BitSet) {
+        let n = eligible.0.len() * 64;
+        let idx = self.updates.len();
+        if matches!(kind, UpdateKind::Join) {
+            // A new life: older news about the subject is over.
+            for &i in self.by_subject.get(&subject).into_iter().flatten() {
+                self.updates[i].closed = true;
+            }
+        }
+        self.updates.push(Update {
+            kind,
+            subject,
+            start,
+            eligible,
+            seen: BitSet::new(n),
+            arrivals: Vec::new(),
+            first_suspect: None,
+            closed: false,
+        });
+        self.by_subject.entry(subject).or_default().push(idx);
+    }
+
+    /// A node's event, at `now`.
+    pub fn on_event(&mut self, now: Micros, observer: usize, event: &Event, truth: &Truth) {
+        let Event::Member { kind, member } = event else {
+            return;
+        };
+        self.member_events += 1;
+        let Some(subject) = crate::name_index(&member.name) else {
+            return;
+        };
+        if subject == observer || subject >= truth.up.len() {
+            return;
+        }
+        let healthy = truth.up[subject]
+            && !truth.paused[subject]
+            && !truth.leaving[subject]
+            && truth.reachable(observer, subject);
+        let key = (observer as u32, subject as u32);
+        match kind {
+            MemberEventKind::Failed if healthy => {
+                self.false_positives += 1;
+                self.false_positive_nodes.insert(subject);
+                self.open_false.entry(key).or_insert(now);
+            }
+            MemberEventKind::Suspect if healthy => self.live_suspicions += 1,
+            MemberEventKind::Joined | MemberEventKind::Alive | MemberEventKind::Updated => {
+                if let Some(t) = self.open_false.remove(&key) {
+                    self.false_positive_micros += now - t;
+                }
+            }
+            _ => {}
+        }
+        let Some(list) = self.by_subject.get(&subject) else {
+            return;
+        };
+        for &i in list {
+            let u = &mut self.updates[i];
+            if u.closed || now < u.start {
+                continue;
+            }
+            let learnt = match (&u.kind, kind) {
+                (UpdateKind::Death, MemberEventKind::Suspect) => {
+                    u.first_suspect.get_or_insert(now);
+                    false
+                }
+                (UpdateKind::Death | UpdateKind::Leave, k) => {
+                    matches!(k, MemberEventKind::Failed | MemberEventKind::Left)
+                }
+                (UpdateKind::Join, k) => {
+                    member.state == MemberState::Alive
+                        && matches!(
+                            k,
+                            MemberEventKind::Joined
+                                | MemberEventKind::Alive
+                                | MemberEventKind::Updated
+                        )
+                }
+                (UpdateKind::Tags(key, value), _) => {
+                    !member.state.is_gone()
+                        && member.tags.get(key.as_str()).map(String::as_str) == Some(value.as_str())
+                }
+            };
+            if learnt && u.seen.insert(observer) {
+                u.arrivals.push((now, observer as u32));
+            }
+        }
+    }
+
+    /// A node was replaced (restart): its old views are gone.
+    pub fn on_observer_reset(&mut self, observer: usize) {
+        let o = observer as u32;
+        self.open_false.retain(|&(u, _), _| u != o);
+    }
+
+    /// Close open false positives at the end of the run.
+    pub fn finish(&mut self, end: Micros) {
+        for (_, t) in self.open_false.drain() {
+            self.false_positive_micros += end.saturating_sub(t);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitset() {
+        let mut b = BitSet::new(130);
+        assert!(b.is_empty());
+        assert!(b.insert(129));
+        assert!(!b.insert(129));
+        assert!(b.contains(129) && !b.contains(128));
+        assert_eq!(b.len(), 1);
+    }
+}

@@ -1,0 +1,293 @@
+//! The network model: per-packet one-way latency drawn from a distribution,
+//! uniform loss, per-node asymmetric loss, and partitions.
+//!
+//! Datagrams may be lost; streams are reliable unless the two ends are
+//! partitioned from each other (then they fail silently, like a TCP connect
+//! that times out).
+
+use rand::Rng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+
+use crate::Micros;
+
+/// The longest one-way latency any distribution may produce (a cap on long tails).
+pub const MAX_LATENCY: Micros = 10 * crate::SECOND;
+
+/// How one-way latency is distributed; every value is in milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Latency {
+    /// Always `ms`.
+    Fixed {
+        /// The latency.
+        ms: f64,
+    },
+    /// Uniform between `min_ms` and `max_ms`.
+    Uniform {
+        /// Lower bound.
+        min_ms: f64,
+        /// Upper bound.
+        max_ms: f64,
+    },
+    /// Log-normal with median `median_ms` and shape `sigma` (long-tailed).
+    LogNormal {
+        /// The median.
+        median_ms: f64,
+        /// Standard deviation of the underlying normal.
+        sigma: f64,
+    },
+    /// Pareto with minimum `min_ms` and tail index `alpha` (heavier tail for smaller alpha).
+    Pareto {
+        /// The minimum (scale).
+        min_ms: f64,
+        /// The tail index, > 0.
+        alpha: f64,
+    },
+}
+
+impl Latency {
+    /// Check the parameters; the message names the bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        let ok = |v: f64| v.is_finite() && v >= 0.0;
+        match *self {
+            Latency::Fixed { ms } if !ok(ms) => Err(format!("latency ms {ms} must be >= 0")),
+            Latency::Uniform { min_ms, max_ms }
+                if !ok(min_ms) || !ok(max_ms) || max_ms < min_ms =>
+            {
+                Err(format!(
+                    "uniform latency needs 0 <= min_ms ({min_ms}) <= max_ms ({max_ms})"
+                ))
+            }
+            Latency::LogNormal { median_ms, sigma } if !ok(median_ms) || !ok(sigma) => {
+                Err(format!(
+                    "log-normal latency needs median_ms ({median_ms}) and sigma ({sigma}) >= 0"
+                ))
+            }
+            Latency::Pareto { min_ms, alpha }
+                if !(ok(min_ms) && alpha.is_finite() && alpha > 0.0) =>
+            {
+                Err(format!(
+                    "pareto latency needs min_ms ({min_ms}) >= 0 and alpha ({alpha}) > 0"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The same shape with its typical value (fixed value, mean of the
+    /// uniform, median, minimum) moved to `ms`.
+    pub fn scaled_to(&self, ms: f64) -> Latency {
+        match *self {
+            Latency::Fixed { .. } => Latency::Fixed { ms },
+            Latency::Uniform { min_ms, max_ms } => {
+                let mid = (min_ms + max_ms) / 2.0;
+                let f = if mid > 0.0 { ms / mid } else { 1.0 };
+                if mid > 0.0 {
+                    Latency::Uniform {
+                        min_ms: min_ms * f,
+                        max_ms: max_ms * f,
+                    }
+                } else {
+                    Latency::Fixed { ms }
+                }
+            }
+            Latency::LogNormal { sigma, .. } => Latency::LogNormal {
+                median_ms: ms,
+                sigma,
+            },
+            Latency::Pareto { alpha, .. } => Latency::Pareto { min_ms: ms, alpha },
+        }
+    }
+
+    /// The typical value in milliseconds (for theory curves and reports).
+    pub fn typical_ms(&self) -> f64 {
+        match *self {
+            Latency::Fixed { ms } => ms,
+            Latency::Uniform { min_ms, max_ms } => (min_ms + max_ms) / 2.0,
+            Latency::LogNormal { median_ms, .. } => median_ms,
+            Latency::Pareto { min_ms, .. } => min_ms,
+        }
+    }
+
+    /// Draw one latency.
+    pub fn sample(&self, rng: &mut Xoshiro256PlusPlus) -> Micros {
+        let ms = match *self {
+            Latency::Fixed { ms } => ms,
+            Latency::Uniform { min_ms, max_ms } => min_ms + (max_ms - min_ms) * rng.random::<f64>(),
+            Latency::LogNormal { median_ms, sigma } => {
+                // Box-Muller for a standard normal.
+                let u1 = 1.0 - rng.random::<f64>();
+                let u2 = rng.random::<f64>();
+                let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                median_ms * (sigma * z).exp()
+            }
+            Latency::Pareto { min_ms, alpha } => {
+                let u = 1.0 - rng.random::<f64>();
+                min_ms / u.powf(1.0 / alpha)
+            }
+        };
+        ((ms * 1000.0).round() as Micros).min(MAX_LATENCY)
+    }
+}
+
+/// Link conditions shared by the whole run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// One-way latency of every packet.
+    pub latency: Latency,
+    /// Probability that a datagram is lost, in `[0, 1)`.
+    #[serde(default)]
+    pub loss: f64,
+}
+
+impl NetworkConfig {
+    /// Check the parameters.
+    pub fn validate(&self) -> Result<(), String> {
+        self.latency.validate()?;
+        if !(0.0..1.0).contains(&self.loss) {
+            return Err(format!("loss {} must be in [0, 1)", self.loss));
+        }
+        Ok(())
+    }
+}
+
+/// The live state of the network during a run: the configuration plus the
+/// partitions and per-node losses that faults switch on and off.
+#[derive(Clone, Debug)]
+pub struct Network {
+    config: NetworkConfig,
+    /// Bit `p` set on a node while partition `p` holds it apart from the rest.
+    groups: Vec<u64>,
+    /// Extra loss on datagrams a node sends.
+    loss_out: Vec<f32>,
+    /// Extra loss on datagrams a node receives.
+    loss_in: Vec<f32>,
+}
+
+impl Network {
+    /// A network of `nodes` nodes, all connected.
+    pub fn new(config: NetworkConfig, nodes: usize) -> Self {
+        Network {
+            config,
+            groups: vec![0; nodes],
+            loss_out: vec![0.0; nodes],
+            loss_in: vec![0.0; nodes],
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &NetworkConfig {
+        &self.config
+    }
+
+    /// Whether `a` and `b` can talk (not separated by a partition).
+    pub fn reachable(&self, a: usize, b: usize) -> bool {
+        self.groups[a] == self.groups[b]
+    }
+
+    /// Whether `node` is held apart by any partition.
+    pub fn partitioned(&self, node: usize) -> bool {
+        self.groups[node] != 0
+    }
+
+    /// Cut `nodes` off from the rest under partition id `id` (0..64).
+    pub fn partition(&mut self, id: u32, nodes: &[usize]) {
+        for &n in nodes {
+            self.groups[n] |= 1 << (id % 64);
+        }
+    }
+
+    /// Heal partition `id`.
+    pub fn heal(&mut self, id: u32) {
+        let mask = !(1u64 << (id % 64));
+        for g in &mut self.groups {
+            *g &= mask;
+        }
+    }
+
+    /// Set the extra outbound and inbound datagram loss of `node`.
+    pub fn set_node_loss(&mut self, node: usize, out: f64, inbound: f64) {
+        self.loss_out[node] = out as f32;
+        self.loss_in[node] = inbound as f32;
+    }
+
+    /// Whether `node` has extra loss set.
+    pub fn lossy_node(&self, node: usize) -> bool {
+        self.loss_out[node] > 0.0 || self.loss_in[node] > 0.0
+    }
+
+    /// The delay of a datagram from `from` to `to`, or `None` if it is lost.
+    pub fn datagram(&self, rng: &mut Xoshiro256PlusPlus, from: usize, to: usize) -> Option<Micros> {
+        if !self.reachable(from, to) {
+            return None;
+        }
+        let p_keep = (1.0 - self.config.loss)
+            * (1.0 - f64::from(self.loss_out[from]))
+            * (1.0 - f64::from(self.loss_in[to]));
+        if p_keep < 1.0 && rng.random::<f64>() >= p_keep {
+            return None;
+        }
+        Some(self.config.latency.sample(rng))
+    }
+
+    /// The delay of a stream message from `from` to `to`, or `None` if the
+    /// two are partitioned.
+    pub fn stream(&self, rng: &mut Xoshiro256PlusPlus, from: usize, to: usize) -> Option<Micros> {
+        self.reachable(from, to)
+            .then(|| self.config.latency.sample(rng))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn distributions_are_sane() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let ln = Latency::LogNormal {
+            median_ms: 10.0,
+            sigma: 1.0,
+        };
+        let mut v: Vec<Micros> = (0..10_001).map(|_| ln.sample(&mut rng)).collect();
+        v.sort_unstable();
+        let median = v[5000] as f64 / 1000.0;
+        assert!((8.0..12.0).contains(&median), "{median}");
+        let p = Latency::Pareto {
+            min_ms: 1.0,
+            alpha: 1.5,
+        };
+        assert!((0..1000).all(|_| p.sample(&mut rng) >= 1000));
+        assert!(Latency::Uniform {
+            min_ms: 2.0,
+            max_ms: 1.0
+        }
+        .validate()
+        .is_err());
+    }
+
+    #[test]
+    fn partitions_and_loss() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(2);
+        let cfg = NetworkConfig {
+            latency: Latency::Fixed { ms: 1.0 },
+            loss: 0.0,
+        };
+        let mut net = Network::new(cfg, 4);
+        assert_eq!(net.datagram(&mut rng, 0, 1), Some(1000));
+        net.partition(3, &[0, 1]);
+        assert!(net.reachable(0, 1) && !net.reachable(0, 2));
+        assert_eq!(net.stream(&mut rng, 1, 2), None);
+        net.heal(3);
+        assert!(net.reachable(0, 2));
+        net.set_node_loss(2, 0.999_999, 0.0);
+        let lost = (0..100)
+            .filter(|_| net.datagram(&mut rng, 2, 0).is_none())
+            .count();
+        assert!(lost > 95);
+        assert!(net.datagram(&mut rng, 0, 2).is_some());
+    }
+}
