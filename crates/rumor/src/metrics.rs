@@ -192,6 +192,17 @@ pub(crate) fn export(node: &str, stats: &Stats) {
     counter("rumor_deaths_total", c.deaths);
     counter("rumor_leaves_total", c.leaves);
     counter("rumor_address_conflicts_total", c.address_conflicts);
+    counter("rumor_misdirected_pings_total", c.misdirected_pings);
+    counter("rumor_invalid_claims_total", c.invalid_claims);
+    counter("rumor_oversize_broadcasts_total", c.oversize_broadcasts);
+    counter("rumor_state_applied_total", c.state_applied);
+    counter("rumor_state_stale_total", c.state_stale);
+    counter("rumor_state_invalid_total", c.state_invalid);
+    counter("rumor_kv_applied_total", c.kv_applied);
+    counter("rumor_kv_stale_total", c.kv_stale);
+    counter("rumor_kv_invalid_total", c.kv_invalid);
+    counter("rumor_kv_syncs_total", c.kv_syncs);
+    counter("rumor_kv_sync_failures_total", c.kv_sync_failures);
     for kind in MessageType::ALL {
         let i = kind as usize - 1;
         let l = [
