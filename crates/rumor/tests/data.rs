@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::*;
-use rumor::{Config, Event, Node};
+use rumor::{Config, Event, KvEntry, KvMode, Node, VersionVector};
 use tokio::sync::broadcast;
 
 /// The test timings plus quick state, key-space and aggregate rounds.
@@ -311,5 +311,90 @@ async fn a_node_that_was_down_catches_up_on_the_key_space() {
     assert_eq!(expected.get("keep").map(Vec::as_slice), Some(&b"1"[..]));
     assert!(!expected.contains_key("gone"));
     nodes.push(back);
+    stop(nodes).await;
+}
+
+/// The sibling values of `key` at `node`, sorted (empty if absent).
+async fn siblings(node: &Node, key: &str) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = match node.kv_entry(key).await.expect("node running") {
+        Some(KvEntry::Siblings(s)) => s.values().map(<[u8]>::to_vec).collect(),
+        _ => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn siblings_keys_keep_concurrent_writes_until_a_write_in_context() {
+    let mut config = data_config();
+    config.kv.prefix_modes = vec![("cart/".into(), KvMode::Siblings)];
+    let a = builder("a")
+        .config(config.clone())
+        .start()
+        .await
+        .expect("a starts");
+    let b = builder("b")
+        .config(config)
+        .seed(a.advertise_addr())
+        .start()
+        .await
+        .expect("b joins");
+    let nodes = vec![a, b];
+    let both: BTreeSet<String> = ["a", "b"].map(String::from).into();
+    wait_converged(&nodes, &both).await;
+
+    // A siblings-mode key needs a causal context.
+    assert!(nodes[0].kv_put("cart/x", b"apple".to_vec()).await.is_err());
+    // Writes that saw nothing are concurrent: both stay.
+    for (n, v) in nodes.iter().zip([&b"apple"[..], &b"pear"[..]]) {
+        n.kv_put_in_context("cart/x", Some(v.to_vec()), VersionVector::new())
+            .await
+            .expect("write in context");
+    }
+    let pair = vec![b"apple".to_vec(), b"pear".to_vec()];
+    wait_until("both nodes hold both siblings", || async {
+        for n in &nodes {
+            if siblings(n, "cart/x").await != pair {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert_eq!(nodes[1].kv_get("cart/x").await.expect("get"), None);
+
+    // A write that read both supersedes them.
+    let read = nodes[1].kv_context("cart/x").await.expect("context");
+    assert!(!read.is_empty());
+    nodes[1]
+        .kv_put_in_context("cart/x", Some(b"apple+pear".to_vec()), read)
+        .await
+        .expect("write in context");
+    wait_until("both nodes hold the merged value only", || async {
+        for n in &nodes {
+            if siblings(n, "cart/x").await != vec![b"apple+pear".to_vec()] {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+
+    // The key space's clock runs on real time (the driver set it).
+    nodes[0].kv_put("plain", b"1".to_vec()).await.expect("put");
+    let entry = nodes[0]
+        .kv_entry("plain")
+        .await
+        .expect("get")
+        .expect("stored");
+    let wall = entry.latest().expect("timestamped").wall;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_micros() as u64;
+    assert!(
+        now.abs_diff(wall) < 60_000_000,
+        "HLC at {wall}, clock at {now}"
+    );
     stop(nodes).await;
 }
