@@ -243,3 +243,89 @@ pub(crate) fn export(node: &str, stats: &Stats) {
         metrics::gauge!("rumor_members", &l).set(n as f64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{
+        Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+
+    /// Counter values by name, as a recorder saw them.
+    type Seen = Arc<Mutex<BTreeMap<String, u64>>>;
+
+    struct Handle {
+        name: String,
+        seen: Seen,
+    }
+
+    impl CounterFn for Handle {
+        fn increment(&self, v: u64) {
+            *self
+                .seen
+                .lock()
+                .expect("lock")
+                .entry(self.name.clone())
+                .or_default() += v;
+        }
+
+        fn absolute(&self, v: u64) {
+            self.seen.lock().expect("lock").insert(self.name.clone(), v);
+        }
+    }
+
+    #[derive(Default)]
+    struct Rec(Seen);
+
+    impl Recorder for Rec {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(Arc::new(Handle {
+                name: key.name().to_string(),
+                seen: self.0.clone(),
+            }))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn state_kv_and_claim_counters_are_exported() {
+        let mut stats = Stats::default();
+        let c = &mut stats.core;
+        (c.state_applied, c.state_stale, c.state_invalid) = (1, 2, 3);
+        (c.kv_applied, c.kv_stale, c.kv_invalid) = (4, 5, 6);
+        (c.kv_syncs, c.kv_sync_failures) = (7, 8);
+        (c.invalid_claims, c.oversize_broadcasts) = (9, 10);
+        let rec = Rec::default();
+        metrics::with_local_recorder(&rec, || export("n", &stats));
+        let seen = rec.0.lock().expect("lock");
+        for (i, name) in [
+            "state_applied",
+            "state_stale",
+            "state_invalid",
+            "kv_applied",
+            "kv_stale",
+            "kv_invalid",
+            "kv_syncs",
+            "kv_sync_failures",
+            "invalid_claims",
+            "oversize_broadcasts",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let key = format!("rumor_{name}_total");
+            assert_eq!(seen.get(&key), Some(&(i as u64 + 1)), "{key}");
+        }
+    }
+}
