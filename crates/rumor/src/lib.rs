@@ -45,6 +45,34 @@
 //! keys ([`Node::track_aggregate`], [`Node::aggregate`]); [`Node::events`]
 //! reports all of it.
 //!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), rumor::Error> {
+//! use rumor::{Node, Profile};
+//! use std::time::Duration;
+//!
+//! let start = |name: &str| {
+//!     Node::builder()
+//!         .name(name)
+//!         .bind("127.0.0.1:0".parse().unwrap())
+//!         .profile(Profile::Local)
+//! };
+//! let a = start("a").start().await?;
+//! let b = start("b").seed(a.advertise_addr()).start().await?;
+//! let mut changes = b.watch("config/");
+//! a.kv_put("config/level", b"debug".to_vec()).await?;
+//! let change = tokio::time::timeout(Duration::from_secs(10), changes.recv())
+//!     .await
+//!     .expect("replicated in time")
+//!     .expect("b is running");
+//! assert_eq!(change.key, "config/level");
+//! assert_eq!(b.kv_get("config/level").await?.as_deref(), Some(&b"debug"[..]));
+//! # a.shutdown().await?;
+//! # b.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Modules, one concern each: [`builder`] (configuration and start),
 //! [`node`] (the handle), `driver` (the task), `transport` (UDP and TCP),
 //! [`keyring`] (keys and AES-GCM), [`framing`] (labels and the envelope),
