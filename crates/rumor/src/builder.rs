@@ -15,6 +15,9 @@ use crate::seeds::Seed;
 use crate::transport::{tcp::StreamCtx, udp};
 use crate::{Error, Node};
 
+/// Events [`Node::events`] receivers may fall behind by before losing some.
+pub const EVENTS_CAPACITY: usize = 4096;
+
 /// Configures and starts a [`Node`]; get one from [`Node::builder`].
 #[derive(Clone, Debug)]
 pub struct Builder {
@@ -207,6 +210,7 @@ impl Builder {
         let counters = Arc::new(Counters::default());
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (ev_tx, _) = broadcast::channel(1024);
+        let (all_tx, _) = broadcast::channel(EVENTS_CAPACITY);
         let driver = Driver {
             core,
             name: name.clone(),
@@ -221,6 +225,7 @@ impl Builder {
             origin: tokio::time::Instant::now(),
             commands: cmd_rx,
             events: ev_tx.clone(),
+            all_events: all_tx.clone(),
             counters,
             max_streams: self.max_streams,
             metrics_interval: self.metrics_interval,
@@ -232,6 +237,7 @@ impl Builder {
             local_addr,
             commands: cmd_tx,
             events: ev_tx,
+            all_events: all_tx,
             keyring: self.keyring,
             join_timeout: self.join_timeout,
             task: Some(task),

@@ -2,12 +2,14 @@
 //! stream messages, commands and timers in, and carries transmits and
 //! events out.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumor_core::{Event, Member, Node as Core, Tags, TransmitKind};
+use rumor_core::aggregate::Estimate;
+use rumor_core::kv::{Entry as KvEntry, VersionVector};
+use rumor_core::{Event as CoreEvent, Member, Node as Core, Tags, TransmitKind};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
@@ -17,7 +19,7 @@ use crate::framing::Framer;
 use crate::metrics::{self, Counters, MemberCounts, Stats};
 use crate::transport::tcp::{self, FromStream, StreamCtx};
 use crate::transport::udp::RECV_BUFFER;
-use crate::MemberEvent;
+use crate::{Event, MemberEvent};
 
 /// Datagrams read without yielding after one arrives.
 const RECV_BATCH: usize = 32;
@@ -31,7 +33,46 @@ pub(crate) enum Command {
     /// Join through these addresses; answers (seeds tried, seeds that answered).
     Join(Vec<SocketAddr>, oneshot::Sender<(usize, usize)>),
     Leave(oneshot::Sender<()>),
+    /// Broadcast a user event (name, payload); answers its Lamport time.
+    SendEvent(String, Vec<u8>, Reply<u64>),
+    /// Set (`Some`) or delete (`None`) one of this node's state keys.
+    StateWrite(String, Option<String>, Reply<()>),
+    /// One member's state (`None` if unknown).
+    StateOf(String, oneshot::Sender<Option<BTreeMap<String, String>>>),
+    /// Every owner's state.
+    States(oneshot::Sender<BTreeMap<String, BTreeMap<String, String>>>),
+    /// The live entry under a key.
+    KvGet(String, oneshot::Sender<Option<KvEntry>>),
+    /// Live entries under a prefix, in key order.
+    KvScan(String, oneshot::Sender<Vec<(String, KvEntry)>>),
+    /// The causal context of a key.
+    KvContext(String, oneshot::Sender<VersionVector>),
+    /// Write (`Some`) or delete (`None`) a last-write-wins key.
+    KvWrite(String, Option<Vec<u8>>, Reply<()>),
+    /// Write or delete a siblings-mode key with the context the writer read.
+    KvWriteInContext(String, Option<Vec<u8>>, VersionVector, Reply<()>),
+    /// Start aggregating a state key.
+    TrackAggregate(String, Reply<()>),
+    /// The current estimate of an aggregate.
+    Aggregate(String, oneshot::Sender<Option<Estimate>>),
     Shutdown,
+}
+
+/// Where the answer of a command the core may refuse goes.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, rumor_core::Error>>;
+
+/// A state owner's live keys as an owned map.
+fn owned_state(o: &rumor_core::state::OwnerState) -> BTreeMap<String, String> {
+    o.iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Microseconds since the Unix epoch now (0 if the clock is before it).
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// A join waiting for its seeds' replies.
@@ -52,6 +93,7 @@ pub(crate) struct Driver {
     pub origin: Instant,
     pub commands: mpsc::Receiver<Command>,
     pub events: broadcast::Sender<MemberEvent>,
+    pub all_events: broadcast::Sender<Event>,
     pub counters: Arc<Counters>,
     pub max_streams: usize,
     pub metrics_interval: Option<Duration>,
@@ -93,6 +135,9 @@ impl Driver {
             left: false,
             next_export: self.metrics_interval.map(|i| self.origin + i),
         };
+        // The key space's clock needs real time: the Unix time at `origin`.
+        let wall = unix_micros().saturating_sub(self.origin.elapsed().as_micros() as u64);
+        self.core.set_wall_clock(wall);
         let mut buf = vec![0u8; RECV_BUFFER];
         tracing::debug!(node = %self.name, addr = %self.core.local().addr, "node started");
         loop {
@@ -200,6 +245,54 @@ impl Driver {
                 self.core.leave(now);
                 st.leaves.push(tx);
             }
+            Command::SendEvent(name, payload, tx) => {
+                let _ = tx.send(self.core.send_event(now, &name, &payload));
+            }
+            Command::StateWrite(key, value, tx) => {
+                let _ = tx.send(self.core.state_write(now, &key, value.as_deref()));
+            }
+            Command::StateOf(name, tx) => {
+                let _ = tx.send(self.core.state().owner(&name).map(owned_state));
+            }
+            Command::States(tx) => {
+                let all = self
+                    .core
+                    .state()
+                    .owners()
+                    .map(|(n, o)| (n.to_string(), owned_state(o)))
+                    .collect();
+                let _ = tx.send(all);
+            }
+            Command::KvGet(key, tx) => {
+                let _ = tx.send(self.core.kv().get(&key).cloned());
+            }
+            Command::KvScan(prefix, tx) => {
+                let found = self
+                    .core
+                    .kv()
+                    .scan(&prefix)
+                    .map(|(k, e)| (k.to_owned(), e.clone()))
+                    .collect();
+                let _ = tx.send(found);
+            }
+            Command::KvContext(key, tx) => {
+                let _ = tx.send(self.core.kv().context(&key));
+            }
+            Command::KvWrite(key, Some(value), tx) => {
+                let _ = tx.send(self.core.kv_put(now, &key, value));
+            }
+            Command::KvWrite(key, None, tx) => {
+                let _ = tx.send(self.core.kv_delete(now, &key));
+            }
+            Command::KvWriteInContext(key, value, read, tx) => {
+                let _ = tx.send(self.core.kv_put_in_context(now, &key, value, &read));
+            }
+            Command::TrackAggregate(name, tx) => {
+                let _ = tx.send(self.core.track_aggregate(now, &name));
+            }
+            Command::Aggregate(name, tx) => {
+                let _ = tx.send(self.core.aggregate(&name));
+            }
             Command::Shutdown => {}
         }
     }
@@ -294,7 +387,7 @@ impl Driver {
         }
         while let Some(ev) = self.core.poll_event() {
             match ev {
-                Event::Member { kind, member } => {
+                CoreEvent::Member { kind, member } => {
                     tracing::info!(
                         node = %self.name,
                         member = %member.name,
@@ -303,9 +396,21 @@ impl Driver {
                         incarnation = member.incarnation,
                         "member event"
                     );
-                    let _ = self.events.send(MemberEvent { kind, member });
+                    let ev = MemberEvent { kind, member };
+                    let _ = self.all_events.send(Event::Member(ev.clone()));
+                    let _ = self.events.send(ev);
                 }
-                Event::LeaveComplete => {
+                CoreEvent::User(ev) => {
+                    tracing::debug!(node = %self.name, origin = %ev.origin, name = %ev.name, ltime = ev.ltime, "user event");
+                    let _ = self.all_events.send(Event::User(ev));
+                }
+                CoreEvent::State(change) => {
+                    let _ = self.all_events.send(Event::State(change));
+                }
+                CoreEvent::Kv(change) => {
+                    let _ = self.all_events.send(Event::Kv(change));
+                }
+                CoreEvent::LeaveComplete => {
                     st.left = true;
                     for tx in st.leaves.drain(..) {
                         let _ = tx.send(());

@@ -38,6 +38,41 @@
 //! # }
 //! ```
 //!
+//! Beyond membership, a node carries application events
+//! ([`Node::send_event`]), per-node state ([`Node::state_set`],
+//! [`Node::state_of`]), a replicated key space ([`Node::kv_put`],
+//! [`Node::kv_get`], [`Node::watch`]) and cluster-wide aggregates of state
+//! keys ([`Node::track_aggregate`], [`Node::aggregate`]); [`Node::events`]
+//! reports all of it.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), rumor::Error> {
+//! use rumor::{Node, Profile};
+//! use std::time::Duration;
+//!
+//! let start = |name: &str| {
+//!     Node::builder()
+//!         .name(name)
+//!         .bind("127.0.0.1:0".parse().unwrap())
+//!         .profile(Profile::Local)
+//! };
+//! let a = start("a").start().await?;
+//! let b = start("b").seed(a.advertise_addr()).start().await?;
+//! let mut changes = b.watch("config/");
+//! a.kv_put("config/level", b"debug".to_vec()).await?;
+//! let change = tokio::time::timeout(Duration::from_secs(10), changes.recv())
+//!     .await
+//!     .expect("replicated in time")
+//!     .expect("b is running");
+//! assert_eq!(change.key, "config/level");
+//! assert_eq!(b.kv_get("config/level").await?.as_deref(), Some(&b"debug"[..]));
+//! # a.shutdown().await?;
+//! # b.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Modules, one concern each: [`builder`] (configuration and start),
 //! [`node`] (the handle), `driver` (the task), `transport` (UDP and TCP),
 //! [`keyring`] (keys and AES-GCM), [`framing`] (labels and the envelope),
@@ -55,12 +90,15 @@ pub mod seeds;
 mod transport;
 
 pub use rumor_core as core;
-pub use rumor_core::{Config, Member, MemberEventKind, MemberState, Profile, Tags};
+pub use rumor_core::aggregate::Estimate;
+pub use rumor_core::kv::{Change as KvChange, Entry as KvEntry, Mode as KvMode, VersionVector};
+pub use rumor_core::state::Change as StateChange;
+pub use rumor_core::{Config, Member, MemberEventKind, MemberState, Profile, Tags, UserEvent};
 
 pub use builder::Builder;
 pub use keyring::{Key, Keyring};
 pub use metrics::{MemberCounts, Stats, TransportStats};
-pub use node::Node;
+pub use node::{Node, Watch};
 pub use seeds::Seed;
 
 use std::net::SocketAddr;
@@ -73,6 +111,26 @@ pub struct MemberEvent {
     pub kind: MemberEventKind,
     /// The member after the change.
     pub member: Member,
+}
+
+/// Everything a node reports, as delivered by [`Node::events`]: membership
+/// changes, application events, per-node state changes and key-space
+/// changes, in the order the node saw them.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A member joined, changed, was suspected, failed, left or was reaped
+    /// (the same events [`Node::subscribe`] delivers).
+    Member(MemberEvent),
+    /// An application event sent with [`Node::send_event`], delivered once
+    /// on every node, the sender included.
+    User(UserEvent),
+    /// A member's per-node state key changed here (a local write or one
+    /// learned from the cluster).
+    State(StateChange),
+    /// A replicated key changed here (a local write or one learned from the
+    /// cluster); `new` may be a tombstone (a delete).
+    Kv(KvChange),
 }
 
 /// Errors of the library.

@@ -192,6 +192,17 @@ pub(crate) fn export(node: &str, stats: &Stats) {
     counter("rumor_deaths_total", c.deaths);
     counter("rumor_leaves_total", c.leaves);
     counter("rumor_address_conflicts_total", c.address_conflicts);
+    counter("rumor_misdirected_pings_total", c.misdirected_pings);
+    counter("rumor_invalid_claims_total", c.invalid_claims);
+    counter("rumor_oversize_broadcasts_total", c.oversize_broadcasts);
+    counter("rumor_state_applied_total", c.state_applied);
+    counter("rumor_state_stale_total", c.state_stale);
+    counter("rumor_state_invalid_total", c.state_invalid);
+    counter("rumor_kv_applied_total", c.kv_applied);
+    counter("rumor_kv_stale_total", c.kv_stale);
+    counter("rumor_kv_invalid_total", c.kv_invalid);
+    counter("rumor_kv_syncs_total", c.kv_syncs);
+    counter("rumor_kv_sync_failures_total", c.kv_sync_failures);
     for kind in MessageType::ALL {
         let i = kind as usize - 1;
         let l = [
@@ -230,5 +241,91 @@ pub(crate) fn export(node: &str, stats: &Stats) {
     ] {
         let l = [("node", node.to_string()), ("state", state.to_string())];
         metrics::gauge!("rumor_members", &l).set(n as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{
+        Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+
+    /// Counter values by name, as a recorder saw them.
+    type Seen = Arc<Mutex<BTreeMap<String, u64>>>;
+
+    struct Handle {
+        name: String,
+        seen: Seen,
+    }
+
+    impl CounterFn for Handle {
+        fn increment(&self, v: u64) {
+            *self
+                .seen
+                .lock()
+                .expect("lock")
+                .entry(self.name.clone())
+                .or_default() += v;
+        }
+
+        fn absolute(&self, v: u64) {
+            self.seen.lock().expect("lock").insert(self.name.clone(), v);
+        }
+    }
+
+    #[derive(Default)]
+    struct Rec(Seen);
+
+    impl Recorder for Rec {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(Arc::new(Handle {
+                name: key.name().to_string(),
+                seen: self.0.clone(),
+            }))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn state_kv_and_claim_counters_are_exported() {
+        let mut stats = Stats::default();
+        let c = &mut stats.core;
+        (c.state_applied, c.state_stale, c.state_invalid) = (1, 2, 3);
+        (c.kv_applied, c.kv_stale, c.kv_invalid) = (4, 5, 6);
+        (c.kv_syncs, c.kv_sync_failures) = (7, 8);
+        (c.invalid_claims, c.oversize_broadcasts) = (9, 10);
+        let rec = Rec::default();
+        metrics::with_local_recorder(&rec, || export("n", &stats));
+        let seen = rec.0.lock().expect("lock");
+        for (i, name) in [
+            "state_applied",
+            "state_stale",
+            "state_invalid",
+            "kv_applied",
+            "kv_stale",
+            "kv_invalid",
+            "kv_syncs",
+            "kv_sync_failures",
+            "invalid_claims",
+            "oversize_broadcasts",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let key = format!("rumor_{name}_total");
+            assert_eq!(seen.get(&key), Some(&(i as u64 + 1)), "{key}");
+        }
     }
 }

@@ -1,9 +1,13 @@
 //! The [`Node`] handle: the application's side of a running node.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rumor_core::aggregate::Estimate;
+use rumor_core::kv::{Change as KvChange, Entry as KvEntry, VersionVector};
 use rumor_core::{Member, Tags};
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -11,7 +15,7 @@ use crate::driver::Command;
 use crate::keyring::{Key, Keyring};
 use crate::metrics::Stats;
 use crate::seeds::{self, Seed};
-use crate::{Builder, Error, MemberEvent};
+use crate::{Builder, Error, Event, MemberEvent};
 
 /// First wait between two join attempts; doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -28,6 +32,7 @@ pub struct Node {
     pub(crate) local_addr: SocketAddr,
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) events: broadcast::Sender<MemberEvent>,
+    pub(crate) all_events: broadcast::Sender<Event>,
     pub(crate) keyring: Option<Keyring>,
     pub(crate) join_timeout: Duration,
     pub(crate) task: Option<JoinHandle<()>>,
@@ -95,6 +100,149 @@ impl Node {
     /// behind loses the oldest (it is told how many it missed).
     pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
         self.events.subscribe()
+    }
+
+    /// Everything this node reports from now on: membership changes, user
+    /// events, per-node state changes and key-space changes (see
+    /// [`Event`]). A receiver that falls more than
+    /// [`EVENTS_CAPACITY`](crate::builder::EVENTS_CAPACITY) events behind
+    /// loses the oldest (it is told how many it missed).
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.all_events.subscribe()
+    }
+
+    /// Changes of the replicated keys starting with `prefix` (`""` for
+    /// all), from now on: local writes and those learned from the cluster,
+    /// deletes included (their `new` entry is a tombstone).
+    pub fn watch(&self, prefix: impl Into<String>) -> Watch {
+        Watch {
+            prefix: prefix.into(),
+            rx: self.all_events.subscribe(),
+        }
+    }
+
+    /// Broadcast an application event to the cluster. Every node, this one
+    /// included, delivers it once as [`Event::User`]. Returns its Lamport
+    /// time. Fails if the name is empty or name and payload together exceed
+    /// the configuration's `max_event_size`.
+    pub async fn send_event(
+        &self,
+        name: impl Into<String>,
+        payload: impl Into<Vec<u8>>,
+    ) -> Result<u64, Error> {
+        let (name, payload) = (name.into(), payload.into());
+        Ok(self
+            .ask(|tx| Command::SendEvent(name, payload, tx))
+            .await??)
+    }
+
+    /// Set one of this node's per-node state keys; the cluster learns it
+    /// through gossip and anti-entropy. Fails if the key or value is too long.
+    pub async fn state_set(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), Error> {
+        let (key, value) = (key.into(), value.into());
+        Ok(self
+            .ask(|tx| Command::StateWrite(key, Some(value), tx))
+            .await??)
+    }
+
+    /// Delete one of this node's per-node state keys.
+    pub async fn state_delete(&self, key: impl Into<String>) -> Result<(), Error> {
+        let key = key.into();
+        Ok(self.ask(|tx| Command::StateWrite(key, None, tx)).await??)
+    }
+
+    /// The per-node state of `member` as this node knows it (`None` if it
+    /// knows nothing of that member's state).
+    pub async fn state_of(&self, member: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
+        let member = member.to_owned();
+        self.ask(|tx| Command::StateOf(member, tx)).await
+    }
+
+    /// Every member's per-node state as this node knows it, by member name.
+    pub async fn states(&self) -> Result<BTreeMap<String, BTreeMap<String, String>>, Error> {
+        self.ask(Command::States).await
+    }
+
+    /// The value of a last-write-wins `key`: `None` if absent, deleted, or
+    /// a siblings-mode key (read those with [`Node::kv_entry`]).
+    pub async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self
+            .kv_entry(key)
+            .await?
+            .and_then(|e| e.lww_value().map(<[u8]>::to_vec)))
+    }
+
+    /// The live entry under `key`, in either mode (`None` if absent or deleted).
+    pub async fn kv_entry(&self, key: &str) -> Result<Option<KvEntry>, Error> {
+        let key = key.to_owned();
+        self.ask(|tx| Command::KvGet(key, tx)).await
+    }
+
+    /// Live entries whose key starts with `prefix` (`""` for all), in key order.
+    pub async fn kv_scan(&self, prefix: &str) -> Result<Vec<(String, KvEntry)>, Error> {
+        let prefix = prefix.to_owned();
+        self.ask(|tx| Command::KvScan(prefix, tx)).await
+    }
+
+    /// Write a last-write-wins `key`; the cluster learns it through gossip
+    /// and anti-entropy. Fails for a siblings-mode key (use
+    /// [`Node::kv_put_in_context`]) or one over the size limits.
+    pub async fn kv_put(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<(), Error> {
+        let (key, value) = (key.into(), value.into());
+        Ok(self
+            .ask(|tx| Command::KvWrite(key, Some(value), tx))
+            .await??)
+    }
+
+    /// Delete a last-write-wins `key` (a tombstone replicates the delete).
+    pub async fn kv_delete(&self, key: impl Into<String>) -> Result<(), Error> {
+        let key = key.into();
+        Ok(self.ask(|tx| Command::KvWrite(key, None, tx)).await??)
+    }
+
+    /// The causal context to pass to [`Node::kv_put_in_context`] after
+    /// reading `key` (empty if absent or last-write-wins).
+    pub async fn kv_context(&self, key: &str) -> Result<VersionVector, Error> {
+        let key = key.to_owned();
+        self.ask(|tx| Command::KvContext(key, tx)).await
+    }
+
+    /// Write (`Some`) or delete (`None`) a siblings-mode `key`, with the
+    /// context `read` the writer saw: the values it supersedes go, writes
+    /// concurrent with it stay as siblings.
+    pub async fn kv_put_in_context(
+        &self,
+        key: impl Into<String>,
+        value: Option<Vec<u8>>,
+        read: VersionVector,
+    ) -> Result<(), Error> {
+        let key = key.into();
+        Ok(self
+            .ask(|tx| Command::KvWriteInContext(key, value, read, tx))
+            .await??)
+    }
+
+    /// Aggregate the per-node state key `name` across the cluster: every
+    /// node whose value of it parses as a finite number takes part. Nodes
+    /// that do not track it yet start when they first receive its mass.
+    pub async fn track_aggregate(&self, name: impl Into<String>) -> Result<(), Error> {
+        let name = name.into();
+        Ok(self.ask(|tx| Command::TrackAggregate(name, tx)).await??)
+    }
+
+    /// The current estimate of aggregate `name` (`None` if not tracked here
+    /// or not known yet).
+    pub async fn aggregate(&self, name: &str) -> Result<Option<Estimate>, Error> {
+        let name = name.to_owned();
+        self.ask(|tx| Command::Aggregate(name, tx)).await
     }
 
     /// Replace this node's tags and announce them.
@@ -208,6 +356,34 @@ impl Drop for Node {
         if let Some(task) = &self.task {
             if !task.is_finished() {
                 let _ = self.commands.try_send(Command::Shutdown);
+            }
+        }
+    }
+}
+
+/// Changes of the replicated keys under a prefix, from [`Node::watch`].
+#[derive(Debug)]
+pub struct Watch {
+    prefix: String,
+    rx: broadcast::Receiver<Event>,
+}
+
+impl Watch {
+    /// The prefix watched.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The next change under the prefix. Fails with
+    /// [`RecvError::Lagged`] (then goes on) if this watcher fell too far
+    /// behind and lost changes, and with [`RecvError::Closed`] once the
+    /// node has stopped.
+    pub async fn recv(&mut self) -> Result<KvChange, RecvError> {
+        loop {
+            if let Event::Kv(change) = self.rx.recv().await? {
+                if change.key.starts_with(&self.prefix) {
+                    return Ok(change);
+                }
             }
         }
     }
