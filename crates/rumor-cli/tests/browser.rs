@@ -23,7 +23,7 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 fn chromium() -> Option<PathBuf> {
-        if let Ok(p) = std::env::var("RUMOR_CHROMIUM") {
+    if let Ok(p) = std::env::var("RUMOR_CHROMIUM") {
         return Some(PathBuf::from(p)).filter(|p| p.exists());
     }
     [

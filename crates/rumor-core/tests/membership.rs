@@ -323,3 +323,24 @@ fn a_leave_heard_after_a_failure_turns_dead_into_left() {
     assert!(ok, "dead was not upgraded to left");
     assert_eq!(net.seen(MemberEventKind::Left, 3).count(), 3);
 }
+
+#[test]
+fn a_restart_resuming_its_incarnation_comes_back_above_it() {
+    let n = 5;
+    let mut net = converged(n, 0);
+    let old = net.node(2).local().incarnation;
+    net.crash(2);
+    net.run_for(secs(1.0));
+    net.boot(2);
+    let seed = net.addrs[0];
+    net.with(2, |node, now| {
+        node.resume_incarnation(old);
+        node.join(now, &[seed]);
+    });
+    assert!(net.node(2).local().incarnation > old);
+    let all: Vec<usize> = (0..n).collect();
+    assert!(net.run_until_true(secs(30.0), |net| net.all_see_alive(&all)));
+    for o in 0..n {
+        assert!(net.node(o).member(&name(2)).unwrap().incarnation > old);
+    }
+}

@@ -207,6 +207,17 @@ impl Node {
 
     // ----- commands -----
 
+    /// Start this node above `previous`, the incarnation it had before a
+    /// restart (recorded in a snapshot): its first alive claim then outranks
+    /// whatever the cluster remembers of it, with no refutation round trip.
+    /// Has no effect once the node has started or if `previous` is lower.
+    pub fn resume_incarnation(&mut self, previous: u32) {
+        if !self.started {
+            let e = &mut self.members[0];
+            e.incarnation = e.incarnation.max(previous.saturating_add(1));
+        }
+    }
+
     /// Join the cluster through `seeds`: a push-pull handshake with each.
     /// Also rejoins after [`Node::leave`], under a higher incarnation.
     pub fn join(&mut self, now: Instant, seeds: &[SocketAddr]) {
