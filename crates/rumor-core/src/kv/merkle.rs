@@ -34,12 +34,34 @@ pub fn item_hash(key_hash: u64, digest: u64) -> u64 {
     h.finish()
 }
 
-/// A Merkle tree of fixed depth; see the module docs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A Merkle tree of fixed depth; see the module docs. Its hashes are
+/// allocated on the first insert: an empty key space (most nodes of a
+/// cluster that does not use it) costs nothing.
+#[derive(Clone, Debug)]
 pub struct MerkleTree {
-    /// `levels[l]` holds the `16^l` node hashes of level `l`.
+    depth: u8,
+    /// `levels[l]` holds the `16^l` node hashes of level `l`; empty until
+    /// the first insert (all hashes 0).
     levels: Vec<Vec<u64>>,
 }
+
+/// The children of any node of a tree not yet allocated.
+static ZEROS: [u64; FANOUT] = [0; FANOUT];
+
+impl PartialEq for MerkleTree {
+    fn eq(&self, other: &Self) -> bool {
+        let all_zero = |t: &MerkleTree| t.levels.iter().flatten().all(|&h| h == 0);
+        self.depth == other.depth
+            && match (self.levels.is_empty(), other.levels.is_empty()) {
+                (false, false) => self.levels == other.levels,
+                (true, true) => true,
+                (true, false) => all_zero(other),
+                (false, true) => all_zero(self),
+            }
+    }
+}
+
+impl Eq for MerkleTree {}
 
 impl Default for MerkleTree {
     fn default() -> Self {
@@ -50,21 +72,20 @@ impl Default for MerkleTree {
 impl MerkleTree {
     /// An empty tree; `depth` is clamped to `1..=MAX_DEPTH`.
     pub fn new(depth: u8) -> Self {
-        let depth = depth.clamp(1, MAX_DEPTH);
-        let levels = (0..=u32::from(depth))
-            .map(|l| vec![0u64; FANOUT.pow(l)])
-            .collect();
-        MerkleTree { levels }
+        MerkleTree {
+            depth: depth.clamp(1, MAX_DEPTH),
+            levels: Vec::new(),
+        }
     }
 
     /// Number of levels below the root.
     pub fn depth(&self) -> u8 {
-        (self.levels.len() - 1) as u8
+        self.depth
     }
 
     /// The root hash; 0 for an empty key space.
     pub fn root(&self) -> u64 {
-        self.levels[0][0]
+        self.levels.first().map_or(0, |l| l[0])
     }
 
     /// Number of leaf buckets.
@@ -74,14 +95,16 @@ impl MerkleTree {
 
     /// Number of nodes at `level` (0 beyond the leaves).
     pub fn level_len(&self, level: u8) -> u32 {
-        self.levels
-            .get(usize::from(level))
-            .map_or(0, |l| l.len() as u32)
+        if level > self.depth {
+            0
+        } else {
+            FANOUT.pow(u32::from(level)) as u32
+        }
     }
 
     /// The leaf bucket of a key hash.
     pub fn bucket_of(&self, key_hash: u64) -> u32 {
-        (key_hash >> (64 - BITS * u32::from(self.depth()))) as u32
+        (key_hash >> (64 - BITS * u32::from(self.depth))) as u32
     }
 
     /// The range of key hashes that fall in `bucket`, as `(first, last)`.
@@ -93,16 +116,25 @@ impl MerkleTree {
 
     /// The hash of node `index` at `level`, if it exists.
     pub fn node(&self, level: u8, index: u32) -> Option<u64> {
-        self.levels
-            .get(usize::from(level))?
-            .get(index as usize)
-            .copied()
+        if index >= self.level_len(level) {
+            return None;
+        }
+        Some(
+            self.levels
+                .get(usize::from(level))
+                .map_or(0, |l| l[index as usize]),
+        )
     }
 
     /// The hashes of the children of node `index` at `level`, if that node
     /// exists and is not a leaf.
     pub fn children(&self, level: u8, index: u32) -> Option<&[u64]> {
-        let below = self.levels.get(usize::from(level) + 1)?;
+        if level >= self.depth || index >= self.level_len(level) {
+            return None;
+        }
+        let Some(below) = self.levels.get(usize::from(level) + 1) else {
+            return Some(&ZEROS);
+        };
         let start = (index as usize).checked_mul(FANOUT)?;
         below.get(start..start.checked_add(FANOUT)?)
     }
@@ -125,7 +157,12 @@ impl MerkleTree {
     }
 
     fn adjust(&mut self, key_hash: u64, add: u64, sub: u64) {
-        let depth = self.depth();
+        let depth = self.depth;
+        if self.levels.is_empty() {
+            self.levels = (0..=u32::from(depth))
+                .map(|l| vec![0u64; FANOUT.pow(l)])
+                .collect();
+        }
         let mut index = self.bucket_of(key_hash) as usize;
         let leaf = &mut self.levels[usize::from(depth)][index];
         *leaf = leaf.wrapping_add(add).wrapping_sub(sub);

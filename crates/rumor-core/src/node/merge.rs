@@ -265,10 +265,6 @@ impl Node {
                 MemberState::Suspect | MemberState::Dead | MemberState::Left => {}
             }
         }
-        // A bulk merge (a join) may leave the table up to half empty.
-        if self.members.capacity() > self.members.len() + self.members.len() / 4 + 16 {
-            self.members.shrink_to_fit();
-        }
     }
 
     /// Claim a higher incarnation than `accused` and announce it, with a
