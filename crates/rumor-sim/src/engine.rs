@@ -13,7 +13,9 @@ use std::time::Instant as WallInstant;
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use rumor_core::message::MessageType;
+use rumor_core::member::no_tags;
+use rumor_core::message::{Alive, MemberRecord, Message, MessageType, PushPull};
+use rumor_core::{codec, MemberState};
 use rumor_core::{Event, Instant, Node, Stats, Tags, TransmitKind};
 
 use crate::faults::Fault;
@@ -62,8 +64,6 @@ enum Step {
     },
     /// Node 0 joins through all of these.
     JoinAll(Vec<usize>),
-    /// An up node joins again through node 0 (warm bootstrap).
-    Rejoin(usize),
     Crash(usize),
     Restart(usize),
     Pause(usize),
@@ -299,12 +299,7 @@ impl Simulation {
                     );
                 }
                 if initial.first() == Some(&0) && initial.len() > 1 {
-                    self.schedule(0, Step::JoinAll(initial[1..].to_vec()));
-                    let half = window / 2;
-                    for &i in &initial[1..] {
-                        let at = half + half * i as u64 / n.max(1);
-                        self.schedule(at, Step::Rejoin(i));
-                    }
+                    self.schedule(0, Step::JoinAll(initial.clone()));
                 }
             }
         }
@@ -703,24 +698,34 @@ impl Simulation {
             }
             Step::Start { node, track, alone } => self.start_node(node, track, alone),
             Step::Restart(i) => self.start_node(i, true, false),
-            Step::JoinAll(others) => {
-                if !self.truth.up[0] {
-                    return;
+            Step::JoinAll(members) => {
+                // Every node receives the complete member table at once, as
+                // a push-pull answer from node 0: no join is news to anyone,
+                // so no join rumors flood the cluster.
+                let table = Message::PushPull(PushPull {
+                    join: false,
+                    reply: true,
+                    members: members
+                        .iter()
+                        .map(|&i| MemberRecord {
+                            alive: Alive {
+                                incarnation: 1,
+                                name: node_name(i).into(),
+                                addr: node_addr(i),
+                                protocol: (codec::PROTOCOL_MIN, codec::PROTOCOL_MAX),
+                                tags: no_tags(),
+                            },
+                            state: MemberState::Alive,
+                        })
+                        .collect(),
+                });
+                let payload = codec::encode_packet(&table);
+                for &i in &members {
+                    if let Some(node) = self.nodes[i].as_mut() {
+                        node.handle_stream(Instant::from_micros(now), node_addr(0), &payload);
+                    }
+                    self.after(i);
                 }
-                let addrs: Vec<_> = others.iter().map(|&i| node_addr(i)).collect();
-                if let Some(node) = self.nodes[0].as_mut() {
-                    node.join(Instant::from_micros(now), &addrs);
-                }
-                self.after(0);
-            }
-            Step::Rejoin(i) => {
-                if !self.truth.up[i] || !self.truth.up[0] {
-                    return;
-                }
-                if let Some(node) = self.nodes[i].as_mut() {
-                    node.join(Instant::from_micros(now), &[node_addr(0)]);
-                }
-                self.after(i);
             }
             Step::Crash(i) => {
                 if !self.truth.up[i] {

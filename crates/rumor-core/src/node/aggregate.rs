@@ -33,7 +33,22 @@ impl Node {
         let leader = self.holds_count_weight();
         self.aggregates
             .track(name, value, leader)
-            .map_err(Error::InvalidAggregate)
+            .map_err(Error::InvalidAggregate)?;
+        self.run_aggregation(now);
+        Ok(())
+    }
+
+    /// Start the round and epoch timers, the first time anything is tracked
+    /// (a cluster that aggregates nothing pays no timer wake-ups for it).
+    fn run_aggregation(&mut self, now: Instant) {
+        if self.agg_running {
+            return;
+        }
+        self.agg_running = true;
+        let round = self.jitter(self.config.aggregate_interval);
+        self.set_timer(now + round, Timer::AggregateTick);
+        let epoch = self.config.aggregate_epoch;
+        self.set_timer(now + epoch, Timer::AggregateEpoch);
     }
 
     /// The current estimate of aggregate `name`, if tracked and known.
@@ -137,12 +152,14 @@ impl Node {
 
     pub(super) fn on_aggregate(
         &mut self,
+        now: Instant,
         from: SocketAddr,
         sender: Arc<str>,
         epoch: u64,
         seq: u32,
         shares: Vec<(String, Share)>,
     ) {
+        self.run_aggregation(now);
         if epoch > self.aggregates.epoch() {
             self.begin_epoch(epoch, false);
         }

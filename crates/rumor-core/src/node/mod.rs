@@ -125,6 +125,8 @@ pub struct Node {
     agg_seq: u32,
     /// This node started the current aggregation epoch.
     agg_leader: bool,
+    /// The aggregation timers run (only once something is tracked).
+    agg_running: bool,
     kv: crate::kv::KvStore,
     kv_sessions: HashMap<u32, kv::Session>,
     kv_session_seq: u32,
@@ -173,6 +175,7 @@ impl Node {
             agg_in_flight: None,
             agg_seq: 0,
             agg_leader: false,
+            agg_running: false,
             kv: crate::kv::KvStore::new(name.clone(), config.kv.clone()),
             kv_sessions: HashMap::new(),
             kv_session_seq: 0,
@@ -484,10 +487,6 @@ impl Node {
             let kv = self.jitter(self.config.kv_sync_interval);
             self.set_timer(now + kv, Timer::KvSyncTick);
         }
-        let round = self.jitter(self.config.aggregate_interval);
-        self.set_timer(now + round, Timer::AggregateTick);
-        let epoch = self.config.aggregate_epoch;
-        self.set_timer(now + epoch, Timer::AggregateEpoch);
         if !self.config.reconnect_interval.is_zero() {
             let reconnect = self.jitter(self.config.reconnect_interval);
             self.set_timer(now + reconnect, Timer::ReconnectTick);
@@ -556,7 +555,7 @@ impl Node {
                 epoch,
                 seq,
                 shares,
-            } => self.on_aggregate(from, sender, epoch, seq, shares),
+            } => self.on_aggregate(now, from, sender, epoch, seq, shares),
             Message::AggregateAck { epoch, seq } => self.on_aggregate_ack(epoch, seq),
             Message::KvRecords(records) => self.on_kv_records(now, records),
             Message::KvSyncRequest { session, request } => {
