@@ -357,7 +357,12 @@ fn snapshot_rejoins_without_join_flag() {
                     .is_some_and(|m| m.iter().any(|x| x["name"] == "sa"))
             })
     });
-    // Crash b, then restart it without --join: it finds a from the snapshot.
+    // Crash b, then restart it without --join: it finds a from the snapshot
+    // and starts above the incarnation recorded there.
+    let before: Value = serde_json::from_str(&std::fs::read_to_string(&snap).unwrap()).unwrap();
+    let recorded = before["incarnation"]
+        .as_u64()
+        .expect("incarnation recorded");
     b.signal(nix::sys::signal::Signal::SIGKILL);
     b.wait_exit(DEADLINE);
     wait_until("a sees sb dead", DEADLINE, || {
@@ -371,6 +376,8 @@ fn snapshot_rejoins_without_join_flag() {
         a.status_of("sb").as_deref() == Some("alive")
     });
     assert_eq!(b2.status_of("sa").as_deref(), Some("alive"));
+    let now = b2.get("/v1/self")["incarnation"].as_u64().unwrap();
+    assert!(now > recorded, "restarted at {now}, recorded {recorded}");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&snap).unwrap()).unwrap();
     assert!(v["incarnation"].as_u64().is_some());
 }

@@ -99,9 +99,9 @@ impl LibNode {
             b = b.keyring(Keyring::with_keys(primary, others));
         }
         if let Some(inc) = s.last_incarnation {
-            // The library has no way to start at a given incarnation; the
-            // node learns its old one from the cluster when it rejoins.
-            tracing::debug!(incarnation = inc, "previous incarnation from the snapshot");
+            // Start above the previous run's incarnation, so the first alive
+            // claim outranks what the cluster remembers of this node.
+            b = b.incarnation(inc);
         }
         let node = b.start().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let (events, _) = broadcast::channel(4096);
