@@ -33,7 +33,13 @@ pub enum Command {
     Leave(ClientArgs),
     /// Broadcast a user event through the local agent.
     Event(EventArgs),
-    /// Print membership events from the local agent as they happen.
+    /// Read, write, list and watch the replicated key space.
+    Kv(KvArgs),
+    /// Set or delete the local agent's per-node state keys.
+    State(StateArgs),
+    /// Print a cluster-wide aggregate of a per-node state key (tracks it first).
+    Agg(AggArgs),
+    /// Print membership and user events from the local agent as they happen.
     Monitor(MonitorArgs),
     /// Manage the local agent's encryption keyring.
     Keys(KeysArgs),
@@ -94,8 +100,9 @@ pub struct AgentArgs {
     /// agent rejoins them without --join.
     #[arg(long, env = "RUMOR_SNAPSHOT")]
     pub snapshot: Option<PathBuf>,
-    /// Program run (through `sh -c`) for each membership event, with
-    /// RUMOR_EVENT and RUMOR_MEMBER_* variables naming it.
+    /// Program run (through `sh -c`) for each membership event (RUMOR_EVENT and
+    /// RUMOR_MEMBER_* variables name it) and each user event (RUMOR_EVENT=user,
+    /// RUMOR_USER_EVENT, payload on stdin).
     #[arg(long, env = "RUMOR_EVENT_HANDLER")]
     pub event_handler: Option<String>,
     /// Longest a graceful leave may take on SIGINT/SIGTERM, e.g. `5s` [default: 5s].
@@ -155,6 +162,120 @@ pub struct EventArgs {
     pub name: String,
     /// Payload (text).
     pub payload: Option<String>,
+}
+
+/// `rumor kv`.
+#[derive(Debug, Args)]
+pub struct KvArgs {
+    /// The key-space operation.
+    #[command(subcommand)]
+    pub op: KvOp,
+}
+
+/// Key-space operations.
+#[derive(Debug, Subcommand)]
+pub enum KvOp {
+    /// Print the value of a key (exit 1 if absent).
+    Get(KvKeyArgs),
+    /// Write a key (the value from the argument, or standard input if omitted).
+    Put(KvPutArgs),
+    /// Delete a key.
+    Del(KvKeyArgs),
+    /// List keys and values.
+    List(KvListArgs),
+    /// Print changes of keys as they happen.
+    Watch(KvListArgs),
+}
+
+/// A key operand of `rumor kv`.
+#[derive(Debug, Args)]
+pub struct KvKeyArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The key.
+    pub key: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rumor kv put`.
+#[derive(Debug, Args)]
+pub struct KvPutArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The key.
+    pub key: String,
+    /// The value (text); read from standard input when omitted.
+    pub value: Option<String>,
+}
+
+/// `rumor kv list` and `rumor kv watch`.
+#[derive(Debug, Args)]
+pub struct KvListArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only keys starting with this.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rumor state`.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// The state operation.
+    #[command(subcommand)]
+    pub op: StateOp,
+}
+
+/// Per-node state operations.
+#[derive(Debug, Subcommand)]
+pub enum StateOp {
+    /// Set a key of the local agent's state.
+    Set(StateSetArgs),
+    /// Delete a key of the local agent's state.
+    Del(StateDelArgs),
+}
+
+/// `rumor state set`.
+#[derive(Debug, Args)]
+pub struct StateSetArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The key.
+    pub key: String,
+    /// The value (text).
+    pub value: String,
+}
+
+/// `rumor state del`.
+#[derive(Debug, Args)]
+pub struct StateDelArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The key.
+    pub key: String,
+}
+
+/// `rumor agg`.
+#[derive(Debug, Args)]
+pub struct AggArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The per-node state key to aggregate.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `rumor monitor`.

@@ -11,7 +11,8 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    parse_tag, ClientArgs, EventArgs, JoinArgs, KeysOp, MembersArgs, MonitorArgs, TagsOp,
+    parse_tag, AggArgs, ClientArgs, EventArgs, JoinArgs, KeysOp, KvOp, MembersArgs, MonitorArgs,
+    StateOp, TagsOp,
 };
 use crate::http::MemberJson;
 
@@ -90,6 +91,40 @@ impl Client {
         let r = self.handle(self.request(method, path).send_json(body))?;
         r.into_json()
             .map_err(|e| anyhow!("bad answer from {}: {e}", self.base))
+    }
+
+    /// `method path` with a raw body, answer as JSON.
+    pub fn send_bytes(&self, method: &str, path: &str, body: &[u8]) -> Result<Value> {
+        let r = self.handle(
+            self.request(method, path)
+                .set("Content-Type", "application/octet-stream")
+                .send_bytes(body),
+        )?;
+        r.into_json()
+            .map_err(|e| anyhow!("bad answer from {}: {e}", self.base))
+    }
+
+    /// `GET path` as JSON; `None` on 404.
+    pub fn get_opt(&self, path: &str) -> Result<Option<Value>> {
+        match self.request("GET", path).call() {
+            Err(ureq::Error::Status(404, _)) => Ok(None),
+            res => {
+                let r = self.handle(res)?;
+                r.into_json()
+                    .map(Some)
+                    .map_err(|e| anyhow!("bad answer from {}: {e}", self.base))
+            }
+        }
+    }
+
+    /// `GET path` with its status, answer as JSON.
+    pub fn get_status(&self, path: &str) -> Result<(u16, Value)> {
+        let r = self.handle(self.request("GET", path).call())?;
+        let code = r.status();
+        let v = r
+            .into_json()
+            .map_err(|e| anyhow!("bad answer from {}: {e}", self.base))?;
+        Ok((code, v))
     }
 
     /// `GET path` as a stream of lines.
@@ -219,9 +254,207 @@ pub fn leave(args: &ClientArgs) -> Result<()> {
 /// `rumor event`.
 pub fn event(args: &EventArgs) -> Result<()> {
     let body = json!({ "name": args.name, "payload": args.payload.clone().unwrap_or_default() });
-    Client::new(&args.client).send("POST", "/v1/event", body)?;
-    println!("event {:?} sent", args.name);
+    let v = Client::new(&args.client).send("POST", "/v1/event", body)?;
+    println!("event {:?} sent (ltime {})", args.name, v["ltime"]);
     Ok(())
+}
+
+/// Percent-encode a key for a URL path (`/` kept, so keys read naturally).
+pub fn encode_path(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Percent-encode a query value.
+fn encode_query(v: &str) -> String {
+    encode_path(v).replace('/', "%2F")
+}
+
+/// A value of the key-space JSON as text (hex when not UTF-8).
+fn value_text(v: &Value) -> String {
+    match (v["value"].as_str(), v["value_hex"].as_str()) {
+        (Some(t), _) => t.to_string(),
+        (None, Some(h)) => format!("0x{h}"),
+        _ => match v["values"].as_array() {
+            Some(vals) => vals.iter().map(value_text).collect::<Vec<_>>().join(" | "),
+            None => String::new(),
+        },
+    }
+}
+
+/// Read an SSE stream, calling `f(event, data)` for each event.
+fn follow(client: &Client, path: &str, mut f: impl FnMut(&str, Value) -> Result<()>) -> Result<()> {
+    let mut lines = client.stream(path)?;
+    let mut event = String::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = lines
+            .read_line(&mut line)
+            .map_err(|e| anyhow!("lost the agent at {}: {e}", client.base))?;
+        if n == 0 {
+            bail!("the agent at {} closed the event stream", client.base);
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        if let Some(e) = l.strip_prefix("event:") {
+            event = e.trim().to_string();
+        } else if let Some(d) = l.strip_prefix("data:") {
+            let v: Value = serde_json::from_str(d.trim()).unwrap_or(Value::Null);
+            f(&event, v)?;
+        } else if l.is_empty() {
+            event.clear();
+        }
+    }
+}
+
+/// `rumor kv ...`.
+pub fn kv(op: &KvOp) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match op {
+        KvOp::Get(a) => {
+            let path = format!("/v1/kv/{}", encode_path(&a.key));
+            let Some(v) = Client::new(&a.client).get_opt(&path)? else {
+                bail!("no key {:?}", a.key);
+            };
+            if a.json {
+                writeln!(out, "{v}")?;
+            } else {
+                writeln!(out, "{}", value_text(&v))?;
+            }
+        }
+        KvOp::Put(a) => {
+            let value = match &a.value {
+                Some(v) => v.clone().into_bytes(),
+                None => {
+                    let mut buf = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+                    buf
+                }
+            };
+            let path = format!("/v1/kv/{}", encode_path(&a.key));
+            Client::new(&a.client).send_bytes("PUT", &path, &value)?;
+            writeln!(out, "{} written", a.key)?;
+        }
+        KvOp::Del(a) => {
+            let path = format!("/v1/kv/{}", encode_path(&a.key));
+            let v = Client::new(&a.client).send("DELETE", &path, json!({}))?;
+            if a.json {
+                writeln!(out, "{v}")?;
+            } else {
+                writeln!(out, "{} deleted", a.key)?;
+            }
+        }
+        KvOp::List(a) => {
+            let path = format!("/v1/kv?prefix={}", encode_query(&a.prefix));
+            let v = Client::new(&a.client).get(&path)?;
+            if a.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                return Ok(());
+            }
+            let mut rows = vec![vec!["KEY".to_string(), "VALUE".to_string()]];
+            for e in v.as_array().into_iter().flatten() {
+                rows.push(vec![
+                    e["key"].as_str().unwrap_or("?").to_string(),
+                    value_text(e),
+                ]);
+            }
+            write!(out, "{}", table(&rows))?;
+        }
+        KvOp::Watch(a) => {
+            let client = Client::with_timeout(&a.client, None);
+            let path = format!("/v1/kv-watch?prefix={}", encode_query(&a.prefix));
+            eprintln!("watching {} (Ctrl-C to stop)", client.base);
+            follow(&client, &path, |event, v| {
+                if event != "kv" {
+                    return Ok(());
+                }
+                if a.json {
+                    writeln!(out, "{v}")?;
+                } else if v["deleted"].as_bool() == Some(true) {
+                    writeln!(out, "del {}", v["key"].as_str().unwrap_or("?"))?;
+                } else {
+                    writeln!(
+                        out,
+                        "put {} {}",
+                        v["key"].as_str().unwrap_or("?"),
+                        value_text(&v)
+                    )?;
+                }
+                out.flush()?;
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// `rumor state ...`.
+pub fn state(op: &StateOp) -> Result<()> {
+    match op {
+        StateOp::Set(a) => {
+            let path = format!("/v1/state/{}", encode_path(&a.key));
+            Client::new(&a.client).send_bytes("PUT", &path, a.value.as_bytes())?;
+            println!("{}={}", a.key, a.value);
+        }
+        StateOp::Del(a) => {
+            let path = format!("/v1/state/{}", encode_path(&a.key));
+            Client::new(&a.client).send("DELETE", &path, json!({}))?;
+            println!("{} deleted", a.key);
+        }
+    }
+    Ok(())
+}
+
+/// `rumor agg`.
+pub fn agg(args: &AggArgs) -> Result<()> {
+    let path = format!("/v1/aggregate/{}", encode_path(&args.name));
+    let (code, v) = Client::new(&args.client).get_status(&path)?;
+    if args.json {
+        println!("{v}");
+    } else if code == 202 {
+        println!(
+            "{}: no estimate yet (now tracked; ask again shortly)",
+            args.name
+        );
+    } else {
+        println!(
+            "{}: avg={} sum={} count={} min={} max={} converged={} epoch={}",
+            args.name,
+            v["avg"],
+            v["sum"],
+            v["count"],
+            v["min"],
+            v["max"],
+            v["converged"],
+            v["epoch"]
+        );
+    }
+    Ok(())
+}
+
+/// Format one SSE `user` event for humans.
+pub fn user_line(data: &Value) -> String {
+    let ms = data["time_ms"].as_u64().unwrap_or(0);
+    let secs = ms / 1000;
+    let (h, mi, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!(
+        "{h:02}:{mi:02}:{s:02}.{:03}Z {:<15} {} from {} ltime={} {}",
+        ms % 1000,
+        "user",
+        data["name"].as_str().unwrap_or("?"),
+        data["origin"].as_str().unwrap_or("?"),
+        data["ltime"],
+        data["payload"].as_str().unwrap_or("")
+    )
+    .trim_end()
+    .to_string()
 }
 
 /// Format one SSE `member` event for humans.
@@ -256,36 +489,22 @@ pub fn monitor_line(data: &Value) -> String {
 /// `rumor monitor`.
 pub fn monitor(args: &MonitorArgs) -> Result<()> {
     let client = Client::with_timeout(&args.client, None);
-    let mut lines = client.stream("/v1/events")?;
     eprintln!("monitoring {} (Ctrl-C to stop)", client.base);
-    let mut event = String::new();
-    let mut line = String::new();
     let mut out = std::io::stdout().lock();
-    loop {
-        line.clear();
-        let n = lines
-            .read_line(&mut line)
-            .map_err(|e| anyhow!("lost the agent at {}: {e}", client.base))?;
-        if n == 0 {
-            bail!("the agent at {} closed the event stream", client.base);
+    follow(&client, "/v1/events", |event, v| {
+        let text = match event {
+            "member" => monitor_line(&v),
+            "user" => user_line(&v),
+            _ => return Ok(()),
+        };
+        if args.json {
+            writeln!(out, "{v}")?;
+        } else {
+            writeln!(out, "{text}")?;
         }
-        let l = line.trim_end_matches(['\r', '\n']);
-        if let Some(e) = l.strip_prefix("event:") {
-            event = e.trim().to_string();
-        } else if let Some(d) = l.strip_prefix("data:") {
-            if event == "member" {
-                let v: Value = serde_json::from_str(d.trim()).unwrap_or(Value::Null);
-                if args.json {
-                    writeln!(out, "{v}")?;
-                } else {
-                    writeln!(out, "{}", monitor_line(&v))?;
-                }
-                out.flush()?;
-            }
-        } else if l.is_empty() {
-            event.clear();
-        }
-    }
+        out.flush()?;
+        Ok(())
+    })
 }
 
 /// `rumor keys ...`.

@@ -88,6 +88,17 @@ pub struct ProtocolOverrides {
     pub push_pull_interval: Option<String>,
     /// How long dead and left members are remembered.
     pub tombstone_timeout: Option<String>,
+    /// Time between two anti-entropy rounds of the per-node state.
+    pub state_sync_interval: Option<String>,
+    /// Time between two anti-entropy rounds of the replicated key space.
+    pub kv_sync_interval: Option<String>,
+    /// Time between two aggregate exchanges.
+    pub aggregate_interval: Option<String>,
+    /// Length of an aggregate epoch (at least 10 `aggregate_interval`).
+    pub aggregate_epoch: Option<String>,
+    /// Key prefixes whose keys keep concurrent writes as siblings (the
+    /// others are last-write-wins); must be the same on every member.
+    pub kv_siblings_prefixes: Option<Vec<String>>,
 }
 
 impl ProtocolOverrides {
@@ -125,6 +136,35 @@ impl ProtocolOverrides {
             &self.tombstone_timeout,
             &mut c.tombstone_timeout,
         )?;
+        dur(
+            "state_sync_interval",
+            &self.state_sync_interval,
+            &mut c.state_sync_interval,
+        )?;
+        dur(
+            "kv_sync_interval",
+            &self.kv_sync_interval,
+            &mut c.kv_sync_interval,
+        )?;
+        dur(
+            "aggregate_interval",
+            &self.aggregate_interval,
+            &mut c.aggregate_interval,
+        )?;
+        dur(
+            "aggregate_epoch",
+            &self.aggregate_epoch,
+            &mut c.aggregate_epoch,
+        )?;
+        if let Some(prefixes) = &self.kv_siblings_prefixes {
+            if prefixes.iter().any(String::is_empty) {
+                anyhow::bail!("protocol.kv_siblings_prefixes: a prefix is empty");
+            }
+            c.kv.prefix_modes = prefixes
+                .iter()
+                .map(|p| (p.clone(), rumor_core::kv::Mode::Siblings))
+                .collect();
+        }
         if let Some(v) = self.indirect_checks {
             c.indirect_checks = v;
         }
@@ -378,6 +418,15 @@ mod tests {
             AgentConfig::merge(&AgentArgs::default(), bad).unwrap_err()
         );
         assert!(err.contains("probe_timeout"), "{err}");
+        let file = FileConfig::parse(
+            "[protocol]\naggregate_interval = \"50ms\"\naggregate_epoch = \"1s\"\nkv_siblings_prefixes = [\"cart/\"]\n",
+        )
+        .unwrap();
+        let c = AgentConfig::merge(&AgentArgs::default(), file).unwrap();
+        assert_eq!(c.protocol.aggregate_interval, Duration::from_millis(50));
+        assert_eq!(c.protocol.kv.prefix_modes.len(), 1);
+        let bad = FileConfig::parse("[protocol]\naggregate_epoch = \"10ms\"\n").unwrap();
+        assert!(AgentConfig::merge(&AgentArgs::default(), bad).is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The dashboard at `/`: one static page (HTML, CSS and JavaScript, no build
 //! step) embedded in the binary. It loads `/v1/members` and `/v1/self`, then
 //! follows `/v1/events` (server-sent events) to keep the member table, the
-//! event log and the status panel current.
+//! event log (membership and user events) and the status panel current; it
+//! polls `/v1/aggregates` for the panel of tracked aggregates.
 
 use axum::http::header;
 use axum::response::IntoResponse;

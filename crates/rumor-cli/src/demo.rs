@@ -4,8 +4,9 @@
 //! Script: wait until every node sees every node alive; crash one node (all
 //! its I/O stops at once); pause one node for longer than the probe timeout
 //! and let it come back; make one node leave gracefully; broadcast one user
-//! event when the build supports them. For each step the timeline says when
-//! the first and the last other node saw it.
+//! event. For each step the timeline says when the first and the last other
+//! node saw it (for the user event: when the first and the last remaining
+//! node delivered it, the sender included).
 //!
 //! The library has no pause hook, so the paused node is the one node that
 //! does not run in this process: it is a child `rumor agent` process, stopped
@@ -427,12 +428,47 @@ async fn script(d: &mut Demo, seed: SocketAddr, n: usize) -> Result<()> {
     let _ = leaving.await;
     d.report(&format!("{name} seen as left"), &left);
 
-    // User event.
-    match d.nodes[0].user_event("demo", b"hello") {
-        Ok(()) => d.say(
-            "user event sent (reach time not measured by this build)",
-            json!({}),
-        ),
+    // User event: every remaining in-process node must deliver it once.
+    let mut inboxes: Vec<_> = observers
+        .iter()
+        .map(|&i| d.nodes[i].subscribe_user())
+        .collect();
+    let t = Instant::now();
+    match d.nodes[0]
+        .user_event("demo".into(), b"hello".to_vec())
+        .await
+    {
+        Ok(ltime) => {
+            d.say(
+                &format!("user event \"demo\" sent by {} (ltime {ltime})", d.names[0]),
+                json!({"ltime": ltime}),
+            );
+            let end = t + STEP_DEADLINE;
+            let mut seen: Vec<Duration> = Vec::new();
+            for rx in &mut inboxes {
+                loop {
+                    let left = end.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(left, rx.recv()).await {
+                        Ok(Ok(ev)) if ev.name == "demo" && ev.ltime == ltime => {
+                            seen.push(t.elapsed());
+                            break;
+                        }
+                        Ok(Ok(_))
+                        | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+                        _ => break,
+                    }
+                }
+            }
+            let r = Reach {
+                first: seen.iter().min().copied(),
+                last: (seen.len() == inboxes.len())
+                    .then(|| seen.iter().max().copied())
+                    .flatten(),
+                seen_by: seen.len(),
+                of: inboxes.len(),
+            };
+            d.report("user event delivered", &r);
+        }
         Err(e) => d.say(
             &format!("user event skipped: {e}"),
             json!({"skipped": true}),

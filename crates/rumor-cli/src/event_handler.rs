@@ -1,4 +1,5 @@
-//! `--event-handler`: run a program for each membership event, as Serf does.
+//! `--event-handler`: run a program for each membership event and each user
+//! event, as Serf does.
 //!
 //! The command runs through `sh -c`, one event at a time in the order they
 //! happen, with these variables set:
@@ -11,6 +12,11 @@
 //! | `RUMOR_TAG_<KEY>` | each of its tags, the key upper-cased, non-alphanumerics as `_` |
 //!
 //! Its standard input gets one line `name<TAB>addr<TAB>status<TAB>k=v,k=v`.
+//!
+//! For a user event `RUMOR_EVENT` is `user`, with `RUMOR_USER_EVENT` (the
+//! event name), `RUMOR_USER_LTIME` (its Lamport time), `RUMOR_USER_ORIGIN`
+//! (the sender) and the `RUMOR_SELF_*` variables; the payload, as sent, is
+//! the standard input.
 //! A handler that runs longer than [`HANDLER_TIMEOUT`] is killed; when
 //! events come faster than handlers finish, the excess is dropped with a warning.
 
@@ -21,7 +27,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::cluster::{kind_name, MemberEvent, SharedCluster};
+use crate::cluster::{kind_name, MemberEvent, SharedCluster, UserEvent};
 
 /// Longest one handler run may take.
 pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,6 +69,24 @@ pub fn handler_env(ev: &MemberEvent, self_name: &str, self_addr: &str) -> Vec<(S
     env
 }
 
+/// The environment a handler gets for the user event `ev`.
+pub fn user_env(ev: &UserEvent, self_name: &str, self_addr: &str) -> Vec<(String, String)> {
+    vec![
+        ("RUMOR_EVENT".to_string(), "user".to_string()),
+        ("RUMOR_SELF_NAME".to_string(), self_name.to_string()),
+        ("RUMOR_SELF_ADDR".to_string(), self_addr.to_string()),
+        ("RUMOR_USER_EVENT".to_string(), ev.name.clone()),
+        ("RUMOR_USER_LTIME".to_string(), ev.ltime.to_string()),
+        ("RUMOR_USER_ORIGIN".to_string(), ev.origin.clone()),
+    ]
+}
+
+/// What a handler runs for: a membership event or a user event.
+enum Job {
+    Member(MemberEvent),
+    User(UserEvent),
+}
+
 /// The line written to the handler's standard input.
 pub fn stdin_line(ev: &MemberEvent) -> String {
     let m = &ev.member;
@@ -79,17 +103,34 @@ pub fn stdin_line(ev: &MemberEvent) -> String {
 /// Run `command` for every event of `cluster` until the task is aborted.
 pub async fn run(cluster: SharedCluster, command: String) {
     let mut events = cluster.subscribe();
-    let (tx, mut rx) = mpsc::channel::<MemberEvent>(QUEUE);
+    let mut users = cluster.subscribe_user();
+    let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
     let (self_name, self_addr) = (cluster.name().to_string(), cluster.addr().to_string());
     let worker = tokio::spawn(async move {
-        while let Some(ev) = rx.recv().await {
-            run_one(&command, &ev, &self_name, &self_addr).await;
+        while let Some(job) = rx.recv().await {
+            let (env, stdin, what) = match &job {
+                Job::Member(ev) => (
+                    handler_env(ev, &self_name, &self_addr),
+                    stdin_line(ev).into_bytes(),
+                    format!("{} {}", kind_name(ev.kind), ev.member.name),
+                ),
+                Job::User(ev) => (
+                    user_env(ev, &self_name, &self_addr),
+                    ev.payload.clone(),
+                    format!("user {}", ev.name),
+                ),
+            };
+            run_one(&command, env, &stdin, &what).await;
         }
     });
     loop {
-        match events.recv().await {
-            Ok(ev) => {
-                if tx.try_send(ev).is_err() {
+        let job = tokio::select! {
+            r = events.recv() => r.map(Job::Member),
+            r = users.recv() => r.map(Job::User),
+        };
+        match job {
+            Ok(job) => {
+                if tx.try_send(job).is_err() {
                     tracing::warn!("event handler is behind: an event was dropped");
                 }
             }
@@ -103,11 +144,11 @@ pub async fn run(cluster: SharedCluster, command: String) {
     let _ = worker.await;
 }
 
-async fn run_one(command: &str, ev: &MemberEvent, self_name: &str, self_addr: &str) {
+async fn run_one(command: &str, env: Vec<(String, String)>, input: &[u8], what: &str) {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(command)
-        .envs(handler_env(ev, self_name, self_addr))
+        .envs(env)
         .stdin(Stdio::piped())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
@@ -120,11 +161,11 @@ async fn run_one(command: &str, ev: &MemberEvent, self_name: &str, self_addr: &s
         }
     };
     if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(stdin_line(ev).as_bytes()).await;
+        let _ = stdin.write_all(input).await;
     }
     match tokio::time::timeout(HANDLER_TIMEOUT, child.wait()).await {
         Ok(Ok(status)) if !status.success() => {
-            tracing::warn!(event = kind_name(ev.kind), member = %ev.member.name, "event handler exited with {status}");
+            tracing::warn!(event = what, "event handler exited with {status}");
         }
         Ok(Err(e)) => tracing::warn!("event handler failed: {e}"),
         Err(_) => {

@@ -4,12 +4,13 @@
 //! Write endpoints (and the keyring listing) need `Authorization: Bearer
 //! TOKEN` when the agent runs with `--http-token`. See docs/http-api.md.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -23,7 +24,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::cluster::{kind_name, resolve_seeds, ClusterError, MemberEvent, SharedCluster, Stats};
+use crate::cluster::{
+    kind_name, resolve_seeds, ClusterError, Estimate, KvChange, KvEntry, MemberEvent,
+    SharedCluster, Stats, UserEvent,
+};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -42,6 +46,8 @@ pub struct ApiState {
     pub leave_timeout: Duration,
     /// Set once the node is leaving; health then answers 503.
     pub leaving: Arc<std::sync::atomic::AtomicBool>,
+    /// Aggregates tracked through this API (`GET /v1/aggregate/{name}`).
+    pub aggregates: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl ApiState {
@@ -71,6 +77,7 @@ impl ApiState {
             on_leave: None,
             leave_timeout: crate::config::DEFAULT_LEAVE_TIMEOUT,
             leaving: Arc::default(),
+            aggregates: Arc::default(),
         }
     }
 }
@@ -88,8 +95,8 @@ impl IntoResponse for ApiError {
 impl From<ClusterError> for ApiError {
     fn from(e: ClusterError) -> Self {
         let status = match &e {
-            ClusterError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             ClusterError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ClusterError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ClusterError::NotFound(_) => StatusCode::NOT_FOUND,
             ClusterError::Conflict(_) => StatusCode::CONFLICT,
             ClusterError::Unreachable(_) => StatusCode::BAD_GATEWAY,
@@ -124,6 +131,9 @@ pub struct MemberJson {
     /// When this agent last saw the member change, in ms since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_change_ms: Option<u64>,
+    /// The member's per-node state as this agent knows it.
+    #[serde(default)]
+    pub state: BTreeMap<String, String>,
 }
 
 fn epoch_ms(t: SystemTime) -> u64 {
@@ -138,6 +148,7 @@ fn member_json(m: &Member, changed: Option<SystemTime>) -> MemberJson {
         incarnation: m.incarnation,
         tags: (*m.tags).clone(),
         last_change_ms: changed.map(epoch_ms),
+        state: BTreeMap::new(),
     }
 }
 
@@ -190,7 +201,7 @@ fn parse_status(s: &str) -> ApiResult<MemberState> {
 
 async fn members(
     State(st): State<ApiState>,
-    q: Result<Query<MembersQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<MembersQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<MemberJson>>> {
     let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let status = q.status.as_deref().map(parse_status).transpose()?;
@@ -201,6 +212,7 @@ async fn members(
         None => None,
     };
     let changes = st.changes.lock().map(|m| m.clone()).unwrap_or_default();
+    let mut states = st.cluster.states().await?;
     let mut out: Vec<MemberJson> = st
         .cluster
         .members()
@@ -211,7 +223,11 @@ async fn members(
             tag.as_ref()
                 .is_none_or(|(k, v)| m.tags.get(k).is_some_and(|x| x == v))
         })
-        .map(|m| member_json(m, changes.get(&*m.name).copied()))
+        .map(|m| {
+            let mut j = member_json(m, changes.get(&*m.name).copied());
+            j.state = states.remove(&*m.name).unwrap_or_default();
+            j
+        })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Json(out))
@@ -222,12 +238,17 @@ async fn member(
     Path(name): Path<String>,
 ) -> ApiResult<Json<MemberJson>> {
     let changed = st.changes.lock().ok().and_then(|m| m.get(&name).copied());
+    let mut states = st.cluster.states().await?;
     st.cluster
         .members()
         .await?
         .iter()
         .find(|m| *m.name == *name)
-        .map(|m| Json(member_json(m, changed)))
+        .map(|m| {
+            let mut j = member_json(m, changed);
+            j.state = states.remove(&name).unwrap_or_default();
+            Json(j)
+        })
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no member named {name:?}")))
 }
 
@@ -364,8 +385,24 @@ async fn post_event(
     if body.name.is_empty() {
         return Err(ApiError(StatusCode::BAD_REQUEST, "name is empty".into()));
     }
-    st.cluster.user_event(&body.name, body.payload.as_bytes())?;
-    Ok(Json(json!({ "sent": true })))
+    let ltime = st
+        .cluster
+        .user_event(body.name, body.payload.into_bytes())
+        .await?;
+    Ok(Json(json!({ "sent": true, "ltime": ltime })))
+}
+
+/// One user event as the SSE stream and the monitor show it. The payload
+/// is text (bytes that are not UTF-8 are replaced by U+FFFD).
+pub fn user_event_json(ev: &UserEvent) -> Value {
+    json!({
+        "type": "user",
+        "name": ev.name,
+        "payload": String::from_utf8_lossy(&ev.payload),
+        "origin": ev.origin,
+        "ltime": ev.ltime,
+        "time_ms": epoch_ms(ev.at),
+    })
 }
 
 /// One membership event as the SSE stream and the monitor show it.
@@ -381,20 +418,25 @@ async fn events(
     State(st): State<ApiState>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = st.cluster.subscribe();
+    let urx = st.cluster.subscribe_user();
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stream =
-        futures_util::stream::unfold((rx, tick, st), |(mut rx, mut tick, st)| async move {
+    let stream = futures_util::stream::unfold(
+        (rx, urx, tick, st),
+        |(mut rx, mut urx, mut tick, st)| async move {
             let ev = tokio::select! {
                 r = rx.recv() => match r {
                     Ok(ev) => SseEvent::default().event("member").data(event_json(&ev).to_string()),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        SseEvent::default().event("lagged").data(json!({ "missed": n }).to_string())
-                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => lagged(n),
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                r = urx.recv() => match r {
+                    Ok(ev) => SseEvent::default().event("user").data(user_event_json(&ev).to_string()),
+                    Err(broadcast::error::RecvError::Lagged(n)) => lagged(n),
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = tick.tick() => {
-                                        let Ok(stats) = st.cluster.stats().await else {
+                    let Ok(stats) = st.cluster.stats().await else {
                         return None;
                     };
                     let data = json!({
@@ -406,9 +448,290 @@ async fn events(
                     SseEvent::default().event("health").data(data.to_string())
                 }
             };
-            Some((Ok(ev), (rx, tick, st)))
-        });
+            Some((Ok(ev), (rx, urx, tick, st)))
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn lagged(n: u64) -> SseEvent {
+    SseEvent::default()
+        .event("lagged")
+        .data(json!({ "missed": n }).to_string())
+}
+
+/// A key from the path: percent-decoded, UTF-8, 1 to 256 bytes.
+fn path_key(p: Result<Path<String>, PathRejection>, what: &str) -> ApiResult<String> {
+    let Path(key) = p.map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "bad {what} key in the path (keys are UTF-8): {}",
+                e.body_text()
+            ),
+        )
+    })?;
+    if key.is_empty() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("empty {what} key"),
+        ));
+    }
+    Ok(key)
+}
+
+/// A value as JSON: `value` holds the text when it is UTF-8; otherwise it
+/// is null and `value_hex` holds the bytes.
+fn value_fields(obj: &mut serde_json::Map<String, Value>, bytes: Option<&[u8]>) {
+    match bytes {
+        None => {
+            obj.insert("value".into(), Value::Null);
+        }
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(t) => {
+                obj.insert("value".into(), json!(t));
+            }
+            Err(_) => {
+                obj.insert("value".into(), Value::Null);
+                let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                obj.insert("value_hex".into(), json!(hex));
+            }
+        },
+    }
+}
+
+/// One replicated entry as the API shows it.
+pub fn kv_json(key: &str, entry: &KvEntry) -> Value {
+    let mut o = serde_json::Map::new();
+    o.insert("key".into(), json!(key));
+    match entry {
+        KvEntry::Lww(e) => {
+            o.insert("mode".into(), json!("lww"));
+            value_fields(&mut o, e.value.as_deref());
+            o.insert("writer".into(), json!(&*e.ts.node));
+            o.insert("time_us".into(), json!(e.ts.wall));
+        }
+        KvEntry::Siblings(s) => {
+            o.insert("mode".into(), json!("siblings"));
+            let values: Vec<Value> = s
+                .values()
+                .map(|v| {
+                    let mut m = serde_json::Map::new();
+                    value_fields(&mut m, Some(v));
+                    Value::Object(m)
+                })
+                .collect();
+            o.insert("values".into(), Value::Array(values));
+        }
+    }
+    Value::Object(o)
+}
+
+async fn kv_get(
+    State(st): State<ApiState>,
+    key: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    let key = path_key(key, "kv")?;
+    match st.cluster.kv_get(key.clone()).await? {
+        Some(e) => Ok(Json(kv_json(&key, &e))),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no key {key:?}"))),
+    }
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|e| ApiError(e.status(), format!("bad request body: {}", e.body_text())))
+}
+
+async fn kv_put(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    key: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    check_token(&st, &headers)?;
+    let key = path_key(key, "kv")?;
+    let body = body_bytes(body)?;
+    st.cluster
+        .kv_write(key.clone(), Some(body.to_vec()))
+        .await?;
+    Ok(Json(json!({ "key": key, "written": true })))
+}
+
+async fn kv_delete(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    key: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    check_token(&st, &headers)?;
+    let key = path_key(key, "kv")?;
+    st.cluster.kv_write(key.clone(), None).await?;
+    Ok(Json(json!({ "key": key, "deleted": true })))
+}
+
+/// Query of `GET /v1/kv` and `GET /v1/kv-watch`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixQuery {
+    /// Only keys starting with this (all when absent).
+    #[serde(default)]
+    pub prefix: String,
+}
+
+fn prefix_of(q: Result<Query<PrefixQuery>, QueryRejection>) -> ApiResult<String> {
+    q.map(|Query(q)| q.prefix)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))
+}
+
+async fn kv_list(
+    State(st): State<ApiState>,
+    q: Result<Query<PrefixQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let prefix = prefix_of(q)?;
+    let list: Vec<Value> = st
+        .cluster
+        .kv_scan(prefix)
+        .await?
+        .iter()
+        .map(|(k, e)| kv_json(k, e))
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+/// One key change as `GET /v1/kv-watch` shows it.
+pub fn kv_change_json(ch: &KvChange) -> Value {
+    let mut v = kv_json(&ch.key, &ch.new);
+    if let Value::Object(o) = &mut v {
+        o.insert("deleted".into(), json!(ch.new.is_tombstone()));
+        o.insert("time_ms".into(), json!(epoch_ms(ch.at)));
+    }
+    v
+}
+
+async fn kv_watch(
+    State(st): State<ApiState>,
+    q: Result<Query<PrefixQuery>, QueryRejection>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let prefix = prefix_of(q)?;
+    let rx = st.cluster.subscribe_kv();
+    let stream = futures_util::stream::unfold((rx, prefix), |(mut rx, prefix)| async move {
+        loop {
+            let ev = match rx.recv().await {
+                Ok(ch) if ch.key.starts_with(&prefix) => SseEvent::default()
+                    .event("kv")
+                    .data(kv_change_json(&ch).to_string()),
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(n)) => SseEvent::default()
+                    .event("lagged")
+                    .data(json!({ "missed": n }).to_string()),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            return Some((Ok(ev), (rx, prefix)));
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn state_put(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    key: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    check_token(&st, &headers)?;
+    let key = path_key(key, "state")?;
+    let body = body_bytes(body)?;
+    let value = String::from_utf8(body.to_vec()).map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "a state value is text: the body is not UTF-8".into(),
+        )
+    })?;
+    let tracked = st.aggregates.lock().is_ok_and(|a| a.contains(&key));
+    if tracked {
+        if let Ok(x) = value.trim().parse::<f64>() {
+            if !x.is_finite() {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "{key:?} is aggregated: its value must be a finite number, got {value:?}"
+                    ),
+                ));
+            }
+        }
+    }
+    st.cluster
+        .state_write(key.clone(), Some(value.clone()))
+        .await?;
+    Ok(Json(json!({ "key": key, "value": value })))
+}
+
+async fn state_delete(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    key: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    check_token(&st, &headers)?;
+    let key = path_key(key, "state")?;
+    st.cluster.state_write(key.clone(), None).await?;
+    Ok(Json(json!({ "key": key, "deleted": true })))
+}
+
+fn finite(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        Value::Null
+    }
+}
+
+/// An aggregate estimate as the API shows it (non-finite numbers as null).
+pub fn estimate_json(name: &str, e: &Estimate) -> Value {
+    json!({
+        "name": name,
+        "avg": finite(e.avg),
+        "sum": finite(e.sum),
+        "count": finite(e.count),
+        "min": finite(e.min),
+        "max": finite(e.max),
+        "change": finite(e.change),
+        "converged": e.converged,
+        "epoch": e.epoch,
+    })
+}
+
+async fn aggregate(
+    State(st): State<ApiState>,
+    name: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let name = path_key(name, "aggregate")?;
+    st.cluster.track_aggregate(name.clone()).await?;
+    if let Ok(mut a) = st.aggregates.lock() {
+        a.insert(name.clone());
+    }
+    Ok(match st.cluster.aggregate(name.clone()).await? {
+        Some(e) => Json(estimate_json(&name, &e)).into_response(),
+        None => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "name": name, "pending": true })),
+        )
+            .into_response(),
+    })
+}
+
+async fn aggregates(State(st): State<ApiState>) -> ApiResult<Json<Value>> {
+    let names: Vec<String> = st
+        .aggregates
+        .lock()
+        .map(|a| a.iter().cloned().collect())
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        out.push(match st.cluster.aggregate(name.clone()).await? {
+            Some(e) => estimate_json(&name, &e),
+            None => json!({ "name": name, "pending": true }),
+        });
+    }
+    Ok(Json(Value::Array(out)))
 }
 
 async fn get_keys(State(st): State<ApiState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
@@ -513,6 +836,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/tags", axum::routing::put(put_tags))
         .route("/v1/event", axum::routing::post(post_event))
         .route("/v1/events", get(events))
+        .route("/v1/kv", get(kv_list))
+        .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
+        .route("/v1/kv-watch", get(kv_watch))
+        .route(
+            "/v1/state/{*key}",
+            axum::routing::put(state_put).delete(state_delete),
+        )
+        .route("/v1/aggregate/{name}", get(aggregate))
+        .route("/v1/aggregates", get(aggregates))
         .route(
             "/v1/keys",
             get(get_keys).post(post_keys).delete(delete_keys),

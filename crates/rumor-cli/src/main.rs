@@ -39,6 +39,9 @@ fn main() -> ExitCode {
         Command::Leave(a) => client::leave(&a),
         Command::Event(a) => client::event(&a),
         Command::Monitor(a) => client::monitor(&a),
+        Command::Kv(k) => client::kv(&k.op),
+        Command::State(a) => client::state(&a.op),
+        Command::Agg(a) => client::agg(&a),
         Command::Keys(k) => client::keys(&k.op),
         Command::Tags(t) => client::tags(&t.op),
     };

@@ -17,8 +17,11 @@ fn endpoints_and_their_errors() {
     let dir = temp_dir("api-keys");
     let ring = dir.join("keyring");
     std::fs::write(&ring, format!("{}\n", "01".repeat(32))).unwrap();
+    let conf = dir.join("rumor.toml");
+    std::fs::write(&conf, "[protocol]\nkv_siblings_prefixes = [\"cart/\"]\n").unwrap();
     let a = agent("api")
         .args(&["--http-token", TOKEN, "--keyring", ring.to_str().unwrap()])
+        .args(&["--config", conf.to_str().unwrap()])
         .spawn();
     let u = |p: &str| a.url(p);
 
@@ -58,6 +61,10 @@ fn endpoints_and_their_errors() {
         ("POST", "/v1/event", r#"{"name":"x"}"#),
         ("POST", "/v1/keys", r#"{"key":"00"}"#),
         ("DELETE", "/v1/keys", r#"{"key":"00"}"#),
+        ("PUT", "/v1/kv/k", "v"),
+        ("DELETE", "/v1/kv/k", ""),
+        ("PUT", "/v1/state/k", "v"),
+        ("DELETE", "/v1/state/k", ""),
     ] {
         let (s, v) = request(m, &u(p), None, Some(body));
         assert_eq!(s, 401, "{m} {p}");
@@ -110,17 +117,94 @@ fn endpoints_and_their_errors() {
     let (s, v) = request("PUT", &u("/v1/tags"), t, Some(r#"{"set":{"role":"x"}}"#));
     assert_eq!((s, v["tags"]["role"].as_str()), (200, Some("x")));
 
-    // User events: not in this build.
+    // User events.
     let (s, v) = request(
         "POST",
         &u("/v1/event"),
         t,
         Some(r#"{"name":"deploy","payload":"v2"}"#),
     );
-    assert_eq!(s, 501);
-    assert!(v["error"].as_str().unwrap().contains("user events"));
+    assert_eq!(s, 200, "{v}");
+    assert!(v["ltime"].is_u64(), "{v}");
     let (s, _) = request("POST", &u("/v1/event"), t, Some(r#"{"name":""}"#));
     assert_eq!(s, 400);
+    let big = format!(r#"{{"name":"x","payload":"{}"}}"#, "p".repeat(600));
+    let (s, v) = request("POST", &u("/v1/event"), t, Some(&big));
+    assert_eq!(s, 413, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("limit"), "{v}");
+    let (s, _) = request(
+        "POST",
+        &u("/v1/event"),
+        t,
+        Some(r#"{"name":"x","payload":7}"#),
+    );
+    assert!(s == 400 || s == 422, "{s}");
+
+    // Replicated keys: write, read, list, delete, and bad input.
+    let (s, v) = request("PUT", &u("/v1/kv/app/color"), t, Some("blue"));
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = request("GET", &u("/v1/kv/app/color"), None, None);
+    assert_eq!((s, v["value"].as_str()), (200, Some("blue")), "{v}");
+    assert_eq!(v["mode"], "lww");
+    let (s, v) = request("GET", &u("/v1/kv?prefix=app/"), None, None);
+    assert_eq!(s, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    let (s, v) = request("GET", &u("/v1/kv?prefix=zzz"), None, None);
+    assert_eq!((s, v.as_array().map(Vec::len)), (200, Some(0)));
+    let (s, v) = request("GET", &u("/v1/kv?bogus=1"), None, None);
+    assert_eq!(s, 400, "{v}");
+    let (s, _) = request("DELETE", &u("/v1/kv/app/color"), t, None);
+    assert_eq!(s, 200);
+    let (s, v) = request("GET", &u("/v1/kv/app/color"), None, None);
+    assert_eq!(s, 404);
+    assert!(v["error"].is_string());
+    let (s, v) = request("PUT", &u("/v1/kv/bad%FF"), t, Some("x"));
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("UTF-8"), "{v}");
+    let long = "k".repeat(300);
+    let (s, v) = request("PUT", &u(&format!("/v1/kv/{long}")), t, Some("x"));
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("256"), "{v}");
+    let huge = "v".repeat(70_000);
+    let (s, v) = request("PUT", &u("/v1/kv/huge"), t, Some(&huge));
+    assert_eq!(s, 413, "{v}");
+    let (s, v) = request("GET", &u("/v1/kv/huge"), None, None);
+    assert_eq!(s, 404, "nothing stored half-way: {v}");
+    // Siblings-mode keys (configured for cart/) need a context: refused.
+    let (s, v) = request("PUT", &u("/v1/kv/cart/1"), t, Some("x"));
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("context"), "{v}");
+    let (s, _) = request("GET", &u("/v1/kv/cart/1"), None, None);
+    assert_eq!(s, 404);
+
+    // Per-node state and aggregates.
+    let (s, v) = request("PUT", &u("/v1/state/load"), t, Some("1.5"));
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = request("GET", &u("/v1/members/api"), None, None);
+    assert_eq!((s, v["state"]["load"].as_str()), (200, Some("1.5")), "{v}");
+    let (s, v) = request("PUT", &u("/v1/state/k%FF"), t, Some("x"));
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = request("PUT", &u("/v1/state/load"), t, Some(&"x".repeat(2000)));
+    assert_eq!(s, 413, "{v}");
+    let (s, v) = request("GET", &u("/v1/aggregate/load"), None, None);
+    assert!(s == 200 || s == 202, "{s} {v}");
+    let (s, v) = request("PUT", &u("/v1/state/load"), t, Some("NaN"));
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("finite"), "{v}");
+    let (s, v) = request("GET", &u("/v1/members/api"), None, None);
+    assert_eq!((s, v["state"]["load"].as_str()), (200, Some("1.5")), "{v}");
+    wait_until("the aggregate of load is known", DEADLINE, || {
+        let (s, v) = request("GET", &u("/v1/aggregate/load"), None, None);
+        s == 200 && v["avg"].as_f64() == Some(1.5) && v["count"].as_f64() == Some(1.0)
+    });
+    let (s, v) = request("GET", &u("/v1/aggregates"), None, None);
+    assert_eq!((s, v[0]["name"].as_str()), (200, Some("load")), "{v}");
+    let (s, v) = request("GET", &u(&format!("/v1/aggregate/{long}")), None, None);
+    assert_eq!(s, 400, "{v}");
+    let (s, _) = request("DELETE", &u("/v1/state/load"), t, None);
+    assert_eq!(s, 200);
+    let (_, v) = request("GET", &u("/v1/members/api"), None, None);
+    assert!(v["state"].get("load").is_none(), "{v}");
 
     // Keys.
     let k = "ab".repeat(32);
@@ -273,7 +357,12 @@ fn snapshot_rejoins_without_join_flag() {
                     .is_some_and(|m| m.iter().any(|x| x["name"] == "sa"))
             })
     });
-    // Crash b, then restart it without --join: it finds a from the snapshot.
+    // Crash b, then restart it without --join: it finds a from the snapshot
+    // and starts above the incarnation recorded there.
+    let before: Value = serde_json::from_str(&std::fs::read_to_string(&snap).unwrap()).unwrap();
+    let recorded = before["incarnation"]
+        .as_u64()
+        .expect("incarnation recorded");
     b.signal(nix::sys::signal::Signal::SIGKILL);
     b.wait_exit(DEADLINE);
     wait_until("a sees sb dead", DEADLINE, || {
@@ -287,6 +376,8 @@ fn snapshot_rejoins_without_join_flag() {
         a.status_of("sb").as_deref() == Some("alive")
     });
     assert_eq!(b2.status_of("sa").as_deref(), Some("alive"));
+    let now = b2.get("/v1/self")["incarnation"].as_u64().unwrap();
+    assert!(now > recorded, "restarted at {now}, recorded {recorded}");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&snap).unwrap()).unwrap();
     assert!(v["incarnation"].as_u64().is_some());
 }
@@ -303,5 +394,23 @@ fn event_handler_runs_per_event() {
     let _b = agent("hb").join(&[&a]).args(&["--tag", "role=web"]).spawn();
     wait_until("handler saw hb join", DEADLINE, || {
         std::fs::read_to_string(&out).is_ok_and(|t| t.contains("member-join hb alive web"))
+    });
+}
+
+#[test]
+fn event_handler_gets_user_events() {
+    let dir = temp_dir("uhandler");
+    let out = dir.join("events.txt");
+    let script = format!(
+        "if [ \"$RUMOR_EVENT\" = user ]; then echo \"$RUMOR_USER_EVENT $RUMOR_USER_ORIGIN $(cat)\" >> {}; fi",
+        out.display()
+    );
+    let a = agent("ua").args(&["--event-handler", &script]).spawn();
+    let b = agent("ub").join(&[&a]).spawn();
+    wait_until("2 alive", DEADLINE, || a.alive_count() == 2);
+    let o = b.cli(&["event", "deploy", "v2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_until("handler saw the user event", DEADLINE, || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("deploy ub v2"))
     });
 }

@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: headless Chromium opens the page of a
 //! running 3-node cluster and keeps it open; the test sees 3 alive rows,
 //! kills one node, and sees its row turn dead and a `member-failed` line in
-//! the event log — both delivered to the open page by the SSE stream.
+//! the event log — both delivered to the open page by the SSE stream — and a
+//! user event in the log and a tracked aggregate in its panel.
 //!
 //! Chromium is driven through the DevTools protocol over
 //! `--remote-debugging-pipe` (JSON messages separated by NUL bytes on file
@@ -211,6 +212,27 @@ fn dashboard_shows_members_and_a_crash() {
     });
     wait_until("the event stream is connected", DEADLINE, || {
         browser.eval("document.getElementById('conn').textContent") == "live"
+    });
+
+    // A user event sent on another agent shows in the event log; a tracked
+    // aggregate shows in its panel.
+    let o = b.cli(&["event", "deploy", "v2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_until("the event log shows the user event", DEADLINE, || {
+        browser
+            .eval("document.getElementById('log').textContent")
+            .as_str()
+            .is_some_and(|l| l.contains("user event deploy from web-b"))
+    });
+    let o = a.cli(&["state", "set", "load", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = a.cli(&["agg", "load"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_until("the aggregate panel lists load", DEADLINE, || {
+        browser
+            .eval("document.getElementById('aggs').textContent")
+            .as_str()
+            .is_some_and(|t| t.contains("load"))
     });
 
     c.signal(Signal::SIGKILL);

@@ -154,13 +154,179 @@ fn keys_commands() {
     assert!(stdout(&o).contains("(primary)"));
 }
 
+/// Follow an SSE endpoint of `a`: every `data:` line of an event named
+/// `event` arrives, parsed, on the returned channel.
+fn sse(a: &Agent, path: &str, event: &'static str) -> std::sync::mpsc::Receiver<Value> {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(a.http).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(90)))
+        .unwrap();
+    let mut w = stream.try_clone().unwrap();
+    write!(
+        w,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(stream);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert!(status.contains("200"), "{path}: {status}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut current = String::new();
+        for line in r.lines().map_while(Result::ok) {
+            let line = line.trim().to_string();
+            if let Some(e) = line.strip_prefix("event:") {
+                current = e.trim().to_string();
+            } else if let Some(d) = line.strip_prefix("data:") {
+                if current == event {
+                    if let Ok(v) = serde_json::from_str::<Value>(d.trim()) {
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Wait on `rx` for a value `pred` accepts.
+fn expect(rx: &std::sync::mpsc::Receiver<Value>, what: &str, pred: impl Fn(&Value) -> bool) {
+    let end = std::time::Instant::now() + DEADLINE;
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(v) if pred(&v) => return,
+            Ok(_) => continue,
+            Err(e) => panic!("waiting for {what}: {e}"),
+        }
+    }
+}
+
 #[test]
-fn event_is_not_implemented_yet() {
-    let a = agent("e").spawn();
+fn events_kv_state_and_aggregates_across_three_agents() {
+    let dir = temp_dir("data");
+    let conf = dir.join("rumor.toml");
+    std::fs::write(
+        &conf,
+        "[protocol]\naggregate_interval = \"100ms\"\naggregate_epoch = \"20s\"\nstate_sync_interval = \"500ms\"\nkv_sync_interval = \"500ms\"\n",
+    )
+    .unwrap();
+    let c = conf.to_str().unwrap();
+    let a = agent("da").args(&["--config", c]).spawn();
+    let b = agent("db").join(&[&a]).args(&["--config", c]).spawn();
+    let d = agent("dc").join(&[&a]).args(&["--config", c]).spawn();
+    wait_until("3 alive everywhere", DEADLINE, || {
+        [&a, &b, &d].iter().all(|x| x.alive_count() == 3)
+    });
+
+    // A user event sent with `rumor event` on one agent reaches the others' streams.
+    let rb = sse(&b, "/v1/events", "user");
+    let rc = sse(&d, "/v1/events", "user");
     let o = a.cli(&["event", "deploy", "v2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("deploy"), "{}", stdout(&o));
+    for (rx, who) in [(&rb, "db"), (&rc, "dc")] {
+        expect(rx, &format!("the user event on {who}"), |v| {
+            v["name"] == "deploy" && v["payload"] == "v2" && v["origin"] == "da"
+        });
+    }
+
+    // kv: put on one agent, read on another; a watcher sees the change.
+    let watch = sse(&d, "/v1/kv-watch?prefix=cfg/", "kv");
+    let o = a.cli(&["kv", "put", "cfg/level", "debug"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_until("db reads cfg/level", DEADLINE, || {
+        let o = b.cli(&["kv", "get", "cfg/level"]);
+        o.status.success() && stdout(&o).trim() == "debug"
+    });
+    expect(&watch, "the kv change on dc", |v| {
+        v["key"] == "cfg/level" && v["value"] == "debug"
+    });
+    let o = b.cli(&["kv", "list", "--prefix", "cfg/"]);
+    assert!(stdout(&o).contains("cfg/level") && stdout(&o).contains("debug"));
+    let o = b.cli(&["kv", "del", "cfg/level"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    expect(&watch, "the delete on dc", |v| {
+        v["key"] == "cfg/level" && v["deleted"] == true
+    });
+    let o = a.cli(&["kv", "get", "nothing/here"]);
     assert_eq!(o.status.code(), Some(1));
-    let err = stderr(&o);
-    assert!(err.contains("501") && err.contains("user events"), "{err}");
+    assert!(stderr(&o).contains("no key"), "{}", stderr(&o));
+
+    // `rumor kv watch` prints a change.
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "kv",
+            "watch",
+            "--prefix",
+            "w/",
+            "--http",
+            &b.http.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = None;
+    let end = std::time::Instant::now() + DEADLINE;
+    let mut n = 0;
+    while seen.is_none() && std::time::Instant::now() < end {
+        n += 1;
+        let o = a.cli(&["kv", "put", "w/x", &format!("v{n}")]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        if let Ok(l) = lines.recv_timeout(std::time::Duration::from_secs(3)) {
+            seen = Some(l);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = seen.expect("kv watch printed nothing");
+    assert!(line.starts_with("put w/x v"), "{line}");
+
+    // Per-node state, seen in another agent's member list; then an aggregate.
+    for (x, load) in [(&a, "1"), (&b, "2"), (&d, "3")] {
+        let o = x.cli(&["state", "set", "load", load]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    wait_until("da's load in dc's members", DEADLINE, || {
+        d.get("/v1/members").as_array().is_some_and(|m| {
+            m.iter()
+                .any(|x| x["name"] == "da" && x["state"]["load"] == "1")
+        })
+    });
+    for x in [&a, &b, &d] {
+        let o = x.cli(&["agg", "load"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    wait_until("avg 2 over 3 agents", DEADLINE, || {
+        let v = b.get("/v1/aggregate/load");
+        let near = |k: &str, want: f64| v[k].as_f64().is_some_and(|x| (x - want).abs() < 0.01);
+        near("avg", 2.0) && near("count", 3.0) && near("sum", 6.0)
+    });
+    let o = b.cli(&["agg", "load"]);
+    assert!(stdout(&o).contains("avg=2"), "{}", stdout(&o));
+    let o = a.cli(&["state", "del", "load"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_until("da's load gone in db's members", DEADLINE, || {
+        b.get("/v1/members").as_array().is_some_and(|m| {
+            m.iter()
+                .any(|x| x["name"] == "da" && x["state"].get("load").is_none())
+        })
+    });
 }
 
 fn run_agent(args: &[&str]) -> std::process::Output {

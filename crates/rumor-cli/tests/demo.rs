@@ -45,6 +45,9 @@ fn demo_runs_its_script() {
     assert_eq!(pause["false_positive"], false, "{out}");
     let left = &find("seen as left")["detail"];
     assert_eq!(left["seen_by"], left["of"], "{out}");
+    let user = &find("user event delivered")["detail"];
+    assert_eq!(user["seen_by"], user["of"], "{out}");
+    assert!(user["last_s"].is_number(), "{out}");
     assert!(out.contains("stopped"), "{out}");
 }
 

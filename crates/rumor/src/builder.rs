@@ -34,6 +34,7 @@ pub struct Builder {
     max_streams: usize,
     join_timeout: Duration,
     metrics_interval: Option<Duration>,
+    incarnation: Option<u32>,
 }
 
 impl Default for Builder {
@@ -52,6 +53,7 @@ impl Default for Builder {
             max_streams: 128,
             join_timeout: Duration::from_secs(30),
             metrics_interval: Some(Duration::from_secs(1)),
+            incarnation: None,
         }
     }
 }
@@ -157,6 +159,15 @@ impl Builder {
         self
     }
 
+    /// The incarnation this node had in a previous run (recorded in a
+    /// snapshot, say): the node starts above it, so its first alive claim
+    /// outranks whatever the cluster remembers of it (a suspicion or a
+    /// death) without a refutation round trip. Default: start at the bottom.
+    pub fn incarnation(mut self, previous: u32) -> Self {
+        self.incarnation = Some(previous);
+        self
+    }
+
     /// Bind the sockets, start the node's task and, if seeds were given,
     /// join through them (failing if none answers within the join timeout).
     /// Must be called inside a tokio runtime.
@@ -204,6 +215,9 @@ impl Builder {
         };
         let max_message = config.max_stream_size;
         let mut core = rumor_core::Node::new(&name, advertise, config, rng_seed)?;
+        if let Some(previous) = self.incarnation {
+            core.resume_incarnation(previous);
+        }
         if !self.tags.is_empty() {
             core.set_tags(rumor_core::Instant::ZERO, self.tags.clone())?;
         }

@@ -217,3 +217,32 @@ async fn dropping_the_handle_stops_the_node() {
     .await;
     b.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_with_its_old_incarnation_starts_above_it() {
+    let fresh = builder("inc-fresh").start().await.expect("starts");
+    assert!(fresh.local().await.expect("local").incarnation < 42);
+    let resumed = builder("inc-resumed")
+        .incarnation(41)
+        .start()
+        .await
+        .expect("starts");
+    assert_eq!(resumed.local().await.expect("local").incarnation, 42);
+    // Others learn the resumed incarnation on join.
+    let other = builder("inc-other")
+        .seed(resumed.advertise_addr())
+        .start()
+        .await
+        .expect("joins");
+    let ok = try_wait_until(|| async {
+        other.members().await.is_ok_and(|ms| {
+            ms.iter()
+                .any(|m| &*m.name == "inc-resumed" && m.incarnation >= 42)
+        })
+    })
+    .await;
+    assert!(ok, "the joiner never saw incarnation 42");
+    for n in [fresh, resumed, other] {
+        n.shutdown().await.expect("shutdown");
+    }
+}

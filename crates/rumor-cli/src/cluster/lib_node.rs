@@ -4,13 +4,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use rumor::{Key, Keyring, Member, Node, Stats, Tags};
+use rumor::{Estimate, Event, Key, Keyring, KvEntry, Member, Node, Stats, Tags};
 use tokio::sync::{broadcast, RwLock};
 use tokio::task::JoinHandle;
 
 use super::{
-    guess_advertise, normalize_key, BoxFuture, Cluster, ClusterError, KeyringView, MemberEvent,
-    NodeSettings,
+    guess_advertise, normalize_key, BoxFuture, Cluster, ClusterError, KeyringView, KvChange,
+    MemberEvent, NodeSettings, States, UserEvent,
 };
 
 /// How long a join retries before giving up.
@@ -24,6 +24,8 @@ pub struct LibNode {
     addr: SocketAddr,
     keyring: Option<Keyring>,
     events: broadcast::Sender<MemberEvent>,
+    user_events: broadcast::Sender<UserEvent>,
+    kv_changes: broadcast::Sender<KvChange>,
     forward: JoinHandle<()>,
 }
 
@@ -37,6 +39,20 @@ fn err(e: rumor::Error) -> ClusterError {
         E::NoKeyring => ClusterError::Conflict(
             "this agent runs without encryption: start it with --keyring to manage keys".into(),
         ),
+        E::Core(rumor::core::Error::InvalidEvent(m)) if m.contains("the limit is") => {
+            ClusterError::TooLarge(format!("user event: {m}"))
+        }
+        E::Core(rumor::core::Error::InvalidKv(m)) if m.contains("causal context") => {
+            ClusterError::Conflict(format!(
+                "{m}; this agent writes siblings-mode keys only with a context, which the HTTP API does not take"
+            ))
+        }
+        E::Core(rumor::core::Error::InvalidKv(m)) if m.contains("value is") => {
+            ClusterError::TooLarge(format!("key-space write: {m}"))
+        }
+        E::Core(rumor::core::Error::InvalidState(m)) if m.contains("value must be") => {
+            ClusterError::TooLarge(format!("state write: {m}"))
+        }
         E::JoinFailed { .. } => ClusterError::Unreachable(e.to_string()),
         E::Stopped | E::Task(_) => ClusterError::Closed,
         E::Core(_) | E::InvalidConfig(_) | E::InvalidLabel(_) => {
@@ -83,26 +99,45 @@ impl LibNode {
             b = b.keyring(Keyring::with_keys(primary, others));
         }
         if let Some(inc) = s.last_incarnation {
-            // The library has no way to start at a given incarnation; the
-            // node learns its old one from the cluster when it rejoins.
-            tracing::debug!(incarnation = inc, "previous incarnation from the snapshot");
+            // Start above the previous run's incarnation, so the first alive
+            // claim outranks what the cluster remembers of this node.
+            b = b.incarnation(inc);
         }
         let node = b.start().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let (events, _) = broadcast::channel(4096);
-        let mut rx = node.subscribe();
-        let tx = events.clone();
+        let (user_events, _) = broadcast::channel(4096);
+        let (kv_changes, _) = broadcast::channel(4096);
+        let mut rx = node.events();
+        let (tx, utx, ktx) = (events.clone(), user_events.clone(), kv_changes.clone());
         let forward = tokio::spawn(async move {
             loop {
                 match rx.recv().await {
-                    Ok(ev) => {
+                    Ok(Event::Member(ev)) => {
                         let _ = tx.send(MemberEvent {
                             kind: ev.kind,
                             member: ev.member,
                             at: SystemTime::now(),
                         });
                     }
+                    Ok(Event::User(ev)) => {
+                        let _ = utx.send(UserEvent {
+                            name: ev.name,
+                            payload: ev.payload,
+                            origin: ev.origin.to_string(),
+                            ltime: ev.ltime,
+                            at: SystemTime::now(),
+                        });
+                    }
+                    Ok(Event::Kv(ch)) => {
+                        let _ = ktx.send(KvChange {
+                            key: ch.key,
+                            new: ch.new,
+                            at: SystemTime::now(),
+                        });
+                    }
+                    Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!("{n} membership events were missed");
+                        tracing::warn!("{n} node events were missed");
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 }
@@ -114,6 +149,8 @@ impl LibNode {
             keyring: node.keyring().cloned(),
             node: RwLock::new(Some(node)),
             events,
+            user_events,
+            kv_changes,
             forward,
         })
     }
@@ -189,11 +226,69 @@ impl Cluster for LibNode {
         })
     }
 
-    fn user_event(&self, _name: &str, _payload: &[u8]) -> Result<(), ClusterError> {
-        Err(ClusterError::Unsupported(
-            "user events are not available yet: the rumor library's Node has no user-event API"
-                .into(),
-        ))
+    fn subscribe_user(&self) -> broadcast::Receiver<UserEvent> {
+        self.user_events.subscribe()
+    }
+
+    fn subscribe_kv(&self) -> broadcast::Receiver<KvChange> {
+        self.kv_changes.subscribe()
+    }
+
+    fn user_event(
+        &self,
+        name: String,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'_, Result<u64, ClusterError>> {
+        Box::pin(async move { with_node!(self, n => n.send_event(name, payload)) })
+    }
+
+    fn state_write(
+        &self,
+        key: String,
+        value: Option<String>,
+    ) -> BoxFuture<'_, Result<(), ClusterError>> {
+        Box::pin(async move {
+            match value {
+                Some(v) => with_node!(self, n => n.state_set(key, v)),
+                None => with_node!(self, n => n.state_delete(key)),
+            }
+        })
+    }
+
+    fn states(&self) -> BoxFuture<'_, Result<States, ClusterError>> {
+        Box::pin(async move { with_node!(self, n => n.states()) })
+    }
+
+    fn kv_get(&self, key: String) -> BoxFuture<'_, Result<Option<KvEntry>, ClusterError>> {
+        Box::pin(async move { with_node!(self, n => n.kv_entry(&key)) })
+    }
+
+    fn kv_scan(
+        &self,
+        prefix: String,
+    ) -> BoxFuture<'_, Result<Vec<(String, KvEntry)>, ClusterError>> {
+        Box::pin(async move { with_node!(self, n => n.kv_scan(&prefix)) })
+    }
+
+    fn kv_write(
+        &self,
+        key: String,
+        value: Option<Vec<u8>>,
+    ) -> BoxFuture<'_, Result<(), ClusterError>> {
+        Box::pin(async move {
+            match value {
+                Some(v) => with_node!(self, n => n.kv_put(key, v)),
+                None => with_node!(self, n => n.kv_delete(key)),
+            }
+        })
+    }
+
+    fn track_aggregate(&self, name: String) -> BoxFuture<'_, Result<(), ClusterError>> {
+        Box::pin(async move { with_node!(self, n => n.track_aggregate(name)) })
+    }
+
+    fn aggregate(&self, name: String) -> BoxFuture<'_, Result<Option<Estimate>, ClusterError>> {
+        Box::pin(async move { with_node!(self, n => n.aggregate(&name)) })
     }
 
     fn keys(&self) -> Result<KeyringView, ClusterError> {

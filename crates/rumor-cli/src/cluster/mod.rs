@@ -7,6 +7,7 @@
 
 pub mod lib_node;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
@@ -16,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use rumor_core::{Member, MemberEventKind, Tags};
 use tokio::sync::broadcast;
 
-pub use rumor::Stats;
+pub use rumor::{Estimate, KvEntry, Stats};
 
 /// A boxed future, so [`Cluster`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -32,15 +33,46 @@ pub struct MemberEvent {
     pub at: SystemTime,
 }
 
+/// An application event delivered here (sent by any member, this one
+/// included), stamped with the wall-clock time it was seen.
+#[derive(Clone, Debug)]
+pub struct UserEvent {
+    /// Event name.
+    pub name: String,
+    /// Opaque payload.
+    pub payload: Vec<u8>,
+    /// The member that sent it.
+    pub origin: String,
+    /// Lamport time at the origin.
+    pub ltime: u64,
+    /// When the local node delivered it.
+    pub at: SystemTime,
+}
+
+/// A change of a replicated key, seen here (a local write or one learned
+/// from the cluster).
+#[derive(Clone, Debug)]
+pub struct KvChange {
+    /// The key.
+    pub key: String,
+    /// Its entry now (possibly a tombstone: a delete).
+    pub new: KvEntry,
+    /// When the local node applied it.
+    pub at: SystemTime,
+}
+
+/// Every member's per-node state, by member name, then key.
+pub type States = BTreeMap<String, BTreeMap<String, String>>;
+
 /// Why a cluster operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    /// The operation is not available in this build (the message says what is missing).
-    #[error("{0}")]
-    Unsupported(String),
     /// The caller's input is invalid.
     #[error("{0}")]
     Invalid(String),
+    /// A value, key or event over a size limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// A key or member that does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -107,8 +139,41 @@ pub trait Cluster: Send + Sync + 'static {
     fn leave(&self, timeout: Duration) -> BoxFuture<'_, Result<(), ClusterError>>;
     /// Stop all I/O at once (a crash, as far as the others can tell).
     fn shutdown(&self) -> BoxFuture<'_, ()>;
-    /// Broadcast a user event.
-    fn user_event(&self, name: &str, payload: &[u8]) -> Result<(), ClusterError>;
+    /// User events from now on (sent by any member, this one included).
+    fn subscribe_user(&self) -> broadcast::Receiver<UserEvent>;
+    /// Replicated-key changes from now on.
+    fn subscribe_kv(&self) -> broadcast::Receiver<KvChange>;
+    /// Broadcast a user event; returns its Lamport time.
+    fn user_event(
+        &self,
+        name: String,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'_, Result<u64, ClusterError>>;
+    /// Set (`Some`) or delete (`None`) one of this node's per-node state keys.
+    fn state_write(
+        &self,
+        key: String,
+        value: Option<String>,
+    ) -> BoxFuture<'_, Result<(), ClusterError>>;
+    /// Every member's per-node state as known here, by member name.
+    fn states(&self) -> BoxFuture<'_, Result<States, ClusterError>>;
+    /// The live entry under a replicated key (`None`: absent or deleted).
+    fn kv_get(&self, key: String) -> BoxFuture<'_, Result<Option<KvEntry>, ClusterError>>;
+    /// Live entries whose key starts with `prefix`, in key order.
+    fn kv_scan(
+        &self,
+        prefix: String,
+    ) -> BoxFuture<'_, Result<Vec<(String, KvEntry)>, ClusterError>>;
+    /// Write (`Some`) or delete (`None`) a last-write-wins key.
+    fn kv_write(
+        &self,
+        key: String,
+        value: Option<Vec<u8>>,
+    ) -> BoxFuture<'_, Result<(), ClusterError>>;
+    /// Start aggregating the state key `name` (no-op if already tracked).
+    fn track_aggregate(&self, name: String) -> BoxFuture<'_, Result<(), ClusterError>>;
+    /// The current estimate of aggregate `name` (`None`: not known yet).
+    fn aggregate(&self, name: String) -> BoxFuture<'_, Result<Option<Estimate>, ClusterError>>;
     /// The keyring.
     fn keys(&self) -> Result<KeyringView, ClusterError>;
     /// Install a key.
