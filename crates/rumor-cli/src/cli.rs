@@ -47,6 +47,18 @@ pub enum Command {
     Tags(TagsArgs),
     /// Run N nodes in this process with a scripted failure scenario and a dashboard.
     Demo(DemoArgs),
+    /// Run the deterministic simulator (`rumor sim --help` lists its flags;
+    /// docs/simulator.md explains them).
+    #[command(disable_help_flag = true)]
+    Sim(SimArgs),
+}
+
+/// Arguments of `rumor sim`, handed unparsed to the simulator.
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    /// The simulator's arguments (`--nodes`, `--scenario`, `--json`, ...).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// Settings of `rumor agent`.

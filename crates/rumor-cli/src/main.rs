@@ -44,6 +44,11 @@ fn main() -> ExitCode {
         Command::Agg(a) => client::agg(&a),
         Command::Keys(k) => client::keys(&k.op),
         Command::Tags(t) => client::tags(&t.op),
+        Command::Sim(a) => {
+            let argv = std::iter::once("rumor sim".to_string()).chain(a.args);
+            let code = rumor_sim::cli::main_with_args(argv);
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
