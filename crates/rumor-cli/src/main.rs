@@ -1,8 +1,61 @@
-//! The `rumor` binary (agent, CLI, simulator front end): filled in by later issues.
+//! The `rumor` binary: the agent (a cluster member with an HTTP API, a
+//! dashboard and Prometheus metrics), the CLI client that talks to it, and
+//! an in-process demo.
+//!
+//! Modules, one concept each: [`cli`] arguments, [`config`] the config file
+//! and its merge, [`cluster`] the boundary to the node, [`agent`] the agent
+//! runtime, [`http`] the API, [`dashboard`] the web page, [`metrics`] the
+//! Prometheus exporter, [`client`] the client commands, [`demo`] the demo,
+//! [`event_handler`] the `--event-handler` runner, [`snapshot`] the snapshot file.
 
-fn main() {
-    println!(
-        "rumor {}: the agent is not built yet",
-        env!("CARGO_PKG_VERSION")
-    );
+mod agent;
+mod cli;
+mod client;
+mod cluster;
+mod config;
+mod dashboard;
+mod demo;
+mod event_handler;
+mod http;
+mod metrics;
+mod snapshot;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Agent(args) => runtime().and_then(|rt| rt.block_on(agent::run(*args))),
+        Command::Demo(args) => runtime().and_then(|rt| {
+            agent::init_logging(false, "warn");
+            rt.block_on(demo::run(args))
+        }),
+        Command::Members(a) => client::members(&a),
+        Command::Join(a) => client::join(&a),
+        Command::Leave(a) => client::leave(&a),
+        Command::Event(a) => client::event(&a),
+        Command::Monitor(a) => client::monitor(&a),
+        Command::Keys(k) => client::keys(&k.op),
+        Command::Tags(t) => client::tags(&t.op),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the chain of causes, outermost first.
+            eprintln!("rumor: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))
 }

@@ -1,0 +1,202 @@
+//! The agent runtime: start order, signals and shutdown.
+//!
+//! Start order (nothing is left half-started on an error): read and check
+//! every setting, the keyring and the snapshot; resolve the seeds; bind the
+//! HTTP listener; start the node (binds gossip UDP and TCP); join the seeds
+//! (with `--join`, failing to reach every one of them is fatal); only then
+//! serve HTTP and run the snapshot writer and the event handler.
+//!
+//! SIGINT or SIGTERM starts a graceful leave bounded by `leave_timeout`,
+//! then the agent exits 0; a second signal exits at once (status 1).
+//! `POST /v1/leave` leaves the same way.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::cli::AgentArgs;
+use crate::cluster::{self, normalize_key, resolve_seeds, NodeSettings, SharedCluster};
+use crate::config::AgentConfig;
+use crate::http::{self, ApiState};
+use crate::snapshot::Snapshot;
+
+/// Set up logging to stderr: text or JSON lines, level from `RUMOR_LOG`
+/// (an `EnvFilter` directive), else `default`.
+pub fn init_logging(json: bool, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUMOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Read a keyring file: hex keys, one a line (`#` comments and blank lines
+/// ignored), or a JSON array of them; the first is primary.
+pub fn load_keyring(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read keyring {}", path.display()))?;
+    let raw: Vec<String> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(&text)
+            .with_context(|| format!("keyring {} is not a JSON array of keys", path.display()))?
+    } else {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect()
+    };
+    if raw.is_empty() {
+        bail!("keyring {} holds no key", path.display());
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(i, k)| {
+            normalize_key(k).with_context(|| format!("keyring {} key {}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Run an agent until it is told to stop.
+pub async fn run(args: AgentArgs) -> Result<()> {
+    let cfg = AgentConfig::resolve(&args)?;
+    init_logging(cfg.log_json, "info");
+    let keys = match &cfg.keyring {
+        Some(p) => load_keyring(p)?,
+        None => Vec::new(),
+    };
+    let snapshot = match &cfg.snapshot {
+        Some(p) => Snapshot::load(p)?,
+        None => None,
+    };
+    let seeds = resolve_seeds(&cfg.join).await?;
+
+    crate::metrics::install();
+    let http_listener = tokio::net::TcpListener::bind(cfg.http)
+        .await
+        .with_context(|| format!("cannot bind HTTP {}", cfg.http))?;
+    let http_addr = http_listener.local_addr().unwrap_or(cfg.http);
+
+    let node = cluster::start(NodeSettings {
+        name: cfg.name.clone(),
+        bind: cfg.bind,
+        advertise: cfg.advertise,
+        tags: cfg.tags.clone(),
+        config: cfg.protocol.clone(),
+        keys,
+        label: cfg.label.clone(),
+        last_incarnation: snapshot.as_ref().map(|s| s.incarnation),
+    })
+    .await?;
+    tracing::info!(name = %node.name(), addr = %node.addr(), http = %http_addr, profile = %cfg.profile_name, "agent started");
+
+    if !seeds.is_empty() {
+        match node.join(seeds.clone()).await {
+            Ok(n) => tracing::info!("joined through {n} of {} seeds", seeds.len()),
+            Err(e) => {
+                node.shutdown().await;
+                bail!("cannot join the cluster: {e}");
+            }
+        }
+    } else if let Some(snap) = &snapshot {
+        let addrs = snap.rejoin_addrs();
+        if !addrs.is_empty() {
+            match node.join(addrs.clone()).await {
+                Ok(n) => {
+                    tracing::info!("rejoined {n} of {} members from the snapshot", addrs.len())
+                }
+                Err(e) => tracing::warn!("could not rejoin from the snapshot: {e}"),
+            }
+        } else if snap.left {
+            tracing::info!("the snapshot says this agent left: not rejoining");
+        }
+    }
+
+    let (leave_tx, mut leave_rx) = mpsc::channel(1);
+    let mut state = ApiState::new(node.clone(), cfg.http_token.clone());
+    state.on_leave = Some(leave_tx);
+    state.leave_timeout = cfg.leave_timeout;
+    let leaving = state.leaving.clone();
+    let mut tasks = vec![tokio::spawn(async move {
+        if let Err(e) = http::serve(http_listener, http::router(state)).await {
+            tracing::error!("HTTP server failed: {e}");
+        }
+    })];
+    if let Some(p) = cfg.snapshot.clone() {
+        tasks.push(tokio::spawn(crate::snapshot::keep(node.clone(), p)));
+    }
+    if let Some(cmd) = cfg.event_handler.clone() {
+        tasks.push(tokio::spawn(crate::event_handler::run(node.clone(), cmd)));
+    }
+
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let via_api = tokio::select! {
+        _ = sigint.recv() => false,
+        _ = sigterm.recv() => false,
+        _ = leave_rx.recv() => true,
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = sigint.recv() => {},
+            _ = sigterm.recv() => {},
+        }
+        eprintln!("rumor: second signal, exiting at once");
+        std::process::exit(1);
+    });
+    if !via_api {
+        tracing::info!(timeout = ?cfg.leave_timeout, "signal received: leaving the cluster");
+        leaving.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = node.leave(cfg.leave_timeout).await {
+            tracing::warn!("leave failed: {e}");
+        }
+    }
+    finish(&node, cfg.snapshot.as_deref()).await;
+    for t in tasks {
+        t.abort();
+    }
+    tracing::info!("left the cluster; bye");
+    Ok(())
+}
+
+async fn finish(node: &SharedCluster, snapshot: Option<&Path>) {
+    if let Some(p) = snapshot {
+        if let Some(snap) = Snapshot::of(node, true).await {
+            if let Err(e) = snap.store(p) {
+                tracing::warn!("{e:#}");
+            }
+        }
+    }
+    node.shutdown().await;
+    // Let the last datagrams leave the socket buffers.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    drop(Arc::clone(node));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyring_files() {
+        let dir = std::env::temp_dir().join(format!("rumor-kr-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let k = crate::cluster::generate_key().unwrap();
+        let p = dir.join("lines");
+        std::fs::write(&p, format!("# primary\n{k}\n\n")).unwrap();
+        assert_eq!(load_keyring(&p).unwrap(), vec![k.clone()]);
+        let p = dir.join("json");
+        std::fs::write(&p, format!("[\"{k}\"]")).unwrap();
+        assert_eq!(load_keyring(&p).unwrap(), vec![k]);
+        std::fs::write(&p, "nope").unwrap();
+        assert!(load_keyring(&p).is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

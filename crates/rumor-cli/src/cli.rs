@@ -1,0 +1,302 @@
+//! Command-line arguments: every subcommand and flag of the `rumor` binary.
+//!
+//! Agent settings are all `Option`s here: a flag that was not given (and
+//! whose `RUMOR_*` variable is unset) falls through to the config file and
+//! then to the defaults, see [`crate::config`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The address the CLI client talks to when `--http` is not given.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:7947";
+
+/// rumor: gossip membership and failure detection (SWIM + Lifeguard).
+#[derive(Debug, Parser)]
+#[command(name = "rumor", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an agent: a cluster member with an HTTP API and a dashboard.
+    Agent(Box<AgentArgs>),
+    /// List the members the local agent knows.
+    Members(MembersArgs),
+    /// Ask the local agent to join a cluster through the given addresses.
+    Join(JoinArgs),
+    /// Ask the local agent to leave the cluster gracefully and exit.
+    Leave(ClientArgs),
+    /// Broadcast a user event through the local agent.
+    Event(EventArgs),
+    /// Print membership events from the local agent as they happen.
+    Monitor(MonitorArgs),
+    /// Manage the local agent's encryption keyring.
+    Keys(KeysArgs),
+    /// Change the local agent's tags.
+    Tags(TagsArgs),
+    /// Run N nodes in this process with a scripted failure scenario and a dashboard.
+    Demo(DemoArgs),
+}
+
+/// Settings of `rumor agent`.
+///
+/// Precedence, highest first: command-line flags, then `RUMOR_*`
+/// environment variables, then the `--config` file, then the defaults.
+#[derive(Debug, Default, Args)]
+#[command(
+    after_help = "Precedence: flags > RUMOR_* environment variables > --config file > defaults.\n\
+See docs/agent.md for every key."
+)]
+pub struct AgentArgs {
+    /// Unique member name [default: the host name].
+    #[arg(long, env = "RUMOR_NAME")]
+    pub name: Option<String>,
+    /// UDP and TCP address for gossip [default: 0.0.0.0:7946].
+    #[arg(long, env = "RUMOR_BIND")]
+    pub bind: Option<String>,
+    /// Address other members dial, when it differs from --bind (NAT, 0.0.0.0).
+    #[arg(long, env = "RUMOR_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// HTTP API and dashboard address [default: 127.0.0.1:7947].
+    #[arg(long, env = "RUMOR_HTTP")]
+    pub http: Option<String>,
+    /// Seeds to join at start: host:port or DNS names (port 7946 if omitted);
+    /// comma-separated or repeated.
+    #[arg(long, env = "RUMOR_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+    /// A tag `key=value`; repeatable (env: comma-separated).
+    #[arg(long = "tag", env = "RUMOR_TAGS", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Protocol timing profile: lan, wan or local [default: lan].
+    #[arg(long, env = "RUMOR_PROFILE")]
+    pub profile: Option<String>,
+    /// Keyring file: hex keys (64 digits), one a line, the first is primary.
+    #[arg(long, env = "RUMOR_KEYRING")]
+    pub keyring: Option<PathBuf>,
+    /// Cluster label: only members with the same label talk to each other.
+    #[arg(long, env = "RUMOR_LABEL")]
+    pub label: Option<String>,
+    /// TOML configuration file (unknown keys are rejected).
+    #[arg(long, env = "RUMOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "RUMOR_LOG_JSON")]
+    pub log_json: bool,
+    /// Bearer token required by the write endpoints (and the keyring listing).
+    #[arg(long, env = "RUMOR_HTTP_TOKEN", hide_env_values = true)]
+    pub http_token: Option<String>,
+    /// File recording known members and the own incarnation; on restart the
+    /// agent rejoins them without --join.
+    #[arg(long, env = "RUMOR_SNAPSHOT")]
+    pub snapshot: Option<PathBuf>,
+    /// Program run (through `sh -c`) for each membership event, with
+    /// RUMOR_EVENT and RUMOR_MEMBER_* variables naming it.
+    #[arg(long, env = "RUMOR_EVENT_HANDLER")]
+    pub event_handler: Option<String>,
+    /// Longest a graceful leave may take on SIGINT/SIGTERM, e.g. `5s` [default: 5s].
+    #[arg(long, env = "RUMOR_LEAVE_TIMEOUT")]
+    pub leave_timeout: Option<String>,
+}
+
+/// Flags every client command takes.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The agent's HTTP address.
+    #[arg(long, env = "RUMOR_HTTP", default_value = DEFAULT_HTTP)]
+    pub http: String,
+    /// Bearer token for the agent's write endpoints.
+    #[arg(long, env = "RUMOR_HTTP_TOKEN", hide_env_values = true)]
+    pub http_token: Option<String>,
+}
+
+/// `rumor members`.
+#[derive(Debug, Args)]
+pub struct MembersArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only members in this status: alive, suspect, dead or left.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only members with this tag `key=value`; repeatable (all must match).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+}
+
+/// `rumor join`.
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Addresses to join (host:port or DNS names).
+    #[arg(required = true)]
+    pub addrs: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rumor event`.
+#[derive(Debug, Args)]
+pub struct EventArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Event name.
+    pub name: String,
+    /// Payload (text).
+    pub payload: Option<String>,
+}
+
+/// `rumor monitor`.
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print each event as a JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rumor keys`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// The keyring operation.
+    #[command(subcommand)]
+    pub op: KeysOp,
+}
+
+/// Keyring operations.
+#[derive(Debug, Subcommand)]
+pub enum KeysOp {
+    /// Print a fresh random key (needs no agent).
+    Gen,
+    /// Install a key (not yet used for sending).
+    Install(KeyArg),
+    /// Make an installed key the primary one.
+    Use(KeyArg),
+    /// Remove a key (not the primary one).
+    Remove(KeyArg),
+    /// List installed keys.
+    List(KeysListArgs),
+}
+
+/// A key operand.
+#[derive(Debug, Args)]
+pub struct KeyArg {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The key: 64 hexadecimal digits.
+    pub key: String,
+}
+
+/// `rumor keys list`.
+#[derive(Debug, Args)]
+pub struct KeysListArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rumor tags`.
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    /// The tag operation.
+    #[command(subcommand)]
+    pub op: TagsOp,
+}
+
+/// Tag operations.
+#[derive(Debug, Subcommand)]
+pub enum TagsOp {
+    /// Set tags `key=value` (others are kept).
+    Set(TagsSetArgs),
+    /// Delete tags by key.
+    Del(TagsDelArgs),
+}
+
+/// `rumor tags set`.
+#[derive(Debug, Args)]
+pub struct TagsSetArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// `key=value` pairs.
+    #[arg(required = true)]
+    pub tags: Vec<String>,
+}
+
+/// `rumor tags del`.
+#[derive(Debug, Args)]
+pub struct TagsDelArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Keys to delete.
+    #[arg(required = true)]
+    pub keys: Vec<String>,
+}
+
+/// `rumor demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Nodes to run.
+    #[arg(long, default_value_t = 32)]
+    pub nodes: usize,
+    /// Dashboard address (the dashboard of the first node).
+    #[arg(long, default_value = "127.0.0.1:7947")]
+    pub http: String,
+    /// First gossip port; nodes use consecutive ports from here (0: any free ports).
+    #[arg(long, default_value_t = 0)]
+    pub base_port: u16,
+    /// Protocol profile of the demo nodes.
+    #[arg(long, default_value = "local")]
+    pub profile: String,
+    /// Stop once the scripted scenario has run and the timeline is printed.
+    #[arg(long)]
+    pub exit_after_script: bool,
+    /// Print the timeline as JSON too.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parse `key=value`; the error names the bad item.
+pub fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("bad tag {s:?}: expected key=value")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn tags_parse() {
+        assert_eq!(parse_tag("role=web"), Ok(("role".into(), "web".into())));
+        assert_eq!(parse_tag("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(parse_tag("novalue").is_err());
+        assert!(parse_tag("=x").is_err());
+    }
+}

@@ -1,0 +1,372 @@
+//! The CLI client: commands that talk to a running agent's HTTP API.
+//!
+//! Every command prints one line on stderr and exits 1 when no agent
+//! answers, naming the address it tried; API errors are shown with the
+//! agent's own message.
+
+use std::io::{BufRead, BufReader, Write};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use serde_json::{json, Value};
+
+use crate::cli::{
+    parse_tag, ClientArgs, EventArgs, JoinArgs, KeysOp, MembersArgs, MonitorArgs, TagsOp,
+};
+use crate::http::MemberJson;
+
+/// A connection to one agent.
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client for the agent at `args.http`.
+    pub fn new(args: &ClientArgs) -> Self {
+        Self::with_timeout(args, Some(Duration::from_secs(30)))
+    }
+
+    /// A client whose reads time out after `read` (`None`: never, for streams).
+    pub fn with_timeout(args: &ClientArgs, read: Option<Duration>) -> Self {
+        let addr = args.http.trim();
+        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let mut b = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(3));
+        if let Some(r) = read {
+            b = b.timeout_read(r);
+        }
+        Client {
+            base,
+            token: args.http_token.clone().filter(|t| !t.is_empty()),
+            agent: b.build(),
+        }
+    }
+
+    fn request(&self, method: &str, path: &str) -> ureq::Request {
+        let mut r = self
+            .agent
+            .request(method, &format!("{}{}", self.base, path));
+        if let Some(t) = &self.token {
+            r = r.set("Authorization", &format!("Bearer {t}"));
+        }
+        r
+    }
+
+    fn handle(&self, res: Result<ureq::Response, ureq::Error>) -> Result<ureq::Response> {
+        match res {
+            Ok(r) => Ok(r),
+            Err(ureq::Error::Status(code, r)) => {
+                let msg = r
+                    .into_json::<Value>()
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(Value::as_str).map(String::from))
+                    .unwrap_or_else(|| "no error message".into());
+                bail!("agent at {} answered {code}: {msg}", self.base)
+            }
+            Err(ureq::Error::Transport(t)) => {
+                bail!(
+                    "no agent answers at {}: {}",
+                    self.base,
+                    transport_reason(&t)
+                )
+            }
+        }
+    }
+
+    /// `GET path` as JSON.
+    pub fn get(&self, path: &str) -> Result<Value> {
+        let r = self.handle(self.request("GET", path).call())?;
+        r.into_json()
+            .map_err(|e| anyhow!("bad answer from {}: {e}", self.base))
+    }
+
+    /// `method path` with a JSON body, answer as JSON.
+    pub fn send(&self, method: &str, path: &str, body: Value) -> Result<Value> {
+        let r = self.handle(self.request(method, path).send_json(body))?;
+        r.into_json()
+            .map_err(|e| anyhow!("bad answer from {}: {e}", self.base))
+    }
+
+    /// `GET path` as a stream of lines.
+    pub fn stream(&self, path: &str) -> Result<impl BufRead> {
+        let r = self.handle(
+            self.request("GET", path)
+                .set("Accept", "text/event-stream")
+                .call(),
+        )?;
+        Ok(BufReader::new(r.into_reader()))
+    }
+}
+
+fn transport_reason(t: &ureq::Transport) -> String {
+    use std::error::Error as _;
+    let mut msg = t.kind().to_string();
+    let mut src = t.source();
+    while let Some(s) = src {
+        msg = s.to_string();
+        src = s.source();
+    }
+    msg
+}
+
+/// Lay out rows as left-aligned columns separated by two spaces.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                let pad = widths[c] - cell.chars().count() + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn tags_text(tags: &std::collections::BTreeMap<String, String>) -> String {
+    tags.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `rumor members`.
+pub fn members(args: &MembersArgs) -> Result<()> {
+    let want: Vec<(String, String)> = args
+        .tags
+        .iter()
+        .map(|t| parse_tag(t).map_err(anyhow::Error::msg))
+        .collect::<Result<_>>()?;
+    let mut path = "/v1/members".to_string();
+    if let Some(s) = &args.status {
+        if !matches!(s.as_str(), "alive" | "suspect" | "dead" | "failed" | "left") {
+            bail!("unknown status {s:?}: expected alive, suspect, dead or left");
+        }
+        path.push_str(&format!("?status={s}"));
+    }
+    let v = Client::new(&args.client).get(&path)?;
+    let list: Vec<MemberJson> =
+        serde_json::from_value(v).map_err(|e| anyhow!("bad member list from the agent: {e}"))?;
+    let list: Vec<MemberJson> = list
+        .into_iter()
+        .filter(|m| want.iter().all(|(k, v)| m.tags.get(k) == Some(v)))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        return Ok(());
+    }
+    let mut rows = vec![vec![
+        "NAME".to_string(),
+        "ADDRESS".to_string(),
+        "STATUS".to_string(),
+        "TAGS".to_string(),
+    ]];
+    for m in &list {
+        rows.push(vec![
+            m.name.clone(),
+            m.addr.clone(),
+            m.status.clone(),
+            tags_text(&m.tags),
+        ]);
+    }
+    write!(out, "{}", table(&rows))?;
+    Ok(())
+}
+
+/// `rumor join`.
+pub fn join(args: &JoinArgs) -> Result<()> {
+    let v = Client::new(&args.client).send("POST", "/v1/join", json!({ "addrs": args.addrs }))?;
+    if args.json {
+        println!("{v}");
+    } else {
+        let n = v.get("joined").and_then(Value::as_u64).unwrap_or(0);
+        println!(
+            "joined through {n} of {} seed address(es)",
+            args.addrs.len()
+        );
+    }
+    Ok(())
+}
+
+/// `rumor leave`.
+pub fn leave(args: &ClientArgs) -> Result<()> {
+    Client::new(args).send("POST", "/v1/leave", json!({}))?;
+    println!("the agent left the cluster and is shutting down");
+    Ok(())
+}
+
+/// `rumor event`.
+pub fn event(args: &EventArgs) -> Result<()> {
+    let body = json!({ "name": args.name, "payload": args.payload.clone().unwrap_or_default() });
+    Client::new(&args.client).send("POST", "/v1/event", body)?;
+    println!("event {:?} sent", args.name);
+    Ok(())
+}
+
+/// Format one SSE `member` event for humans.
+pub fn monitor_line(data: &Value) -> String {
+    let m = &data["member"];
+    let ms = data["time_ms"].as_u64().unwrap_or(0);
+    let secs = ms / 1000;
+    let (h, mi, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let tags = m["tags"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    format!(
+        "{h:02}:{mi:02}:{s:02}.{:03}Z {:<15} {} {} {} inc={} {}",
+        ms % 1000,
+        data["type"].as_str().unwrap_or("?"),
+        m["name"].as_str().unwrap_or("?"),
+        m["addr"].as_str().unwrap_or("?"),
+        m["status"].as_str().unwrap_or("?"),
+        m["incarnation"],
+        tags
+    )
+    .trim_end()
+    .to_string()
+}
+
+/// `rumor monitor`.
+pub fn monitor(args: &MonitorArgs) -> Result<()> {
+    let client = Client::with_timeout(&args.client, None);
+    let mut lines = client.stream("/v1/events")?;
+    eprintln!("monitoring {} (Ctrl-C to stop)", client.base);
+    let mut event = String::new();
+    let mut line = String::new();
+    let mut out = std::io::stdout().lock();
+    loop {
+        line.clear();
+        let n = lines
+            .read_line(&mut line)
+            .map_err(|e| anyhow!("lost the agent at {}: {e}", client.base))?;
+        if n == 0 {
+            bail!("the agent at {} closed the event stream", client.base);
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        if let Some(e) = l.strip_prefix("event:") {
+            event = e.trim().to_string();
+        } else if let Some(d) = l.strip_prefix("data:") {
+            if event == "member" {
+                let v: Value = serde_json::from_str(d.trim()).unwrap_or(Value::Null);
+                if args.json {
+                    writeln!(out, "{v}")?;
+                } else {
+                    writeln!(out, "{}", monitor_line(&v))?;
+                }
+                out.flush()?;
+            }
+        } else if l.is_empty() {
+            event.clear();
+        }
+    }
+}
+
+/// `rumor keys ...`.
+pub fn keys(op: &KeysOp) -> Result<()> {
+    match op {
+        KeysOp::Gen => println!("{}", crate::cluster::generate_key()?),
+        KeysOp::Install(k) => {
+            Client::new(&k.client).send(
+                "POST",
+                "/v1/keys",
+                json!({"op": "install", "key": k.key}),
+            )?;
+            println!("key installed");
+        }
+        KeysOp::Use(k) => {
+            Client::new(&k.client).send("POST", "/v1/keys", json!({"op": "use", "key": k.key}))?;
+            println!("key is now primary");
+        }
+        KeysOp::Remove(k) => {
+            Client::new(&k.client).send("DELETE", "/v1/keys", json!({"key": k.key}))?;
+            println!("key removed");
+        }
+        KeysOp::List(l) => {
+            let v = Client::new(&l.client).get("/v1/keys")?;
+            if l.json {
+                println!("{v}");
+                return Ok(());
+            }
+            let primary = v["primary"].as_str().unwrap_or("");
+            let keys = v["keys"].as_array().cloned().unwrap_or_default();
+            if keys.is_empty() {
+                println!("no keys installed (gossip is not encrypted)");
+            }
+            for k in keys {
+                let k = k.as_str().unwrap_or("");
+                println!("{k}{}", if k == primary { "  (primary)" } else { "" });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `rumor tags ...`.
+pub fn tags(op: &TagsOp) -> Result<()> {
+    let (client, body) = match op {
+        TagsOp::Set(a) => {
+            let mut set = serde_json::Map::new();
+            for t in &a.tags {
+                let (k, v) = parse_tag(t).map_err(anyhow::Error::msg)?;
+                set.insert(k, Value::String(v));
+            }
+            (&a.client, json!({ "set": set }))
+        }
+        TagsOp::Del(a) => (&a.client, json!({ "delete": a.keys })),
+    };
+    let v = Client::new(client).send("PUT", "/v1/tags", body)?;
+    let tags: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(v["tags"].clone()).unwrap_or_default();
+    println!("tags: {}", tags_text(&tags));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns() {
+        let t = table(&[
+            vec!["NAME".into(), "ADDRESS".into(), "TAGS".into()],
+            vec!["a-long-name".into(), "1.2.3.4:5".into(), "".into()],
+        ]);
+        assert_eq!(t, "NAME         ADDRESS    TAGS\na-long-name  1.2.3.4:5\n");
+    }
+
+    #[test]
+    fn monitor_formats() {
+        let v = json!({"type":"member-join","time_ms":3_723_004u64,"member":{"name":"b","addr":"127.0.0.1:2","status":"alive","incarnation":1,"tags":{"r":"x"}}});
+        assert_eq!(
+            monitor_line(&v),
+            "01:02:03.004Z member-join     b 127.0.0.1:2 alive inc=1 r=x"
+        );
+    }
+}

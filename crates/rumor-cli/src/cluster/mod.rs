@@ -1,0 +1,228 @@
+//! The boundary between the agent and the node it runs.
+//!
+//! Everything else in this crate (HTTP API, dashboard, snapshot, event
+//! handler, demo) talks to a cluster member only through [`Cluster`], so
+//! the implementation behind it lives in one place: [`lib_node::LibNode`],
+//! a `rumor::Node` from the networked library.
+
+pub mod lib_node;
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rumor_core::{Member, MemberEventKind, Tags};
+use tokio::sync::broadcast;
+
+pub use rumor::Stats;
+
+/// A boxed future, so [`Cluster`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A membership change, stamped with the wall-clock time it was seen.
+#[derive(Clone, Debug)]
+pub struct MemberEvent {
+    /// What happened.
+    pub kind: MemberEventKind,
+    /// The member after the change.
+    pub member: Member,
+    /// When the local node saw it.
+    pub at: SystemTime,
+}
+
+/// Why a cluster operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The operation is not available in this build (the message says what is missing).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The caller's input is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// A key or member that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The operation does not fit the node's state (e.g. keys without encryption).
+    #[error("{0}")]
+    Conflict(String),
+    /// No seed answered.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The node is shutting down.
+    #[error("the node has stopped")]
+    Closed,
+}
+
+/// The keyring as the API shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KeyringView {
+    /// The key used for sending, hex.
+    pub primary: Option<String>,
+    /// Every installed key, hex, primary first.
+    pub keys: Vec<String>,
+}
+
+/// Settings a node starts with.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    /// Member name.
+    pub name: String,
+    /// Gossip bind address (UDP and TCP).
+    pub bind: SocketAddr,
+    /// Address others dial, if not `bind`.
+    pub advertise: Option<SocketAddr>,
+    /// Initial tags.
+    pub tags: Tags,
+    /// Protocol configuration (a profile's, possibly tuned).
+    pub config: rumor_core::Config,
+    /// Keys, hex; the first is primary. Empty: no encryption.
+    pub keys: Vec<String>,
+    /// Cluster label.
+    pub label: Option<String>,
+    /// The incarnation recorded by a previous run, if any.
+    pub last_incarnation: Option<u32>,
+}
+
+/// One running cluster member, as the agent uses it.
+pub trait Cluster: Send + Sync + 'static {
+    /// This node's name.
+    fn name(&self) -> &str;
+    /// The address the others reach this node at.
+    fn addr(&self) -> SocketAddr;
+    /// This node as the cluster sees it.
+    fn local(&self) -> BoxFuture<'_, Result<Member, ClusterError>>;
+    /// Every known member, this node and tombstones included.
+    fn members(&self) -> BoxFuture<'_, Result<Vec<Member>, ClusterError>>;
+    /// Membership events from now on.
+    fn subscribe(&self) -> broadcast::Receiver<MemberEvent>;
+    /// Counters, the awareness score and members by state.
+    fn stats(&self) -> BoxFuture<'_, Result<Stats, ClusterError>>;
+    /// Replace the tags.
+    fn set_tags(&self, tags: Tags) -> BoxFuture<'_, Result<(), ClusterError>>;
+    /// Join through `seeds`; returns how many answered.
+    fn join(&self, seeds: Vec<SocketAddr>) -> BoxFuture<'_, Result<usize, ClusterError>>;
+    /// Leave gracefully, waiting at most `timeout` for the announcement to spread.
+    fn leave(&self, timeout: Duration) -> BoxFuture<'_, Result<(), ClusterError>>;
+    /// Stop all I/O at once (a crash, as far as the others can tell).
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
+    /// Broadcast a user event.
+    fn user_event(&self, name: &str, payload: &[u8]) -> Result<(), ClusterError>;
+    /// The keyring.
+    fn keys(&self) -> Result<KeyringView, ClusterError>;
+    /// Install a key.
+    fn install_key(&self, key: &str) -> Result<(), ClusterError>;
+    /// Make an installed key primary.
+    fn use_key(&self, key: &str) -> Result<(), ClusterError>;
+    /// Remove a key.
+    fn remove_key(&self, key: &str) -> Result<(), ClusterError>;
+}
+
+/// A shared handle to a running member.
+pub type SharedCluster = Arc<dyn Cluster>;
+
+/// Start a node with `settings`.
+pub async fn start(settings: NodeSettings) -> anyhow::Result<SharedCluster> {
+    let node = lib_node::LibNode::start(settings).await?;
+    Ok(Arc::new(node))
+}
+
+/// The address to advertise when bound to an unspecified IP: the source
+/// address of the default route, else loopback.
+pub fn guess_advertise(bind: SocketAddr) -> SocketAddr {
+    if !bind.ip().is_unspecified() {
+        return bind;
+    }
+    let ip = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    SocketAddr::new(ip, bind.port())
+}
+
+/// Check a key is 64 hexadecimal digits; return it lowercased.
+pub fn normalize_key(key: &str) -> Result<String, ClusterError> {
+    let k = key.trim();
+    if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ClusterError::Invalid(
+            "a key is 64 hexadecimal digits (see `rumor keys gen`)".into(),
+        ));
+    }
+    Ok(k.to_ascii_lowercase())
+}
+
+/// A fresh random key, hex.
+pub fn generate_key() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The API name of an event kind.
+pub fn kind_name(kind: MemberEventKind) -> &'static str {
+    match kind {
+        MemberEventKind::Joined => "member-join",
+        MemberEventKind::Updated => "member-update",
+        MemberEventKind::Suspect => "member-suspect",
+        MemberEventKind::Alive => "member-alive",
+        MemberEventKind::Failed => "member-failed",
+        MemberEventKind::Left => "member-leave",
+        MemberEventKind::Reaped => "member-reap",
+    }
+}
+
+/// Resolve seeds given as `ip:port`, `ip`, `host:port` or `host` (port
+/// [`crate::config::DEFAULT_PORT`] when omitted). DNS names may yield several
+/// addresses; all are kept. The error names the first seed that fails.
+pub async fn resolve_seeds(seeds: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
+    use anyhow::Context;
+    let mut out = Vec::new();
+    for s in seeds {
+        let s = s.trim();
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            out.push(a);
+            continue;
+        }
+        if let Ok(ip) = s
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+        {
+            out.push(SocketAddr::new(ip, crate::config::DEFAULT_PORT));
+            continue;
+        }
+        let found: Vec<SocketAddr> = if s.contains(':') {
+            tokio::net::lookup_host(s).await.map(|it| it.collect())
+        } else {
+            tokio::net::lookup_host((s, crate::config::DEFAULT_PORT))
+                .await
+                .map(|it| it.collect())
+        }
+        .with_context(|| format!("cannot resolve seed {s:?}"))?;
+        if found.is_empty() {
+            anyhow::bail!("seed {s:?} resolves to no address");
+        }
+        for a in found {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        let k = generate_key().unwrap();
+        assert_eq!(normalize_key(&k.to_uppercase()).unwrap(), k);
+        assert!(normalize_key("abc").is_err());
+        assert!(normalize_key(&"g".repeat(64)).is_err());
+    }
+}

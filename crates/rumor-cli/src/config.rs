@@ -1,0 +1,392 @@
+//! Agent configuration: the TOML file, and its merge with flags, `RUMOR_*`
+//! environment variables and defaults.
+//!
+//! Precedence, highest first: flags, environment variables (both handled by
+//! clap, see [`crate::cli::AgentArgs`]), the `--config` file, the defaults.
+//! The file rejects unknown keys, naming them, so a typo never passes silently.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rumor_core::{Profile, Tags};
+use serde::Deserialize;
+
+use crate::cli::{parse_tag, AgentArgs};
+
+/// Default gossip address (UDP and TCP).
+pub const DEFAULT_BIND: &str = "0.0.0.0:7946";
+/// Default HTTP API address.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:7947";
+/// Default gossip port for seeds given without one.
+pub const DEFAULT_PORT: u16 = 7946;
+/// Default bound on a graceful leave.
+pub const DEFAULT_LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `--config` file. Every key is optional; unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Member name.
+    pub name: Option<String>,
+    /// Gossip bind address.
+    pub bind: Option<String>,
+    /// Advertised gossip address.
+    pub advertise: Option<String>,
+    /// HTTP API address.
+    pub http: Option<String>,
+    /// Seeds.
+    pub join: Option<Vec<String>>,
+    /// Tags.
+    pub tags: Option<BTreeMap<String, String>>,
+    /// Profile name.
+    pub profile: Option<String>,
+    /// Keyring file.
+    pub keyring: Option<PathBuf>,
+    /// Cluster label.
+    pub label: Option<String>,
+    /// JSON logs.
+    pub log_json: Option<bool>,
+    /// Bearer token of the write endpoints.
+    pub http_token: Option<String>,
+    /// Snapshot file.
+    pub snapshot: Option<PathBuf>,
+    /// Event handler command.
+    pub event_handler: Option<String>,
+    /// Graceful leave bound, e.g. "5s".
+    pub leave_timeout: Option<String>,
+    /// Overrides of the profile's protocol settings.
+    pub protocol: Option<ProtocolOverrides>,
+}
+
+/// The `[protocol]` table: protocol settings that replace the profile's.
+/// Durations are strings like `"500ms"` or `"2s"`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtocolOverrides {
+    /// Time between two probes.
+    pub probe_interval: Option<String>,
+    /// Wait for a direct ack before asking others.
+    pub probe_timeout: Option<String>,
+    /// Members asked to probe indirectly.
+    pub indirect_checks: Option<usize>,
+    /// Retransmissions are `retransmit_mult * ceil(log10(N+1))`.
+    pub retransmit_mult: Option<u32>,
+    /// Minimum suspicion timeout is `suspicion_mult * max(1, log10 N) * probe_interval`.
+    pub suspicion_mult: Option<u32>,
+    /// Maximum suspicion timeout is this many times the minimum.
+    pub suspicion_max_mult: Option<u32>,
+    /// Time between gossip ticks.
+    pub gossip_interval: Option<String>,
+    /// Members each gossip tick sends to.
+    pub gossip_nodes: Option<usize>,
+    /// How long dead members still receive gossip.
+    pub gossip_to_the_dead: Option<String>,
+    /// Base interval of full-state push-pull ("0s" disables it).
+    pub push_pull_interval: Option<String>,
+    /// How long dead and left members are remembered.
+    pub tombstone_timeout: Option<String>,
+}
+
+impl ProtocolOverrides {
+    /// The profile's configuration with these overrides, validated; errors name the key.
+    pub fn apply(&self, mut c: rumor_core::Config) -> Result<rumor_core::Config> {
+        let dur = |key: &str, v: &Option<String>, slot: &mut Duration| -> Result<()> {
+            if let Some(s) = v {
+                *slot = parse_duration(s).with_context(|| format!("protocol.{key}"))?;
+            }
+            Ok(())
+        };
+        dur(
+            "probe_interval",
+            &self.probe_interval,
+            &mut c.probe_interval,
+        )?;
+        dur("probe_timeout", &self.probe_timeout, &mut c.probe_timeout)?;
+        dur(
+            "gossip_interval",
+            &self.gossip_interval,
+            &mut c.gossip_interval,
+        )?;
+        dur(
+            "gossip_to_the_dead",
+            &self.gossip_to_the_dead,
+            &mut c.gossip_to_the_dead,
+        )?;
+        dur(
+            "push_pull_interval",
+            &self.push_pull_interval,
+            &mut c.push_pull_interval,
+        )?;
+        dur(
+            "tombstone_timeout",
+            &self.tombstone_timeout,
+            &mut c.tombstone_timeout,
+        )?;
+        if let Some(v) = self.indirect_checks {
+            c.indirect_checks = v;
+        }
+        if let Some(v) = self.retransmit_mult {
+            c.retransmit_mult = v;
+        }
+        if let Some(v) = self.suspicion_mult {
+            c.suspicion_mult = v;
+        }
+        if let Some(v) = self.suspicion_max_mult {
+            c.suspicion_max_mult = v;
+        }
+        if let Some(v) = self.gossip_nodes {
+            c.gossip_nodes = v;
+        }
+        c.validate()
+            .map_err(|e| anyhow::anyhow!("[protocol]: {e}"))?;
+        Ok(c)
+    }
+}
+
+impl FileConfig {
+    /// Read and parse a config file; errors name the file and the bad key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parse config text.
+    pub fn parse(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message().trim()))
+    }
+}
+
+/// The agent's settings after merging every source.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Member name.
+    pub name: String,
+    /// Gossip bind address.
+    pub bind: SocketAddr,
+    /// Advertised gossip address, if set.
+    pub advertise: Option<SocketAddr>,
+    /// HTTP API address.
+    pub http: SocketAddr,
+    /// Seeds, unresolved.
+    pub join: Vec<String>,
+    /// Tags.
+    pub tags: Tags,
+
+    /// Name of the profile, as given.
+    pub profile_name: String,
+    /// Keyring file.
+    pub keyring: Option<PathBuf>,
+    /// Cluster label.
+    pub label: Option<String>,
+    /// JSON logs.
+    pub log_json: bool,
+    /// Bearer token of the write endpoints.
+    pub http_token: Option<String>,
+    /// Snapshot file.
+    pub snapshot: Option<PathBuf>,
+    /// Event handler command.
+    pub event_handler: Option<String>,
+    /// Graceful leave bound.
+    pub leave_timeout: Duration,
+    /// The protocol configuration: the profile's, with the file's `[protocol]` overrides.
+    pub protocol: rumor_core::Config,
+}
+
+impl AgentConfig {
+    /// Merge flags/env (`args`) over the config file over the defaults.
+    pub fn resolve(args: &AgentArgs) -> Result<Self> {
+        let file = match &args.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        Self::merge(args, file)
+    }
+
+    /// Merge already-loaded sources.
+    pub fn merge(args: &AgentArgs, file: FileConfig) -> Result<Self> {
+        let name = match args.name.clone().or(file.name) {
+            Some(n) => n,
+            None => hostname()?,
+        };
+        if name.is_empty() {
+            bail!("name must not be empty");
+        }
+        let bind = parse_addr(
+            "bind",
+            args.bind
+                .as_deref()
+                .or(file.bind.as_deref())
+                .unwrap_or(DEFAULT_BIND),
+        )?;
+        let advertise = match args.advertise.as_deref().or(file.advertise.as_deref()) {
+            Some(a) => Some(parse_addr("advertise", a)?),
+            None => None,
+        };
+        let http = parse_addr(
+            "http",
+            args.http
+                .as_deref()
+                .or(file.http.as_deref())
+                .unwrap_or(DEFAULT_HTTP),
+        )?;
+        let join = if args.join.is_empty() {
+            file.join.unwrap_or_default()
+        } else {
+            args.join.clone()
+        };
+        let join: Vec<String> = join
+            .into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let tags = if args.tags.is_empty() {
+            file.tags.unwrap_or_default()
+        } else {
+            let mut t = Tags::new();
+            for item in &args.tags {
+                let (k, v) = parse_tag(item).map_err(anyhow::Error::msg)?;
+                t.insert(k, v);
+            }
+            t
+        };
+        let profile_name = args
+            .profile
+            .clone()
+            .or(file.profile)
+            .unwrap_or_else(|| "lan".to_string());
+        let profile: Profile = profile_name
+            .parse()
+            .map_err(|e: rumor_core::Error| anyhow::anyhow!("profile: {e}"))?;
+        let leave_timeout = match args
+            .leave_timeout
+            .as_deref()
+            .or(file.leave_timeout.as_deref())
+        {
+            Some(s) => parse_duration(s).with_context(|| format!("leave_timeout {s:?}"))?,
+            None => DEFAULT_LEAVE_TIMEOUT,
+        };
+        let protocol = file
+            .protocol
+            .clone()
+            .unwrap_or_default()
+            .apply(rumor_core::Config::profile(profile))?;
+        Ok(AgentConfig {
+            protocol,
+            name,
+            bind,
+            advertise,
+            http,
+            join,
+            tags,
+            profile_name,
+            keyring: args.keyring.clone().or(file.keyring),
+            label: args.label.clone().or(file.label),
+            log_json: args.log_json || file.log_json.unwrap_or(false),
+            http_token: args
+                .http_token
+                .clone()
+                .or(file.http_token)
+                .filter(|t| !t.is_empty()),
+            snapshot: args.snapshot.clone().or(file.snapshot),
+            event_handler: args.event_handler.clone().or(file.event_handler),
+            leave_timeout,
+        })
+    }
+}
+
+/// Parse a socket address; the error names the setting.
+pub fn parse_addr(what: &str, s: &str) -> Result<SocketAddr> {
+    s.trim()
+        .parse()
+        .with_context(|| format!("{what}: {s:?} is not an address like 127.0.0.1:7946"))
+}
+
+/// Parse `500ms`, `5s`, `2m` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().with_context(|| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => bail!("bad duration {s:?}: use ms, s or m"),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| anyhow::anyhow!("bad duration {s:?}"))
+}
+
+/// This machine's host name.
+pub fn hostname() -> Result<String> {
+    let h = nix::unistd::gethostname().context("cannot read the host name; pass --name")?;
+    h.into_string()
+        .map_err(|_| anyhow::anyhow!("the host name is not UTF-8; pass --name"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typo_is_rejected_by_name() {
+        let err = FileConfig::parse("nmae = \"a\"\n").unwrap_err().to_string();
+        assert!(err.contains("nmae"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file = FileConfig::parse(
+            "name = \"f\"\nbind = \"127.0.0.1:1\"\nprofile = \"wan\"\njoin = [\"a:1\"]\n[tags]\nrole = \"db\"\n",
+        )
+        .unwrap();
+        let args = AgentArgs {
+            name: Some("flag".into()),
+            ..Default::default()
+        };
+        let c = AgentConfig::merge(&args, file).unwrap();
+        assert_eq!(c.name, "flag");
+        assert_eq!(c.bind.port(), 1);
+        assert_eq!(c.protocol, rumor_core::Config::wan());
+        assert_eq!(c.join, vec!["a:1".to_string()]);
+        assert_eq!(c.tags.get("role").map(String::as_str), Some("db"));
+        assert_eq!(c.http.to_string(), DEFAULT_HTTP);
+    }
+
+    #[test]
+    fn protocol_overrides() {
+        let file = FileConfig::parse(
+            "profile = \"local\"\n[protocol]\nsuspicion_mult = 5\nprobe_interval = \"2s\"\n",
+        )
+        .unwrap();
+        let c = AgentConfig::merge(&AgentArgs::default(), file).unwrap();
+        assert_eq!(c.protocol.suspicion_mult, 5);
+        assert_eq!(c.protocol.probe_interval, Duration::from_secs(2));
+        assert_eq!(c.protocol.probe_timeout, Duration::from_millis(200));
+        let err = FileConfig::parse("[protocol]\nsuspicion = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("suspicion"), "{err}");
+        let bad = FileConfig::parse("[protocol]\nprobe_timeout = \"5s\"\n").unwrap();
+        let err = format!(
+            "{:#}",
+            AgentConfig::merge(&AgentArgs::default(), bad).unwrap_err()
+        );
+        assert!(err.contains("probe_timeout"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("99999999999999999999999999").is_err());
+    }
+}

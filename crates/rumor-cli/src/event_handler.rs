@@ -1,0 +1,167 @@
+//! `--event-handler`: run a program for each membership event, as Serf does.
+//!
+//! The command runs through `sh -c`, one event at a time in the order they
+//! happen, with these variables set:
+//!
+//! | variable | value |
+//! |---|---|
+//! | `RUMOR_EVENT` | `member-join`, `member-update`, `member-suspect`, `member-alive`, `member-failed`, `member-leave`, `member-reap` |
+//! | `RUMOR_SELF_NAME`, `RUMOR_SELF_ADDR` | the local member |
+//! | `RUMOR_MEMBER_NAME`, `RUMOR_MEMBER_ADDR`, `RUMOR_MEMBER_STATUS`, `RUMOR_MEMBER_INCARNATION` | the member the event is about |
+//! | `RUMOR_TAG_<KEY>` | each of its tags, the key upper-cased, non-alphanumerics as `_` |
+//!
+//! Its standard input gets one line `name<TAB>addr<TAB>status<TAB>k=v,k=v`.
+//! A handler that runs longer than [`HANDLER_TIMEOUT`] is killed; when
+//! events come faster than handlers finish, the excess is dropped with a warning.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::cluster::{kind_name, MemberEvent, SharedCluster};
+
+/// Longest one handler run may take.
+pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Events waiting for a handler before new ones are dropped.
+const QUEUE: usize = 1024;
+
+/// The environment a handler gets for `ev`.
+pub fn handler_env(ev: &MemberEvent, self_name: &str, self_addr: &str) -> Vec<(String, String)> {
+    let m = &ev.member;
+    let mut env = vec![
+        ("RUMOR_EVENT".to_string(), kind_name(ev.kind).to_string()),
+        ("RUMOR_SELF_NAME".to_string(), self_name.to_string()),
+        ("RUMOR_SELF_ADDR".to_string(), self_addr.to_string()),
+        ("RUMOR_MEMBER_NAME".to_string(), m.name.to_string()),
+        ("RUMOR_MEMBER_ADDR".to_string(), m.addr.to_string()),
+        (
+            "RUMOR_MEMBER_STATUS".to_string(),
+            m.state.as_str().to_string(),
+        ),
+        (
+            "RUMOR_MEMBER_INCARNATION".to_string(),
+            m.incarnation.to_string(),
+        ),
+    ];
+    for (k, v) in m.tags.iter() {
+        let key: String = k
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        env.push((format!("RUMOR_TAG_{key}"), v.clone()));
+    }
+    env
+}
+
+/// The line written to the handler's standard input.
+pub fn stdin_line(ev: &MemberEvent) -> String {
+    let m = &ev.member;
+    let tags: Vec<String> = m.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "{}\t{}\t{}\t{}\n",
+        m.name,
+        m.addr,
+        m.state.as_str(),
+        tags.join(",")
+    )
+}
+
+/// Run `command` for every event of `cluster` until the task is aborted.
+pub async fn run(cluster: SharedCluster, command: String) {
+    let mut events = cluster.subscribe();
+    let (tx, mut rx) = mpsc::channel::<MemberEvent>(QUEUE);
+    let (self_name, self_addr) = (cluster.name().to_string(), cluster.addr().to_string());
+    let worker = tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            run_one(&command, &ev, &self_name, &self_addr).await;
+        }
+    });
+    loop {
+        match events.recv().await {
+            Ok(ev) => {
+                if tx.try_send(ev).is_err() {
+                    tracing::warn!("event handler is behind: an event was dropped");
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!("event handler is behind: {n} events were dropped");
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+    drop(tx);
+    let _ = worker.await;
+}
+
+async fn run_one(command: &str, ev: &MemberEvent, self_name: &str, self_addr: &str) {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .envs(handler_env(ev, self_name, self_addr))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("cannot run event handler: {e}");
+            return;
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(stdin_line(ev).as_bytes()).await;
+    }
+    match tokio::time::timeout(HANDLER_TIMEOUT, child.wait()).await {
+        Ok(Ok(status)) if !status.success() => {
+            tracing::warn!(event = kind_name(ev.kind), member = %ev.member.name, "event handler exited with {status}");
+        }
+        Ok(Err(e)) => tracing::warn!("event handler failed: {e}"),
+        Err(_) => {
+            tracing::warn!("event handler ran over {HANDLER_TIMEOUT:?}: killed");
+            let _ = child.kill().await;
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumor_core::{Member, MemberEventKind, MemberState, Tags};
+    use std::sync::Arc;
+
+    #[test]
+    fn env_names_the_event() {
+        let mut tags = Tags::new();
+        tags.insert("role-x".into(), "web".into());
+        let ev = MemberEvent {
+            kind: MemberEventKind::Failed,
+            member: Member {
+                name: Arc::from("b"),
+                addr: "127.0.0.1:2".parse().unwrap(),
+                incarnation: 3,
+                state: MemberState::Dead,
+                tags: Arc::new(tags),
+                protocol: (1, 1),
+            },
+            at: std::time::SystemTime::now(),
+        };
+        let env = handler_env(&ev, "a", "127.0.0.1:1");
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("RUMOR_EVENT"), Some("member-failed"));
+        assert_eq!(get("RUMOR_MEMBER_STATUS"), Some("dead"));
+        assert_eq!(get("RUMOR_TAG_ROLE_X"), Some("web"));
+        assert_eq!(stdin_line(&ev), "b\t127.0.0.1:2\tdead\trole-x=web\n");
+    }
+}

@@ -1,0 +1,307 @@
+//! The HTTP API of a real agent: every endpoint's happy and error paths,
+//! `/metrics` parsed as Prometheus text, the SSE stream, the snapshot and
+//! the event handler.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const TOKEN: &str = "s3cret";
+
+#[test]
+fn endpoints_and_their_errors() {
+    let dir = temp_dir("api-keys");
+    let ring = dir.join("keyring");
+    std::fs::write(&ring, format!("{}\n", "01".repeat(32))).unwrap();
+    let a = agent("api")
+        .args(&["--http-token", TOKEN, "--keyring", ring.to_str().unwrap()])
+        .spawn();
+    let u = |p: &str| a.url(p);
+
+    // Reads need no token.
+    let (s, v) = request("GET", &u("/v1/members"), None, None);
+    assert_eq!(s, 200);
+    assert_eq!(v[0]["name"], "api");
+    assert_eq!(v[0]["status"], "alive");
+    let (s, v) = request("GET", &u("/v1/self"), None, None);
+    assert_eq!(s, 200);
+    assert_eq!(v["name"], "api");
+    assert!(v["awareness"].is_u64());
+    let (s, v) = request("GET", &u("/v1/health"), None, None);
+    assert_eq!((s, v["status"].as_str()), (200, Some("ok")));
+    let (s, v) = request("GET", &u("/v1/members/api"), None, None);
+    assert_eq!((s, v["name"].as_str()), (200, Some("api")));
+
+    // Unknown member, unknown endpoint, wrong method, bad query.
+    let (s, v) = request("GET", &u("/v1/members/nobody"), None, None);
+    assert_eq!(s, 404);
+    assert!(v["error"].as_str().unwrap().contains("nobody"));
+    let (s, v) = request("GET", &u("/v1/nothing"), None, None);
+    assert_eq!(s, 404);
+    assert!(v["error"].is_string());
+    let (s, v) = request("DELETE", &u("/v1/members"), None, None);
+    assert_eq!(s, 405);
+    assert!(v["error"].is_string());
+    let (s, v) = request("GET", &u("/v1/members?status=zombie"), None, None);
+    assert_eq!(s, 400);
+    assert!(v["error"].as_str().unwrap().contains("zombie"));
+
+    // Writes: missing token 401, wrong token 403.
+    for (m, p, body) in [
+        ("POST", "/v1/join", r#"{"addrs":["127.0.0.1:1"]}"#),
+        ("POST", "/v1/leave", "{}"),
+        ("PUT", "/v1/tags", r#"{"set":{"a":"b"}}"#),
+        ("POST", "/v1/event", r#"{"name":"x"}"#),
+        ("POST", "/v1/keys", r#"{"key":"00"}"#),
+        ("DELETE", "/v1/keys", r#"{"key":"00"}"#),
+    ] {
+        let (s, v) = request(m, &u(p), None, Some(body));
+        assert_eq!(s, 401, "{m} {p}");
+        assert!(v["error"].as_str().unwrap().contains("Bearer"), "{m} {p}");
+        let (s, v) = request(m, &u(p), Some("wrong"), Some(body));
+        assert_eq!(s, 403, "{m} {p}");
+        assert!(v["error"].is_string());
+    }
+    let (s, _) = request("GET", &u("/v1/keys"), None, None);
+    assert_eq!(s, 401);
+
+    // Bad JSON and bad fields, with the token.
+    let t = Some(TOKEN);
+    for (m, p) in [
+        ("POST", "/v1/join"),
+        ("PUT", "/v1/tags"),
+        ("POST", "/v1/event"),
+        ("POST", "/v1/keys"),
+        ("DELETE", "/v1/keys"),
+    ] {
+        let (s, v) = request(m, &u(p), t, Some("{not json"));
+        assert_eq!(s, 400, "{m} {p}");
+        assert!(
+            v["error"].as_str().unwrap().contains("bad request body"),
+            "{m} {p}: {v}"
+        );
+        let (s, v) = request(m, &u(p), t, Some(r#"{"unexpected":1}"#));
+        assert!(s == 400 || s == 422, "{m} {p}: {s}");
+        assert!(v["error"].is_string());
+    }
+    let (s, _) = request("POST", &u("/v1/join"), t, Some(r#"{"addrs":[]}"#));
+    assert_eq!(s, 400);
+    let (s, v) = request(
+        "POST",
+        &u("/v1/join"),
+        t,
+        Some(r#"{"addrs":["no.such.host.invalid"]}"#),
+    );
+    assert_eq!(s, 400, "{v}");
+    let dead = format!("127.0.0.1:{}", free_port());
+    let body = format!(r#"{{"addrs":["{dead}"]}}"#);
+    let (s, v) = request("POST", &u("/v1/join"), t, Some(&body));
+    assert_eq!(s, 502, "{v}");
+    assert!(v["error"].as_str().unwrap().contains(&dead));
+    let (s, _) = request("PUT", &u("/v1/tags"), t, Some("{}"));
+    assert_eq!(s, 400);
+    let big = format!(r#"{{"set":{{"k":"{}"}}}}"#, "x".repeat(2000));
+    let (s, v) = request("PUT", &u("/v1/tags"), t, Some(&big));
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = request("PUT", &u("/v1/tags"), t, Some(r#"{"set":{"role":"x"}}"#));
+    assert_eq!((s, v["tags"]["role"].as_str()), (200, Some("x")));
+
+    // User events: not in this build.
+    let (s, v) = request(
+        "POST",
+        &u("/v1/event"),
+        t,
+        Some(r#"{"name":"deploy","payload":"v2"}"#),
+    );
+    assert_eq!(s, 501);
+    assert!(v["error"].as_str().unwrap().contains("user events"));
+    let (s, _) = request("POST", &u("/v1/event"), t, Some(r#"{"name":""}"#));
+    assert_eq!(s, 400);
+
+    // Keys.
+    let k = "ab".repeat(32);
+    let (s, _) = request("POST", &u("/v1/keys"), t, Some(r#"{"key":"zz"}"#));
+    assert_eq!(s, 400);
+    let (s, _) = request(
+        "POST",
+        &u("/v1/keys"),
+        t,
+        Some(&format!(r#"{{"op":"use","key":"{k}"}}"#)),
+    );
+    assert_eq!(s, 404);
+    let (s, _) = request(
+        "POST",
+        &u("/v1/keys"),
+        t,
+        Some(&format!(r#"{{"op":"shred","key":"{k}"}}"#)),
+    );
+    assert_eq!(s, 400);
+    let (s, v) = request(
+        "POST",
+        &u("/v1/keys"),
+        t,
+        Some(&format!(r#"{{"key":"{k}"}}"#)),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["keys"].as_array().map(Vec::len), Some(2));
+    let (s, _) = request(
+        "DELETE",
+        &u("/v1/keys"),
+        t,
+        Some(&format!(r#"{{"key":"{}"}}"#, "cd".repeat(32))),
+    );
+    assert_eq!(s, 404);
+    let (s, v) = request("GET", &u("/v1/keys"), t, None);
+    assert_eq!((s, v["keys"].as_array().map(Vec::len)), (200, Some(2)));
+    let body = format!(r#"{{"key":"{}"}}"#, "01".repeat(32));
+    let (s, v) = request("DELETE", &u("/v1/keys"), t, Some(&body));
+    assert_eq!(s, 400, "removing the primary key: {v}");
+
+    // Dashboard.
+    let resp = ureq::get(&u("/")).call().unwrap();
+    assert!(resp.content_type().starts_with("text/html"));
+    assert!(resp.into_string().unwrap().contains("EventSource"));
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text() {
+    let a = agent("m").spawn();
+    let b = agent("m2").join(&[&a]).spawn();
+    wait_until("2 alive", DEADLINE, || {
+        a.alive_count() == 2 && b.alive_count() == 2
+    });
+    // The library exports its stats about once a second: scrape until they show.
+    let mut text = String::new();
+    wait_until("metrics show 2 alive members", DEADLINE, || {
+        let resp = ureq::get(&a.url("/metrics")).call().unwrap();
+        assert!(resp.content_type().starts_with("text/plain"));
+        text = resp.into_string().unwrap();
+        text.lines().any(|l| {
+            l.starts_with("rumor_members{") && l.contains("state=\"alive\"") && l.ends_with(" 2")
+        })
+    });
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    let find = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+    };
+    assert_eq!(find("rumor_members", Some(("state", "alive"))), 2.0);
+    assert_eq!(find("rumor_members", Some(("state", "dead"))), 0.0);
+    assert!(find("rumor_awareness", Some(("node", "m"))) >= 0.0);
+    assert_eq!(find("rumor_agent_info", Some(("name", "m"))), 1.0);
+    assert!(scrape.docs.contains_key("rumor_members"));
+    // Counters move once probes flow.
+    wait_until("packets counted", DEADLINE, || {
+        let text = ureq::get(&a.url("/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("rumor_packets_in_total{node=\"m\"} "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .is_some_and(|v| v > 0.0)
+    });
+}
+
+#[test]
+fn event_stream_reports_joins() {
+    let a = agent("sse").spawn();
+    let stream = std::net::TcpStream::connect(a.http).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut w = stream.try_clone().unwrap();
+    write!(
+        w,
+        "GET /v1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(stream);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert!(status.contains("200"), "{status}");
+    let _b = agent("sse2").join(&[&a]).spawn();
+    let mut line = String::new();
+    let mut got = false;
+    while !got {
+        line.clear();
+        if r.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(d) = line.trim().strip_prefix("data:") {
+            if let Ok(v) = serde_json::from_str::<Value>(d.trim()) {
+                got = v["type"] == "member-join" && v["member"]["name"] == "sse2";
+            }
+        }
+    }
+    assert!(got, "no member-join event for sse2");
+}
+
+#[test]
+fn snapshot_rejoins_without_join_flag() {
+    let dir = temp_dir("snap");
+    let snap = dir.join("snap.json");
+    let a = agent("sa").spawn();
+    let b_port = free_port();
+    let mut b = agent("sb")
+        .port(b_port)
+        .join(&[&a])
+        .args(&["--snapshot", snap.to_str().unwrap()])
+        .spawn();
+    wait_until("snapshot lists sa", DEADLINE, || {
+        std::fs::read_to_string(&snap)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some_and(|v| {
+                v["members"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|x| x["name"] == "sa"))
+            })
+    });
+    // Crash b, then restart it without --join: it finds a from the snapshot.
+    b.signal(nix::sys::signal::Signal::SIGKILL);
+    b.wait_exit(DEADLINE);
+    wait_until("a sees sb dead", DEADLINE, || {
+        a.status_of("sb").as_deref() == Some("dead")
+    });
+    let b2 = agent("sb")
+        .port(b_port)
+        .args(&["--snapshot", snap.to_str().unwrap()])
+        .spawn();
+    wait_until("a sees sb alive again", DEADLINE, || {
+        a.status_of("sb").as_deref() == Some("alive")
+    });
+    assert_eq!(b2.status_of("sa").as_deref(), Some("alive"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&snap).unwrap()).unwrap();
+    assert!(v["incarnation"].as_u64().is_some());
+}
+
+#[test]
+fn event_handler_runs_per_event() {
+    let dir = temp_dir("handler");
+    let out = dir.join("events.txt");
+    let script = format!(
+        "echo \"$RUMOR_EVENT $RUMOR_MEMBER_NAME $RUMOR_MEMBER_STATUS $RUMOR_TAG_ROLE\" >> {}",
+        out.display()
+    );
+    let a = agent("ha").args(&["--event-handler", &script]).spawn();
+    let _b = agent("hb").join(&[&a]).args(&["--tag", "role=web"]).spawn();
+    wait_until("handler saw hb join", DEADLINE, || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("member-join hb alive web"))
+    });
+}
