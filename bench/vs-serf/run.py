@@ -966,7 +966,9 @@ def ratio(r, s):
 
 
 def markdown(results, meta):
-    out = [f"Run {meta['date']}, `{meta['command']}`", ""]
+    h = meta["host"]
+    out = [f"Run {meta['date']}, `{meta['command']}`; {h['cpus']} CPUs, load average "
+           f"{h['loadavg_start'][0]:.1f} at the start, {h['loadavg_end'][0]:.1f} at the end.", ""]
     by = {(r["system"], r["n"]): r for r in results}
     for n in meta["sizes"]:
         s, r = by.get(("Serf", n)), by.get(("rumor", n))
@@ -1039,6 +1041,7 @@ def parse_args(argv=None):
     p.add_argument("--base-port", type=int, default=24000, help="ports base..base+~4300 are used")
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="directory for logs and results")
     p.add_argument("--no-build", action="store_true", help="use target/release/rumor as it is")
+    p.add_argument("--rumor-bin", help="this rumor binary instead of building target/release/rumor")
     p.add_argument("--no-install", action="store_true", help="do not apt-get install serf")
     p.add_argument("--md", help="also write the markdown table to this file")
     a = p.parse_args(argv)
@@ -1065,6 +1068,9 @@ def parse_args(argv=None):
     return a
 
 
+LOAD_START = os.getloadavg()
+
+
 def main(argv=None):
     args = parse_args(argv)
     signal.signal(signal.SIGINT, _on_signal)
@@ -1084,7 +1090,10 @@ def main(argv=None):
                 return 77
             systems.append(Serf(b, args.base_port))
         else:
-            systems.append(Rumor(build_rumor(args.no_build), args.base_port + 2200))
+            binary = args.rumor_bin or build_rumor(args.no_build)
+            if not os.access(binary, os.X_OK):
+                raise BenchError(f"rumor binary not executable: {binary}")
+            systems.append(Rumor(binary, args.base_port + 2200))
     results = []
     for n in args.sizes:
         for s in systems:
@@ -1096,7 +1105,8 @@ def main(argv=None):
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command.strip(),
         "sizes": args.sizes,
-        "host": {"cpus": os.cpu_count(), "kernel": os.uname().release},
+        "host": {"cpus": os.cpu_count(), "kernel": os.uname().release,
+                 "loadavg_start": LOAD_START, "loadavg_end": os.getloadavg()},
         "args": {k: v for k, v in vars(args).items()},
     }
     with open(os.path.join(outdir, "results.json"), "w") as f:
@@ -1109,12 +1119,20 @@ def main(argv=None):
             f.write(md + "\n")
     print(md)
     print(f"\nresults: {outdir}/results.json and results.md", flush=True)
+    all_phases = {"join", "steady", "event", "pause", "starve", "kill"}
     incomplete = [f"{r['system']} N={r['n']}" for r in results
-                  if set(r["phases"]) != {"join", "steady", "event", "pause", "starve", "kill"}]
-    if incomplete:
-        print(f"INCOMPLETE: {', '.join(incomplete)}", flush=True)
-        return 1
-    return 0
+                  if set(r["phases"]) != all_phases or r["errors"]]
+    if not incomplete:
+        print("COMPLETE: every phase ran on every system", flush=True)
+        return 0
+    print(f"INCOMPLETE: {', '.join(incomplete)}", flush=True)
+    errors = [e for r in results for e in r["errors"]]
+    if all(set(r["phases"]) == all_phases for r in results) and errors and all(
+        e.startswith("user events:") and " 501" in e for e in errors
+    ):
+        print("ONLY USER EVENTS MISSING: the rumor agent answers 501 to POST /v1/event", flush=True)
+        return 3
+    return 1
 
 
 if __name__ == "__main__":
