@@ -404,7 +404,7 @@ class Rumor:
             j = json.loads(line)
         except ValueError:
             return []
-        f = j.get("fields", {})
+        f = j.get("fields", j) if isinstance(j, dict) else {}
         msg = f.get("message", "")
         if msg == "agent started":
             return [("ready", None, None)]
@@ -808,7 +808,6 @@ class Run:
         else:
             refuted = any(e.kind == "refute" and e.agent == target.name for e in self.hub.since(t0))
         # at the end, does everybody see it alive again?
-        ok = self.hub.wait_for(lambda: True, 0)  # no-op, keeps lock discipline
         v = self.views()
         still_not_alive = sorted(a for a in v if a != target.name and a not in self.dead
                                  and v[a].get(target.name) not in ("alive",))
