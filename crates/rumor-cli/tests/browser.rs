@@ -23,8 +23,8 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 fn chromium() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("RUMOR_CHROMIUM") {
-        return Some(PathBuf::from(p));
+        if let Ok(p) = std::env::var("RUMOR_CHROMIUM") {
+        return Some(PathBuf::from(p)).filter(|p| p.exists());
     }
     [
         "/usr/bin/chromium",
