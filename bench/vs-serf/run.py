@@ -509,9 +509,14 @@ class Rumor:
 
     def extra_stats(self, agents):
         """rumor's own counters of what it sent (payload bytes, no IP headers)."""
-        res = {}
-        for key in ("rumor_bytes_out_total", "rumor_packets_out_total"):
-            res[key] = self.metric(agents, key)
+        res = {"rumor_wire_bytes_out": {}, "rumor_udp_packets_out_total": {}}
+        for a in agents:
+            m = self._metrics(a) if a.alive() else None
+            if m is None:
+                continue
+            res["rumor_wire_bytes_out"][a.name] = (
+                m.get("rumor_udp_bytes_out_total", 0.0) + m.get("rumor_stream_bytes_out_total", 0.0))
+            res["rumor_udp_packets_out_total"][a.name] = m.get("rumor_udp_packets_out_total", 0.0)
         return res
 
 
@@ -704,8 +709,8 @@ class Run:
             d["tcp_bytes_share"] = round((n1["tcp"][1] - n0["tcp"][1]) / by, 3) if by else 0
         else:
             d["net_method"] = f"unavailable: {net.why}"
-        for key, label in (("rumor_bytes_out_total", "self_reported_payload_bytes_per_s_per_agent"),
-                           ("rumor_packets_out_total", "self_reported_packets_per_s_per_agent")):
+        for key, label in (("rumor_wire_bytes_out", "self_reported_payload_bytes_per_s_per_agent"),
+                           ("rumor_udp_packets_out_total", "self_reported_packets_per_s_per_agent")):
             if key in extra0:
                 common = [k for k in extra0[key] if k in extra1.get(key, {})]
                 if common:
@@ -988,7 +993,8 @@ def markdown(results, meta):
                 out.append(f"- {res['system']} network figures: {st.get('net_method')}")
             if "self_reported_payload_bytes_per_s_per_agent" in st:
                 out.append(
-                    f"- rumor's own counters: {st['self_reported_payload_bytes_per_s_per_agent']} payload B/s, "
+                    f"- rumor's own transport counters (UDP + TCP stream payload, no IP headers; refreshed about once a "
+                    f"second): {st['self_reported_payload_bytes_per_s_per_agent']} B/s, "
                     f"{st['self_reported_packets_per_s_per_agent']} datagrams/s per agent")
             for e in res["errors"]:
                 out.append(f"- {res['system']} problem: {e}")
