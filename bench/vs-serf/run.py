@@ -160,7 +160,8 @@ class Agent:
             env=self.env,
         )
         register(self.proc)
-        threading.Thread(target=self._read, daemon=True, name=f"read-{self.name}").start()
+        self.reader = threading.Thread(target=self._read, daemon=True, name=f"read-{self.name}")
+        self.reader.start()
 
     def _read(self):
         parse = self.system.parse_line
@@ -194,6 +195,8 @@ class Agent:
             pass
 
     def log_tail(self, n=15):
+        if self.proc is not None and self.proc.poll() is not None:
+            self.reader.join(timeout=2)  # let the reader take the last lines
         return "\n".join(f"    {l}" for l in list(self.tail)[-n:])
 
 
