@@ -263,10 +263,17 @@ class NetCounter:
         if not self.ok:
             return
         lines = [f"*filter", f":{self.chain} - [0:0]"]
+        # Each packet is counted once, at the first rule it matches (RETURN):
+        # UDP by destination port (every gossip datagram goes to some agent's
+        # gossip port, whatever socket sent it), TCP by either end.
         for p in ports:
-            lines.append(f"-A {self.chain} -p udp --sport {p}")
-            lines.append(f"-A {self.chain} -p tcp --sport {p}")
-            lines.append(f"-A {self.chain} -p tcp --dport {p}")
+            lines.append(f"-A {self.chain} -p udp --dport {p} -j RETURN")
+        for p in ports:
+            lines.append(f"-A {self.chain} -p tcp --dport {p} -j RETURN")
+            lines.append(f"-A {self.chain} -p tcp --sport {p} -j RETURN")
+        # anything else on loopback from or to these agents' UDP ports (should be 0)
+        for p in ports:
+            lines.append(f"-A {self.chain} -p udp --sport {p} -j RETURN")
         lines.append("COMMIT")
         # --noflush keeps the rest of the table; the chain line resets only ours.
         r = subprocess.run(
@@ -288,7 +295,7 @@ class NetCounter:
         tot = {"udp": [0, 0], "tcp": [0, 0]}
         for line in r.stdout.splitlines():
             f = line.split()
-            # no target in our rules, so the protocol is the third column
+            # the target is RETURN, the protocol the fourth column
             proto = next((x for x in f[2:4] if x in ("udp", "tcp", "17", "6")), None) if len(f) >= 4 else None
             if f and f[0].isdigit() and proto:
                 proto = "udp" if proto in ("udp", "17") else "tcp"
