@@ -1,0 +1,1146 @@
+#!/usr/bin/env python3
+"""rumor vs. HashiCorp Serf: the same phases on N local agents of each system.
+
+Python 3.11 standard library only. See README.md next to this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import collections
+import datetime as dt
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def log(msg: str) -> None:
+    print(f"[{dt.datetime.now().strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class BenchError(Exception):
+    """A phase could not run; the message says why."""
+
+
+# --------------------------------------------------------------------------
+# Every process the harness starts is registered here and killed on exit.
+
+_PROCS: list[subprocess.Popen] = []
+_PROCS_LOCK = threading.Lock()
+_CLEANUPS: list = []
+
+
+def register(p: subprocess.Popen) -> None:
+    with _PROCS_LOCK:
+        _PROCS.append(p)
+
+
+def kill_all() -> None:
+    with _PROCS_LOCK:
+        procs = list(_PROCS)
+        _PROCS.clear()
+    for p in procs:
+        if p.poll() is None:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.kill(p.pid, sig)
+                except ProcessLookupError:
+                    break
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    while _CLEANUPS:
+        fn = _CLEANUPS.pop()
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - cleanup must go on
+            log(f"cleanup failed: {e}")
+
+
+def _on_signal(signum, _frame):
+    log(f"signal {signum}: killing all agents")
+    kill_all()
+    sys.exit(130 if signum == signal.SIGINT else 143)
+
+
+# --------------------------------------------------------------------------
+# Agents: one process, one reader thread stamping each output line on arrival.
+
+
+class Event:
+    __slots__ = ("t", "agent", "kind", "member", "extra")
+
+    def __init__(self, t, agent, kind, member, extra=None):
+        self.t, self.agent, self.kind, self.member, self.extra = t, agent, kind, member, extra
+
+
+class Hub:
+    """All parsed events of one system's cluster, with a condition to wait on."""
+
+    STATUS = {"join": "alive", "alive": "alive", "update": "alive", "suspect": "suspect",
+              "failed": "failed", "left": "left", "reap": "left"}
+
+    def __init__(self):
+        self.cv = threading.Condition()
+        self.events: list[Event] = []
+        # agent -> member -> last status that agent reported (kept up to date
+        # here so that waiting on it costs O(N), not a rescan of all events)
+        self.view: dict[str, dict[str, str]] = collections.defaultdict(dict)
+        self.exited: set[str] = set()
+        self.alive_count: collections.Counter = collections.Counter()  # others seen alive
+
+    def add(self, ev: Event) -> None:
+        with self.cv:
+            self.events.append(ev)
+            st = self.STATUS.get(ev.kind)
+            if st:
+                old = self.view[ev.agent].get(ev.member)
+                self.view[ev.agent][ev.member] = st
+                if ev.member != ev.agent:
+                    self.alive_count[ev.agent] += (st == "alive") - (old == "alive")
+            elif ev.kind == "exited":
+                self.exited.add(ev.agent)
+            self.cv.notify_all()
+
+    def since(self, t0: float) -> list[Event]:
+        with self.cv:
+            return [e for e in self.events if e.t >= t0]
+
+    def wait_for(self, pred, timeout: float) -> bool:
+        """Wait until pred() (called under the lock) is true; bounded."""
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                if pred():
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cv.wait(min(left, 0.5))
+
+
+class Agent:
+    def __init__(self, system, idx, name, argv, logdir, hub, env=None):
+        self.system, self.idx, self.name, self.argv = system, idx, name, argv
+        self.hub = hub
+        self.logpath = os.path.join(logdir, f"{name}.log")
+        self.tail = collections.deque(maxlen=40)
+        self.proc: subprocess.Popen | None = None
+        self.ready = threading.Event()
+        self.env = env
+        self.gossip_port = 0
+        self.api_port = 0
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a terminal Ctrl-C reaches the harness only
+            env=self.env,
+        )
+        register(self.proc)
+        self.reader = threading.Thread(target=self._read, daemon=True, name=f"read-{self.name}")
+        self.reader.start()
+
+    def _read(self):
+        parse = self.system.parse_line
+        with open(self.logpath, "w", buffering=1) as out:
+            for raw in self.proc.stdout:
+                t = time.monotonic()
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                out.write(f"{t:.3f} {line}\n")
+                self.tail.append(line)
+                try:
+                    for kind, member, extra in parse(self, line):
+                        if kind == "ready":
+                            self.ready.set()
+                        else:
+                            self.hub.add(Event(t, self.name, kind, member, extra))
+                except Exception as e:  # noqa: BLE001 - a bad line must not kill the reader
+                    out.write(f"# parse error: {e}\n")
+        self.hub.add(Event(time.monotonic(), self.name, "exited", self.name))
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        try:
+            os.kill(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def log_tail(self, n=15):
+        if self.proc is not None and self.proc.poll() is not None:
+            self.reader.join(timeout=2)  # let the reader take the last lines
+        return "\n".join(f"    {l}" for l in list(self.tail)[-n:])
+
+
+def proc_stats(pid: int):
+    """(cpu seconds, rss bytes) of a process, or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+        fields = st[st.rindex(")") + 2 :].split()
+        cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        rss = 0
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1]) * 1024
+        return cpu, rss
+    except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+        return None
+
+
+# --------------------------------------------------------------------------
+# Network accounting: iptables counters on loopback, per gossip port.
+
+
+class NetCounter:
+    """Counts what the agents send over loopback with iptables (IPv4 OUTPUT).
+
+    One rule per agent for UDP with source port = its gossip port (memberlist
+    and rumor send every datagram from the bound socket), and two for TCP
+    (source port = gossip port: answers of its listener; destination port =
+    gossip port: what others send to it). Each loopback packet crosses OUTPUT
+    once and matches one rule, so the cluster's total is exact; per agent we
+    report the mean. Bytes include IP and UDP/TCP headers.
+    """
+
+    def __init__(self, tag):
+        self.chain = f"RBENCH{os.getpid()}{tag}"[:28]
+        self.ok = False
+        self.why = ""
+        ipt = shutil.which("iptables")
+        if not ipt:
+            self.why = "iptables not installed"
+            return
+        if os.geteuid() != 0:
+            self.why = "not root"
+            return
+        self.ipt = ipt
+        r = self._run("-N", self.chain)
+        if r.returncode != 0:
+            self.why = f"iptables -N failed: {r.stderr.strip()}"
+            return
+        r = self._run("-I", "OUTPUT", "-o", "lo", "-j", self.chain)
+        if r.returncode != 0:
+            self._run("-X", self.chain)
+            self.why = f"iptables -I failed: {r.stderr.strip()}"
+            return
+        self.ok = True
+        _CLEANUPS.append(self.remove)
+
+    def _run(self, *args):
+        return subprocess.run([self.ipt, "-w", "5", *args], capture_output=True, text=True, timeout=30)
+
+    def add_ports(self, ports):
+        if not self.ok:
+            return
+        lines = [f"*filter", f":{self.chain} - [0:0]"]
+        # Each packet is counted once, at the first rule it matches (RETURN):
+        # UDP by destination port (every gossip datagram goes to some agent's
+        # gossip port, whatever socket sent it), TCP by either end.
+        for p in ports:
+            lines.append(f"-A {self.chain} -p udp --dport {p} -j RETURN")
+        for p in ports:
+            lines.append(f"-A {self.chain} -p tcp --dport {p} -j RETURN")
+            lines.append(f"-A {self.chain} -p tcp --sport {p} -j RETURN")
+        # anything else on loopback from or to these agents' UDP ports (should be 0)
+        for p in ports:
+            lines.append(f"-A {self.chain} -p udp --sport {p} -j RETURN")
+        lines.append("COMMIT")
+        # --noflush keeps the rest of the table; the chain line resets only ours.
+        r = subprocess.run(
+            ["iptables-restore", "--noflush", "-w", "5"],
+            input="\n".join(lines) + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if r.returncode != 0:
+            self.ok = False
+            self.why = f"iptables-restore failed: {r.stderr.strip()}"
+
+    def read(self):
+        """{'udp': (pkts, bytes), 'tcp': (pkts, bytes)} totals, or None."""
+        if not self.ok:
+            return None
+        r = self._run("-L", self.chain, "-n", "-v", "-x")
+        tot = {"udp": [0, 0], "tcp": [0, 0]}
+        for line in r.stdout.splitlines():
+            f = line.split()
+            # the target is RETURN, the protocol the fourth column
+            proto = next((x for x in f[2:4] if x in ("udp", "tcp", "17", "6")), None) if len(f) >= 4 else None
+            if f and f[0].isdigit() and proto:
+                proto = "udp" if proto in ("udp", "17") else "tcp"
+                tot[proto][0] += int(f[0])
+                tot[proto][1] += int(f[1])
+        return {k: tuple(v) for k, v in tot.items()}
+
+    def remove(self):
+        if not self.ok and not getattr(self, "ipt", None):
+            return
+        self._run("-D", "OUTPUT", "-o", "lo", "-j", self.chain)
+        self._run("-F", self.chain)
+        self._run("-X", self.chain)
+        self.ok = False
+
+
+# --------------------------------------------------------------------------
+# The two systems: how to start an agent, read its log, send a user event.
+
+SERF_LINE = re.compile(r"\[(\w+)\] ([\w.]+): (.*)$")
+
+
+class Serf:
+    label = "Serf"
+    key = "serf"
+
+    def __init__(self, binary, base_port):
+        self.binary = binary
+        self.base = base_port
+
+    def make_agent(self, i, n, logdir, hub):
+        name = f"serf{i:03d}"
+        gport, rport = self.base + i, self.base + 1000 + i
+        argv = [
+            self.binary, "agent", f"-node={name}", f"-bind=127.0.0.1:{gport}",
+            f"-rpc-addr=127.0.0.1:{rport}", "-profile=lan", "-log-level=info",
+        ]
+        if i > 0:
+            argv.append(f"-join=127.0.0.1:{self.base}")
+        a = Agent(self, i, name, argv, logdir, hub)
+        a.gossip_port, a.api_port = gport, rport
+        return a
+
+    def ports(self, n):
+        return [self.base + i for i in range(n)] + [self.base + 1000 + i for i in range(n)]
+
+    def parse_line(self, agent, line):
+        m = SERF_LINE.search(line)
+        if not m:
+            return []
+        _lvl, comp, msg = m.groups()
+        if comp == "agent" and msg.startswith("Serf agent starting"):
+            return [("ready", None, None)]
+        if comp == "serf":
+            for prefix, kind in (
+                ("EventMemberJoin: ", "join"),
+                ("EventMemberFailed: ", "failed"),
+                ("EventMemberLeave: ", "left"),
+                ("EventMemberReap: ", "reap"),
+            ):
+                if msg.startswith(prefix):
+                    return [(kind, msg[len(prefix) :].split()[0], None)]
+        if comp == "memberlist":
+            # the prober that starts a suspicion logs this one line
+            m2 = re.match(r"Suspect (\S+) has failed", msg)
+            if m2:
+                return [("suspect-origin", m2.group(1), None)]
+            m2 = re.match(r"Marking (\S+) as failed", msg)
+            if m2:
+                return [("failed-origin", m2.group(1), None)]
+            if msg.startswith("Refuting a suspect message"):
+                return [("refute", agent.name, None)]
+            if msg.startswith("Refuting a dead message"):
+                return [("refute", agent.name, None)]
+        if comp == "agent" and msg.startswith("Received event: user-event: "):
+            return [("user", msg[len("Received event: user-event: ") :].split()[0], None)]
+        return []
+
+    def send_event(self, agent, name):
+        r = subprocess.run(
+            [self.binary, "event", f"-rpc-addr=127.0.0.1:{agent.api_port}", "-coalesce=false", name, "x"],
+            capture_output=True, text=True, timeout=10,
+        )
+        if r.returncode != 0:
+            raise BenchError(f"serf event failed: {(r.stdout + r.stderr).strip()}")
+
+    def suspicion_counts(self, agents):  # origins are in the log for Serf
+        return None
+
+    def refutations(self, agents):
+        return None
+
+    def extra_stats(self, agents):
+        return {}
+
+
+class Rumor:
+    label = "rumor"
+    key = "rumor"
+
+    def __init__(self, binary, base_port):
+        self.binary = binary
+        self.base = base_port
+        self.sse_threads: list = []
+
+    def make_agent(self, i, n, logdir, hub):
+        name = f"rumor{i:03d}"
+        gport, hport = self.base + i, self.base + 1000 + i
+        argv = [
+            self.binary, "agent", "--name", name, "--bind", f"127.0.0.1:{gport}",
+            "--http", f"127.0.0.1:{hport}", "--profile", "lan", "--log-json",
+        ]
+        if i > 0:
+            argv += ["--join", f"127.0.0.1:{self.base}"]
+        env = dict(os.environ)
+        env["RUMOR_LOG"] = "info"
+        env.pop("RUMOR_CONFIG", None)
+        a = Agent(self, i, name, argv, logdir, hub, env=env)
+        a.gossip_port, a.api_port = gport, hport
+        return a
+
+    def ports(self, n):
+        return [self.base + i for i in range(n)] + [self.base + 1000 + i for i in range(n)]
+
+    KINDS = {
+        "Joined": "join", "Failed": "failed", "Left": "left", "Reaped": "reap",
+        "Suspect": "suspect", "Alive": "alive", "Updated": "update",
+    }
+
+    def parse_line(self, agent, line):
+        try:
+            j = json.loads(line)
+        except ValueError:
+            return []
+        f = j.get("fields", j) if isinstance(j, dict) else {}
+        msg = f.get("message", "")
+        if msg == "agent started":
+            return [("ready", None, None)]
+        if msg == "member event":
+            kind = self.KINDS.get(str(f.get("event")), str(f.get("event")).lower())
+            return [(kind, f.get("member"), f.get("incarnation"))]
+        # a user event, should the library ever log it: any line naming a bench event
+        for v in f.values():
+            if isinstance(v, str) and "bench-ev-" in v:
+                m = re.search(r"bench-ev-[\w-]+", v)
+                return [("user", m.group(0), None)]
+        return []
+
+    # -- user events: POST /v1/event, received through each agent's SSE stream
+    def send_event(self, agent, name):
+        body = json.dumps({"name": name, "payload": "x"}).encode()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{agent.api_port}/v1/event", data=body, method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                r.read()
+        except urllib.error.HTTPError as e:
+            raise BenchError(f"POST /v1/event answered {e.code}: {e.read().decode(errors='replace').strip()}")
+        except OSError as e:
+            raise BenchError(f"POST /v1/event failed: {e}")
+
+    def open_streams(self, agents, hub, stop: threading.Event):
+        """One SSE reader per agent; any event whose data names a bench event counts."""
+        opened = threading.Barrier(len(agents) + 1, timeout=30)
+
+        def reader(a):
+            try:
+                resp = urllib.request.urlopen(f"http://127.0.0.1:{a.api_port}/v1/events", timeout=5)
+            except OSError as e:
+                log(f"{a.name}: cannot open /v1/events: {e}")
+                try:
+                    opened.wait()
+                except threading.BrokenBarrierError:
+                    pass
+                return
+            try:
+                opened.wait()
+            except threading.BrokenBarrierError:
+                pass
+            try:
+                while not stop.is_set():
+                    try:
+                        line = resp.readline()
+                    except (TimeoutError, socket.timeout):
+                        continue
+                    if not line:
+                        break
+                    t = time.monotonic()
+                    s = line.decode("utf-8", "replace")
+                    if s.startswith("data:") and "bench-ev-" in s:
+                        m = re.search(r"bench-ev-[\w-]+", s)
+                        hub.add(Event(t, a.name, "user", m.group(0), None))
+            except OSError:
+                pass
+            finally:
+                resp.close()
+
+        threads = [threading.Thread(target=reader, args=(a,), daemon=True) for a in agents]
+        for th in threads:
+            th.start()
+        try:
+            opened.wait()
+        except threading.BrokenBarrierError:
+            log("some event streams did not open within 30 s")
+        return threads
+
+    def _metrics(self, a):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{a.api_port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return None
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            m = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)", line)
+            if m:
+                key = m.group(1)
+                try:
+                    out[key] = out.get(key, 0.0) + float(m.group(3))
+                except ValueError:
+                    pass
+        return out
+
+    def metric(self, agents, name):
+        """{agent name: value of metric `name`} (summed over labels)."""
+        res = {}
+        for a in agents:
+            if a.alive():
+                m = self._metrics(a)
+                if m is not None:
+                    res[a.name] = m.get(name, 0.0)
+        return res
+
+    def extra_stats(self, agents):
+        """rumor's own counters of what it sent (payload bytes, no IP headers)."""
+        res = {"rumor_wire_bytes_out": {}, "rumor_udp_packets_out_total": {}}
+        for a in agents:
+            m = self._metrics(a) if a.alive() else None
+            if m is None:
+                continue
+            res["rumor_wire_bytes_out"][a.name] = (
+                m.get("rumor_udp_bytes_out_total", 0.0) + m.get("rumor_stream_bytes_out_total", 0.0))
+            res["rumor_udp_packets_out_total"][a.name] = m.get("rumor_udp_packets_out_total", 0.0)
+        return res
+
+
+# --------------------------------------------------------------------------
+# One system, all phases.
+
+
+def wait_ports_free(ports, timeout=30):
+    deadline = time.monotonic() + timeout
+    busy = []
+    while time.monotonic() < deadline:
+        busy = []
+        for p in ports:
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                s = socket.socket(socket.AF_INET, kind)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    busy.append(p)
+                finally:
+                    s.close()
+        if not busy:
+            return
+        time.sleep(0.5)
+    raise BenchError(f"ports in use: {sorted(set(busy))[:10]} (choose another --base-port)")
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+class Run:
+    def __init__(self, system, n, args, outdir):
+        self.sys, self.n, self.args = system, n, args
+        self.logdir = os.path.join(outdir, f"{system.key}-{n}")
+        os.makedirs(self.logdir, exist_ok=True)
+        self.hub = Hub()
+        self.agents: list[Agent] = []
+        self.res: dict = {"system": system.label, "n": n, "phases": {}, "errors": []}
+        self.dead: set[str] = set()  # agents the harness killed
+
+    # -- helpers
+    def names(self):
+        return [a.name for a in self.agents]
+
+    def by_name(self, name):
+        return next(a for a in self.agents if a.name == name)
+
+    def check_alive(self):
+        for a in self.agents:
+            if a.name not in self.dead and not a.alive():
+                raise BenchError(
+                    f"{self.sys.label} agent {a.name} exited with status {a.proc.returncode}; "
+                    f"log tail ({a.logpath}):\n{a.log_tail()}"
+                )
+
+    def views(self):
+        """Per agent: {member: last status it reported} (alive/suspect/failed/left)."""
+        with self.hub.cv:
+            v = {a.name: dict(self.hub.view.get(a.name, {})) for a in self.agents}
+        for a in self.agents:
+            v[a.name][a.name] = "alive"
+        return v
+
+    def record(self, phase, data):
+        self.res["phases"][phase] = data
+        log(f"{self.sys.label} N={self.n} {phase}: {json.dumps(data)}")
+
+    # -- phases
+    def start_cluster(self):
+        n = self.n
+        wait_ports_free(self.sys.ports(n))
+        self.agents = [self.sys.make_agent(i, n, self.logdir, self.hub) for i in range(n)]
+        seed = self.agents[0]
+        seed.start()
+        if not self._wait_ready([seed], 20):
+            raise BenchError(f"seed {seed.name} not ready in 20 s; log tail:\n{seed.log_tail()}")
+        t0 = time.monotonic()
+        for a in self.agents[1:]:
+            a.start()
+        started = time.monotonic() - t0
+        ok = self._wait_ready(self.agents, 30 + n * 0.2)
+        if not ok:
+            self.check_alive()
+            slow = [a for a in self.agents if not a.ready.is_set()]
+            raise BenchError(
+                f"{len(slow)} {self.sys.label} agents not ready, e.g. {slow[0].name}; log tail:\n{slow[0].log_tail()}"
+            )
+        # join: every agent lists all N alive
+        conv = self.hub.wait_for(lambda: self._all_alive_locked(), self.args.join_timeout)
+        t_all = time.monotonic() - t0
+        self.check_alive()
+        if not conv:
+            raise BenchError(f"join did not converge within {self.args.join_timeout} s")
+        # per agent: when it first saw all N alive, from the events' arrival stamps
+        per = self._per_agent_full_times(t0)
+        self.record("join", {
+            "all_s": round(per[-1], 3) if len(per) == self.n else round(t_all, 3),
+            "p90_s": round(sorted(per)[max(0, math.ceil(0.9 * len(per)) - 1)], 3) if per else None,
+            "spawn_s": round(started, 3),
+        })
+
+    def _wait_ready(self, agents, timeout):
+        deadline = time.monotonic() + timeout
+        for a in agents:
+            while not a.ready.wait(0.2):
+                if not a.alive():
+                    raise BenchError(
+                        f"{self.sys.label} agent {a.name} exited at start (status {a.proc.returncode}); "
+                        f"log tail ({a.logpath}):\n{a.log_tail()}"
+                    )
+                if time.monotonic() > deadline:
+                    return False
+        return True
+
+    def _all_alive_locked(self):
+        # called with hub.cv held, on every event: O(N)
+        if self.hub.exited:
+            return True  # stop waiting; check_alive() reports it
+        return all(self.hub.alive_count[a.name] >= self.n - 1 for a in self.agents)
+
+    def _per_agent_full_times(self, t0):
+        seen = {a.name: {a.name} for a in self.agents}
+        done = {}
+        for e in self.hub.since(0):
+            if e.kind in ("join", "alive"):
+                seen[e.agent].add(e.member)
+                if len(seen[e.agent]) >= self.n and e.agent not in done:
+                    done[e.agent] = e.t - t0
+        return sorted(done.values())
+
+    def steady(self):
+        secs = self.args.steady
+        live = [a for a in self.agents if a.name not in self.dead]
+        net = NetCounter(self.sys.key)
+        net.add_ports([a.gossip_port for a in live])
+        extra0 = self.sys.extra_stats(live)
+        s0 = {a.name: proc_stats(a.pid) for a in live}
+        n0 = net.read()
+        t0 = time.monotonic()
+        time.sleep(secs)
+        self.check_alive()
+        s1 = {a.name: proc_stats(a.pid) for a in live}
+        n1 = net.read()
+        el = time.monotonic() - t0
+        extra1 = self.sys.extra_stats(live)
+        net.remove()
+        cpu = [s1[k][0] - s0[k][0] for k in s0 if s0[k] and s1[k]]
+        rss = [s1[k][1] for k in s1 if s1[k]]
+        n = len(live)
+        d = {
+            "seconds": round(el, 1),
+            "cpu_s_per_agent_per_min": round(statistics.mean(cpu) * 60 / el, 4),
+            "cluster_cpu_pct_of_core": round(sum(cpu) / el * 100, 2),
+            "rss_mb_per_agent": round(statistics.mean(rss) / 1e6, 2),
+            "rss_mb_max": round(max(rss) / 1e6, 2),
+        }
+        if n0 and n1:
+            pk = sum(n1[p][0] - n0[p][0] for p in n1)
+            by = sum(n1[p][1] - n0[p][1] for p in n1)
+            d["net_method"] = "iptables loopback counters (measured, incl. IP/UDP/TCP headers)"
+            d["bytes_per_s_per_agent"] = round(by / el / n, 1)
+            d["packets_per_s_per_agent"] = round(pk / el / n, 3)
+            d["tcp_bytes_share"] = round((n1["tcp"][1] - n0["tcp"][1]) / by, 3) if by else 0
+        else:
+            d["net_method"] = f"unavailable: {net.why}"
+        for key, label in (("rumor_wire_bytes_out", "self_reported_payload_bytes_per_s_per_agent"),
+                           ("rumor_udp_packets_out_total", "self_reported_packets_per_s_per_agent")):
+            if key in extra0:
+                common = [k for k in extra0[key] if k in extra1.get(key, {})]
+                if common:
+                    tot = sum(extra1[key][k] - extra0[key][k] for k in common)
+                    d[label] = round(tot / el / len(common), 3)
+        if "bytes_per_s_per_agent" not in d and "self_reported_payload_bytes_per_s_per_agent" in d:
+            # estimate: payload + 28 bytes of IPv4/UDP header per datagram
+            d["bytes_per_s_per_agent"] = round(
+                d["self_reported_payload_bytes_per_s_per_agent"] + 28 * d["self_reported_packets_per_s_per_agent"], 1)
+            d["packets_per_s_per_agent"] = d["self_reported_packets_per_s_per_agent"]
+            d["net_method"] = "ESTIMATE: rumor's own counters + 28 B header per packet"
+        self.record("steady", d)
+
+    def user_events(self):
+        reps = self.args.event_reps
+        origin = self.agents[1]
+        live = [a for a in self.agents if a.name not in self.dead]
+        stop = threading.Event()
+        if hasattr(self.sys, "open_streams"):
+            self.sys.open_streams(live, self.hub, stop)
+            time.sleep(0.5)
+        half = math.ceil(len(live) / 2)
+        t50, t100, got = [], [], []
+        error = None
+        try:
+            for r in range(reps):
+                name = f"bench-ev-{self.sys.key}-{self.n}-{r}-{os.getpid()}"
+                t0 = time.monotonic()
+                try:
+                    self.sys.send_event(origin, name)
+                except BenchError as e:
+                    error = str(e)
+                    log(f"{self.sys.label}: user event failed: {e}")
+                    break
+                sent = time.monotonic() - t0
+
+                def firsts():
+                    f = {}
+                    for e in self.hub.events:
+                        if e.kind == "user" and e.member == name and e.t >= t0 and e.agent not in f:
+                            f[e.agent] = e.t - t0
+                    return f
+
+                self.hub.wait_for(lambda: len(firsts()) >= len(live), self.args.event_timeout)
+                with self.hub.cv:
+                    f = firsts()
+                ts = sorted(f.values())
+                got.append(len(ts))
+                if len(ts) >= half:
+                    t50.append(ts[half - 1])
+                if len(ts) >= len(live):
+                    t100.append(ts[-1])
+                log(f"  event {r}: {len(ts)}/{len(live)} agents, "
+                    f"half {ts[half - 1] if len(ts) >= half else None}, all {ts[-1] if len(ts) >= len(live) else None}"
+                    f" (send took {sent:.3f} s)")
+                time.sleep(1.0)
+        finally:
+            stop.set()
+        d = {
+            "reps": len(got),
+            "received_min": min(got) if got else 0,
+            "half_median_s": round(median(t50), 3) if t50 else None,
+            "half_max_s": round(max(t50), 3) if t50 else None,
+            "all_median_s": round(median(t100), 3) if len(t100) == reps else None,
+            "all_max_s": round(max(t100), 3) if len(t100) == reps else None,
+        }
+        if error:
+            d["error"] = error
+        self.record("event", d)
+        if error:
+            self.res["errors"].append(f"user events: {error}")
+
+    def _suspicion_origins(self, target, t0, t1, before=None, after=None):
+        """Agents that themselves started suspecting `target` in [t0, t1]."""
+        if before is not None and after is not None:  # rumor: its counter of own suspicions
+            return sorted(k for k in after if k != target and after[k] > before.get(k, 0))
+        return sorted({e.agent for e in self.hub.since(t0)
+                       if e.kind == "suspect-origin" and e.member == target and e.t <= t1})
+
+    def pause(self):
+        target = self.agents[self.n // 2]
+        live = [a for a in self.agents if a.name not in self.dead]
+        before = self.sys.metric(live, "rumor_suspicions_total") if isinstance(self.sys, Rumor) else None
+        ref_before = self.sys.metric([target], "rumor_refutations_total") if isinstance(self.sys, Rumor) else None
+        t0 = time.monotonic()
+        target.signal(signal.SIGSTOP)
+        time.sleep(self.args.pause)
+        target.signal(signal.SIGCONT)
+        time.sleep(self.args.pause_settle)
+        t1 = time.monotonic()
+        self.check_alive()
+        after = self.sys.metric(live, "rumor_suspicions_total") if before is not None else None
+        evs = [e for e in self.hub.since(t0) if e.member == target.name and e.agent != target.name]
+        saw_suspect = sorted({e.agent for e in evs if e.kind == "suspect"})
+        failed = sorted({e.agent for e in evs if e.kind == "failed"})
+        origins = self._suspicion_origins(target.name, t0, t1, before, after)
+        if ref_before is not None:
+            ra = self.sys.metric([target], "rumor_refutations_total")
+            refuted = ra.get(target.name, 0) > ref_before.get(target.name, 0)
+        else:
+            refuted = any(e.kind == "refute" and e.agent == target.name for e in self.hub.since(t0))
+        # at the end, does everybody see it alive again?
+        v = self.views()
+        still_not_alive = sorted(a for a in v if a != target.name and a not in self.dead
+                                 and v[a].get(target.name) not in ("alive",))
+        self.record("pause", {
+            "target": target.name,
+            "stopped_s": self.args.pause,
+            "suspected_by": len(origins),
+            "saw_suspect": len(saw_suspect) if isinstance(self.sys, Rumor) else None,
+            "declared_failed_by": len(failed),
+            "refuted": refuted,
+            "not_alive_at_end": len(still_not_alive),
+        })
+
+    def starve(self):
+        target = self.agents[self.n // 2 - 1]
+        live = [a for a in self.agents if a.name not in self.dead]
+        t0 = time.monotonic()
+        end = t0 + self.args.starve
+        try:
+            while time.monotonic() < end:
+                target.signal(signal.SIGCONT)
+                time.sleep(0.2)
+                target.signal(signal.SIGSTOP)
+                time.sleep(0.8)
+        finally:
+            target.signal(signal.SIGCONT)
+        time.sleep(self.args.pause_settle)
+        self.check_alive()
+        evs = [e for e in self.hub.since(t0)]
+        others_failed = sorted({e.member for e in evs if e.kind in ("failed", "failed-origin")
+                                and e.member != target.name})
+        others_susp = sorted({e.member for e in evs if e.kind in ("suspect", "suspect-origin")
+                              and e.member != target.name})
+        tgt_failed_by = sorted({e.agent for e in evs if e.kind == "failed" and e.member == target.name})
+        self.record("starve", {
+            "target": target.name,
+            "seconds": self.args.starve,
+            "healthy_declared_failed": len(others_failed),
+            "healthy_suspected": len(others_susp),
+            "target_declared_failed_by": len(tgt_failed_by),
+            "healthy_failed_names": others_failed[:10],
+        })
+        # let the cluster heal before the kill phase
+        if not self.hub.wait_for(lambda: self._healed_locked(), self.args.heal_timeout):
+            log(f"{self.sys.label}: cluster not fully alive {self.args.heal_timeout} s after starvation")
+            self.res["errors"].append("not healed after starvation (kill phase still runs)")
+
+    def _healed_locked(self):
+        live = [a.name for a in self.agents if a.name not in self.dead]
+        for a in live:
+            view = self.hub.view.get(a, {})
+            if any(view.get(b) != "alive" for b in live if b != a):
+                return False
+        return True
+
+    def kill(self):
+        target = self.agents[self.n - 1]
+        survivors = [a.name for a in self.agents if a.name not in self.dead and a.name != target.name]
+        t0 = time.monotonic()
+        self.dead.add(target.name)
+        target.signal(signal.SIGKILL)
+
+        def failed_by():
+            return {e.agent for e in self.hub.events
+                    if e.t >= t0 and e.kind == "failed" and e.member == target.name}
+
+        ok = self.hub.wait_for(lambda: set(survivors) <= failed_by(), self.args.kill_timeout)
+        self.check_alive()
+        evs = [e for e in self.hub.since(t0) if e.member == target.name]
+
+        def first(kinds):
+            ts = [e.t - t0 for e in evs if e.kind in kinds]
+            return round(min(ts), 3) if ts else None
+
+        per_agent = {}
+        for e in evs:
+            if e.kind == "failed" and e.agent not in per_agent:
+                per_agent[e.agent] = e.t - t0
+        self.record("kill", {
+            "target": target.name,
+            "first_suspect_s": first(("suspect", "suspect-origin")),
+            "first_failed_s": first(("failed", "failed-origin")),
+            "all_failed_s": round(max(per_agent.values()), 3) if ok and per_agent else None,
+            "survivors_failed": len(per_agent),
+            "survivors": len(survivors),
+        })
+        if not ok:
+            self.res["errors"].append(f"kill: only {len(per_agent)}/{len(survivors)} survivors marked it failed")
+
+    def run(self):
+        phases = [("join", self.start_cluster), ("steady", self.steady), ("event", self.user_events),
+                  ("pause", self.pause), ("starve", self.starve), ("kill", self.kill)]
+        try:
+            for name, fn in phases:
+                log(f"{self.sys.label} N={self.n}: phase {name}")
+                try:
+                    fn()
+                except BenchError as e:
+                    self.res["errors"].append(f"{name}: {e}")
+                    log(f"{self.sys.label} N={self.n} {name} FAILED: {e}")
+                    if name == "join" or any(a.name not in self.dead and not a.alive() for a in self.agents):
+                        break
+        finally:
+            kill_all()
+        return self.res
+
+
+# --------------------------------------------------------------------------
+# Report
+
+ROWS = [
+    ("join: all N see all N alive (s)", "join", "all_s"),
+    ("join: 90 % of agents see all (s)", "join", "p90_s"),
+    ("steady: CPU s per agent per min", "steady", "cpu_s_per_agent_per_min"),
+    ("steady: whole cluster, % of one core", "steady", "cluster_cpu_pct_of_core"),
+    ("steady: resident memory per agent (MB)", "steady", "rss_mb_per_agent"),
+    ("steady: bytes/s sent per agent", "steady", "bytes_per_s_per_agent"),
+    ("steady: packets/s sent per agent", "steady", "packets_per_s_per_agent"),
+    ("user event to half: median (s)", "event", "half_median_s"),
+    ("user event to half: max (s)", "event", "half_max_s"),
+    ("user event to all: median (s)", "event", "all_median_s"),
+    ("user event to all: max (s)", "event", "all_max_s"),
+    ("SIGSTOP 3 s: agents that suspected it", "pause", "suspected_by"),
+    ("SIGSTOP 3 s: agents that declared it failed", "pause", "declared_failed_by"),
+    ("SIGSTOP 3 s: refuted", "pause", "refuted"),
+    ("starvation: healthy agents declared failed", "starve", "healthy_declared_failed"),
+    ("starvation: healthy agents suspected", "starve", "healthy_suspected"),
+    ("starvation: agents that declared the starved one failed", "starve", "target_declared_failed_by"),
+    ("kill -9: first suspicion (s)", "kill", "first_suspect_s"),
+    ("kill -9: first failure declaration (s)", "kill", "first_failed_s"),
+    ("kill -9: all survivors marked it failed (s)", "kill", "all_failed_s"),
+]
+
+
+def fmt(v):
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+    return str(v)
+
+
+def ratio(r, s):
+    if isinstance(r, bool) or isinstance(s, bool) or r is None or s is None:
+        return "—"
+    if s == 0:
+        return "—" if r == 0 else "∞"
+    return f"{r / s:.2f}"
+
+
+def markdown(results, meta):
+    h = meta["host"]
+    out = [f"Run {meta['date']}, `{meta['command']}`; {h['cpus']} CPUs, load average "
+           f"{h['loadavg_start'][0]:.1f} at the start, {h['loadavg_end'][0]:.1f} at the end.", ""]
+    by = {(r["system"], r["n"]): r for r in results}
+    for n in meta["sizes"]:
+        s, r = by.get(("Serf", n)), by.get(("rumor", n))
+        out.append(f"### N = {n}")
+        out.append("")
+        out.append("| figure | Serf | rumor | rumor / Serf |")
+        out.append("|---|---:|---:|---:|")
+        for label, ph, key in ROWS:
+            sv = s["phases"].get(ph, {}).get(key) if s else None
+            rv = r["phases"].get(ph, {}).get(key) if r else None
+            out.append(f"| {label} | {fmt(sv)} | {fmt(rv)} | {ratio(rv, sv)} |")
+        out.append("")
+        for res in (s, r):
+            if not res:
+                continue
+            st = res["phases"].get("steady", {})
+            if st:
+                out.append(f"- {res['system']} network figures: {st.get('net_method')}")
+            if "self_reported_payload_bytes_per_s_per_agent" in st:
+                out.append(
+                    f"- rumor's own transport counters (UDP + TCP stream payload, no IP headers; refreshed about once a "
+                    f"second): {st['self_reported_payload_bytes_per_s_per_agent']} B/s, "
+                    f"{st['self_reported_packets_per_s_per_agent']} datagrams/s per agent")
+            for e in res["errors"]:
+                out.append(f"- {res['system']} problem: {e}")
+        out.append("")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------
+
+
+def ensure_serf(want_install: bool):
+    b = shutil.which("serf")
+    if b or not want_install:
+        return b
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log("serf not found: apt-get install -y serf")
+        try:
+            subprocess.run(["apt-get", "install", "-y", "serf"], capture_output=True, timeout=300)
+        except (subprocess.TimeoutExpired, OSError) as e:
+            log(f"apt-get failed: {e}")
+    return shutil.which("serf")
+
+
+def build_rumor(skip: bool):
+    binary = os.path.join(REPO, "target", "release", "rumor")
+    if skip and os.path.exists(binary):
+        return binary
+    log("cargo build --release -p rumor-cli")
+    r = subprocess.run(["cargo", "build", "--release", "-p", "rumor-cli"], cwd=REPO, timeout=3600)
+    if r.returncode != 0 or not os.path.exists(binary):
+        raise BenchError("cargo build --release -p rumor-cli failed")
+    return binary
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="rumor vs. Serf benchmark (see README.md)")
+    p.add_argument("--sizes", default="16,32,64,128", help="cluster sizes, comma separated (each >= 3)")
+    p.add_argument("--quick", action="store_true", help="N = 8, short phases (a few minutes)")
+    p.add_argument("--steady", type=float, default=60, help="steady-state window, s")
+    p.add_argument("--starve", type=float, default=30, help="starvation cycling, s")
+    p.add_argument("--pause", type=float, default=3, help="SIGSTOP length, s")
+    p.add_argument("--pause-settle", type=float, default=10, help="watch after SIGCONT, s")
+    p.add_argument("--event-reps", type=int, default=5)
+    p.add_argument("--event-timeout", type=float, default=10)
+    p.add_argument("--join-timeout", type=float, default=90)
+    p.add_argument("--kill-timeout", type=float, default=60)
+    p.add_argument("--heal-timeout", type=float, default=60)
+    p.add_argument("--systems", default="serf,rumor", help="which systems, in order")
+    p.add_argument("--base-port", type=int, default=24000, help="ports base..base+~4300 are used")
+    p.add_argument("--out", default=os.path.join(HERE, "results"), help="directory for logs and results")
+    p.add_argument("--no-build", action="store_true", help="use target/release/rumor as it is")
+    p.add_argument("--rumor-bin", help="this rumor binary instead of building target/release/rumor")
+    p.add_argument("--no-install", action="store_true", help="do not apt-get install serf")
+    p.add_argument("--md", help="also write the markdown table to this file")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.sizes = "8"
+        a.steady = min(a.steady, 10)
+        a.starve = min(a.starve, 8)
+        a.pause_settle = min(a.pause_settle, 6)
+        a.event_reps = min(a.event_reps, 3)
+        a.join_timeout = min(a.join_timeout, 45)
+        a.kill_timeout = min(a.kill_timeout, 40)
+        a.heal_timeout = min(a.heal_timeout, 40)
+    try:
+        a.sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
+    except ValueError:
+        p.error(f"--sizes: not a list of integers: {a.sizes!r}")
+    if not a.sizes or any(n < 3 for n in a.sizes):
+        p.error("--sizes: every N must be at least 3 (a kill and a pause need survivors)")
+    if any(n > 900 for n in a.sizes):
+        p.error("--sizes: at most 900 agents (ports)")
+    a.systems = [s.strip() for s in a.systems.split(",") if s.strip()]
+    if not a.systems or any(s not in ("serf", "rumor") for s in a.systems):
+        p.error("--systems: serf and/or rumor")
+    return a
+
+
+LOAD_START = os.getloadavg()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    atexit.register(kill_all)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    outdir = os.path.join(args.out, stamp)
+    os.makedirs(outdir, exist_ok=True)
+    command = "python3 bench/vs-serf/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    systems = []
+    for key in args.systems:
+        if key == "serf":
+            b = ensure_serf(not args.no_install)
+            if not b:
+                print("SKIP: serf is not installed (and could not be installed): "
+                      "apt-get install -y serf", flush=True)
+                return 77
+            systems.append(Serf(b, args.base_port))
+        else:
+            binary = args.rumor_bin or build_rumor(args.no_build)
+            if not os.access(binary, os.X_OK):
+                raise BenchError(f"rumor binary not executable: {binary}")
+            systems.append(Rumor(binary, args.base_port + 2200))
+    results = []
+    for n in args.sizes:
+        for s in systems:
+            log(f"=== {s.label}, N = {n} (logs in {outdir})")
+            res = Run(s, n, args, outdir).run()
+            results.append(res)
+            time.sleep(2)
+    meta = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command.strip(),
+        "sizes": args.sizes,
+        "host": {"cpus": os.cpu_count(), "kernel": os.uname().release,
+                 "loadavg_start": LOAD_START, "loadavg_end": os.getloadavg()},
+        "args": {k: v for k, v in vars(args).items()},
+    }
+    with open(os.path.join(outdir, "results.json"), "w") as f:
+        json.dump({"meta": meta, "results": results}, f, indent=2)
+    md = markdown(results, meta)
+    with open(os.path.join(outdir, "results.md"), "w") as f:
+        f.write(md + "\n")
+    if args.md:
+        with open(args.md, "w") as f:
+            f.write(md + "\n")
+    print(md)
+    print(f"\nresults: {outdir}/results.json and results.md", flush=True)
+    all_phases = {"join", "steady", "event", "pause", "starve", "kill"}
+    incomplete = [f"{r['system']} N={r['n']}" for r in results
+                  if set(r["phases"]) != all_phases or r["errors"]]
+    if not incomplete:
+        print("COMPLETE: every phase ran on every system", flush=True)
+        return 0
+    print(f"INCOMPLETE: {', '.join(incomplete)}", flush=True)
+    errors = [e for r in results for e in r["errors"]]
+    if all(set(r["phases"]) == all_phases for r in results) and errors and all(
+        e.startswith("user events:") and " 501" in e for e in errors
+    ):
+        print("ONLY USER EVENTS MISSING: the rumor agent answers 501 to POST /v1/event", flush=True)
+        return 3
+    return 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        log(f"error: {e}")
+        kill_all()
+        sys.exit(2)
