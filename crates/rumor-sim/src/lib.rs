@@ -35,6 +35,7 @@ pub mod network;
 pub mod plots;
 pub mod report;
 pub mod scenario;
+pub mod workload;
 
 pub use rumor_core as core;
 
