@@ -86,6 +86,8 @@ enum Step {
     AggSample,
     /// Check whether every live replica agrees (every 100 ms until they do).
     AgreeSample,
+    /// Every up node writes a key of its own (writes workload `prime`).
+    Prime,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -395,6 +397,9 @@ impl Simulation {
                     ..WritesState::default()
                 });
                 self.write_keys = spec.keys;
+                if spec.prime {
+                    self.schedule(secs((start - 1.0).max(0.0)), Step::Prime);
+                }
                 let count = ((stop - start) * spec.rate).floor().max(1.0) as usize;
                 for k in 0..count {
                     let at = secs(start + k as f64 / spec.rate);
@@ -1023,6 +1028,24 @@ impl Simulation {
                 }
                 let round = secs(self.scenario.config.aggregate_interval.as_secs_f64());
                 self.schedule(now + round, Step::AggSample);
+            }
+            Step::Prime => {
+                let Some(store) = self.writes.as_ref().map(|w| w.store) else {
+                    return;
+                };
+                let t = Instant::from_micros(now);
+                for i in 0..self.n {
+                    if !self.truth.up[i] {
+                        continue;
+                    }
+                    if let Some(node) = self.nodes[i].as_mut() {
+                        let _ = match store {
+                            Store::State => node.state_write(t, "boot", Some("1")),
+                            Store::Kv => node.kv_put(t, &format!("boot/{i}"), b"1".to_vec()),
+                        };
+                    }
+                    self.after(i);
+                }
             }
             Step::AgreeSample => {
                 let Some(w) = self.writes.as_mut() else {

@@ -28,6 +28,7 @@
 pub mod cli;
 pub mod engine;
 pub mod epidemic;
+pub mod experiments;
 pub mod faults;
 pub mod invariants;
 pub mod metrics;

@@ -530,6 +530,7 @@ impl Scenario {
                     sync_mode: None,
                     rumors: None,
                     sync_interval: None,
+                    prime: false,
                 });
                 let mut order: Vec<usize> = (1..nodes).collect();
                 order.shuffle(&mut rng);

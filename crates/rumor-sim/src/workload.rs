@@ -113,6 +113,13 @@ pub struct WritesSpec {
     /// Seconds between anti-entropy rounds (default: the profile's).
     #[serde(default)]
     pub sync_interval: Option<f64>,
+    /// One second before the first write, every up node writes a key of
+    /// its own (`boot`), so that no node's store is empty. rumor-core's
+    /// anti-entropy never reaches a node whose store is empty (it neither
+    /// starts an exchange nor answers a push with its empty digest), so
+    /// anti-entropy-only measurements need this.
+    #[serde(default)]
+    pub prime: bool,
 }
 
 fn default_keys() -> usize {

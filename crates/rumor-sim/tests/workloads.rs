@@ -21,6 +21,7 @@ fn writes(store: Store, rate: f64, start: f64, stop: f64) -> Workload {
         sync_mode: None,
         rumors: None,
         sync_interval: None,
+        prime: false,
     })
 }
 
