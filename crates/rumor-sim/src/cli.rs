@@ -17,7 +17,8 @@ use crate::engine::Simulation;
 use crate::epidemic::{self, Mode};
 use crate::report::{write_csv, RunResult};
 use crate::scenario::{profile_name, Scenario, BUILTINS};
-use crate::{plots, to_secs};
+use crate::workload::{Mode as SyncDir, Store, Workload};
+use crate::{experiments, plots, to_secs};
 
 /// `rumor-sim`: simulate a rumor cluster, measure it and check its invariants.
 #[derive(Clone, Debug, Parser)]
@@ -70,6 +71,26 @@ pub struct Args {
     /// Turn off refutation of suspicions (plants a bug; the accuracy check must fail).
     #[arg(long)]
     pub no_refute: bool,
+    /// Writes workload: writes per second, cluster-wide.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Writes workload: `state` (per-node state) or `kv` (replicated key space).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Writes workload: anti-entropy direction, push, pull or push-pull.
+    #[arg(long)]
+    pub sync_mode: Option<String>,
+    /// Writes workload: spread writes as rumors too, on or off.
+    #[arg(long)]
+    pub rumors: Option<String>,
+    /// Run an experiment of docs/simulator.md instead: `sync` (one write's
+    /// spread per anti-entropy mode, --nodes, --store) or `aggregate`
+    /// (rounds to 1e-3 / 1e-6 vs N, --sizes); writes CSV and PNG into --out.
+    #[arg(long)]
+    pub experiment: Option<String>,
+    /// Cluster sizes for `--experiment aggregate`, comma-separated.
+    #[arg(long, default_value = "100,1000,10000")]
+    pub sizes: String,
     /// No progress bar.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -103,9 +124,10 @@ where
 
 /// Run with parsed arguments; returns the exit code.
 pub fn run(args: Args) -> i32 {
-    let result = match &args.epidemic {
-        Some(mode) => run_epidemic(&args, mode),
-        None => run_scenarios(&args),
+    let result = match (&args.experiment, &args.epidemic) {
+        (Some(name), _) => run_experiment(&args, name),
+        (None, Some(mode)) => run_epidemic(&args, mode),
+        (None, None) => run_scenarios(&args),
     };
     match result {
         Ok(code) => code,
@@ -144,6 +166,76 @@ fn check_common(args: &Args) -> Result<Option<Profile>, InputError> {
         .as_deref()
         .map(|p| p.parse::<Profile>().map_err(|e| InputError(e.to_string())))
         .transpose()
+}
+
+fn apply_workload_flags(args: &Args, s: &mut Scenario) -> Result<(), InputError> {
+    let any = args.rate.is_some()
+        || args.store.is_some()
+        || args.sync_mode.is_some()
+        || args.rumors.is_some();
+    if !any {
+        return Ok(());
+    }
+    let Some(Workload::Writes(mut w)) = s.workload.clone() else {
+        return Err(InputError(
+            "--rate, --store, --sync-mode and --rumors need a writes workload (--scenario writes)"
+                .into(),
+        ));
+    };
+    if let Some(r) = args.rate {
+        w.rate = r;
+    }
+    if let Some(st) = &args.store {
+        w.store = st.parse::<Store>().map_err(InputError)?;
+    }
+    if let Some(m) = &args.sync_mode {
+        w.sync_mode = Some(m.parse::<SyncDir>().map_err(InputError)?);
+    }
+    if let Some(r) = &args.rumors {
+        w.rumors = Some(match r.as_str() {
+            "on" | "true" => true,
+            "off" | "false" => false,
+            other => return Err(InputError(format!("--rumors {other}: expected on or off"))),
+        });
+    }
+    let w = Workload::Writes(w);
+    w.apply(&mut s.config);
+    s.workload = Some(w);
+    s.validate().map_err(|e| InputError(e.0))
+}
+
+fn run_experiment(args: &Args, name: &str) -> Result<i32, InputError> {
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/sim-out"));
+    let table = match name {
+        "sync" => {
+            let store = match &args.store {
+                Some(s) => s.parse::<Store>().map_err(InputError)?,
+                None => Store::State,
+            };
+            experiments::sync(args.nodes.unwrap_or(1000), store, args.seed, &dir)
+        }
+        "aggregate" => {
+            let sizes = args
+                .sizes
+                .split(',')
+                .map(|x| x.trim().parse::<usize>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| InputError(format!("--sizes: {e}")))?;
+            experiments::aggregate(&sizes, args.seed, &dir)
+        }
+        other => {
+            return Err(InputError(format!(
+                "unknown experiment {other:?}: expected sync or aggregate"
+            )))
+        }
+    };
+    let table = table.map_err(InputError)?;
+    print!("{table}");
+    println!("wrote CSV and PNG into {}", dir.display());
+    Ok(0)
 }
 
 /// The scenario for one seed, with the command-line overrides applied.
@@ -185,6 +277,7 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     if let Some(b) = &args.bootstrap {
         s.bootstrap = b.parse().map_err(InputError)?;
     }
+    apply_workload_flags(args, &mut s)?;
     let mut replay = format!(
         "--scenario {name} --nodes {} --profile {}",
         s.nodes,

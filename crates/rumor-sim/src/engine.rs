@@ -24,6 +24,7 @@ use crate::metrics::{BitSet, Metrics, UpdateKind};
 use crate::network::Network;
 use crate::report::{self, RunResult};
 use crate::scenario::{Bootstrap, Scenario};
+use crate::workload::{self, AggState, Store, Workload, WorkloadReport, WritesState};
 use crate::{addr_index, mix_seed, node_addr, node_name, secs, Micros, SECOND};
 
 /// Ground truth about the nodes, as only the simulator knows it.
@@ -77,6 +78,16 @@ enum Step {
     /// Start the cost window: snapshot the counters.
     Snapshot,
     Tags(usize, String, String),
+    /// Planned write `k` of the writes workload.
+    Write(usize),
+    /// Every up node writes its `load` value; then the tracker tracks it.
+    SetLoad,
+    /// Sample the aggregate workload (every round).
+    AggSample,
+    /// Check whether every live replica agrees (every 100 ms until they do).
+    AgreeSample,
+    /// Every up node writes a key of its own (writes workload `prime`).
+    Prime,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +170,11 @@ pub struct Simulation {
     events_processed: u64,
     last_heal: Micros,
     cost_base: (CostCounters, Micros),
+    writes: Option<WritesState>,
+    planned_writes: Vec<(usize, usize)>,
+    write_keys: usize,
+    settle_from: Micros,
+    agg: Option<AggState>,
 }
 
 /// Counters that cost is computed from.
@@ -247,6 +263,11 @@ impl Simulation {
             events_processed: 0,
             last_heal: 0,
             cost_base: (CostCounters::default(), 0),
+            writes: None,
+            planned_writes: Vec::new(),
+            write_keys: 1,
+            settle_from: 0,
+            agg: None,
         };
         sim.plan();
         Ok(sim)
@@ -352,6 +373,89 @@ impl Simulation {
                 } => self.schedule(at, Step::Tags(*node, key.clone(), value.clone())),
             }
         }
+        self.plan_workload();
+    }
+
+    /// Schedule the workload's steps.
+    fn plan_workload(&mut self) {
+        let Some(w) = self.scenario.workload.clone() else {
+            return;
+        };
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(mix_seed(self.seed, 0x3017));
+        let jw = self.scenario.join_window;
+        match w {
+            Workload::Writes(spec) => {
+                let start = spec.start.unwrap_or(jw + 2.0);
+                let stop = spec.stop.unwrap_or(start + 10.0);
+                self.writes = Some(WritesState {
+                    store: spec.store,
+                    ..WritesState::default()
+                });
+                self.write_keys = spec.keys;
+                if spec.prime {
+                    self.schedule(secs((start - 1.0).max(0.0)), Step::Prime);
+                }
+                let count = ((stop - start) * spec.rate).floor().max(1.0) as usize;
+                for k in 0..count {
+                    let at = secs(start + k as f64 / spec.rate);
+                    let node = rng.random_range(0..self.n);
+                    let key = rng.random_range(0..spec.keys);
+                    self.planned_writes.push((node, key));
+                    self.schedule(at, Step::Write(k));
+                }
+                self.settle_from = self.last_heal.max(secs(stop));
+                self.schedule(self.settle_from, Step::AgreeSample);
+            }
+            Workload::Aggregate(spec) => {
+                let values = (0..self.n)
+                    .map(|i| match spec.values {
+                        workload::Values::Index => (i + 1) as f64,
+                        workload::Values::Random => rng.random_range(0.0..1000.0),
+                    })
+                    .collect();
+                self.agg = Some(AggState {
+                    values,
+                    tracker: spec.tracker,
+                    ..AggState::default()
+                });
+                let start = secs(spec.start.unwrap_or(jw + 2.0));
+                self.schedule(start, Step::SetLoad);
+            }
+        }
+    }
+
+    /// Mass of aggregate `load` in transfers still in the network (for the
+    /// tracker's epoch), and how many transfers those are.
+    fn mass_in_flight(&self, epoch: u64) -> (f64, usize) {
+        let (mut mass, mut count) = (0.0, 0);
+        for q in self.queue.iter() {
+            let Action::Deliver(d) = &q.action else {
+                continue;
+            };
+            if d.kind != Kind::Datagram || !self.truth.up[d.to as usize] {
+                continue;
+            }
+            let Ok(decoded) = rumor_core::codec::decode(&d.payload) else {
+                continue;
+            };
+            for m in decoded.messages {
+                if let rumor_core::message::Message::Aggregate {
+                    epoch: e, shares, ..
+                } = m
+                {
+                    if e != epoch {
+                        continue;
+                    }
+                    count += 1;
+                    for (name, share) in shares {
+                        if name == workload::LOAD {
+                            mass += share.s;
+                        }
+                    }
+                }
+            }
+        }
+        (mass, count)
     }
 
     /// The bounds the invariants use.
@@ -417,7 +521,7 @@ impl Simulation {
         let stats = self.total_stats();
         let cost = self.counters(&stats).minus(&self.cost_base.0);
         let cost_window = self.end.saturating_sub(self.cost_base.1);
-        report::build(report::RunData {
+        let mut result = report::build(report::RunData {
             scenario: &self.scenario,
             seed: self.seed,
             wall_s,
@@ -431,7 +535,32 @@ impl Simulation {
             truth: &self.truth,
             bounds: &self.bounds,
             last_heal: self.last_heal,
-        })
+        });
+        if let Some(w) = &self.writes {
+            let r = w.report(
+                &self.nodes,
+                &self.truth,
+                self.settle_from,
+                result.summary.cost.bytes_per_node_per_s,
+            );
+            result.summary.workload = Some(WorkloadReport::Writes(r));
+        }
+        if let Some(a) = &self.agg {
+            let rounds = a.samples.max(1) as f64;
+            let sent = stats.messages_out[MessageType::Aggregate as usize - 1] as f64;
+            let acked = stats.messages_out[MessageType::AggregateAck as usize - 1] as f64;
+            let (t, k) = transfer_sizes();
+            let per = (sent * t + acked * k) / self.n as f64 / rounds;
+            let r = a.report(&self.nodes, &self.truth, per);
+            result.summary.workload = Some(WorkloadReport::Aggregate(r));
+        }
+        result
+    }
+
+    fn disturb_agg(&mut self) {
+        if let Some(a) = self.agg.as_mut() {
+            a.disturbed = true;
+        }
     }
 
     fn total_stats(&self) -> Stats {
@@ -597,6 +726,9 @@ impl Simulation {
                 stop = true;
                 continue;
             }
+            if let Some(w) = self.writes.as_mut() {
+                w.on_event(self.now, i, &ev);
+            }
             self.metrics.on_event(self.now, i, &ev, &self.truth);
             self.checker.on_event(self.now, i, &ev);
         }
@@ -615,6 +747,46 @@ impl Simulation {
                 self.push(t, Action::Wake(i as u32));
             }
         }
+    }
+
+    /// Planned write `k`: the planned node, or the next up one.
+    fn do_write(&mut self, k: usize) {
+        let (planned, key) = self.planned_writes[k];
+        let Some(i) = (0..self.n)
+            .map(|d| (planned + d) % self.n)
+            .find(|&j| self.truth.up[j] && !self.truth.paused[j] && !self.truth.leaving[j])
+        else {
+            return;
+        };
+        let Some(store) = self.writes.as_ref().map(|w| w.store) else {
+            return;
+        };
+        let id = self.writes.as_ref().map_or(0, |w| w.writes.len());
+        let key_name = format!("k{key}");
+        let value = workload::write_value(id);
+        let t = Instant::from_micros(self.now);
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        let (ok, group) = match store {
+            Store::State => (
+                node.state_write(t, &key_name, Some(&value)).is_ok(),
+                format!("{}/{key_name}", node_name(i)),
+            ),
+            Store::Kv => (
+                node.kv_put(t, &key_name, value.into_bytes()).is_ok(),
+                key_name,
+            ),
+        };
+        if ok {
+            let eligible = self.up_set(usize::MAX);
+            let n = self.n;
+            let now = self.now;
+            if let Some(w) = self.writes.as_mut() {
+                w.record(i, group, now, eligible, n);
+            }
+        }
+        self.after(i);
     }
 
     /// Take node `i` down (crash or stopped after leaving).
@@ -747,6 +919,7 @@ impl Simulation {
                     .as_ref()
                     .map_or(0, |nd| nd.local().incarnation);
                 self.metrics.track(UpdateKind::Death, i, now, eligible);
+                self.disturb_agg();
                 self.retire(i);
                 self.crashes.push(PendingCrash {
                     node: i,
@@ -758,6 +931,7 @@ impl Simulation {
                 self.push(now + self.bounds.detect, Action::CheckCrash(c));
             }
             Step::Pause(i) => {
+                self.disturb_agg();
                 if self.truth.up[i] {
                     self.truth.paused[i] = true;
                     self.truth.disturbed_at[i] = now;
@@ -784,6 +958,7 @@ impl Simulation {
                 self.truth.disturbed_at[i] = now;
             }
             Step::Partition(id, nodes) => {
+                self.disturb_agg();
                 self.truth.net.partition(id, &nodes);
                 self.truth.disturbed_at.iter_mut().for_each(|t| *t = now);
             }
@@ -816,6 +991,77 @@ impl Simulation {
                     self.retire(i);
                 }
             }
+            Step::Write(k) => self.do_write(k),
+            Step::SetLoad => {
+                let Some(a) = self.agg.as_ref() else { return };
+                let values = a.values.clone();
+                let tracker = a.tracker;
+                let t = Instant::from_micros(now);
+                for (i, v) in values.iter().enumerate() {
+                    if let Some(node) = self.nodes[i].as_mut().filter(|_| self.truth.up[i]) {
+                        let _ = node.state_write(t, workload::LOAD, Some(&format!("{v}")));
+                    }
+                }
+                for i in 0..self.n {
+                    if self.truth.up[i] {
+                        self.after(i);
+                    }
+                }
+                if let Some(node) = self.nodes[tracker].as_mut() {
+                    let _ = node.track_aggregate(t, workload::LOAD);
+                }
+                if let Some(a) = self.agg.as_mut() {
+                    a.tracked_at = Some(now);
+                }
+                self.after(tracker);
+                let round = secs(self.scenario.config.aggregate_interval.as_secs_f64());
+                self.schedule(now + round, Step::AggSample);
+            }
+            Step::AggSample => {
+                let Some(a) = self.agg.as_ref() else { return };
+                let lossless = self.scenario.network.loss == 0.0 && !a.disturbed;
+                let flight = if lossless {
+                    let epoch = self.nodes[a.tracker]
+                        .as_ref()
+                        .map_or(0, |n| n.aggregates().epoch());
+                    Some(self.mass_in_flight(epoch))
+                } else {
+                    None
+                };
+                if let Some(a) = self.agg.as_mut() {
+                    a.sample(now, &self.nodes, &self.truth, flight);
+                }
+                let round = secs(self.scenario.config.aggregate_interval.as_secs_f64());
+                self.schedule(now + round, Step::AggSample);
+            }
+            Step::Prime => {
+                let Some(store) = self.writes.as_ref().map(|w| w.store) else {
+                    return;
+                };
+                let t = Instant::from_micros(now);
+                for i in 0..self.n {
+                    if !self.truth.up[i] {
+                        continue;
+                    }
+                    if let Some(node) = self.nodes[i].as_mut() {
+                        let _ = match store {
+                            Store::State => node.state_write(t, "boot", Some("1")),
+                            Store::Kv => node.kv_put(t, &format!("boot/{i}"), b"1".to_vec()),
+                        };
+                    }
+                    self.after(i);
+                }
+            }
+            Step::AgreeSample => {
+                let Some(w) = self.writes.as_mut() else {
+                    return;
+                };
+                if w.agree(&self.nodes, &self.truth) {
+                    w.agreed_at = Some(now);
+                } else {
+                    self.schedule(now + SECOND / 10, Step::AgreeSample);
+                }
+            }
             Step::Tags(i, key, value) => {
                 if !self.truth.up[i] || self.truth.leaving[i] {
                     return;
@@ -834,4 +1080,19 @@ impl Simulation {
             }
         }
     }
+}
+
+/// Encoded sizes of one aggregate transfer (one share, a typical sender
+/// name) and of its acknowledgement, in bytes.
+fn transfer_sizes() -> (f64, f64) {
+    use rumor_core::aggregate::Share;
+    use rumor_core::message::Message;
+    let t = rumor_core::codec::encode_packet(&Message::Aggregate {
+        sender: "n1234".into(),
+        epoch: 1,
+        seq: 100,
+        shares: vec![(workload::LOAD.to_string(), Share::initial(Some(1.0), false))],
+    });
+    let a = rumor_core::codec::encode_packet(&Message::AggregateAck { epoch: 1, seq: 100 });
+    (t.len() as f64, a.len() as f64)
 }

@@ -28,6 +28,7 @@
 pub mod cli;
 pub mod engine;
 pub mod epidemic;
+pub mod experiments;
 pub mod faults;
 pub mod invariants;
 pub mod metrics;
@@ -35,6 +36,7 @@ pub mod network;
 pub mod plots;
 pub mod report;
 pub mod scenario;
+pub mod workload;
 
 pub use rumor_core as core;
 

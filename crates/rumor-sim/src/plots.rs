@@ -207,6 +207,98 @@ fn histogram(path: &Path, delays: &[f64], text: bool) -> Result<(), String> {
     root.present().map_err(plot_err)
 }
 
+const PALETTE: [RGBColor; 6] = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+
+/// One named curve of [`lines`]; `dashed` draws it as points only (a theory line).
+pub struct Series {
+    /// Legend label.
+    pub label: String,
+    /// (x, y) points.
+    pub points: Vec<(f64, f64)>,
+    /// Draw as markers instead of a line.
+    pub markers: bool,
+}
+
+/// Draw `series` as lines into a PNG at `path` (900 x 560).
+pub fn lines(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+) -> Result<(), String> {
+    let text = text_available();
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let pts = series.iter().flat_map(|s| s.points.iter().copied());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (x, y) in pts.filter(|(x, y)| x.is_finite() && y.is_finite()) {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-9);
+    let mut builder = ChartBuilder::on(&root);
+    builder.margin(20);
+    if text {
+        builder
+            .caption(title, ("sans-serif", 22))
+            .x_label_area_size(40)
+            .y_label_area_size(60);
+    }
+    let mut chart = builder
+        .build_cartesian_2d(x0..x1.max(x0 + 1e-9), (y0 - pad)..(y1 + pad))
+        .map_err(plot_err)?;
+    let mut mesh = chart.configure_mesh();
+    if text {
+        mesh.x_desc(x_desc).y_desc(y_desc);
+    } else {
+        mesh.x_labels(0).y_labels(0);
+    }
+    mesh.draw().map_err(plot_err)?;
+    for (k, s) in series.iter().enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        let finite: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect();
+        let drawn = if s.markers {
+            chart
+                .draw_series(
+                    finite
+                        .into_iter()
+                        .map(|p| Circle::new(p, 5, color.filled())),
+                )
+                .map_err(plot_err)?
+        } else {
+            chart
+                .draw_series(LineSeries::new(finite, color.stroke_width(2)))
+                .map_err(plot_err)?
+        };
+        if text {
+            drawn
+                .label(s.label.clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+        }
+    }
+    if text {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(plot_err)?;
+    }
+    root.present().map_err(plot_err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

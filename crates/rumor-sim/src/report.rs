@@ -119,6 +119,9 @@ pub struct Summary {
     pub peak_rss_mib: Option<f64>,
     /// The command that replays this run.
     pub replay: String,
+    /// What the workload measured, if the scenario has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<crate::workload::WorkloadReport>,
 }
 
 /// A run's result: the summary and the raw series behind the plots.
@@ -297,6 +300,7 @@ pub fn build(d: RunData<'_>) -> RunResult {
         wall_s: d.wall_s,
         peak_rss_mib: peak_rss_mib(),
         replay: replay_command(s, d.seed),
+        workload: None,
     };
     let _ = d.last_heal;
     RunResult {
@@ -403,6 +407,9 @@ impl Summary {
                 "not checked (run ends too soon after the last heal)"
             }
         );
+        if let Some(w) = &self.workload {
+            o.push_str(&w.text());
+        }
         for v in &self.violations {
             let _ = writeln!(
                 o,

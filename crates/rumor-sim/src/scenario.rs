@@ -1,7 +1,8 @@
 //! Scenarios: what a run does. Built from the Rust builder API
 //! ([`Scenario::builder`]), from a small TOML file ([`Scenario::from_toml`]),
 //! or by name ([`Scenario::builtin`]: `join`, `crash`, `churn`, `partition`,
-//! `pause`, `lossy`, and `random` for seeded sweeps).
+//! `pause`, `lossy`, `random` for seeded sweeps, and the workloads `writes`
+//! and `aggregate`, see [`crate::workload`]).
 //!
 //! A TOML scenario:
 //!
@@ -38,10 +39,11 @@ use serde::{Deserialize, Serialize};
 use crate::faults::{random_faults, Fault};
 use crate::invariants::Bounds;
 use crate::network::{Latency, NetworkConfig};
+use crate::workload::{AggregateSpec, Store, Workload, WritesSpec};
 use crate::{mix_seed, to_secs};
 
 /// The names [`Scenario::builtin`] knows.
-pub const BUILTINS: [&str; 7] = [
+pub const BUILTINS: [&str; 9] = [
     "join",
     "crash",
     "churn",
@@ -49,6 +51,8 @@ pub const BUILTINS: [&str; 7] = [
     "pause",
     "lossy",
     "random",
+    "writes",
+    "aggregate",
 ];
 
 /// A scenario that cannot be built; the message says why, in one line.
@@ -91,6 +95,8 @@ pub struct Scenario {
     /// The command-line arguments (without the seed) that rebuild this
     /// scenario, printed with a violation so it can be replayed.
     pub replay_args: Option<String>,
+    /// Application traffic (writes, aggregation), if any.
+    pub workload: Option<Workload>,
 }
 
 /// How the initial cluster forms during the join window.
@@ -208,6 +214,14 @@ impl ScenarioBuilder {
         self
     }
 
+    /// Drive `workload`; its protocol settings (sync mode, rumors,
+    /// intervals) are applied to the configuration now.
+    pub fn workload(mut self, workload: Workload) -> Self {
+        workload.apply(&mut self.scenario.config);
+        self.scenario.workload = Some(workload);
+        self
+    }
+
     /// Turn off refutation of suspicions (plants a bug the accuracy check must catch).
     pub fn refute_suspicions(mut self, on: bool) -> Self {
         self.scenario.config.refute_suspicions = on;
@@ -241,6 +255,7 @@ struct ScenarioFile {
     network: Option<NetworkFile>,
     #[serde(default)]
     faults: Vec<Fault>,
+    workload: Option<Workload>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -267,6 +282,7 @@ impl Scenario {
                 bootstrap: Bootstrap::Warm,
                 faults: Vec::new(),
                 replay_args: None,
+                workload: None,
             },
         }
     }
@@ -291,6 +307,9 @@ impl Scenario {
             .map_err(|e| ScenarioError(e.to_string()))?;
         for f in &self.faults {
             f.validate(self.nodes).map_err(ScenarioError)?;
+        }
+        if let Some(w) = &self.workload {
+            w.validate(self.nodes).map_err(ScenarioError)?;
         }
         Ok(())
     }
@@ -364,6 +383,11 @@ impl Scenario {
             .fold(0.0, f64::max);
         for f in file.faults {
             b = b.fault(f);
+        }
+        let mut last = last;
+        if let Some(w) = file.workload {
+            last = last.max(workload_end(&w, b.scenario.join_window));
+            b = b.workload(w);
         }
         let bounds = Bounds::new(&b.scenario.config, n);
         let duration = file
@@ -494,6 +518,41 @@ impl Scenario {
                     value: "web".into(),
                 })
             }
+            "writes" => {
+                let start = b.scenario.join_window + 2.0;
+                let stop = start + 10.0;
+                let w = Workload::Writes(WritesSpec {
+                    rate: 10.0,
+                    store: Store::State,
+                    keys: 64,
+                    start: Some(start),
+                    stop: Some(stop),
+                    sync_mode: None,
+                    rumors: None,
+                    sync_interval: None,
+                    prime: false,
+                });
+                let mut order: Vec<usize> = (1..nodes).collect();
+                order.shuffle(&mut rng);
+                order.truncate((nodes / 4).max(1).min(order.len()));
+                order.sort_unstable();
+                last = stop;
+                let b = b.workload(w);
+                if nodes > 1 {
+                    b.fault(Fault::Partition {
+                        at: start + 2.0,
+                        nodes: order,
+                        duration: 5.0,
+                    })
+                } else {
+                    b
+                }
+            }
+            "aggregate" => {
+                let w = Workload::Aggregate(AggregateSpec::default());
+                last = b.scenario.join_window + 2.0 + 30.0;
+                b.workload(w)
+            }
             _ => {
                 // "random": a seeded fault schedule for sweeps.
                 let mut b = b;
@@ -506,8 +565,27 @@ impl Scenario {
                 b
             }
         };
-        b = b.duration(last + bounds.converge_s() + 10.0);
+        b = match name {
+            "writes" => b.duration(last + 30.0),
+            "aggregate" => {
+                // End just before the third epoch starts, so the second is whole.
+                let epoch = b.scenario.config.aggregate_epoch.as_secs_f64();
+                b.duration((2.0 * epoch - 1.0).max(last + 5.0))
+            }
+            _ => b.duration(last + bounds.converge_s() + 10.0),
+        };
         b.build()
+    }
+}
+
+/// When a workload's activity ends, in seconds.
+pub fn workload_end(w: &Workload, join_window: f64) -> f64 {
+    match w {
+        Workload::Writes(s) => {
+            let start = s.start.unwrap_or(join_window + 2.0);
+            s.stop.unwrap_or(start + 10.0)
+        }
+        Workload::Aggregate(a) => a.start.unwrap_or(join_window + 2.0) + 30.0,
     }
 }
 
