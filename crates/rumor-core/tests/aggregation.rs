@@ -9,10 +9,7 @@ use common::{secs, Net};
 use rumor_core::Config;
 
 fn cluster(n: usize, config: Config) -> Net {
-    let mut net = Net::new(n, config);
-    net.join_all(0);
-    let all: Vec<usize> = (0..n).collect();
-    assert!(net.run_until_true(secs(60.0), |net| net.all_see_alive(&all)));
+    let mut net = Net::converged(n, config);
     for i in 0..n {
         net.with(i, |node, now| {
             node.state_write(now, "load", Some(&format!("{}", i + 1)))

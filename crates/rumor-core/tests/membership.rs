@@ -8,15 +8,8 @@ use std::time::Duration;
 use common::{name, secs, Net};
 use rumor_core::{Config, Event, MemberEventKind, MemberState};
 
-fn converged(n: usize, seed_node: usize) -> Net {
-    let mut net = Net::new(n, Config::lan());
-    net.join_all(seed_node);
-    let all: Vec<usize> = (0..n).collect();
-    assert!(
-        net.run_until_true(secs(60.0), |net| net.all_see_alive(&all)),
-        "{n} nodes did not converge"
-    );
-    net
+fn converged(n: usize) -> Net {
+    Net::converged(n, Config::lan())
 }
 
 #[test]
@@ -36,7 +29,7 @@ fn fifty_nodes_join_through_one_seed_and_converge() {
 #[test]
 fn crashed_node_is_marked_dead_by_all_within_the_configured_bound() {
     let n = 16;
-    let mut net = converged(n, 0);
+    let mut net = converged(n);
     net.run_for(secs(5.0));
     let victim = 7;
     let crash_at = net.now;
@@ -87,7 +80,7 @@ fn node_silent_shorter_than_suspicion_timeout_refutes_and_never_dies() {
     let quiet = 3;
     let mut suspected_runs = 0;
     for phase in 0..6 {
-        let mut net = converged(n, 0);
+        let mut net = converged(n);
         net.run_for(secs(5.0 + 0.29 * phase as f64));
         let before = net.node(quiet).local().incarnation;
         let start = net.now;
@@ -124,7 +117,7 @@ fn node_silent_shorter_than_suspicion_timeout_refutes_and_never_dies() {
 #[test]
 fn ten_percent_loss_gives_no_false_positives_in_ten_minutes() {
     let n = 32;
-    let mut net = converged(n, 0);
+    let mut net = converged(n);
     let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
     net.drop = Box::new(move |_, _, _| {
         // xorshift: a deterministic 10 % loss on every link.
@@ -158,7 +151,7 @@ fn ten_percent_loss_gives_no_false_positives_in_ten_minutes() {
 #[test]
 fn partitioned_minority_is_marked_dead_and_both_sides_reconverge_after_healing() {
     let n = 20;
-    let mut net = converged(n, 0);
+    let mut net = converged(n);
     let minority: Vec<usize> = (14..n).collect();
     let majority: Vec<usize> = (0..14).collect();
     let cut = |a: usize, b: usize| (a >= 14) != (b >= 14);
@@ -186,7 +179,7 @@ fn partitioned_minority_is_marked_dead_and_both_sides_reconverge_after_healing()
 #[test]
 fn leave_is_reported_left_and_restart_rejoins_with_higher_incarnation() {
     let n = 10;
-    let mut net = converged(n, 0);
+    let mut net = converged(n);
     let leaver = 4;
     net.with(leaver, |node, now| node.leave(now));
     let mut complete = false;
@@ -241,7 +234,7 @@ fn leave_is_reported_left_and_restart_rejoins_with_higher_incarnation() {
 
 #[test]
 fn leave_complete_is_reported() {
-    let mut net = converged(5, 0);
+    let mut net = converged(5);
     let mut node = net.nodes[2].take().unwrap();
     node.leave(net.now);
     let mut saw = false;
@@ -262,7 +255,7 @@ fn leave_complete_is_reported() {
 #[test]
 fn tags_spread_with_a_new_incarnation_and_oversized_tags_are_refused() {
     let n = 8;
-    let mut net = converged(n, 0);
+    let mut net = converged(n);
     let before = net.node(5).local().incarnation;
     let tags: rumor_core::Tags = [("role".to_string(), "db".to_string())].into();
     let mut result = Ok(());
@@ -295,7 +288,7 @@ fn tags_spread_with_a_new_incarnation_and_oversized_tags_are_refused() {
 
 #[test]
 fn in_a_two_node_cluster_a_leave_is_announced_and_reported_left() {
-    let mut net = converged(2, 0);
+    let mut net = converged(2);
     net.with(1, |node, now| node.leave(now));
     let ok = net.run_until_true(secs(5.0), |net| {
         net.state_of(0, &name(1)) == Some(MemberState::Left)
@@ -310,7 +303,7 @@ fn in_a_two_node_cluster_a_leave_is_announced_and_reported_left() {
 
 #[test]
 fn a_leave_heard_after_a_failure_turns_dead_into_left() {
-    let mut net = converged(4, 0);
+    let mut net = converged(4);
     // Node 3 is cut off, declared dead, then its leave arrives.
     net.drop = Box::new(|a, b, _| a == 3 || b == 3);
     assert!(net.run_until_true(secs(120.0), |net| (0..3)
@@ -327,7 +320,7 @@ fn a_leave_heard_after_a_failure_turns_dead_into_left() {
 #[test]
 fn a_restart_resuming_its_incarnation_comes_back_above_it() {
     let n = 5;
-    let mut net = converged(n, 0);
+    let mut net = converged(n);
     let old = net.node(2).local().incarnation;
     net.crash(2);
     net.run_for(secs(1.0));

@@ -8,11 +8,7 @@ use rumor_core::message::SyncMode;
 use rumor_core::Config;
 
 fn cluster(n: usize, config: Config) -> Net {
-    let mut net = Net::new(n, config);
-    net.join_all(0);
-    let all: Vec<usize> = (0..n).collect();
-    assert!(net.run_until_true(secs(60.0), |net| net.all_see_alive(&all)));
-    net
+    Net::converged(n, config)
 }
 
 /// Every running node holds `owner`'s `key` = `value`.

@@ -105,17 +105,7 @@ impl Update {
     /// Arrival delays (seconds, sorted) at the nodes that should have
     /// learnt it and are still up, unrestarted, at the end; and how many those are.
     pub fn delays(&self, truth: &Truth) -> (Vec<f64>, usize) {
-        let keep =
-            |i: usize| self.eligible.contains(i) && truth.up[i] && truth.up_since[i] <= self.start;
-        let target = (0..truth.up.len()).filter(|&i| keep(i)).count();
-        let mut d: Vec<f64> = self
-            .arrivals
-            .iter()
-            .filter(|&&(_, o)| keep(o as usize))
-            .map(|&(t, _)| to_secs(t - self.start))
-            .collect();
-        d.sort_by(f64::total_cmp);
-        (d, target)
+        arrival_delays(&self.eligible, &self.arrivals, self.start, truth)
     }
 
     /// The 50/90/99/100 % times.
@@ -267,6 +257,26 @@ impl Metrics {
             self.false_positive_micros += end.saturating_sub(t);
         }
     }
+}
+
+/// Sorted arrival delays (s) of something that started at `start`, counting
+/// only the `eligible` nodes still up and unrestarted at the end, and how
+/// many such nodes there are (shared by updates and workload writes).
+pub fn arrival_delays(
+    eligible: &BitSet,
+    arrivals: &[(Micros, u32)],
+    start: Micros,
+    truth: &Truth,
+) -> (Vec<f64>, usize) {
+    let keep = |i: usize| eligible.contains(i) && truth.up[i] && truth.up_since[i] <= start;
+    let target = (0..truth.up.len()).filter(|&i| keep(i)).count();
+    let mut d: Vec<f64> = arrivals
+        .iter()
+        .filter(|&&(_, o)| keep(o as usize))
+        .map(|&(t, _)| to_secs(t - start))
+        .collect();
+    d.sort_by(f64::total_cmp);
+    (d, target)
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use rumor_core::{Config, Event, Node};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Truth;
-use crate::metrics::{BitSet, Percentiles};
+use crate::metrics::{arrival_delays, BitSet, Percentiles};
 use crate::{to_secs, Micros};
 
 /// Which store a writes workload writes into.
@@ -267,17 +267,7 @@ pub struct WriteRecord {
 impl WriteRecord {
     /// Sorted delays (s) at eligible nodes still up and unrestarted, and how many those are.
     pub fn delays(&self, truth: &Truth) -> (Vec<f64>, usize) {
-        let keep =
-            |i: usize| self.eligible.contains(i) && truth.up[i] && truth.up_since[i] <= self.start;
-        let target = (0..truth.up.len()).filter(|&i| keep(i)).count();
-        let mut d: Vec<f64> = self
-            .arrivals
-            .iter()
-            .filter(|&&(_, o)| keep(o as usize))
-            .map(|&(t, _)| to_secs(t - self.start))
-            .collect();
-        d.sort_by(f64::total_cmp);
-        (d, target)
+        arrival_delays(&self.eligible, &self.arrivals, self.start, truth)
     }
 }
 

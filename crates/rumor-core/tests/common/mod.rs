@@ -81,6 +81,18 @@ impl Net {
         net
     }
 
+    /// `n` nodes joined through node 0 into one alive view (asserted).
+    pub fn converged(n: usize, config: Config) -> Net {
+        let mut net = Net::new(n, config);
+        net.join_all(0);
+        let all: Vec<usize> = (0..n).collect();
+        assert!(
+            net.run_until_true(secs(60.0), |net| net.all_see_alive(&all)),
+            "{n} nodes did not converge"
+        );
+        net
+    }
+
     /// (Re)start node `i` under its name and address, with a fresh state.
     pub fn boot(&mut self, i: usize) {
         let node = Node::new(
