@@ -21,6 +21,7 @@
 //! events come faster than handlers finish, the excess is dropped with a warning.
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -83,8 +84,8 @@ pub fn user_env(ev: &UserEvent, self_name: &str, self_addr: &str) -> Vec<(String
 
 /// What a handler runs for: a membership event or a user event.
 enum Job {
-    Member(MemberEvent),
-    User(UserEvent),
+    Member(Arc<MemberEvent>),
+    User(Arc<UserEvent>),
 }
 
 /// The line written to the handler's standard input.

@@ -56,6 +56,12 @@ pub struct Config {
     /// A dead suspect gets prompt confirmations; a live one hears of the
     /// suspicion in a watcher's ping (buddy system) and refutes. 0 disables.
     pub suspect_watchers: u32,
+    /// Suspicion timeout for a member whose port is known closed: its direct
+    /// ping and every relay's ping came back "port unreachable" (reported by
+    /// the driver through [`crate::Node::handle_unreachable`]). Nothing
+    /// listens there, so there is nobody to refute: only a short grace is
+    /// given instead of the Lifeguard timeout. `None` ignores such reports.
+    pub unreachable_suspicion_timeout: Option<Duration>,
     /// Gossip a fresh rumor at once to `gossip_nodes` members instead of
     /// waiting for the next gossip tick.
     pub eager_forward: bool,
@@ -162,6 +168,7 @@ impl Config {
             tombstone_timeout: Duration::from_secs(3600),
             reconnect_interval: Duration::from_secs(10),
             suspect_watchers: 3,
+            unreachable_suspicion_timeout: Some(Duration::from_secs(1)),
             eager_forward: true,
             state_sync_interval: Duration::from_secs(1),
             state_sync_mode: crate::message::SyncMode::PushPull,
@@ -194,6 +201,8 @@ impl Config {
             gossip_nodes: 4,
             gossip_interval: Duration::from_millis(500),
             gossip_to_the_dead: Duration::from_secs(60),
+            // ICMP across the wide area is filtered, rate-limited or forged.
+            unreachable_suspicion_timeout: None,
             ..Config::lan()
         }
     }

@@ -28,6 +28,9 @@ pub enum Message {
     Nack {
         /// The ping-req's sequence number.
         seq: u32,
+        /// The target's host answered that nothing listens on its port (an
+        /// ICMP port unreachable): the process is gone, not just slow.
+        refused: bool,
     },
     /// Please probe `target` for me and forward its ack (or a nack).
     PingReq {

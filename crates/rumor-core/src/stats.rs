@@ -37,6 +37,9 @@ pub struct Stats {
     pub nacks: u64,
     /// Ping-reqs sent to relays.
     pub indirect_probes: u64,
+    /// Reports that a datagram to a member's address came back "port
+    /// unreachable" ([`crate::Node::handle_unreachable`]).
+    pub unreachable: u64,
     /// Members this node began to suspect.
     pub suspicions: u64,
     /// Times this node refuted a suspicion or death of itself.

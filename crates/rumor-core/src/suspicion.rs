@@ -19,6 +19,8 @@ pub struct Suspicion {
     max: Duration,
     expected: u32,
     confirmers: HashSet<Arc<str>>,
+    /// An upper bound set by stronger evidence than confirmations.
+    cap: Option<Duration>,
 }
 
 impl Suspicion {
@@ -32,7 +34,14 @@ impl Suspicion {
             max: max.max(min),
             expected,
             confirmers,
+            cap: None,
         }
+    }
+
+    /// Bound the timeout by `timeout` (measured from the start), whatever
+    /// the confirmations: used when the suspect is known not to listen.
+    pub fn cap(&mut self, timeout: Duration) {
+        self.cap = Some(self.cap.map_or(timeout, |c| c.min(timeout)));
     }
 
     /// Record an independent confirmation; true if `from` had not confirmed before.
@@ -55,12 +64,15 @@ impl Suspicion {
 
     /// The current timeout, measured from the start.
     pub fn timeout(&self) -> Duration {
-        if self.expected == 0 {
-            return self.min;
-        }
-        let frac = ((self.confirmations() as f64) + 1.0).ln() / ((self.expected as f64) + 1.0).ln();
-        let span = self.max.saturating_sub(self.min).mul_f64(frac.min(1.0));
-        self.max.saturating_sub(span).max(self.min)
+        let lifeguard = if self.expected == 0 {
+            self.min
+        } else {
+            let frac =
+                ((self.confirmations() as f64) + 1.0).ln() / ((self.expected as f64) + 1.0).ln();
+            let span = self.max.saturating_sub(self.min).mul_f64(frac.min(1.0));
+            self.max.saturating_sub(span).max(self.min)
+        };
+        self.cap.map_or(lifeguard, |c| c.min(lifeguard))
     }
 }
 
@@ -85,5 +97,15 @@ mod tests {
             "no confirmations beyond the expected"
         );
         assert_eq!(s.deadline(), Instant::ZERO + min);
+    }
+
+    #[test]
+    fn a_cap_bounds_the_timeout_whatever_the_confirmations() {
+        let min = Duration::from_secs(4);
+        let mut s = Suspicion::new(Instant::ZERO, "a".into(), min, min * 6, 2);
+        s.cap(Duration::from_secs(1));
+        assert_eq!(s.timeout(), Duration::from_secs(1));
+        s.cap(Duration::from_secs(3));
+        assert_eq!(s.timeout(), Duration::from_secs(1), "a cap only tightens");
     }
 }

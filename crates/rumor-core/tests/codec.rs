@@ -240,7 +240,7 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(session, response)| Message::KvSyncResponse { session, response }),
         (any::<u32>(), name()).prop_map(|(seq, target)| Message::Ping { seq, target }),
         any::<u32>().prop_map(|seq| Message::Ack { seq }),
-        any::<u32>().prop_map(|seq| Message::Nack { seq }),
+        (any::<u32>(), any::<bool>()).prop_map(|(seq, refused)| Message::Nack { seq, refused }),
         (any::<u32>(), name(), addr()).prop_map(|(seq, target, target_addr)| {
             Message::PingReq {
                 seq,
@@ -354,7 +354,10 @@ fn every_message_type_is_covered() {
             target: "".into(),
         },
         Message::Ack { seq: u32::MAX },
-        Message::Nack { seq: 0 },
+        Message::Nack {
+            seq: 0,
+            refused: false,
+        },
         Message::PingReq {
             seq: 300,
             target: "node-b".into(),

@@ -66,6 +66,51 @@ fn crashed_node_is_marked_dead_by_all_within_the_configured_bound() {
         .all(|e| e.name == name(victim)));
 }
 
+/// A crashed process on a live host: its port refuses pings (ICMP port
+/// unreachable), so it is declared dead after the short unreachable timeout
+/// rather than the Lifeguard one; with the reports ignored it takes the
+/// usual time. Same seeds, same crash instant.
+#[test]
+fn a_refusing_port_is_declared_dead_sooner_and_only_that_member() {
+    let n = 16;
+    let victim = 7;
+    let detect = |config: Config| {
+        let mut net = Net::converged(n, config);
+        net.refuse_when_down = true;
+        net.run_for(secs(5.0));
+        let crash_at = net.now;
+        net.crash(victim);
+        let rest: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
+        let ok = net.run_until_true(secs(120.0), |net| {
+            rest.iter()
+                .all(|&o| net.state_of(o, &name(victim)) == Some(MemberState::Dead))
+        });
+        assert!(ok, "the crashed node was not marked dead by all");
+        assert!(net
+            .events
+            .iter()
+            .filter(|e| e.kind == MemberEventKind::Failed)
+            .all(|e| e.name == name(victim)));
+        let unreachable: u64 = rest.iter().map(|&i| net.node(i).stats().unreachable).sum();
+        (net.now - crash_at, unreachable)
+    };
+    let (fast, reports) = detect(Config::lan());
+    let mut ignoring = Config::lan();
+    ignoring.unreachable_suspicion_timeout = None;
+    let (slow, ignored) = detect(ignoring);
+    eprintln!("all survivors: {fast:?} with unreachable reports ({reports}), {slow:?} without");
+    assert!(reports > 0 && ignored == 0);
+    let c = Config::lan();
+    // Some member probes it within a round, then relays confirm at once.
+    let bound = c.probe_interval * n as u32 + secs(1.0) + secs(1.0);
+    assert!(fast <= bound, "{fast:?} > {bound:?}");
+    assert!(
+        fast < slow,
+        "unreachable reports did not speed detection: {fast:?} vs {slow:?}"
+    );
+    assert!(slow >= c.suspicion_min(n), "{slow:?}");
+}
+
 #[test]
 fn node_silent_shorter_than_suspicion_timeout_refutes_and_never_dies() {
     // Silent (nothing in, nothing out) for the minimum suspicion timeout:

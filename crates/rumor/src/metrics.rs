@@ -187,6 +187,7 @@ pub(crate) fn export(node: &str, stats: &Stats) {
     counter("rumor_acks_total", c.probe_acks);
     counter("rumor_nacks_total", c.nacks);
     counter("rumor_indirect_probes_total", c.indirect_probes);
+    counter("rumor_unreachable_total", c.unreachable);
     counter("rumor_suspicions_total", c.suspicions);
     counter("rumor_refutations_total", c.refutations);
     counter("rumor_deaths_total", c.deaths);

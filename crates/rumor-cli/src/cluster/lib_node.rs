@@ -1,6 +1,7 @@
 //! [`Cluster`] over `rumor::Node`, the networked library.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
@@ -23,9 +24,9 @@ pub struct LibNode {
     name: String,
     addr: SocketAddr,
     keyring: Option<Keyring>,
-    events: broadcast::Sender<MemberEvent>,
-    user_events: broadcast::Sender<UserEvent>,
-    kv_changes: broadcast::Sender<KvChange>,
+    events: broadcast::Sender<Arc<MemberEvent>>,
+    user_events: broadcast::Sender<Arc<UserEvent>>,
+    kv_changes: broadcast::Sender<Arc<KvChange>>,
     forward: JoinHandle<()>,
 }
 
@@ -104,6 +105,8 @@ impl LibNode {
             b = b.incarnation(inc);
         }
         let node = b.start().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Events travel as `Arc`s: a channel allocates and initialises all
+        // its slots up front, and a pointer-sized slot keeps that small.
         let (events, _) = broadcast::channel(4096);
         let (user_events, _) = broadcast::channel(4096);
         let (kv_changes, _) = broadcast::channel(4096);
@@ -113,27 +116,27 @@ impl LibNode {
             loop {
                 match rx.recv().await {
                     Ok(Event::Member(ev)) => {
-                        let _ = tx.send(MemberEvent {
+                        let _ = tx.send(Arc::new(MemberEvent {
                             kind: ev.kind,
                             member: ev.member,
                             at: SystemTime::now(),
-                        });
+                        }));
                     }
                     Ok(Event::User(ev)) => {
-                        let _ = utx.send(UserEvent {
+                        let _ = utx.send(Arc::new(UserEvent {
                             name: ev.name,
                             payload: ev.payload,
                             origin: ev.origin.to_string(),
                             ltime: ev.ltime,
                             at: SystemTime::now(),
-                        });
+                        }));
                     }
                     Ok(Event::Kv(ch)) => {
-                        let _ = ktx.send(KvChange {
+                        let _ = ktx.send(Arc::new(KvChange {
                             key: ch.key,
                             new: ch.new,
                             at: SystemTime::now(),
-                        });
+                        }));
                     }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -187,7 +190,7 @@ impl Cluster for LibNode {
         Box::pin(async move { with_node!(self, n => n.members()) })
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<MemberEvent>> {
         self.events.subscribe()
     }
 
@@ -226,11 +229,11 @@ impl Cluster for LibNode {
         })
     }
 
-    fn subscribe_user(&self) -> broadcast::Receiver<UserEvent> {
+    fn subscribe_user(&self) -> broadcast::Receiver<Arc<UserEvent>> {
         self.user_events.subscribe()
     }
 
-    fn subscribe_kv(&self) -> broadcast::Receiver<KvChange> {
+    fn subscribe_kv(&self) -> broadcast::Receiver<Arc<KvChange>> {
         self.kv_changes.subscribe()
     }
 

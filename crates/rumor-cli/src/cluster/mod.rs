@@ -128,7 +128,7 @@ pub trait Cluster: Send + Sync + 'static {
     /// Every known member, this node and tombstones included.
     fn members(&self) -> BoxFuture<'_, Result<Vec<Member>, ClusterError>>;
     /// Membership events from now on.
-    fn subscribe(&self) -> broadcast::Receiver<MemberEvent>;
+    fn subscribe(&self) -> broadcast::Receiver<Arc<MemberEvent>>;
     /// Counters, the awareness score and members by state.
     fn stats(&self) -> BoxFuture<'_, Result<Stats, ClusterError>>;
     /// Replace the tags.
@@ -140,9 +140,9 @@ pub trait Cluster: Send + Sync + 'static {
     /// Stop all I/O at once (a crash, as far as the others can tell).
     fn shutdown(&self) -> BoxFuture<'_, ()>;
     /// User events from now on (sent by any member, this one included).
-    fn subscribe_user(&self) -> broadcast::Receiver<UserEvent>;
+    fn subscribe_user(&self) -> broadcast::Receiver<Arc<UserEvent>>;
     /// Replicated-key changes from now on.
-    fn subscribe_kv(&self) -> broadcast::Receiver<KvChange>;
+    fn subscribe_kv(&self) -> broadcast::Receiver<Arc<KvChange>>;
     /// Broadcast a user event; returns its Lamport time.
     fn user_event(
         &self,

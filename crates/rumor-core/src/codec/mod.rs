@@ -90,7 +90,15 @@ fn decode_body(kind: MessageType, r: &mut Reader) -> Result<Message, DecodeError
             target: r.name()?,
         },
         MessageType::Ack => Message::Ack { seq: r.u32()? },
-        MessageType::Nack => Message::Nack { seq: r.u32()? },
+        MessageType::Nack => Message::Nack {
+            seq: r.u32()?,
+            // An optional flags byte (older nacks end after the sequence).
+            refused: if r.0.is_empty() {
+                false
+            } else {
+                r.u8()? & 1 == 1
+            },
+        },
         MessageType::PingReq => Message::PingReq {
             seq: r.u32()?,
             target: r.name()?,
@@ -399,7 +407,13 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
             put_varint(out, u64::from(*seq));
             put_str(out, target);
         }
-        Message::Ack { seq } | Message::Nack { seq } => put_varint(out, u64::from(*seq)),
+        Message::Ack { seq } => put_varint(out, u64::from(*seq)),
+        Message::Nack { seq, refused } => {
+            put_varint(out, u64::from(*seq));
+            if *refused {
+                out.push(1);
+            }
+        }
         Message::PingReq {
             seq,
             target,

@@ -140,7 +140,7 @@ impl Node {
         }
         let from_other = from != self.name;
         let n = self.live;
-        let expected = self.config.suspicion_mult.saturating_sub(2);
+        let expected = self.config.suspicion_confirmations;
         let expected = if (n as u32).saturating_sub(2) < expected {
             0
         } else {

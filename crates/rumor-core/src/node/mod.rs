@@ -143,6 +143,8 @@ pub struct Node {
     leave_pending: bool,
     /// A rumor was queued that has not been gossiped yet.
     fresh: bool,
+    /// A gossip tick is pending (ticks run only while rumors are queued).
+    gossip_scheduled: bool,
     /// When the last eager gossip round went out.
     last_eager: Option<Instant>,
     transmits: VecDeque<Transmit>,
@@ -201,6 +203,7 @@ impl Node {
             leaving: false,
             leave_pending: false,
             fresh: false,
+            gossip_scheduled: false,
             last_eager: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -320,6 +323,19 @@ impl Node {
         self.forward_fresh(now);
     }
 
+    /// A datagram this node sent to `to` came back "port unreachable" (an
+    /// ICMP error the driver read from its socket): nothing listens there.
+    /// A probe of that address asks its relays at once, a relayed ping is
+    /// nacked at once, and a member whose direct and relayed pings were all
+    /// refused is suspected with the short
+    /// [`crate::Config::unreachable_suspicion_timeout`] instead of the Lifeguard
+    /// timeout. Ignored when that setting is `None`.
+    pub fn handle_unreachable(&mut self, now: Instant, to: SocketAddr) {
+        self.start(now);
+        self.on_unreachable(now, to);
+        self.forward_fresh(now);
+    }
+
     /// A stream message arrived from `from` (a request, or the answer to one
     /// of ours). Returns the answer to write back on the same stream, if any.
     pub fn handle_stream(
@@ -366,7 +382,7 @@ impl Node {
             };
             match timer {
                 Timer::ProbeTick => self.probe_tick(now),
-                Timer::ProbeTimeout(seq) => self.probe_timeout(seq),
+                Timer::ProbeTimeout(seq) => self.probe_timeout(now, seq),
                 Timer::ProbeEnd(seq) => self.probe_end(now, seq),
                 Timer::ProbeSuspect(name) => self.probe_suspect(now, name),
                 Timer::RelayTimeout(seq) => self.relay_timeout(seq),
@@ -476,6 +492,7 @@ impl Node {
         let push_pull = self.jitter(self.config.push_pull_interval);
         self.set_timer(now + probe, Timer::ProbeTick);
         self.set_timer(now + gossip, Timer::GossipTick);
+        self.gossip_scheduled = true;
         if !self.config.push_pull_interval.is_zero() {
             self.set_timer(now + push_pull, Timer::PushPullTick);
         }
@@ -529,7 +546,7 @@ impl Node {
         match msg {
             Message::Ping { seq, target } => self.on_ping(from, seq, &target),
             Message::Ack { seq } => self.on_ack(seq),
-            Message::Nack { seq } => self.on_nack(seq),
+            Message::Nack { seq, refused } => self.on_nack(now, seq, refused),
             Message::PingReq {
                 seq,
                 target,
@@ -629,10 +646,20 @@ impl Node {
     }
 
     fn gossip_tick(&mut self, now: Instant) {
-        let interval = self.config.gossip_interval;
-        self.set_timer(now + interval, Timer::GossipTick);
-        self.reap(now);
+        self.gossip_scheduled = false;
         self.gossip_round(now);
+        self.schedule_gossip(now);
+    }
+
+    /// Keep the gossip tick running while rumors are queued, and only then:
+    /// an idle node wakes for its probes, not five times a second for an
+    /// empty queue.
+    fn schedule_gossip(&mut self, now: Instant) {
+        if self.started && !self.gossip_scheduled && !self.broadcasts.is_empty() {
+            self.gossip_scheduled = true;
+            let interval = self.config.gossip_interval;
+            self.set_timer(now + interval, Timer::GossipTick);
+        }
     }
 
     /// Eager forwarding: gossip fresh rumors now rather than at the next
@@ -647,6 +674,7 @@ impl Node {
             self.last_eager = Some(now);
             self.gossip_round(now);
         }
+        self.schedule_gossip(now);
     }
 
     /// Send queued updates to `gossip_nodes` random members (recently dead

@@ -2,6 +2,7 @@
 //! suspects, indirect probes through relays, nacks, and the local health
 //! score they feed.
 
+use std::cmp::Reverse;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ use crate::time::Instant;
 /// A probe in flight.
 pub(super) struct Probe {
     target: Arc<str>,
+    /// Where the ping went (to match "port unreachable" reports).
+    addr: SocketAddr,
     /// The target's incarnation when the probe began: a failure is evidence
     /// against that incarnation only, not one it has refuted with since.
     incarnation: u32,
@@ -23,12 +26,19 @@ pub(super) struct Probe {
     /// Ping-reqs sent (each relay owes an ack or a nack).
     expected_nacks: u32,
     nacks: u32,
+    /// Relays have been asked (at the timeout, or sooner on a refusal).
+    relays_asked: bool,
+    /// The direct ping came back "port unreachable".
+    refused: bool,
+    /// Nacks whose relay's ping came back "port unreachable" too.
+    refused_nacks: u32,
 }
 
 /// A ping-req this node is relaying.
 pub(super) struct Relay {
     requester: SocketAddr,
     requester_seq: u32,
+    target_addr: SocketAddr,
 }
 
 impl Node {
@@ -41,6 +51,7 @@ impl Node {
     pub(super) fn probe_tick(&mut self, now: Instant) {
         let interval = self.awareness.scale(self.config.probe_interval);
         self.set_timer(now + interval, Timer::ProbeTick);
+        self.reap(now);
         if self.leaving {
             return;
         }
@@ -116,10 +127,14 @@ impl Node {
             seq,
             Probe {
                 target,
+                addr,
                 incarnation,
                 acked: false,
                 expected_nacks: 0,
                 nacks: 0,
+                relays_asked: false,
+                refused: false,
+                refused_nacks: 0,
             },
         );
         let timeout = self.awareness.scale(self.config.probe_timeout);
@@ -157,15 +172,19 @@ impl Node {
         }
     }
 
-    /// The direct ping went unanswered: ask relays to probe the target.
-    pub(super) fn probe_timeout(&mut self, seq: u32) {
-        let Some(p) = self.probes.get(&seq).filter(|p| !p.acked) else {
+    /// The direct ping went unanswered (or was refused): ask relays to
+    /// probe the target, once per probe.
+    pub(super) fn probe_timeout(&mut self, now: Instant, seq: u32) {
+        let Some(p) = self
+            .probes
+            .get_mut(&seq)
+            .filter(|p| !p.acked && !p.relays_asked)
+        else {
             return;
         };
+        p.relays_asked = true;
         let target = p.target.clone();
-        let Some(target_addr) = self.members.get(&target).map(|e| e.addr.get()) else {
-            return;
-        };
+        let target_addr = p.addr;
         let relays = self.random_members(self.config.indirect_checks, move |e| {
             e.state == MemberState::Alive && e.addr.get() != target_addr
         });
@@ -182,6 +201,7 @@ impl Node {
             };
             self.send_packet(to, &[req]);
         }
+        self.judge_if_refused(now, seq);
     }
 
     /// The probe's time is up: healthy if acked, otherwise suspect the target.
@@ -192,9 +212,13 @@ impl Node {
         if self.watching.contains(&p.target) {
             self.set_timer(now, Timer::ProbeSuspect(p.target.clone()));
         }
-        if p.acked {
-            return;
+        if !p.acked {
+            self.probe_failed(now, p);
         }
+    }
+
+    /// Judge a probe that got no ack: suspect its target.
+    fn probe_failed(&mut self, now: Instant, p: Probe) {
         // Lifeguard: relays that did not even nack point at our own links.
         let delta = if p.expected_nacks > 0 {
             p.expected_nacks.saturating_sub(p.nacks) as i32
@@ -210,7 +234,75 @@ impl Node {
         }
         let me = self.name.clone();
         self.stats.suspicions += 1;
+        let target = p.target.clone();
         self.on_suspect(now, p.incarnation, p.target, me, true);
+        if p.refused {
+            self.cap_suspicion(&target);
+        }
+    }
+
+    /// A datagram to `to` came back "port unreachable": our probes of that
+    /// address ask their relays at once, and relayed pings to it are nacked
+    /// at once, saying why.
+    pub(super) fn on_unreachable(&mut self, now: Instant, to: SocketAddr) {
+        if self.config.unreachable_suspicion_timeout.is_none() {
+            return;
+        }
+        self.stats.unreachable += 1;
+        let probes: Vec<u32> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| p.addr == to && !p.acked && !p.refused)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in probes {
+            if let Some(p) = self.probes.get_mut(&seq) {
+                p.refused = true;
+            }
+            self.probe_timeout(now, seq);
+            self.judge_if_refused(now, seq);
+        }
+        let relayed: Vec<u32> = self
+            .relays
+            .iter()
+            .filter(|(_, r)| r.target_addr == to)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in relayed {
+            if let Some(r) = self.relays.remove(&seq) {
+                let nack = Message::Nack {
+                    seq: r.requester_seq,
+                    refused: true,
+                };
+                self.send_packet(r.requester, &[nack]);
+            }
+        }
+    }
+
+    /// A probe whose direct ping and every relay's ping were refused needs
+    /// no more waiting: judge it now, not at the end of the interval.
+    fn judge_if_refused(&mut self, now: Instant, seq: u32) {
+        let done = self.probes.get(&seq).is_some_and(|p| {
+            p.refused && p.relays_asked && !p.acked && p.refused_nacks >= p.expected_nacks
+        });
+        if let Some(p) = done.then(|| self.probes.remove(&seq)).flatten() {
+            // The probe's timers find nothing left and do nothing; the
+            // watchers' next probe waits for the next interval as usual.
+            self.probe_failed(now, p);
+        }
+    }
+
+    /// Nothing listens at the suspect's address: bound its suspicion by the
+    /// short unreachable timeout.
+    fn cap_suspicion(&mut self, name: &Arc<str>) {
+        let Some(timeout) = self.config.unreachable_suspicion_timeout else {
+            return;
+        };
+        if let Some(s) = self.suspicions.get_mut(name) {
+            s.cap(timeout);
+            let deadline = s.deadline();
+            self.set_timer(deadline, Timer::Suspicion(name.clone()));
+        }
     }
 
     pub(super) fn on_ping(&mut self, from: SocketAddr, seq: u32, target: &str) {
@@ -229,6 +321,14 @@ impl Node {
                 // A direct ack in time: our links are healthy.
                 self.awareness.apply(-1);
             }
+            if !self.watching.contains(&p.target) {
+                // Nothing is left to judge: drop the probe and its timers,
+                // so they do not wake the node for nothing.
+                self.probes.remove(&seq);
+                self.timers.retain(|Reverse((_, _, t))| {
+                    !matches!(t, Timer::ProbeTimeout(s) | Timer::ProbeEnd(s) if *s == seq)
+                });
+            }
             return;
         }
         if let Some(relay) = self.relays.remove(&seq) {
@@ -239,10 +339,12 @@ impl Node {
         }
     }
 
-    pub(super) fn on_nack(&mut self, seq: u32) {
+    pub(super) fn on_nack(&mut self, now: Instant, seq: u32, refused: bool) {
         if let Some(p) = self.probes.get_mut(&seq) {
             p.nacks += 1;
+            p.refused_nacks += u32::from(refused);
             self.stats.nacks += 1;
+            self.judge_if_refused(now, seq);
         }
     }
 
@@ -260,6 +362,7 @@ impl Node {
             Relay {
                 requester: from,
                 requester_seq: seq,
+                target_addr: addr,
             },
         );
         let mut msgs = vec![Message::Ping {
@@ -288,6 +391,7 @@ impl Node {
         if let Some(relay) = self.relays.remove(&seq) {
             let nack = Message::Nack {
                 seq: relay.requester_seq,
+                refused: false,
             };
             self.send_packet(relay.requester, &[nack]);
         }

@@ -17,6 +17,8 @@ enum Delivery {
     Datagram(Vec<u8>),
     Stream(Vec<u8>),
     Reply(Vec<u8>),
+    /// A datagram to this node index came back "port unreachable".
+    Unreachable(usize),
 }
 
 /// A recorded member event: when, who saw it, what.
@@ -42,6 +44,9 @@ pub struct Net {
     /// User events delivered: when, to whom, which.
     pub user_events: Vec<(Instant, usize, rumor_core::UserEvent)>,
     pub config: Config,
+    /// A datagram to a crashed node comes back "port unreachable" (its
+    /// process is gone, its host is up), as the kernel's ICMP would say.
+    pub refuse_when_down: bool,
 }
 
 pub fn name(i: usize) -> String {
@@ -68,6 +73,7 @@ impl Net {
             events: Vec::new(),
             user_events: Vec::new(),
             config,
+            refuse_when_down: false,
         };
         for i in 0..n {
             let addr: SocketAddr = format!("127.0.{}.{}:7946", i / 250, i % 250 + 1)
@@ -188,9 +194,13 @@ impl Net {
         let now = self.now;
         let from_addr = self.addrs[from];
         let Some(node) = self.nodes[to].as_mut() else {
+            if self.refuse_when_down && matches!(d, Delivery::Datagram(_)) {
+                self.send(to, from, Delivery::Unreachable(to));
+            }
             return;
         };
         match d {
+            Delivery::Unreachable(target) => node.handle_unreachable(now, self.addrs[target]),
             Delivery::Datagram(bytes) => node.handle_datagram(now, from_addr, &bytes),
             Delivery::Reply(bytes) => {
                 node.handle_stream(now, from_addr, &bytes);
