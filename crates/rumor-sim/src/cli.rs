@@ -40,6 +40,10 @@ pub struct Args {
     /// Datagram loss probability in [0, 1).
     #[arg(long)]
     pub loss: Option<f64>,
+    /// Crashed nodes' hosts answer with ICMP port unreachable (a process
+    /// crash) instead of silence (a host crash, the default).
+    #[arg(long)]
+    pub refuse: bool,
     /// Typical one-way latency in milliseconds (keeps the profile's distribution shape).
     #[arg(long)]
     pub latency: Option<f64>,
@@ -268,6 +272,9 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     if let Some(ms) = args.latency {
         s.network.latency = s.network.latency.scaled_to(ms);
     }
+    if args.refuse {
+        s.network.refuse = true;
+    }
     if let Some(d) = args.duration {
         s.duration = d;
     }
@@ -294,6 +301,9 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     }
     if args.no_refute {
         replay.push_str(" --no-refute");
+    }
+    if args.refuse {
+        replay.push_str(" --refuse");
     }
     if let Some(b) = &args.bootstrap {
         replay.push_str(&format!(" --bootstrap {b}"));

@@ -93,8 +93,16 @@ enum Step {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Datagram,
-    Request { from_gen: u32 },
-    Reply { to_gen: u32 },
+    /// The ICMP "port unreachable" answering a datagram to crashed node `target`.
+    Unreachable {
+        target: u32,
+    },
+    Request {
+        from_gen: u32,
+    },
+    Reply {
+        to_gen: u32,
+    },
 }
 
 #[derive(Debug)]
@@ -604,6 +612,22 @@ impl Simulation {
     fn deliver(&mut self, d: Delivery) {
         let i = d.to as usize;
         if !self.truth.up[i] {
+            if matches!(d.kind, Kind::Datagram) && self.truth.net.refuses() {
+                // The host is up, the process gone: the kernel says so.
+                let from = d.from as usize;
+                if let Some(delay) = self.truth.net.datagram(&mut self.rng, i, from) {
+                    self.push(
+                        self.now + delay,
+                        Action::Deliver(Delivery {
+                            to: from as u32,
+                            from: i as u32,
+                            kind: Kind::Unreachable { target: i as u32 },
+                            delayed: false,
+                            payload: Vec::new(),
+                        }),
+                    );
+                }
+            }
             return;
         }
         if let Kind::Reply { to_gen } = d.kind {
@@ -648,6 +672,9 @@ impl Simulation {
             }
             Kind::Reply { .. } => {
                 let _ = node.handle_stream(now, node_addr(from), &d.payload);
+            }
+            Kind::Unreachable { target } => {
+                node.handle_unreachable(now, node_addr(target as usize))
             }
             Kind::Request { from_gen } => {
                 if let Some(reply) = node.handle_stream(now, node_addr(from), &d.payload) {

@@ -140,6 +140,10 @@ pub struct NetworkConfig {
     /// Probability that a datagram is lost, in `[0, 1)`.
     #[serde(default)]
     pub loss: f64,
+    /// A crashed node's host answers datagrams with ICMP "port unreachable"
+    /// (a process crash on a live host) instead of silence (a host crash).
+    #[serde(default)]
+    pub refuse: bool,
 }
 
 impl NetworkConfig {
@@ -180,6 +184,11 @@ impl Network {
     /// The configuration.
     pub fn config(&self) -> &NetworkConfig {
         &self.config
+    }
+
+    /// Whether crashed nodes' hosts answer with "port unreachable".
+    pub fn refuses(&self) -> bool {
+        self.config.refuse
     }
 
     /// Whether `a` and `b` can talk (not separated by a partition).
@@ -275,6 +284,7 @@ mod tests {
         let cfg = NetworkConfig {
             latency: Latency::Fixed { ms: 1.0 },
             loss: 0.0,
+            refuse: false,
         };
         let mut net = Network::new(cfg, 4);
         assert_eq!(net.datagram(&mut rng, 0, 1), Some(1000));

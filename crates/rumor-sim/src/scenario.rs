@@ -139,7 +139,11 @@ pub fn default_network(profile: Profile) -> NetworkConfig {
         },
         Profile::Local => Latency::Fixed { ms: 0.05 },
     };
-    NetworkConfig { latency, loss: 0.0 }
+    NetworkConfig {
+        latency,
+        loss: 0.0,
+        refuse: false,
+    }
 }
 
 /// The profile's lowercase name.
@@ -263,6 +267,7 @@ struct ScenarioFile {
 struct NetworkFile {
     latency: Option<Latency>,
     loss: Option<f64>,
+    refuse: Option<bool>,
 }
 
 impl Scenario {
@@ -365,6 +370,9 @@ impl Scenario {
             }
             if let Some(l) = net.loss {
                 b = b.loss(l);
+            }
+            if let Some(r) = net.refuse {
+                b.scenario.network.refuse = r;
             }
         }
         if let Some(bs) = file.bootstrap {

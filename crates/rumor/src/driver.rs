@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::framing::Framer;
 use crate::metrics::{self, Counters, MemberCounts, Stats};
+use crate::transport::icmp;
 use crate::transport::tcp::{self, FromStream, StreamCtx};
 use crate::transport::udp::RECV_BUFFER;
 use crate::{Event, MemberEvent};
@@ -117,6 +118,20 @@ impl Driver {
         rumor_core::Instant::from_micros(self.origin.elapsed().as_micros() as u64)
     }
 
+    /// A receive failed: a queued ICMP error surfaces this way, so read
+    /// which destinations refused our datagrams and tell the core.
+    fn receive_failed(&mut self, e: &std::io::Error) {
+        let refused = icmp::drain_refused(&self.udp);
+        if refused.is_empty() {
+            tracing::debug!(node = %self.name, error = %e, "udp receive failed");
+        }
+        let now = self.now();
+        for to in refused {
+            tracing::trace!(node = %self.name, %to, "port unreachable");
+            self.core.handle_unreachable(now, to);
+        }
+    }
+
     fn framer(&self) -> &Framer {
         &self.ctx.framer
     }
@@ -164,11 +179,12 @@ impl Driver {
                         for _ in 0..RECV_BATCH {
                             match self.udp.try_recv_from(&mut buf) {
                                 Ok((n, from)) => self.datagram(from, &buf[..n]),
-                                Err(_) => break,
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                                Err(e) => self.receive_failed(&e),
                             }
                         }
                     }
-                    Err(e) => tracing::debug!(node = %self.name, error = %e, "udp receive failed"),
+                    Err(e) => self.receive_failed(&e),
                 },
                 r = self.listener.accept() => match r {
                     Ok((s, peer)) => self.accept(&mut st, s, peer),

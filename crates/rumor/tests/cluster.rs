@@ -246,3 +246,43 @@ async fn a_node_restarted_with_its_old_incarnation_starts_above_it() {
         n.shutdown().await.expect("shutdown");
     }
 }
+
+/// A node whose process is gone leaves a closed port: the kernel answers
+/// pings to it with ICMP "port unreachable", the survivors read that from
+/// their sockets' error queues and declare it dead on that evidence.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_is_reported_unreachable_and_its_node_dead() {
+    let seed = builder("u0").start().await.expect("seed starts");
+    let seed_addr = seed.advertise_addr();
+    let mut nodes = vec![seed];
+    for i in 1..5 {
+        let n = builder(&format!("u{i}"))
+            .seed(seed_addr)
+            .start()
+            .await
+            .expect("node joins");
+        nodes.push(n);
+    }
+    let all: BTreeSet<String> = (0..5).map(|i| format!("u{i}")).collect();
+    wait_converged(&nodes, &all).await;
+    let gone = nodes.pop().expect("five nodes");
+    gone.shutdown().await.expect("shutdown");
+    wait_until("every survivor marks u4 dead", || async {
+        for n in &nodes {
+            if state_of(n, "u4").await != Some(MemberState::Dead) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let mut reports = 0;
+    for n in &nodes {
+        reports += n.stats().await.expect("stats").core.unreachable;
+    }
+    assert!(
+        reports > 0,
+        "no survivor read a port-unreachable report for u4's closed port"
+    );
+}

@@ -19,6 +19,7 @@ pub(crate) async fn bind(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener
     for _ in 0..16 {
         let udp = UdpSocket::bind(addr).await?;
         enlarge_buffers(&udp);
+        super::icmp::enable(&udp);
         let local = udp.local_addr()?;
         match TcpListener::bind(local).await {
             Ok(tcp) => return Ok((udp, tcp)),
