@@ -12,7 +12,7 @@ use crate::framing::Framer;
 use crate::keyring::Keyring;
 use crate::metrics::Counters;
 use crate::seeds::Seed;
-use crate::transport::{tcp::StreamCtx, udp};
+use crate::transport::{tcp::StreamCtx, TokioNet, Transport};
 use crate::{Error, Node};
 
 /// Events [`Node::events`] receivers may fall behind by before losing some.
@@ -172,6 +172,12 @@ impl Builder {
     /// join through them (failing if none answers within the join timeout).
     /// Must be called inside a tokio runtime.
     pub async fn start(self) -> Result<Node, Error> {
+        self.start_on::<TokioNet>().await
+    }
+
+    /// [`Builder::start`] on another [`Transport`] than the operating
+    /// system's sockets, a simulated network for instance.
+    pub async fn start_on<T: Transport>(self) -> Result<Node, Error> {
         let framer = Framer::new(&self.label, self.keyring.clone())?;
         let mut config = self.config.clone();
         config.validate()?;
@@ -186,11 +192,11 @@ impl Builder {
                     framer.overhead()
                 ))
             })?;
-        let (socket, listener) = udp::bind(self.bind).await.map_err(|source| Error::Bind {
+        let net = T::bind(self.bind).await.map_err(|source| Error::Bind {
             addr: self.bind,
             source,
         })?;
-        let local_addr = socket.local_addr().map_err(|source| Error::Bind {
+        let local_addr = net.local_addr().map_err(|source| Error::Bind {
             addr: self.bind,
             source,
         })?;
@@ -228,8 +234,7 @@ impl Builder {
         let driver = Driver {
             core,
             name: name.clone(),
-            udp: socket,
-            listener,
+            net,
             ctx: Arc::new(StreamCtx {
                 framer,
                 counters: counters.clone(),
