@@ -35,6 +35,7 @@ pub struct Builder {
     join_timeout: Duration,
     metrics_interval: Option<Duration>,
     incarnation: Option<u32>,
+    dns_servers: Vec<SocketAddr>,
 }
 
 impl Default for Builder {
@@ -54,6 +55,7 @@ impl Default for Builder {
             join_timeout: Duration::from_secs(30),
             metrics_interval: Some(Duration::from_secs(1)),
             incarnation: None,
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -168,6 +170,14 @@ impl Builder {
         self
     }
 
+    /// Name servers (address and port) to look SRV seeds up with, instead
+    /// of those of the system's configuration (`/etc/resolv.conf`). Other
+    /// seeds are unaffected.
+    pub fn dns_servers(mut self, servers: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.dns_servers = servers.into_iter().collect();
+        self
+    }
+
     /// Bind the sockets, start the node's task and, if seeds were given,
     /// join through them (failing if none answers within the join timeout).
     /// Must be called inside a tokio runtime.
@@ -259,6 +269,7 @@ impl Builder {
             all_events: all_tx,
             keyring: self.keyring,
             join_timeout: self.join_timeout,
+            dns_servers: self.dns_servers,
             task: Some(task),
         };
         if !self.seeds.is_empty() {
