@@ -329,7 +329,10 @@ impl Node {
         self.keyring.as_ref().ok_or(Error::NoKeyring)
     }
 
-    /// Install a key used to decrypt (encrypted nodes only).
+    /// Install a key used to decrypt (encrypted nodes only: a node started
+    /// without a keyring fails with [`Error::NoKeyring`], since turning
+    /// encryption on while running would cut it off from the plaintext
+    /// cluster; see docs/operations.md, Security).
     pub fn install_key(&self, key: Key) -> Result<(), Error> {
         self.ring()?.install(key);
         Ok(())
