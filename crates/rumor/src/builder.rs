@@ -12,7 +12,7 @@ use crate::framing::Framer;
 use crate::keyring::Keyring;
 use crate::metrics::Counters;
 use crate::seeds::Seed;
-use crate::transport::{tcp::StreamCtx, udp};
+use crate::transport::{tcp::StreamCtx, TokioNet, Transport};
 use crate::{Error, Node};
 
 /// Events [`Node::events`] receivers may fall behind by before losing some.
@@ -35,6 +35,7 @@ pub struct Builder {
     join_timeout: Duration,
     metrics_interval: Option<Duration>,
     incarnation: Option<u32>,
+    dns_servers: Vec<SocketAddr>,
 }
 
 impl Default for Builder {
@@ -54,6 +55,7 @@ impl Default for Builder {
             join_timeout: Duration::from_secs(30),
             metrics_interval: Some(Duration::from_secs(1)),
             incarnation: None,
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -168,10 +170,24 @@ impl Builder {
         self
     }
 
+    /// Name servers (address and port) to look SRV seeds up with, instead
+    /// of those of the system's configuration (`/etc/resolv.conf`). Other
+    /// seeds are unaffected.
+    pub fn dns_servers(mut self, servers: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.dns_servers = servers.into_iter().collect();
+        self
+    }
+
     /// Bind the sockets, start the node's task and, if seeds were given,
     /// join through them (failing if none answers within the join timeout).
     /// Must be called inside a tokio runtime.
     pub async fn start(self) -> Result<Node, Error> {
+        self.start_on::<TokioNet>().await
+    }
+
+    /// [`Builder::start`] on another [`Transport`] than the operating
+    /// system's sockets, a simulated network for instance.
+    pub async fn start_on<T: Transport>(self) -> Result<Node, Error> {
         let framer = Framer::new(&self.label, self.keyring.clone())?;
         let mut config = self.config.clone();
         config.validate()?;
@@ -186,11 +202,11 @@ impl Builder {
                     framer.overhead()
                 ))
             })?;
-        let (socket, listener) = udp::bind(self.bind).await.map_err(|source| Error::Bind {
+        let net = T::bind(self.bind).await.map_err(|source| Error::Bind {
             addr: self.bind,
             source,
         })?;
-        let local_addr = socket.local_addr().map_err(|source| Error::Bind {
+        let local_addr = net.local_addr().map_err(|source| Error::Bind {
             addr: self.bind,
             source,
         })?;
@@ -228,8 +244,7 @@ impl Builder {
         let driver = Driver {
             core,
             name: name.clone(),
-            udp: socket,
-            listener,
+            net,
             ctx: Arc::new(StreamCtx {
                 framer,
                 counters: counters.clone(),
@@ -254,6 +269,7 @@ impl Builder {
             all_events: all_tx,
             keyring: self.keyring,
             join_timeout: self.join_timeout,
+            dns_servers: self.dns_servers,
             task: Some(task),
         };
         if !self.seeds.is_empty() {

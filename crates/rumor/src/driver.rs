@@ -10,16 +10,15 @@ use std::time::Duration;
 use rumor_core::aggregate::Estimate;
 use rumor_core::kv::{Entry as KvEntry, VersionVector};
 use rumor_core::{Event as CoreEvent, Member, Node as Core, Tags, TransmitKind};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::framing::Framer;
 use crate::metrics::{self, Counters, MemberCounts, Stats};
-use crate::transport::icmp;
 use crate::transport::tcp::{self, FromStream, StreamCtx};
 use crate::transport::udp::RECV_BUFFER;
+use crate::transport::Transport;
 use crate::{Event, MemberEvent};
 
 /// Datagrams read without yielding after one arrives.
@@ -85,11 +84,11 @@ struct PendingJoin {
 }
 
 /// Everything the driver task owns.
-pub(crate) struct Driver {
+pub(crate) struct Driver<T: Transport> {
     pub core: Core,
     pub name: String,
-    pub udp: UdpSocket,
-    pub listener: TcpListener,
+    /// The sockets.
+    pub net: T,
     pub ctx: Arc<StreamCtx>,
     pub origin: Instant,
     pub commands: mpsc::Receiver<Command>,
@@ -113,7 +112,7 @@ struct Running {
     next_export: Option<Instant>,
 }
 
-impl Driver {
+impl<T: Transport> Driver<T> {
     fn now(&self) -> rumor_core::Instant {
         rumor_core::Instant::from_micros(self.origin.elapsed().as_micros() as u64)
     }
@@ -121,7 +120,7 @@ impl Driver {
     /// A receive failed: a queued ICMP error surfaces this way, so read
     /// which destinations refused our datagrams and tell the core.
     fn receive_failed(&mut self, e: &std::io::Error) {
-        let refused = icmp::drain_refused(&self.udp);
+        let refused = self.net.take_refused();
         if refused.is_empty() {
             tracing::debug!(node = %self.name, error = %e, "udp receive failed");
         }
@@ -172,12 +171,12 @@ impl Driver {
                     None | Some(Command::Shutdown) => break,
                     Some(cmd) => self.command(&mut st, cmd),
                 },
-                r = self.udp.recv_from(&mut buf) => match r {
+                r = self.net.recv_from(&mut buf) => match r {
                     Ok((n, from)) => {
                         self.datagram(from, &buf[..n]);
                         // Take what else is already queued before going round.
                         for _ in 0..RECV_BATCH {
-                            match self.udp.try_recv_from(&mut buf) {
+                            match self.net.try_recv_from(&mut buf) {
                                 Ok((n, from)) => self.datagram(from, &buf[..n]),
                                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                                 Err(e) => self.receive_failed(&e),
@@ -186,7 +185,7 @@ impl Driver {
                     }
                     Err(e) => self.receive_failed(&e),
                 },
-                r = self.listener.accept() => match r {
+                r = self.net.accept() => match r {
                     Ok((s, peer)) => self.accept(&mut st, s, peer),
                     Err(e) => {
                         tracing::warn!(node = %self.name, error = %e, "tcp accept failed");
@@ -329,14 +328,13 @@ impl Driver {
         }
     }
 
-    fn accept(&mut self, st: &mut Running, stream: TcpStream, peer: SocketAddr) {
+    fn accept(&mut self, st: &mut Running, stream: T::Stream, peer: SocketAddr) {
         Counters::inc(&self.counters.streams_accepted);
         let Ok(permit) = st.inbound.clone().try_acquire_owned() else {
             Counters::inc(&self.counters.streams_rejected_busy);
             tracing::debug!(node = %self.name, %peer, "too many streams: connection refused");
             return;
         };
-        let _ = stream.set_nodelay(true);
         st.tasks.spawn(tcp::serve(
             self.ctx.clone(),
             stream,
@@ -353,7 +351,7 @@ impl Driver {
             self.join_outcome(st, to, false);
             return;
         };
-        st.tasks.spawn(tcp::request(
+        st.tasks.spawn(tcp::request::<T>(
             self.ctx.clone(),
             to,
             msg,
@@ -446,7 +444,7 @@ impl Driver {
                 return;
             }
         };
-        match self.udp.send_to(&packet, to).await {
+        match self.net.send_to(&packet, to).await {
             Ok(n) => {
                 Counters::inc(&self.counters.udp_packets_out);
                 Counters::add(&self.counters.udp_bytes_out, n);

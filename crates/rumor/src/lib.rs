@@ -74,7 +74,8 @@
 //! ```
 //!
 //! Modules, one concern each: [`builder`] (configuration and start),
-//! [`node`] (the handle), `driver` (the task), `transport` (UDP and TCP),
+//! [`node`] (the handle), `driver` (the task), [`transport`] (UDP and TCP,
+//! behind a trait a simulated network can implement),
 //! [`keyring`] (keys and AES-GCM), [`framing`] (labels and the envelope),
 //! [`compress`] (LZ4), [`seeds`] (seed resolution), [`metrics`] (stats and
 //! their export).
@@ -87,7 +88,7 @@ pub mod keyring;
 pub mod metrics;
 pub mod node;
 pub mod seeds;
-mod transport;
+pub mod transport;
 
 pub use rumor_core as core;
 pub use rumor_core::aggregate::Estimate;
@@ -100,6 +101,7 @@ pub use keyring::{Key, Keyring};
 pub use metrics::{MemberCounts, Stats, TransportStats};
 pub use node::{Node, Watch};
 pub use seeds::Seed;
+pub use transport::{TokioNet, Transport};
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -35,6 +35,7 @@ pub struct Node {
     pub(crate) all_events: broadcast::Sender<Event>,
     pub(crate) keyring: Option<Keyring>,
     pub(crate) join_timeout: Duration,
+    pub(crate) dns_servers: Vec<SocketAddr>,
     pub(crate) task: Option<JoinHandle<()>>,
 }
 
@@ -252,7 +253,8 @@ impl Node {
     }
 
     /// Join the cluster through `seeds`, retrying with backoff until at
-    /// least one answers or the builder's join timeout passes. Returns the
+    /// least one answers or the builder's join timeout passes. Names
+    /// (`host:port`, SRV names) are resolved again on every attempt. Returns the
     /// number of seeds that answered; `Ok(0)` if the only seed is this node.
     pub async fn join<S: Into<Seed>>(
         &self,
@@ -267,7 +269,7 @@ impl Node {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let (addrs, mut problems) = seeds::resolve(&seeds).await;
+            let (addrs, mut problems) = seeds::resolve_with(&seeds, &self.dns_servers).await;
             if !addrs.is_empty() {
                 let (tried, answered) = self.ask(|tx| Command::Join(addrs, tx)).await?;
                 if tried == 0 {
@@ -327,7 +329,10 @@ impl Node {
         self.keyring.as_ref().ok_or(Error::NoKeyring)
     }
 
-    /// Install a key used to decrypt (encrypted nodes only).
+    /// Install a key used to decrypt (encrypted nodes only: a node started
+    /// without a keyring fails with [`Error::NoKeyring`], since turning
+    /// encryption on while running would cut it off from the plaintext
+    /// cluster; see docs/operations.md, Security).
     pub fn install_key(&self, key: Key) -> Result<(), Error> {
         self.ring()?.install(key);
         Ok(())

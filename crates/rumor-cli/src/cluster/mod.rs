@@ -240,14 +240,28 @@ pub fn kind_name(kind: MemberEventKind) -> &'static str {
     }
 }
 
-/// Resolve seeds given as `ip:port`, `ip`, `host:port` or `host` (port
-/// [`crate::config::DEFAULT_PORT`] when omitted). DNS names may yield several
-/// addresses; all are kept. The error names the first seed that fails.
+/// Resolve seeds given as `ip:port`, `ip`, `host:port`, `host` (port
+/// [`crate::config::DEFAULT_PORT`] when omitted) or an SRV name
+/// (`srv:NAME`, or a name starting with `_`; see [`rumor::seeds`]). DNS
+/// names may yield several addresses; all are kept. The error names the
+/// first seed that fails.
 pub async fn resolve_seeds(seeds: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
     use anyhow::Context;
     let mut out = Vec::new();
     for s in seeds {
         let s = s.trim();
+        if let seed @ rumor::Seed::Srv(_) = rumor::Seed::from(s) {
+            let (found, errors) = rumor::seeds::resolve(std::slice::from_ref(&seed)).await;
+            if found.is_empty() {
+                anyhow::bail!("cannot resolve seed {s:?}: {}", errors.join("; "));
+            }
+            for a in found {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+            continue;
+        }
         if let Ok(a) = s.parse::<SocketAddr>() {
             out.push(a);
             continue;

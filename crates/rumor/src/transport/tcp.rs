@@ -12,14 +12,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::timeout;
 
 use crate::compress;
 use crate::framing::{Framer, Reject};
 use crate::metrics::Counters;
+
+use super::Transport;
 
 /// What a stream task hands the driver.
 pub(crate) enum FromStream {
@@ -93,7 +94,7 @@ impl StreamCtx {
         }
     }
 
-    async fn read_message(&self, s: &mut TcpStream) -> Result<Vec<u8>, Failure> {
+    async fn read_message<S: AsyncRead + Unpin>(&self, s: &mut S) -> Result<Vec<u8>, Failure> {
         let mut len = [0u8; 4];
         timed(self.timeout, s.read_exact(&mut len)).await?;
         let len = u32::from_be_bytes(len) as usize;
@@ -117,7 +118,11 @@ impl StreamCtx {
         Ok(msg.into_owned())
     }
 
-    async fn write_message(&self, s: &mut TcpStream, msg: &[u8]) -> Result<(), Failure> {
+    async fn write_message<S: AsyncWrite + Unpin>(
+        &self,
+        s: &mut S,
+        msg: &[u8],
+    ) -> Result<(), Failure> {
         let frame = self
             .framer
             .seal(&compress::pack(msg))
@@ -146,9 +151,9 @@ async fn timed<T>(
 
 /// Serve one incoming connection: read the request, let the driver answer,
 /// write the answer back.
-pub(crate) async fn serve(
+pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: Arc<StreamCtx>,
-    mut stream: TcpStream,
+    mut stream: S,
     peer: SocketAddr,
     driver: mpsc::Sender<FromStream>,
     _permit: OwnedSemaphorePermit,
@@ -177,7 +182,7 @@ pub(crate) async fn serve(
 }
 
 /// Send one request to `to` and hand the reply (or the failure) to the driver.
-pub(crate) async fn request(
+pub(crate) async fn request<T: Transport>(
     ctx: Arc<StreamCtx>,
     to: SocketAddr,
     msg: Vec<u8>,
@@ -186,8 +191,7 @@ pub(crate) async fn request(
 ) {
     Counters::inc(&ctx.counters.streams_dialed);
     let result = async {
-        let mut stream = timed(ctx.timeout, TcpStream::connect(to)).await?;
-        let _ = stream.set_nodelay(true);
+        let mut stream = timed(ctx.timeout, T::connect(to)).await?;
         ctx.write_message(&mut stream, &msg).await?;
         ctx.read_message(&mut stream).await
     }
