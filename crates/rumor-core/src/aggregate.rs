@@ -11,6 +11,12 @@
 //! and receivers apply each sequence number once. A crashed node's mass is
 //! lost with it, so aggregates restart in epochs: each epoch every node
 //! starts again from its current value.
+//!
+//! [`Aggregates`] is the whole exchange without I/O: [`Aggregates::round`]
+//! gives the transfer to send each round, [`Aggregates::receive`] applies
+//! one, [`Aggregates::acknowledged`] settles one. The node drives it over
+//! the wire (`Message::Aggregate`, `Message::AggregateAck`); the simulator's
+//! push-sum model drives it directly with random peers.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -96,6 +102,23 @@ pub struct Estimate {
     pub epoch: u64,
 }
 
+/// Sends of one transfer before its mass is taken back.
+pub const MAX_TRIES: u32 = 4;
+
+/// Half of a node's shares on its way to one peer: sent as
+/// `Message::Aggregate` until the peer acknowledges `(epoch, seq)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transfer {
+    /// The peer it goes to.
+    pub to: Arc<str>,
+    /// The epoch it belongs to.
+    pub epoch: u64,
+    /// Its sequence number, per sender and epoch (from 1).
+    pub seq: u32,
+    /// The mass, per aggregate name.
+    pub shares: Vec<(String, Share)>,
+}
+
 /// How many recent averages the convergence indicator looks at.
 const HISTORY: usize = 5;
 
@@ -115,6 +138,10 @@ pub struct Aggregates {
     tracked: BTreeMap<String, Tracked>,
     /// Highest sequence number applied per sender in this epoch.
     applied: HashMap<Arc<str>, u32>,
+    /// Last sequence number sent in this epoch.
+    seq: u32,
+    /// The transfer sent and not yet acknowledged, and how often it was sent.
+    in_flight: Option<(Transfer, u32)>,
 }
 
 impl Aggregates {
@@ -157,6 +184,9 @@ impl Aggregates {
 
     /// Begin `epoch`: every share restarts from the node's current value.
     pub fn begin_epoch(&mut self, epoch: u64, leader: bool, value: impl Fn(&str) -> Option<f64>) {
+        // Mass in flight belongs to the old epoch: it is void now.
+        self.in_flight = None;
+        self.seq = 0;
         self.epoch = epoch;
         self.applied.clear();
         for (name, t) in &mut self.tracked {
@@ -170,8 +200,68 @@ impl Aggregates {
         }
     }
 
+    /// One push-sum round; returns the transfer to send now, if any.
+    ///
+    /// A transfer not yet acknowledged is sent again under its sequence
+    /// number. After [`MAX_TRIES`] sends its mass is taken back. Otherwise
+    /// half of every share goes to the peer `pick` chooses (`None`: no peer,
+    /// nothing sent). `gone(peer)` tells whether a peer is known to have
+    /// failed or left. The round's averages are recorded for the
+    /// convergence indicator. Nothing is sent while nothing is tracked.
+    pub fn round(
+        &mut self,
+        pick: impl FnOnce() -> Option<Arc<str>>,
+        gone: impl FnOnce(&str) -> bool,
+    ) -> Option<Transfer> {
+        if self.tracked.is_empty() {
+            return None;
+        }
+        let _ = gone;
+        let out = match self.in_flight.take() {
+            Some((f, tries)) if tries < MAX_TRIES => {
+                self.in_flight = Some((f.clone(), tries + 1));
+                Some(f)
+            }
+            pending => {
+                if let Some((f, _)) = pending {
+                    // Undeliverable: take the mass back.
+                    self.restore(&f.shares);
+                }
+                pick().map(|to| {
+                    self.seq += 1;
+                    let f = Transfer {
+                        to,
+                        epoch: self.epoch,
+                        seq: self.seq,
+                        shares: self.split(),
+                    };
+                    self.in_flight = Some((f.clone(), 1));
+                    f
+                })
+            }
+        };
+        self.end_round();
+        out
+    }
+
+    /// The peer acknowledged transfer `seq` of `epoch`: its mass is theirs.
+    pub fn acknowledged(&mut self, epoch: u64, seq: u32) {
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|(f, _)| f.epoch == epoch && f.seq == seq)
+        {
+            self.in_flight = None;
+        }
+    }
+
+    /// The transfer sent and not yet acknowledged, if any.
+    pub fn in_flight(&self) -> Option<&Transfer> {
+        self.in_flight.as_ref().map(|(f, _)| f)
+    }
+
     /// Take half of every share, to send.
-    pub fn split(&mut self) -> Vec<(String, Share)> {
+    fn split(&mut self) -> Vec<(String, Share)> {
         self.tracked
             .iter_mut()
             .map(|(n, t)| (n.clone(), t.share.halve()))
@@ -179,7 +269,7 @@ impl Aggregates {
     }
 
     /// Give back mass that could not be delivered.
-    pub fn restore(&mut self, shares: &[(String, Share)]) {
+    fn restore(&mut self, shares: &[(String, Share)]) {
         for (name, share) in shares {
             if let Some(t) = self.tracked.get_mut(name) {
                 t.share.absorb(share);
@@ -225,7 +315,7 @@ impl Aggregates {
     }
 
     /// Record this round's averages for the convergence indicator.
-    pub fn end_round(&mut self) {
+    fn end_round(&mut self) {
         for t in self.tracked.values_mut() {
             if t.share.w > 0.0 {
                 t.history.push_back(t.share.s / t.share.w);
@@ -343,4 +433,5 @@ mod tests {
         assert_eq!(parse_value(" 2.5 "), Some(2.5));
         assert!(agg.track(&"x".repeat(100), None, false).is_err());
     }
+
 }
