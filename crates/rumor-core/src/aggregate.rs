@@ -102,9 +102,6 @@ pub struct Estimate {
     pub epoch: u64,
 }
 
-/// Sends of one transfer before its mass is taken back.
-pub const MAX_TRIES: u32 = 4;
-
 /// Half of a node's shares on its way to one peer: sent as
 /// `Message::Aggregate` until the peer acknowledges `(epoch, seq)`.
 #[derive(Clone, Debug, PartialEq)]
@@ -140,8 +137,8 @@ pub struct Aggregates {
     applied: HashMap<Arc<str>, u32>,
     /// Last sequence number sent in this epoch.
     seq: u32,
-    /// The transfer sent and not yet acknowledged, and how often it was sent.
-    in_flight: Option<(Transfer, u32)>,
+    /// The transfer sent and not yet acknowledged.
+    in_flight: Option<Transfer>,
 }
 
 impl Aggregates {
@@ -187,10 +184,11 @@ impl Aggregates {
         // Mass in flight belongs to the old epoch: it is void now.
         self.in_flight = None;
         self.seq = 0;
-        self.epoch = epoch;
+        // The ending epoch's estimate keeps the ending epoch's number.
+        let ended = std::mem::replace(&mut self.epoch, epoch);
         self.applied.clear();
         for (name, t) in &mut self.tracked {
-            if let Some(e) = estimate_of(&t.share, &t.history, epoch) {
+            if let Some(e) = estimate_of(&t.share, &t.history, ended) {
                 if e.converged || t.settled.is_none() {
                     t.settled = Some(e);
                 }
@@ -203,11 +201,14 @@ impl Aggregates {
     /// One push-sum round; returns the transfer to send now, if any.
     ///
     /// A transfer not yet acknowledged is sent again under its sequence
-    /// number. After [`MAX_TRIES`] sends its mass is taken back. Otherwise
+    /// number, for as long as its peer may be alive: a peer that applied it
+    /// and whose acks were all lost must not see its mass come back to the
+    /// sender too (that would duplicate it). Only once `gone(peer)` says the
+    /// peer failed or left is the mass taken back; whatever the peer held
+    /// went with it, and the next epoch starts afresh either way. Otherwise
     /// half of every share goes to the peer `pick` chooses (`None`: no peer,
-    /// nothing sent). `gone(peer)` tells whether a peer is known to have
-    /// failed or left. The round's averages are recorded for the
-    /// convergence indicator. Nothing is sent while nothing is tracked.
+    /// nothing sent). The round's averages are recorded for the convergence
+    /// indicator. Nothing is sent while nothing is tracked.
     pub fn round(
         &mut self,
         pick: impl FnOnce() -> Option<Arc<str>>,
@@ -216,15 +217,13 @@ impl Aggregates {
         if self.tracked.is_empty() {
             return None;
         }
-        let _ = gone;
         let out = match self.in_flight.take() {
-            Some((f, tries)) if tries < MAX_TRIES => {
-                self.in_flight = Some((f.clone(), tries + 1));
+            Some(f) if !gone(&f.to) => {
+                self.in_flight = Some(f.clone());
                 Some(f)
             }
             pending => {
-                if let Some((f, _)) = pending {
-                    // Undeliverable: take the mass back.
+                if let Some(f) = pending {
                     self.restore(&f.shares);
                 }
                 pick().map(|to| {
@@ -235,7 +234,7 @@ impl Aggregates {
                         seq: self.seq,
                         shares: self.split(),
                     };
-                    self.in_flight = Some((f.clone(), 1));
+                    self.in_flight = Some(f.clone());
                     f
                 })
             }
@@ -249,7 +248,7 @@ impl Aggregates {
         if self
             .in_flight
             .as_ref()
-            .is_some_and(|(f, _)| f.epoch == epoch && f.seq == seq)
+            .is_some_and(|f| f.epoch == epoch && f.seq == seq)
         {
             self.in_flight = None;
         }
@@ -257,7 +256,7 @@ impl Aggregates {
 
     /// The transfer sent and not yet acknowledged, if any.
     pub fn in_flight(&self) -> Option<&Transfer> {
-        self.in_flight.as_ref().map(|(f, _)| f)
+        self.in_flight.as_ref()
     }
 
     /// Take half of every share, to send.
@@ -434,4 +433,46 @@ mod tests {
         assert!(agg.track(&"x".repeat(100), None, false).is_err());
     }
 
+    #[test]
+    fn a_transfer_applied_but_never_acknowledged_is_not_duplicated() {
+        let (from, to): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let mut a = Aggregates::default();
+        let mut b = Aggregates::default();
+        a.track("load", Some(4.0), true).unwrap();
+        b.track("load", Some(2.0), false).unwrap();
+        let f = a.round(|| Some(to.clone()), |_| false).unwrap();
+        // The peer applies it; every ack is lost, and so is every retransmission.
+        assert!(b.receive(&from, f.seq, &f.shares, |_| None, false));
+        for _ in 0..12 {
+            let again = a.round(|| Some(to.clone()), |_| false).unwrap();
+            let fresh = b.receive(&from, again.seq, &again.shares, |_| None, false);
+            // Held by both (nothing else in flight is applied yet) stays 6.
+            let held = a.share("load").unwrap().s + b.share("load").unwrap().s;
+            assert_eq!(held, 6.0, "mass duplicated (fresh transfer: {fresh})");
+            assert_eq!(again.seq, f.seq);
+        }
+        // Once the peer is known to be gone the sender takes the mass back.
+        a.round(|| None, |_| true);
+        assert_eq!(a.in_flight(), None);
+        assert_eq!(a.share("load").unwrap().s, 4.0);
+    }
+
+    #[test]
+    fn an_earlier_epochs_estimate_keeps_its_epoch() {
+        let mut agg = Aggregates::default();
+        agg.track("load", Some(5.0), true).unwrap();
+        for _ in 0..HISTORY {
+            agg.round(|| None, |_| false);
+        }
+        let settled = agg.estimate("load").unwrap();
+        assert!(settled.converged && settled.epoch == 0, "{settled:?}");
+        agg.begin_epoch(1, true, |_| Some(7.0));
+        let shown = agg.estimate("load").unwrap();
+        assert_eq!((shown.avg, shown.epoch), (5.0, 0), "{shown:?}");
+        for _ in 0..HISTORY {
+            agg.round(|| None, |_| false);
+        }
+        let fresh = agg.estimate("load").unwrap();
+        assert_eq!((fresh.avg, fresh.epoch), (7.0, 1), "{fresh:?}");
+    }
 }

@@ -78,11 +78,10 @@ impl Node {
             return;
         }
         // Known failed or left, or already reclaimed from the member list.
-        let pending_gone = self.aggregates.in_flight().is_some_and(|f| {
-            self.members
-                .get(&f.to)
-                .is_none_or(|e| e.state.is_gone())
-        });
+        let pending_gone = self
+            .aggregates
+            .in_flight()
+            .is_some_and(|f| self.members.get(&f.to).is_none_or(|e| e.state.is_gone()));
         // Taken out for the round, so that picking a peer can use the node.
         let mut aggregates = std::mem::take(&mut self.aggregates);
         let pick = || {
