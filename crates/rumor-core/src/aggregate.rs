@@ -139,12 +139,19 @@ pub struct Aggregates {
     seq: u32,
     /// The transfer sent and not yet acknowledged.
     in_flight: Option<Transfer>,
+    /// This node began the current epoch (it holds the count weight).
+    leading: bool,
 }
 
 impl Aggregates {
     /// Current epoch.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Whether this node began the current epoch, and so holds its count weight.
+    pub fn leading(&self) -> bool {
+        self.leading
     }
 
     /// Names tracked.
@@ -184,6 +191,7 @@ impl Aggregates {
         // Mass in flight belongs to the old epoch: it is void now.
         self.in_flight = None;
         self.seq = 0;
+        self.leading = leader;
         // The ending epoch's estimate keeps the ending epoch's number.
         let ended = std::mem::replace(&mut self.epoch, epoch);
         self.applied.clear();
@@ -274,6 +282,30 @@ impl Aggregates {
                 t.share.absorb(share);
             }
         }
+    }
+
+    /// Take in `sender`'s transfer `seq` of `epoch` (the receiving side of
+    /// the exchange; acknowledge it whatever this returns). A later epoch
+    /// than this node's is begun first, this node not leading it; mass of
+    /// an earlier epoch is void. `leader`: whether this node holds the count
+    /// weight, should it start tracking a name in the current epoch.
+    /// Returns whether mass was applied.
+    pub fn accept(
+        &mut self,
+        sender: &Arc<str>,
+        epoch: u64,
+        seq: u32,
+        shares: &[(String, Share)],
+        value: impl Fn(&str) -> Option<f64>,
+        leader: bool,
+    ) -> bool {
+        let leader = if epoch > self.epoch {
+            self.begin_epoch(epoch, false, &value);
+            false
+        } else {
+            leader
+        };
+        epoch == self.epoch && self.receive(sender, seq, shares, value, leader)
     }
 
     /// Apply `sender`'s transfer `seq` of this epoch, once. Names not yet

@@ -59,7 +59,7 @@ impl Node {
         if self.aggregates.epoch() == 0 {
             self.is_leader()
         } else {
-            self.agg_leader
+            self.aggregates.leading()
         }
     }
 
@@ -112,17 +112,12 @@ impl Node {
         self.set_timer(now + epoch_len, Timer::AggregateEpoch);
         if self.is_leader() && self.aggregates.names().next().is_some() && !self.leaving {
             let next = self.aggregates.epoch() + 1;
-            self.begin_epoch(next, true);
+            let state = &self.state;
+            let me = &self.name;
+            self.aggregates.begin_epoch(next, true, |key| {
+                state.owner(me)?.get(key).and_then(parse_value)
+            });
         }
-    }
-
-    fn begin_epoch(&mut self, epoch: u64, leader: bool) {
-        self.agg_leader = leader;
-        let state = &self.state;
-        let me = &self.name;
-        self.aggregates.begin_epoch(epoch, leader, |key| {
-            state.owner(me)?.get(key).and_then(parse_value)
-        });
     }
 
     pub(super) fn on_aggregate(
@@ -135,21 +130,17 @@ impl Node {
         shares: Vec<(String, Share)>,
     ) {
         self.run_aggregation(now);
-        if epoch > self.aggregates.epoch() {
-            self.begin_epoch(epoch, false);
-        }
-        if epoch == self.aggregates.epoch() {
-            let leader = self.holds_count_weight();
-            let state = &self.state;
-            let me = &self.name;
-            self.aggregates.receive(
-                &sender,
-                seq,
-                &shares,
-                |key| state.owner(me)?.get(key).and_then(parse_value),
-                leader,
-            );
-        }
+        let leader = self.holds_count_weight();
+        let state = &self.state;
+        let me = &self.name;
+        self.aggregates.accept(
+            &sender,
+            epoch,
+            seq,
+            &shares,
+            |key| state.owner(me)?.get(key).and_then(parse_value),
+            leader,
+        );
         self.send_packet(from, &[Message::AggregateAck { epoch, seq }]);
     }
 
