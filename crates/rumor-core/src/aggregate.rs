@@ -11,6 +11,12 @@
 //! and receivers apply each sequence number once. A crashed node's mass is
 //! lost with it, so aggregates restart in epochs: each epoch every node
 //! starts again from its current value.
+//!
+//! [`Aggregates`] is the whole exchange without I/O: [`Aggregates::round`]
+//! gives the transfer to send each round, [`Aggregates::receive`] applies
+//! one, [`Aggregates::acknowledged`] settles one. The node drives it over
+//! the wire (`Message::Aggregate`, `Message::AggregateAck`); the simulator's
+//! push-sum model drives it directly with random peers.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -96,6 +102,20 @@ pub struct Estimate {
     pub epoch: u64,
 }
 
+/// Half of a node's shares on its way to one peer: sent as
+/// `Message::Aggregate` until the peer acknowledges `(epoch, seq)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transfer {
+    /// The peer it goes to.
+    pub to: Arc<str>,
+    /// The epoch it belongs to.
+    pub epoch: u64,
+    /// Its sequence number, per sender and epoch (from 1).
+    pub seq: u32,
+    /// The mass, per aggregate name.
+    pub shares: Vec<(String, Share)>,
+}
+
 /// How many recent averages the convergence indicator looks at.
 const HISTORY: usize = 5;
 
@@ -115,12 +135,23 @@ pub struct Aggregates {
     tracked: BTreeMap<String, Tracked>,
     /// Highest sequence number applied per sender in this epoch.
     applied: HashMap<Arc<str>, u32>,
+    /// Last sequence number sent in this epoch.
+    seq: u32,
+    /// The transfer sent and not yet acknowledged.
+    in_flight: Option<Transfer>,
+    /// This node began the current epoch (it holds the count weight).
+    leading: bool,
 }
 
 impl Aggregates {
     /// Current epoch.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Whether this node began the current epoch, and so holds its count weight.
+    pub fn leading(&self) -> bool {
+        self.leading
     }
 
     /// Names tracked.
@@ -157,10 +188,15 @@ impl Aggregates {
 
     /// Begin `epoch`: every share restarts from the node's current value.
     pub fn begin_epoch(&mut self, epoch: u64, leader: bool, value: impl Fn(&str) -> Option<f64>) {
-        self.epoch = epoch;
+        // Mass in flight belongs to the old epoch: it is void now.
+        self.in_flight = None;
+        self.seq = 0;
+        self.leading = leader;
+        // The ending epoch's estimate keeps the ending epoch's number.
+        let ended = std::mem::replace(&mut self.epoch, epoch);
         self.applied.clear();
         for (name, t) in &mut self.tracked {
-            if let Some(e) = estimate_of(&t.share, &t.history, epoch) {
+            if let Some(e) = estimate_of(&t.share, &t.history, ended) {
                 if e.converged || t.settled.is_none() {
                     t.settled = Some(e);
                 }
@@ -170,8 +206,69 @@ impl Aggregates {
         }
     }
 
+    /// One push-sum round; returns the transfer to send now, if any.
+    ///
+    /// A transfer not yet acknowledged is sent again under its sequence
+    /// number, for as long as its peer may be alive: a peer that applied it
+    /// and whose acks were all lost must not see its mass come back to the
+    /// sender too (that would duplicate it). Only once `gone(peer)` says the
+    /// peer failed or left is the mass taken back; whatever the peer held
+    /// went with it, and the next epoch starts afresh either way. Otherwise
+    /// half of every share goes to the peer `pick` chooses (`None`: no peer,
+    /// nothing sent). The round's averages are recorded for the convergence
+    /// indicator. Nothing is sent while nothing is tracked.
+    pub fn round(
+        &mut self,
+        pick: impl FnOnce() -> Option<Arc<str>>,
+        gone: impl FnOnce(&str) -> bool,
+    ) -> Option<Transfer> {
+        if self.tracked.is_empty() {
+            return None;
+        }
+        let out = match self.in_flight.take() {
+            Some(f) if !gone(&f.to) => {
+                self.in_flight = Some(f.clone());
+                Some(f)
+            }
+            pending => {
+                if let Some(f) = pending {
+                    self.restore(&f.shares);
+                }
+                pick().map(|to| {
+                    self.seq += 1;
+                    let f = Transfer {
+                        to,
+                        epoch: self.epoch,
+                        seq: self.seq,
+                        shares: self.split(),
+                    };
+                    self.in_flight = Some(f.clone());
+                    f
+                })
+            }
+        };
+        self.end_round();
+        out
+    }
+
+    /// The peer acknowledged transfer `seq` of `epoch`: its mass is theirs.
+    pub fn acknowledged(&mut self, epoch: u64, seq: u32) {
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.epoch == epoch && f.seq == seq)
+        {
+            self.in_flight = None;
+        }
+    }
+
+    /// The transfer sent and not yet acknowledged, if any.
+    pub fn in_flight(&self) -> Option<&Transfer> {
+        self.in_flight.as_ref()
+    }
+
     /// Take half of every share, to send.
-    pub fn split(&mut self) -> Vec<(String, Share)> {
+    fn split(&mut self) -> Vec<(String, Share)> {
         self.tracked
             .iter_mut()
             .map(|(n, t)| (n.clone(), t.share.halve()))
@@ -179,12 +276,36 @@ impl Aggregates {
     }
 
     /// Give back mass that could not be delivered.
-    pub fn restore(&mut self, shares: &[(String, Share)]) {
+    fn restore(&mut self, shares: &[(String, Share)]) {
         for (name, share) in shares {
             if let Some(t) = self.tracked.get_mut(name) {
                 t.share.absorb(share);
             }
         }
+    }
+
+    /// Take in `sender`'s transfer `seq` of `epoch` (the receiving side of
+    /// the exchange; acknowledge it whatever this returns). A later epoch
+    /// than this node's is begun first, this node not leading it; mass of
+    /// an earlier epoch is void. `leader`: whether this node holds the count
+    /// weight, should it start tracking a name in the current epoch.
+    /// Returns whether mass was applied.
+    pub fn accept(
+        &mut self,
+        sender: &Arc<str>,
+        epoch: u64,
+        seq: u32,
+        shares: &[(String, Share)],
+        value: impl Fn(&str) -> Option<f64>,
+        leader: bool,
+    ) -> bool {
+        let leader = if epoch > self.epoch {
+            self.begin_epoch(epoch, false, &value);
+            false
+        } else {
+            leader
+        };
+        epoch == self.epoch && self.receive(sender, seq, shares, value, leader)
     }
 
     /// Apply `sender`'s transfer `seq` of this epoch, once. Names not yet
@@ -225,7 +346,7 @@ impl Aggregates {
     }
 
     /// Record this round's averages for the convergence indicator.
-    pub fn end_round(&mut self) {
+    fn end_round(&mut self) {
         for t in self.tracked.values_mut() {
             if t.share.w > 0.0 {
                 t.history.push_back(t.share.s / t.share.w);
@@ -342,5 +463,48 @@ mod tests {
         assert!(parse_value("inf").is_none() && parse_value("NaN").is_none());
         assert_eq!(parse_value(" 2.5 "), Some(2.5));
         assert!(agg.track(&"x".repeat(100), None, false).is_err());
+    }
+
+    #[test]
+    fn a_transfer_applied_but_never_acknowledged_is_not_duplicated() {
+        let (from, to): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let mut a = Aggregates::default();
+        let mut b = Aggregates::default();
+        a.track("load", Some(4.0), true).unwrap();
+        b.track("load", Some(2.0), false).unwrap();
+        let f = a.round(|| Some(to.clone()), |_| false).unwrap();
+        // The peer applies it; every ack is lost, and so is every retransmission.
+        assert!(b.receive(&from, f.seq, &f.shares, |_| None, false));
+        for _ in 0..12 {
+            let again = a.round(|| Some(to.clone()), |_| false).unwrap();
+            let fresh = b.receive(&from, again.seq, &again.shares, |_| None, false);
+            // Held by both (nothing else in flight is applied yet) stays 6.
+            let held = a.share("load").unwrap().s + b.share("load").unwrap().s;
+            assert_eq!(held, 6.0, "mass duplicated (fresh transfer: {fresh})");
+            assert_eq!(again.seq, f.seq);
+        }
+        // Once the peer is known to be gone the sender takes the mass back.
+        a.round(|| None, |_| true);
+        assert_eq!(a.in_flight(), None);
+        assert_eq!(a.share("load").unwrap().s, 4.0);
+    }
+
+    #[test]
+    fn an_earlier_epochs_estimate_keeps_its_epoch() {
+        let mut agg = Aggregates::default();
+        agg.track("load", Some(5.0), true).unwrap();
+        for _ in 0..HISTORY {
+            agg.round(|| None, |_| false);
+        }
+        let settled = agg.estimate("load").unwrap();
+        assert!(settled.converged && settled.epoch == 0, "{settled:?}");
+        agg.begin_epoch(1, true, |_| Some(7.0));
+        let shown = agg.estimate("load").unwrap();
+        assert_eq!((shown.avg, shown.epoch), (5.0, 0), "{shown:?}");
+        for _ in 0..HISTORY {
+            agg.round(|| None, |_| false);
+        }
+        let fresh = agg.estimate("load").unwrap();
+        assert_eq!((fresh.avg, fresh.epoch), (7.0, 1), "{fresh:?}");
     }
 }

@@ -18,7 +18,7 @@ use crate::epidemic::{self, Mode};
 use crate::report::{write_csv, RunResult};
 use crate::scenario::{profile_name, Scenario, BUILTINS};
 use crate::workload::{Mode as SyncDir, Store, Workload};
-use crate::{experiments, plots, to_secs};
+use crate::{experiments, plots, pushsum, to_secs};
 
 /// `rumor-sim`: simulate a rumor cluster, measure it and check its invariants.
 #[derive(Clone, Debug, Parser)]
@@ -72,6 +72,25 @@ pub struct Args {
     /// Epidemic fan-out (peers per node per round), 1..=4 typical.
     #[arg(long, default_value_t = 1)]
     pub fanout: usize,
+    /// Run the membership-free push-sum model instead (rumor-core's
+    /// aggregation exchange with random peers): --nodes, --loss, --crash.
+    #[arg(long)]
+    pub push_sum: bool,
+    /// Push-sum model: fraction of the nodes that crash, in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub crash: f64,
+    /// Push-sum model: the round at which they crash (default: mid-epoch).
+    #[arg(long)]
+    pub crash_round: Option<usize>,
+    /// Push-sum model: rounds until a crash is known to every node.
+    #[arg(long, default_value_t = 25)]
+    pub detect_rounds: usize,
+    /// Push-sum model: rounds per epoch (default 400 for one epoch, 100 for several).
+    #[arg(long)]
+    pub epoch_rounds: Option<usize>,
+    /// Push-sum model: epochs to run (default 1; 2 with --crash).
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Turn off refutation of suspicions (plants a bug; the accuracy check must fail).
     #[arg(long)]
     pub no_refute: bool,
@@ -89,7 +108,8 @@ pub struct Args {
     pub rumors: Option<String>,
     /// Run an experiment of docs/simulator.md instead: `sync` (one write's
     /// spread per anti-entropy mode, --nodes, --store) or `aggregate`
-    /// (rounds to 1e-3 / 1e-6 vs N, --sizes); writes CSV and PNG into --out.
+    /// (rounds to 1e-3 / 1e-6 vs N, --sizes) or `push-sum` (the same with the
+    /// push-sum model, --sizes, --seeds, --loss, --crash); writes CSV and PNG into --out.
     #[arg(long)]
     pub experiment: Option<String>,
     /// Cluster sizes for `--experiment aggregate`, comma-separated.
@@ -131,6 +151,7 @@ pub fn run(args: Args) -> i32 {
     let result = match (&args.experiment, &args.epidemic) {
         (Some(name), _) => run_experiment(&args, name),
         (None, Some(mode)) => run_epidemic(&args, mode),
+        (None, None) if args.push_sum => run_push_sum(&args),
         (None, None) => run_scenarios(&args),
     };
     match result {
@@ -221,24 +242,128 @@ fn run_experiment(args: &Args, name: &str) -> Result<i32, InputError> {
             };
             experiments::sync(args.nodes.unwrap_or(1000), store, args.seed, &dir)
         }
-        "aggregate" => {
-            let sizes = args
-                .sizes
-                .split(',')
-                .map(|x| x.trim().parse::<usize>())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| InputError(format!("--sizes: {e}")))?;
-            experiments::aggregate(&sizes, args.seed, &dir)
+        "aggregate" => experiments::aggregate(&sizes(args)?, args.seed, &dir),
+        "push-sum" => {
+            let base = push_sum_options(args, 2)?;
+            experiments::push_sum(&sizes(args)?, args.seeds, &base, &dir)
         }
         other => {
             return Err(InputError(format!(
-                "unknown experiment {other:?}: expected sync or aggregate"
+                "unknown experiment {other:?}: expected sync, aggregate or push-sum"
             )))
         }
     };
     let table = table.map_err(InputError)?;
     print!("{table}");
     println!("wrote CSV and PNG into {}", dir.display());
+    Ok(0)
+}
+
+fn sizes(args: &Args) -> Result<Vec<usize>, InputError> {
+    let sizes = args
+        .sizes
+        .split(',')
+        .map(|x| x.trim().parse::<usize>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| InputError(format!("--sizes: {e}")))?;
+    match sizes.iter().find(|&&n| n < 2) {
+        Some(n) => Err(InputError(format!("--sizes: {n} is below 2 nodes"))),
+        None => Ok(sizes),
+    }
+}
+
+/// The push-sum model's options from the command line (for `nodes`).
+fn push_sum_options(args: &Args, nodes: usize) -> Result<pushsum::Options, InputError> {
+    check_common(args)?;
+    if !(0.0..1.0).contains(&args.crash) {
+        return Err(InputError(format!(
+            "--crash {} must be in [0, 1)",
+            args.crash
+        )));
+    }
+    let crashes = args.crash > 0.0;
+    let epochs = args.epochs.unwrap_or(if crashes { 2 } else { 1 });
+    let epoch_rounds = args
+        .epoch_rounds
+        .unwrap_or(if epochs > 1 { 100 } else { 400 });
+    if epochs == 0 || epoch_rounds == 0 {
+        return Err(InputError(
+            "--epochs and --epoch-rounds must be at least 1".into(),
+        ));
+    }
+    Ok(pushsum::Options {
+        loss: args.loss.unwrap_or(0.0),
+        crash: args.crash,
+        crash_round: args.crash_round.unwrap_or(epoch_rounds / 2),
+        detect_rounds: args.detect_rounds,
+        epoch_rounds,
+        epochs,
+        ..pushsum::Options::new(nodes, args.seed)
+    })
+}
+
+fn run_push_sum(args: &Args) -> Result<i32, InputError> {
+    let nodes = args.nodes.unwrap_or(1000);
+    if nodes < 2 {
+        return Err(InputError(
+            "--nodes must be at least 2 for the push-sum model".into(),
+        ));
+    }
+    let base = push_sum_options(args, nodes)?;
+    let mut results = Vec::new();
+    for k in 0..args.seeds as u64 {
+        let start = WallInstant::now();
+        let r = pushsum::run(&pushsum::Options {
+            seed: args.seed.wrapping_add(k),
+            ..base.clone()
+        });
+        results.push((r, start.elapsed().as_secs_f64()));
+    }
+    if args.json {
+        print_json_with_wall(&results);
+    } else {
+        let s = |x: Option<usize>| x.map_or("-".to_string(), |v| v.to_string());
+        for (r, wall) in &results {
+            let o = &r.options;
+            let epochs: Vec<String> = r
+                .epochs
+                .iter()
+                .map(|e| {
+                    format!(
+                        "epoch {}: 1e-3 in {}, 1e-6 in {} rounds, final error {:.1e}",
+                        e.epoch,
+                        s(e.rounds_1e3),
+                        s(e.rounds_1e6),
+                        e.final_error
+                    )
+                })
+                .collect();
+            println!(
+                "push-sum N={} seed {} loss {} crashed {}: {}; {:.1} bytes/node/round; mass error {}; {:.3}s wall",
+                o.nodes,
+                o.seed,
+                o.loss,
+                r.crashed,
+                epochs.join("; "),
+                r.bytes_per_node_per_round,
+                r.mass_error.map_or("-".into(), |m| format!("{m:.1e}")),
+                wall
+            );
+        }
+    }
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| InputError(format!("cannot create {}: {e}", dir.display())))?;
+        let mut csv = String::from("seed,round,max_relative_error\n");
+        for (r, _) in &results {
+            for (i, e) in r.error.iter().enumerate() {
+                csv.push_str(&format!("{},{},{e:e}\n", r.options.seed, i + 1));
+            }
+        }
+        let path = dir.join("push-sum.csv");
+        std::fs::write(&path, csv)
+            .map_err(|e| InputError(format!("cannot write {}: {e}", path.display())))?;
+    }
     Ok(0)
 }
 
@@ -479,6 +604,27 @@ fn run_many(scenarios: &[(u64, Scenario)], args: &Args) -> Vec<RunResult> {
         .collect()
 }
 
+/// Print model results as JSON (one object, or an array for several
+/// seeds), each with its wall-clock seconds as `wall_s`.
+fn print_json_with_wall<T: serde::Serialize>(results: &[(T, f64)]) {
+    let v: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(r, wall)| {
+            let mut j = serde_json::to_value(r).unwrap_or_default();
+            if let Some(o) = j.as_object_mut() {
+                o.insert("wall_s".into(), serde_json::json!(wall));
+            }
+            j
+        })
+        .collect();
+    let out = if v.len() == 1 {
+        serde_json::to_string_pretty(&v[0])
+    } else {
+        serde_json::to_string_pretty(&v)
+    };
+    println!("{}", out.unwrap_or_default());
+}
+
 fn run_epidemic(args: &Args, mode: &str) -> Result<i32, InputError> {
     check_common(args)?;
     let mode: Mode = mode.parse().map_err(InputError)?;
@@ -502,22 +648,7 @@ fn run_epidemic(args: &Args, mode: &str) -> Result<i32, InputError> {
         results.push((r, wall));
     }
     if args.json {
-        let v: Vec<serde_json::Value> = results
-            .iter()
-            .map(|(r, wall)| {
-                let mut j = serde_json::to_value(r).unwrap_or_default();
-                if let Some(o) = j.as_object_mut() {
-                    o.insert("wall_s".into(), serde_json::json!(wall));
-                }
-                j
-            })
-            .collect();
-        let out = if v.len() == 1 {
-            serde_json::to_string_pretty(&v[0])
-        } else {
-            serde_json::to_string_pretty(&v)
-        };
-        println!("{}", out.unwrap_or_default());
+        print_json_with_wall(&results);
     } else {
         for (r, wall) in &results {
             println!(

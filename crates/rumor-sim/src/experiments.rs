@@ -1,4 +1,4 @@
-//! The experiments of `docs/simulator.md` (`--experiment sync|aggregate`):
+//! The experiments of `docs/simulator.md` (`--experiment sync|aggregate|push-sum`):
 //! each runs a few scenarios, prints a table, and writes CSV and a PNG.
 //!
 //! * `sync`: one write's spread (fraction of live nodes holding it vs time,
@@ -6,12 +6,16 @@
 //!   push-pull anti-entropy alone (rumors off), and push-pull with rumors.
 //! * `aggregate`: push-sum rounds to 1e-3 and 1e-6 vs N, against
 //!   c·(log2 N + log2 1/ε), and bytes per node per round.
+//! * `push-sum`: the same with the membership-free push-sum model
+//!   ([`pushsum`]), over several seeds, to N = 10^5 and beyond, with loss
+//!   and crashes.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::engine::Simulation;
 use crate::plots::{lines, Series};
+use crate::pushsum;
 use crate::scenario::Scenario;
 use crate::workload::{
     AggregateReport, AggregateSpec, Mode, Store, Workload, WorkloadReport, WritesReport, WritesSpec,
@@ -162,26 +166,14 @@ pub fn aggregate(ns: &[usize], seed: u64, dir: &Path) -> Result<String, String> 
         });
         rows.push((n, r3, r6, r));
     }
-    // c fitted by least squares through the origin over both ε.
-    let (mut num, mut den) = (0.0, 0.0);
-    for (n, r3, r6, _) in &rows {
-        for (r, eps) in [(r3, 1e-3f64), (r6, 1e-6)] {
-            if let Some(r) = r {
-                let x = (*n as f64).log2() + (1.0 / eps).log2();
-                num += x * *r as f64;
-                den += x * x;
-            }
-        }
-    }
-    let c = if den > 0.0 { num / den } else { 1.0 };
+    let c = fit_log_rounds(
+        rows.iter()
+            .map(|(n, r3, r6, _)| (*n, r3.map(|v| v as f64), r6.map(|v| v as f64))),
+    );
     let mut table = format!(
         "c = {c:.3} (least squares)\n\n| N | rounds to 1e-3 | c·(log2 N + log2 1e3) | rounds to 1e-6 | c·(log2 N + log2 1e6) | bytes/node/round (aggregate msgs) | mass error | quiescent samples |\n|---|---|---|---|---|---|---|---|\n"
     );
     let mut csv = String::from("nodes,rounds_1e3,rounds_1e6,bytes_per_node_per_round,mass_error\n");
-    let mut measured3 = Vec::new();
-    let mut measured6 = Vec::new();
-    let mut theory3 = Vec::new();
-    let mut theory6 = Vec::new();
     for (n, r3, r6, r) in &rows {
         let lg = (*n as f64).log2();
         let t3 = c * (lg + 1e3f64.log2());
@@ -204,48 +196,202 @@ pub fn aggregate(ns: &[usize], seed: u64, dir: &Path) -> Result<String, String> 
             r.bytes_per_node_per_round,
             r.mass_error.unwrap_or(f64::NAN)
         );
-        if let Some(v) = r3 {
-            measured3.push((lg, *v as f64));
-        }
-        if let Some(v) = r6 {
-            measured6.push((lg, *v as f64));
-        }
-        theory3.push((lg, t3));
-        theory6.push((lg, t6));
     }
     std::fs::write(dir.join("aggregate.csv"), csv).map_err(io)?;
-    lines(
+    rounds_plot(
         &dir.join("aggregate_rounds.png"),
         "push-sum: rounds until every node is within ε",
-        "log2 N",
-        "rounds",
-        &[
-            Series {
-                label: "measured, ε = 1e-3".into(),
-                points: measured3,
-                markers: true,
-            },
-            Series {
-                label: format!("{c:.2}·(log2 N + log2 1e3)"),
-                points: theory3,
-                markers: false,
-            },
-            Series {
-                label: "measured, ε = 1e-6".into(),
-                points: measured6,
-                markers: true,
-            },
-            Series {
-                label: format!("{c:.2}·(log2 N + log2 1e6)"),
-                points: theory6,
-                markers: false,
-            },
-        ],
+        c,
+        rows.iter()
+            .map(|(n, r3, r6, _)| (*n, r3.map(|v| v as f64), r6.map(|v| v as f64))),
     )?;
     lines(
         &dir.join("aggregate_error.png"),
         "push-sum: worst relative error over live nodes",
         "round since tracking started",
+        "log10 max relative error",
+        &errors,
+    )?;
+    Ok(table)
+}
+
+/// `c` in rounds = c·(log2 N + log2 1/ε), fitted by least squares through
+/// the origin over ε = 1e-3 and 1e-6; `rows` are (N, rounds to 1e-3,
+/// rounds to 1e-6).
+fn fit_log_rounds(rows: impl Iterator<Item = (usize, Option<f64>, Option<f64>)>) -> f64 {
+    let (mut num, mut den) = (0.0, 0.0);
+    for (n, r3, r6) in rows {
+        for (r, eps) in [(r3, 1e-3f64), (r6, 1e-6)] {
+            if let Some(r) = r {
+                let x = (n as f64).log2() + (1.0 / eps).log2();
+                num += x * r;
+                den += x * x;
+            }
+        }
+    }
+    if den > 0.0 {
+        num / den
+    } else {
+        1.0
+    }
+}
+
+/// Rounds to 1e-3 and 1e-6 against log2 N (markers), with the lines
+/// c·(log2 N + log2 1/ε); `rows` as for [`fit_log_rounds`].
+fn rounds_plot(
+    path: &Path,
+    title: &str,
+    c: f64,
+    rows: impl Iterator<Item = (usize, Option<f64>, Option<f64>)>,
+) -> Result<(), String> {
+    let mut measured = [Vec::new(), Vec::new()];
+    let mut theory = [Vec::new(), Vec::new()];
+    for (n, r3, r6) in rows {
+        let lg = (n as f64).log2();
+        for (k, (r, eps)) in [(r3, 1e3f64), (r6, 1e6)].into_iter().enumerate() {
+            if let Some(r) = r {
+                measured[k].push((lg, r));
+            }
+            theory[k].push((lg, c * (lg + eps.log2())));
+        }
+    }
+    let [m3, m6] = measured;
+    let [t3, t6] = theory;
+    let series = |label: String, points, markers| Series {
+        label,
+        points,
+        markers,
+    };
+    lines(
+        path,
+        title,
+        "log2 N",
+        "rounds",
+        &[
+            series("measured, ε = 1e-3".into(), m3, true),
+            series(format!("{c:.2}·(log2 N + log2 1e3)"), t3, false),
+            series("measured, ε = 1e-6".into(), m6, true),
+            series(format!("{c:.2}·(log2 N + log2 1e6)"), t6, false),
+        ],
+    )
+}
+
+/// The push-sum model (`--experiment push-sum`): for each N, `seeds` runs
+/// of `base` (its `nodes` and `seed` replaced); writes `push-sum.csv`
+/// (one row per run), `push-sum_rounds.png` (mean rounds against
+/// c·(log2 N + log2 1/ε)) and `push-sum_error.png` (the first seed's worst
+/// error per round) into `dir`; returns the table of means, minima and
+/// maxima. With several epochs the last epoch is measured (after a crash
+/// in the first, the epoch that starts afresh).
+pub fn push_sum(
+    ns: &[usize],
+    seeds: usize,
+    base: &pushsum::Options,
+    dir: &Path,
+) -> Result<String, String> {
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut csv = String::from(
+        "nodes,seed,loss,crashed,epoch,rounds_1e3,rounds_1e6,final_error,bytes_per_node_per_round,mass_error,wall_s\n",
+    );
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    let opt = |x: Option<usize>| x.map_or("-".to_string(), |v| v.to_string());
+    for &n in ns {
+        let mut runs = Vec::new();
+        for k in 0..seeds.max(1) as u64 {
+            let start = std::time::Instant::now();
+            let r = pushsum::run(&pushsum::Options {
+                nodes: n,
+                seed: base.seed.wrapping_add(k),
+                ..base.clone()
+            });
+            let wall = start.elapsed().as_secs_f64();
+            let e = r.epochs.last().cloned().ok_or("no epoch run")?;
+            let _ = writeln!(
+                csv,
+                "{n},{},{},{},{},{},{},{:e},{:.2},{},{wall:.2}",
+                r.options.seed,
+                r.options.loss,
+                r.crashed,
+                e.epoch,
+                opt(e.rounds_1e3),
+                opt(e.rounds_1e6),
+                e.final_error,
+                r.bytes_per_node_per_round,
+                r.mass_error.map_or("-".into(), |m| format!("{m:e}")),
+            );
+            if k == 0 {
+                let from = (r.epochs.len() - 1) * r.options.epoch_rounds;
+                errors.push(Series {
+                    label: format!("N = {n}"),
+                    points: r.error[from..]
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, e)| e.is_finite())
+                        .map(|(k, e)| ((k + 1) as f64, e.max(1e-17).log10()))
+                        .collect(),
+                    markers: false,
+                });
+            }
+            runs.push((e, r.bytes_per_node_per_round, r.mass_error, wall));
+        }
+        rows.push((n, runs));
+    }
+    std::fs::write(dir.join("push-sum.csv"), csv).map_err(io)?;
+    let mean = |xs: Vec<Option<usize>>| -> Option<f64> {
+        let v: Option<Vec<usize>> = xs.into_iter().collect();
+        v.filter(|v| !v.is_empty())
+            .map(|v| v.iter().sum::<usize>() as f64 / v.len() as f64)
+    };
+    let means: Vec<(usize, Option<f64>, Option<f64>)> = rows
+        .iter()
+        .map(|(n, runs)| {
+            (
+                *n,
+                mean(runs.iter().map(|r| r.0.rounds_1e3).collect()),
+                mean(runs.iter().map(|r| r.0.rounds_1e6).collect()),
+            )
+        })
+        .collect();
+    let c = fit_log_rounds(means.iter().copied());
+    let span = |xs: Vec<Option<usize>>| -> String {
+        xs.into_iter().map(opt).collect::<Vec<_>>().join(" ")
+    };
+    let mut table = format!(
+        "c = {c:.3} (least squares over the means)\n\n| N | rounds to 1e-3 (mean; per seed) | c·(log2 N + log2 1e3) | rounds to 1e-6 (mean; per seed) | c·(log2 N + log2 1e6) | bytes/node/round | worst final error | mass error | wall s/run |\n|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for ((n, runs), (_, m3, m6)) in rows.iter().zip(&means) {
+        let lg = (*n as f64).log2();
+        let f = |m: &Option<f64>| m.map_or("-".into(), |m| format!("{m:.1}"));
+        let bytes = runs.iter().map(|r| r.1).sum::<f64>() / runs.len() as f64;
+        let worst = runs.iter().map(|r| r.0.final_error).fold(0.0, f64::max);
+        let mass = runs
+            .iter()
+            .filter_map(|r| r.2)
+            .fold(None, |a: Option<f64>, m| Some(a.map_or(m, |a| a.max(m))));
+        let wall = runs.iter().map(|r| r.3).sum::<f64>() / runs.len() as f64;
+        let _ = writeln!(
+            table,
+            "| {n} | {}; {} | {:.1} | {}; {} | {:.1} | {bytes:.1} | {worst:.1e} | {} | {wall:.1} |",
+            f(m3),
+            span(runs.iter().map(|r| r.0.rounds_1e3).collect()),
+            c * (lg + 1e3f64.log2()),
+            f(m6),
+            span(runs.iter().map(|r| r.0.rounds_1e6).collect()),
+            c * (lg + 1e6f64.log2()),
+            mass.map_or("-".into(), |m| format!("{m:.1e}")),
+        );
+    }
+    rounds_plot(
+        &dir.join("push-sum_rounds.png"),
+        "push-sum model: rounds until every live node is within ε",
+        c,
+        means.into_iter(),
+    )?;
+    lines(
+        &dir.join("push-sum_error.png"),
+        "push-sum model: worst relative error over live nodes",
+        "round of the measured epoch",
         "log10 max relative error",
         &errors,
     )?;

@@ -20,8 +20,9 @@
 //! (what can go wrong), [`scenario`] (what a run does, builder and TOML),
 //! [`engine`] (the event loop), [`metrics`] (what a run measures),
 //! [`invariants`] (what must hold), [`report`] (the summary, CSV), [`plots`]
-//! (PNG figures), [`epidemic`] (the cheap rumor-only model) and [`cli`]
-//! (the command line).
+//! (PNG figures), [`epidemic`] (the cheap rumor-only model), [`pushsum`]
+//! (the cheap aggregation-only model, rumor-core's push-sum exchange without
+//! membership) and [`cli`] (the command line).
 
 #![warn(missing_docs)]
 
@@ -34,6 +35,7 @@ pub mod invariants;
 pub mod metrics;
 pub mod network;
 pub mod plots;
+pub mod pushsum;
 pub mod report;
 pub mod scenario;
 pub mod workload;

@@ -24,6 +24,9 @@ fn bad_input_is_one_line_and_exit_2() {
     fails_with_2(&["--nodes", "abc"]);
     fails_with_2(&["--profile", "mars"]);
     fails_with_2(&["--epidemic", "shout", "--nodes", "100"]);
+    fails_with_2(&["--push-sum", "--nodes", "1"]);
+    fails_with_2(&["--push-sum", "--crash", "1.5"]);
+    fails_with_2(&["--experiment", "push-sum", "--sizes", "100,x"]);
     let dir = std::env::temp_dir().join(format!("rumor-sim-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp");
     let bad = dir.join("bad.toml");
@@ -165,5 +168,13 @@ fn toml_file_and_out_dir_and_seeds() {
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["complete"], true);
+    let out = bin()
+        .args(["--push-sum", "--nodes", "500", "--json"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(v["epochs"][0]["rounds_1e6"].as_u64().is_some(), "{v}");
+    assert!(v["mass_error"].as_f64().is_some_and(|m| m < 1e-12), "{v}");
     let _ = std::fs::remove_dir_all(&dir);
 }

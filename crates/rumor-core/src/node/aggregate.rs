@@ -11,18 +11,6 @@ use crate::message::Message;
 use crate::time::Instant;
 use crate::Error;
 
-/// A transfer sent and not yet acknowledged.
-pub(super) struct InFlight {
-    to: SocketAddr,
-    epoch: u64,
-    seq: u32,
-    shares: Vec<(String, Share)>,
-    tries: u32,
-}
-
-/// Sends of one transfer before its mass is taken back.
-const MAX_TRIES: u32 = 4;
-
 impl Node {
     /// Aggregate the per-node state key `name` across the cluster (every
     /// node whose value of that key parses as a finite number takes part).
@@ -71,7 +59,7 @@ impl Node {
         if self.aggregates.epoch() == 0 {
             self.is_leader()
         } else {
-            self.agg_leader
+            self.aggregates.leading()
         }
     }
 
@@ -89,43 +77,33 @@ impl Node {
         if self.aggregates.names().next().is_none() || self.leaving {
             return;
         }
-        if let Some(mut f) = self.agg_in_flight.take() {
-            if f.tries < MAX_TRIES {
-                f.tries += 1;
-                self.send_transfer(&f);
-                self.agg_in_flight = Some(f);
-                self.aggregates.end_round();
-                return;
-            }
-            // Undeliverable (the peer is gone): take the mass back.
-            self.aggregates.restore(&f.shares);
-        }
-        if let Some(&i) = self
-            .random_members(1, |e| e.state == MemberState::Alive)
-            .first()
-        {
-            self.agg_seq += 1;
-            let f = InFlight {
-                to: self.members[i].addr.get(),
-                epoch: self.aggregates.epoch(),
-                seq: self.agg_seq,
-                shares: self.aggregates.split(),
-                tries: 1,
-            };
-            self.send_transfer(&f);
-            self.agg_in_flight = Some(f);
-        }
-        self.aggregates.end_round();
-    }
-
-    fn send_transfer(&mut self, f: &InFlight) {
-        let msg = Message::Aggregate {
-            sender: self.name.clone(),
-            epoch: f.epoch,
-            seq: f.seq,
-            shares: f.shares.clone(),
+        // Known failed or left, or already reclaimed from the member list.
+        let pending_gone = self
+            .aggregates
+            .in_flight()
+            .is_some_and(|f| self.members.get(&f.to).is_none_or(|e| e.state.is_gone()));
+        // Taken out for the round, so that picking a peer can use the node.
+        let mut aggregates = std::mem::take(&mut self.aggregates);
+        let pick = || {
+            let i = *self
+                .random_members(1, |e| e.state == MemberState::Alive)
+                .first()?;
+            self.members.get_index(i).map(|(n, _)| n.clone())
         };
-        self.send_packet(f.to, &[msg]);
+        let transfer = aggregates.round(pick, |_| pending_gone);
+        self.aggregates = aggregates;
+        if let Some(f) = transfer {
+            // A peer reclaimed from the member list is unreachable.
+            if let Some(to) = self.members.get(&f.to).map(|e| e.addr.get()) {
+                let msg = Message::Aggregate {
+                    sender: self.name.clone(),
+                    epoch: f.epoch,
+                    seq: f.seq,
+                    shares: f.shares,
+                };
+                self.send_packet(to, &[msg]);
+            }
+        }
     }
 
     /// The epoch timer: the leader starts the next epoch.
@@ -134,20 +112,12 @@ impl Node {
         self.set_timer(now + epoch_len, Timer::AggregateEpoch);
         if self.is_leader() && self.aggregates.names().next().is_some() && !self.leaving {
             let next = self.aggregates.epoch() + 1;
-            self.begin_epoch(next, true);
+            let state = &self.state;
+            let me = &self.name;
+            self.aggregates.begin_epoch(next, true, |key| {
+                state.owner(me)?.get(key).and_then(parse_value)
+            });
         }
-    }
-
-    fn begin_epoch(&mut self, epoch: u64, leader: bool) {
-        // Mass in flight belongs to the old epoch: it is void now.
-        self.agg_in_flight = None;
-        self.agg_seq = 0;
-        self.agg_leader = leader;
-        let state = &self.state;
-        let me = &self.name;
-        self.aggregates.begin_epoch(epoch, leader, |key| {
-            state.owner(me)?.get(key).and_then(parse_value)
-        });
     }
 
     pub(super) fn on_aggregate(
@@ -160,31 +130,21 @@ impl Node {
         shares: Vec<(String, Share)>,
     ) {
         self.run_aggregation(now);
-        if epoch > self.aggregates.epoch() {
-            self.begin_epoch(epoch, false);
-        }
-        if epoch == self.aggregates.epoch() {
-            let leader = self.holds_count_weight();
-            let state = &self.state;
-            let me = &self.name;
-            self.aggregates.receive(
-                &sender,
-                seq,
-                &shares,
-                |key| state.owner(me)?.get(key).and_then(parse_value),
-                leader,
-            );
-        }
+        let leader = self.holds_count_weight();
+        let state = &self.state;
+        let me = &self.name;
+        self.aggregates.accept(
+            &sender,
+            epoch,
+            seq,
+            &shares,
+            |key| state.owner(me)?.get(key).and_then(parse_value),
+            leader,
+        );
         self.send_packet(from, &[Message::AggregateAck { epoch, seq }]);
     }
 
     pub(super) fn on_aggregate_ack(&mut self, epoch: u64, seq: u32) {
-        if self
-            .agg_in_flight
-            .as_ref()
-            .is_some_and(|f| f.epoch == epoch && f.seq == seq)
-        {
-            self.agg_in_flight = None;
-        }
+        self.aggregates.acknowledged(epoch, seq);
     }
 }

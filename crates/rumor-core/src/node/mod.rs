@@ -121,10 +121,6 @@ pub struct Node {
     user_events: EventLog,
     state: ClusterState,
     aggregates: Aggregates,
-    agg_in_flight: Option<aggregate::InFlight>,
-    agg_seq: u32,
-    /// This node started the current aggregation epoch.
-    agg_leader: bool,
     /// The aggregation timers run (only once something is tracked).
     agg_running: bool,
     kv: crate::kv::KvStore,
@@ -174,9 +170,6 @@ impl Node {
             awareness: Awareness::new(config.awareness_max),
             state: ClusterState::new(name.clone()),
             aggregates: Aggregates::default(),
-            agg_in_flight: None,
-            agg_seq: 0,
-            agg_leader: false,
             agg_running: false,
             kv: crate::kv::KvStore::new(name.clone(), config.kv.clone()),
             kv_sessions: HashMap::new(),
