@@ -201,18 +201,22 @@ class Agent:
 
 
 def proc_stats(pid: int):
-    """(cpu seconds, rss bytes) of a process, or None if gone."""
+    """(cpu seconds, rss bytes, private anonymous bytes) of a process, or
+    None if gone. RSS counts the shared code pages of the binary and libc;
+    RssAnon is the memory the agent itself allocated (heap, stacks)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             st = f.read()
         fields = st[st.rindex(")") + 2 :].split()
         cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
-        rss = 0
+        rss = anon = 0
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
                     rss = int(line.split()[1]) * 1024
-        return cpu, rss
+                elif line.startswith("RssAnon:"):
+                    anon = int(line.split()[1]) * 1024
+        return cpu, rss, anon
     except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
         return None
 
@@ -693,6 +697,7 @@ class Run:
         net.remove()
         cpu = [s1[k][0] - s0[k][0] for k in s0 if s0[k] and s1[k]]
         rss = [s1[k][1] for k in s1 if s1[k]]
+        anon = [s1[k][2] for k in s1 if s1[k]]
         n = len(live)
         d = {
             "seconds": round(el, 1),
@@ -700,6 +705,7 @@ class Run:
             "cluster_cpu_pct_of_core": round(sum(cpu) / el * 100, 2),
             "rss_mb_per_agent": round(statistics.mean(rss) / 1e6, 2),
             "rss_mb_max": round(max(rss) / 1e6, 2),
+            "anon_mb_per_agent": round(statistics.mean(anon) / 1e6, 2),
         }
         if n0 and n1:
             pk = sum(n1[p][0] - n0[p][0] for p in n1)
@@ -930,6 +936,7 @@ ROWS = [
     ("steady: CPU s per agent per min", "steady", "cpu_s_per_agent_per_min"),
     ("steady: whole cluster, % of one core", "steady", "cluster_cpu_pct_of_core"),
     ("steady: resident memory per agent (MB)", "steady", "rss_mb_per_agent"),
+    ("steady: of which private (RssAnon, MB)", "steady", "anon_mb_per_agent"),
     ("steady: bytes/s sent per agent", "steady", "bytes_per_s_per_agent"),
     ("steady: packets/s sent per agent", "steady", "packets_per_s_per_agent"),
     ("user event to half: median (s)", "event", "half_median_s"),
