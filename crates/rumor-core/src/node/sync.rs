@@ -89,15 +89,17 @@ impl Node {
         }
     }
 
-    /// Start an exchange with a random live member (if there is any state).
+    /// Start an exchange with a random live member. A node with no state
+    /// still starts one when the mode pulls: its (empty) digest is how it
+    /// asks for what the peer has. Only a push with nothing to push is skipped.
     pub(super) fn state_sync_tick(&mut self, now: Instant) {
         let interval = self.config.state_sync_interval;
         self.set_timer(now + interval, Timer::StateSyncTick);
         self.state.gc(now, self.config.state_tombstone_grace);
-        if self.state.is_empty() || self.leaving {
+        let mode = self.config.state_sync_mode;
+        if self.leaving || (self.state.is_empty() && !mode.pulls()) {
             return;
         }
-        let mode = self.config.state_sync_mode;
         let peers = self.random_members(self.config.state_sync_fanout, |e| {
             e.state == MemberState::Alive
         });
@@ -171,7 +173,10 @@ impl Node {
                 } else {
                     (Vec::new(), false)
                 };
-                if deltas.is_empty() && digest.is_empty() {
+                // The states differ (the hashes did): when the initiator
+                // pushes it needs our digest, even an empty one, to know
+                // what to send; a pure pull is answered only with data.
+                if deltas.is_empty() && !sync.mode.pushes() {
                     return;
                 }
                 let ack = StateSync {
