@@ -219,3 +219,40 @@ fn anti_entropy_alone_reaches_nodes_with_empty_state_in_every_mode() {
         );
     }
 }
+
+/// With more owners than fit a digest, digests stay within their budget
+/// (half a packet) and anti-entropy alone still spreads one node's write to
+/// every node in every mode.
+#[test]
+fn sampled_digests_stay_within_budget_and_spread_a_single_write() {
+    for mode in [SyncMode::Push, SyncMode::Pull, SyncMode::PushPull] {
+        let n = 150;
+        let config = Config {
+            state_rumors: false,
+            state_sync_mode: mode,
+            ..Config::lan()
+        };
+        let budget = config.packet_size / 2;
+        let mut net = cluster(n, config);
+        for i in 0..n {
+            net.with(i, |node, now| {
+                node.state_write(now, "boot", Some("1")).unwrap()
+            });
+        }
+        net.run_for(secs(5.0));
+        net.with(7, |node, now| {
+            node.state_write(now, "role", Some("db")).unwrap()
+        });
+        let ok = net.run_until_true(secs(300.0), |net| everyone_has(net, 7, "role", Some("db")));
+        assert!(ok, "{mode:?}: the write did not reach every node");
+        for i in 0..n {
+            let s = net.node(i).stats();
+            assert!(s.state_digests > 0, "{mode:?}: node {i} sent no digest");
+            let mean = s.state_digest_bytes / s.state_digests;
+            assert!(
+                mean <= budget as u64,
+                "{mode:?}: node {i}'s digests average {mean} B, over the {budget} B budget"
+            );
+        }
+    }
+}

@@ -130,6 +130,9 @@ pub struct Node {
     kv: crate::kv::KvStore,
     kv_sessions: HashMap<u32, kv::Session>,
     kv_session_seq: u32,
+    /// Where the next sampled state digest's round-robin part starts
+    /// (an index into `members`).
+    state_cursor: usize,
     /// Unix microseconds at `Instant::ZERO`, for the key space's clock.
     wall_origin: u64,
     /// Dead or left members in the order they went, for reclaiming.
@@ -179,6 +182,7 @@ impl Node {
             kv: crate::kv::KvStore::new(name.clone(), config.kv.clone()),
             kv_sessions: HashMap::new(),
             kv_session_seq: 0,
+            state_cursor: 0,
             wall_origin: 0,
             config,
             name,
