@@ -175,7 +175,12 @@ impl Node {
                     },
                 );
                 self.stats.kv_syncs += 1;
-                self.send_sized(peer, Message::KvSyncRequest { session, request });
+                let msg = Message::KvSyncRequest { session, request };
+                if self.kv.is_empty() {
+                    self.send_bare(peer, &msg);
+                } else {
+                    self.send_sized(peer, msg);
+                }
             }
         }
     }

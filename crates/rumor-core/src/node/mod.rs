@@ -599,6 +599,18 @@ impl Node {
         }
     }
 
+    /// Send one small message alone in a datagram, with no queued updates
+    /// piggybacked: for the pulls every node with an empty store sends each
+    /// interval, which must not spend the retransmit budget of membership
+    /// updates (dissemination stays as it is without them).
+    pub(super) fn send_bare(&mut self, to: SocketAddr, msg: &Message) {
+        let mut buf = Vec::with_capacity(64);
+        codec::begin_packet(&mut buf);
+        codec::encode_message(msg, &mut buf);
+        self.stats.count_out(msg.kind());
+        self.push_datagram(to, buf);
+    }
+
     /// Fill `buf` with queued updates up to the packet size.
     fn piggyback(&mut self, buf: &mut Vec<u8>) {
         let limit = self.config.retransmit_limit(self.live);

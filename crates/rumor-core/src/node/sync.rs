@@ -155,7 +155,11 @@ impl Node {
                 digest,
                 deltas: Vec::new(),
             };
-            self.send_sync(to, syn);
+            if self.state.is_empty() {
+                self.send_bare(to, &Message::StateSync(syn));
+            } else {
+                self.send_sync(to, syn);
+            }
         }
     }
 
