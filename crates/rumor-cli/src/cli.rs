@@ -222,6 +222,10 @@ pub struct KvPutArgs {
     pub key: String,
     /// The value (text); read from standard input when omitted.
     pub value: Option<String>,
+    /// Causal context of a siblings-mode key, as `rumor kv get --json`
+    /// shows it: the write replaces the siblings that context covers.
+    #[arg(long)]
+    pub context: Option<String>,
 }
 
 /// `rumor kv list` and `rumor kv watch`.

@@ -338,7 +338,10 @@ pub fn kv(op: &KvOp) -> Result<()> {
                     buf
                 }
             };
-            let path = format!("/v1/kv/{}", encode_path(&a.key));
+            let mut path = format!("/v1/kv/{}", encode_path(&a.key));
+            if let Some(c) = &a.context {
+                path.push_str(&format!("?context={}", encode_query(c)));
+            }
             Client::new(&a.client).send_bytes("PUT", &path, &value)?;
             writeln!(out, "{} written", a.key)?;
         }

@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -172,6 +173,83 @@ fn check_token(state: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
+/// A request that passed the bearer-token check ([`check_token`]): the
+/// extractor every write endpoint (and the keyring listing) starts with.
+struct Authorized(ApiState);
+
+impl FromRequestParts<ApiState> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<Self> {
+        check_token(state, &parts.headers)?;
+        Ok(Authorized(state.clone()))
+    }
+}
+
+/// The key of a `/v1/kv/{key}` or `/v1/state/{key}` request: percent-decoded,
+/// UTF-8, not empty.
+struct Key(String);
+
+impl FromRequestParts<ApiState> for Key {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<Self> {
+        let what = if parts.uri.path().starts_with("/v1/state/") {
+            "state"
+        } else {
+            "kv"
+        };
+        let p = Path::<String>::from_request_parts(parts, state).await;
+        path_key(p, what).map(Key)
+    }
+}
+
+/// Header carrying the causal context of a siblings-mode write.
+pub const CONTEXT_HEADER: &str = "x-rumor-context";
+
+/// Query of `PUT` and `DELETE /v1/kv/{key}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextQuery {
+    /// The causal context from `GET /v1/kv/{key}` (see [`crate::kv_context`]).
+    pub context: Option<String>,
+}
+
+/// The causal context a `PUT` or `DELETE /v1/kv/{key}` carries, from the
+/// `X-Rumor-Context` header or the `context` query parameter (not both).
+struct WriteContext(Option<rumor::VersionVector>);
+
+impl FromRequestParts<ApiState> for WriteContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &ApiState) -> ApiResult<Self> {
+        let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
+        let header = match parts.headers.get(CONTEXT_HEADER) {
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| bad("the X-Rumor-Context header is not text".into()))?
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let Query(q) =
+            Query::<ContextQuery>::try_from_uri(&parts.uri).map_err(|e| bad(e.body_text()))?;
+        let token = match (header, q.context) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "give the context once: the X-Rumor-Context header or ?context=, not both"
+                        .into(),
+                ))
+            }
+            (Some(t), None) | (None, Some(t)) => t,
+            (None, None) => return Ok(WriteContext(None)),
+        };
+        crate::kv_context::decode(&token)
+            .map(|vv| WriteContext(Some(vv)))
+            .map_err(bad)
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -298,11 +376,9 @@ pub struct JoinBody {
 }
 
 async fn join(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
+    Authorized(st): Authorized,
     body: Result<Json<JoinBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    check_token(&st, &headers)?;
     let Json(body) = body.map_err(bad_json)?;
     if body.addrs.is_empty() {
         return Err(ApiError(StatusCode::BAD_REQUEST, "addrs is empty".into()));
@@ -314,8 +390,7 @@ async fn join(
     Ok(Json(json!({ "joined": n })))
 }
 
-async fn leave(State(st): State<ApiState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    check_token(&st, &headers)?;
+async fn leave(Authorized(st): Authorized) -> ApiResult<Json<Value>> {
     st.leaving.store(true, std::sync::atomic::Ordering::Relaxed);
     st.cluster.leave(st.leave_timeout).await?;
     if let Some(tx) = &st.on_leave {
@@ -337,11 +412,9 @@ pub struct TagsBody {
 }
 
 async fn put_tags(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
+    Authorized(st): Authorized,
     body: Result<Json<TagsBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    check_token(&st, &headers)?;
     let Json(body) = body.map_err(bad_json)?;
     if body.set.is_empty() && body.delete.is_empty() {
         return Err(ApiError(
@@ -376,11 +449,9 @@ pub struct EventBody {
 }
 
 async fn post_event(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
+    Authorized(st): Authorized,
     body: Result<Json<EventBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    check_token(&st, &headers)?;
     let Json(body) = body.map_err(bad_json)?;
     if body.name.is_empty() {
         return Err(ApiError(StatusCode::BAD_REQUEST, "name is empty".into()));
@@ -493,8 +564,7 @@ fn value_fields(obj: &mut serde_json::Map<String, Value>, bytes: Option<&[u8]>) 
             }
             Err(_) => {
                 obj.insert("value".into(), Value::Null);
-                let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-                obj.insert("value_hex".into(), json!(hex));
+                obj.insert("value_hex".into(), json!(crate::kv_context::hex(b)));
             }
         },
     }
@@ -522,16 +592,16 @@ pub fn kv_json(key: &str, entry: &KvEntry) -> Value {
                 })
                 .collect();
             o.insert("values".into(), Value::Array(values));
+            o.insert(
+                "context".into(),
+                json!(crate::kv_context::encode(s.context())),
+            );
         }
     }
     Value::Object(o)
 }
 
-async fn kv_get(
-    State(st): State<ApiState>,
-    key: Result<Path<String>, PathRejection>,
-) -> ApiResult<Json<Value>> {
-    let key = path_key(key, "kv")?;
+async fn kv_get(State(st): State<ApiState>, Key(key): Key) -> ApiResult<Json<Value>> {
     match st.cluster.kv_get(key.clone()).await? {
         Some(e) => Ok(Json(kv_json(&key, &e))),
         None => Err(ApiError(StatusCode::NOT_FOUND, format!("no key {key:?}"))),
@@ -542,29 +612,38 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
     body.map_err(|e| ApiError(e.status(), format!("bad request body: {}", e.body_text())))
 }
 
+/// Write or delete `key`, in the causal context `read` when given
+/// (siblings-mode keys need one; last-write-wins keys ignore it).
+async fn kv_write(
+    st: &ApiState,
+    key: String,
+    value: Option<Vec<u8>>,
+    read: Option<rumor::VersionVector>,
+) -> ApiResult<()> {
+    match read {
+        Some(read) => st.cluster.kv_write_in_context(key, value, read).await?,
+        None => st.cluster.kv_write(key, value).await?,
+    }
+    Ok(())
+}
+
 async fn kv_put(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
-    key: Result<Path<String>, PathRejection>,
+    Authorized(st): Authorized,
+    Key(key): Key,
+    WriteContext(read): WriteContext,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
-    check_token(&st, &headers)?;
-    let key = path_key(key, "kv")?;
     let body = body_bytes(body)?;
-    st.cluster
-        .kv_write(key.clone(), Some(body.to_vec()))
-        .await?;
+    kv_write(&st, key.clone(), Some(body.to_vec()), read).await?;
     Ok(Json(json!({ "key": key, "written": true })))
 }
 
 async fn kv_delete(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
-    key: Result<Path<String>, PathRejection>,
+    Authorized(st): Authorized,
+    Key(key): Key,
+    WriteContext(read): WriteContext,
 ) -> ApiResult<Json<Value>> {
-    check_token(&st, &headers)?;
-    let key = path_key(key, "kv")?;
-    st.cluster.kv_write(key.clone(), None).await?;
+    kv_write(&st, key.clone(), None, read).await?;
     Ok(Json(json!({ "key": key, "deleted": true })))
 }
 
@@ -632,13 +711,10 @@ async fn kv_watch(
 }
 
 async fn state_put(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
-    key: Result<Path<String>, PathRejection>,
+    Authorized(st): Authorized,
+    Key(key): Key,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
-    check_token(&st, &headers)?;
-    let key = path_key(key, "state")?;
     let body = body_bytes(body)?;
     let value = String::from_utf8(body.to_vec()).map_err(|_| {
         ApiError(
@@ -665,13 +741,7 @@ async fn state_put(
     Ok(Json(json!({ "key": key, "value": value })))
 }
 
-async fn state_delete(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
-    key: Result<Path<String>, PathRejection>,
-) -> ApiResult<Json<Value>> {
-    check_token(&st, &headers)?;
-    let key = path_key(key, "state")?;
+async fn state_delete(Authorized(st): Authorized, Key(key): Key) -> ApiResult<Json<Value>> {
     st.cluster.state_write(key.clone(), None).await?;
     Ok(Json(json!({ "key": key, "deleted": true })))
 }
@@ -734,8 +804,7 @@ async fn aggregates(State(st): State<ApiState>) -> ApiResult<Json<Value>> {
     Ok(Json(Value::Array(out)))
 }
 
-async fn get_keys(State(st): State<ApiState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    check_token(&st, &headers)?;
+async fn get_keys(Authorized(st): Authorized) -> ApiResult<Json<Value>> {
     let view = st.cluster.keys()?;
     Ok(Json(serde_json::to_value(view).unwrap_or(Value::Null)))
 }
@@ -752,11 +821,9 @@ pub struct KeyOpBody {
 }
 
 async fn post_keys(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
+    Authorized(st): Authorized,
     body: Result<Json<KeyOpBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    check_token(&st, &headers)?;
     let Json(body) = body.map_err(bad_json)?;
     match body.op.as_deref().unwrap_or("install") {
         "install" => st.cluster.install_key(&body.key)?,
@@ -782,11 +849,9 @@ pub struct KeyBody {
 }
 
 async fn delete_keys(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
+    Authorized(st): Authorized,
     body: Result<Json<KeyBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    check_token(&st, &headers)?;
     let Json(body) = body.map_err(bad_json)?;
     st.cluster.remove_key(&body.key)?;
     Ok(Json(

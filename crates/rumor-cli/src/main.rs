@@ -17,6 +17,7 @@ mod dashboard;
 mod demo;
 mod event_handler;
 mod http;
+mod kv_context;
 mod metrics;
 mod snapshot;
 

@@ -170,7 +170,8 @@ fn endpoints_and_their_errors() {
     assert_eq!(s, 413, "{v}");
     let (s, v) = request("GET", &u("/v1/kv/huge"), None, None);
     assert_eq!(s, 404, "nothing stored half-way: {v}");
-    // Siblings-mode keys (configured for cart/) need a context: refused.
+    // Siblings-mode keys (configured for cart/) need a context: refused
+    // without one (see siblings_keys_are_written_with_the_context_from_get).
     let (s, v) = request("PUT", &u("/v1/kv/cart/1"), t, Some("x"));
     assert_eq!(s, 409, "{v}");
     assert!(v["error"].as_str().unwrap().contains("context"), "{v}");
@@ -413,4 +414,116 @@ fn event_handler_gets_user_events() {
     wait_until("handler saw the user event", DEADLINE, || {
         std::fs::read_to_string(&out).is_ok_and(|t| t.contains("deploy ub v2"))
     });
+}
+
+/// A client reads a siblings-mode key's values and context with GET and
+/// resolves the siblings by writing with that context (query, header, CLI).
+#[test]
+fn siblings_keys_are_written_with_the_context_from_get() {
+    let dir = temp_dir("api-siblings");
+    let conf = dir.join("rumor.toml");
+    std::fs::write(&conf, "[protocol]\nkv_siblings_prefixes = [\"cart/\"]\n").unwrap();
+    let a = agent("sib")
+        .args(&["--http-token", TOKEN, "--config", conf.to_str().unwrap()])
+        .spawn();
+    let u = |p: &str| a.url(p);
+    let t = Some(TOKEN);
+
+    // No context: 409 that says how to write; a malformed one: 400.
+    let (s, v) = request("PUT", &u("/v1/kv/cart/1"), t, Some("x"));
+    assert_eq!(s, 409, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("context") && msg.contains("X-Rumor-Context"),
+        "{v}"
+    );
+    let (s, v) = request("PUT", &u("/v1/kv/cart/1?context=zz"), t, Some("x"));
+    assert_eq!(s, 400, "{v}");
+    // The token is still checked first.
+    let (s, _) = request("PUT", &u("/v1/kv/cart/1?context="), None, Some("x"));
+    assert_eq!(s, 401);
+
+    // Two writes that saw nothing (the empty context) are concurrent: siblings.
+    for x in ["apple", "pear"] {
+        let (s, v) = request("PUT", &u("/v1/kv/cart/1?context="), t, Some(x));
+        assert_eq!(s, 200, "{v}");
+    }
+    let (s, v) = request("GET", &u("/v1/kv/cart/1"), None, None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["mode"], "siblings");
+    let mut vals: Vec<&str> = v["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["value"].as_str().unwrap())
+        .collect();
+    vals.sort_unstable();
+    assert_eq!(vals, ["apple", "pear"], "{v}");
+    let ctx = v["context"].as_str().expect("a context").to_string();
+    assert!(!ctx.is_empty(), "{v}");
+
+    // Resolve with the context in the header: one value left.
+    let (s, v) = request_with_headers(
+        "PUT",
+        &u("/v1/kv/cart/1"),
+        t,
+        &[("X-Rumor-Context", &ctx)],
+        Some("apple,pear"),
+    );
+    assert_eq!(s, 200, "{v}");
+    let v = a.get("/v1/kv/cart/1");
+    let values = v["values"].as_array().unwrap();
+    assert_eq!(values.len(), 1, "{v}");
+    assert_eq!(values[0]["value"], "apple,pear");
+    // Header and query together: refused.
+    let (s, v) = request_with_headers(
+        "PUT",
+        &u(&format!("/v1/kv/cart/1?context={ctx}")),
+        t,
+        &[("X-Rumor-Context", &ctx)],
+        Some("x"),
+    );
+    assert_eq!(s, 400, "{v}");
+
+    // The CLI: rumor kv put --context, with the context from kv get --json.
+    let out = a.cli(&["kv", "get", "cart/1", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let ctx = got["context"].as_str().unwrap().to_string();
+    let out = a.cli(&[
+        "kv",
+        "put",
+        "cart/1",
+        "banana",
+        "--context",
+        &ctx,
+        "--http-token",
+        TOKEN,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = a.get("/v1/kv/cart/1");
+    let values = v["values"].as_array().unwrap();
+    assert_eq!(values.len(), 1, "{v}");
+    assert_eq!(values[0]["value"], "banana");
+    let out = a.cli(&["kv", "put", "cart/1", "kiwi", "--http-token", TOKEN]);
+    assert!(
+        !out.status.success(),
+        "a siblings key without --context must fail"
+    );
+    assert!(stderr(&out).contains("context"), "{}", stderr(&out));
+
+    // Delete in context: a tombstone, the key reads as absent.
+    let ctx = a.get("/v1/kv/cart/1")["context"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, v) = request(
+        "DELETE",
+        &u(&format!("/v1/kv/cart/1?context={ctx}")),
+        t,
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = request("GET", &u("/v1/kv/cart/1"), None, None);
+    assert_eq!(s, 404, "{v}");
 }

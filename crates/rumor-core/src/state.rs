@@ -84,6 +84,9 @@ pub struct OwnerState {
     gc_floor: u64,
     /// When each tombstone was written or learned (for collection).
     deleted_at: HashMap<String, Instant>,
+    /// When `max_version` last advanced here (the owner's news, as far as
+    /// this node is concerned).
+    changed_at: Instant,
 }
 
 impl OwnerState {
@@ -199,6 +202,7 @@ impl ClusterState {
         let own = self.owners.entry(me.clone()).or_default();
         let old_version = own.entries.get(key).map_or(0, |e| e.version);
         own.max_version += 1;
+        own.changed_at = now;
         let entry = Entry {
             value,
             version: own.max_version,
@@ -230,6 +234,20 @@ impl ClusterState {
             .collect();
         d.sort();
         d
+    }
+
+    /// Owners with state whose version advanced here at or after `since`,
+    /// most recent first: the news a digest should lead with.
+    pub fn changed_since(&self, since: Instant) -> Vec<(Arc<str>, u64)> {
+        let mut v: Vec<_> = self
+            .owners
+            .iter()
+            .filter(|(_, o)| o.max_version > 0 && o.changed_at >= since)
+            .collect();
+        v.sort_by(|a, b| b.1.changed_at.cmp(&a.1.changed_at).then(a.0.cmp(b.0)));
+        v.into_iter()
+            .map(|(n, o)| (n.clone(), o.max_version))
+            .collect()
     }
 
     /// A stable 64-bit hash of the full digest (FNV-1a): equal hashes mean
@@ -331,6 +349,7 @@ impl ClusterState {
             );
         }
         let owner = self.owners.entry(d.owner.clone()).or_default();
+        let before = owner.max_version;
         if d.reset {
             // Drop what the sender no longer has: it was deleted and collected.
             let keep: std::collections::HashSet<&str> =
@@ -374,6 +393,9 @@ impl ClusterState {
         if (d.reset || d.from <= owner.max_version) && d.through > owner.max_version {
             owner.max_version = d.through;
         }
+        if owner.max_version > before {
+            owner.changed_at = now;
+        }
         (outcomes, None)
     }
 
@@ -392,6 +414,7 @@ impl ClusterState {
             return None;
         }
         own.max_version = seen;
+        own.changed_at = now;
         let mut keys: Vec<String> = own.entries.keys().cloned().collect();
         for (k, e) in &d.entries {
             if e.value.is_some() && !own.entries.contains_key(k) && validate(k, None).is_ok() {

@@ -62,6 +62,10 @@ pub struct Stats {
     pub state_stale: u64,
     /// Per-node state entries over a limit or malformed (ignored).
     pub state_invalid: u64,
+    /// Per-node state digests sent (in anti-entropy requests and answers).
+    pub state_digests: u64,
+    /// Encoded bytes of those digests.
+    pub state_digest_bytes: u64,
     /// Key-space records applied from peers.
     pub kv_applied: u64,
     /// Key-space records not newer than known (ignored).

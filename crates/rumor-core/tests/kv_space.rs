@@ -201,3 +201,42 @@ fn replicas_converge_and_no_write_is_lost_under_faults() {
         );
     }
 }
+
+/// Merkle anti-entropy alone (no rumors), one writer: the key must reach
+/// nodes whose key space is empty, including one that joins afterwards.
+#[test]
+fn anti_entropy_alone_reaches_nodes_with_an_empty_key_space_in_every_mode() {
+    for mode in [SyncMode::Push, SyncMode::Pull, SyncMode::PushPull] {
+        let config = Config {
+            kv_rumors: false,
+            kv_sync_mode: mode,
+            ..Config::lan()
+        };
+        let n = 8;
+        let mut net = Net::new(n + 1, config);
+        let seed = net.addrs[0];
+        for i in 0..n {
+            net.with(i, |node, now| node.join(now, &[seed]));
+        }
+        let all: Vec<usize> = (0..n).collect();
+        assert!(net.run_until_true(secs(60.0), |net| net.all_see_alive(&all)));
+        net.with(4, |node, now| {
+            node.kv_put(now, "leader", b"n4".to_vec()).unwrap()
+        });
+        let ok = net.run_until_true(secs(120.0), |net| {
+            (0..n).all(|i| value(net, i, "leader").as_deref() == Some(b"n4"))
+        });
+        assert!(
+            ok,
+            "{mode:?}: the single writer's key did not reach every node"
+        );
+        net.with(n, |node, now| node.join(now, &[seed]));
+        let ok = net.run_until_true(secs(120.0), |net| {
+            value(net, n, "leader").as_deref() == Some(b"n4")
+        });
+        assert!(
+            ok,
+            "{mode:?}: a node that joined with an empty key space never learned the key"
+        );
+    }
+}

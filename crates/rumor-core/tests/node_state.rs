@@ -177,3 +177,82 @@ fn bad_writes_are_refused_and_nothing_is_stored() {
     assert!(r.is_err());
     assert!(net.node(0).state().is_empty());
 }
+
+/// Anti-entropy alone (no rumors), one writer: the value must reach nodes
+/// whose own state is empty, including one that joins afterwards.
+#[test]
+fn anti_entropy_alone_reaches_nodes_with_empty_state_in_every_mode() {
+    for mode in [SyncMode::Push, SyncMode::Pull, SyncMode::PushPull] {
+        let config = Config {
+            state_rumors: false,
+            state_sync_mode: mode,
+            ..Config::lan()
+        };
+        let n = 8;
+        let mut net = Net::new(n + 1, config);
+        let seed = net.addrs[0];
+        for i in 0..n {
+            net.with(i, |node, now| node.join(now, &[seed]));
+        }
+        let all: Vec<usize> = (0..n).collect();
+        assert!(net.run_until_true(secs(60.0), |net| net.all_see_alive(&all)));
+        net.with(4, |node, now| {
+            node.state_write(now, "role", Some("db")).unwrap()
+        });
+        let has = |net: &Net, i: usize| {
+            net.node(i)
+                .state()
+                .owner(&name(4))
+                .and_then(|o| o.get("role"))
+                == Some("db")
+        };
+        let ok = net.run_until_true(secs(120.0), |net| (0..n).all(|i| has(net, i)));
+        assert!(
+            ok,
+            "{mode:?}: the single writer's value did not reach every node"
+        );
+        net.with(n, |node, now| node.join(now, &[seed]));
+        let ok = net.run_until_true(secs(120.0), |net| has(net, n));
+        assert!(
+            ok,
+            "{mode:?}: a node that joined with empty state never learned the value"
+        );
+    }
+}
+
+/// With more owners than fit a digest, digests stay within their budget
+/// (half a packet) and anti-entropy alone still spreads one node's write to
+/// every node in every mode.
+#[test]
+fn sampled_digests_stay_within_budget_and_spread_a_single_write() {
+    for mode in [SyncMode::Push, SyncMode::Pull, SyncMode::PushPull] {
+        let n = 150;
+        let config = Config {
+            state_rumors: false,
+            state_sync_mode: mode,
+            ..Config::lan()
+        };
+        let budget = config.packet_size / 2;
+        let mut net = cluster(n, config);
+        for i in 0..n {
+            net.with(i, |node, now| {
+                node.state_write(now, "boot", Some("1")).unwrap()
+            });
+        }
+        net.run_for(secs(5.0));
+        net.with(7, |node, now| {
+            node.state_write(now, "role", Some("db")).unwrap()
+        });
+        let ok = net.run_until_true(secs(300.0), |net| everyone_has(net, 7, "role", Some("db")));
+        assert!(ok, "{mode:?}: the write did not reach every node");
+        for i in 0..n {
+            let s = net.node(i).stats();
+            assert!(s.state_digests > 0, "{mode:?}: node {i} sent no digest");
+            let mean = s.state_digest_bytes / s.state_digests;
+            assert!(
+                mean <= budget as u64,
+                "{mode:?}: node {i}'s digests average {mean} B, over the {budget} B budget"
+            );
+        }
+    }
+}

@@ -25,7 +25,7 @@ use crate::network::Network;
 use crate::report::{self, RunResult};
 use crate::scenario::{Bootstrap, Scenario};
 use crate::workload::{self, AggState, Store, Workload, WorkloadReport, WritesState};
-use crate::{addr_index, mix_seed, node_addr, node_name, secs, Micros, SECOND};
+use crate::{addr_index, mix_seed, node_addr, node_name, secs, to_secs, Micros, SECOND};
 
 /// Ground truth about the nodes, as only the simulator knows it.
 #[derive(Clone, Debug)]
@@ -86,8 +86,12 @@ enum Step {
     AggSample,
     /// Check whether every live replica agrees (every 100 ms until they do).
     AgreeSample,
-    /// Every up node writes a key of its own (writes workload `prime`).
+    /// Every up node writes a key of its own (writes workload `prime`) and
+    /// its preloaded state keys (`state_keys`).
     Prime,
+    /// Check whether the late joiners hold the preloaded state yet (every
+    /// 100 ms while one does not).
+    CatchUpSample,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,6 +238,8 @@ fn add_stats(acc: &mut Stats, s: &Stats) {
     acc.suspicions += s.suspicions;
     acc.refutations += s.refutations;
     acc.deaths += s.deaths;
+    acc.state_digests += s.state_digests;
+    acc.state_digest_bytes += s.state_digest_bytes;
 }
 
 impl Simulation {
@@ -397,10 +403,12 @@ impl Simulation {
                 let stop = spec.stop.unwrap_or(start + 10.0);
                 self.writes = Some(WritesState {
                     store: spec.store,
+                    prime: spec.prime,
+                    state_keys: spec.state_keys,
                     ..WritesState::default()
                 });
                 self.write_keys = spec.keys;
-                if spec.prime {
+                if spec.prime || spec.state_keys > 0 {
                     self.schedule(secs((start - 1.0).max(0.0)), Step::Prime);
                 }
                 let count = ((stop - start) * spec.rate).floor().max(1.0) as usize;
@@ -545,12 +553,17 @@ impl Simulation {
             last_heal: self.last_heal,
         });
         if let Some(w) = &self.writes {
-            let r = w.report(
+            let mut r = w.report(
                 &self.nodes,
                 &self.truth,
                 self.settle_from,
                 result.summary.cost.bytes_per_node_per_s,
             );
+            let run_s = to_secs(self.end).max(1e-9);
+            r.state_digests_per_node_per_s = stats.state_digests as f64 / self.n as f64 / run_s;
+            r.state_digest_bytes = (stats.state_digests > 0)
+                .then(|| stats.state_digest_bytes as f64 / stats.state_digests as f64);
+            r.state_digest_budget = self.scenario.config.packet_size / 2;
             result.summary.workload = Some(WorkloadReport::Writes(r));
         }
         if let Some(a) = &self.agg {
@@ -872,6 +885,14 @@ impl Simulation {
         };
         let seed = if alone { None } else { self.pick_seed(i) };
         if track {
+            if let Some(w) = self.writes.as_mut() {
+                let timing = w.catch_up.len();
+                w.joined(self.now, i);
+                if w.catch_up.len() > timing {
+                    let at = self.now + SECOND / 10;
+                    self.schedule(at, Step::CatchUpSample);
+                }
+            }
             let eligible = self.up_set(i);
             self.metrics.track(UpdateKind::Join, i, self.now, eligible);
             self.metrics.on_observer_reset(i);
@@ -1062,21 +1083,47 @@ impl Simulation {
                 self.schedule(now + round, Step::AggSample);
             }
             Step::Prime => {
-                let Some(store) = self.writes.as_ref().map(|w| w.store) else {
+                let Some((store, prime, keys)) = self
+                    .writes
+                    .as_ref()
+                    .map(|w| (w.store, w.prime, w.state_keys))
+                else {
                     return;
                 };
                 let t = Instant::from_micros(now);
+                let mut preloaded = Vec::new();
                 for i in 0..self.n {
                     if !self.truth.up[i] {
                         continue;
                     }
                     if let Some(node) = self.nodes[i].as_mut() {
-                        let _ = match store {
-                            Store::State => node.state_write(t, "boot", Some("1")),
-                            Store::Kv => node.kv_put(t, &format!("boot/{i}"), b"1".to_vec()),
-                        };
+                        if prime {
+                            let _ = match store {
+                                Store::State => node.state_write(t, "boot", Some("1")),
+                                Store::Kv => node.kv_put(t, &format!("boot/{i}"), b"1".to_vec()),
+                            };
+                        }
+                        let ok = (0..keys).all(|k| {
+                            let (key, value) =
+                                (workload::preload_key(k), workload::preload_value(i, k));
+                            node.state_write(t, &key, Some(&value)).is_ok()
+                        });
+                        if keys > 0 && ok {
+                            preloaded.push(i);
+                        }
                     }
                     self.after(i);
+                }
+                if let Some(w) = self.writes.as_mut() {
+                    w.preloaded = preloaded;
+                }
+            }
+            Step::CatchUpSample => {
+                let Some(w) = self.writes.as_mut() else {
+                    return;
+                };
+                if w.check_catch_up(now, &self.nodes, &self.truth) {
+                    self.schedule(now + SECOND / 10, Step::CatchUpSample);
                 }
             }
             Step::AgreeSample => {

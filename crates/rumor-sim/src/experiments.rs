@@ -45,6 +45,7 @@ pub fn sync_run(
         rumors: Some(rumors),
         sync_interval: None,
         prime: true,
+        state_keys: 0,
     });
     let s = Scenario::builder("sync", n)
         .workload(w)

@@ -539,6 +539,7 @@ impl Scenario {
                     rumors: None,
                     sync_interval: None,
                     prime: false,
+                    state_keys: 0,
                 });
                 let mut order: Vec<usize> = (1..nodes).collect();
                 order.shuffle(&mut rng);

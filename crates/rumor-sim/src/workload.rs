@@ -114,12 +114,17 @@ pub struct WritesSpec {
     #[serde(default)]
     pub sync_interval: Option<f64>,
     /// One second before the first write, every up node writes a key of
-    /// its own (`boot`), so that no node's store is empty. rumor-core's
-    /// anti-entropy never reaches a node whose store is empty (it neither
-    /// starts an exchange nor answers a push with its empty digest), so
-    /// anti-entropy-only measurements need this.
+    /// its own (`boot`), so that no node's store is empty and every node is
+    /// an owner (the `sync` experiment's setting; anti-entropy reaches
+    /// nodes with empty stores too).
     #[serde(default)]
     pub prime: bool,
+    /// One second before the first write, every up node also writes this
+    /// many per-node state keys of its own (`s0`, `s1`, ...; 16-byte values).
+    /// A node that joins later (a `join` fault) is then timed until it holds
+    /// all of them (the report's `catch_up`).
+    #[serde(default)]
+    pub state_keys: usize,
 }
 
 fn default_keys() -> usize {
@@ -223,6 +228,12 @@ impl Workload {
                 if w.keys == 0 {
                     return Err("writes keys must be at least 1".into());
                 }
+                if w.state_keys > 10_000 {
+                    return Err(format!(
+                        "writes state_keys ({}) must be at most 10000",
+                        w.state_keys
+                    ));
+                }
                 for v in [w.start, w.stop, w.sync_interval].into_iter().flatten() {
                     if !(v.is_finite() && v >= 0.0) {
                         return Err(format!("writes time {v} must be >= 0"));
@@ -312,6 +323,57 @@ pub struct WritesReport {
     /// Fraction of eligible live nodes holding a write vs seconds since it,
     /// averaged over writes: (t, fraction).
     pub curve: Vec<(f64, f64)>,
+    /// Distribution over writes of the time to reach every live node (the
+    /// writes that did).
+    pub t100: Spread,
+    /// Per-node state digests sent over the whole run, per node per second.
+    pub state_digests_per_node_per_s: f64,
+    /// Mean encoded size of one per-node state digest, bytes.
+    pub state_digest_bytes: Option<f64>,
+    /// Largest per-node state digest a node can send, bytes (half a packet).
+    pub state_digest_budget: usize,
+    /// Late joiners and how long they took to learn the preloaded state.
+    pub catch_up: Vec<CatchUp>,
+}
+
+/// Median, 99th percentile and maximum of a set of durations, seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Spread {
+    /// How many values.
+    pub count: usize,
+    /// Median.
+    pub median_s: Option<f64>,
+    /// 99th percentile.
+    pub p99_s: Option<f64>,
+    /// Maximum.
+    pub max_s: Option<f64>,
+}
+
+impl Spread {
+    /// The spread of `values` (any order).
+    pub fn of(mut values: Vec<f64>) -> Spread {
+        values.sort_by(f64::total_cmp);
+        let p = percentiles(&values, values.len());
+        Spread {
+            count: values.len(),
+            median_s: p.t50_s,
+            p99_s: p.t99_s,
+            max_s: p.t100_s,
+        }
+    }
+}
+
+/// A node that joined after the preload, and when it held all of it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CatchUp {
+    /// The joiner.
+    pub node: usize,
+    /// When it joined, seconds.
+    pub joined_s: f64,
+    /// Preloaded entries (of the other nodes) it had to learn.
+    pub entries: usize,
+    /// Seconds from joining until it held every one (`None`: never did).
+    pub learned_after_s: Option<f64>,
 }
 
 /// One aggregation epoch as seen by the simulator.
@@ -370,7 +432,8 @@ impl WorkloadReport {
     pub fn text(&self) -> String {
         let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}s"));
         match self {
-            WorkloadReport::Writes(w) => format!(
+            WorkloadReport::Writes(w) => {
+                let mut o = format!(
                 "writes ({}): {} writes, {} reached every live node | mean 50/90/99/100%: {} {} {} {} | worst 100%: {} | {:.0} B/node/s | replicas equal: {} (after {}) | lost writes: {}\n",
                 w.store,
                 w.writes,
@@ -384,7 +447,28 @@ impl WorkloadReport {
                 w.replicas_equal,
                 f(w.converged_after_s),
                 w.lost_writes
-            ),
+            );
+                o.push_str(&format!(
+                    "  t100 over {} writes: median {} p99 {} max {} | state digests: {:.2}/node/s, mean {} B (budget {} B)\n",
+                    w.t100.count,
+                    f(w.t100.median_s),
+                    f(w.t100.p99_s),
+                    f(w.t100.max_s),
+                    w.state_digests_per_node_per_s,
+                    w.state_digest_bytes.map_or("-".into(), |b| format!("{b:.0}")),
+                    w.state_digest_budget,
+                ));
+                for c in &w.catch_up {
+                    o.push_str(&format!(
+                        "  node {} joined at {:.1}s: learned {} preloaded entries after {}\n",
+                        c.node,
+                        c.joined_s,
+                        c.entries,
+                        f(c.learned_after_s)
+                    ));
+                }
+                o
+            }
             WorkloadReport::Aggregate(a) => {
                 let mut o = format!(
                     "aggregate: {} live, truth {:.6}, final max rel error s/w {:.2e}, estimate {:.2e} | {:.0} B/node/round",
@@ -440,6 +524,24 @@ pub struct WritesState {
     /// First sample time at which every live replica agreed, after the last
     /// disturbance (heal or write).
     pub agreed_at: Option<Micros>,
+    /// Every node writes a `boot` key at the preload (`WritesSpec::prime`).
+    pub prime: bool,
+    /// Per-node state keys each node preloads (`WritesSpec::state_keys`).
+    pub state_keys: usize,
+    /// The nodes that preloaded them.
+    pub preloaded: Vec<usize>,
+    /// Late joiners being timed.
+    pub catch_up: Vec<CatchUp>,
+}
+
+/// Name of preloaded per-node state key `k`.
+pub fn preload_key(k: usize) -> String {
+    format!("s{k}")
+}
+
+/// Value of preloaded key `k` on `node` (16 bytes).
+pub fn preload_value(node: usize, k: usize) -> String {
+    format!("{:016}", node * 1000 + k)
 }
 
 impl WritesState {
@@ -493,6 +595,49 @@ impl WritesState {
         }
     }
 
+    /// A node joined after the preload: time it.
+    pub fn joined(&mut self, now: Micros, node: usize) {
+        if self.state_keys == 0 || self.preloaded.is_empty() {
+            return;
+        }
+        let others = self.preloaded.iter().filter(|&&j| j != node).count();
+        self.catch_up.push(CatchUp {
+            node,
+            joined_s: to_secs(now),
+            entries: others * self.state_keys,
+            learned_after_s: None,
+        });
+    }
+
+    /// Check the late joiners still learning; true while one is.
+    pub fn check_catch_up(&mut self, now: Micros, nodes: &[Option<Node>], truth: &Truth) -> bool {
+        let (keys, preloaded) = (self.state_keys, &self.preloaded);
+        let mut pending = false;
+        for c in self
+            .catch_up
+            .iter_mut()
+            .filter(|c| c.learned_after_s.is_none())
+        {
+            let Some(node) = nodes.get(c.node).and_then(Option::as_ref) else {
+                continue;
+            };
+            let done = preloaded
+                .iter()
+                .filter(|&&j| j != c.node && truth.up[j])
+                .all(|&j| {
+                    node.state()
+                        .owner(&crate::node_name(j))
+                        .is_some_and(|o| (0..keys).all(|k| o.get(&preload_key(k)).is_some()))
+                });
+            if done {
+                c.learned_after_s = Some(to_secs(now) - c.joined_s);
+            } else {
+                pending = true;
+            }
+        }
+        pending
+    }
+
     /// Whether every live replica agrees now.
     pub fn agree(&self, nodes: &[Option<Node>], truth: &Truth) -> bool {
         let mut first: Option<u64> = None;
@@ -527,12 +672,14 @@ impl WritesState {
         let mut complete = 0;
         const STEPS: usize = 200;
         let mut all: Vec<(Vec<f64>, usize)> = Vec::new();
+        let mut t100 = Vec::new();
         for w in &self.writes {
             let (d, target) = w.delays(truth);
             if d.len() >= target {
                 complete += 1;
             }
             let p = percentiles(&d, target);
+            t100.extend(p.t100_s);
             for (k, v) in [p.t50_s, p.t90_s, p.t99_s, p.t100_s]
                 .into_iter()
                 .enumerate()
@@ -635,6 +782,11 @@ impl WritesState {
             replicas_equal: self.agree(nodes, truth),
             lost_writes: lost,
             curve,
+            t100: Spread::of(t100),
+            state_digests_per_node_per_s: 0.0,
+            state_digest_bytes: None,
+            state_digest_budget: 0,
+            catch_up: self.catch_up.clone(),
         }
     }
 }

@@ -22,6 +22,7 @@ fn writes(store: Store, rate: f64, start: f64, stop: f64) -> Workload {
         rumors: None,
         sync_interval: None,
         prime: false,
+        state_keys: 0,
     })
 }
 
@@ -132,7 +133,40 @@ fn every_write_reaches_every_live_node() {
         assert!(w.replicas_equal && w.lost_writes == 0, "{store:?}: {w:?}");
         assert!(w.converged_after_s.is_some());
         assert!(w.mean.t100_s.unwrap() < 5.0, "{w:?}");
+        let t = w.t100;
+        assert_eq!(t.count, w.complete);
+        assert!(t.median_s <= t.p99_s && t.p99_s <= t.max_s, "{t:?}");
+        assert_eq!(t.max_s, w.max.t100_s);
     }
+}
+
+#[test]
+fn a_late_joiner_is_timed_until_it_holds_the_preloaded_state() {
+    let n = 24;
+    let mut w = writes(Store::State, 1.0, 3.0, 4.0);
+    if let Workload::Writes(spec) = &mut w {
+        spec.state_keys = 10;
+    }
+    let s = Scenario::builder("preload", n + 1)
+        .workload(w)
+        .fault(Fault::Join { at: 8.0, node: n })
+        .duration(40.0)
+        .build()
+        .unwrap();
+    let r = run_writes(&s, 3);
+    assert_eq!(r.catch_up.len(), 1, "{r:?}");
+    let c = &r.catch_up[0];
+    assert_eq!((c.node, c.entries), (n, n * 10));
+    let learned = c
+        .learned_after_s
+        .expect("the joiner learned the preloaded state");
+    assert!(learned > 0.0 && learned < 30.0, "{c:?}");
+    let bytes = r.state_digest_bytes.expect("digests were sent");
+    assert!(
+        bytes > 0.0 && bytes <= r.state_digest_budget as f64,
+        "{r:?}"
+    );
+    assert!(r.state_digests_per_node_per_s > 0.0);
 }
 
 #[test]

@@ -45,7 +45,7 @@ fn err(e: rumor::Error) -> ClusterError {
         }
         E::Core(rumor::core::Error::InvalidKv(m)) if m.contains("causal context") => {
             ClusterError::Conflict(format!(
-                "{m}; this agent writes siblings-mode keys only with a context, which the HTTP API does not take"
+                "{m}: read the key first (GET /v1/kv/KEY returns its \"context\") and pass that context with the write (header X-Rumor-Context or ?context=; rumor kv put --context)"
             ))
         }
         E::Core(rumor::core::Error::InvalidKv(m)) if m.contains("value is") => {
@@ -284,6 +284,15 @@ impl Cluster for LibNode {
                 None => with_node!(self, n => n.kv_delete(key)),
             }
         })
+    }
+
+    fn kv_write_in_context(
+        &self,
+        key: String,
+        value: Option<Vec<u8>>,
+        read: rumor::VersionVector,
+    ) -> BoxFuture<'_, Result<(), ClusterError>> {
+        Box::pin(async move { with_node!(self, n => n.kv_put_in_context(key, value, read)) })
     }
 
     fn track_aggregate(&self, name: String) -> BoxFuture<'_, Result<(), ClusterError>> {

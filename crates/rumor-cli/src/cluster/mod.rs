@@ -170,6 +170,15 @@ pub trait Cluster: Send + Sync + 'static {
         key: String,
         value: Option<Vec<u8>>,
     ) -> BoxFuture<'_, Result<(), ClusterError>>;
+    /// Write (`Some`) or delete (`None`) a siblings-mode key with the causal
+    /// context `read` the writer saw (on a last-write-wins key the context
+    /// is ignored).
+    fn kv_write_in_context(
+        &self,
+        key: String,
+        value: Option<Vec<u8>>,
+        read: rumor::VersionVector,
+    ) -> BoxFuture<'_, Result<(), ClusterError>>;
     /// Start aggregating the state key `name` (no-op if already tracked).
     fn track_aggregate(&self, name: String) -> BoxFuture<'_, Result<(), ClusterError>>;
     /// The current estimate of aggregate `name` (`None`: not known yet).

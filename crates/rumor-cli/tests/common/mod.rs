@@ -174,12 +174,26 @@ impl AgentBuilder {
 
 /// An HTTP answer: status and JSON body (Null when not JSON).
 pub fn request(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
+    request_with_headers(method, url, token, &[], body)
+}
+
+/// [`request`] with extra headers.
+pub fn request_with_headers(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, Value) {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(30))
         .build();
     let mut r = agent.request(method, url);
     if let Some(t) = token {
         r = r.set("Authorization", &format!("Bearer {t}"));
+    }
+    for (k, v) in headers {
+        r = r.set(k, v);
     }
     let res = match body {
         Some(b) => r.set("Content-Type", "application/json").send_string(b),

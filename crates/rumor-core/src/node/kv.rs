@@ -144,8 +144,9 @@ impl Node {
         self.emit_kv_changes();
     }
 
-    /// Start Merkle sessions with random peers (only a node holding data
-    /// starts one: an empty node is found by those that have some).
+    /// Start Merkle sessions with random peers. A node with an empty key
+    /// space still starts one when the mode pulls (its root tells the peer
+    /// it lacks everything); only a push with nothing to push is skipped.
     pub(super) fn kv_sync_tick(&mut self, now: Instant) {
         let interval = self.config.kv_sync_interval;
         self.set_timer(now + interval, Timer::KvSyncTick);
@@ -153,7 +154,8 @@ impl Node {
         self.kv.gc(physical, self.config.kv_tombstone_grace);
         self.kv_sessions
             .retain(|_, s| now.saturating_since(s.started) < SESSION_TIMEOUT);
-        if self.kv.is_empty() || self.leaving {
+        let mode = self.config.kv_sync_mode;
+        if self.leaving || (self.kv.is_empty() && !mode.pulls()) {
             return;
         }
         for i in self.random_members(self.config.kv_sync_fanout, |e| {
@@ -173,7 +175,12 @@ impl Node {
                     },
                 );
                 self.stats.kv_syncs += 1;
-                self.send_sized(peer, Message::KvSyncRequest { session, request });
+                let msg = Message::KvSyncRequest { session, request };
+                if self.kv.is_empty() {
+                    self.send_bare(peer, &msg);
+                } else {
+                    self.send_sized(peer, msg);
+                }
             }
         }
     }

@@ -126,6 +126,9 @@ pub struct Node {
     kv: crate::kv::KvStore,
     kv_sessions: HashMap<u32, kv::Session>,
     kv_session_seq: u32,
+    /// Where the next sampled state digest's round-robin part starts
+    /// (an index into `members`).
+    state_cursor: usize,
     /// Unix microseconds at `Instant::ZERO`, for the key space's clock.
     wall_origin: u64,
     /// Dead or left members in the order they went, for reclaiming.
@@ -174,6 +177,7 @@ impl Node {
             kv: crate::kv::KvStore::new(name.clone(), config.kv.clone()),
             kv_sessions: HashMap::new(),
             kv_session_seq: 0,
+            state_cursor: 0,
             wall_origin: 0,
             config,
             name,
@@ -603,6 +607,18 @@ impl Node {
         if buf.len() > 1 {
             self.push_datagram(to, buf);
         }
+    }
+
+    /// Send one small message alone in a datagram, with no queued updates
+    /// piggybacked: for the pulls every node with an empty store sends each
+    /// interval, which must not spend the retransmit budget of membership
+    /// updates (dissemination stays as it is without them).
+    pub(super) fn send_bare(&mut self, to: SocketAddr, msg: &Message) {
+        let mut buf = Vec::with_capacity(64);
+        codec::begin_packet(&mut buf);
+        codec::encode_message(msg, &mut buf);
+        self.stats.count_out(msg.kind());
+        self.push_datagram(to, buf);
     }
 
     /// Fill `buf` with queued updates up to the packet size.

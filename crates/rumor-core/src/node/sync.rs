@@ -1,9 +1,8 @@
 //! Per-node state on the wire: local writes, their rumors, and the periodic
 //! Scuttlebutt anti-entropy exchange (push, pull or push-pull).
 
+use std::collections::HashSet;
 use std::sync::Arc;
-
-use rand::seq::SliceRandom;
 
 use super::{Node, Timer};
 use crate::event::Event;
@@ -16,6 +15,43 @@ use crate::Error;
 /// Most state bytes one exchange step carries (over a stream when it does
 /// not fit a datagram); the rest follows in later rounds.
 const STREAM_BUDGET: usize = 256 << 10;
+
+/// A sampled digest leads with owners whose version advanced here within
+/// this many sync intervals (enough for news to cross a large cluster).
+const NEWS_ROUNDS: u32 = 30;
+
+/// Encoded size of one digest entry: the name (length-prefixed) and the
+/// version, both varints.
+fn digest_entry_size(name: &str, version: u64) -> usize {
+    varint_len(name.len() as u64) + name.len() + varint_len(version)
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// A sampled digest being filled within a byte budget.
+struct Sample {
+    out: Vec<(Arc<str>, u64)>,
+    listed: HashSet<Arc<str>>,
+    room: usize,
+}
+
+impl Sample {
+    /// List `name` at `version` if it is not listed yet and fits; false when
+    /// the room is used up.
+    fn add(&mut self, name: Arc<str>, version: u64) -> bool {
+        let cost = digest_entry_size(&name, version);
+        if cost > self.room {
+            return false;
+        }
+        if self.listed.insert(name.clone()) {
+            self.room -= cost;
+            self.out.push((name, version));
+        }
+        true
+    }
+}
 
 impl Node {
     /// Set (or with `None`, delete) one of this node's state keys.
@@ -89,25 +125,27 @@ impl Node {
         }
     }
 
-    /// Start an exchange with a random live member (if there is any state).
+    /// Start an exchange with a random live member. A node with no state
+    /// still starts one when the mode pulls: its (empty) digest is how it
+    /// asks for what the peer has. Only a push with nothing to push is skipped.
     pub(super) fn state_sync_tick(&mut self, now: Instant) {
         let interval = self.config.state_sync_interval;
         self.set_timer(now + interval, Timer::StateSyncTick);
         self.state.gc(now, self.config.state_tombstone_grace);
-        if self.state.is_empty() || self.leaving {
+        let mode = self.config.state_sync_mode;
+        if self.leaving || (self.state.is_empty() && !mode.pulls()) {
             return;
         }
-        let mode = self.config.state_sync_mode;
         let peers = self.random_members(self.config.state_sync_fanout, |e| {
             e.state == MemberState::Alive
         });
         for i in peers {
             let to = self.members[i].addr.get();
-            let (digest, complete) = if mode.pulls() {
-                self.digest_sample(self.config.packet_size / 2)
-            } else {
-                (Vec::new(), false)
-            };
+            // A pushing initiator's digest leads with its news, so that the
+            // peer can ask for it; a pure pull spends it all on the cursor.
+            let news = mode.pushes();
+            let (digest, complete) =
+                self.digest_sample(now, self.config.packet_size / 2, &[], news);
             let syn = StateSync {
                 sender: self.name.clone(),
                 phase: SyncPhase::Syn,
@@ -117,32 +155,85 @@ impl Node {
                 digest,
                 deltas: Vec::new(),
             };
-            self.send_sync(to, syn);
+            if self.state.is_empty() {
+                self.send_bare(to, &Message::StateSync(syn));
+            } else {
+                self.send_sync(to, syn);
+            }
         }
     }
 
-    /// The digest if it fits `budget` bytes, else a random sample of members
-    /// (with version 0 for those we hold nothing of) and `complete = false`.
-    fn digest_sample(&mut self, budget: usize) -> (Vec<(Arc<str>, u64)>, bool) {
+    /// The digest if it fits `budget` encoded bytes (`complete = true`),
+    /// else a sample (`complete = false`), in this order while room lasts:
+    /// 1. `first`: owners the peer showed itself ahead on (we ask for them);
+    /// 2. with `news`, owners whose version advanced here in the last
+    ///    [`NEWS_ROUNDS`] sync intervals, most recent first, in at most half
+    ///    of the room;
+    /// 3. the rest of the room round-robin over the members from a cursor
+    ///    that persists across rounds (version 0 for those we hold nothing
+    ///    of), so every owner is listed within `ceil(N / k)` digests of `k`
+    ///    cursor entries.
+    fn digest_sample(
+        &mut self,
+        now: Instant,
+        budget: usize,
+        first: &[Arc<str>],
+        news: bool,
+    ) -> (Vec<(Arc<str>, u64)>, bool) {
         let full = self.state.digest();
-        let size: usize = full.iter().map(|(n, _)| n.len() + 4).sum();
+        let size: usize = full.iter().map(|(n, v)| digest_entry_size(n, *v)).sum();
         if size <= budget {
+            self.count_digest(size);
             return (full, true);
         }
-        let mut names: Vec<Arc<str>> = self.members.keys().cloned().collect();
-        names.shuffle(&mut self.rng);
-        let mut out = Vec::new();
-        let mut room = budget;
-        for name in names {
-            let cost = name.len() + 4;
-            if cost > room {
+        let mut sample = Sample {
+            out: Vec::new(),
+            listed: HashSet::new(),
+            room: budget,
+        };
+        let version = |state: &crate::state::ClusterState, name: &str| {
+            state.owner(name).map_or(0, |o| o.max_version())
+        };
+        for name in first {
+            if !sample.add(name.clone(), version(&self.state, name)) {
                 break;
             }
-            room -= cost;
-            let version = self.state.owner(&name).map_or(0, |o| o.max_version());
-            out.push((name, version));
         }
-        (out, false)
+        if news {
+            let window = self.config.state_sync_interval * NEWS_ROUNDS;
+            let since =
+                Instant::from_micros(now.as_micros().saturating_sub(window.as_micros() as u64));
+            let keep = sample.room / 2;
+            for (name, v) in self.state.changed_since(since) {
+                if sample.room <= keep || !sample.add(name, v) {
+                    break;
+                }
+            }
+        }
+        let n = self.members.len();
+        let mut scanned = 0;
+        while scanned < n {
+            let i = (self.state_cursor + scanned) % n;
+            let name = self.members.get_index(i).map(|(k, _)| k.clone());
+            let Some(name) = name else { break };
+            let v = version(&self.state, &name);
+            if !sample.listed.contains(&name) && !sample.add(name, v) {
+                break;
+            }
+            scanned += 1;
+        }
+        self.state_cursor = if n == 0 {
+            0
+        } else {
+            (self.state_cursor + scanned) % n
+        };
+        self.count_digest(budget - sample.room);
+        (sample.out, false)
+    }
+
+    fn count_digest(&mut self, bytes: usize) {
+        self.stats.state_digests += 1;
+        self.stats.state_digest_bytes += bytes as u64;
     }
 
     pub(super) fn on_state_sync(
@@ -167,11 +258,22 @@ impl Node {
                     Vec::new()
                 };
                 let (digest, complete) = if sync.mode.pushes() {
-                    self.digest_sample(self.config.packet_size / 4)
+                    // Lead with the owners the initiator is ahead on, so
+                    // that it pushes exactly those.
+                    let behind: Vec<Arc<str>> = sync
+                        .digest
+                        .iter()
+                        .filter(|(n, v)| *v > self.state.owner(n).map_or(0, |o| o.max_version()))
+                        .map(|(n, _)| n.clone())
+                        .collect();
+                    self.digest_sample(now, self.config.packet_size / 4, &behind, false)
                 } else {
                     (Vec::new(), false)
                 };
-                if deltas.is_empty() && digest.is_empty() {
+                // The states differ (the hashes did): when the initiator
+                // pushes it needs our digest, even an empty one, to know
+                // what to send; a pure pull is answered only with data.
+                if deltas.is_empty() && !sync.mode.pushes() {
                     return;
                 }
                 let ack = StateSync {
