@@ -22,6 +22,7 @@ pub mod broadcast;
 pub mod codec;
 pub mod config;
 pub mod event;
+mod idle;
 pub mod kv;
 pub mod member;
 pub mod message;

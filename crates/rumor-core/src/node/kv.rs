@@ -158,6 +158,11 @@ impl Node {
         if self.leaving || (self.kv.is_empty() && !mode.pulls()) {
             return;
         }
+        if !self.kv.is_empty() {
+            self.kv_idle.reset();
+        } else if !self.kv_idle.due() {
+            return;
+        }
         for i in self.random_members(self.config.kv_sync_fanout, |e| {
             e.state == MemberState::Alive
         }) {

@@ -144,6 +144,10 @@ pub struct Node {
     fresh: bool,
     /// A gossip tick is pending (ticks run only while rumors are queued).
     gossip_scheduled: bool,
+    /// Backoff of state pulls while this node's state store is empty.
+    state_idle: crate::idle::IdlePulls,
+    /// Backoff of key-space pulls while the key space is empty.
+    kv_idle: crate::idle::IdlePulls,
     /// When the last eager gossip round went out.
     last_eager: Option<Instant>,
     transmits: VecDeque<Transmit>,
@@ -201,6 +205,8 @@ impl Node {
             leave_pending: false,
             fresh: false,
             gossip_scheduled: false,
+            state_idle: Default::default(),
+            kv_idle: Default::default(),
             last_eager: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),

@@ -136,6 +136,11 @@ impl Node {
         if self.leaving || (self.state.is_empty() && !mode.pulls()) {
             return;
         }
+        if !self.state.is_empty() {
+            self.state_idle.reset();
+        } else if !self.state_idle.due() {
+            return;
+        }
         let peers = self.random_members(self.config.state_sync_fanout, |e| {
             e.state == MemberState::Alive
         });
