@@ -65,6 +65,11 @@ pub struct Config {
     /// Gossip a fresh rumor at once to `gossip_nodes` members instead of
     /// waiting for the next gossip tick.
     pub eager_forward: bool,
+    /// Members an eager round sends fresh rumors to. More than
+    /// `gossip_nodes`: a wave in which every newly reached member forwards
+    /// once to `f` others misses about `e^-f` of the cluster, and each
+    /// member it misses waits for a gossip tick (3: ~5 %, 6: ~0.25 %).
+    pub eager_fanout: usize,
     /// Time between per-node state anti-entropy exchanges; zero disables them.
     pub state_sync_interval: Duration,
     /// Which way the state exchange moves state.
@@ -170,6 +175,7 @@ impl Config {
             suspect_watchers: 3,
             unreachable_suspicion_timeout: Some(Duration::from_secs(1)),
             eager_forward: true,
+            eager_fanout: 6,
             state_sync_interval: Duration::from_secs(1),
             state_sync_mode: crate::message::SyncMode::PushPull,
             state_sync_fanout: 1,

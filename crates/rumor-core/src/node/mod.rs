@@ -81,6 +81,9 @@ enum Timer {
     /// A suspicion of this member may have expired.
     Suspicion(Arc<str>),
     GossipTick,
+    /// A deferred eager round is due (fresh rumors arrived too soon after
+    /// the last one).
+    EagerTick,
     PushPullTick,
     ReconnectTick,
     StateSyncTick,
@@ -144,6 +147,8 @@ pub struct Node {
     fresh: bool,
     /// A gossip tick is pending (ticks run only while rumors are queued).
     gossip_scheduled: bool,
+    /// A deferred eager round is pending.
+    eager_scheduled: bool,
     /// Backoff of state pulls while this node's state store is empty.
     state_idle: crate::idle::IdlePulls,
     /// Backoff of key-space pulls while the key space is empty.
@@ -205,6 +210,7 @@ impl Node {
             leave_pending: false,
             fresh: false,
             gossip_scheduled: false,
+            eager_scheduled: false,
             state_idle: Default::default(),
             kv_idle: Default::default(),
             last_eager: None,
@@ -391,6 +397,8 @@ impl Node {
                 Timer::RelayTimeout(seq) => self.relay_timeout(seq),
                 Timer::Suspicion(name) => self.suspicion_timeout(now, name),
                 Timer::GossipTick => self.gossip_tick(now),
+                // `forward_fresh` below runs the round.
+                Timer::EagerTick => self.eager_scheduled = false,
                 Timer::PushPullTick => self.push_pull_tick(now),
                 Timer::ReconnectTick => self.reconnect_tick(now),
                 Timer::StateSyncTick => self.state_sync_tick(now),
@@ -662,7 +670,7 @@ impl Node {
 
     fn gossip_tick(&mut self, now: Instant) {
         self.gossip_scheduled = false;
-        self.gossip_round(now);
+        self.gossip_round(now, self.config.gossip_nodes);
         self.schedule_gossip(now);
     }
 
@@ -681,26 +689,34 @@ impl Node {
     /// tick; eager rounds are at most one per quarter gossip interval, so a
     /// burst of updates is batched rather than sent one packet each.
     fn forward_fresh(&mut self, now: Instant) {
-        let spacing = self.config.gossip_interval / 4;
-        let due = self
-            .last_eager
-            .is_none_or(|t| now.saturating_since(t) >= spacing);
-        if self.fresh && self.config.eager_forward && due {
-            self.last_eager = Some(now);
-            self.gossip_round(now);
+        if self.fresh && self.config.eager_forward {
+            let spacing = self.config.gossip_interval / 4;
+            match self.last_eager.map(|t| t + spacing).filter(|&at| at > now) {
+                None => {
+                    self.last_eager = Some(now);
+                    self.gossip_round(now, self.config.eager_fanout);
+                }
+                // Too soon after the last round: run one when the spacing is up
+                // rather than leave these rumors to the next gossip tick.
+                Some(at) if !self.eager_scheduled => {
+                    self.eager_scheduled = true;
+                    self.set_timer(at, Timer::EagerTick);
+                }
+                Some(_) => {}
+            }
         }
         self.schedule_gossip(now);
     }
 
-    /// Send queued updates to `gossip_nodes` random members (recently dead
-    /// ones included, so that they can refute).
-    fn gossip_round(&mut self, now: Instant) {
+    /// Send queued updates to `fanout` random members (recently dead ones
+    /// included, so that they can refute).
+    fn gossip_round(&mut self, now: Instant, fanout: usize) {
         self.fresh = false;
         if self.broadcasts.is_empty() {
             return;
         }
         let dead_window = self.config.gossip_to_the_dead;
-        let targets = self.random_members(self.config.gossip_nodes, |e| match e.state {
+        let targets = self.random_members(fanout, |e| match e.state {
             MemberState::Alive | MemberState::Suspect => true,
             MemberState::Dead => now.saturating_since(e.state_change) < dead_window,
             MemberState::Left => false,
