@@ -213,13 +213,7 @@ fn anti_entropy_alone_reaches_nodes_with_an_empty_key_space_in_every_mode() {
             ..Config::lan()
         };
         let n = 8;
-        let mut net = Net::new(n + 1, config);
-        let seed = net.addrs[0];
-        for i in 0..n {
-            net.with(i, |node, now| node.join(now, &[seed]));
-        }
-        let all: Vec<usize> = (0..n).collect();
-        assert!(net.run_until_true(secs(60.0), |net| net.all_see_alive(&all)));
+        let mut net = Net::converged_with_spare(n, 1, config);
         net.with(4, |node, now| {
             node.kv_put(now, "leader", b"n4".to_vec()).unwrap()
         });
@@ -230,6 +224,7 @@ fn anti_entropy_alone_reaches_nodes_with_an_empty_key_space_in_every_mode() {
             ok,
             "{mode:?}: the single writer's key did not reach every node"
         );
+        let seed = net.addrs[0];
         net.with(n, |node, now| node.join(now, &[seed]));
         let ok = net.run_until_true(secs(120.0), |net| {
             value(net, n, "leader").as_deref() == Some(b"n4")

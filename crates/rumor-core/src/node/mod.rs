@@ -670,7 +670,7 @@ impl Node {
 
     fn gossip_tick(&mut self, now: Instant) {
         self.gossip_scheduled = false;
-        self.gossip_round(now, self.config.gossip_nodes);
+        self.gossip_round(now, self.config.gossip_nodes, true);
         self.schedule_gossip(now);
     }
 
@@ -694,7 +694,7 @@ impl Node {
             match self.last_eager.map(|t| t + spacing).filter(|&at| at > now) {
                 None => {
                     self.last_eager = Some(now);
-                    self.gossip_round(now, self.config.eager_fanout);
+                    self.gossip_round(now, self.config.eager_fanout, false);
                 }
                 // Too soon after the last round: run one when the spacing is up
                 // rather than leave these rumors to the next gossip tick.
@@ -708,9 +708,10 @@ impl Node {
         self.schedule_gossip(now);
     }
 
-    /// Send queued updates to `fanout` random members (recently dead ones
-    /// included, so that they can refute).
-    fn gossip_round(&mut self, now: Instant, fanout: usize) {
+    /// Send queued updates to `fanout` random members; with `to_the_dead`,
+    /// recently dead ones too, so that they can refute (eager rounds leave
+    /// them out: a fresh rumor's few sends go to members that pass it on).
+    fn gossip_round(&mut self, now: Instant, fanout: usize, to_the_dead: bool) {
         self.fresh = false;
         if self.broadcasts.is_empty() {
             return;
@@ -718,7 +719,7 @@ impl Node {
         let dead_window = self.config.gossip_to_the_dead;
         let targets = self.random_members(fanout, |e| match e.state {
             MemberState::Alive | MemberState::Suspect => true,
-            MemberState::Dead => now.saturating_since(e.state_change) < dead_window,
+            MemberState::Dead => to_the_dead && now.saturating_since(e.state_change) < dead_window,
             MemberState::Left => false,
         });
         for i in targets {

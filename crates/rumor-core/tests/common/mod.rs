@@ -87,6 +87,22 @@ impl Net {
         net
     }
 
+    /// `n` nodes joined through node 0 into one alive view (asserted), and
+    /// `spare` more booted but not joined (for late joiners).
+    pub fn converged_with_spare(n: usize, spare: usize, config: Config) -> Net {
+        let mut net = Net::new(n + spare, config);
+        let seed = net.addrs[0];
+        for i in 0..n {
+            net.with(i, |node, now| node.join(now, &[seed]));
+        }
+        let all: Vec<usize> = (0..n).collect();
+        assert!(
+            net.run_until_true(secs(60.0), |net| net.all_see_alive(&all)),
+            "{n} nodes did not converge"
+        );
+        net
+    }
+
     /// `n` nodes joined through node 0 into one alive view (asserted).
     pub fn converged(n: usize, config: Config) -> Net {
         let mut net = Net::new(n, config);

@@ -20,10 +20,6 @@ pub fn fast_config() -> Config {
         probe_timeout: Duration::from_millis(150),
         gossip_interval: Duration::from_millis(60),
         push_pull_interval: Duration::from_secs(3),
-        // The local profile's 2 lets a leave announcement die out before it
-        // reaches everyone (then the leaver is found dead instead, and the
-        // core never turns dead into left): use the LAN value.
-        retransmit_mult: 4,
         ..Config::local()
     }
 }
