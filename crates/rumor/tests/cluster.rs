@@ -11,19 +11,7 @@ use rumor::{MemberEventKind, MemberState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_nodes_converge_then_report_a_failure_and_a_leave() {
-    let seed = builder("n0").start().await.expect("seed starts");
-    let seed_addr = seed.advertise_addr();
-    let mut nodes = vec![seed];
-    for i in 1..10 {
-        let n = builder(&format!("n{i}"))
-            .seed(seed_addr)
-            .start()
-            .await
-            .expect("node joins");
-        nodes.push(n);
-    }
-    let all: BTreeSet<String> = (0..10).map(|i| format!("n{i}")).collect();
-    wait_converged(&nodes, &all).await;
+    let mut nodes = start_cluster("n", 10, fast_config()).await;
 
     let mut subs: Vec<_> = nodes.iter().map(|n| n.subscribe()).collect();
 
@@ -253,19 +241,7 @@ async fn a_node_restarted_with_its_old_incarnation_starts_above_it() {
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_port_is_reported_unreachable_and_its_node_dead() {
-    let seed = builder("u0").start().await.expect("seed starts");
-    let seed_addr = seed.advertise_addr();
-    let mut nodes = vec![seed];
-    for i in 1..5 {
-        let n = builder(&format!("u{i}"))
-            .seed(seed_addr)
-            .start()
-            .await
-            .expect("node joins");
-        nodes.push(n);
-    }
-    let all: BTreeSet<String> = (0..5).map(|i| format!("u{i}")).collect();
-    wait_converged(&nodes, &all).await;
+    let mut nodes = start_cluster("u", 5, fast_config()).await;
     let gone = nodes.pop().expect("five nodes");
     gone.shutdown().await.expect("shutdown");
     wait_until("every survivor marks u4 dead", || async {

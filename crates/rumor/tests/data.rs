@@ -22,28 +22,10 @@ fn data_config() -> Config {
     }
 }
 
-/// Start nodes `n0..n{count-1}`, all joined through `n0`, and wait until
-/// every one sees every other alive.
+/// Start nodes `n0..n{count-1}` on the data config, all joined through
+/// `n0`, and wait until every one sees every other alive.
 async fn cluster(count: usize) -> Vec<Node> {
-    let seed = builder("n0")
-        .config(data_config())
-        .start()
-        .await
-        .expect("seed starts");
-    let seed_addr = seed.advertise_addr();
-    let mut nodes = vec![seed];
-    for i in 1..count {
-        let n = builder(&format!("n{i}"))
-            .config(data_config())
-            .seed(seed_addr)
-            .start()
-            .await
-            .expect("node joins");
-        nodes.push(n);
-    }
-    let all: BTreeSet<String> = (0..count).map(|i| format!("n{i}")).collect();
-    wait_converged(&nodes, &all).await;
-    nodes
+    start_cluster("n", count, data_config()).await
 }
 
 async fn stop(nodes: Vec<Node>) {

@@ -134,3 +134,27 @@ pub fn reported(events: &[MemberEvent], kind: MemberEventKind, name: &str) -> bo
         .iter()
         .any(|e| e.kind == kind && &*e.member.name == name)
 }
+
+/// `count` nodes named `{prefix}0..`, all joined through the first, with
+/// `config`; returns once every node sees all of them alive.
+pub async fn start_cluster(prefix: &str, count: usize, config: Config) -> Vec<Node> {
+    let seed = builder(&format!("{prefix}0"))
+        .config(config.clone())
+        .start()
+        .await
+        .expect("seed starts");
+    let seed_addr = seed.advertise_addr();
+    let mut nodes = vec![seed];
+    for i in 1..count {
+        let n = builder(&format!("{prefix}{i}"))
+            .config(config.clone())
+            .seed(seed_addr)
+            .start()
+            .await
+            .expect("node joins");
+        nodes.push(n);
+    }
+    let all: BTreeSet<String> = (0..count).map(|i| format!("{prefix}{i}")).collect();
+    wait_converged(&nodes, &all).await;
+    nodes
+}
