@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumor_core::{Config, Profile, Tags};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use crate::driver::Driver;
 use crate::framing::Framer;
 use crate::keyring::Keyring;
+use crate::lazy_channel::LazyChannel;
 use crate::metrics::Counters;
 use crate::seeds::Seed;
 use crate::transport::{tcp::StreamCtx, TokioNet, Transport};
@@ -239,8 +240,8 @@ impl Builder {
         }
         let counters = Arc::new(Counters::default());
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
-        let (ev_tx, _) = broadcast::channel(1024);
-        let (all_tx, _) = broadcast::channel(EVENTS_CAPACITY);
+        let ev_tx = Arc::new(LazyChannel::new(1024));
+        let all_tx = Arc::new(LazyChannel::new(EVENTS_CAPACITY));
         let driver = Driver {
             core,
             name: name.clone(),

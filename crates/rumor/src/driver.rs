@@ -10,11 +10,12 @@ use std::time::Duration;
 use rumor_core::aggregate::Estimate;
 use rumor_core::kv::{Entry as KvEntry, VersionVector};
 use rumor_core::{Event as CoreEvent, Member, Node as Core, Tags, TransmitKind};
-use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::framing::Framer;
+use crate::lazy_channel::LazyChannel;
 use crate::metrics::{self, Counters, MemberCounts, Stats};
 use crate::transport::tcp::{self, FromStream, StreamCtx};
 use crate::transport::udp::RECV_BUFFER;
@@ -92,8 +93,8 @@ pub(crate) struct Driver<T: Transport> {
     pub ctx: Arc<StreamCtx>,
     pub origin: Instant,
     pub commands: mpsc::Receiver<Command>,
-    pub events: broadcast::Sender<MemberEvent>,
-    pub all_events: broadcast::Sender<Event>,
+    pub events: Arc<LazyChannel<MemberEvent>>,
+    pub all_events: Arc<LazyChannel<Event>>,
     pub counters: Arc<Counters>,
     pub max_streams: usize,
     pub metrics_interval: Option<Duration>,
@@ -411,18 +412,18 @@ impl<T: Transport> Driver<T> {
                         "member event"
                     );
                     let ev = MemberEvent { kind, member };
-                    let _ = self.all_events.send(Event::Member(ev.clone()));
-                    let _ = self.events.send(ev);
+                    self.all_events.send(Event::Member(ev.clone()));
+                    self.events.send(ev);
                 }
                 CoreEvent::User(ev) => {
                     tracing::debug!(node = %self.name, origin = %ev.origin, name = %ev.name, ltime = ev.ltime, "user event");
-                    let _ = self.all_events.send(Event::User(ev));
+                    self.all_events.send(Event::User(ev));
                 }
                 CoreEvent::State(change) => {
-                    let _ = self.all_events.send(Event::State(change));
+                    self.all_events.send(Event::State(change));
                 }
                 CoreEvent::Kv(change) => {
-                    let _ = self.all_events.send(Event::Kv(change));
+                    self.all_events.send(Event::Kv(change));
                 }
                 CoreEvent::LeaveComplete => {
                     st.left = true;

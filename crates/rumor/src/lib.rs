@@ -85,6 +85,7 @@ pub mod compress;
 mod driver;
 pub mod framing;
 pub mod keyring;
+mod lazy_channel;
 pub mod metrics;
 pub mod node;
 pub mod seeds;

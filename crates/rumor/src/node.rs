@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumor_core::aggregate::Estimate;
@@ -13,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::driver::Command;
 use crate::keyring::{Key, Keyring};
+use crate::lazy_channel::LazyChannel;
 use crate::metrics::Stats;
 use crate::seeds::{self, Seed};
 use crate::{Builder, Error, Event, MemberEvent};
@@ -31,8 +33,8 @@ pub struct Node {
     pub(crate) advertise: SocketAddr,
     pub(crate) local_addr: SocketAddr,
     pub(crate) commands: mpsc::Sender<Command>,
-    pub(crate) events: broadcast::Sender<MemberEvent>,
-    pub(crate) all_events: broadcast::Sender<Event>,
+    pub(crate) events: Arc<LazyChannel<MemberEvent>>,
+    pub(crate) all_events: Arc<LazyChannel<Event>>,
     pub(crate) keyring: Option<Keyring>,
     pub(crate) join_timeout: Duration,
     pub(crate) dns_servers: Vec<SocketAddr>,
