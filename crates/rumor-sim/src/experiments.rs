@@ -52,15 +52,15 @@ pub fn sync_run(
         .duration(start + 5.0 + 40.0)
         .build()
         .map_err(io)?;
-    match Simulation::new(&s, seed)
-        .map_err(io)?
-        .run()
-        .summary
-        .workload
-    {
+    match run_workload(&s, seed)? {
         Some(WorkloadReport::Writes(r)) => Ok(r),
         _ => Err("no writes report".into()),
     }
+}
+
+/// Run scenario `s` with `seed`; its workload's report, if it has one.
+fn run_workload(s: &Scenario, seed: u64) -> Result<Option<WorkloadReport>, String> {
+    Ok(Simulation::new(s, seed).map_err(io)?.run().summary.workload)
 }
 
 /// Experiment (a): write `sync.csv` and `sync.png` into `dir`; returns the table.
@@ -132,12 +132,7 @@ pub fn aggregate_run(n: usize, rounds: u64, seed: u64) -> Result<AggregateReport
         .duration(start + rounds as f64 * 0.2 + 0.1)
         .build()
         .map_err(io)?;
-    match Simulation::new(&s, seed)
-        .map_err(io)?
-        .run()
-        .summary
-        .workload
-    {
+    match run_workload(&s, seed)? {
         Some(WorkloadReport::Aggregate(r)) => Ok(r),
         _ => Err("no aggregate report".into()),
     }

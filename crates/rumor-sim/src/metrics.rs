@@ -111,19 +111,25 @@ impl Update {
     /// The 50/90/99/100 % times.
     pub fn percentiles(&self, truth: &Truth) -> Percentiles {
         let (d, target) = self.delays(truth);
-        let at = |p: f64| {
-            if target == 0 {
-                return None;
-            }
-            let k = ((p * target as f64).ceil() as usize).max(1);
-            d.get(k - 1).copied()
-        };
-        Percentiles {
-            t50_s: at(0.5),
-            t90_s: at(0.9),
-            t99_s: at(0.99),
-            t100_s: at(1.0),
+        percentiles(&d, target)
+    }
+}
+
+/// The 50/90/99/100 % points of sorted delays `d` out of `target` (a point
+/// beyond the delays that arrived is `None`).
+pub(crate) fn percentiles(d: &[f64], target: usize) -> Percentiles {
+    let at = |p: f64| {
+        if target == 0 {
+            return None;
         }
+        let k = ((p * target as f64).ceil() as usize).max(1);
+        d.get(k - 1).copied()
+    };
+    Percentiles {
+        t50_s: at(0.5),
+        t90_s: at(0.9),
+        t99_s: at(0.99),
+        t100_s: at(1.0),
     }
 }
 

@@ -24,7 +24,7 @@ use rumor_core::{Config, Event, Node};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Truth;
-use crate::metrics::{arrival_delays, BitSet, Percentiles};
+use crate::metrics::{arrival_delays, percentiles, BitSet, Percentiles};
 use crate::{to_secs, Micros};
 
 /// Which store a writes workload writes into.
@@ -279,22 +279,6 @@ impl WriteRecord {
     /// Sorted delays (s) at eligible nodes still up and unrestarted, and how many those are.
     pub fn delays(&self, truth: &Truth) -> (Vec<f64>, usize) {
         arrival_delays(&self.eligible, &self.arrivals, self.start, truth)
-    }
-}
-
-fn percentiles(d: &[f64], target: usize) -> Percentiles {
-    let at = |p: f64| {
-        if target == 0 {
-            return None;
-        }
-        let k = ((p * target as f64).ceil() as usize).max(1);
-        d.get(k - 1).copied()
-    };
-    Percentiles {
-        t50_s: at(0.5),
-        t90_s: at(0.9),
-        t99_s: at(0.99),
-        t100_s: at(1.0),
     }
 }
 
