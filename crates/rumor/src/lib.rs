@@ -105,6 +105,7 @@ pub use seeds::Seed;
 pub use transport::{TokioNet, Transport};
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A change in membership, as delivered by [`Node::subscribe`].
@@ -119,21 +120,25 @@ pub struct MemberEvent {
 /// Everything a node reports, as delivered by [`Node::events`]: membership
 /// changes, application events, per-node state changes and key-space
 /// changes, in the order the node saw them.
+///
+/// Each event is behind an `Arc`: a broadcast channel keeps a slot per
+/// event it can hold and clones the event for every receiver, and a
+/// pointer keeps both small.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
     /// A member joined, changed, was suspected, failed, left or was reaped
     /// (the same events [`Node::subscribe`] delivers).
-    Member(MemberEvent),
+    Member(Arc<MemberEvent>),
     /// An application event sent with [`Node::send_event`], delivered once
     /// on every node, the sender included.
-    User(UserEvent),
+    User(Arc<UserEvent>),
     /// A member's per-node state key changed here (a local write or one
     /// learned from the cluster).
-    State(StateChange),
+    State(Arc<StateChange>),
     /// A replicated key changed here (a local write or one learned from the
     /// cluster); `new` may be a tombstone (a delete).
-    Kv(KvChange),
+    Kv(Arc<KvChange>),
 }
 
 /// Errors of the library.

@@ -389,7 +389,7 @@ impl Watch {
         loop {
             if let Event::Kv(change) = self.rx.recv().await? {
                 if change.key.starts_with(&self.prefix) {
-                    return Ok(change);
+                    return Ok(Arc::unwrap_or_clone(change));
                 }
             }
         }

@@ -69,7 +69,7 @@ async fn a_user_event_reaches_every_node_exactly_once() {
         for (i, rx) in subs.iter_mut().enumerate() {
             for e in drain_all(rx) {
                 if let Event::User(u) = e {
-                    got[i].push(u);
+                    got[i].push(rumor::UserEvent::clone(&u));
                 }
             }
         }

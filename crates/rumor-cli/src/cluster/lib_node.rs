@@ -116,6 +116,7 @@ impl LibNode {
             loop {
                 match rx.recv().await {
                     Ok(Event::Member(ev)) => {
+                        let ev = Arc::unwrap_or_clone(ev);
                         let _ = tx.send(Arc::new(MemberEvent {
                             kind: ev.kind,
                             member: ev.member,
@@ -123,6 +124,7 @@ impl LibNode {
                         }));
                     }
                     Ok(Event::User(ev)) => {
+                        let ev = Arc::unwrap_or_clone(ev);
                         let _ = utx.send(Arc::new(UserEvent {
                             name: ev.name,
                             payload: ev.payload,
@@ -132,6 +134,7 @@ impl LibNode {
                         }));
                     }
                     Ok(Event::Kv(ch)) => {
+                        let ch = Arc::unwrap_or_clone(ch);
                         let _ = ktx.send(Arc::new(KvChange {
                             key: ch.key,
                             new: ch.new,
