@@ -1023,13 +1023,15 @@ def ensure_serf(want_install: bool):
 
 
 def build_rumor(skip: bool):
-    binary = os.path.join(REPO, "target", "release", "rumor")
+    """The release binary as shipped: scripts/build-release.py (static,
+    profile-guided, code that runs laid out together)."""
+    binary = os.path.join(REPO, "target", "release-pgo", "rumor")
     if skip and os.path.exists(binary):
         return binary
-    log("cargo build --release -p rumor-cli")
-    r = subprocess.run(["cargo", "build", "--release", "-p", "rumor-cli"], cwd=REPO, timeout=3600)
+    log("python3 scripts/build-release.py")
+    r = subprocess.run([sys.executable, "scripts/build-release.py", "--out", binary], cwd=REPO, timeout=3600)
     if r.returncode != 0 or not os.path.exists(binary):
-        raise BenchError("cargo build --release -p rumor-cli failed")
+        raise BenchError("scripts/build-release.py failed (see its output above)")
     return binary
 
 
@@ -1049,8 +1051,8 @@ def parse_args(argv=None):
     p.add_argument("--systems", default="serf,rumor", help="which systems, in order")
     p.add_argument("--base-port", type=int, default=24000, help="ports base..base+~4300 are used")
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="directory for logs and results")
-    p.add_argument("--no-build", action="store_true", help="use target/release/rumor as it is")
-    p.add_argument("--rumor-bin", help="this rumor binary instead of building target/release/rumor")
+    p.add_argument("--no-build", action="store_true", help="use target/release-pgo/rumor as it is")
+    p.add_argument("--rumor-bin", help="this rumor binary instead of building target/release-pgo/rumor")
     p.add_argument("--no-install", action="store_true", help="do not apt-get install serf")
     p.add_argument("--md", help="also write the markdown table to this file")
     a = p.parse_args(argv)
