@@ -4,7 +4,7 @@ with the code that runs laid out together.
 
     python3 scripts/build-release.py [--out target/release-pgo/rumor]
 
-Three steps (standard library only; needs rustup, ~8 minutes on 2 cores):
+Three steps (standard library only; needs rustup, ~10 minutes on 2 cores):
 
 1. an instrumented build (`-Cprofile-generate`) for x86_64-unknown-linux-musl;
 2. a short, generic agent workload (`train`): five agents on loopback join,
@@ -12,8 +12,11 @@ Three steps (standard library only; needs rustup, ~8 minutes on 2 cores):
    and resumes, then all leave; the profile is written as they exit;
 3. the final build with that profile (`-Cprofile-use`), statically linked
    (musl, non-PIE) by rust-lld, with every function the workload ran placed
-   first (`--symbol-ordering-file`); linked twice, the second time with the
-   names the first link saw.
+   first (`--symbol-ordering-file`); linked twice: the second time with the
+   names the first link saw, plus the standard library's and libc's
+   functions that one agent ran under callgrind in a second training run
+   (valgrind is installed with apt-get when missing and we are root;
+   without it that part is skipped).
 
 Why: an agent's resident memory is mostly the pages of its binary that it
 touches, and the kernel maps code 64 KiB around each page fault. With the
@@ -88,8 +91,9 @@ def http(port, path, method="GET", body=None, timeout=5):
         return r.read()
 
 
-def train(binary, n=5):
-    """The generic workload the profile is taken from."""
+def train(binary, n=5, observe=None):
+    """The generic workload the profile is taken from. `observe`, if given,
+    is a command prefix (valgrind) that agent 1 runs under."""
     logs = os.path.join(WORK, "train-logs")
     os.makedirs(logs, exist_ok=True)
     procs = []
@@ -99,6 +103,8 @@ def train(binary, n=5):
                     "--http", f"127.0.0.1:{BASE + 100 + i}", "--profile", "lan", "--log-json"]
             if i > 0:
                 argv += ["--join", f"127.0.0.1:{BASE}"]
+            if observe and i == 1:
+                argv = observe + argv
             with open(os.path.join(logs, f"train{i}.log"), "w") as out:
                 procs.append(subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                               env=dict(os.environ, RUMOR_LOG="info")))
@@ -127,13 +133,13 @@ def train(binary, n=5):
             p.send_signal(signal.SIGTERM)
         for p in procs:
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 p.kill()
 
 
 def wait_healthy(proc, port, logs, i):
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise BuildError(f"training agent {i} exited ({proc.returncode}); see {logs}/train{i}.log")
@@ -162,10 +168,38 @@ def ordering(profdata_tool, profile, out):
     return len(ran)
 
 
-def link_names(order, binary):
+def valgrind():
+    """valgrind, installed with apt-get when missing and we may; else None."""
+    if shutil.which("valgrind") is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        log("apt-get install -y valgrind")
+        subprocess.run(["apt-get", "install", "-y", "valgrind"], capture_output=True, timeout=600)
+    return shutil.which("valgrind")
+
+
+def executed(binary):
+    """Every function one agent of the training workload ran, as callgrind
+    saw it: the standard library's and libc's included, which the profile
+    does not cover (they are not instrumented)."""
+    vg = valgrind()
+    if vg is None:
+        log("no valgrind: the standard library's functions stay where the linker puts them")
+        return []
+    out = os.path.join(WORK, "callgrind.out")
+    train(binary, observe=[vg, "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={out}"])
+    names = []
+    with open(out) as f:
+        for line in f:
+            m = re.match(r"c?fn=\(\d+\) (.+)", line)
+            if m:
+                names.append(m.group(1).strip())
+    return names
+
+
+def link_names(order, binary, extra):
     """Rewrite the ordering with the names the linker sees: ThinLTO renames
     the local functions it promotes (`name.llvm.12345`), so a profile name
-    matches the binary's symbols once that suffix is taken off."""
+    matches the binary's symbols once that suffix is taken off. `extra`
+    names (exact) go after the profile's."""
     nm = run(["nm", "--defined-only", binary], capture_output=True, text=True).stdout
     actual = {}
     for line in nm.splitlines():
@@ -175,6 +209,9 @@ def link_names(order, binary):
     with open(order) as f:
         names = [line.strip() for line in f]
     found = [a for n in names for a in actual.get(n, [])]
+    seen = set(found)
+    present = {a for names_of in actual.values() for a in names_of}
+    found += [n for n in dict.fromkeys(extra) if n in present and n not in seen]
     with open(order, "w") as f:
         f.writelines(a + "\n" for a in found)
     return len(found)
@@ -208,9 +245,13 @@ def main():
             f"-Clink-arg=-Wl,--symbol-ordering-file={order}",
             "-Clink-arg=-Wl,--no-warn-symbol-ordering",
         ]
+        # cargo does not see a new profile under the same path: start clean.
+        shutil.rmtree(os.path.join(WORK, "use"), ignore_errors=True)
         final = cargo_build(os.path.join(WORK, "use"), flags)
         # Link once more with the names as they came out of this build.
-        log(f"relinking with {link_names(order, final)} symbols in order")
+        log("training again, one agent under callgrind")
+        extra = executed(final)
+        log(f"relinking with {link_names(order, final, extra)} symbols in order")
         deps = os.path.join(os.path.dirname(final), "deps")
         for f in [final, *glob.glob(os.path.join(deps, "rumor-*"))]:
             if "." not in os.path.basename(f):  # the binaries, not .d files
