@@ -976,7 +976,8 @@ def ratio(r, s):
 def markdown(results, meta):
     h = meta["host"]
     out = [f"Run {meta['date']}, `{meta['command']}`; {h['cpus']} CPUs, load average "
-           f"{h['loadavg_start'][0]:.1f} at the start, {h['loadavg_end'][0]:.1f} at the end.", ""]
+           f"{h['loadavg_start'][0]:.1f} at the start, {h['loadavg_end'][0]:.1f} at the end."
+           + (f" rumor binary: {meta['rumor_binary']}." if meta.get("rumor_binary") else ""), ""]
     by = {(r["system"], r["n"]): r for r in results}
     for n in meta["sizes"]:
         s, r = by.get(("Serf", n)), by.get(("rumor", n))
@@ -1020,6 +1021,19 @@ def ensure_serf(want_install: bool):
         except (subprocess.TimeoutExpired, OSError) as e:
             log(f"apt-get failed: {e}")
     return shutil.which("serf")
+
+
+def describe_binary(path: str) -> str:
+    """Which rumor binary ran and how it is linked (memory figures depend
+    on how it was built; see docs/benchmarks.md)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return path
+    static = b"ld-linux" not in head  # a dynamic binary names its loader up front
+    rel = os.path.relpath(path, REPO) if path.startswith(REPO) else path
+    return f"`{rel}` ({'static' if static else 'dynamically linked'})"
 
 
 def build_rumor(skip: bool):
@@ -1091,7 +1105,7 @@ def main(argv=None):
     outdir = os.path.join(args.out, stamp)
     os.makedirs(outdir, exist_ok=True)
     command = "python3 bench/vs-serf/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    systems = []
+    systems, rumor_binary = [], None
     for key in args.systems:
         if key == "serf":
             b = ensure_serf(not args.no_install)
@@ -1105,6 +1119,7 @@ def main(argv=None):
             if not os.access(binary, os.X_OK):
                 raise BenchError(f"rumor binary not executable: {binary}")
             systems.append(Rumor(binary, args.base_port + 2200))
+            rumor_binary = describe_binary(binary)
     results = []
     for n in args.sizes:
         for s in systems:
@@ -1119,6 +1134,7 @@ def main(argv=None):
         "host": {"cpus": os.cpu_count(), "kernel": os.uname().release,
                  "loadavg_start": LOAD_START, "loadavg_end": os.getloadavg()},
         "args": {k: v for k, v in vars(args).items()},
+        "rumor_binary": rumor_binary,
     }
     with open(os.path.join(outdir, "results.json"), "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=2)
