@@ -65,7 +65,8 @@ pub struct Config {
     /// Gossip a fresh rumor at once to `gossip_nodes` members instead of
     /// waiting for the next gossip tick.
     pub eager_forward: bool,
-    /// Members an eager round sends fresh rumors to. More than
+    /// Members an eager round sends fresh rumors to, at least; clusters
+    /// larger than e^(f-3) members use `ceil(ln N) + 3`. More than
     /// `gossip_nodes`: a wave in which every newly reached member forwards
     /// once to `f` others misses about `e^-f` of the cluster, and each
     /// member it misses waits for a gossip tick (3: ~5 %, 6: ~0.25 %).

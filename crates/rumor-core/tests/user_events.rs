@@ -93,3 +93,17 @@ fn oversized_or_unnamed_events_are_refused() {
     assert!(matches!(r, Err(Error::InvalidEvent(_))), "{r:?}");
     assert!(net.user_events.is_empty());
 }
+
+/// The eager fanout grows with ln N: a wave with fanout 6 would miss
+/// somebody in about half the events at N = 256 (256·e^-6 ≈ 0.63 members
+/// per wave), and each member missed waits for a 200 ms gossip tick.
+#[test]
+fn in_a_large_cluster_the_eager_wave_rarely_misses_anyone() {
+    let times = event_spread(Config::lan(), 256, 20);
+    let waited = times.iter().filter(|&&t| t >= 0.1).count();
+    eprintln!("event to all 256: {waited} of 20 waited for a gossip tick: {times:?}");
+    assert!(
+        waited <= 4,
+        "{waited} of 20 events missed a member in the eager wave"
+    );
+}

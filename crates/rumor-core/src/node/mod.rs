@@ -694,7 +694,7 @@ impl Node {
             match self.last_eager.map(|t| t + spacing).filter(|&at| at > now) {
                 None => {
                     self.last_eager = Some(now);
-                    self.gossip_round(now, self.config.eager_fanout, false);
+                    self.gossip_round(now, self.eager_fanout(), false);
                 }
                 // Too soon after the last round: run one when the spacing is up
                 // rather than leave these rumors to the next gossip tick.
@@ -706,6 +706,16 @@ impl Node {
             }
         }
         self.schedule_gossip(now);
+    }
+
+    /// Members an eager round goes to: `eager_fanout`, or `ceil(ln N) + 3`
+    /// when that is more. A wave with fanout `f` misses each member with
+    /// probability about `e^-f`, so N·e^-f members per wave; growing `f`
+    /// with ln N keeps that near 5 % of waves missing anyone (N = 128: 8,
+    /// N = 1,000: 10) instead of 27 % and 92 % with 6.
+    fn eager_fanout(&self) -> usize {
+        let by_size = (self.live.max(1) as f64).ln().ceil() as usize + 3;
+        self.config.eager_fanout.max(by_size)
     }
 
     /// Send queued updates to `fanout` random members; with `to_the_dead`,
