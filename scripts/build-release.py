@@ -201,16 +201,16 @@ def link_names(order, binary, extra):
     matches the binary's symbols once that suffix is taken off. `extra`
     names (exact) go after the profile's."""
     nm = run(["nm", "--defined-only", binary], capture_output=True, text=True).stdout
-    actual = {}
+    by_base, present = {}, set()
     for line in nm.splitlines():
         parts = line.split()
         if len(parts) == 3 and parts[1] in "tT":
-            actual.setdefault(parts[2].split(".llvm.")[0], []).append(parts[2])
+            by_base.setdefault(parts[2].split(".llvm.")[0], []).append(parts[2])
+            present.add(parts[2])
     with open(order) as f:
         names = [line.strip() for line in f]
-    found = [a for n in names for a in actual.get(n, [])]
+    found = [a for n in names for a in by_base.get(n, [])]
     seen = set(found)
-    present = {a for names_of in actual.values() for a in names_of}
     found += [n for n in dict.fromkeys(extra) if n in present and n not in seen]
     with open(order, "w") as f:
         f.writelines(a + "\n" for a in found)
