@@ -42,6 +42,7 @@ pub fn node_named(name: &str, host: u8) -> Node {
     let pp = Message::PushPull(PushPull {
         join: false,
         reply: true,
+        events: Vec::new(),
         members,
     });
     node.handle_stream(Instant::ZERO, addr(1), &codec::encode_packet(&pp));

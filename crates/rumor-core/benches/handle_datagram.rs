@@ -53,6 +53,7 @@ fn node() -> Node {
     let pp = PushPull {
         join: false,
         reply: true,
+        events: Vec::new(),
         members: (1..=MEMBERS)
             .map(|i| MemberRecord {
                 alive: alive(i, 1),

@@ -218,6 +218,7 @@ fn main() {
     let pp = Message::PushPull(PushPull {
         join: false,
         reply: true,
+        events: Vec::new(),
         members: (1..=MEMBERS)
             .map(|i| MemberRecord {
                 alive: alive(i),

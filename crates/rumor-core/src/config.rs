@@ -37,6 +37,14 @@ pub struct Config {
     pub gossip_to_the_dead: Duration,
     /// Base interval of full-state push-pull (scaled up with N); zero disables it.
     pub push_pull_interval: Duration,
+    /// After a join, one more push-pull with a random live member this much
+    /// later; zero disables it. The join handshake's reply is a snapshot: a
+    /// member that joins while this node's own alive claim is still
+    /// spreading gossips its claim to members that do not know this node
+    /// yet, and this node may hear it only at the next push-pull, up to
+    /// `push_pull_interval` later. Set it to a few times the time a rumor
+    /// takes to reach everyone.
+    pub join_sync_delay: Duration,
     /// Local health awareness: the score ranges over `0..awareness_max`.
     pub awareness_max: u32,
     /// Largest datagram the core produces, in bytes (the driver subtracts its
@@ -168,6 +176,7 @@ impl Config {
             gossip_nodes: 3,
             gossip_to_the_dead: Duration::from_secs(30),
             push_pull_interval: Duration::from_secs(30),
+            join_sync_delay: Duration::from_secs(1),
             awareness_max: 8,
             packet_size: 1400,
             max_stream_size: 16 << 20,
@@ -205,6 +214,7 @@ impl Config {
             suspicion_max_mult: 6,
             suspicion_confirmations: 4,
             push_pull_interval: Duration::from_secs(60),
+            join_sync_delay: Duration::from_secs(3),
             gossip_nodes: 4,
             gossip_interval: Duration::from_millis(500),
             gossip_to_the_dead: Duration::from_secs(60),
@@ -227,6 +237,7 @@ impl Config {
             suspicion_max_mult: 6,
             suspicion_confirmations: 1,
             push_pull_interval: Duration::from_secs(15),
+            join_sync_delay: Duration::from_millis(500),
             gossip_interval: Duration::from_millis(100),
             gossip_to_the_dead: Duration::from_secs(15),
             ..Config::lan()

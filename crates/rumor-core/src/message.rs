@@ -199,6 +199,9 @@ pub struct PushPull {
     pub reply: bool,
     /// Every member the sender knows, itself included.
     pub members: Vec<MemberRecord>,
+    /// Recent user events the sender heard as rumors (or sent): the
+    /// receiver delivers those it missed. Empty on the wire costs nothing.
+    pub events: Vec<UserEvent>,
 }
 
 /// One member's state in a push-pull.

@@ -46,6 +46,8 @@ pub struct Stats {
     pub refutations: u64,
     /// Members declared dead (by anyone) as seen here.
     pub deaths: u64,
+    /// User events this node missed as rumors and got from a push-pull.
+    pub events_repaired: u64,
     /// Members that left, as seen here.
     pub leaves: u64,
     /// Alive claims of a live name from a different address (ignored).

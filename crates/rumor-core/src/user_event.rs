@@ -4,6 +4,13 @@
 //! is identified by `(origin, ltime)`. Events spread as rumors (piggybacked,
 //! eagerly forwarded, retransmitted a bounded number of times); a node
 //! delivers each one once and forgets it after the dedup window.
+//!
+//! The last [`RECENT_EVENTS`] events a node heard as rumors also ride on its
+//! push-pulls for half the dedup window, so a member every retransmission
+//! missed still gets them (anti-entropy). Only rumors and local events are
+//! passed on this way, never events repaired by a push-pull: an event then
+//! travels at most half a window after it spread, and every node still
+//! remembers it when it comes round again.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -12,12 +19,17 @@ use std::time::Duration;
 use crate::message::UserEvent;
 use crate::time::Instant;
 
+/// Events a node keeps to pass on in its push-pulls.
+pub const RECENT_EVENTS: usize = 64;
+
 /// The Lamport clock and the events seen recently.
 #[derive(Default)]
 pub struct EventLog {
     clock: u64,
     seen: HashSet<(Arc<str>, u64)>,
     order: VecDeque<(Instant, Arc<str>, u64)>,
+    /// The last events heard as rumors, oldest first, with when.
+    recent: VecDeque<(Instant, UserEvent)>,
 }
 
 impl EventLog {
@@ -41,6 +53,28 @@ impl EventLog {
         }
         self.order.push_back((now, ev.origin.clone(), ev.ltime));
         true
+    }
+
+    /// Keep `ev` (new, heard as a rumor or sent here) to pass on in push-pulls.
+    pub fn keep(&mut self, now: Instant, ev: UserEvent) {
+        if self.recent.len() == RECENT_EVENTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((now, ev));
+    }
+
+    /// The kept events younger than half of `window`, for a push-pull.
+    pub fn recent(&mut self, now: Instant, window: Duration) -> Vec<UserEvent> {
+        while let Some((at, _)) = self.recent.front() {
+            if now.saturating_since(*at) < window / 2 {
+                break;
+            }
+            self.recent.pop_front();
+        }
+        if self.recent.is_empty() && self.recent.capacity() > 0 {
+            self.recent = VecDeque::new();
+        }
+        self.recent.iter().map(|(_, ev)| ev.clone()).collect()
     }
 
     fn expire(&mut self, now: Instant, window: Duration) {
@@ -87,5 +121,21 @@ mod tests {
         let later = Instant::ZERO + Duration::from_secs(11);
         assert!(log.witness(later, &ev("c", 1), w));
         assert_eq!(log.remembered(), 1, "old entries expired");
+    }
+
+    #[test]
+    fn keeps_the_last_events_for_half_the_window() {
+        let mut log = EventLog::default();
+        let w = Duration::from_secs(10);
+        for t in 0..RECENT_EVENTS as u64 + 3 {
+            log.keep(Instant::ZERO, ev("a", t));
+        }
+        let kept = log.recent(Instant::ZERO, w);
+        assert_eq!(kept.len(), RECENT_EVENTS);
+        assert_eq!(kept[0].ltime, 3, "the oldest went first");
+        log.keep(Instant::ZERO + Duration::from_secs(4), ev("b", 1));
+        let later = log.recent(Instant::ZERO + Duration::from_secs(6), w);
+        assert_eq!(later.len(), 1, "older than half the window: dropped");
+        assert_eq!(&*later[0].origin, "b");
     }
 }

@@ -72,12 +72,25 @@ fn push_pull() -> impl Strategy<Value = PushPull> {
             (alive(), member_state()).prop_map(|(alive, state)| MemberRecord { alive, state }),
             0..12,
         ),
+        vec(user_event(), 0..3),
     )
-        .prop_map(|(join, reply, members)| PushPull {
+        .prop_map(|(join, reply, members, events)| PushPull {
             join,
             reply,
             members,
+            events,
         })
+}
+
+fn user_event() -> impl Strategy<Value = UserEvent> {
+    (any::<u64>(), name(), "\\PC{0,16}", vec(any::<u8>(), 0..64)).prop_map(
+        |(ltime, origin, name, payload)| UserEvent {
+            ltime,
+            origin,
+            name,
+            payload,
+        },
+    )
 }
 
 fn delta() -> impl Strategy<Value = Delta> {
@@ -208,16 +221,7 @@ fn sync_response() -> impl Strategy<Value = SyncResponse> {
 /// Any message, every type equally likely.
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (any::<u64>(), name(), "\\PC{0,16}", vec(any::<u8>(), 0..64)).prop_map(
-            |(ltime, origin, name, payload)| {
-                Message::UserEvent(UserEvent {
-                    ltime,
-                    origin,
-                    name,
-                    payload,
-                })
-            }
-        ),
+        user_event().prop_map(Message::UserEvent),
         state_sync().prop_map(Message::StateSync),
         delta().prop_map(Message::StateDelta),
         (
@@ -378,6 +382,7 @@ fn every_message_type_is_covered() {
         Message::PushPull(PushPull {
             join: true,
             reply: false,
+            events: Vec::new(),
             members: vec![
                 MemberRecord {
                     alive: a4,
@@ -477,6 +482,7 @@ fn long_bodies_use_multi_byte_lengths() {
         let msg = Message::PushPull(PushPull {
             join: false,
             reply: true,
+            events: Vec::new(),
             members,
         });
         let bytes = codec::encode_packet(&msg);
@@ -901,6 +907,7 @@ fn oversized_claims_do_not_produce_empty_datagrams() {
     let pp = Message::PushPull(PushPull {
         join: true,
         reply: false,
+        events: Vec::new(),
         members: vec![MemberRecord {
             alive: joiner,
             state: MemberState::Alive,

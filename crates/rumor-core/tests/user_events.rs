@@ -9,7 +9,7 @@ use rumor_core::{Config, Error};
 
 /// Seconds until the event from node 0 reached every node, over `rounds` events.
 fn event_spread(config: Config, n: usize, rounds: usize) -> Vec<f64> {
-    let mut net = Net::new(n, config);
+    let mut net = Net::new(n, config.clone());
     net.latency = Duration::from_micros(200);
     net.join_all(0);
     let all: Vec<usize> = (0..n).collect();
@@ -24,7 +24,9 @@ fn event_spread(config: Config, n: usize, rounds: usize) -> Vec<f64> {
             ltime = node.send_event(now, &name, b"v1").unwrap()
         });
         assert!(ltime > 0);
-        let ok = net.run_until_true(secs(10.0), |net| {
+        // A member that every retransmission missed gets it from a push-pull.
+        let bound = 2.0 * config.push_pull_interval_for(n).as_secs_f64() + 10.0;
+        let ok = net.run_until_true(secs(bound), |net| {
             net.user_events
                 .iter()
                 .filter(|(_, _, e)| e.name == name)
@@ -81,6 +83,43 @@ fn eager_forwarding_is_faster_than_waiting_for_the_tick() {
         e < l,
         "eager forwarding did not speed dissemination: {e} vs {l}"
     );
+}
+
+/// Anti-entropy for events: a member cut off while an event spread gets it
+/// from a push-pull, once.
+#[test]
+fn an_event_every_rumor_missed_arrives_by_push_pull() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let config = Config {
+        push_pull_interval: Duration::from_secs(5),
+        ..Config::lan()
+    };
+    let mut net = Net::converged(8, config);
+    let cut = Rc::new(Cell::new(true));
+    let cut_rule = cut.clone();
+    net.drop = Box::new(move |_, to, _| cut_rule.get() && to == 7);
+    net.with(0, |node, now| {
+        node.send_event(now, "deploy", b"v3").unwrap();
+    });
+    net.run_for(secs(1.0));
+    let got = |net: &Net, i: usize| net.user_events.iter().filter(|(_, o, _)| *o == i).count();
+    assert_eq!(got(&net, 7), 0, "node 7 was cut off");
+    assert!(
+        (0..7).all(|i| got(&net, i) == 1),
+        "the rumor reached the rest"
+    );
+    cut.set(false);
+    assert!(
+        net.run_until_true(secs(30.0), |net| got(net, 7) == 1),
+        "node 7 never got the event"
+    );
+    net.run_for(secs(20.0));
+    assert!(
+        (0..8).all(|i| got(&net, i) == 1),
+        "delivered more than once"
+    );
+    assert_eq!(net.node(7).stats().events_repaired, 1);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use rumor_core::{Event, Instant, Node, Stats, Tags, TransmitKind};
 
 use crate::faults::Fault;
 use crate::invariants::{Bounds, Checker, PendingCrash, FULL_CHECK_NODES};
-use crate::metrics::{BitSet, Metrics, UpdateKind};
+use crate::metrics::{BitSet, Formation, Metrics, UpdateKind};
 use crate::network::Network;
 use crate::report::{self, RunResult};
 use crate::scenario::{Bootstrap, Scenario};
@@ -310,6 +310,7 @@ impl Simulation {
         let initial: Vec<usize> = (0..self.n).filter(|i| !late.contains(i)).collect();
         match self.scenario.bootstrap {
             Bootstrap::Seed => {
+                self.metrics.formation = Some(Formation::new(self.n, &initial));
                 for &i in &initial {
                     let at = window * i as u64 / n.max(1);
                     self.schedule(
@@ -925,6 +926,7 @@ impl Simulation {
                 let table = Message::PushPull(PushPull {
                     join: false,
                     reply: true,
+                    events: Vec::new(),
                     members: members
                         .iter()
                         .map(|&i| MemberRecord {

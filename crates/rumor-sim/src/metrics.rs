@@ -27,6 +27,13 @@ impl BitSet {
         self.0[w] |= b;
         new
     }
+    /// Remove `i`; whether it was there.
+    pub fn remove(&mut self, i: usize) -> bool {
+        let (w, b) = (i / 64, 1u64 << (i % 64));
+        let had = self.0[w] & b != 0;
+        self.0[w] &= !b;
+        had
+    }
     /// Whether `i` is in the set.
     pub fn contains(&self, i: usize) -> bool {
         self.0[i / 64] & (1 << (i % 64)) != 0
@@ -133,6 +140,69 @@ pub(crate) fn percentiles(d: &[f64], target: usize) -> Percentiles {
     }
 }
 
+/// How a cluster that joins through one seed forms: when every initial
+/// member first lists every other one as live. The join burst is where a
+/// member can miss another's alive rumor and wait for anti-entropy.
+#[derive(Debug, Default)]
+pub struct Formation {
+    /// The initial members.
+    members: BitSet,
+    /// Per observer: the initial members it lists as live.
+    known: Vec<BitSet>,
+    /// (observer, subject) pairs known, out of `target`.
+    pairs: usize,
+    target: usize,
+    /// When `pairs` first reached `target`.
+    pub formed_at: Option<Micros>,
+    /// The pair that was learnt last then: (observer, subject).
+    pub last_pair: Option<(usize, usize)>,
+}
+
+impl Formation {
+    /// Track the forming of a cluster of `initial` members out of `n` nodes.
+    pub fn new(n: usize, initial: &[usize]) -> Self {
+        let mut members = BitSet::new(n);
+        for &i in initial {
+            members.insert(i);
+        }
+        let k = initial.len();
+        Formation {
+            members,
+            known: vec![BitSet::new(n); n],
+            pairs: 0,
+            target: k * k.saturating_sub(1),
+            formed_at: None,
+            last_pair: None,
+        }
+    }
+
+    fn on_event(&mut self, now: Micros, observer: usize, subject: usize, kind: MemberEventKind) {
+        if self.formed_at.is_some()
+            || !self.members.contains(observer)
+            || !self.members.contains(subject)
+        {
+            return;
+        }
+        match kind {
+            MemberEventKind::Joined | MemberEventKind::Alive | MemberEventKind::Updated
+                if self.known[observer].insert(subject) =>
+            {
+                self.pairs += 1;
+                if self.pairs == self.target {
+                    self.formed_at = Some(now);
+                    self.last_pair = Some((observer, subject));
+                }
+            }
+            MemberEventKind::Failed | MemberEventKind::Left
+                if self.known[observer].remove(subject) =>
+            {
+                self.pairs -= 1;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Running counters and trackers for one run.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -158,6 +228,8 @@ pub struct Metrics {
     pub datagrams_dropped: u64,
     /// Member events drained from the nodes.
     pub member_events: u64,
+    /// The forming of a cluster bootstrapped through a seed.
+    pub formation: Option<Formation>,
 }
 
 impl Metrics {
@@ -195,6 +267,9 @@ impl Metrics {
         };
         if subject == observer || subject >= truth.up.len() {
             return;
+        }
+        if let Some(f) = self.formation.as_mut() {
+            f.on_event(now, observer, subject, *kind);
         }
         let healthy = truth.up[subject]
             && !truth.paused[subject]

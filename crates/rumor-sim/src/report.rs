@@ -85,6 +85,11 @@ pub struct Summary {
     pub dissemination: Percentiles,
     /// Mean over crashes.
     pub detection: Detection,
+    /// Seed bootstrap: seconds until every initial member listed every
+    /// other as live (`None`: warm bootstrap, or it never happened).
+    pub formed_s: Option<f64>,
+    /// The (observer, subject) pair learnt last in that formation.
+    pub formed_last_pair: Option<(usize, usize)>,
     /// (observer, subject) death declarations of live, unpaused, reachable nodes.
     pub false_positives: u64,
     /// Distinct live nodes somebody declared dead.
@@ -279,6 +284,13 @@ pub fn build(d: RunData<'_>) -> RunResult {
         loss: s.network.loss,
         dissemination,
         detection,
+        formed_s: d
+            .metrics
+            .formation
+            .as_ref()
+            .and_then(|f| f.formed_at)
+            .map(to_secs),
+        formed_last_pair: d.metrics.formation.as_ref().and_then(|f| f.last_pair),
         false_positives: d.metrics.false_positives,
         false_positive_nodes: d.metrics.false_positive_nodes.len(),
         false_positive_seconds: round(to_secs(d.metrics.false_positive_micros)),
@@ -345,6 +357,13 @@ impl Summary {
             f(d.t99_s),
             f(d.t100_s)
         );
+        if let (Some(t), Some((observer, subject))) = (self.formed_s, self.formed_last_pair) {
+            let _ = writeln!(
+                o,
+                "formed: every member listed every other after {t:.3}s \
+                 (last: n{observer} learnt n{subject})"
+            );
+        }
         for u in &self.updates {
             let t = &u.times;
             let _ = writeln!(

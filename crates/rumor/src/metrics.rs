@@ -192,6 +192,7 @@ pub(crate) fn export(node: &str, stats: &Stats) {
     counter("rumor_refutations_total", c.refutations);
     counter("rumor_deaths_total", c.deaths);
     counter("rumor_leaves_total", c.leaves);
+    counter("rumor_events_repaired_total", c.events_repaired);
     counter("rumor_address_conflicts_total", c.address_conflicts);
     counter("rumor_misdirected_pings_total", c.misdirected_pings);
     counter("rumor_invalid_claims_total", c.invalid_claims);

@@ -133,21 +133,24 @@ fn decode_body(kind: MessageType, r: &mut Reader) -> Result<Message, DecodeError
                     alive: r.alive()?,
                 });
             }
+            // Optional: a push-pull without events ends after the members.
+            let mut events = Vec::new();
+            if !r.0.is_empty() {
+                let count = r.len()?;
+                // Each event takes at least 4 bytes.
+                events.reserve(count.min(r.0.len() / 4));
+                for _ in 0..count {
+                    events.push(r.user_event()?);
+                }
+            }
             Message::PushPull(PushPull {
                 join: flags & 1 != 0,
                 reply: flags & 2 != 0,
                 members,
+                events,
             })
         }
-        MessageType::UserEvent => Message::UserEvent(UserEvent {
-            ltime: r.varint()?,
-            origin: r.name()?,
-            name: r.str()?.to_owned(),
-            payload: {
-                let n = r.len()?;
-                r.take(n)?.to_vec()
-            },
-        }),
+        MessageType::UserEvent => Message::UserEvent(r.user_event()?),
         MessageType::StateSync => {
             let sender = r.name()?;
             let phase = match r.u8()? {
@@ -276,6 +279,18 @@ impl<'a> Reader<'a> {
     fn str(&mut self) -> Result<&'a str, DecodeError> {
         let n = self.len()?;
         std::str::from_utf8(self.take(n)?).map_err(|_| DecodeError::Malformed("utf-8 string"))
+    }
+
+    fn user_event(&mut self) -> Result<UserEvent, DecodeError> {
+        Ok(UserEvent {
+            ltime: self.varint()?,
+            origin: self.name()?,
+            name: self.str()?.to_owned(),
+            payload: {
+                let n = self.len()?;
+                self.take(n)?.to_vec()
+            },
+        })
     }
 
     fn name(&mut self) -> Result<Arc<str>, DecodeError> {
@@ -450,6 +465,12 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
                 });
                 put_alive(out, &m.alive);
             }
+            if !pp.events.is_empty() {
+                put_varint(out, pp.events.len() as u64);
+                for ev in &pp.events {
+                    put_user_event(out, ev);
+                }
+            }
         }
         Message::StateSync(sync) => {
             put_str(out, &sync.sender);
@@ -498,14 +519,16 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
             put_varint(out, u64::from(*session));
             kv::put_sync_response(out, response);
         }
-        Message::UserEvent(ev) => {
-            put_varint(out, ev.ltime);
-            put_str(out, &ev.origin);
-            put_str(out, &ev.name);
-            put_varint(out, ev.payload.len() as u64);
-            out.extend_from_slice(&ev.payload);
-        }
+        Message::UserEvent(ev) => put_user_event(out, ev),
     }
+}
+
+fn put_user_event(out: &mut Vec<u8>, ev: &UserEvent) {
+    put_varint(out, ev.ltime);
+    put_str(out, &ev.origin);
+    put_str(out, &ev.name);
+    put_varint(out, ev.payload.len() as u64);
+    out.extend_from_slice(&ev.payload);
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {

@@ -85,6 +85,8 @@ enum Timer {
     /// the last one).
     EagerTick,
     PushPullTick,
+    /// The push-pull that follows a join (see [`Config::join_sync_delay`]).
+    JoinSync,
     ReconnectTick,
     StateSyncTick,
     AggregateTick,
@@ -243,9 +245,12 @@ impl Node {
             self.bump_incarnation(now, 1);
         }
         let own = self.local_entry().addr.get();
-        let request = codec::encode_packet(&Message::PushPull(self.push_pull(true, false)));
+        let request = codec::encode_packet(&Message::PushPull(self.push_pull(now, true, false)));
         for &seed in seeds.iter().filter(|&&s| s != own) {
             self.send_stream(seed, request.clone(), MessageType::PushPull);
+        }
+        if !self.config.join_sync_delay.is_zero() {
+            self.set_timer(now + self.config.join_sync_delay, Timer::JoinSync);
         }
         self.forward_fresh(now);
     }
@@ -368,7 +373,7 @@ impl Node {
                     self.stats.streams_out += 1;
                     self.stats.count_out(MessageType::PushPull);
                     reply = Some(codec::encode_packet(&Message::PushPull(
-                        self.push_pull(false, true),
+                        self.push_pull(now, false, true),
                     )));
                 }
             } else {
@@ -400,6 +405,7 @@ impl Node {
                 // `forward_fresh` below runs the round.
                 Timer::EagerTick => self.eager_scheduled = false,
                 Timer::PushPullTick => self.push_pull_tick(now),
+                Timer::JoinSync => self.push_pull_with_random(now),
                 Timer::ReconnectTick => self.reconnect_tick(now),
                 Timer::StateSyncTick => self.state_sync_tick(now),
                 Timer::AggregateTick => self.aggregate_tick(now),
@@ -603,6 +609,7 @@ impl Node {
         {
             return;
         }
+        self.user_events.keep(now, ev.clone());
         let key: Arc<str> = format!("\u{1}event\u{1}{}\u{1}{}", ev.origin, ev.ltime).into();
         self.broadcast(key, Message::UserEvent(ev.clone()));
         self.events.push_back(Event::User(ev));
@@ -749,6 +756,11 @@ impl Node {
             self.members.shrink_to_fit();
             self.probe_order.shrink_to_fit();
         }
+        self.push_pull_with_random(now);
+    }
+
+    /// Exchange full views with one random live member (not while leaving).
+    fn push_pull_with_random(&mut self, now: Instant) {
         if self.leaving {
             return;
         }
@@ -757,7 +769,8 @@ impl Node {
             .first()
         {
             let to = self.members[i].addr.get();
-            let payload = codec::encode_packet(&Message::PushPull(self.push_pull(false, false)));
+            let payload =
+                codec::encode_packet(&Message::PushPull(self.push_pull(now, false, false)));
             self.send_stream(to, payload, MessageType::PushPull);
         }
     }
@@ -787,14 +800,17 @@ impl Node {
             .first()
         {
             let to = self.members[i].addr.get();
-            let payload = codec::encode_packet(&Message::PushPull(self.push_pull(false, false)));
+            let payload =
+                codec::encode_packet(&Message::PushPull(self.push_pull(now, false, false)));
             self.send_stream(to, payload, MessageType::PushPull);
         }
     }
 
-    /// This node's full view, for a push-pull.
-    fn push_pull(&self, join: bool, reply: bool) -> PushPull {
+    /// This node's full view and recent user events, for a push-pull.
+    fn push_pull(&mut self, now: Instant, join: bool, reply: bool) -> PushPull {
+        let events = self.user_events.recent(now, self.config.event_dedup_window);
         PushPull {
+            events,
             join,
             reply,
             members: self
