@@ -67,8 +67,9 @@ pub struct Config {
     /// Suspicion timeout for a member whose port is known closed: its direct
     /// ping and every relay's ping came back "port unreachable" (reported by
     /// the driver through [`crate::Node::handle_unreachable`]). Nothing
-    /// listens there, so there is nobody to refute: only a short grace is
-    /// given instead of the Lifeguard timeout. `None` ignores such reports.
+    /// listens there, so there is nobody to refute: this (LAN: zero, dead at
+    /// once) replaces the Lifeguard timeout. A member some relay can still
+    /// reach is never judged this way. `None` ignores such reports.
     pub unreachable_suspicion_timeout: Option<Duration>,
     /// Gossip a fresh rumor at once to `gossip_nodes` members instead of
     /// waiting for the next gossip tick.
@@ -183,7 +184,7 @@ impl Config {
             tombstone_timeout: Duration::from_secs(3600),
             reconnect_interval: Duration::from_secs(10),
             suspect_watchers: 3,
-            unreachable_suspicion_timeout: Some(Duration::from_secs(1)),
+            unreachable_suspicion_timeout: Some(Duration::ZERO),
             eager_forward: true,
             eager_fanout: 6,
             state_sync_interval: Duration::from_secs(1),

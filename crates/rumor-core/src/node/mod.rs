@@ -405,7 +405,7 @@ impl Node {
                 // `forward_fresh` below runs the round.
                 Timer::EagerTick => self.eager_scheduled = false,
                 Timer::PushPullTick => self.push_pull_tick(now),
-                Timer::JoinSync => self.push_pull_with_random(now),
+                Timer::JoinSync => self.join_sync(now),
                 Timer::ReconnectTick => self.reconnect_tick(now),
                 Timer::StateSyncTick => self.state_sync_tick(now),
                 Timer::AggregateTick => self.aggregate_tick(now),
@@ -756,21 +756,30 @@ impl Node {
             self.members.shrink_to_fit();
             self.probe_order.shrink_to_fit();
         }
-        self.push_pull_with_random(now);
+        if !self.leaving {
+            self.push_pull_with_random(now, |e| e.state == MemberState::Alive, true);
+        }
     }
 
-    /// Exchange full views with one random live member (not while leaving).
-    fn push_pull_with_random(&mut self, now: Instant) {
-        if self.leaving {
-            return;
+    /// The push-pull after a join: a pull, really. This node's view is the
+    /// seed's snapshot plus what it heard since, nothing the partner lacks,
+    /// so it sends only its own record and gets the partner's whole view.
+    fn join_sync(&mut self, now: Instant) {
+        if !self.leaving {
+            self.push_pull_with_random(now, |e| e.state == MemberState::Alive, false);
         }
-        if let Some(&i) = self
-            .random_members(1, |e| e.state == MemberState::Alive)
-            .first()
-        {
+    }
+
+    /// Send a push-pull request to one random member that passes `keep`:
+    /// this node's whole view if `full`, else only its own record.
+    fn push_pull_with_random(&mut self, now: Instant, keep: impl Fn(&Entry) -> bool, full: bool) {
+        if let Some(&i) = self.random_members(1, keep).first() {
             let to = self.members[i].addr.get();
-            let payload =
-                codec::encode_packet(&Message::PushPull(self.push_pull(now, false, false)));
+            let mut request = self.push_pull(now, false, false);
+            if !full {
+                request.members.truncate(1);
+            }
+            let payload = codec::encode_packet(&Message::PushPull(request));
             self.send_stream(to, payload, MessageType::PushPull);
         }
     }
@@ -792,21 +801,13 @@ impl Node {
             .filter(|e| e.state == MemberState::Dead)
             .count();
         let chance = (dead as f64 / self.live.max(1) as f64).min(1.0);
-        if dead == 0 || !self.rng.random_bool(chance) {
-            return;
-        }
-        if let Some(&i) = self
-            .random_members(1, |e| e.state == MemberState::Dead)
-            .first()
-        {
-            let to = self.members[i].addr.get();
-            let payload =
-                codec::encode_packet(&Message::PushPull(self.push_pull(now, false, false)));
-            self.send_stream(to, payload, MessageType::PushPull);
+        if dead > 0 && self.rng.random_bool(chance) {
+            self.push_pull_with_random(now, |e| e.state == MemberState::Dead, true);
         }
     }
 
-    /// This node's full view and recent user events, for a push-pull.
+    /// This node's full view (its own record first) and recent user
+    /// events, for a push-pull.
     fn push_pull(&mut self, now: Instant, join: bool, reply: bool) -> PushPull {
         let events = self.user_events.recent(now, self.config.event_dedup_window);
         PushPull {
