@@ -86,6 +86,27 @@ pub enum MemberState {
 }
 
 impl MemberState {
+    /// The state's wire code (push-pull records, record digests).
+    pub fn code(self) -> u8 {
+        match self {
+            MemberState::Alive => 0,
+            MemberState::Suspect => 1,
+            MemberState::Dead => 2,
+            MemberState::Left => 3,
+        }
+    }
+
+    /// The state of a wire code.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(MemberState::Alive),
+            1 => Some(MemberState::Suspect),
+            2 => Some(MemberState::Dead),
+            3 => Some(MemberState::Left),
+            _ => None,
+        }
+    }
+
     /// Dead or left: no longer a member of the live cluster.
     pub fn is_gone(self) -> bool {
         matches!(self, MemberState::Dead | MemberState::Left)
@@ -117,6 +138,18 @@ pub struct Member {
     pub tags: Arc<Tags>,
     /// Protocol versions the member speaks, `(min, max)`.
     pub protocol: (u8, u8),
+}
+
+/// A 32-bit digest of one member record: its name, incarnation and state
+/// (a tag or address change takes a new incarnation). Stable across builds
+/// and machines: a [`crate::message::Message::Pull`] lists the puller's
+/// digests so that the answer carries only the records it lacks or holds
+/// in an older version.
+pub fn record_digest(name: &str, incarnation: u32, state: MemberState) -> u32 {
+    let mut h = crate::kv::hash::StableHasher::new();
+    h.write_bytes(name.as_bytes());
+    h.write_u64((u64::from(incarnation) << 8) | u64::from(state.code()));
+    h.finish() as u32
 }
 
 /// Check a member name: non-empty, at most [`MAX_NAME_LEN`] bytes.

@@ -104,6 +104,15 @@ pub enum Message {
         /// The answer.
         response: crate::kv::SyncResponse,
     },
+    /// A request for the member records the sender lacks, over a stream:
+    /// the answer is a [`PushPull`] reply with only the records whose
+    /// [`crate::member::record_digest`] is not in `digest`.
+    Pull {
+        /// The sender's own claim.
+        alive: Alive,
+        /// Digests of every member record the sender holds.
+        digest: Vec<u32>,
+    },
 }
 
 /// The step of a state exchange between an initiator A and a peer B.
@@ -250,11 +259,13 @@ pub enum MessageType {
     KvSyncRequest = 15,
     /// [`Message::KvSyncResponse`]
     KvSyncResponse = 16,
+    /// [`Message::Pull`]
+    Pull = 17,
 }
 
 impl MessageType {
     /// Every type, in code order.
-    pub const ALL: [MessageType; 16] = [
+    pub const ALL: [MessageType; 17] = [
         MessageType::Ping,
         MessageType::Ack,
         MessageType::Nack,
@@ -271,6 +282,7 @@ impl MessageType {
         MessageType::KvRecords,
         MessageType::KvSyncRequest,
         MessageType::KvSyncResponse,
+        MessageType::Pull,
     ];
 
     /// The type of a wire code, if known.
@@ -297,6 +309,7 @@ impl MessageType {
             MessageType::KvRecords => "kv_records",
             MessageType::KvSyncRequest => "kv_sync_request",
             MessageType::KvSyncResponse => "kv_sync_response",
+            MessageType::Pull => "pull",
         }
     }
 }
@@ -321,6 +334,7 @@ impl Message {
             Message::KvRecords(_) => MessageType::KvRecords,
             Message::KvSyncRequest { .. } => MessageType::KvSyncRequest,
             Message::KvSyncResponse { .. } => MessageType::KvSyncResponse,
+            Message::Pull { .. } => MessageType::Pull,
         }
     }
 }

@@ -242,6 +242,8 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(session, request)| Message::KvSyncRequest { session, request }),
         (any::<u32>(), sync_response())
             .prop_map(|(session, response)| Message::KvSyncResponse { session, response }),
+        (alive(), vec(any::<u32>(), 0..20))
+            .prop_map(|(alive, digest)| Message::Pull { alive, digest }),
         (any::<u32>(), name()).prop_map(|(seq, target)| Message::Ping { seq, target }),
         any::<u32>().prop_map(|seq| Message::Ack { seq }),
         (any::<u32>(), any::<bool>()).prop_map(|(seq, refused)| Message::Nack { seq, refused }),
@@ -450,6 +452,16 @@ fn every_message_type_is_covered() {
                 records: vec![record],
                 want: vec![5],
             },
+        },
+        Message::Pull {
+            alive: Alive {
+                incarnation: 2,
+                name: "node-b".into(),
+                addr: "10.0.0.2:7946".parse().unwrap(),
+                protocol: (1, 1),
+                tags: Arc::new(Tags::new()),
+            },
+            digest: vec![7, u32::MAX],
         },
     ]);
     let mut kinds: Vec<MessageType> = msgs.iter().map(Message::kind).collect();

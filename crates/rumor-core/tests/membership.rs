@@ -382,3 +382,39 @@ fn a_restart_resuming_its_incarnation_comes_back_above_it() {
         assert!(net.node(o).member(&name(2)).unwrap().incarnation > old);
     }
 }
+
+/// The pull that follows a join lists a digest per record held; the answer
+/// carries only the records missing from the list, not the whole view.
+#[test]
+fn a_pull_is_answered_with_only_the_missing_records() {
+    use rumor_core::codec;
+    use rumor_core::member::record_digest;
+    use rumor_core::message::Message;
+    let mut net = converged(6);
+    let asker = net.node(5);
+    let alive = rumor_core::message::Alive {
+        incarnation: asker.local().incarnation,
+        name: asker.local().name.clone(),
+        addr: asker.local().addr,
+        protocol: asker.local().protocol,
+        tags: asker.local().tags.clone(),
+    };
+    // The asker holds every record but node 3's.
+    let digest = asker
+        .members()
+        .filter(|m| *m.name != name(3))
+        .map(|m| record_digest(&m.name, m.incarnation, m.state))
+        .collect();
+    let from = net.addrs[5];
+    let pull = codec::encode_packet(&Message::Pull { alive, digest });
+    let mut reply = None;
+    net.with(0, |node, now| reply = node.handle_stream(now, from, &pull));
+    let reply = reply.expect("a pull is answered");
+    let decoded = codec::decode(&reply).expect("the answer decodes");
+    let [Message::PushPull(pp)] = decoded.messages.as_slice() else {
+        panic!("not one push-pull: {:?}", decoded.messages);
+    };
+    assert!(pp.reply, "the answer is not to be answered again");
+    let names: Vec<&str> = pp.members.iter().map(|m| &*m.alive.name).collect();
+    assert_eq!(names, vec![name(3).as_str()]);
+}

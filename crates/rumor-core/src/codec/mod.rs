@@ -121,13 +121,8 @@ fn decode_body(kind: MessageType, r: &mut Reader) -> Result<Message, DecodeError
             // Each record takes at least 12 bytes: never reserve more than that justifies.
             let mut members = Vec::with_capacity(count.min(r.0.len() / 12));
             for _ in 0..count {
-                let state = match r.u8()? {
-                    0 => MemberState::Alive,
-                    1 => MemberState::Suspect,
-                    2 => MemberState::Dead,
-                    3 => MemberState::Left,
-                    _ => return Err(DecodeError::Malformed("member state")),
-                };
+                let state = MemberState::from_code(r.u8()?)
+                    .ok_or(DecodeError::Malformed("member state"))?;
                 members.push(MemberRecord {
                     state,
                     alive: r.alive()?,
@@ -235,6 +230,19 @@ fn decode_body(kind: MessageType, r: &mut Reader) -> Result<Message, DecodeError
             session: r.u32()?,
             response: r.sync_response()?,
         },
+        MessageType::Pull => {
+            let alive = r.alive()?;
+            let count = r.len()?;
+            if count > r.0.len() / 4 {
+                return Err(DecodeError::Truncated);
+            }
+            let mut digest = Vec::with_capacity(count);
+            for _ in 0..count {
+                let b: [u8; 4] = r.take(4)?.try_into().map_err(|_| DecodeError::Truncated)?;
+                digest.push(u32::from_le_bytes(b));
+            }
+            Message::Pull { alive, digest }
+        }
     })
 }
 
@@ -457,12 +465,7 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
             out.push(u8::from(pp.join) | (u8::from(pp.reply) << 1));
             put_varint(out, pp.members.len() as u64);
             for m in &pp.members {
-                out.push(match m.state {
-                    MemberState::Alive => 0,
-                    MemberState::Suspect => 1,
-                    MemberState::Dead => 2,
-                    MemberState::Left => 3,
-                });
+                out.push(m.state.code());
                 put_alive(out, &m.alive);
             }
             if !pp.events.is_empty() {
@@ -520,6 +523,13 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
             kv::put_sync_response(out, response);
         }
         Message::UserEvent(ev) => put_user_event(out, ev),
+        Message::Pull { alive, digest } => {
+            put_alive(out, alive);
+            put_varint(out, digest.len() as u64);
+            for d in digest {
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+        }
     }
 }
 

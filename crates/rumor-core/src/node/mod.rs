@@ -27,7 +27,9 @@ use crate::broadcast::BroadcastQueue;
 use crate::codec::{self, DecodeError, PROTOCOL_MAX, PROTOCOL_MIN};
 use crate::config::Config;
 use crate::event::Event;
-use crate::member::{validate_name, Member, MemberState, PackedAddr, Tags, MAX_TAGS_BYTES};
+use crate::member::{
+    record_digest, validate_name, Member, MemberState, PackedAddr, Tags, MAX_TAGS_BYTES,
+};
 use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull, UserEvent};
 use crate::state::ClusterState;
 use crate::stats::Stats;
@@ -366,18 +368,22 @@ impl Node {
         }
         let mut reply = None;
         for msg in self.decode(bytes)? {
-            if let Message::PushPull(pp) = msg {
-                self.stats.count_in(MessageType::PushPull);
-                self.merge_push_pull(now, &pp);
-                if !pp.reply {
-                    self.stats.streams_out += 1;
-                    self.stats.count_out(MessageType::PushPull);
-                    reply = Some(codec::encode_packet(&Message::PushPull(
-                        self.push_pull(now, false, true),
-                    )));
+            match msg {
+                Message::PushPull(pp) => {
+                    self.stats.count_in(MessageType::PushPull);
+                    self.merge_push_pull(now, &pp);
+                    if !pp.reply {
+                        let answer = self.push_pull(now, false, true);
+                        reply = Some(self.stream_reply(answer));
+                    }
                 }
-            } else {
-                self.handle_message(now, from, msg);
+                Message::Pull { alive, digest } => {
+                    self.stats.count_in(MessageType::Pull);
+                    self.on_alive(now, &alive, false);
+                    let answer = self.answer_pull(now, &digest);
+                    reply = Some(self.stream_reply(answer));
+                }
+                msg => self.handle_message(now, from, msg),
             }
         }
         self.forward_fresh(now);
@@ -405,7 +411,7 @@ impl Node {
                 // `forward_fresh` below runs the round.
                 Timer::EagerTick => self.eager_scheduled = false,
                 Timer::PushPullTick => self.push_pull_tick(now),
-                Timer::JoinSync => self.join_sync(now),
+                Timer::JoinSync => self.join_sync(),
                 Timer::ReconnectTick => self.reconnect_tick(now),
                 Timer::StateSyncTick => self.state_sync_tick(now),
                 Timer::AggregateTick => self.aggregate_tick(now),
@@ -598,6 +604,8 @@ impl Node {
             Message::KvSyncResponse { session, response } => {
                 self.on_kv_sync_response(now, from, session, response)
             }
+            // Answered only over a stream (`handle_stream`).
+            Message::Pull { .. } => {}
         }
     }
 
@@ -757,28 +765,42 @@ impl Node {
             self.probe_order.shrink_to_fit();
         }
         if !self.leaving {
-            self.push_pull_with_random(now, |e| e.state == MemberState::Alive, true);
+            self.push_pull_with_random(now, |e| e.state == MemberState::Alive);
         }
     }
 
-    /// The push-pull after a join: a pull, really. This node's view is the
-    /// seed's snapshot plus what it heard since, nothing the partner lacks,
-    /// so it sends only its own record and gets the partner's whole view.
-    fn join_sync(&mut self, now: Instant) {
-        if !self.leaving {
-            self.push_pull_with_random(now, |e| e.state == MemberState::Alive, false);
+    /// The exchange after a join is a pull: this node's view is the seed's
+    /// snapshot plus what it heard since, nothing a partner lacks. It lists
+    /// a 4-byte digest per record it holds, and the answer carries only the
+    /// records missing from that list (usually none): a few bytes per
+    /// member instead of a full view each way.
+    fn join_sync(&mut self) {
+        if self.leaving {
+            return;
         }
+        let Some(&i) = self
+            .random_members(1, |e| e.state == MemberState::Alive)
+            .first()
+        else {
+            return;
+        };
+        let to = self.members[i].addr.get();
+        let pull = Message::Pull {
+            alive: alive_of(&self.name, self.local_entry()),
+            digest: self
+                .members
+                .iter()
+                .map(|(name, e)| record_digest(name, e.incarnation, e.state))
+                .collect(),
+        };
+        self.send_stream(to, codec::encode_packet(&pull), MessageType::Pull);
     }
 
-    /// Send a push-pull request to one random member that passes `keep`:
-    /// this node's whole view if `full`, else only its own record.
-    fn push_pull_with_random(&mut self, now: Instant, keep: impl Fn(&Entry) -> bool, full: bool) {
+    /// Send this node's whole view to one random member that passes `keep`.
+    fn push_pull_with_random(&mut self, now: Instant, keep: impl Fn(&Entry) -> bool) {
         if let Some(&i) = self.random_members(1, keep).first() {
             let to = self.members[i].addr.get();
-            let mut request = self.push_pull(now, false, false);
-            if !full {
-                request.members.truncate(1);
-            }
+            let request = self.push_pull(now, false, false);
             let payload = codec::encode_packet(&Message::PushPull(request));
             self.send_stream(to, payload, MessageType::PushPull);
         }
@@ -802,8 +824,27 @@ impl Node {
             .count();
         let chance = (dead as f64 / self.live.max(1) as f64).min(1.0);
         if dead > 0 && self.rng.random_bool(chance) {
-            self.push_pull_with_random(now, |e| e.state == MemberState::Dead, true);
+            self.push_pull_with_random(now, |e| e.state == MemberState::Dead);
         }
+    }
+
+    /// Encode the push-pull answer to a stream request.
+    fn stream_reply(&mut self, answer: PushPull) -> Vec<u8> {
+        self.stats.streams_out += 1;
+        self.stats.count_out(MessageType::PushPull);
+        codec::encode_packet(&Message::PushPull(answer))
+    }
+
+    /// The answer to a [`Message::Pull`]: the records whose digest the
+    /// puller did not list, and the recent user events.
+    fn answer_pull(&mut self, now: Instant, digest: &[u32]) -> PushPull {
+        let held: HashSet<u32> = digest.iter().copied().collect();
+        let mut answer = self.push_pull(now, false, true);
+        answer.members.retain(|m| {
+            let a = &m.alive;
+            !held.contains(&record_digest(&a.name, a.incarnation, m.state))
+        });
+        answer
     }
 
     /// This node's full view (its own record first) and recent user
