@@ -121,15 +121,21 @@ impl<T: Transport> Driver<T> {
     /// A receive failed: a queued ICMP error surfaces this way, so read
     /// which destinations refused our datagrams and tell the core.
     fn receive_failed(&mut self, e: &std::io::Error) {
-        let refused = self.net.take_refused();
-        if refused.is_empty() {
+        if !self.report_refused() {
             tracing::debug!(node = %self.name, error = %e, "udp receive failed");
         }
+    }
+
+    /// Hand the core the destinations the kernel reported "port
+    /// unreachable" for; whether there were any.
+    fn report_refused(&mut self) -> bool {
+        let refused = self.net.take_refused();
         let now = self.now();
-        for to in refused {
+        for &to in &refused {
             tracing::trace!(node = %self.name, %to, "port unreachable");
             self.core.handle_unreachable(now, to);
         }
+        !refused.is_empty()
     }
 
     fn framer(&self) -> &Framer {
@@ -445,7 +451,16 @@ impl<T: Transport> Driver<T> {
                 return;
             }
         };
-        match self.net.send_to(&packet, to).await {
+        let mut sent = self.net.send_to(&packet, to).await;
+        if matches!(&sent, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused) {
+            // With IP_RECVERR the kernel reports an ICMP error answering an
+            // earlier datagram through whichever call on the socket comes
+            // next, and a send that reports it is not made: hand the core
+            // the refusal and send again, or this datagram is lost.
+            self.report_refused();
+            sent = self.net.send_to(&packet, to).await;
+        }
+        match sent {
             Ok(n) => {
                 Counters::inc(&self.counters.udp_packets_out);
                 Counters::add(&self.counters.udp_bytes_out, n);

@@ -261,4 +261,25 @@ async fn a_closed_port_is_reported_unreachable_and_its_node_dead() {
         reports > 0,
         "no survivor read a port-unreachable report for u4's closed port"
     );
+    // Gossip still goes to the recently dead (so they can refute), and each
+    // datagram to u4's port draws an ICMP error that the kernel reports
+    // through the next call on the socket: a send to a live member right
+    // after it must still go out.
+    for i in 0..10 {
+        nodes[0]
+            .send_event("tick", format!("{i}").as_bytes())
+            .await
+            .expect("event");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in &nodes {
+        let t = n.stats().await.expect("stats").transport;
+        assert_eq!(
+            t.udp_send_errors,
+            0,
+            "{}: datagrams lost to send errors",
+            n.name()
+        );
+    }
 }
