@@ -37,9 +37,9 @@ pub struct Config {
     pub gossip_to_the_dead: Duration,
     /// Base interval of full-state push-pull (scaled up with N); zero disables it.
     pub push_pull_interval: Duration,
-    /// After a join, one more push-pull with a random live member this much
-    /// later; zero disables it. The join handshake's reply is a snapshot: a
-    /// member that joins while this node's own alive claim is still
+    /// After a join, a pull from a random live member this much later (the
+    /// records this node lacks, asked for by digest); zero disables it. The
+    /// join handshake's reply is a snapshot: a member that joins while this node's own alive claim is still
     /// spreading gossips its claim to members that do not know this node
     /// yet, and this node may hear it only at the next push-pull, up to
     /// `push_pull_interval` later. Set it to a few times the time a rumor

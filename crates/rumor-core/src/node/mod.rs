@@ -87,7 +87,7 @@ enum Timer {
     /// the last one).
     EagerTick,
     PushPullTick,
-    /// The push-pull that follows a join (see [`Config::join_sync_delay`]).
+    /// The pull that follows a join (see [`Config::join_sync_delay`]).
     JoinSync,
     ReconnectTick,
     StateSyncTick,
@@ -839,17 +839,26 @@ impl Node {
     /// puller did not list, and the recent user events.
     fn answer_pull(&mut self, now: Instant, digest: &[u32]) -> PushPull {
         let held: HashSet<u32> = digest.iter().copied().collect();
-        let mut answer = self.push_pull(now, false, true);
-        answer.members.retain(|m| {
-            let a = &m.alive;
-            !held.contains(&record_digest(&a.name, a.incarnation, m.state))
-        });
-        answer
+        self.view(now, false, true, |name, e| {
+            !held.contains(&record_digest(name, e.incarnation, e.state))
+        })
     }
 
     /// This node's full view (its own record first) and recent user
     /// events, for a push-pull.
     fn push_pull(&mut self, now: Instant, join: bool, reply: bool) -> PushPull {
+        self.view(now, join, reply, |_, _| true)
+    }
+
+    /// The records that pass `keep` (in member order) and the recent user
+    /// events.
+    fn view(
+        &mut self,
+        now: Instant,
+        join: bool,
+        reply: bool,
+        keep: impl Fn(&str, &Entry) -> bool,
+    ) -> PushPull {
         let events = self.user_events.recent(now, self.config.event_dedup_window);
         PushPull {
             events,
@@ -858,6 +867,7 @@ impl Node {
             members: self
                 .members
                 .iter()
+                .filter(|(name, e)| keep(name, e))
                 .map(|(name, e)| MemberRecord {
                     alive: alive_of(name, e),
                     state: e.state,
