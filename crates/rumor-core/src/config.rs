@@ -39,11 +39,11 @@ pub struct Config {
     pub push_pull_interval: Duration,
     /// After a join, a pull from a random live member this much later (the
     /// records this node lacks, asked for by digest); zero disables it. The
-    /// join handshake's reply is a snapshot: a member that joins while this node's own alive claim is still
-    /// spreading gossips its claim to members that do not know this node
-    /// yet, and this node may hear it only at the next push-pull, up to
-    /// `push_pull_interval` later. Set it to a few times the time a rumor
-    /// takes to reach everyone.
+    /// join handshake's reply is a snapshot: a member that joins while this
+    /// node's own alive claim is still spreading gossips its claim to
+    /// members that do not know this node yet, and this node may hear it
+    /// only at the next push-pull, up to `push_pull_interval` later. Set it
+    /// to a few times the time a rumor takes to reach everyone.
     pub join_sync_delay: Duration,
     /// Local health awareness: the score ranges over `0..awareness_max`.
     pub awareness_max: u32,
