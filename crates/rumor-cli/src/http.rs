@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::Stream;
-use metrics_exporter_prometheus::PrometheusHandle;
 use rumor_core::{Member, MemberState, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -38,7 +37,7 @@ pub struct ApiState {
     /// Bearer token of the write endpoints.
     pub token: Option<Arc<str>>,
     /// Metrics renderer.
-    pub metrics: Option<PrometheusHandle>,
+    pub metrics: Option<crate::metrics::Handle>,
     /// When each member last changed, as seen here.
     pub changes: Arc<Mutex<HashMap<String, SystemTime>>>,
     /// Told when `POST /v1/leave` has left: the agent then exits.
