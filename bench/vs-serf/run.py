@@ -320,6 +320,10 @@ class NetCounter:
 # The two systems: how to start an agent, read its log, send a user event.
 
 SERF_LINE = re.compile(r"\[(\w+)\] ([\w.]+): (.*)$")
+# Serf's log writer is not line-atomic: under load two records can arrive
+# on one line ("... EventMemberJoin: a 127.0.0.1    2026/11/22 05:54:26
+# [INFO] serf: EventMemberJoin: b ..."). Split before each timestamp.
+SERF_RECORD = re.compile(r"(?=\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[)")
 
 
 class Serf:
@@ -347,10 +351,14 @@ class Serf:
         return [self.base + i for i in range(n)] + [self.base + 1000 + i for i in range(n)]
 
     def parse_line(self, agent, line):
-        m = SERF_LINE.search(line)
-        if not m:
-            return []
-        _lvl, comp, msg = m.groups()
+        out = []
+        for record in SERF_RECORD.split(line):
+            m = SERF_LINE.search(record.rstrip())
+            if m:
+                out += self._parse_record(agent, *m.groups())
+        return out
+
+    def _parse_record(self, agent, _lvl, comp, msg):
         if comp == "agent" and msg.startswith("Serf agent starting"):
             return [("ready", None, None)]
         if comp == "serf":
@@ -998,8 +1006,8 @@ def markdown(results, meta):
                 out.append(f"- {res['system']} network figures: {st.get('net_method')}")
             if "self_reported_payload_bytes_per_s_per_agent" in st:
                 out.append(
-                    f"- rumor's own transport counters (UDP + TCP stream payload, no IP headers; refreshed about once a "
-                    f"second): {st['self_reported_payload_bytes_per_s_per_agent']} B/s, "
+                    f"- rumor's own transport counters (UDP + TCP stream payload, no IP headers; read from /metrics "
+                    f"at both ends of the window): {st['self_reported_payload_bytes_per_s_per_agent']} B/s, "
                     f"{st['self_reported_packets_per_s_per_agent']} datagrams/s per agent")
             for e in res["errors"]:
                 out.append(f"- {res['system']} problem: {e}")
