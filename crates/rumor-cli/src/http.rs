@@ -860,11 +860,17 @@ async fn delete_keys(
 
 async fn metrics(State(st): State<ApiState>) -> Response {
     match &st.metrics {
-        Some(h) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            crate::metrics::render(h, st.cluster.name()),
-        )
-            .into_response(),
+        Some(h) => {
+            // The library exports once a second; a scrape reads the node now.
+            if let Ok(stats) = st.cluster.stats().await {
+                rumor::metrics::export(st.cluster.name(), &stats);
+            }
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                crate::metrics::render(h, st.cluster.name()),
+            )
+                .into_response()
+        }
         None => ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
             "metrics are disabled".into(),

@@ -169,7 +169,11 @@ pub struct Stats {
 }
 
 /// Export `stats` of node `node` to the installed `metrics` recorder.
-pub(crate) fn export(node: &str, stats: &Stats) {
+///
+/// The driver does this every [`Builder::metrics_interval`](crate::Builder::metrics_interval);
+/// call it with a fresh [`Node::stats`](crate::Node::stats) before rendering a
+/// scrape so that the scrape reads current values, not up to an interval old.
+pub fn export(node: &str, stats: &Stats) {
     let labels = [("node", node.to_string())];
     let counter = |name: &'static str, v: u64| metrics::counter!(name, &labels).absolute(v);
     let c = &stats.core;
