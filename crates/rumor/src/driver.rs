@@ -418,18 +418,19 @@ impl<T: Transport> Driver<T> {
                         "member event"
                     );
                     let ev = MemberEvent { kind, member };
-                    self.all_events.send(Event::Member(Arc::new(ev.clone())));
-                    self.events.send(ev);
+                    self.all_events
+                        .send_with(|| Event::Member(Arc::new(ev.clone())));
+                    self.events.send_with(|| ev);
                 }
                 CoreEvent::User(ev) => {
                     tracing::debug!(node = %self.name, origin = %ev.origin, name = %ev.name, ltime = ev.ltime, "user event");
-                    self.all_events.send(Event::User(Arc::new(ev)));
+                    self.all_events.send_with(|| Event::User(Arc::new(ev)));
                 }
                 CoreEvent::State(change) => {
-                    self.all_events.send(Event::State(Arc::new(change)));
+                    self.all_events.send_with(|| Event::State(Arc::new(change)));
                 }
                 CoreEvent::Kv(change) => {
-                    self.all_events.send(Event::Kv(Arc::new(change)));
+                    self.all_events.send_with(|| Event::Kv(Arc::new(change)));
                 }
                 CoreEvent::LeaveComplete => {
                     st.left = true;

@@ -34,10 +34,11 @@ impl<T: Clone> LazyChannel<T> {
             .subscribe()
     }
 
-    /// Pass `event` to the receivers, if anyone ever subscribed.
-    pub(crate) fn send(&self, event: T) {
-        if let Some(tx) = self.tx.get() {
-            let _ = tx.send(event);
+    /// Pass the event `make` builds to the receivers; `make` runs only if
+    /// somebody is subscribed (no allocation for events nobody reads).
+    pub(crate) fn send_with(&self, make: impl FnOnce() -> T) {
+        if let Some(tx) = self.tx.get().filter(|tx| tx.receiver_count() > 0) {
+            let _ = tx.send(make());
         }
     }
 }
@@ -49,11 +50,13 @@ mod tests {
     #[test]
     fn events_reach_receivers_subscribed_before_them_only() {
         let ch = LazyChannel::new(4);
-        ch.send(1); // nobody listens: no channel, nothing kept
+        ch.send_with(|| 1); // nobody listens: no channel, nothing kept
         assert!(ch.tx.get().is_none());
         let mut rx = ch.subscribe();
-        ch.send(2);
+        ch.send_with(|| 2);
         assert_eq!(rx.try_recv().ok(), Some(2));
         assert!(rx.try_recv().is_err());
+        drop(rx);
+        ch.send_with(|| unreachable!("built with nobody subscribed"));
     }
 }
