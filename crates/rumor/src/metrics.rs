@@ -6,7 +6,11 @@
 //! [`TransportStats`]. [`Stats`] bundles both with the awareness score and
 //! the members by state; the driver exports it about once a second as
 //! `rumor_*` counters and gauges labelled with the node's name, to
-//! whichever recorder the application installed (none: no cost).
+//! whichever recorder the application installed (none: no cost). Any
+//! recorder works; note that metrics-exporter-prometheus builds a quanta
+//! clock whose TSC calibration can spin for up to 200 ms of CPU at start on
+//! a busy machine (the `rumor` agent renders Prometheus text with its own
+//! recorder for that reason).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
