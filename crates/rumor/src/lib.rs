@@ -7,7 +7,7 @@
 //! compression, DNS seeds, and metrics through the [`metrics`] facade.
 //!
 //! The protocol itself lives in [`rumor_core`] (re-exported as
-//! [`core`](crate::core)), a sans-IO state machine; this crate drives it
+//! [`core`]), a sans-IO state machine; this crate drives it
 //! with one tokio task per node.
 //!
 //! ```
