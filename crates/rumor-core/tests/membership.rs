@@ -111,6 +111,52 @@ fn a_refusing_port_is_declared_dead_sooner_and_only_that_member() {
     assert!(slow >= c.suspicion_min(n), "{slow:?}");
 }
 
+/// A prober whose direct ping raced the crash (it reached the socket, then
+/// the process died: no ICMP answer) still declares the member dead as soon
+/// as every relay's ping is refused, rather than starting a Lifeguard
+/// suspicion. Three nodes, so node 0 probes the victim first in some runs.
+#[test]
+fn relays_refused_suffice_when_the_direct_ping_was_lost_silently() {
+    let (n, victim, prober) = (3, 2, 0);
+    let c = Config::lan();
+    let mut suspected_runs = 0;
+    for phase in 0..8 {
+        let mut net = Net::converged(n, c.clone());
+        net.refuse_when_down = true;
+        net.unreported_from = Some(prober);
+        net.run_for(secs(5.0 + 0.23 * phase as f64));
+        net.crash(victim);
+        let ok = net.run_until_true(secs(60.0), |net| {
+            (0..2).all(|o| net.state_of(o, &name(victim)) == Some(MemberState::Dead))
+        });
+        assert!(
+            ok,
+            "phase {phase}: the crashed node was not marked dead by all"
+        );
+        let first = |kind| {
+            net.seen(kind, victim)
+                .find(|e| e.observer == prober)
+                .map(|e| e.at)
+        };
+        let (suspect, failed) = (
+            first(MemberEventKind::Suspect),
+            first(MemberEventKind::Failed),
+        );
+        let failed = failed.expect("the prober marked it failed");
+        if let Some(suspect) = suspect {
+            suspected_runs += 1;
+            assert!(
+                failed - suspect < c.probe_timeout,
+                "phase {phase}: suspected at {suspect:?}, dead only at {failed:?}"
+            );
+        }
+    }
+    assert!(
+        suspected_runs > 0,
+        "the prober never saw the victim suspected"
+    );
+}
+
 #[test]
 fn node_silent_shorter_than_suspicion_timeout_refutes_and_never_dies() {
     // Silent (nothing in, nothing out) for the minimum suspicion timeout:

@@ -342,8 +342,8 @@ impl Node {
     /// A datagram this node sent to `to` came back "port unreachable" (an
     /// ICMP error the driver read from its socket): nothing listens there.
     /// A probe of that address asks its relays at once, a relayed ping is
-    /// nacked at once, and a member whose direct and relayed pings were all
-    /// refused is suspected with the short
+    /// nacked at once, and a member whose relayed pings were all refused
+    /// (and its direct one, unless lost) is suspected with the short
     /// [`crate::Config::unreachable_suspicion_timeout`] instead of the Lifeguard
     /// timeout. Ignored when that setting is `None`.
     pub fn handle_unreachable(&mut self, now: Instant, to: SocketAddr) {

@@ -34,6 +34,18 @@ pub(super) struct Probe {
     refused_nacks: u32,
 }
 
+impl Probe {
+    /// Every relay's ping came back "port unreachable", and the direct one
+    /// too or there were relays to ask: nothing listens at the address.
+    /// The relays alone suffice: a direct ping that reached the target's
+    /// socket as its process died is lost without any report.
+    fn unreachable(&self) -> bool {
+        self.relays_asked
+            && (self.refused || self.expected_nacks > 0)
+            && self.refused_nacks >= self.expected_nacks
+    }
+}
+
 /// A ping-req this node is relaying.
 pub(super) struct Relay {
     requester: SocketAddr,
@@ -235,8 +247,9 @@ impl Node {
         let me = self.name.clone();
         self.stats.suspicions += 1;
         let target = p.target.clone();
+        let refused = p.refused || p.unreachable();
         self.on_suspect(now, p.incarnation, p.target, me, true);
-        if p.refused {
+        if refused {
             self.cap_suspicion(&target);
         }
     }
@@ -279,12 +292,13 @@ impl Node {
         }
     }
 
-    /// A probe whose direct ping and every relay's ping were refused needs
+    /// A probe whose pings were all refused ([`Probe::unreachable`]) needs
     /// no more waiting: judge it now, not at the end of the interval.
     fn judge_if_refused(&mut self, now: Instant, seq: u32) {
-        let done = self.probes.get(&seq).is_some_and(|p| {
-            p.refused && p.relays_asked && !p.acked && p.refused_nacks >= p.expected_nacks
-        });
+        let done = self
+            .probes
+            .get(&seq)
+            .is_some_and(|p| !p.acked && p.unreachable());
         if let Some(p) = done.then(|| self.probes.remove(&seq)).flatten() {
             // The probe's timers find nothing left and do nothing; the
             // watchers' next probe waits for the next interval as usual.

@@ -47,6 +47,9 @@ pub struct Net {
     /// A datagram to a crashed node comes back "port unreachable" (its
     /// process is gone, its host is up), as the kernel's ICMP would say.
     pub refuse_when_down: bool,
+    /// Datagrams from this node to a crashed one vanish without a report:
+    /// they reached the socket just before its process died.
+    pub unreported_from: Option<usize>,
 }
 
 pub fn name(i: usize) -> String {
@@ -74,6 +77,7 @@ impl Net {
             user_events: Vec::new(),
             config,
             refuse_when_down: false,
+            unreported_from: None,
         };
         for i in 0..n {
             let addr: SocketAddr = format!("127.0.{}.{}:7946", i / 250, i % 250 + 1)
@@ -210,7 +214,8 @@ impl Net {
         let now = self.now;
         let from_addr = self.addrs[from];
         let Some(node) = self.nodes[to].as_mut() else {
-            if self.refuse_when_down && matches!(d, Delivery::Datagram(_)) {
+            let reported = self.unreported_from != Some(from);
+            if self.refuse_when_down && reported && matches!(d, Delivery::Datagram(_)) {
                 self.send(to, from, Delivery::Unreachable(to));
             }
             return;
