@@ -30,7 +30,7 @@ struct Inner {
 /// One metric name's type and its series (rendered labels, rendered value).
 type Family = (&'static str, Vec<(String, String)>);
 
-/// A handle on the installed recorder, to render what it holds.
+/// The recorder: the `metrics` facade writes into it, `/metrics` renders it.
 #[derive(Clone)]
 pub struct Handle(Arc<Inner>);
 
@@ -47,7 +47,7 @@ pub fn install() -> Option<Handle> {
     HANDLE
         .get_or_init(|| {
             let handle = Handle::new();
-            match metrics::set_global_recorder(Recorder(handle.clone())) {
+            match metrics::set_global_recorder(handle.clone()) {
                 Ok(()) => {
                     describe();
                     Some(handle)
@@ -93,9 +93,6 @@ pub fn render(handle: &Handle, name: &str) -> String {
     handle.render()
 }
 
-/// The recorder installed in the `metrics` facade.
-struct Recorder(Handle);
-
 impl Handle {
     fn new() -> Handle {
         Handle(Arc::new(Inner {
@@ -104,7 +101,7 @@ impl Handle {
         }))
     }
 
-    fn describe(&self, name: KeyName, text: SharedString) {
+    fn set_help(&self, name: KeyName, text: SharedString) {
         if let Ok(mut help) = self.0.help.write() {
             help.insert(name.as_str().to_string(), text.to_string());
         }
@@ -144,24 +141,25 @@ impl Handle {
     }
 }
 
-impl metrics::Recorder for Recorder {
+/// The handle is also the recorder installed in the `metrics` facade.
+impl metrics::Recorder for Handle {
     fn describe_counter(&self, name: KeyName, _: Option<Unit>, text: SharedString) {
-        self.0.describe(name, text);
+        self.set_help(name, text);
     }
 
     fn describe_gauge(&self, name: KeyName, _: Option<Unit>, text: SharedString) {
-        self.0.describe(name, text);
+        self.set_help(name, text);
     }
 
     fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
 
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        let c = self.0 .0.registry.get_or_create_counter(key, Arc::clone);
+        let c = self.0.registry.get_or_create_counter(key, Arc::clone);
         Counter::from_arc(c)
     }
 
     fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        let g = self.0 .0.registry.get_or_create_gauge(key, Arc::clone);
+        let g = self.0.registry.get_or_create_gauge(key, Arc::clone);
         Gauge::from_arc(g)
     }
 
@@ -222,8 +220,7 @@ mod tests {
     #[test]
     fn series_render_grouped_typed_and_escaped() {
         let handle = Handle::new();
-        let rec = Recorder(handle.clone());
-        metrics::with_local_recorder(&rec, || {
+        metrics::with_local_recorder(&handle, || {
             metrics::describe_counter!("x_total", "Things\ncounted.");
             metrics::counter!("x_total", "node" => "b").absolute(7);
             metrics::counter!("x_total", "node" => "a\"q\\").increment(2);
