@@ -125,7 +125,7 @@ pub struct MemberJson {
     /// alive, suspect, dead or left.
     pub status: String,
     /// Incarnation.
-    pub incarnation: u32,
+    pub incarnation: u64,
     /// Tags.
     pub tags: BTreeMap<String, String>,
     /// When this agent last saw the member change, in ms since the epoch.

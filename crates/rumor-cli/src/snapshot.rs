@@ -22,7 +22,7 @@ pub struct Snapshot {
     /// The local member's name when written.
     pub name: String,
     /// The local member's incarnation when written.
-    pub incarnation: u32,
+    pub incarnation: u64,
     /// Whether the agent left gracefully.
     #[serde(default)]
     pub left: bool,

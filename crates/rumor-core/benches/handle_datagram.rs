@@ -36,7 +36,7 @@ fn member_addr(i: usize) -> SocketAddr {
     )
 }
 
-fn alive(i: usize, incarnation: u32) -> Alive {
+fn alive(i: usize, incarnation: u64) -> Alive {
     Alive {
         incarnation,
         name: member_name(i),

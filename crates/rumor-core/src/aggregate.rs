@@ -70,6 +70,20 @@ impl Share {
         *self
     }
 
+    /// Whether a received share can be absorbed without producing an
+    /// infinity or a NaN: every field finite, weights non-negative, and
+    /// magnitudes at most [`MAX_MAGNITUDE`] (so that sums of a cluster's
+    /// worth of shares stay finite).
+    pub fn is_sane(&self) -> bool {
+        let bounded = |x: f64| x.is_finite() && x.abs() <= MAX_MAGNITUDE;
+        [self.s, self.w, self.c, self.u].into_iter().all(bounded)
+            && self.w >= 0.0
+            && self.c >= 0.0
+            && self.u >= 0.0
+            && self.min.is_finite()
+            && self.max.is_finite()
+    }
+
     /// Add received mass.
     pub fn absorb(&mut self, other: &Share) {
         self.s += other.s;
@@ -80,6 +94,11 @@ impl Share {
         self.max = self.max.max(other.max);
     }
 }
+
+/// Largest magnitude of a share's mass fields accepted from a peer (and of
+/// a tracked value): 1e300 leaves eight orders of magnitude before a sum
+/// over a cluster overflows.
+pub const MAX_MAGNITUDE: f64 = 1e300;
 
 /// An estimate of one aggregate.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -299,6 +318,9 @@ impl Aggregates {
         value: impl Fn(&str) -> Option<f64>,
         leader: bool,
     ) -> bool {
+        if !self.admissible(epoch, shares) {
+            return false;
+        }
         let leader = if epoch > self.epoch {
             self.begin_epoch(epoch, false, &value);
             false
@@ -306,6 +328,15 @@ impl Aggregates {
             leader
         };
         epoch == self.epoch && self.receive(sender, seq, shares, value, leader)
+    }
+
+    /// Whether a transfer of `epoch` with `shares` may be taken in: its
+    /// epoch is a plausible step from this one ([`crate::limits::EPOCH_JUMP`])
+    /// and every share is sane ([`Share::is_sane`]). [`Aggregates::accept`]
+    /// refuses the others.
+    pub fn admissible(&self, epoch: u64, shares: &[(String, Share)]) -> bool {
+        crate::limits::plausible(self.epoch, epoch, crate::limits::EPOCH_JUMP)
+            && shares.iter().all(|(_, s)| s.is_sane())
     }
 
     /// Apply `sender`'s transfer `seq` of this epoch, once. Names not yet
@@ -421,9 +452,13 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parse a state value as an aggregatable number: finite only.
+/// Parse a state value as an aggregatable number: finite and at most
+/// [`MAX_MAGNITUDE`] in size.
 pub fn parse_value(raw: &str) -> Option<f64> {
-    raw.trim().parse::<f64>().ok().filter(|v| v.is_finite())
+    raw.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && v.abs() <= MAX_MAGNITUDE)
 }
 
 #[cfg(test)]

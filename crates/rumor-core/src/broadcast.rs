@@ -4,6 +4,9 @@
 //! A newer update with the same key replaces the older one. Packets are
 //! filled fewest-sent first, newest first among equals, and an update is
 //! dropped once it has been sent the retransmit limit's number of times.
+//! The queue holds at most its capacity: past it, the update sent most
+//! often (the oldest among those) makes room, as it is the one closest to
+//! retiring anyway; anti-entropy still carries what it said.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
@@ -24,6 +27,8 @@ pub struct BroadcastQueue {
     items: HashMap<u64, Queued>,
     by_key: HashMap<Arc<str>, u64>,
     next_id: u64,
+    /// Most updates held (0: no limit).
+    capacity: usize,
 }
 
 impl BroadcastQueue {
@@ -32,16 +37,33 @@ impl BroadcastQueue {
         Self::default()
     }
 
+    /// An empty queue holding at most `capacity` updates.
+    pub fn with_capacity(capacity: usize) -> Self {
+        BroadcastQueue {
+            capacity,
+            ..Self::default()
+        }
+    }
+
     /// Queue an encoded message about `key`, replacing any older one about it.
-    pub fn push(&mut self, key: Arc<str>, bytes: Vec<u8>) {
-        self.push_boosted(key, bytes, 1);
+    pub fn push(&mut self, key: Arc<str>, bytes: Vec<u8>) -> bool {
+        self.push_boosted(key, bytes, 1)
     }
 
     /// Like [`BroadcastQueue::push`], for an update to be sent `boost` times
     /// the usual retransmit limit (one that must reach everyone, such as a
-    /// refutation).
-    pub fn push_boosted(&mut self, key: Arc<str>, bytes: Vec<u8>, boost: u32) {
+    /// refutation). Returns whether an update was dropped to make room.
+    pub fn push_boosted(&mut self, key: Arc<str>, bytes: Vec<u8>, boost: u32) -> bool {
         self.remove(&key);
+        let full = self.capacity > 0 && self.items.len() >= self.capacity;
+        if full {
+            if let Some(&(transmits, Reverse(id))) = self.order.last() {
+                self.order.remove(&(transmits, Reverse(id)));
+                if let Some(item) = self.items.remove(&id) {
+                    self.by_key.remove(&item.key);
+                }
+            }
+        }
         let id = self.next_id;
         self.next_id += 1;
         self.order.insert((0, Reverse(id)));
@@ -55,6 +77,7 @@ impl BroadcastQueue {
                 boost: boost.max(1),
             },
         );
+        full
     }
 
     /// Drop the update about `key`, if queued.
@@ -168,5 +191,22 @@ mod tests {
         out.clear();
         q.fill(&mut out, 100, 10, |_| {});
         assert_eq!(out[1], 1, "the least-sent goes first");
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_most_sent_update() {
+        let mut q = BroadcastQueue::with_capacity(2);
+        assert!(!q.push("sent".into(), msg(1, 10)));
+        let mut out = Vec::new();
+        q.fill(&mut out, 100, 10, |_| {});
+        assert!(!q.push("fresh".into(), msg(2, 10)));
+        assert!(q.push("fresher".into(), msg(3, 10)), "room was made");
+        assert_eq!(q.len(), 2);
+        assert!(!q.contains("sent"), "the one sent already went");
+        assert!(q.contains("fresh") && q.contains("fresher"));
+        assert!(
+            !q.push("fresher".into(), msg(4, 10)),
+            "a replacement needs no room"
+        );
     }
 }

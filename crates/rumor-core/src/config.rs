@@ -113,6 +113,9 @@ pub struct Config {
     /// Refute suspicions of the local node. Only a test turns this off, to
     /// show the simulator's accuracy check can fail.
     pub refute_suspicions: bool,
+    /// How much this node holds on behalf of others (members, pending
+    /// admissions, state, key space, queued broadcasts).
+    pub limits: crate::limits::Limits,
 }
 
 /// A named starting point for [`Config`].
@@ -203,6 +206,7 @@ impl Config {
             max_event_size: 512,
             event_dedup_window: Duration::from_secs(300),
             refute_suspicions: true,
+            limits: crate::limits::Limits::default(),
         }
     }
 
@@ -300,7 +304,7 @@ impl Config {
                 self.max_stream_size, self.packet_size
             ));
         }
-        Ok(())
+        self.limits.validate()
     }
 
     /// Retransmissions of one update in a cluster of `n` members.

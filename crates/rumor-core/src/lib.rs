@@ -24,6 +24,7 @@ pub mod config;
 pub mod event;
 mod idle;
 pub mod kv;
+pub mod limits;
 pub mod member;
 pub mod message;
 pub mod node;
@@ -35,6 +36,7 @@ pub mod user_event;
 
 pub use config::{Config, Profile};
 pub use event::{Event, MemberEventKind};
+pub use limits::Limits;
 pub use member::{Member, MemberState, Tags};
 pub use message::UserEvent;
 pub use node::{Node, Transmit, TransmitKind};

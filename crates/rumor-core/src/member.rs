@@ -131,7 +131,7 @@ pub struct Member {
     /// Address others dial (UDP and TCP).
     pub addr: SocketAddr,
     /// Version of this member's claims; only grows.
-    pub incarnation: u32,
+    pub incarnation: u64,
     /// Liveness.
     pub state: MemberState,
     /// Metadata.
@@ -145,10 +145,10 @@ pub struct Member {
 /// and machines: a [`crate::message::Message::Pull`] lists the puller's
 /// digests so that the answer carries only the records it lacks or holds
 /// in an older version.
-pub fn record_digest(name: &str, incarnation: u32, state: MemberState) -> u32 {
+pub fn record_digest(name: &str, incarnation: u64, state: MemberState) -> u32 {
     let mut h = crate::kv::hash::StableHasher::new();
     h.write_bytes(name.as_bytes());
-    h.write_u64((u64::from(incarnation) << 8) | u64::from(state.code()));
+    h.write_u64((incarnation << 8) | u64::from(state.code()));
     h.finish() as u32
 }
 

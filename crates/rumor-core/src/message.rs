@@ -46,7 +46,7 @@ pub enum Message {
     /// `from` suspects member `name` at `incarnation`.
     Suspect {
         /// Incarnation the suspicion is about.
-        incarnation: u32,
+        incarnation: u64,
         /// The suspected member.
         name: Arc<str>,
         /// Who suspects it.
@@ -55,7 +55,7 @@ pub enum Message {
     /// Member `name` is dead at `incarnation`; `from == name` means it left.
     Dead {
         /// Incarnation the declaration is about.
-        incarnation: u32,
+        incarnation: u64,
         /// The dead member.
         name: Arc<str>,
         /// Who declared it.
@@ -188,7 +188,7 @@ pub struct UserEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Alive {
     /// Incarnation of this claim.
-    pub incarnation: u32,
+    pub incarnation: u64,
     /// Member name.
     pub name: Arc<str>,
     /// Address to reach it.

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::limits::STATE_VERSION_JUMP;
 use crate::time::Instant;
 
 /// Longest key, in bytes.
@@ -57,6 +58,30 @@ pub enum Outcome {
     Stale,
     /// Over a size limit or otherwise malformed: ignored.
     Invalid,
+    /// The owner's key or byte quota is full ([`Quota`]): ignored.
+    OverQuota,
+    /// Its version is an implausible jump ahead of the owner's known
+    /// version ([`crate::limits::STATE_VERSION_JUMP`]): ignored.
+    Implausible,
+}
+
+/// How much per-node state one owner may hold here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Keys, tombstones included.
+    pub keys: usize,
+    /// Bytes of keys and values.
+    pub bytes: usize,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        let limits = crate::limits::Limits::default();
+        Quota {
+            keys: limits.max_state_keys_per_owner,
+            bytes: limits.max_state_bytes_per_owner,
+        }
+    }
 }
 
 /// A change the state feed reports.
@@ -118,6 +143,12 @@ impl OwnerState {
         v
     }
 
+    /// Keys held (tombstones included) and bytes of keys and values.
+    fn footprint(&self) -> (usize, usize) {
+        let bytes = self.entries.iter().map(|(k, e)| entry_bytes(k, e)).sum();
+        (self.entries.len(), bytes)
+    }
+
     fn set(&mut self, now: Instant, key: String, entry: Entry) {
         if entry.value.is_none() {
             self.deleted_at.insert(key.clone(), now);
@@ -126,6 +157,11 @@ impl OwnerState {
         }
         self.entries.insert(key, entry);
     }
+}
+
+/// Bytes a key and its entry count against an owner's quota.
+fn entry_bytes(key: &str, e: &Entry) -> usize {
+    key.len() + e.value.as_ref().map_or(0, String::len)
 }
 
 /// Check a key and value against the limits.
@@ -154,6 +190,7 @@ pub struct ClusterState {
     me: Arc<str>,
     owners: HashMap<Arc<str>, OwnerState>,
     changes: Vec<Change>,
+    quota: Quota,
 }
 
 impl ClusterState {
@@ -165,7 +202,14 @@ impl ClusterState {
             me,
             owners,
             changes: Vec::new(),
+            quota: Quota::default(),
         }
+    }
+
+    /// The same, holding at most `quota` per owner (this node included).
+    pub fn with_quota(mut self, quota: Quota) -> Self {
+        self.quota = quota;
+        self
     }
 
     /// One owner's state.
@@ -199,9 +243,25 @@ impl ClusterState {
     ) -> Result<Delta, String> {
         validate(key, value.as_deref())?;
         let me = self.me.clone();
+        let quota = self.quota;
         let own = self.owners.entry(me.clone()).or_default();
-        let old_version = own.entries.get(key).map_or(0, |e| e.version);
-        own.max_version += 1;
+        let old = own.entries.get(key);
+        let old_version = old.map_or(0, |e| e.version);
+        let (keys, bytes) = own.footprint();
+        let keys = keys + usize::from(old.is_none());
+        let bytes = bytes - old.map_or(0, |e| entry_bytes(key, e))
+            + key.len()
+            + value.as_ref().map_or(0, String::len);
+        if keys > quota.keys || bytes > quota.bytes {
+            return Err(format!(
+                "per-node state quota: at most {} keys and {} bytes per node (limits.max_state_keys_per_owner, limits.max_state_bytes_per_owner)",
+                quota.keys, quota.bytes
+            ));
+        }
+        own.max_version = own
+            .max_version
+            .checked_add(1)
+            .ok_or("this node's state version space is exhausted")?;
         own.changed_at = now;
         let entry = Entry {
             value,
@@ -348,8 +408,10 @@ impl ClusterState {
                 self.supersede(now, d),
             );
         }
+        let quota = self.quota;
         let owner = self.owners.entry(d.owner.clone()).or_default();
         let before = owner.max_version;
+        let ceiling = before.saturating_add(STATE_VERSION_JUMP);
         if d.reset {
             // Drop what the sender no longer has: it was deleted and collected.
             let keep: std::collections::HashSet<&str> =
@@ -372,9 +434,21 @@ impl ClusterState {
                 outcomes.push(Outcome::Invalid);
                 continue;
             }
-            let old_version = owner.entries.get(key).map_or(0, |x| x.version);
+            if e.version > ceiling {
+                outcomes.push(Outcome::Implausible);
+                continue;
+            }
+            let old = owner.entries.get(key);
+            let old_version = old.map_or(0, |x| x.version);
             if e.version <= old_version {
                 outcomes.push(Outcome::Stale);
+                continue;
+            }
+            let (keys, bytes) = owner.footprint();
+            let keys = keys + usize::from(old.is_none());
+            let bytes = bytes - old.map_or(0, |x| entry_bytes(key, x)) + entry_bytes(key, e);
+            if keys > quota.keys || bytes > quota.bytes {
+                outcomes.push(Outcome::OverQuota);
                 continue;
             }
             owner.set(now, key.clone(), e.clone());
@@ -390,7 +464,10 @@ impl ClusterState {
                 owner.max_version = e.version;
             }
         }
-        if (d.reset || d.from <= owner.max_version) && d.through > owner.max_version {
+        if (d.reset || d.from <= owner.max_version)
+            && d.through > owner.max_version
+            && d.through <= ceiling
+        {
             owner.max_version = d.through;
         }
         if owner.max_version > before {
@@ -410,7 +487,7 @@ impl ClusterState {
             .max()
             .unwrap_or(0)
             .max(d.through);
-        if seen <= own.max_version {
+        if seen <= own.max_version || seen > own.max_version.saturating_add(STATE_VERSION_JUMP) {
             return None;
         }
         own.max_version = seen;
@@ -431,7 +508,7 @@ impl ClusterState {
             entries: Vec::new(),
         };
         for k in keys {
-            own.max_version += 1;
+            own.max_version = own.max_version.saturating_add(1);
             let value = own.entries.get(&k).and_then(|e| e.value.clone());
             let entry = Entry {
                 value,

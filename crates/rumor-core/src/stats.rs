@@ -78,6 +78,27 @@ pub struct Stats {
     pub kv_syncs: u64,
     /// Merkle sync sessions abandoned on a refusal or a mismatched answer.
     pub kv_sync_failures: u64,
+    /// Claims whose counter (incarnation, state version, epoch) jumped
+    /// implausibly far ahead of what is known (ignored; see [`crate::limits`]).
+    pub implausible_counters: u64,
+    /// New members refused because `limits.max_members` are held.
+    pub members_refused: u64,
+    /// New names heard from a third party and held pending their own ack.
+    pub members_pending: u64,
+    /// Pending names admitted on their ack.
+    pub members_verified: u64,
+    /// New names refused because the pending table (or the sender's share
+    /// of it) was full.
+    pub admissions_refused: u64,
+    /// Queued broadcasts dropped because `limits.max_broadcasts` were queued.
+    pub broadcasts_dropped: u64,
+    /// Per-node state entries refused: their owner is not a member, or the
+    /// owner's key or byte quota is full.
+    pub state_refused: u64,
+    /// Key-space writes refused because a key-space quota is full.
+    pub kv_refused: u64,
+    /// Aggregation transfers refused: non-finite or overflowing values.
+    pub aggregate_invalid: u64,
 }
 
 impl Stats {

@@ -16,6 +16,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::limits::LAMPORT_CEILING;
 use crate::message::UserEvent;
 use crate::time::Instant;
 
@@ -40,14 +41,18 @@ impl EventLog {
 
     /// Stamp a new local event: advance the clock and return its time.
     pub fn tick(&mut self) -> u64 {
-        self.clock += 1;
+        // The clock never passes LAMPORT_CEILING by witnessing, so this
+        // saturates only after 2^62 local events.
+        self.clock = self.clock.saturating_add(1);
         self.clock
     }
 
-    /// Record `ev`, advancing the clock past it; true if it is new.
+    /// Record `ev`, advancing the clock to its time (at most to
+    /// [`LAMPORT_CEILING`]: a forged time near `u64::MAX` must not wrap or
+    /// pin the clock); true if it is new.
     pub fn witness(&mut self, now: Instant, ev: &UserEvent, window: Duration) -> bool {
         self.expire(now, window);
-        self.clock = self.clock.max(ev.ltime);
+        self.clock = self.clock.max(ev.ltime.min(LAMPORT_CEILING));
         if !self.seen.insert((ev.origin.clone(), ev.ltime)) {
             return false;
         }
@@ -121,6 +126,17 @@ mod tests {
         let later = Instant::ZERO + Duration::from_secs(11);
         assert!(log.witness(later, &ev("c", 1), w));
         assert_eq!(log.remembered(), 1, "old entries expired");
+    }
+
+    #[test]
+    fn a_forged_maximum_time_neither_wraps_nor_pins_the_clock() {
+        let mut log = EventLog::default();
+        let w = Duration::from_secs(10);
+        assert!(log.witness(Instant::ZERO, &ev("forger", u64::MAX), w));
+        let first = log.tick();
+        let second = log.tick();
+        assert_eq!(first, LAMPORT_CEILING + 1);
+        assert!(second > first, "local events keep distinct, growing times");
     }
 
     #[test]

@@ -44,7 +44,7 @@ fn tags() -> impl Strategy<Value = Arc<Tags>> {
 }
 
 fn alive() -> impl Strategy<Value = Alive> {
-    (any::<u32>(), name(), addr(), any::<(u8, u8)>(), tags()).prop_map(
+    (any::<u64>(), name(), addr(), any::<(u8, u8)>(), tags()).prop_map(
         |(incarnation, name, addr, protocol, tags)| Alive {
             incarnation,
             name,
@@ -255,12 +255,12 @@ fn message() -> impl Strategy<Value = Message> {
             }
         }),
         alive().prop_map(Message::Alive),
-        (any::<u32>(), name(), name()).prop_map(|(incarnation, name, from)| Message::Suspect {
+        (any::<u64>(), name(), name()).prop_map(|(incarnation, name, from)| Message::Suspect {
             incarnation,
             name,
             from,
         }),
-        (any::<u32>(), name(), name()).prop_map(|(incarnation, name, from)| Message::Dead {
+        (any::<u64>(), name(), name()).prop_map(|(incarnation, name, from)| Message::Dead {
             incarnation,
             name,
             from,
@@ -344,7 +344,7 @@ fn every_message_type_is_covered() {
         tags: Arc::new(tags),
     };
     let a6 = Alive {
-        incarnation: u32::MAX,
+        incarnation: u64::MAX,
         name: "node-β".into(),
         addr: "[2001:db8::1]:7946".parse().unwrap(),
         protocol: (1, 3),
@@ -482,7 +482,7 @@ fn long_bodies_use_multi_byte_lengths() {
         let members = (0..n)
             .map(|i| MemberRecord {
                 alive: Alive {
-                    incarnation: i as u32,
+                    incarnation: i as u64,
                     name: format!("member-{i:05}").into(),
                     addr: addr4((i % 250) as u8, 7946),
                     protocol: (1, 1),
@@ -881,7 +881,7 @@ fn encoded_sizes_beat_memberlist() {
         (
             "alive",
             codec::encode_packet(&alive(1)).len(),
-            codec::encode_packet(&alive(u32::MAX)).len(),
+            codec::encode_packet(&alive(u64::from(u32::MAX))).len(),
             77,
         ),
     ];

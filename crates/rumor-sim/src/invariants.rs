@@ -83,7 +83,7 @@ pub struct PendingCrash {
     /// Its generation (restarts bump it).
     pub generation: u32,
     /// Its incarnation at the crash.
-    pub incarnation: u32,
+    pub incarnation: u64,
     /// When it crashed.
     pub at: Micros,
 }
@@ -102,9 +102,9 @@ pub struct Checker {
     /// Observer pairs the accuracy check looked at.
     pub accuracy_pairs: u64,
     /// (observer, subject) -> incarnation it was last seen dead at.
-    dead_at: FastMap<(u32, u32), u32>,
+    dead_at: FastMap<(u32, u32), u64>,
     /// (observer, subject) -> last incarnation reported (small clusters only).
-    last_inc: FastMap<(u32, u32), u32>,
+    last_inc: FastMap<(u32, u32), u64>,
     /// (observer, subject) -> last time it was reported suspect or dead.
     last_negative: FastMap<(u32, u32), Micros>,
     track_pairs: bool,
@@ -187,7 +187,7 @@ impl Checker {
     /// Invariant 2 at the accused: node `node`, now at incarnation `own`,
     /// processed `payload`, which held a suspicion or death of some member.
     /// Any accusation of `node` itself at `own` or above went unrefuted.
-    pub fn check_refutation(&mut self, now: Micros, node: usize, own: u32, payload: &[u8]) {
+    pub fn check_refutation(&mut self, now: Micros, node: usize, own: u64, payload: &[u8]) {
         let Ok(decoded) = rumor_core::codec::decode(payload) else {
             return;
         };

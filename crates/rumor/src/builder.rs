@@ -35,7 +35,7 @@ pub struct Builder {
     max_streams: usize,
     join_timeout: Duration,
     metrics_interval: Option<Duration>,
-    incarnation: Option<u32>,
+    incarnation: Option<u64>,
     dns_servers: Vec<SocketAddr>,
 }
 
@@ -166,7 +166,7 @@ impl Builder {
     /// snapshot, say): the node starts above it, so its first alive claim
     /// outranks whatever the cluster remembers of it (a suspicion or a
     /// death) without a refutation round trip. Default: start at the bottom.
-    pub fn incarnation(mut self, previous: u32) -> Self {
+    pub fn incarnation(mut self, previous: u64) -> Self {
         self.incarnation = Some(previous);
         self
     }

@@ -114,7 +114,7 @@ pub struct NodeSettings {
     /// Cluster label.
     pub label: Option<String>,
     /// The incarnation recorded by a previous run, if any.
-    pub last_incarnation: Option<u32>,
+    pub last_incarnation: Option<u64>,
 }
 
 /// One running cluster member, as the agent uses it.

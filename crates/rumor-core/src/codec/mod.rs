@@ -106,12 +106,12 @@ fn decode_body(kind: MessageType, r: &mut Reader) -> Result<Message, DecodeError
         },
         MessageType::Alive => Message::Alive(r.alive()?),
         MessageType::Suspect => Message::Suspect {
-            incarnation: r.u32()?,
+            incarnation: r.varint()?,
             name: r.name()?,
             from: r.name()?,
         },
         MessageType::Dead => Message::Dead {
-            incarnation: r.u32()?,
+            incarnation: r.varint()?,
             name: r.name()?,
             from: r.name()?,
         },
@@ -368,7 +368,7 @@ impl<'a> Reader<'a> {
     }
 
     fn alive(&mut self) -> Result<Alive, DecodeError> {
-        let incarnation = self.u32()?;
+        let incarnation = self.varint()?;
         let name = self.name()?;
         let addr = self.addr()?;
         let protocol = (self.u8()?, self.u8()?);
@@ -457,7 +457,7 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
             name,
             from,
         } => {
-            put_varint(out, u64::from(*incarnation));
+            put_varint(out, *incarnation);
             put_str(out, name);
             put_str(out, from);
         }
@@ -569,7 +569,7 @@ fn put_addr(out: &mut Vec<u8>, addr: SocketAddr) {
 }
 
 fn put_alive(out: &mut Vec<u8>, a: &Alive) {
-    put_varint(out, u64::from(a.incarnation));
+    put_varint(out, a.incarnation);
     put_str(out, &a.name);
     put_addr(out, a.addr);
     out.push(a.protocol.0);

@@ -53,6 +53,13 @@ pub enum Invalid {
         /// By how much, in microseconds.
         ahead_micros: u64,
     },
+    /// The key space holds as much as its quota allows on this node.
+    SpaceFull {
+        /// `limits.max_kv_keys`.
+        keys: usize,
+        /// `limits.max_kv_bytes`.
+        bytes: usize,
+    },
 }
 
 impl fmt::Display for Invalid {
@@ -76,6 +83,10 @@ impl fmt::Display for Invalid {
             Invalid::FromTheFuture { ahead_micros } => {
                 write!(f, "timestamp {ahead_micros} us ahead of the local clock")
             }
+            Invalid::SpaceFull { keys, bytes } => write!(
+                f,
+                "the key space is full: at most {keys} keys and {bytes} bytes (limits.max_kv_keys, limits.max_kv_bytes)"
+            ),
         }
     }
 }

@@ -50,7 +50,7 @@ pub use lww::LwwEntry;
 pub use merkle::MerkleTree;
 pub use outcome::{KvError, Outcome, Stale};
 pub use siblings::{Dot, Sibling, SiblingSet};
-pub use store::{KvConfig, KvStore};
+pub use store::{KvConfig, KvStore, SpaceQuota};
 pub use sync::{MerkleSync, Refusal, SyncError, SyncRequest, SyncResponse, SyncResult, SyncStats};
 pub use vv::{Causality, VersionVector};
 

@@ -88,6 +88,28 @@ pub struct KvStore {
     merkle: MerkleTree,
     horizon: Option<u64>,
     changes: VecDeque<Change>,
+    /// Bytes held: keys and entries ([`Entry::wire_size`]).
+    bytes: usize,
+    quota: SpaceQuota,
+}
+
+/// How much the key space may hold on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpaceQuota {
+    /// Records, tombstones included.
+    pub keys: usize,
+    /// Bytes of keys and entries.
+    pub bytes: usize,
+}
+
+impl Default for SpaceQuota {
+    fn default() -> Self {
+        let limits = crate::limits::Limits::default();
+        SpaceQuota {
+            keys: limits.max_kv_keys,
+            bytes: limits.max_kv_bytes,
+        }
+    }
 }
 
 impl KvStore {
@@ -103,7 +125,20 @@ impl KvStore {
             merkle: MerkleTree::new(config.merkle_depth),
             horizon: None,
             changes: VecDeque::new(),
+            bytes: 0,
+            quota: SpaceQuota::default(),
         }
+    }
+
+    /// The same, holding at most `quota`.
+    pub fn with_quota(mut self, quota: SpaceQuota) -> Self {
+        self.quota = quota;
+        self
+    }
+
+    /// Bytes held (keys and entries, as [`Entry::wire_size`] counts them).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// The mode configured for `key`.
@@ -174,7 +209,7 @@ impl KvStore {
             ts: self.hlc.now(physical),
         });
         check_entry(&entry)?;
-        self.commit(key, entry.clone());
+        self.commit(key, entry.clone())?;
         Ok(entry)
     }
 
@@ -203,7 +238,7 @@ impl KvStore {
         set.write(self.hlc.now(physical), read, value);
         let entry = Entry::Siblings(set);
         check_entry(&entry)?;
-        self.commit(key, entry.clone());
+        self.commit(key, entry.clone())?;
         Ok(entry)
     }
 
@@ -211,10 +246,10 @@ impl KvStore {
     /// nothing; the outcome says why. Valid timestamps advance the clock.
     pub fn apply_remote(&mut self, physical: u64, key: &[u8], entry: Entry) -> Outcome {
         match self.merge_remote(physical, key, entry) {
-            Ok((key, merged)) => {
-                self.commit(&key, merged);
-                Outcome::Applied
-            }
+            Ok((key, merged)) => match self.commit(&key, merged) {
+                Ok(()) => Outcome::Applied,
+                Err(invalid) => Outcome::Invalid(invalid),
+            },
             Err(outcome) => outcome,
         }
     }
@@ -277,8 +312,22 @@ impl KvStore {
     }
 
     /// Store `entry` under `key`, keeping the indexes, the Merkle tree and
-    /// the change feed in step.
-    fn commit(&mut self, key: &str, entry: Entry) {
+    /// the change feed in step; refused when it would take the key space
+    /// past its quota.
+    fn commit(&mut self, key: &str, entry: Entry) -> Result<(), Invalid> {
+        let old_size = self
+            .entries
+            .get(key)
+            .map(|s| key.len() + s.entry.wire_size());
+        let bytes = self.bytes - old_size.unwrap_or(0) + key.len() + entry.wire_size();
+        let keys = self.entries.len() + usize::from(old_size.is_none());
+        if keys > self.quota.keys || bytes > self.quota.bytes {
+            return Err(Invalid::SpaceFull {
+                keys: self.quota.keys,
+                bytes: self.quota.bytes,
+            });
+        }
+        self.bytes = bytes;
         let digest = entry.digest();
         let new_tomb = tombstone_wall(&entry);
         let (arc, old) = match self.entries.get_key_value(key) {
@@ -314,6 +363,7 @@ impl KvStore {
             old: old.map(|s| s.entry),
             new: entry,
         });
+        Ok(())
     }
 
     /// Drop tombstones written at or before `now - grace` (wall-clock
@@ -333,6 +383,7 @@ impl KvStore {
         for (w, key) in &expired {
             self.tombstones.remove(&(*w, key.clone()));
             if let Some(slot) = self.entries.remove(key) {
+                self.bytes -= key.len() + slot.entry.wire_size();
                 self.merkle.remove(slot.key_hash, slot.digest);
                 self.by_hash.remove(&(slot.key_hash, key.clone()));
             }

@@ -111,7 +111,7 @@ impl Node {
         let epoch_len = self.config.aggregate_epoch;
         self.set_timer(now + epoch_len, Timer::AggregateEpoch);
         if self.is_leader() && self.aggregates.names().next().is_some() && !self.leaving {
-            let next = self.aggregates.epoch() + 1;
+            let next = self.aggregates.epoch().saturating_add(1);
             let state = &self.state;
             let me = &self.name;
             self.aggregates.begin_epoch(next, true, |key| {
@@ -129,6 +129,12 @@ impl Node {
         seq: u32,
         shares: Vec<(String, Share)>,
     ) {
+        if !self.aggregates.admissible(epoch, &shares) {
+            // Acknowledged all the same: the sender must not resend it.
+            self.stats.aggregate_invalid += 1;
+            self.send_packet(from, &[Message::AggregateAck { epoch, seq }]);
+            return;
+        }
         self.run_aggregation(now);
         let leader = self.holds_count_weight();
         let state = &self.state;

@@ -8,7 +8,9 @@ use std::time::Duration;
 use super::{Node, Timer};
 use crate::codec;
 use crate::event::Event;
-use crate::kv::{KvStore, MerkleSync, Outcome, Record, SyncRequest, SyncResponse, VersionVector};
+use crate::kv::{
+    Invalid, KvStore, MerkleSync, Outcome, Record, SyncRequest, SyncResponse, VersionVector,
+};
 use crate::member::MemberState;
 use crate::message::{Message, MessageType};
 use crate::time::Instant;
@@ -135,6 +137,7 @@ impl Node {
                     news.push(r);
                 }
                 Outcome::Stale(_) => self.stats.kv_stale += 1,
+                Outcome::Invalid(Invalid::SpaceFull { .. }) => self.stats.kv_refused += 1,
                 Outcome::Invalid(_) => self.stats.kv_invalid += 1,
             }
         }

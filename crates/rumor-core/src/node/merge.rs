@@ -17,6 +17,7 @@ use rand::Rng;
 use super::{alive_of, Entry, Node, Timer};
 use crate::codec;
 use crate::event::{Event, MemberEventKind};
+use crate::limits::{plausible, INCARNATION_JUMP};
 use crate::member::{validate_name, MemberState, MAX_TAGS_BYTES};
 use crate::message::{Alive, Message, PushPull};
 use crate::suspicion::Suspicion;
@@ -33,7 +34,10 @@ impl Node {
             return;
         }
         if a.name == self.name {
-            let me = self.local_entry();
+            let me = &self.members[0];
+            if !plausible_incarnation(&mut self.stats, me.incarnation, a.incarnation) {
+                return;
+            }
             let differs = a.addr != me.addr.get() || a.tags != me.tags || a.protocol != me.protocol;
             if a.incarnation > me.incarnation || (a.incarnation == me.incarnation && differs) {
                 self.refute(now, a.incarnation);
@@ -62,6 +66,9 @@ impl Node {
             return;
         };
         let e = &self.members[i];
+        if !plausible_incarnation(&mut self.stats, e.incarnation, a.incarnation) {
+            return;
+        }
         let moved = a.addr != e.addr.get();
         let restarted = e.state.is_gone() && moved;
         if moved && !restarted {
@@ -102,7 +109,7 @@ impl Node {
     pub(super) fn on_suspect(
         &mut self,
         now: Instant,
-        incarnation: u32,
+        incarnation: u64,
         name: Arc<str>,
         from: Arc<str>,
         gossip: bool,
@@ -111,7 +118,10 @@ impl Node {
             return;
         };
         let e = &self.members[i];
-        if incarnation < e.incarnation || e.state.is_gone() {
+        if incarnation < e.incarnation
+            || e.state.is_gone()
+            || !plausible_incarnation(&mut self.stats, e.incarnation, incarnation)
+        {
             return;
         }
         if i == 0 {
@@ -168,7 +178,7 @@ impl Node {
     pub(super) fn on_dead(
         &mut self,
         now: Instant,
-        incarnation: u32,
+        incarnation: u64,
         name: Arc<str>,
         from: Arc<str>,
         gossip: bool,
@@ -181,7 +191,10 @@ impl Node {
         // Left outranks dead at the same incarnation: a member first found
         // failed and then heard leaving is reported as having left.
         let upgrade = left && e.state == MemberState::Dead;
-        if incarnation < e.incarnation || (e.state.is_gone() && !upgrade) {
+        if incarnation < e.incarnation
+            || (e.state.is_gone() && !upgrade)
+            || !plausible_incarnation(&mut self.stats, e.incarnation, incarnation)
+        {
             return;
         }
         if i == 0 && !self.leaving {
@@ -280,7 +293,7 @@ impl Node {
 
     /// Claim a higher incarnation than `accused` and announce it, with a
     /// boosted retransmit budget.
-    fn refute(&mut self, now: Instant, accused: u32) {
+    fn refute(&mut self, now: Instant, accused: u64) {
         self.stats.refutations += 1;
         self.awareness.apply(1);
         let e = &mut self.members[0];
@@ -316,7 +329,9 @@ impl Node {
             self.stats.oversize_broadcasts += 1;
             return;
         }
-        self.broadcasts.push_boosted(key, bytes, boost);
+        if self.broadcasts.push_boosted(key, bytes, boost) {
+            self.stats.broadcasts_dropped += 1;
+        }
         self.fresh = true;
     }
 
@@ -384,4 +399,16 @@ impl Node {
         let member = self.member_at(i);
         self.events.push_back(Event::Member { kind, member });
     }
+}
+
+/// Whether a claim at `claimed` about a member known at `known` is a
+/// plausible step (see [`crate::limits`]); an absurd jump is counted and
+/// ignored, so that a forged maximum cannot put a member where it could
+/// never refute it.
+fn plausible_incarnation(stats: &mut crate::Stats, known: u64, claimed: u64) -> bool {
+    let ok = plausible(known, claimed, INCARNATION_JUMP);
+    if !ok {
+        stats.implausible_counters += 1;
+    }
+    ok
 }

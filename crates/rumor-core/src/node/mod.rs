@@ -100,7 +100,7 @@ enum Timer {
 #[derive(Clone, Debug)]
 struct Entry {
     addr: PackedAddr,
-    incarnation: u32,
+    incarnation: u64,
     state: MemberState,
     protocol: (u8, u8),
     state_change: Instant,
@@ -170,6 +170,7 @@ impl Node {
         validate_name(name)?;
         config.validate()?;
         let name: Arc<str> = Arc::from(name);
+        let broadcasts = BroadcastQueue::with_capacity(config.limits.max_broadcasts);
         let mut members = IndexMap::new();
         members.insert(
             name.clone(),
@@ -184,10 +185,18 @@ impl Node {
         );
         Ok(Node {
             awareness: Awareness::new(config.awareness_max),
-            state: ClusterState::new(name.clone()),
+            state: ClusterState::new(name.clone()).with_quota(crate::state::Quota {
+                keys: config.limits.max_state_keys_per_owner,
+                bytes: config.limits.max_state_bytes_per_owner,
+            }),
             aggregates: Aggregates::default(),
             agg_running: false,
-            kv: crate::kv::KvStore::new(name.clone(), config.kv.clone()),
+            kv: crate::kv::KvStore::new(name.clone(), config.kv.clone()).with_quota(
+                crate::kv::SpaceQuota {
+                    keys: config.limits.max_kv_keys,
+                    bytes: config.limits.max_kv_bytes,
+                },
+            ),
             kv_sessions: HashMap::new(),
             kv_session_seq: 0,
             state_cursor: 0,
@@ -206,7 +215,7 @@ impl Node {
             suspicions: HashMap::new(),
             user_events: EventLog::default(),
             tombstones: VecDeque::new(),
-            broadcasts: BroadcastQueue::new(),
+            broadcasts,
             timers: BinaryHeap::new(),
             timer_seq: 0,
             started: false,
@@ -230,7 +239,7 @@ impl Node {
     /// restart (recorded in a snapshot): its first alive claim then outranks
     /// whatever the cluster remembers of it, with no refutation round trip.
     /// Has no effect once the node has started or if `previous` is lower.
-    pub fn resume_incarnation(&mut self, previous: u32) {
+    pub fn resume_incarnation(&mut self, previous: u64) {
         if !self.started {
             let e = &mut self.members[0];
             e.incarnation = e.incarnation.max(previous.saturating_add(1));

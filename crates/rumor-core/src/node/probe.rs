@@ -21,7 +21,7 @@ pub(super) struct Probe {
     addr: SocketAddr,
     /// The target's incarnation when the probe began: a failure is evidence
     /// against that incarnation only, not one it has refuted with since.
-    incarnation: u32,
+    incarnation: u64,
     acked: bool,
     /// Ping-reqs sent (each relay owes an ack or a nack).
     expected_nacks: u32,

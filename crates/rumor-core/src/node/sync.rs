@@ -95,6 +95,12 @@ impl Node {
 
     /// Apply a peer's delta, count the outcomes, pass rumors on.
     pub(super) fn apply_delta(&mut self, now: Instant, d: &Delta, rumor: bool) {
+        // Only members own state: a delta for a name this node does not
+        // hold would create an owner nobody reclaims.
+        if !self.members.contains_key(&d.owner) {
+            self.stats.state_refused += d.entries.len() as u64;
+            return;
+        }
         let (outcomes, supersede) = self.state.apply(now, d);
         let mut applied = Vec::new();
         for (o, entry) in outcomes.iter().zip(&d.entries) {
@@ -105,6 +111,8 @@ impl Node {
                 }
                 Outcome::Stale => self.stats.state_stale += 1,
                 Outcome::Invalid => self.stats.state_invalid += 1,
+                Outcome::OverQuota => self.stats.state_refused += 1,
+                Outcome::Implausible => self.stats.implausible_counters += 1,
             }
         }
         if rumor && self.config.state_rumors && !applied.is_empty() {

@@ -27,7 +27,7 @@ pub struct Seen {
     pub observer: usize,
     pub kind: MemberEventKind,
     pub name: String,
-    pub incarnation: u32,
+    pub incarnation: u64,
 }
 
 pub struct Net {
