@@ -42,4 +42,22 @@ pub enum Event {
     State(crate::state::Change),
     /// A replicated key changed here (a local write or one learned).
     Kv(crate::kv::Change),
+    /// A bound refused something peers sent: `count` refusals of this kind
+    /// since the last report (reported at most once a second per kind),
+    /// the last one from `peer` where known. For a rate-limited warning.
+    Refused {
+        /// The bound.
+        limit: crate::limits::Limit,
+        /// Refusals since the last report.
+        count: u64,
+        /// The address the last refused message came from.
+        peer: Option<std::net::SocketAddr>,
+    },
+    /// This node's name is held by another live member, at `holder`: it
+    /// answered a ping for the name. The cluster ignores this node's
+    /// claims; it does not refute or announce a leave. Pick another name.
+    NameConflict {
+        /// The address of the member holding the name.
+        holder: std::net::SocketAddr,
+    },
 }

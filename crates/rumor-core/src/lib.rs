@@ -16,6 +16,7 @@
 //! assert!(t.is_stream());
 //! ```
 
+pub mod admission;
 pub mod aggregate;
 pub mod awareness;
 pub mod broadcast;

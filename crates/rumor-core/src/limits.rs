@@ -43,6 +43,63 @@ pub fn plausible(known: u64, claimed: u64, jump: u64) -> bool {
     claimed <= known.saturating_add(jump)
 }
 
+/// A bound that refused something a peer sent; reported (at most once a
+/// second per kind, with how many were refused since the last report) as
+/// [`crate::Event::Refused`] and counted in [`crate::Stats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Limit {
+    /// [`Limits::max_members`]: a new member was refused.
+    Members,
+    /// [`Limits::max_pending_members`] or [`Limits::max_pending_per_sender`]:
+    /// a new name could not wait for its ack.
+    PendingMembers,
+    /// [`Limits::max_broadcasts`]: a queued update was dropped.
+    Broadcasts,
+    /// Per-node state: the owner is not a member, or its quota is full.
+    State,
+    /// [`Limits::max_kv_keys`] or [`Limits::max_kv_bytes`].
+    Kv,
+    /// A counter jumped implausibly far ahead (see [`plausible`]).
+    Counter,
+    /// An aggregation transfer with non-finite or overflowing values.
+    Aggregate,
+    /// An alive claim for a live member's name from another address.
+    NameHeld,
+}
+
+impl Limit {
+    /// Every kind, in a fixed order.
+    pub const ALL: [Limit; 8] = [
+        Limit::Members,
+        Limit::PendingMembers,
+        Limit::Broadcasts,
+        Limit::State,
+        Limit::Kv,
+        Limit::Counter,
+        Limit::Aggregate,
+        Limit::NameHeld,
+    ];
+
+    /// A short name for logs and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::Members => "max_members",
+            Limit::PendingMembers => "max_pending_members",
+            Limit::Broadcasts => "max_broadcasts",
+            Limit::State => "state_quota",
+            Limit::Kv => "kv_quota",
+            Limit::Counter => "implausible_counter",
+            Limit::Aggregate => "aggregate_value",
+            Limit::NameHeld => "name_held",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// How much a node holds on behalf of others. The defaults let a
 /// 10,000-member LAN cluster run with room for churn; each limit can be set
 /// in the agent's `[limits]` section.

@@ -1,5 +1,6 @@
 //! Counters the core keeps so its driver can export them as metrics.
 
+use crate::limits::Limit;
 use crate::message::MessageType;
 
 /// Monotonic counters of what the node did and what it dropped.
@@ -104,6 +105,21 @@ pub struct Stats {
 impl Stats {
     pub(crate) fn count_in(&mut self, kind: MessageType) {
         self.messages_in[kind as usize - 1] += 1;
+    }
+
+    /// Count one refusal by `limit` in its counter.
+    pub(crate) fn count_refusal(&mut self, limit: Limit) {
+        let counter = match limit {
+            Limit::Members => &mut self.members_refused,
+            Limit::PendingMembers => &mut self.admissions_refused,
+            Limit::Broadcasts => &mut self.broadcasts_dropped,
+            Limit::State => &mut self.state_refused,
+            Limit::Kv => &mut self.kv_refused,
+            Limit::Counter => &mut self.implausible_counters,
+            Limit::Aggregate => &mut self.aggregate_invalid,
+            Limit::NameHeld => &mut self.address_conflicts,
+        };
+        *counter += 1;
     }
 
     pub(crate) fn count_out(&mut self, kind: MessageType) {

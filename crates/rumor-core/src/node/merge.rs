@@ -14,10 +14,12 @@ use std::sync::Arc;
 
 use rand::Rng;
 
-use super::{alive_of, Entry, Node, Timer};
+use std::net::SocketAddr;
+
+use super::{alive_of, Node, Source, Timer};
 use crate::codec;
 use crate::event::{Event, MemberEventKind};
-use crate::limits::{plausible, INCARNATION_JUMP};
+use crate::limits::{plausible, Limit, INCARNATION_JUMP};
 use crate::member::{validate_name, MemberState, MAX_TAGS_BYTES};
 use crate::message::{Alive, Message, PushPull};
 use crate::suspicion::Suspicion;
@@ -27,8 +29,9 @@ use crate::time::Instant;
 const REFUTATION_BOOST: u32 = 3;
 
 impl Node {
-    /// Apply an alive claim; `gossip` re-broadcasts it when accepted.
-    pub(super) fn on_alive(&mut self, now: Instant, a: &Alive, gossip: bool) {
+    /// Apply an alive claim that came from `source`; `gossip`
+    /// re-broadcasts it when accepted.
+    pub(super) fn on_alive(&mut self, now: Instant, a: &Alive, source: Source, gossip: bool) {
         if validate_name(&a.name).is_err() || codec::tags_encoded_len(&a.tags) > MAX_TAGS_BYTES {
             self.stats.invalid_claims += 1;
             return;
@@ -38,31 +41,20 @@ impl Node {
             if !plausible_incarnation(&mut self.stats, me.incarnation, a.incarnation) {
                 return;
             }
-            let differs = a.addr != me.addr.get() || a.tags != me.tags || a.protocol != me.protocol;
+            if a.addr != me.addr.get() {
+                // Another live member with this name, or this node's
+                // previous life: ask that address before arguing.
+                self.check_name(now, a.addr);
+                return;
+            }
+            let differs = a.tags != me.tags || a.protocol != me.protocol;
             if a.incarnation > me.incarnation || (a.incarnation == me.incarnation && differs) {
                 self.refute(now, a.incarnation);
             }
             return;
         }
         let Some(i) = self.members.get_index_of(&a.name) else {
-            let index = self.members.len();
-            self.members.insert(
-                a.name.clone(),
-                Entry {
-                    addr: a.addr.into(),
-                    incarnation: a.incarnation,
-                    state: MemberState::Alive,
-                    protocol: a.protocol,
-                    state_change: now,
-                    tags: a.tags.clone(),
-                },
-            );
-            self.live += 1;
-            self.add_to_probe_order(index);
-            self.emit(MemberEventKind::Joined, index);
-            if gossip {
-                self.broadcast(a.name.clone(), Message::Alive(a.clone()));
-            }
+            self.admit(now, a, source, gossip);
             return;
         };
         let e = &self.members[i];
@@ -72,7 +64,7 @@ impl Node {
         let moved = a.addr != e.addr.get();
         let restarted = e.state.is_gone() && moved;
         if moved && !restarted {
-            self.stats.address_conflicts += 1;
+            self.refused(Limit::NameHeld);
             return;
         }
         if a.incarnation <= e.incarnation && !restarted {
@@ -254,16 +246,27 @@ impl Node {
     /// worth per merge (a random share of the records, plus the sender's own,
     /// which comes first): a node joining 10,000 members would otherwise
     /// queue 10,000 claims that everyone else already knows.
-    pub(super) fn merge_push_pull(&mut self, now: Instant, pp: &PushPull) {
+    ///
+    /// Records of names this node does not hold are admitted as the answer
+    /// to a request it made is trusted; in a request, only the requester's
+    /// own record speaks for itself and the others wait for their acks
+    /// (see [`crate::admission`]).
+    pub(super) fn merge_push_pull(&mut self, now: Instant, pp: &PushPull, from: SocketAddr) {
         let budget = (self.config.packet_size / 32) as f64;
         let share = (budget / pp.members.len().max(1) as f64).min(1.0);
+        let trusted = pp.reply && self.solicited(from);
         for (i, r) in pp.members.iter().enumerate() {
             let a = &r.alive;
             let known = self.members.contains_key(&a.name);
+            let source = match (trusted, i) {
+                (true, _) => Source::Trusted,
+                (false, 0) => Source::Requester(from),
+                (false, _) => Source::Peer(from),
+            };
             match r.state {
                 MemberState::Alive => {
                     let gossip = i == 0 || share >= 1.0 || self.rng.random_bool(share);
-                    self.on_alive(now, a, gossip)
+                    self.on_alive(now, a, source, gossip)
                 }
                 // A remote suspicion or death is only a suspicion here: this
                 // node has not seen the member fail itself.
@@ -294,6 +297,9 @@ impl Node {
     /// Claim a higher incarnation than `accused` and announce it, with a
     /// boosted retransmit budget.
     fn refute(&mut self, now: Instant, accused: u64) {
+        if self.conflict.is_some() {
+            return; // the name is another live member's
+        }
         self.stats.refutations += 1;
         self.awareness.apply(1);
         let e = &mut self.members[0];
@@ -395,7 +401,7 @@ impl Node {
         }
     }
 
-    fn emit(&mut self, kind: MemberEventKind, i: usize) {
+    pub(super) fn emit(&mut self, kind: MemberEventKind, i: usize) {
         let member = self.member_at(i);
         self.events.push_back(Event::Member { kind, member });
     }

@@ -6,6 +6,7 @@
 //! The submodules own one concern each: `probe` the SWIM failure detector,
 //! `merge` the rules for applying alive/suspect/dead claims.
 
+mod admit;
 mod aggregate;
 mod kv;
 mod merge;
@@ -38,6 +39,7 @@ use crate::time::Instant;
 use crate::user_event::EventLog;
 use crate::Error;
 
+use admit::Source;
 use probe::{Probe, Relay};
 
 /// How a [`Transmit`] travels.
@@ -162,6 +164,22 @@ pub struct Node {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
+    /// The time of the input being handled.
+    now: Instant,
+    /// Where the datagram or stream being handled came from.
+    peer: Option<SocketAddr>,
+    /// Names heard of from third parties, waiting for their ack.
+    pending: crate::admission::Pending,
+    /// Stream requests this node sent, by destination: their answers are
+    /// trusted with new members.
+    awaiting_reply: HashMap<SocketAddr, Instant>,
+    /// Pings asking whether another address answers to this node's name.
+    name_checks: HashMap<u32, (SocketAddr, Instant)>,
+    /// Another live member holds this node's name, at this address.
+    conflict: Option<SocketAddr>,
+    /// Per [`crate::limits::Limit`]: when refusals were last reported, and
+    /// how many since.
+    refusals: [(Option<Instant>, u64); crate::limits::Limit::ALL.len()],
 }
 
 impl Node {
@@ -201,7 +219,6 @@ impl Node {
             kv_session_seq: 0,
             state_cursor: 0,
             wall_origin: 0,
-            config,
             name,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             members,
@@ -230,6 +247,17 @@ impl Node {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            now: Instant::ZERO,
+            peer: None,
+            pending: crate::admission::Pending::new(
+                config.limits.max_pending_members,
+                config.limits.max_pending_per_sender,
+            ),
+            awaiting_reply: HashMap::new(),
+            name_checks: HashMap::new(),
+            conflict: None,
+            refusals: Default::default(),
+            config,
         })
     }
 
@@ -258,6 +286,7 @@ impl Node {
         let own = self.local_entry().addr.get();
         let request = codec::encode_packet(&Message::PushPull(self.push_pull(now, true, false)));
         for &seed in seeds.iter().filter(|&&s| s != own) {
+            self.expect_reply(now, seed);
             self.send_stream(seed, request.clone(), MessageType::PushPull);
         }
         if !self.config.join_sync_delay.is_zero() {
@@ -274,6 +303,12 @@ impl Node {
             return;
         }
         self.leaving = true;
+        if self.conflict.is_some() {
+            // The name is another member's: announcing a leave would mark
+            // that member left.
+            self.events.push_back(Event::LeaveComplete);
+            return;
+        }
         let incarnation = self.local_entry().incarnation;
         let name = self.name.clone();
         self.on_dead(now, incarnation, name.clone(), name, true);
@@ -337,6 +372,7 @@ impl Node {
     /// A datagram arrived from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.start(now);
+        self.peer = Some(from);
         self.stats.packets_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
         let Some(decoded) = self.decode(bytes) else {
@@ -370,6 +406,7 @@ impl Node {
         bytes: &[u8],
     ) -> Option<Vec<u8>> {
         self.start(now);
+        self.peer = Some(from);
         self.stats.streams_in += 1;
         if bytes.len() > self.config.max_stream_size {
             self.stats.oversize_streams += 1;
@@ -380,7 +417,7 @@ impl Node {
             match msg {
                 Message::PushPull(pp) => {
                     self.stats.count_in(MessageType::PushPull);
-                    self.merge_push_pull(now, &pp);
+                    self.merge_push_pull(now, &pp, from);
                     if !pp.reply {
                         let answer = self.push_pull(now, false, true);
                         reply = Some(self.stream_reply(answer));
@@ -388,7 +425,7 @@ impl Node {
                 }
                 Message::Pull { alive, digest } => {
                     self.stats.count_in(MessageType::Pull);
-                    self.on_alive(now, &alive, false);
+                    self.on_alive(now, &alive, Source::Requester(from), false);
                     let answer = self.answer_pull(now, &digest);
                     reply = Some(self.stream_reply(answer));
                 }
@@ -402,6 +439,7 @@ impl Node {
     /// Run the timers that are due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.start(now);
+        self.peer = None;
         while let Some(Reverse((at, _, _))) = self.timers.peek() {
             if *at > now {
                 break;
@@ -420,7 +458,7 @@ impl Node {
                 // `forward_fresh` below runs the round.
                 Timer::EagerTick => self.eager_scheduled = false,
                 Timer::PushPullTick => self.push_pull_tick(now),
-                Timer::JoinSync => self.join_sync(),
+                Timer::JoinSync => self.join_sync(now),
                 Timer::ReconnectTick => self.reconnect_tick(now),
                 Timer::StateSyncTick => self.state_sync_tick(now),
                 Timer::AggregateTick => self.aggregate_tick(now),
@@ -511,6 +549,7 @@ impl Node {
     // ----- internals shared by the submodules -----
 
     fn start(&mut self, now: Instant) {
+        self.now = now;
         if self.started {
             return;
         }
@@ -577,14 +616,14 @@ impl Node {
         self.stats.count_in(msg.kind());
         match msg {
             Message::Ping { seq, target } => self.on_ping(from, seq, &target),
-            Message::Ack { seq } => self.on_ack(seq),
+            Message::Ack { seq } => self.on_ack(now, seq, from),
             Message::Nack { seq, refused } => self.on_nack(now, seq, refused),
             Message::PingReq {
                 seq,
                 target,
                 target_addr,
             } => self.on_ping_req(now, from, seq, target, target_addr),
-            Message::Alive(a) => self.on_alive(now, &a, true),
+            Message::Alive(a) => self.on_alive(now, &a, Source::Peer(from), true),
             Message::Suspect {
                 incarnation,
                 name,
@@ -595,7 +634,7 @@ impl Node {
                 name,
                 from,
             } => self.on_dead(now, incarnation, name, from, true),
-            Message::PushPull(pp) => self.merge_push_pull(now, &pp),
+            Message::PushPull(pp) => self.merge_push_pull(now, &pp, from),
             Message::UserEvent(ev) => self.on_user_event(now, ev),
             Message::StateSync(sync) => self.on_state_sync(now, from, sync),
             Message::StateDelta(d) => self.apply_delta(now, &d, true),
@@ -783,7 +822,7 @@ impl Node {
     /// a 4-byte digest per record it holds, and the answer carries only the
     /// records missing from that list (usually none): a few bytes per
     /// member instead of a full view each way.
-    fn join_sync(&mut self) {
+    fn join_sync(&mut self, now: Instant) {
         if self.leaving {
             return;
         }
@@ -802,6 +841,7 @@ impl Node {
                 .map(|(name, e)| record_digest(name, e.incarnation, e.state))
                 .collect(),
         };
+        self.expect_reply(now, to);
         self.send_stream(to, codec::encode_packet(&pull), MessageType::Pull);
     }
 
@@ -811,6 +851,7 @@ impl Node {
             let to = self.members[i].addr.get();
             let request = self.push_pull(now, false, false);
             let payload = codec::encode_packet(&Message::PushPull(request));
+            self.expect_reply(now, to);
             self.send_stream(to, payload, MessageType::PushPull);
         }
     }

@@ -54,7 +54,7 @@ pub(super) struct Relay {
 }
 
 impl Node {
-    fn next_seq(&mut self) -> u32 {
+    pub(super) fn next_seq(&mut self) -> u32 {
         self.next_seq = self.next_seq.wrapping_add(1);
         self.next_seq
     }
@@ -64,6 +64,7 @@ impl Node {
         let interval = self.awareness.scale(self.config.probe_interval);
         self.set_timer(now + interval, Timer::ProbeTick);
         self.reap(now);
+        self.expire_admissions(now);
         if self.leaving {
             return;
         }
@@ -327,7 +328,10 @@ impl Node {
         self.send_packet(from, &[Message::Ack { seq }]);
     }
 
-    pub(super) fn on_ack(&mut self, seq: u32) {
+    pub(super) fn on_ack(&mut self, now: Instant, seq: u32, from: SocketAddr) {
+        if self.on_admission_ack(now, seq, from) {
+            return;
+        }
         if let Some(p) = self.probes.get_mut(&seq).filter(|p| !p.acked) {
             p.acked = true;
             self.stats.probe_acks += 1;
