@@ -95,7 +95,8 @@ impl Limit {
         }
     }
 
-    pub(crate) fn index(self) -> usize {
+    /// Its position in [`Limit::ALL`] (and in `Stats::refused`).
+    pub fn index(self) -> usize {
         self as usize
     }
 }

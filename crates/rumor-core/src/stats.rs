@@ -79,27 +79,14 @@ pub struct Stats {
     pub kv_syncs: u64,
     /// Merkle sync sessions abandoned on a refusal or a mismatched answer.
     pub kv_sync_failures: u64,
-    /// Claims whose counter (incarnation, state version, epoch) jumped
-    /// implausibly far ahead of what is known (ignored; see [`crate::limits`]).
-    pub implausible_counters: u64,
-    /// New members refused because `limits.max_members` are held.
-    pub members_refused: u64,
-    /// New names heard from a third party and held pending their own ack.
+    /// New names heard from a third party and held pending their own ack
+    /// (see [`crate::admission`]).
     pub members_pending: u64,
     /// Pending names admitted on their ack.
     pub members_verified: u64,
-    /// New names refused because the pending table (or the sender's share
-    /// of it) was full.
-    pub admissions_refused: u64,
-    /// Queued broadcasts dropped because `limits.max_broadcasts` were queued.
-    pub broadcasts_dropped: u64,
-    /// Per-node state entries refused: their owner is not a member, or the
-    /// owner's key or byte quota is full.
-    pub state_refused: u64,
-    /// Key-space writes refused because a key-space quota is full.
-    pub kv_refused: u64,
-    /// Aggregation transfers refused: non-finite or overflowing values.
-    pub aggregate_invalid: u64,
+    /// Refusals by the bounds of [`crate::limits`], indexed by
+    /// [`Limit::index`] (see [`Stats::refused`]).
+    pub refused: [u64; Limit::ALL.len()],
 }
 
 impl Stats {
@@ -107,19 +94,17 @@ impl Stats {
         self.messages_in[kind as usize - 1] += 1;
     }
 
-    /// Count one refusal by `limit` in its counter.
+    /// Refusals by `limit` so far.
+    pub fn refused(&self, limit: Limit) -> u64 {
+        self.refused[limit.index()]
+    }
+
+    /// Count one refusal by `limit`.
     pub(crate) fn count_refusal(&mut self, limit: Limit) {
-        let counter = match limit {
-            Limit::Members => &mut self.members_refused,
-            Limit::PendingMembers => &mut self.admissions_refused,
-            Limit::Broadcasts => &mut self.broadcasts_dropped,
-            Limit::State => &mut self.state_refused,
-            Limit::Kv => &mut self.kv_refused,
-            Limit::Counter => &mut self.implausible_counters,
-            Limit::Aggregate => &mut self.aggregate_invalid,
-            Limit::NameHeld => &mut self.address_conflicts,
-        };
-        *counter += 1;
+        self.refused[limit.index()] += 1;
+        if limit == Limit::NameHeld {
+            self.address_conflicts += 1;
+        }
     }
 
     pub(crate) fn count_out(&mut self, kind: MessageType) {

@@ -34,6 +34,9 @@ pub(crate) enum Command {
     /// Join through these addresses; answers (seeds tried, seeds that answered).
     Join(Vec<SocketAddr>, oneshot::Sender<(usize, usize)>),
     Leave(oneshot::Sender<()>),
+    /// Whether another live member holds this node's name, and whether a
+    /// check of that is still waiting for its answer.
+    NameCheck(oneshot::Sender<(Option<SocketAddr>, bool)>),
     /// Broadcast a user event (name, payload); answers its Lamport time.
     SendEvent(String, Vec<u8>, Reply<u64>),
     /// Set (`Some`) or delete (`None`) one of this node's state keys.
@@ -236,6 +239,9 @@ impl<T: Transport> Driver<T> {
             Command::Stats(tx) => {
                 let _ = tx.send(self.stats());
             }
+            Command::NameCheck(tx) => {
+                let _ = tx.send((self.core.name_conflict(), self.core.checking_name()));
+            }
             Command::SetTags(tags, tx) => {
                 let _ = tx.send(self.core.set_tags(now, tags));
             }
@@ -431,6 +437,14 @@ impl<T: Transport> Driver<T> {
                 }
                 CoreEvent::Kv(change) => {
                     self.all_events.send_with(|| Event::Kv(Arc::new(change)));
+                }
+                CoreEvent::Refused { limit, count, peer } => {
+                    // The core reports each kind at most once a second.
+                    let peer = peer.map_or_else(|| "-".to_string(), |p| p.to_string());
+                    tracing::warn!(node = %self.name, limit = limit.name(), count, %peer, "refused what a peer sent: limit reached");
+                }
+                CoreEvent::NameConflict { holder } => {
+                    tracing::warn!(node = %self.name, %holder, "this node's name is held by another live member");
                 }
                 CoreEvent::LeaveComplete => {
                     st.left = true;

@@ -183,6 +183,16 @@ pub enum Error {
     /// The operating system's random generator failed.
     #[error("random generator: {0}")]
     Random(String),
+    /// Another live member holds this node's name: it answered a ping for
+    /// the name at `holder`. The cluster keeps that member; pick another
+    /// name (or stop the other agent).
+    #[error("the name {name:?} is held by a live member at {holder}: choose another name, or stop the agent at {holder}")]
+    NameConflict {
+        /// This node's name.
+        name: String,
+        /// The address of the member holding it.
+        holder: SocketAddr,
+    },
     /// The node's task has stopped.
     #[error("the node has stopped")]
     Stopped,

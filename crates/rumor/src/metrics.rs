@@ -213,6 +213,15 @@ pub fn export(node: &str, stats: &Stats) {
     counter("rumor_kv_invalid_total", c.kv_invalid);
     counter("rumor_kv_syncs_total", c.kv_syncs);
     counter("rumor_kv_sync_failures_total", c.kv_sync_failures);
+    counter("rumor_members_pending_total", c.members_pending);
+    counter("rumor_members_verified_total", c.members_verified);
+    for limit in rumor_core::limits::Limit::ALL {
+        let l = [
+            ("node", node.to_string()),
+            ("limit", limit.name().to_string()),
+        ];
+        metrics::counter!("rumor_refused_total", &l).absolute(c.refused(limit));
+    }
     for kind in MessageType::ALL {
         let i = kind as usize - 1;
         let l = [

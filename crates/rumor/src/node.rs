@@ -21,6 +21,9 @@ use crate::{Builder, Error, Event, MemberEvent};
 
 /// First wait between two join attempts; doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest a join waits for the answer to a check of its name.
+const NAME_CHECK_WAIT: Duration = Duration::from_secs(2);
+
 /// Longest wait between two join attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -278,6 +281,7 @@ impl Node {
                     return Ok(0);
                 }
                 if answered > 0 {
+                    self.confirm_name().await?;
                     tracing::debug!(node = %self.name, answered, "joined");
                     return Ok(answered);
                 }
@@ -292,6 +296,25 @@ impl Node {
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// After a join: wait (a few probe timeouts at most) for the answer to
+    /// any check of whether another live member holds this node's name.
+    async fn confirm_name(&self) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + NAME_CHECK_WAIT;
+        loop {
+            let (conflict, checking) = self.ask(Command::NameCheck).await?;
+            if let Some(holder) = conflict {
+                return Err(Error::NameConflict {
+                    name: self.name.clone(),
+                    holder,
+                });
+            }
+            if !checking || tokio::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -131,7 +131,7 @@ impl Node {
     ) {
         if !self.aggregates.admissible(epoch, &shares) {
             // Acknowledged all the same: the sender must not resend it.
-            self.stats.aggregate_invalid += 1;
+            self.refused(crate::limits::Limit::Aggregate);
             self.send_packet(from, &[Message::AggregateAck { epoch, seq }]);
             return;
         }

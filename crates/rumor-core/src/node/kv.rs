@@ -137,7 +137,9 @@ impl Node {
                     news.push(r);
                 }
                 Outcome::Stale(_) => self.stats.kv_stale += 1,
-                Outcome::Invalid(Invalid::SpaceFull { .. }) => self.stats.kv_refused += 1,
+                Outcome::Invalid(Invalid::SpaceFull { .. }) => {
+                    self.refused(crate::limits::Limit::Kv)
+                }
                 Outcome::Invalid(_) => self.stats.kv_invalid += 1,
             }
         }

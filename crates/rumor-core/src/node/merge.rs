@@ -37,10 +37,10 @@ impl Node {
             return;
         }
         if a.name == self.name {
-            let me = &self.members[0];
-            if !plausible_incarnation(&mut self.stats, me.incarnation, a.incarnation) {
+            if !self.plausible_claim(0, a.incarnation) {
                 return;
             }
+            let me = &self.members[0];
             if a.addr != me.addr.get() {
                 // Another live member with this name, or this node's
                 // previous life: ask that address before arguing.
@@ -57,10 +57,10 @@ impl Node {
             self.admit(now, a, source, gossip);
             return;
         };
-        let e = &self.members[i];
-        if !plausible_incarnation(&mut self.stats, e.incarnation, a.incarnation) {
+        if !self.plausible_claim(i, a.incarnation) {
             return;
         }
+        let e = &self.members[i];
         let moved = a.addr != e.addr.get();
         let restarted = e.state.is_gone() && moved;
         if moved && !restarted {
@@ -109,11 +109,11 @@ impl Node {
         let Some(i) = self.members.get_index_of(&name) else {
             return;
         };
+        if !self.plausible_claim(i, incarnation) {
+            return;
+        }
         let e = &self.members[i];
-        if incarnation < e.incarnation
-            || e.state.is_gone()
-            || !plausible_incarnation(&mut self.stats, e.incarnation, incarnation)
-        {
+        if incarnation < e.incarnation || e.state.is_gone() {
             return;
         }
         if i == 0 {
@@ -178,15 +178,15 @@ impl Node {
         let Some(i) = self.members.get_index_of(&name) else {
             return;
         };
+        if !self.plausible_claim(i, incarnation) {
+            return;
+        }
         let e = &self.members[i];
         let left = from == name;
         // Left outranks dead at the same incarnation: a member first found
         // failed and then heard leaving is reported as having left.
         let upgrade = left && e.state == MemberState::Dead;
-        if incarnation < e.incarnation
-            || (e.state.is_gone() && !upgrade)
-            || !plausible_incarnation(&mut self.stats, e.incarnation, incarnation)
-        {
+        if incarnation < e.incarnation || (e.state.is_gone() && !upgrade) {
             return;
         }
         if i == 0 && !self.leaving {
@@ -294,6 +294,18 @@ impl Node {
         }
     }
 
+    /// Whether a claim at incarnation `claimed` about member `i` is a
+    /// plausible step from the one known (see [`crate::limits`]); an absurd
+    /// jump is counted and ignored, so that a forged maximum cannot put a
+    /// member where it could never refute it.
+    fn plausible_claim(&mut self, i: usize, claimed: u64) -> bool {
+        let ok = plausible(self.members[i].incarnation, claimed, INCARNATION_JUMP);
+        if !ok {
+            self.refused(Limit::Counter);
+        }
+        ok
+    }
+
     /// Claim a higher incarnation than `accused` and announce it, with a
     /// boosted retransmit budget.
     fn refute(&mut self, now: Instant, accused: u64) {
@@ -336,7 +348,7 @@ impl Node {
             return;
         }
         if self.broadcasts.push_boosted(key, bytes, boost) {
-            self.stats.broadcasts_dropped += 1;
+            self.refused(Limit::Broadcasts);
         }
         self.fresh = true;
     }
@@ -405,16 +417,4 @@ impl Node {
         let member = self.member_at(i);
         self.events.push_back(Event::Member { kind, member });
     }
-}
-
-/// Whether a claim at `claimed` about a member known at `known` is a
-/// plausible step (see [`crate::limits`]); an absurd jump is counted and
-/// ignored, so that a forged maximum cannot put a member where it could
-/// never refute it.
-fn plausible_incarnation(stats: &mut crate::Stats, known: u64, claimed: u64) -> bool {
-    let ok = plausible(known, claimed, INCARNATION_JUMP);
-    if !ok {
-        stats.implausible_counters += 1;
-    }
-    ok
 }

@@ -98,7 +98,7 @@ impl Node {
         // Only members own state: a delta for a name this node does not
         // hold would create an owner nobody reclaims.
         if !self.members.contains_key(&d.owner) {
-            self.stats.state_refused += d.entries.len() as u64;
+            self.refused(crate::limits::Limit::State);
             return;
         }
         let (outcomes, supersede) = self.state.apply(now, d);
@@ -111,8 +111,8 @@ impl Node {
                 }
                 Outcome::Stale => self.stats.state_stale += 1,
                 Outcome::Invalid => self.stats.state_invalid += 1,
-                Outcome::OverQuota => self.stats.state_refused += 1,
-                Outcome::Implausible => self.stats.implausible_counters += 1,
+                Outcome::OverQuota => self.refused(crate::limits::Limit::State),
+                Outcome::Implausible => self.refused(crate::limits::Limit::Counter),
             }
         }
         if rumor && self.config.state_rumors && !applied.is_empty() {
