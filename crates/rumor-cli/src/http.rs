@@ -220,13 +220,120 @@ fn check_token(state: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
 }
 
 /// The read check: the read token or the write token, when the agent has a
-/// read token.
+/// read token. A
+/// browser that signed in to the dashboard ([`login`]) passes with its
+/// session cookie instead (reads only).
 fn check_read_token(state: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
     let Some(read) = &state.read_token else {
         return Ok(());
     };
     let accepted: Vec<&Arc<str>> = std::iter::once(read).chain(&state.token).collect();
+    if !headers.contains_key(header::AUTHORIZATION) && has_session(headers, &accepted) {
+        return Ok(());
+    }
     check_bearer(headers, &accepted, "--http-read-token")
+}
+
+/// Name of the dashboard's session cookie.
+const SESSION_COOKIE: &str = "rumor_session";
+
+/// The session cookie's value for `token`: a hash, so the cookie never
+/// holds the token itself and is always cookie-safe text.
+fn session_value(token: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"rumor dashboard session\0");
+    h.update(token.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether the request carries a session cookie made from one of `accepted`.
+fn has_session(headers: &HeaderMap, accepted: &[&Arc<str>]) -> bool {
+    let wanted: Vec<String> = accepted.iter().map(|t| session_value(t)).collect();
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .filter(|(name, _)| *name == SESSION_COOKIE)
+        .any(|(_, v)| {
+            wanted.iter().fold(false, |ok, w| {
+                constant_time_eq(v.as_bytes(), w.as_bytes()) | ok
+            })
+        })
+}
+
+/// The page `/` shows instead of the dashboard when the agent has a read
+/// token and the browser has not signed in.
+const LOGIN_HTML: &str = "<!doctype html><meta charset=utf-8><title>rumor</title>\
+<p>This agent's API needs a token (it runs with --http-read-token).</p>\
+<form method=post action=/login><input type=password name=token autofocus \
+placeholder=\"read or write token\"> <button>Open the dashboard</button></form>";
+
+/// `GET /`: the dashboard, or the sign-in form when reads need a token and
+/// the browser has no session.
+async fn dashboard_page(State(st): State<ApiState>, headers: HeaderMap) -> Response {
+    if check_read_token(&st, &headers).is_ok() {
+        return crate::dashboard::index().await.into_response();
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        LOGIN_HTML,
+    )
+        .into_response()
+}
+
+/// Form of `POST /login`.
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+/// `POST /login` (form field `token`): with the read or the write token,
+/// sets the session cookie (HttpOnly, SameSite=Strict; it grants reads only)
+/// and sends the browser to the dashboard.
+async fn login(State(st): State<ApiState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body_bytes(body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let form = std::str::from_utf8(&body)
+        .ok()
+        .and_then(|b| format!("/?{b}").parse::<axum::http::Uri>().ok())
+        .and_then(|uri| Query::<LoginForm>::try_from_uri(&uri).ok());
+    let Some(Query(form)) = form else {
+        return ApiError(
+            StatusCode::BAD_REQUEST,
+            "expected a form with a token field".into(),
+        )
+        .into_response();
+    };
+    let mut headers = HeaderMap::new();
+    let bearer = format!("Bearer {}", form.token.trim());
+    match bearer.parse() {
+        Ok(v) => headers.insert(header::AUTHORIZATION, v),
+        Err(_) => None,
+    };
+    if st.read_token.is_none() {
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    }
+    if let Err(e) = check_read_token(&st, &headers) {
+        return e.into_response();
+    }
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+        session_value(form.token.trim())
+    );
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/".to_string()),
+            (header::SET_COOKIE, cookie),
+        ],
+    )
+        .into_response()
 }
 
 /// A request that passed the bearer-token check ([`check_token`]): the
@@ -997,7 +1104,8 @@ async fn method_not_allowed() -> ApiError {
 /// The whole router: API, metrics and dashboard.
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/", get(crate::dashboard::index))
+        .route("/", get(dashboard_page))
+        .route("/login", axum::routing::post(login))
         .route("/v1/members", get(members))
         .route("/v1/members/{name}", get(member))
         .route("/v1/self", get(self_info))

@@ -158,7 +158,10 @@ fn keys_commands() {
         assert!(o.status.success(), "{}", stderr(&o));
         let text = stdout(&o);
         for k in [&k0, &k1, &k2] {
-            assert!(!text.contains(&k[..16]), "key material in the listing: {text}");
+            assert!(
+                !text.contains(&k[..16]),
+                "key material in the listing: {text}"
+            );
         }
         serde_json::from_str(&text).unwrap()
     };

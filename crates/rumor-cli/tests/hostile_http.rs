@@ -65,14 +65,15 @@ fn agent_exit(args: &[&str]) -> (Option<i32>, String) {
     (status.code(), err)
 }
 
-/// One raw HTTP/1.1 request with the given `Host` header: the status code
-/// and the body.
-fn raw_get(addr: SocketAddr, path: &str, host: &str) -> (u16, String) {
+/// One raw HTTP/1.1 request (`head` is its request line and headers, each
+/// line ending in CRLF): the status code and the whole answer.
+fn raw(addr: SocketAddr, head: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "{head}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut text = String::new();
@@ -82,6 +83,16 @@ fn raw_get(addr: SocketAddr, path: &str, host: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
+    (code, text)
+}
+
+/// `GET path` with the given `Host` header: the status code and the body.
+fn raw_get(addr: SocketAddr, path: &str, host: &str) -> (u16, String) {
+    let (code, text) = raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n"),
+        "",
+    );
     let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
     (code, body.to_string())
 }
@@ -98,7 +109,10 @@ fn keys_are_shown_by_fingerprint_only() {
 
     let (s, v) = request("GET", &u("/v1/keys"), t, None);
     assert_eq!(s, 200, "{v}");
-    assert!(!leaks(&v.to_string(), &k0), "GET /v1/keys leaks the key: {v}");
+    assert!(
+        !leaks(&v.to_string(), &k0),
+        "GET /v1/keys leaks the key: {v}"
+    );
     let primary = v["primary"].as_str().expect("a primary fingerprint");
     assert_eq!(primary.len(), 16, "{v}");
     assert_eq!(v["keys"][0], primary);
@@ -199,7 +213,11 @@ fn a_non_loopback_http_without_a_token_is_refused_at_start() {
 fn a_foreign_host_header_is_refused_on_loopback() {
     let a = agent("host").spawn();
     let port = a.http.port();
-    for host in ["evil.example", &format!("evil.example:{port}"), "localhost.evil.example"] {
+    for host in [
+        "evil.example",
+        &format!("evil.example:{port}"),
+        "localhost.evil.example",
+    ] {
         let (code, body) = raw_get(a.http, "/v1/members", host);
         assert_eq!(code, 421, "Host {host}: {body}");
         assert!(body.contains("DNS rebinding"), "{body}");
@@ -235,7 +253,10 @@ fn the_read_token_guards_reads() {
     ] {
         let (s, v) = request("GET", &u(p), None, None);
         assert_eq!(s, 401, "{p}: {v}");
-        assert!(v["error"].as_str().unwrap().contains("--http-read-token"), "{v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("--http-read-token"),
+            "{v}"
+        );
         let (s, _) = request("GET", &u(p), Some("wrong"), None);
         assert_eq!(s, 403, "{p}");
         let (s, _) = request("GET", &u(p), Some(READ_TOKEN), None);
@@ -276,6 +297,71 @@ fn the_read_token_guards_reads() {
     let (code, err) = agent_exit(&["--http-read-token", READ_TOKEN]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("--http-token"), "{err}");
+}
+
+#[test]
+fn the_dashboard_signs_in_with_the_read_token() {
+    let a = agent("dash")
+        .args(&["--http-token", TOKEN, "--http-read-token", READ_TOKEN])
+        .spawn();
+    let get = |path: &str, cookie: &str| {
+        raw(
+            a.http,
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{cookie}"),
+            "",
+        )
+    };
+    // Without a session: the sign-in form, not the dashboard.
+    let (code, text) = get("/", "");
+    assert_eq!(code, 401, "{text}");
+    assert!(
+        text.contains("<form") && !text.contains("EventSource"),
+        "{text}"
+    );
+    let login = |token: &str| {
+        raw(
+            a.http,
+            "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n",
+            &format!("token={token}"),
+        )
+    };
+    let (code, _) = login("wrong");
+    assert_eq!(code, 403);
+    let (code, text) = login(READ_TOKEN);
+    assert_eq!(code, 303, "{text}");
+    let cookie = text
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .expect("a session cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains(READ_TOKEN),
+        "the cookie holds the token: {cookie}"
+    );
+    let session = format!("Cookie: {}\r\n", cookie.split(';').next().unwrap());
+    // With the session: the dashboard, its reads and its event stream...
+    let (code, text) = get("/", &session);
+    assert_eq!(code, 200);
+    assert!(text.contains("EventSource"));
+    let (code, text) = get("/v1/members", &session);
+    assert_eq!(code, 200, "{text}");
+    let (code, text) = get("/v1/self", &session);
+    assert_eq!(code, 200, "{text}");
+    // ...but no writes and no keyring.
+    let (code, _) = raw(
+        a.http,
+        &format!("PUT /v1/kv/x HTTP/1.1\r\nHost: localhost\r\n{session}"),
+        "v",
+    );
+    assert_eq!(code, 401);
+    let (code, _) = get("/v1/keys", &session);
+    assert_eq!(code, 401);
+    // A forged cookie is no session.
+    let (code, _) = get("/v1/members", "Cookie: rumor_session=00\r\n");
+    assert_eq!(code, 401);
 }
 
 #[test]
@@ -320,7 +406,11 @@ fn bodies_over_the_limit_get_413_naming_it() {
 /// The value of the counter of dropped handler events for `reason`, if
 /// the agent exports it.
 fn dropped(a: &Agent, reason: &str) -> Option<f64> {
-    let text = ureq::get(&a.url("/metrics")).call().ok()?.into_string().ok()?;
+    let text = ureq::get(&a.url("/metrics"))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()?;
     text.lines()
         .filter(|l| l.starts_with("rumor_event_handler_dropped_total{"))
         .filter(|l| l.contains(&format!("reason=\"{reason}\"")))
