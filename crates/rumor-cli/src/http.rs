@@ -1,26 +1,21 @@
 //! The agent's HTTP API (JSON in and out) and the routes of the dashboard
 //! and `/metrics`. Errors are `{"error": "..."}` with a fitting status.
 //!
-//! Write endpoints (and the keyring listing) need `Authorization: Bearer
-//! TOKEN` when the agent runs with `--http-token`; read endpoints need the
-//! read token (or the write token) when it runs with `--http-read-token`.
-//! The keyring is shown by fingerprints only, never key material. On a
-//! loopback bind, a request whose `Host` is not a loopback name is refused
-//! (421), which defeats DNS rebinding; a request body over [`MAX_BODY`]
+//! Who may call what (tokens, the dashboard session, the loopback `Host`
+//! check) lives in [`crate::http_access`]. The keyring is shown by
+//! fingerprints only, never key material; a request body over [`MAX_BODY`]
 //! bytes is refused with 413. See docs/http-api.md.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -35,6 +30,7 @@ use crate::cluster::{
     kind_name, resolve_seeds, ClusterError, Estimate, KeyringView, KvChange, KvEntry, MemberEvent,
     SharedCluster, Stats, UserEvent,
 };
+use crate::http_access::{check_read_token, dashboard_page, host_guard, login, Authorized, Reader};
 
 /// Largest request body the API reads, in bytes: room for the largest
 /// replicated value (64 KiB) several times over. Larger bodies get 413.
@@ -143,7 +139,8 @@ fn bad_json(rej: JsonRejection) -> ApiError {
     )
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+/// What a handler returns.
+pub type ApiResult<T> = Result<T, ApiError>;
 
 /// A member as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -179,186 +176,6 @@ fn member_json(m: &Member, changed: Option<SystemTime>) -> MemberJson {
         tags: (*m.tags).clone(),
         last_change_ms: changed.map(epoch_ms),
         state: BTreeMap::new(),
-    }
-}
-
-/// Check the bearer token of a request against the tokens that grant it
-/// (`flag` names the agent's flag in the 401 message).
-fn check_bearer(headers: &HeaderMap, accepted: &[&Arc<str>], flag: &str) -> ApiResult<()> {
-    let got = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match got {
-        None => Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            format!(
-                "this endpoint needs Authorization: Bearer <token> (the agent runs with {flag})"
-            ),
-        )),
-        // Compare with every token, so the time taken does not say which matched.
-        Some(t) => {
-            let ok = accepted.iter().fold(false, |ok, want| {
-                constant_time_eq(t.as_bytes(), want.as_bytes()) | ok
-            });
-            if ok {
-                Ok(())
-            } else {
-                Err(ApiError(StatusCode::FORBIDDEN, "wrong bearer token".into()))
-            }
-        }
-    }
-}
-
-/// The write check: the write token, when the agent has one.
-fn check_token(state: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
-    match &state.token {
-        None => Ok(()),
-        Some(want) => check_bearer(headers, &[want], "--http-token"),
-    }
-}
-
-/// The read check: the read token or the write token, when the agent has a
-/// read token. A
-/// browser that signed in to the dashboard ([`login`]) passes with its
-/// session cookie instead (reads only).
-fn check_read_token(state: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
-    let Some(read) = &state.read_token else {
-        return Ok(());
-    };
-    let accepted: Vec<&Arc<str>> = std::iter::once(read).chain(&state.token).collect();
-    if !headers.contains_key(header::AUTHORIZATION) && has_session(headers, &accepted) {
-        return Ok(());
-    }
-    check_bearer(headers, &accepted, "--http-read-token")
-}
-
-/// Name of the dashboard's session cookie.
-const SESSION_COOKIE: &str = "rumor_session";
-
-/// The session cookie's value for `token`: a hash, so the cookie never
-/// holds the token itself and is always cookie-safe text.
-fn session_value(token: &str) -> String {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    h.update(b"rumor dashboard session\0");
-    h.update(token.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Whether the request carries a session cookie made from one of `accepted`.
-fn has_session(headers: &HeaderMap, accepted: &[&Arc<str>]) -> bool {
-    let wanted: Vec<String> = accepted.iter().map(|t| session_value(t)).collect();
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .filter(|(name, _)| *name == SESSION_COOKIE)
-        .any(|(_, v)| {
-            wanted.iter().fold(false, |ok, w| {
-                constant_time_eq(v.as_bytes(), w.as_bytes()) | ok
-            })
-        })
-}
-
-/// The page `/` shows instead of the dashboard when the agent has a read
-/// token and the browser has not signed in.
-const LOGIN_HTML: &str = "<!doctype html><meta charset=utf-8><title>rumor</title>\
-<p>This agent's API needs a token (it runs with --http-read-token).</p>\
-<form method=post action=/login><input type=password name=token autofocus \
-placeholder=\"read or write token\"> <button>Open the dashboard</button></form>";
-
-/// `GET /`: the dashboard, or the sign-in form when reads need a token and
-/// the browser has no session.
-async fn dashboard_page(State(st): State<ApiState>, headers: HeaderMap) -> Response {
-    if check_read_token(&st, &headers).is_ok() {
-        return crate::dashboard::index().await.into_response();
-    }
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        LOGIN_HTML,
-    )
-        .into_response()
-}
-
-/// Form of `POST /login`.
-#[derive(Debug, Deserialize)]
-struct LoginForm {
-    token: String,
-}
-
-/// `POST /login` (form field `token`): with the read or the write token,
-/// sets the session cookie (HttpOnly, SameSite=Strict; it grants reads only)
-/// and sends the browser to the dashboard.
-async fn login(State(st): State<ApiState>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body_bytes(body) {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let form = std::str::from_utf8(&body)
-        .ok()
-        .and_then(|b| format!("/?{b}").parse::<axum::http::Uri>().ok())
-        .and_then(|uri| Query::<LoginForm>::try_from_uri(&uri).ok());
-    let Some(Query(form)) = form else {
-        return ApiError(
-            StatusCode::BAD_REQUEST,
-            "expected a form with a token field".into(),
-        )
-        .into_response();
-    };
-    let mut headers = HeaderMap::new();
-    let bearer = format!("Bearer {}", form.token.trim());
-    match bearer.parse() {
-        Ok(v) => headers.insert(header::AUTHORIZATION, v),
-        Err(_) => None,
-    };
-    if st.read_token.is_none() {
-        return (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
-    }
-    if let Err(e) = check_read_token(&st, &headers) {
-        return e.into_response();
-    }
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-        session_value(form.token.trim())
-    );
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (header::LOCATION, "/".to_string()),
-            (header::SET_COOKIE, cookie),
-        ],
-    )
-        .into_response()
-}
-
-/// A request that passed the bearer-token check ([`check_token`]): the
-/// extractor every write endpoint (and the keyring listing) starts with.
-struct Authorized(ApiState);
-
-impl FromRequestParts<ApiState> for Authorized {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<Self> {
-        check_token(state, &parts.headers)?;
-        Ok(Authorized(state.clone()))
-    }
-}
-
-/// A request that passed the read check ([`check_read_token`]): the
-/// extractor every read endpoint but `/v1/health` starts with.
-struct Reader(ApiState);
-
-impl FromRequestParts<ApiState> for Reader {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<Self> {
-        check_read_token(state, &parts.headers)?;
-        Ok(Reader(state.clone()))
     }
 }
 
@@ -424,10 +241,6 @@ impl FromRequestParts<ApiState> for WriteContext {
             .map(|vv| WriteContext(Some(vv)))
             .map_err(bad)
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Query of `GET /v1/members`.
@@ -779,7 +592,8 @@ async fn kv_get(Reader(st): Reader, Key(key): Key) -> ApiResult<Json<Value>> {
     }
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+/// The body, or the error for a body that could not be read (413 over [`MAX_BODY`]).
+pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
     body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             body_too_large()
@@ -1148,90 +962,9 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io
     axum::serve(listener, router).await
 }
 
-/// Refuse (421) a request to a loopback listener whose `Host` is not a
-/// loopback name: a web page whose DNS name was rebound to 127.0.0.1 reaches
-/// the API with its own name as `Host`, and is refused here. A request
-/// without any `Host` (HTTP/1.0 tools; browsers always send one) passes.
-async fn host_guard(State(bound): State<SocketAddr>, req: Request, next: Next) -> Response {
-    let host = match req.headers().get(header::HOST) {
-        Some(h) => Some(h.to_str().unwrap_or("")),
-        None => req.uri().authority().map(|a| a.as_str()),
-    };
-    match host {
-        Some(h) if !host_allowed(h, bound) => ApiError(
-            StatusCode::MISDIRECTED_REQUEST,
-            format!(
-                "Host {:?} is not this agent: on a loopback address the API answers only to localhost, 127.0.0.1, [::1] or {} (DNS rebinding protection)",
-                h.chars().take(100).collect::<String>(),
-                bound.ip()
-            ),
-        )
-        .into_response(),
-        _ => next.run(req).await,
-    }
-}
-
-/// Whether `host` (a `Host` header: a name or address, with an optional
-/// port) names a loopback listener bound at `bound`: `localhost`, a loopback
-/// address or the bound address.
-pub fn host_allowed(host: &str, bound: SocketAddr) -> bool {
-    let host = host.trim();
-    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((ip, tail)) => (ip, tail.strip_prefix(':')),
-            None => return false,
-        }
-    } else {
-        match host.rsplit_once(':') {
-            Some((n, p)) => (n, Some(p)),
-            None => (host, None),
-        }
-    };
-    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
-        return false;
-    }
-    let name = name.strip_suffix('.').unwrap_or(name);
-    if name.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    match name.parse::<IpAddr>() {
-        Ok(ip) => ip.is_loopback() || ip == bound.ip(),
-        Err(_) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_host_names() {
-        let bound: SocketAddr = "127.0.0.1:7947".parse().unwrap();
-        for ok in [
-            "localhost",
-            "localhost:7947",
-            "LOCALHOST:1",
-            "127.0.0.1",
-            "127.0.0.1:7947",
-            "[::1]",
-            "[::1]:7947",
-            "127.0.0.2:80",
-        ] {
-            assert!(host_allowed(ok, bound), "{ok}");
-        }
-        for bad in [
-            "evil.example",
-            "evil.example:7947",
-            "localhost.evil.example",
-            "10.0.0.1:7947",
-            "[::1",
-            "localhost:",
-            "localhost:x",
-            "",
-        ] {
-            assert!(!host_allowed(bad, bound), "{bad}");
-        }
-    }
 
     #[test]
     fn fingerprints_hide_the_key() {
