@@ -247,6 +247,20 @@ mod tests {
         let e = check(&["--http-read-token", "r"]).unwrap_err().to_string();
         assert!(e.contains("--http-token"), "{e}");
         assert!(check(&["--http-read-token", "r", "--http-token", "w"]).is_ok());
+        // The same settings from the config file.
+        let file = |text: &str| {
+            let c = AgentConfig::merge(
+                &AgentArgs::default(),
+                crate::config::FileConfig::parse(text).unwrap(),
+            )
+            .unwrap();
+            check_http_safety(&c)
+        };
+        assert!(file("keyring = \"k\"\n").is_err());
+        assert!(file("http = \"0.0.0.0:1\"\n").is_err());
+        assert!(file("keyring = \"k\"\nhttp_insecure = true\n").is_ok());
+        assert!(file("keyring = \"k\"\nhttp_token = \"t\"\n").is_ok());
+        assert!(file("http_token = \"t\"\nhttp_read_token = \"r\"\n").is_ok());
     }
 
     #[test]

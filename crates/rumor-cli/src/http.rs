@@ -123,6 +123,7 @@ impl From<ClusterError> for ApiError {
 
 /// The error for a body over [`MAX_BODY`], naming the limit.
 fn body_too_large() -> ApiError {
+    crate::http_access::refused("body_too_large");
     ApiError(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("request body too large: the HTTP API's limit (max_body) is {MAX_BODY} bytes"),

@@ -8,7 +8,8 @@
 //! - on a loopback bind, a `Host` that is not a loopback name gets 421.
 //!
 //! Tokens are compared in constant time; the cookie holds a hash of the
-//! token, never the token.
+//! token, never the token. Every refusal is counted in
+//! `rumor_http_refused_total{reason}` ([`refused`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -24,6 +25,25 @@ use serde::Deserialize;
 
 use crate::http::{body_bytes, ApiError, ApiResult, ApiState};
 
+/// The counter of refused API requests.
+pub const REFUSED_METRIC: &str = "rumor_http_refused_total";
+
+/// Count one refused request: `reason` is `token_missing`, `token_wrong`,
+/// `host` or `body_too_large`.
+pub fn refused(reason: &'static str) {
+    metrics::describe_counter!(
+        REFUSED_METRIC,
+        "HTTP API requests refused, by reason: token_missing, token_wrong, host (a foreign Host on a loopback bind), body_too_large."
+    );
+    metrics::counter!(REFUSED_METRIC, "reason" => reason).increment(1);
+}
+
+/// `e`, counted as refused for `reason`.
+pub fn refused_with(reason: &'static str, e: ApiError) -> ApiError {
+    refused(reason);
+    e
+}
+
 /// Check the bearer token of a request against the tokens that grant it
 /// (`flag` names the agent's flag in the 401 message).
 fn check_bearer(headers: &HeaderMap, accepted: &[&Arc<str>], flag: &str) -> ApiResult<()> {
@@ -33,10 +53,13 @@ fn check_bearer(headers: &HeaderMap, accepted: &[&Arc<str>], flag: &str) -> ApiR
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match got {
-        None => Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            format!(
+        None => Err(refused_with(
+            "token_missing",
+            ApiError(
+                StatusCode::UNAUTHORIZED,
+                format!(
                 "this endpoint needs Authorization: Bearer <token> (the agent runs with {flag})"
+            ),
             ),
         )),
         // Compare with every token, so the time taken does not say which matched.
@@ -47,7 +70,10 @@ fn check_bearer(headers: &HeaderMap, accepted: &[&Arc<str>], flag: &str) -> ApiR
             if ok {
                 Ok(())
             } else {
-                Err(ApiError(StatusCode::FORBIDDEN, "wrong bearer token".into()))
+                Err(refused_with(
+                    "token_wrong",
+                    ApiError(StatusCode::FORBIDDEN, "wrong bearer token".into()),
+                ))
             }
         }
     }
@@ -218,14 +244,14 @@ pub async fn host_guard(State(bound): State<SocketAddr>, req: Request, next: Nex
         None => req.uri().authority().map(|a| a.as_str()),
     };
     match host {
-        Some(h) if !host_allowed(h, bound) => ApiError(
+        Some(h) if !host_allowed(h, bound) => refused_with("host", ApiError(
             StatusCode::MISDIRECTED_REQUEST,
             format!(
                 "Host {:?} is not this agent: on a loopback address the API answers only to localhost, 127.0.0.1, [::1] or {} (DNS rebinding protection)",
                 h.chars().take(100).collect::<String>(),
                 bound.ip()
             ),
-        )
+        ))
         .into_response(),
         _ => next.run(req).await,
     }

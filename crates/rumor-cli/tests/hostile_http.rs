@@ -234,6 +234,8 @@ fn a_foreign_host_header_is_refused_on_loopback() {
         let (code, body) = raw_get(a.http, "/v1/members", &host);
         assert_eq!(code, 200, "Host {host}: {body}");
     }
+    // Each refusal is counted.
+    assert_eq!(series(&a, "rumor_http_refused_total", "host"), Some(6.0));
 }
 
 #[test]
@@ -401,20 +403,28 @@ fn bodies_over_the_limit_get_413_naming_it() {
     let err = stderr(&o);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("413") && err.contains("max_body"), "{err}");
+    assert_eq!(
+        series(&a, "rumor_http_refused_total", "body_too_large"),
+        Some(3.0)
+    );
 }
 
-/// The value of the counter of dropped handler events for `reason`, if
-/// the agent exports it.
-fn dropped(a: &Agent, reason: &str) -> Option<f64> {
+/// The value of the series `name` labelled `reason`, if the agent exports it.
+fn series(a: &Agent, name: &str, reason: &str) -> Option<f64> {
     let text = ureq::get(&a.url("/metrics"))
         .call()
         .ok()?
         .into_string()
         .ok()?;
     text.lines()
-        .filter(|l| l.starts_with("rumor_event_handler_dropped_total{"))
+        .filter(|l| l.starts_with(&format!("{name}{{")))
         .filter(|l| l.contains(&format!("reason=\"{reason}\"")))
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The value of the counter of dropped handler events for `reason`.
+fn dropped(a: &Agent, reason: &str) -> Option<f64> {
+    series(a, "rumor_event_handler_dropped_total", reason)
 }
 
 #[test]
