@@ -88,6 +88,7 @@ impl Client {
 
     /// `method path` with a JSON body, answer as JSON.
     pub fn send(&self, method: &str, path: &str, body: Value) -> Result<Value> {
+        check_size(body.to_string().len())?;
         let r = self.handle(self.request(method, path).send_json(body))?;
         r.into_json()
             .map_err(|e| anyhow!("bad answer from {}: {e}", self.base))
@@ -95,6 +96,7 @@ impl Client {
 
     /// `method path` with a raw body, answer as JSON.
     pub fn send_bytes(&self, method: &str, path: &str, body: &[u8]) -> Result<Value> {
+        check_size(body.len())?;
         let r = self.handle(
             self.request(method, path)
                 .set("Content-Type", "application/octet-stream")
@@ -136,6 +138,18 @@ impl Client {
         )?;
         Ok(BufReader::new(r.into_reader()))
     }
+}
+
+/// Refuse, before sending, a body the agent would refuse (413): one line
+/// naming the limit, instead of a reset connection halfway through.
+fn check_size(len: usize) -> Result<()> {
+    if len > crate::http::MAX_BODY {
+        bail!(
+            "request body too large: {len} bytes, the HTTP API's limit (max_body) is {} bytes",
+            crate::http::MAX_BODY
+        );
+    }
+    Ok(())
 }
 
 fn transport_reason(t: &ureq::Transport) -> String {

@@ -36,6 +36,15 @@ use crate::http_access::{check_read_token, dashboard_page, host_guard, login, Au
 /// replicated value (64 KiB) several times over. Larger bodies get 413.
 pub const MAX_BODY: usize = 256 * 1024;
 
+/// A declared body over [`MAX_BODY`] but at most this long is read and
+/// thrown away before the 413 goes out, so that the client, still sending,
+/// reads the answer instead of a connection reset (nginx's "lingering
+/// close"). Longer ones are answered at once and the connection is cut.
+const DRAIN_MAX: u64 = 4 * MAX_BODY as u64;
+
+/// Longest the drain of [`DRAIN_MAX`] may take.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
@@ -947,7 +956,40 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(refuse_large_bodies))
         .with_state(state)
+}
+
+/// Answer 413 to a request whose `Content-Length` is over [`MAX_BODY`]
+/// before any handler runs, after draining up to [`DRAIN_MAX`] of it (see
+/// there). Bodies without a length are cut at the limit by the extractors.
+async fn refuse_large_bodies(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let Some(len) = declared.filter(|&n| n > MAX_BODY as u64) else {
+        return next.run(req).await;
+    };
+    if len <= DRAIN_MAX {
+        use futures_util::StreamExt;
+        let mut data = req.into_body().into_data_stream();
+        let drain = async {
+            let mut read = 0u64;
+            while let Some(Ok(chunk)) = data.next().await {
+                read += chunk.len() as u64;
+                if read > DRAIN_MAX {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+    }
+    body_too_large().into_response()
 }
 
 /// Serve `router` on `listener` until the task is aborted (open event
