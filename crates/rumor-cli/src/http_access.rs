@@ -31,10 +31,13 @@ pub const REFUSED_METRIC: &str = "rumor_http_refused_total";
 /// Count one refused request: `reason` is `token_missing`, `token_wrong`,
 /// `host` or `body_too_large`.
 pub fn refused(reason: &'static str) {
-    metrics::describe_counter!(
-        REFUSED_METRIC,
-        "HTTP API requests refused, by reason: token_missing, token_wrong, host (a foreign Host on a loopback bind), body_too_large."
-    );
+    static DESCRIBED: std::sync::Once = std::sync::Once::new();
+    DESCRIBED.call_once(|| {
+        metrics::describe_counter!(
+            REFUSED_METRIC,
+            "HTTP API requests refused, by reason: token_missing, token_wrong, host (a foreign Host on a loopback bind), body_too_large."
+        );
+    });
     metrics::counter!(REFUSED_METRIC, "reason" => reason).increment(1);
 }
 
@@ -178,14 +181,13 @@ pub async fn login(State(st): State<ApiState>, body: Result<Bytes, BytesRejectio
         )
         .into_response();
     };
-    let mut headers = HeaderMap::new();
-    let bearer = format!("Bearer {}", form.token.trim());
-    match bearer.parse() {
-        Ok(v) => headers.insert(header::AUTHORIZATION, v),
-        Err(_) => None,
-    };
     if st.read_token.is_none() {
         return (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    }
+    // The form's token is checked as a bearer token would be.
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = format!("Bearer {}", form.token.trim()).parse() {
+        headers.insert(header::AUTHORIZATION, v);
     }
     if let Err(e) = check_read_token(&st, &headers) {
         return e.into_response();
@@ -264,7 +266,11 @@ pub fn host_allowed(host: &str, bound: SocketAddr) -> bool {
     let host = host.trim();
     let (name, port) = if let Some(rest) = host.strip_prefix('[') {
         match rest.split_once(']') {
-            Some((ip, tail)) => (ip, tail.strip_prefix(':')),
+            Some((ip, "")) => (ip, None),
+            Some((ip, tail)) => match tail.strip_prefix(':') {
+                Some(port) => (ip, Some(port)),
+                None => return false,
+            },
             None => return false,
         }
     } else {
@@ -311,6 +317,8 @@ mod tests {
             "localhost.evil.example",
             "10.0.0.1:7947",
             "[::1",
+            "[::1]x",
+            "[::1]:",
             "localhost:",
             "localhost:x",
             "",
