@@ -249,9 +249,8 @@ pub async fn host_guard(State(bound): State<SocketAddr>, req: Request, next: Nex
         Some(h) if !host_allowed(h, bound) => refused_with("host", ApiError(
             StatusCode::MISDIRECTED_REQUEST,
             format!(
-                "Host {:?} is not this agent: on a loopback address the API answers only to localhost, 127.0.0.1, [::1] or {} (DNS rebinding protection)",
-                h.chars().take(100).collect::<String>(),
-                bound.ip()
+                "Host {:?} is not this agent: on a loopback address the API answers only to localhost or a loopback address such as 127.0.0.1 or [::1] (DNS rebinding protection)",
+                h.chars().take(100).collect::<String>()
             ),
         ))
         .into_response(),
