@@ -1,7 +1,8 @@
 //! The agent runtime: start order, signals and shutdown.
 //!
 //! Start order (nothing is left half-started on an error): read and check
-//! every setting, the keyring and the snapshot; resolve the seeds; bind the
+//! every setting (the HTTP API must be safe, see [`check_http_safety`]), the
+//! keyring and the snapshot; resolve the seeds; bind the
 //! HTTP listener; start the node (binds gossip UDP and TCP); join the seeds
 //! (with `--join`, failing to reach every one of them is fatal); only then
 //! serve HTTP and run the snapshot writer and the event handler.
@@ -64,10 +65,43 @@ pub fn load_keyring(path: &Path) -> Result<Vec<String>> {
         .collect()
 }
 
+/// Refuse settings that would leave the HTTP API open to others: a keyring
+/// (the API changes keys) or a non-loopback `--http` without `--http-token`,
+/// unless `--http-insecure` says so; and a read token without a write token
+/// (reads protected, writes open). The error is one line naming the flag to add.
+pub fn check_http_safety(cfg: &AgentConfig) -> Result<()> {
+    if cfg.http_read_token.is_some() && cfg.http_token.is_none() {
+        bail!("--http-read-token needs --http-token too (otherwise writes would be open while reads are not): add --http-token TOKEN");
+    }
+    if cfg.http_token.is_some() || cfg.http_insecure {
+        return Ok(());
+    }
+    if cfg.keyring.is_some() {
+        bail!(
+            "the agent has a keyring but its HTTP API has no token: add --http-token TOKEN (or RUMOR_HTTP_TOKEN, or http_token in the config; --http-insecure to run without one)"
+        );
+    }
+    if !cfg.http.ip().is_loopback() {
+        bail!(
+            "--http {} is not a loopback address and the API has no token: add --http-token TOKEN (or RUMOR_HTTP_TOKEN, or http_token in the config; --http-insecure to run without one)",
+            cfg.http
+        );
+    }
+    Ok(())
+}
+
 /// Run an agent until it is told to stop.
 pub async fn run(args: AgentArgs) -> Result<()> {
     let cfg = AgentConfig::resolve(&args)?;
+    check_http_safety(&cfg)?;
     init_logging(cfg.log_json, "info");
+    if cfg.http_insecure && cfg.http_token.is_none() {
+        tracing::warn!(
+            http = %cfg.http,
+            "--http-insecure: the HTTP API has no token; anyone who reaches {} can change this member, the cluster's data and its keys",
+            cfg.http
+        );
+    }
     let keys = match &cfg.keyring {
         Some(p) => load_keyring(p)?,
         None => Vec::new(),
@@ -121,6 +155,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
 
     let (leave_tx, mut leave_rx) = mpsc::channel(1);
     let mut state = ApiState::new(node.clone(), cfg.http_token.clone());
+    state.read_token = cfg.http_read_token.as_deref().map(Arc::from);
     state.on_leave = Some(leave_tx);
     state.leave_timeout = cfg.leave_timeout;
     let leaving = state.leaving.clone();
@@ -133,7 +168,11 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         tasks.push(tokio::spawn(crate::snapshot::keep(node.clone(), p)));
     }
     if let Some(cmd) = cfg.event_handler.clone() {
-        tasks.push(tokio::spawn(crate::event_handler::run(node.clone(), cmd)));
+        tasks.push(tokio::spawn(crate::event_handler::run(
+            node.clone(),
+            cmd,
+            cfg.event_handler_backlog,
+        )));
     }
 
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -183,6 +222,46 @@ async fn finish(node: &SharedCluster, snapshot: Option<&Path>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cfg(args: &[&str]) -> Result<AgentConfig> {
+        use clap::Parser;
+        let cli =
+            crate::cli::Cli::try_parse_from(["rumor", "agent", "--name", "t"].iter().chain(args))?;
+        match cli.command {
+            crate::cli::Command::Agent(a) => AgentConfig::merge(&a, Default::default()),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn http_safety() {
+        let check = |args: &[&str]| cfg(args).and_then(|c| check_http_safety(&c));
+        assert!(check(&[]).is_ok());
+        assert!(check(&["--http", "[::1]:1"]).is_ok());
+        let e = check(&["--keyring", "k"]).unwrap_err().to_string();
+        assert!(e.contains("--http-token") && !e.contains('\n'), "{e}");
+        let e = check(&["--http", "0.0.0.0:1"]).unwrap_err().to_string();
+        assert!(e.contains("--http-token") && e.contains("0.0.0.0:1"), "{e}");
+        assert!(check(&["--http", "0.0.0.0:1", "--http-token", "t"]).is_ok());
+        assert!(check(&["--keyring", "k", "--http-insecure"]).is_ok());
+        let e = check(&["--http-read-token", "r"]).unwrap_err().to_string();
+        assert!(e.contains("--http-token"), "{e}");
+        assert!(check(&["--http-read-token", "r", "--http-token", "w"]).is_ok());
+        // The same settings from the config file.
+        let file = |text: &str| {
+            let c = AgentConfig::merge(
+                &AgentArgs::default(),
+                crate::config::FileConfig::parse(text).unwrap(),
+            )
+            .unwrap();
+            check_http_safety(&c)
+        };
+        assert!(file("keyring = \"k\"\n").is_err());
+        assert!(file("http = \"0.0.0.0:1\"\n").is_err());
+        assert!(file("keyring = \"k\"\nhttp_insecure = true\n").is_ok());
+        assert!(file("keyring = \"k\"\nhttp_token = \"t\"\n").is_ok());
+        assert!(file("http_token = \"t\"\nhttp_read_token = \"r\"\n").is_ok());
+    }
 
     #[test]
     fn keyring_files() {

@@ -105,9 +105,18 @@ pub struct AgentArgs {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "RUMOR_LOG_JSON")]
     pub log_json: bool,
-    /// Bearer token required by the write endpoints (and the keyring listing).
+    /// Bearer token required by the write endpoints (and the keyring listing);
+    /// it also grants every read. Required with --keyring or a non-loopback --http.
     #[arg(long, env = "RUMOR_HTTP_TOKEN", hide_env_values = true)]
     pub http_token: Option<String>,
+    /// Bearer token required by the read endpoints (members, kv, events,
+    /// aggregates, metrics); /v1/health stays open. Needs --http-token.
+    #[arg(long, env = "RUMOR_HTTP_READ_TOKEN", hide_env_values = true)]
+    pub http_read_token: Option<String>,
+    /// Run without --http-token even with --keyring or a non-loopback --http
+    /// (anyone who reaches the API can then change the cluster and its keys).
+    #[arg(long, env = "RUMOR_HTTP_INSECURE")]
+    pub http_insecure: bool,
     /// File recording known members and the own incarnation; on restart the
     /// agent rejoins them without --join.
     #[arg(long, env = "RUMOR_SNAPSHOT")]
@@ -117,6 +126,10 @@ pub struct AgentArgs {
     /// RUMOR_USER_EVENT, payload on stdin).
     #[arg(long, env = "RUMOR_EVENT_HANDLER")]
     pub event_handler: Option<String>,
+    /// Events waiting for the event handler before new ones are dropped
+    /// (counted in rumor_event_handler_dropped_total) [default: 1024].
+    #[arg(long, env = "RUMOR_EVENT_HANDLER_BACKLOG")]
+    pub event_handler_backlog: Option<usize>,
     /// Longest a graceful leave may take on SIGINT/SIGTERM, e.g. `5s` [default: 5s].
     #[arg(long, env = "RUMOR_LEAVE_TIMEOUT")]
     pub leave_timeout: Option<String>,
@@ -128,7 +141,8 @@ pub struct ClientArgs {
     /// The agent's HTTP address.
     #[arg(long, env = "RUMOR_HTTP", default_value = DEFAULT_HTTP)]
     pub http: String,
-    /// Bearer token for the agent's write endpoints.
+    /// Bearer token for the agent's API: its write token, or its read token
+    /// for reads.
     #[arg(long, env = "RUMOR_HTTP_TOKEN", hide_env_values = true)]
     pub http_token: Option<String>,
 }
@@ -324,8 +338,17 @@ pub enum KeysOp {
     Use(KeyArg),
     /// Remove a key (not the primary one).
     Remove(KeyArg),
-    /// List installed keys.
+    /// List installed keys by fingerprint (the API never shows key material).
     List(KeysListArgs),
+    /// Print a key's fingerprint, as `rumor keys list` shows it (needs no agent).
+    Fingerprint(FingerprintArgs),
+}
+
+/// `rumor keys fingerprint`.
+#[derive(Debug, Args)]
+pub struct FingerprintArgs {
+    /// The key: 64 hexadecimal digits.
+    pub key: String,
 }
 
 /// A key operand.

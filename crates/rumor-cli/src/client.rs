@@ -88,6 +88,7 @@ impl Client {
 
     /// `method path` with a JSON body, answer as JSON.
     pub fn send(&self, method: &str, path: &str, body: Value) -> Result<Value> {
+        check_size(body.to_string().len())?;
         let r = self.handle(self.request(method, path).send_json(body))?;
         r.into_json()
             .map_err(|e| anyhow!("bad answer from {}: {e}", self.base))
@@ -95,6 +96,7 @@ impl Client {
 
     /// `method path` with a raw body, answer as JSON.
     pub fn send_bytes(&self, method: &str, path: &str, body: &[u8]) -> Result<Value> {
+        check_size(body.len())?;
         let r = self.handle(
             self.request(method, path)
                 .set("Content-Type", "application/octet-stream")
@@ -136,6 +138,18 @@ impl Client {
         )?;
         Ok(BufReader::new(r.into_reader()))
     }
+}
+
+/// Refuse, before sending, a body the agent would refuse (413): one line
+/// naming the limit, instead of a reset connection halfway through.
+fn check_size(len: usize) -> Result<()> {
+    if len > crate::http::MAX_BODY {
+        bail!(
+            "request body too large: {len} bytes, the HTTP API's limit (max_body) is {} bytes",
+            crate::http::MAX_BODY
+        );
+    }
+    Ok(())
 }
 
 fn transport_reason(t: &ureq::Transport) -> String {
@@ -510,25 +524,31 @@ pub fn monitor(args: &MonitorArgs) -> Result<()> {
     })
 }
 
-/// `rumor keys ...`.
+/// `rumor keys ...`. Keys are named by fingerprint in what is printed.
 pub fn keys(op: &KeysOp) -> Result<()> {
+    let fp = |k: &str| -> Result<String> {
+        Ok(crate::http::key_fingerprint(
+            &crate::cluster::normalize_key(k)?,
+        ))
+    };
     match op {
         KeysOp::Gen => println!("{}", crate::cluster::generate_key()?),
+        KeysOp::Fingerprint(a) => println!("{}", fp(&a.key)?),
         KeysOp::Install(k) => {
             Client::new(&k.client).send(
                 "POST",
                 "/v1/keys",
                 json!({"op": "install", "key": k.key}),
             )?;
-            println!("key installed");
+            println!("key {} installed", fp(&k.key)?);
         }
         KeysOp::Use(k) => {
             Client::new(&k.client).send("POST", "/v1/keys", json!({"op": "use", "key": k.key}))?;
-            println!("key is now primary");
+            println!("key {} is now primary", fp(&k.key)?);
         }
         KeysOp::Remove(k) => {
             Client::new(&k.client).send("DELETE", "/v1/keys", json!({"key": k.key}))?;
-            println!("key removed");
+            println!("key {} removed", fp(&k.key)?);
         }
         KeysOp::List(l) => {
             let v = Client::new(&l.client).get("/v1/keys")?;
@@ -540,6 +560,8 @@ pub fn keys(op: &KeysOp) -> Result<()> {
             let keys = v["keys"].as_array().cloned().unwrap_or_default();
             if keys.is_empty() {
                 println!("no keys installed (gossip is not encrypted)");
+            } else {
+                println!("FINGERPRINT");
             }
             for k in keys {
                 let k = k.as_str().unwrap_or("");

@@ -24,6 +24,8 @@ pub const DEFAULT_HTTP: &str = "127.0.0.1:7947";
 pub const DEFAULT_PORT: u16 = 7946;
 /// Default bound on a graceful leave.
 pub const DEFAULT_LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default number of events waiting for the event handler.
+pub const DEFAULT_EVENT_HANDLER_BACKLOG: usize = 1024;
 
 /// The `--config` file. Every key is optional; unknown keys are errors.
 #[derive(Debug, Default, Deserialize)]
@@ -49,12 +51,18 @@ pub struct FileConfig {
     pub label: Option<String>,
     /// JSON logs.
     pub log_json: Option<bool>,
-    /// Bearer token of the write endpoints.
+    /// Bearer token of the write endpoints (it also grants reads).
     pub http_token: Option<String>,
+    /// Bearer token of the read endpoints.
+    pub http_read_token: Option<String>,
+    /// Run the API without a token even where one is required.
+    pub http_insecure: Option<bool>,
     /// Snapshot file.
     pub snapshot: Option<PathBuf>,
     /// Event handler command.
     pub event_handler: Option<String>,
+    /// Events waiting for the event handler before new ones are dropped.
+    pub event_handler_backlog: Option<usize>,
     /// Graceful leave bound, e.g. "5s".
     pub leave_timeout: Option<String>,
     /// Overrides of the profile's protocol settings.
@@ -224,12 +232,18 @@ pub struct AgentConfig {
     pub label: Option<String>,
     /// JSON logs.
     pub log_json: bool,
-    /// Bearer token of the write endpoints.
+    /// Bearer token of the write endpoints (it also grants reads).
     pub http_token: Option<String>,
+    /// Bearer token of the read endpoints (`None`: reads are open).
+    pub http_read_token: Option<String>,
+    /// Run the API without a token even where one is required.
+    pub http_insecure: bool,
     /// Snapshot file.
     pub snapshot: Option<PathBuf>,
     /// Event handler command.
     pub event_handler: Option<String>,
+    /// Events waiting for the event handler before new ones are dropped.
+    pub event_handler_backlog: usize,
     /// Graceful leave bound.
     pub leave_timeout: Duration,
     /// The protocol configuration: the profile's, with the file's `[protocol]` overrides.
@@ -309,6 +323,13 @@ impl AgentConfig {
             Some(s) => parse_duration(s).with_context(|| format!("leave_timeout {s:?}"))?,
             None => DEFAULT_LEAVE_TIMEOUT,
         };
+        let event_handler_backlog = args
+            .event_handler_backlog
+            .or(file.event_handler_backlog)
+            .unwrap_or(DEFAULT_EVENT_HANDLER_BACKLOG);
+        if event_handler_backlog == 0 {
+            bail!("event_handler_backlog must be at least 1");
+        }
         let protocol = file
             .protocol
             .clone()
@@ -331,8 +352,15 @@ impl AgentConfig {
                 .clone()
                 .or(file.http_token)
                 .filter(|t| !t.is_empty()),
+            http_read_token: args
+                .http_read_token
+                .clone()
+                .or(file.http_read_token)
+                .filter(|t| !t.is_empty()),
+            http_insecure: args.http_insecure || file.http_insecure.unwrap_or(false),
             snapshot: args.snapshot.clone().or(file.snapshot),
             event_handler: args.event_handler.clone().or(file.event_handler),
+            event_handler_backlog,
             leave_timeout,
         })
     }

@@ -17,12 +17,16 @@
 //! event name), `RUMOR_USER_LTIME` (its Lamport time), `RUMOR_USER_ORIGIN`
 //! (the sender) and the `RUMOR_SELF_*` variables; the payload, as sent, is
 //! the standard input.
-//! A handler that runs longer than [`HANDLER_TIMEOUT`] is killed; when
-//! events come faster than handlers finish, the excess is dropped with a warning.
+//! A handler that runs longer than [`HANDLER_TIMEOUT`] is killed. Events
+//! wait in a bounded backlog (`--event-handler-backlog`, default
+//! [`crate::config::DEFAULT_EVENT_HANDLER_BACKLOG`]); when events come
+//! faster than handlers finish, the excess is dropped, counted in
+//! `rumor_event_handler_dropped_total{node,reason}` and reported by a
+//! warning at most every [`WARN_EVERY`].
 
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -33,8 +37,57 @@ use crate::cluster::{kind_name, MemberEvent, SharedCluster, UserEvent};
 /// Longest one handler run may take.
 pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Events waiting for a handler before new ones are dropped.
-const QUEUE: usize = 1024;
+/// Shortest time between two warnings about dropped events.
+pub const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// The counter of events the handler never ran for.
+pub const DROPPED_METRIC: &str = "rumor_event_handler_dropped_total";
+
+/// Events dropped before reaching the handler: counted at once, warned
+/// about at most every [`WARN_EVERY`] with the number since the last warning.
+struct Drops {
+    node: String,
+    backlog: usize,
+    unreported: u64,
+    last_warn: Option<Instant>,
+}
+
+impl Drops {
+    fn new(node: &str, backlog: usize) -> Self {
+        metrics::describe_counter!(
+            DROPPED_METRIC,
+            "Events the event handler never ran for: its backlog was full (backlog_full) or the node's event channel overran (lagged)."
+        );
+        Drops {
+            node: node.to_string(),
+            backlog,
+            unreported: 0,
+            last_warn: None,
+        }
+    }
+
+    /// Record `n` events dropped for `reason` (`backlog_full` or `lagged`).
+    fn record(&mut self, n: u64, reason: &'static str) {
+        metrics::counter!(DROPPED_METRIC, "node" => self.node.clone(), "reason" => reason)
+            .increment(n);
+        self.unreported = self.unreported.saturating_add(n);
+        let now = Instant::now();
+        if self
+            .last_warn
+            .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
+        {
+            tracing::warn!(
+                dropped = self.unreported,
+                backlog = self.backlog,
+                "event handler is behind: {} event(s) dropped since the last warning (backlog of {} full; see {DROPPED_METRIC} and --event-handler-backlog)",
+                self.unreported,
+                self.backlog
+            );
+            self.unreported = 0;
+            self.last_warn = Some(now);
+        }
+    }
+}
 
 /// The environment a handler gets for `ev`.
 pub fn handler_env(ev: &MemberEvent, self_name: &str, self_addr: &str) -> Vec<(String, String)> {
@@ -101,11 +154,14 @@ pub fn stdin_line(ev: &MemberEvent) -> String {
     )
 }
 
-/// Run `command` for every event of `cluster` until the task is aborted.
-pub async fn run(cluster: SharedCluster, command: String) {
+/// Run `command` for every event of `cluster` until the task is aborted,
+/// with at most `backlog` events waiting (at least 1).
+pub async fn run(cluster: SharedCluster, command: String, backlog: usize) {
     let mut events = cluster.subscribe();
     let mut users = cluster.subscribe_user();
-    let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
+    let backlog = backlog.max(1);
+    let mut drops = Drops::new(cluster.name(), backlog);
+    let (tx, mut rx) = mpsc::channel::<Job>(backlog);
     let (self_name, self_addr) = (cluster.name().to_string(), cluster.addr().to_string());
     let worker = tokio::spawn(async move {
         while let Some(job) = rx.recv().await {
@@ -132,12 +188,10 @@ pub async fn run(cluster: SharedCluster, command: String) {
         match job {
             Ok(job) => {
                 if tx.try_send(job).is_err() {
-                    tracing::warn!("event handler is behind: an event was dropped");
+                    drops.record(1, "backlog_full");
                 }
             }
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!("event handler is behind: {n} events were dropped");
-            }
+            Err(broadcast::error::RecvError::Lagged(n)) => drops.record(n, "lagged"),
             Err(broadcast::error::RecvError::Closed) => break,
         }
     }

@@ -4,7 +4,7 @@
 //!
 //! Modules, one concept each: [`cli`] arguments, [`config`] the config file
 //! and its merge, [`cluster`] the boundary to the node, [`agent`] the agent
-//! runtime, [`http`] the API, [`dashboard`] the web page, [`metrics`] the
+//! runtime, [`http`] the API, [`http_access`] who may use it, [`dashboard`] the web page, [`metrics`] the
 //! Prometheus exporter, [`client`] the client commands, [`demo`] the demo,
 //! [`event_handler`] the `--event-handler` runner, [`snapshot`] the snapshot file.
 
@@ -17,6 +17,7 @@ mod dashboard;
 mod demo;
 mod event_handler;
 mod http;
+mod http_access;
 mod kv_context;
 mod metrics;
 mod snapshot;

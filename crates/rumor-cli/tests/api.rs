@@ -308,7 +308,7 @@ fn event_stream_reports_joins() {
     let mut w = stream.try_clone().unwrap();
     write!(
         w,
-        "GET /v1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+        "GET /v1/events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n"
     )
     .unwrap();
     let mut r = BufReader::new(stream);

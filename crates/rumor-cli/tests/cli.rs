@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::*;
 use serde_json::Value;
 
@@ -113,45 +115,82 @@ fn keys_commands() {
     let dir = temp_dir("keys");
     let ring = dir.join("keyring");
     std::fs::write(&ring, format!("{k0}\n")).unwrap();
+    // With a keyring the API needs a token; the CLI reads it from the
+    // environment.
+    const TOKEN: &str = "keys-token";
     let a = agent("k")
-        .args(&["--keyring", ring.to_str().unwrap()])
+        .args(&["--keyring", ring.to_str().unwrap(), "--http-token", TOKEN])
         .spawn();
     // A member with the same key joins.
     let b = agent("k-b")
-        .args(&["--keyring", ring.to_str().unwrap()])
+        .args(&["--keyring", ring.to_str().unwrap(), "--http-token", TOKEN])
         .join(&[&a])
         .spawn();
+    let cli = |a: &Agent, args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .args(["--http", &a.http.to_string()])
+            .env("RUMOR_HTTP_TOKEN", TOKEN)
+            .output()
+            .expect("run rumor")
+    };
+    // The API names keys by fingerprint, as `rumor keys fingerprint` prints it.
+    let fp = |k: &str| {
+        let o = Command::new(BIN)
+            .args(["keys", "fingerprint", k])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).trim().to_string()
+    };
+    let (f0, f2) = (fp(&k0), fp(&k2));
+    assert_eq!(f0.len(), 16);
+    // Without the token the keyring is not listed.
+    let o = a.cli(&["keys", "list"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
     wait_until("encrypted pair converges", DEADLINE, || {
         a.alive_count() == 2 && b.alive_count() == 2
     });
 
     let list = |a: &Agent| -> Value {
-        let o = a.cli(&["keys", "list", "--json"]);
+        let o = cli(a, &["keys", "list", "--json"]);
         assert!(o.status.success(), "{}", stderr(&o));
-        serde_json::from_slice(&o.stdout).unwrap()
+        let text = stdout(&o);
+        for k in [&k0, &k1, &k2] {
+            assert!(
+                !text.contains(&k[..16]),
+                "key material in the listing: {text}"
+            );
+        }
+        serde_json::from_str(&text).unwrap()
     };
     assert_eq!(list(&a)["keys"].as_array().unwrap().len(), 1);
-    assert_eq!(list(&a)["primary"], k0.as_str());
-    assert!(a.cli(&["keys", "install", &k1]).status.success());
-    assert!(a.cli(&["keys", "install", &k2]).status.success());
+    assert_eq!(list(&a)["primary"], f0.as_str());
+    assert!(cli(&a, &["keys", "install", &k1]).status.success());
+    let o = cli(&a, &["keys", "install", &k2]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o).trim(), format!("key {f2} installed"));
     let v = list(&a);
     assert_eq!(v["keys"].as_array().unwrap().len(), 3);
-    assert_eq!(v["primary"], k0.as_str());
-    assert!(a.cli(&["keys", "use", &k2]).status.success());
-    assert_eq!(list(&a)["primary"], k2.as_str());
+    assert_eq!(v["primary"], f0.as_str());
+    assert!(cli(&a, &["keys", "use", &k2]).status.success());
+    assert_eq!(list(&a)["primary"], f2.as_str());
     // The primary key cannot be removed; another can.
-    let o = a.cli(&["keys", "remove", &k2]);
+    let o = cli(&a, &["keys", "remove", &k2]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("primary"), "{}", stderr(&o));
-    assert!(a.cli(&["keys", "remove", &k1]).status.success());
+    assert!(cli(&a, &["keys", "remove", &k1]).status.success());
     assert_eq!(list(&a)["keys"].as_array().unwrap().len(), 2);
     // A malformed key is refused.
-    let o = a.cli(&["keys", "install", "abc"]);
+    let o = cli(&a, &["keys", "install", "abc"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("64 hexadecimal"), "{}", stderr(&o));
-    // The human listing marks the primary.
-    let o = a.cli(&["keys", "list"]);
-    assert!(stdout(&o).contains("(primary)"));
+    // The human listing marks the primary, by fingerprint.
+    let o = cli(&a, &["keys", "list"]);
+    let text = stdout(&o);
+    assert!(text.contains(&format!("{f2}  (primary)")), "{text}");
+    assert!(!text.contains(&k2[..16]), "{text}");
 }
 
 /// Follow an SSE endpoint of `a`: every `data:` line of an event named
@@ -165,7 +204,7 @@ fn sse(a: &Agent, path: &str, event: &'static str) -> std::sync::mpsc::Receiver<
     let mut w = stream.try_clone().unwrap();
     write!(
         w,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n"
     )
     .unwrap();
     let mut r = BufReader::new(stream);
