@@ -67,6 +67,57 @@ pub struct FileConfig {
     pub leave_timeout: Option<String>,
     /// Overrides of the profile's protocol settings.
     pub protocol: Option<ProtocolOverrides>,
+    /// Bounds on what peers can make the agent hold.
+    pub limits: Option<LimitOverrides>,
+}
+
+/// The `[limits]` table: bounds on what peers can make the agent hold
+/// (`rumor_core::Limits`; defaults fit a 10,000-member LAN cluster).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// Members held, tombstones included.
+    pub max_members: Option<usize>,
+    /// Names waiting for their own ack before they are admitted.
+    pub max_pending_members: Option<usize>,
+    /// Of those, from one sender address.
+    pub max_pending_per_sender: Option<usize>,
+    /// Per-node state keys per member.
+    pub max_state_keys_per_owner: Option<usize>,
+    /// Per-node state bytes per member.
+    pub max_state_bytes_per_owner: Option<usize>,
+    /// Records in the replicated key space.
+    pub max_kv_keys: Option<usize>,
+    /// Bytes in the replicated key space.
+    pub max_kv_bytes: Option<usize>,
+    /// Updates waiting to be piggybacked.
+    pub max_broadcasts: Option<usize>,
+}
+
+impl LimitOverrides {
+    /// `c` with these limits, validated; errors name the key.
+    pub fn apply(&self, mut c: rumor_core::Config) -> Result<rumor_core::Config> {
+        let l = &mut c.limits;
+        let fields = [
+            (self.max_members, &mut l.max_members),
+            (self.max_pending_members, &mut l.max_pending_members),
+            (self.max_pending_per_sender, &mut l.max_pending_per_sender),
+            (self.max_state_keys_per_owner, &mut l.max_state_keys_per_owner),
+            (self.max_state_bytes_per_owner, &mut l.max_state_bytes_per_owner),
+            (self.max_kv_keys, &mut l.max_kv_keys),
+            (self.max_kv_bytes, &mut l.max_kv_bytes),
+            (self.max_broadcasts, &mut l.max_broadcasts),
+        ];
+        for (value, slot) in fields {
+            if let Some(v) = value {
+                *slot = v;
+            }
+        }
+        c.limits
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[limits]: {e}"))?;
+        Ok(c)
+    }
 }
 
 /// The `[protocol]` table: protocol settings that replace the profile's.
@@ -335,6 +386,7 @@ impl AgentConfig {
             .clone()
             .unwrap_or_default()
             .apply(rumor_core::Config::profile(profile))?;
+        let protocol = file.limits.clone().unwrap_or_default().apply(protocol)?;
         Ok(AgentConfig {
             protocol,
             name,
@@ -424,6 +476,22 @@ mod tests {
         assert_eq!(c.join, vec!["a:1".to_string()]);
         assert_eq!(c.tags.get("role").map(String::as_str), Some("db"));
         assert_eq!(c.http.to_string(), DEFAULT_HTTP);
+    }
+
+    #[test]
+    fn limits_table_sets_and_checks_the_bounds() {
+        let file = FileConfig::parse("[limits]\nmax_members = 500\nmax_kv_keys = 10\n").unwrap();
+        let c = file.limits.unwrap().apply(rumor_core::Config::lan()).unwrap();
+        assert_eq!(c.limits.max_members, 500);
+        assert_eq!(c.limits.max_kv_keys, 10);
+        assert_eq!(
+            c.limits.max_broadcasts,
+            rumor_core::Limits::default().max_broadcasts
+        );
+        let bad = FileConfig::parse("[limits]\nmax_members = 1\n").unwrap();
+        let err = bad.limits.unwrap().apply(rumor_core::Config::lan()).unwrap_err();
+        assert!(format!("{err:#}").contains("limits.max_members"), "{err:#}");
+        assert!(FileConfig::parse("[limits]\nmax_things = 1\n").is_err());
     }
 
     #[test]
