@@ -84,7 +84,7 @@ impl fmt::Debug for ReplayCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReplayCache")
             .field("window", &self.window)
-            .field("ids", &self.len)
+            .field("ids", &self.len())
             .finish_non_exhaustive()
     }
 }
