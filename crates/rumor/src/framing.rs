@@ -32,8 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::keyring::{Keyring, NONCE_LEN, SEAL_OVERHEAD};
-use crate::replay::{Refusal, ReplayCache};
 pub use crate::replay::ReplayWindow;
+use crate::replay::{Refusal, ReplayCache};
 use crate::Error;
 
 /// Kind byte of a plaintext envelope.
@@ -344,7 +344,10 @@ mod tests {
             )),
         )
         .unwrap();
-        assert!(rotated.open_at(&p, NOW).is_ok(), "every installed key is tried");
+        assert!(
+            rotated.open_at(&p, NOW).is_ok(),
+            "every installed key is tried"
+        );
         assert_eq!(
             sealed(4).open_at(&p[..p.len() - 1 - TAG_LEN], NOW),
             Err(Reject::AuthFailed)

@@ -199,7 +199,11 @@ mod tests {
         let mut c = cache(100);
         assert_eq!(c.check(NOW, NOW, 7), Ok(()));
         for later in [1, 10_000, 59_000, 60_000] {
-            assert_eq!(c.check(NOW + later, NOW, 7), Err(Refusal::Replay), "{later}");
+            assert_eq!(
+                c.check(NOW + later, NOW, 7),
+                Err(Refusal::Replay),
+                "{later}"
+            );
         }
         assert_eq!(c.check(NOW + 61_000, NOW, 7), Err(Refusal::Stale));
         assert_eq!(c.len(), 0, "the expired bucket is forgotten");

@@ -119,14 +119,18 @@ async fn a_replayed_user_event_is_refused_and_never_delivered_twice() {
     let mut rx = a.events();
     let raw = UdpSocket::bind(loopback()).await.expect("bind");
     let packet = forger().seal(&user_event("deploy")).expect("seal");
-    raw.send_to(&packet, a.advertise_addr()).await.expect("send");
+    raw.send_to(&packet, a.advertise_addr())
+        .await
+        .expect("send");
     wait_until("a delivers the event", || async {
         messages_in(&a, MessageType::UserEvent).await >= 1
     })
     .await;
     let seen = messages_in(&a, MessageType::UserEvent).await;
     for _ in 0..5 {
-        raw.send_to(&packet, a.advertise_addr()).await.expect("send");
+        raw.send_to(&packet, a.advertise_addr())
+            .await
+            .expect("send");
     }
     wait_until("five replays refused", || async {
         transport(&a).await.replays_refused == 5
@@ -153,8 +157,12 @@ async fn envelopes_stamped_outside_the_window_are_refused() {
     let raw = UdpSocket::bind(loopback()).await.expect("bind");
     let f = forger();
     let now = unix_ms();
-    let old = f.seal_at(&user_event("old"), now - 10 * 60_000).expect("seal");
-    let ahead = f.seal_at(&user_event("ahead"), now + 10 * 60_000).expect("seal");
+    let old = f
+        .seal_at(&user_event("old"), now - 10 * 60_000)
+        .expect("seal");
+    let ahead = f
+        .seal_at(&user_event("ahead"), now + 10 * 60_000)
+        .expect("seal");
     raw.send_to(&old, a.advertise_addr()).await.expect("send");
     raw.send_to(&ahead, a.advertise_addr()).await.expect("send");
     wait_until("both refused as stale", || async {
@@ -208,17 +216,15 @@ async fn a_captured_stream_frame_replayed_is_refused() {
         .expect("captured in time")
         .expect("proxy task");
     let nodes = [a, b];
-    wait_converged(
-        &nodes,
-        &["a", "b"].iter().map(|s| s.to_string()).collect(),
-    )
-    .await;
+    wait_converged(&nodes, &["a", "b"].iter().map(|s| s.to_string()).collect()).await;
     let a = &nodes[0];
     let before = transport(a).await;
     assert_eq!(before.replays_refused, 0);
 
     // The same frame on a new connection: refused, counted, unanswered.
-    let mut s = TcpStream::connect(a.advertise_addr()).await.expect("connect");
+    let mut s = TcpStream::connect(a.advertise_addr())
+        .await
+        .expect("connect");
     s.write_all(&request).await.expect("write");
     let mut reply = Vec::new();
     let _ = tokio::time::timeout(DEADLINE, s.read_to_end(&mut reply)).await;
