@@ -14,11 +14,11 @@
 //! days at 30,000 packets/s cluster-wide, and a repeated GCM nonce leaks the
 //! authentication key. With 192-bit nonces of which at least 128 bits are
 //! random (the framer puts a timestamp in the other 64), the chance of any
-//! repeat after 2⁴⁸ messages is below 2⁹⁶/2¹²⁹ = 2⁻³³, and after 2⁶⁰
-//! (centuries at that rate) below 2⁻⁹; ChaCha20 has no 128-bit block whose
-//! birthday bound would limit a key's use as AES's does, and Poly1305's
-//! forgery bound depends on the forgery attempts, not on the messages
-//! sealed. It costs 12 bytes per packet more than GCM's 96-bit nonce;
+//! repeat after 2⁴⁸ messages is below 2⁹⁶/2¹²⁹ = 2⁻³³, and after 2⁶⁰ (a
+//! million years at that rate) below 2⁻⁹; ChaCha20 has no 128-bit block
+//! whose birthday bound would limit a key's use as AES's does, and
+//! Poly1305's forgery bound depends on the forgery attempts, not on the
+//! messages sealed. It costs 12 bytes per packet more than GCM's 96-bit nonce;
 //! AES-256-GCM-SIV would keep 12-byte nonces but its random-nonce margin
 //! rests on a nonce-misuse argument (a repeat leaks equality of messages),
 //! and keys derived per sender with counter nonces would need counter state
