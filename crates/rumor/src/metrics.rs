@@ -353,4 +353,25 @@ mod tests {
             assert_eq!(seen.get(&key), Some(&(i as u64 + 1)), "{key}");
         }
     }
+
+    #[test]
+    fn replay_refusals_are_counted_and_exported() {
+        use crate::framing::Reject;
+        let counters = Counters::default();
+        counters.reject(Reject::Stale);
+        counters.reject(Reject::Replay);
+        counters.reject(Reject::Replay);
+        let stats = Stats {
+            transport: counters.snapshot(),
+            ..Stats::default()
+        };
+        assert_eq!(stats.transport.stale_refused, 1);
+        assert_eq!(stats.transport.replays_refused, 2);
+        assert_eq!(stats.transport.auth_failures, 0);
+        let rec = Rec::default();
+        metrics::with_local_recorder(&rec, || export("n", &stats));
+        let seen = rec.0.lock().expect("lock");
+        assert_eq!(seen.get("rumor_stale_refused_total"), Some(&1));
+        assert_eq!(seen.get("rumor_replays_refused_total"), Some(&2));
+    }
 }
