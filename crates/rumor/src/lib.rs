@@ -88,6 +88,7 @@ pub mod keyring;
 mod lazy_channel;
 pub mod metrics;
 pub mod node;
+mod replay;
 pub mod seeds;
 pub mod transport;
 

@@ -38,6 +38,9 @@ pub(crate) struct Counters {
     pub label_mismatches: AtomicU64,
     pub unencrypted_rejected: AtomicU64,
     pub compression_errors: AtomicU64,
+    // Replay protection of encrypted envelopes (crate::replay).
+    pub stale_refused: AtomicU64,
+    pub replays_refused: AtomicU64,
 }
 
 impl Counters {
@@ -59,6 +62,8 @@ impl Counters {
             Reject::LabelMismatch => &self.label_mismatches,
             Reject::Unencrypted => &self.unencrypted_rejected,
             Reject::AuthFailed => &self.auth_failures,
+            Reject::Stale => &self.stale_refused,
+            Reject::Replay => &self.replays_refused,
         });
     }
 
@@ -84,6 +89,8 @@ impl Counters {
             label_mismatches: g(&self.label_mismatches),
             unencrypted_rejected: g(&self.unencrypted_rejected),
             compression_errors: g(&self.compression_errors),
+            stale_refused: g(&self.stale_refused),
+            replays_refused: g(&self.replays_refused),
         }
     }
 }
@@ -128,6 +135,12 @@ pub struct TransportStats {
     pub unencrypted_rejected: u64,
     /// Stream messages whose compression was corrupt or too large.
     pub compression_errors: u64,
+    /// Authenticated envelopes refused because their timestamp was outside
+    /// the replay window (too old, too far ahead, or clocks too far apart).
+    pub stale_refused: u64,
+    /// Authenticated envelopes refused because their message id was already
+    /// received inside the window (replays, network duplicates).
+    pub replays_refused: u64,
 }
 
 /// Members known to a node, by state (the node itself included).
@@ -250,6 +263,8 @@ pub fn export(node: &str, stats: &Stats) {
     counter("rumor_label_mismatches_total", t.label_mismatches);
     counter("rumor_unencrypted_rejected_total", t.unencrypted_rejected);
     counter("rumor_compression_errors_total", t.compression_errors);
+    counter("rumor_stale_refused_total", t.stale_refused);
+    counter("rumor_replays_refused_total", t.replays_refused);
     metrics::gauge!("rumor_awareness", &labels).set(stats.awareness as f64);
     let m = stats.members;
     for (state, n) in [
@@ -346,5 +361,26 @@ mod tests {
             let key = format!("rumor_{name}_total");
             assert_eq!(seen.get(&key), Some(&(i as u64 + 1)), "{key}");
         }
+    }
+
+    #[test]
+    fn replay_refusals_are_counted_and_exported() {
+        use crate::framing::Reject;
+        let counters = Counters::default();
+        counters.reject(Reject::Stale);
+        counters.reject(Reject::Replay);
+        counters.reject(Reject::Replay);
+        let stats = Stats {
+            transport: counters.snapshot(),
+            ..Stats::default()
+        };
+        assert_eq!(stats.transport.stale_refused, 1);
+        assert_eq!(stats.transport.replays_refused, 2);
+        assert_eq!(stats.transport.auth_failures, 0);
+        let rec = Rec::default();
+        metrics::with_local_recorder(&rec, || export("n", &stats));
+        let seen = rec.0.lock().expect("lock");
+        assert_eq!(seen.get("rumor_stale_refused_total"), Some(&1));
+        assert_eq!(seen.get("rumor_replays_refused_total"), Some(&2));
     }
 }
