@@ -111,16 +111,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-// TODO(lead): the core's errors are strings (`InvalidKv(String)`, ...), so
-// cluster/lib_node.rs picks `TooLarge` (413) by matching message text and
-// every other refusal, quota and count limits included, comes here as
-// `Invalid` (400). Count and rate limits should be 429 naming the limit once
-// the core has typed limit errors; until then the existing mapping stays.
+// Size limits of one value or event are 413, a full quota 429; both name
+// the limit. (Size refusals are still told apart by message text:
+// `cluster/lib_node.rs`.)
 impl From<ClusterError> for ApiError {
     fn from(e: ClusterError) -> Self {
         let status = match &e {
             ClusterError::Invalid(_) => StatusCode::BAD_REQUEST,
             ClusterError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ClusterError::LimitReached(_) => StatusCode::TOO_MANY_REQUESTS,
             ClusterError::NotFound(_) => StatusCode::NOT_FOUND,
             ClusterError::Conflict(_) => StatusCode::CONFLICT,
             ClusterError::Unreachable(_) => StatusCode::BAD_GATEWAY,

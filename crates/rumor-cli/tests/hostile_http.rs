@@ -420,6 +420,27 @@ fn bodies_over_the_limit_get_413_naming_it() {
     );
 }
 
+#[test]
+fn a_full_quota_gets_429_naming_the_limit() {
+    let dir = temp_dir("quota");
+    let conf = dir.join("rumor.toml");
+    std::fs::write(&conf, "[limits]\nmax_kv_keys = 2\nmax_state_keys_per_owner = 1\n").unwrap();
+    let a = agent("quota")
+        .args(&["--config", conf.to_str().unwrap()])
+        .spawn();
+    for k in ["one", "two"] {
+        let (s, v) = request("PUT", &a.url(&format!("/v1/kv/{k}")), None, Some("v"));
+        assert_eq!(s, 200, "{v}");
+    }
+    let (s, v) = request("PUT", &a.url("/v1/kv/three"), None, Some("v"));
+    assert_eq!(s, 429, "{v}");
+    let e = v["error"].as_str().unwrap();
+    assert!(e.contains("kv_quota") && e.contains("max_kv_keys"), "{e}");
+    // An existing key may still be rewritten: the quota counts keys.
+    let (s, v) = request("PUT", &a.url("/v1/kv/one"), None, Some("w"));
+    assert_eq!(s, 200, "{v}");
+}
+
 /// The value of the series `name` labelled `reason`, if the agent exports it.
 fn series(a: &Agent, name: &str, reason: &str) -> Option<f64> {
     let text = ureq::get(&a.url("/metrics"))

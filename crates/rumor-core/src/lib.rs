@@ -65,6 +65,15 @@ pub enum Error {
     /// A user event is too large, or its name is empty or too long.
     #[error("invalid user event: {0}")]
     InvalidEvent(String),
+    /// A write would take this node past one of its [`Limits`]: nothing
+    /// was stored. (A count or space quota, not a malformed value.)
+    #[error("{detail}")]
+    LimitReached {
+        /// The bound.
+        limit: limits::Limit,
+        /// What it allows, naming the setting.
+        detail: String,
+    },
     /// Tags take more than [`member::MAX_TAGS_BYTES`] encoded.
     #[error("tags take {size} bytes encoded, the limit is {limit}")]
     TagsTooLarge {

@@ -65,6 +65,27 @@ pub enum Outcome {
     Implausible,
 }
 
+/// Why a local state write was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteError {
+    /// The key or value breaks a size rule.
+    Invalid(String),
+    /// This node's quota ([`Quota`]) is full.
+    Quota(String),
+}
+
+impl From<WriteError> for crate::Error {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Invalid(m) => crate::Error::InvalidState(m),
+            WriteError::Quota(detail) => crate::Error::LimitReached {
+                limit: crate::limits::Limit::State,
+                detail,
+            },
+        }
+    }
+}
+
 /// How much per-node state one owner may hold here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quota {
@@ -240,8 +261,8 @@ impl ClusterState {
         now: Instant,
         key: &str,
         value: Option<String>,
-    ) -> Result<Delta, String> {
-        validate(key, value.as_deref())?;
+    ) -> Result<Delta, WriteError> {
+        validate(key, value.as_deref()).map_err(WriteError::Invalid)?;
         let me = self.me.clone();
         let quota = self.quota;
         let own = self.owners.entry(me.clone()).or_default();
@@ -253,15 +274,15 @@ impl ClusterState {
             + key.len()
             + value.as_ref().map_or(0, String::len);
         if keys > quota.keys || bytes > quota.bytes {
-            return Err(format!(
+            return Err(WriteError::Quota(format!(
                 "per-node state quota: at most {} keys and {} bytes per node (limits.max_state_keys_per_owner, limits.max_state_bytes_per_owner)",
                 quota.keys, quota.bytes
-            ));
+            )));
         }
         own.max_version = own
             .max_version
             .checked_add(1)
-            .ok_or("this node's state version space is exhausted")?;
+            .ok_or_else(|| WriteError::Invalid("this node's state version space is exhausted".into()))?;
         own.changed_at = now;
         let entry = Entry {
             value,

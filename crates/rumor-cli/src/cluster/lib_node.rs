@@ -40,6 +40,10 @@ fn err(e: rumor::Error) -> ClusterError {
         E::NoKeyring => ClusterError::Conflict(
             "this agent runs without encryption: start it with --keyring to manage keys".into(),
         ),
+        E::Core(rumor::core::Error::LimitReached { limit, detail }) => {
+            ClusterError::LimitReached(format!("{} reached: {detail}", limit.name()))
+        }
+        E::NameConflict { .. } => ClusterError::Conflict(e.to_string()),
         E::Core(rumor::core::Error::InvalidEvent(m)) if m.contains("the limit is") => {
             ClusterError::TooLarge(format!("user event: {m}"))
         }

@@ -73,6 +73,9 @@ pub enum ClusterError {
     /// A value, key or event over a size limit.
     #[error("{0}")]
     TooLarge(String),
+    /// A quota or count limit of the node is full (the message names it).
+    #[error("{0}")]
+    LimitReached(String),
     /// A key or member that does not exist.
     #[error("{0}")]
     NotFound(String),

@@ -48,7 +48,7 @@ impl Node {
         let physical = self.physical(now);
         self.kv
             .put(physical, key, value)
-            .map_err(|e| Error::InvalidKv(e.to_string()))?;
+            .map_err(kv_error)?;
         self.after_kv_write(now, key);
         Ok(())
     }
@@ -58,7 +58,7 @@ impl Node {
         let physical = self.physical(now);
         self.kv
             .delete(physical, key)
-            .map_err(|e| Error::InvalidKv(e.to_string()))?;
+            .map_err(kv_error)?;
         self.after_kv_write(now, key);
         Ok(())
     }
@@ -77,7 +77,7 @@ impl Node {
             Some(v) => self.kv.put_in_context(physical, key, v, read),
             None => self.kv.delete_in_context(physical, key, read),
         };
-        result.map_err(|e| Error::InvalidKv(e.to_string()))?;
+        result.map_err(kv_error)?;
         self.after_kv_write(now, key);
         Ok(())
     }
@@ -243,5 +243,17 @@ impl Node {
             let kind = msg.kind();
             self.send_stream(to, payload, kind);
         }
+    }
+}
+
+/// A refused local key-space write as the node's error: a full key space is
+/// a limit reached, anything else an invalid write.
+fn kv_error(e: crate::kv::KvError) -> Error {
+    match e {
+        crate::kv::KvError::Invalid(Invalid::SpaceFull { .. }) => Error::LimitReached {
+            limit: crate::limits::Limit::Kv,
+            detail: e.to_string(),
+        },
+        e => Error::InvalidKv(e.to_string()),
     }
 }

@@ -65,7 +65,7 @@ impl Node {
         let delta = self
             .state
             .write(now, key, value.map(str::to_owned))
-            .map_err(Error::InvalidState)?;
+            ?;
         if self.config.state_rumors {
             self.rumor_state(delta);
         }
