@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::framing::Framer;
 use crate::lazy_channel::LazyChannel;
 use crate::metrics::{self, Counters, MemberCounts, Stats};
+use crate::transport::admission::Refused;
 use crate::transport::tcp::{self, FromStream, StreamCtx};
 use crate::transport::udp::RECV_BUFFER;
 use crate::transport::Transport;
@@ -105,7 +106,6 @@ struct Running {
     streams_tx: mpsc::Sender<FromStream>,
     streams_rx: mpsc::Receiver<FromStream>,
     tasks: JoinSet<()>,
-    inbound: Arc<Semaphore>,
     outbound: Arc<Semaphore>,
     joins: Vec<PendingJoin>,
     leaves: Vec<oneshot::Sender<()>>,
@@ -149,7 +149,6 @@ impl<T: Transport> Driver<T> {
             streams_tx,
             streams_rx,
             tasks: JoinSet::new(),
-            inbound: Arc::new(Semaphore::new(self.max_streams)),
             outbound: Arc::new(Semaphore::new(self.max_streams)),
             joins: Vec::new(),
             leaves: Vec::new(),
@@ -337,17 +336,28 @@ impl<T: Transport> Driver<T> {
 
     fn accept(&mut self, st: &mut Running, stream: T::Stream, peer: SocketAddr) {
         Counters::inc(&self.counters.streams_accepted);
-        let Ok(permit) = st.inbound.clone().try_acquire_owned() else {
-            Counters::inc(&self.counters.streams_rejected_busy);
-            tracing::debug!(node = %self.name, %peer, "too many streams: connection refused");
-            return;
+        let ticket = match self.ctx.admission.admit(peer.ip()) {
+            Ok(t) => t,
+            Err(refused) => {
+                Counters::inc(match refused {
+                    Refused::PerSource => &self.counters.streams_refused_per_source,
+                    Refused::Busy => &self.counters.streams_rejected_busy,
+                });
+                let reason = refused.as_str();
+                if let Some(held) = self.ctx.warn.allow(reason) {
+                    tracing::warn!(node = %self.name, %peer, reason,
+                        open = self.ctx.admission.open(), similar_lines_held_back = held,
+                        "too many streams: connection refused");
+                }
+                return; // dropping the stream closes it
+            }
         };
         st.tasks.spawn(tcp::serve(
             self.ctx.clone(),
             stream,
             peer,
             st.streams_tx.clone(),
-            permit,
+            ticket,
         ));
     }
 

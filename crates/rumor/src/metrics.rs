@@ -33,6 +33,9 @@ pub(crate) struct Counters {
     pub stream_timeouts: AtomicU64,
     pub streams_oversize: AtomicU64,
     pub streams_rejected_busy: AtomicU64,
+    pub streams_refused_per_source: AtomicU64,
+    pub streams_unauthenticated: AtomicU64,
+    pub stream_preauth_bytes_in: AtomicU64,
     pub malformed: AtomicU64,
     pub auth_failures: AtomicU64,
     pub label_mismatches: AtomicU64,
@@ -79,6 +82,9 @@ impl Counters {
             stream_timeouts: g(&self.stream_timeouts),
             streams_oversize: g(&self.streams_oversize),
             streams_rejected_busy: g(&self.streams_rejected_busy),
+            streams_refused_per_source: g(&self.streams_refused_per_source),
+            streams_unauthenticated: g(&self.streams_unauthenticated),
+            stream_preauth_bytes_in: g(&self.stream_preauth_bytes_in),
             malformed: g(&self.malformed),
             auth_failures: g(&self.auth_failures),
             label_mismatches: g(&self.label_mismatches),
@@ -105,18 +111,30 @@ pub struct TransportStats {
     pub streams_accepted: u64,
     /// Outgoing stream connections attempted.
     pub streams_dialed: u64,
-    /// Bytes of stream frames received.
+    /// Bytes read from stream connections (both directions' replies and
+    /// requests, whether or not they turned out valid).
     pub stream_bytes_in: u64,
     /// Bytes of stream frames sent.
     pub stream_bytes_out: u64,
     /// Streams that failed to connect, read or write.
     pub stream_errors: u64,
-    /// Streams cut off for being too slow.
+    /// Streams cut off at their deadline (one per whole exchange).
     pub stream_timeouts: u64,
-    /// Streams cut off for announcing a frame over the size limit.
+    /// Streams cut off for announcing a body over the size limit or a
+    /// header over the pre-auth budget.
     pub streams_oversize: u64,
-    /// Streams refused because too many were open.
+    /// Streams refused because too many were open (incoming, or outgoing
+    /// requests dropped).
     pub streams_rejected_busy: u64,
+    /// Incoming streams refused because their source had the most open it
+    /// may have.
+    pub streams_refused_per_source: u64,
+    /// Incoming streams whose header failed the label or key check (or was
+    /// no header), cut off before their body was read.
+    pub streams_unauthenticated: u64,
+    /// Bytes read from stream connections before their header was found
+    /// authentic (all bytes of the connections that never were).
+    pub stream_preauth_bytes_in: u64,
     /// Envelopes too short or of an unknown kind.
     pub malformed: u64,
     /// Envelopes no installed key authenticates (or encrypted ones reaching
@@ -236,6 +254,20 @@ pub fn export(node: &str, stats: &Stats) {
     counter("rumor_stream_timeouts_total", t.stream_timeouts);
     counter("rumor_streams_oversize_total", t.streams_oversize);
     counter("rumor_streams_rejected_busy_total", t.streams_rejected_busy);
+    counter(
+        "rumor_stream_preauth_bytes_in_total",
+        t.stream_preauth_bytes_in,
+    );
+    for (reason, n) in [
+        ("per_source", t.streams_refused_per_source),
+        ("busy", t.streams_rejected_busy),
+        ("unauthenticated", t.streams_unauthenticated),
+        ("oversize", t.streams_oversize),
+        ("deadline", t.stream_timeouts),
+    ] {
+        let l = [("node", node.to_string()), ("reason", reason.to_string())];
+        metrics::counter!("rumor_streams_refused_total", &l).absolute(n);
+    }
     counter("rumor_malformed_packets_total", t.malformed);
     counter("rumor_auth_failures_total", t.auth_failures);
     counter("rumor_label_mismatches_total", t.label_mismatches);

@@ -13,10 +13,12 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub(crate) mod admission;
 pub(crate) mod icmp;
 pub(crate) mod tcp;
 mod tokio_net;
 pub(crate) mod udp;
+pub(crate) mod warn;
 
 pub use tokio_net::TokioNet;
 
