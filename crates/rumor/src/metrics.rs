@@ -327,8 +327,13 @@ mod tests {
         fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
         fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
         fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            // Labels other than the node's are part of the name here.
+            let mut name = key.name().to_string();
+            for l in key.labels().filter(|l| l.key() != "node") {
+                name += &format!("{{{}={}}}", l.key(), l.value());
+            }
             Counter::from_arc(Arc::new(Handle {
-                name: key.name().to_string(),
+                name,
                 seen: self.0.clone(),
             }))
         }
@@ -369,5 +374,31 @@ mod tests {
             let key = format!("rumor_{name}_total");
             assert_eq!(seen.get(&key), Some(&(i as u64 + 1)), "{key}");
         }
+    }
+
+    #[test]
+    fn stream_refusals_are_exported_by_reason() {
+        let mut stats = Stats::default();
+        let t = &mut stats.transport;
+        (t.streams_refused_per_source, t.streams_rejected_busy) = (1, 2);
+        (t.streams_unauthenticated, t.streams_oversize) = (3, 4);
+        (t.stream_timeouts, t.stream_preauth_bytes_in) = (5, 6);
+        let rec = Rec::default();
+        metrics::with_local_recorder(&rec, || export("n", &stats));
+        let seen = rec.0.lock().expect("lock");
+        for (i, reason) in [
+            "per_source",
+            "busy",
+            "unauthenticated",
+            "oversize",
+            "deadline",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let key = format!("rumor_streams_refused_total{{reason={reason}}}");
+            assert_eq!(seen.get(&key), Some(&(i as u64 + 1)), "{key}");
+        }
+        assert_eq!(seen.get("rumor_stream_preauth_bytes_in_total"), Some(&6));
     }
 }
