@@ -35,6 +35,7 @@ pub(crate) struct Counters {
     pub streams_rejected_busy: AtomicU64,
     pub streams_refused_per_source: AtomicU64,
     pub streams_unauthenticated: AtomicU64,
+    pub streams_evicted: AtomicU64,
     pub stream_preauth_bytes_in: AtomicU64,
     pub malformed: AtomicU64,
     pub auth_failures: AtomicU64,
@@ -84,6 +85,7 @@ impl Counters {
             streams_rejected_busy: g(&self.streams_rejected_busy),
             streams_refused_per_source: g(&self.streams_refused_per_source),
             streams_unauthenticated: g(&self.streams_unauthenticated),
+            streams_evicted: g(&self.streams_evicted),
             stream_preauth_bytes_in: g(&self.stream_preauth_bytes_in),
             malformed: g(&self.malformed),
             auth_failures: g(&self.auth_failures),
@@ -132,6 +134,9 @@ pub struct TransportStats {
     /// Incoming streams whose header failed the label or key check (or was
     /// no header), cut off before their body was read.
     pub streams_unauthenticated: u64,
+    /// Incoming streams closed, still unauthenticated, to make room for a
+    /// new connection when every slot was taken.
+    pub streams_evicted: u64,
     /// Bytes read from stream connections before their header was found
     /// authentic (all bytes of the connections that never were).
     pub stream_preauth_bytes_in: u64,
@@ -264,6 +269,7 @@ pub fn export(node: &str, stats: &Stats) {
         ("unauthenticated", t.streams_unauthenticated),
         ("oversize", t.streams_oversize),
         ("deadline", t.stream_timeouts),
+        ("evicted", t.streams_evicted),
     ] {
         let l = [("node", node.to_string()), ("reason", reason.to_string())];
         metrics::counter!("rumor_streams_refused_total", &l).absolute(n);
@@ -382,7 +388,8 @@ mod tests {
         let t = &mut stats.transport;
         (t.streams_refused_per_source, t.streams_rejected_busy) = (1, 2);
         (t.streams_unauthenticated, t.streams_oversize) = (3, 4);
-        (t.stream_timeouts, t.stream_preauth_bytes_in) = (5, 6);
+        (t.stream_timeouts, t.streams_evicted) = (5, 6);
+        t.stream_preauth_bytes_in = 7;
         let rec = Rec::default();
         metrics::with_local_recorder(&rec, || export("n", &stats));
         let seen = rec.0.lock().expect("lock");
@@ -399,6 +406,6 @@ mod tests {
             let key = format!("rumor_streams_refused_total{{reason={reason}}}");
             assert_eq!(seen.get(&key), Some(&(i as u64 + 1)), "{key}");
         }
-        assert_eq!(seen.get("rumor_stream_preauth_bytes_in_total"), Some(&6));
+        assert_eq!(seen.get("rumor_stream_preauth_bytes_in_total"), Some(&7));
     }
 }

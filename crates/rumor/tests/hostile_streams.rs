@@ -126,6 +126,44 @@ async fn idle_connections_and_a_slowloris_do_not_stall_a_join() {
     drop(idle);
 }
 
+/// Idle connections spread over many sources fill every slot; each new
+/// connection then evicts the oldest unauthenticated one, and a real peer,
+/// authentic within a round trip, gets in and is never evicted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_from_many_sources_are_evicted_for_a_real_peer() {
+    let ring = Keyring::new(key(1));
+    let seed = builder("seed")
+        .keyring(ring.clone())
+        .max_streams(8)
+        .max_streams_per_source(2)
+        .stream_timeout(Duration::from_secs(10))
+        .start()
+        .await
+        .expect("seed starts");
+    let addr = seed.advertise_addr();
+    // 40 sources x 2 connections: 80 connections for 8 slots.
+    let mut idle = Vec::new();
+    for i in 0..80u8 {
+        idle.push(connect_from([127, 0, 1, 2 + i / 2], addr).await);
+    }
+    wait_until("the slots are full and the oldest evicted", || async {
+        transport(&seed).await.streams_evicted >= 70
+    })
+    .await;
+    let joiner = builder("joiner")
+        .keyring(ring)
+        .join_timeout(Duration::from_secs(2))
+        .seed(addr)
+        .start()
+        .await
+        .expect("the joiner gets in although every slot was taken");
+    let nodes = [seed, joiner];
+    wait_converged(&nodes, &names(&["seed", "joiner"])).await;
+    let t = transport(&nodes[0]).await;
+    assert_eq!(t.streams_refused_per_source, 0, "{t:?}");
+    drop(idle);
+}
+
 /// Counters of the idle test, on a fresh node so they are not shared.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_and_deadlines_are_counted() {

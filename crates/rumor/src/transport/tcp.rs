@@ -94,6 +94,8 @@ pub(crate) struct StreamCtx {
 enum Failure {
     Io(std::io::Error),
     Timeout,
+    /// Evicted, still unauthenticated, to make room for a new connection.
+    Evicted,
     /// The header states a body over the size limit.
     Oversize(usize),
     /// The header would not fit in the pre-auth budget.
@@ -114,6 +116,7 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Io(e) => write!(f, "i/o error: {e}"),
             Failure::Timeout => f.write_str("deadline passed"),
+            Failure::Evicted => f.write_str("evicted before authenticating (all slots taken)"),
             Failure::Oversize(n) => write!(f, "body of {n} bytes is over the limit"),
             Failure::HeaderTooLong(n) => {
                 write!(f, "header of {n} bytes is over the pre-auth budget")
@@ -134,6 +137,7 @@ impl Failure {
     fn refusal(&self) -> Option<&'static str> {
         match self {
             Failure::Timeout => Some("deadline"),
+            Failure::Evicted => Some("evicted"),
             Failure::Oversize(_) | Failure::HeaderTooLong(_) => Some("oversize"),
             Failure::Unauthenticated(_) | Failure::BadHeader => Some("unauthenticated"),
             _ => None,
@@ -142,11 +146,13 @@ impl Failure {
 }
 
 /// A stream that counts the bytes read from it, and how many of them came
-/// before the header was found authentic.
+/// before the header was found authentic; an incoming one holds its
+/// admission ticket.
 struct Counted<S> {
     inner: S,
     read: u64,
     authentic_after: Option<u64>,
+    ticket: Option<Ticket>,
 }
 
 impl<S> Counted<S> {
@@ -155,6 +161,16 @@ impl<S> Counted<S> {
             inner,
             read: 0,
             authentic_after: None,
+            ticket: None,
+        }
+    }
+
+    /// The header was authentic: note where, and make the connection
+    /// impossible to evict.
+    fn authentic(&mut self) {
+        self.authentic_after = Some(self.read);
+        if let Some(t) = &self.ticket {
+            t.authenticated();
         }
     }
 
@@ -238,6 +254,7 @@ impl StreamCtx {
                 Counters::inc(&c.stream_errors)
             }
             Failure::Timeout => Counters::inc(&c.stream_timeouts),
+            Failure::Evicted => Counters::inc(&c.streams_evicted),
             Failure::Oversize(_) | Failure::HeaderTooLong(_) => Counters::inc(&c.streams_oversize),
             Failure::Unauthenticated(r) => {
                 Counters::inc(&c.streams_unauthenticated);
@@ -277,7 +294,7 @@ impl StreamCtx {
             .open(&header)
             .map_err(Failure::Unauthenticated)?;
         let body_len = parse_header(&plain).ok_or(Failure::BadHeader)?;
-        s.authentic_after = Some(s.read);
+        s.authentic();
         if body_len > self.max_body() {
             return Err(Failure::Oversize(body_len));
         }
@@ -344,9 +361,11 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     peer: SocketAddr,
     driver: mpsc::Sender<FromStream>,
-    _ticket: Ticket,
+    mut ticket: Ticket,
 ) {
+    let evicted = ticket.eviction();
     let mut conn = Counted::new(stream);
+    conn.ticket = Some(ticket);
     let exchange = async {
         let msg = ctx.read_message(&mut conn).await?;
         let (tx, rx) = oneshot::channel();
@@ -363,7 +382,10 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
         Ok::<_, Failure>(())
     };
-    let result = deadline(ctx.timeout, exchange).await;
+    let result = tokio::select! {
+        r = deadline(ctx.timeout, exchange) => r,
+        () = evicted => Err(Failure::Evicted),
+    };
     ctx.account(&conn);
     if let Err(f) = result {
         ctx.incoming_failed(peer, &f);
