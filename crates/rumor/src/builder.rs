@@ -14,6 +14,7 @@ use crate::lazy_channel::LazyChannel;
 use crate::metrics::Counters;
 use crate::seeds::Seed;
 use crate::transport::admission::{Admission, DEFAULT_MAX_STREAMS_PER_SOURCE};
+use crate::transport::sent::SentLog;
 use crate::transport::tcp::{StreamCtx, DEFAULT_PREAUTH_BUDGET, MIN_PREAUTH_BUDGET};
 use crate::transport::warn::WarnLimiter;
 use crate::transport::{TokioNet, Transport};
@@ -287,6 +288,7 @@ impl Builder {
             all_events: all_tx.clone(),
             counters,
             max_streams: self.max_streams,
+            sent: SentLog::default(),
             metrics_interval: self.metrics_interval,
         };
         let task = tokio::spawn(driver.run());

@@ -18,6 +18,7 @@ use crate::framing::Framer;
 use crate::lazy_channel::LazyChannel;
 use crate::metrics::{self, Counters, MemberCounts, Stats};
 use crate::transport::admission::Refused;
+use crate::transport::sent::SentLog;
 use crate::transport::tcp::{self, FromStream, StreamCtx};
 use crate::transport::udp::RECV_BUFFER;
 use crate::transport::Transport;
@@ -98,6 +99,8 @@ pub(crate) struct Driver<T: Transport> {
     pub all_events: Arc<LazyChannel<Event>>,
     pub counters: Arc<Counters>,
     pub max_streams: usize,
+    /// Datagrams sent lately, to check "port unreachable" reports against.
+    pub sent: SentLog,
     pub metrics_interval: Option<Duration>,
 }
 
@@ -127,13 +130,23 @@ impl<T: Transport> Driver<T> {
     }
 
     /// Hand the core the destinations the kernel reported "port
-    /// unreachable" for; whether there were any.
+    /// unreachable" for, when the report quotes a datagram we really sent
+    /// there (others are counted and ignored); whether there were any.
     fn report_refused(&mut self) -> bool {
         let refused = self.net.take_refused();
         let now = self.now();
-        for &to in &refused {
-            tracing::trace!(node = %self.name, %to, "port unreachable");
-            self.core.handle_unreachable(now, to);
+        for r in &refused {
+            if self.sent.matches(r.to, &r.quoted) {
+                tracing::trace!(node = %self.name, to = %r.to, "port unreachable");
+                self.core.handle_unreachable(now, r.to);
+                continue;
+            }
+            Counters::inc(&self.counters.unreachable_unmatched);
+            if let Some(held) = self.ctx.warn.allow("unreachable_unmatched") {
+                tracing::warn!(node = %self.name, to = %r.to, quoted = r.quoted.len(),
+                    similar_lines_held_back = held,
+                    "ICMP port unreachable ignored: it quotes no datagram sent there");
+            }
         }
         !refused.is_empty()
     }
@@ -462,6 +475,7 @@ impl<T: Transport> Driver<T> {
                 return;
             }
         };
+        self.sent.record(to, &packet);
         let mut sent = self.net.send_to(&packet, to).await;
         if matches!(&sent, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused) {
             // With IP_RECVERR the kernel reports an ICMP error answering an

@@ -37,6 +37,7 @@ pub(crate) struct Counters {
     pub streams_unauthenticated: AtomicU64,
     pub streams_evicted: AtomicU64,
     pub stream_preauth_bytes_in: AtomicU64,
+    pub unreachable_unmatched: AtomicU64,
     pub malformed: AtomicU64,
     pub auth_failures: AtomicU64,
     pub label_mismatches: AtomicU64,
@@ -87,6 +88,7 @@ impl Counters {
             streams_unauthenticated: g(&self.streams_unauthenticated),
             streams_evicted: g(&self.streams_evicted),
             stream_preauth_bytes_in: g(&self.stream_preauth_bytes_in),
+            unreachable_unmatched: g(&self.unreachable_unmatched),
             malformed: g(&self.malformed),
             auth_failures: g(&self.auth_failures),
             label_mismatches: g(&self.label_mismatches),
@@ -140,6 +142,10 @@ pub struct TransportStats {
     /// Bytes read from stream connections before their header was found
     /// authentic (all bytes of the connections that never were).
     pub stream_preauth_bytes_in: u64,
+    /// ICMP "port unreachable" reports ignored because they quoted no
+    /// datagram this node sent to that address lately (forged, or quoting
+    /// too little to check).
+    pub unreachable_unmatched: u64,
     /// Envelopes too short or of an unknown kind.
     pub malformed: u64,
     /// Envelopes no installed key authenticates (or encrypted ones reaching
@@ -263,6 +269,7 @@ pub fn export(node: &str, stats: &Stats) {
         "rumor_stream_preauth_bytes_in_total",
         t.stream_preauth_bytes_in,
     );
+    counter("rumor_unreachable_unmatched_total", t.unreachable_unmatched);
     for (reason, n) in [
         ("per_source", t.streams_refused_per_source),
         ("busy", t.streams_rejected_busy),
@@ -389,7 +396,7 @@ mod tests {
         (t.streams_refused_per_source, t.streams_rejected_busy) = (1, 2);
         (t.streams_unauthenticated, t.streams_oversize) = (3, 4);
         (t.stream_timeouts, t.streams_evicted) = (5, 6);
-        t.stream_preauth_bytes_in = 7;
+        (t.stream_preauth_bytes_in, t.unreachable_unmatched) = (7, 8);
         let rec = Rec::default();
         metrics::with_local_recorder(&rec, || export("n", &stats));
         let seen = rec.0.lock().expect("lock");
@@ -407,5 +414,6 @@ mod tests {
             assert_eq!(seen.get(&key), Some(&(i as u64 + 1)), "{key}");
         }
         assert_eq!(seen.get("rumor_stream_preauth_bytes_in_total"), Some(&7));
+        assert_eq!(seen.get("rumor_unreachable_unmatched_total"), Some(&8));
     }
 }
