@@ -68,6 +68,10 @@ async fn main() -> Result<(), rumor::Error> {
             .name(format!("node-{i}"))
             .bind(loopback)
             .profile(Profile::Lan)
+            // The nodes stand for N hosts but share one address, whose
+            // default cap of 16 incoming streams would make a burst of
+            // concurrent joins wait for retries.
+            .max_streams_per_source(n.max(16))
             .rng_seed(i as u64);
         if let (Some(first), false) = (nodes.first(), concurrent) {
             b = b.seed(first.advertise_addr());
@@ -102,6 +106,13 @@ async fn main() -> Result<(), rumor::Error> {
         "all {n} started and joined after {:.2} s",
         started.as_secs_f64()
     );
+    let (mut per_source, mut evicted) = (0, 0);
+    for node in &nodes {
+        let t = node.stats().await?.transport;
+        per_source += t.streams_refused_per_source;
+        evicted += t.streams_evicted;
+    }
+    println!("  incoming streams refused per source {per_source}, evicted {evicted}");
 
     let mut last_report = Instant::now();
     let converged = loop {

@@ -13,7 +13,11 @@ use crate::keyring::Keyring;
 use crate::lazy_channel::LazyChannel;
 use crate::metrics::Counters;
 use crate::seeds::Seed;
-use crate::transport::{tcp::StreamCtx, TokioNet, Transport};
+use crate::transport::admission::{Admission, DEFAULT_MAX_STREAMS_PER_SOURCE};
+use crate::transport::sent::SentLog;
+use crate::transport::tcp::{StreamCtx, DEFAULT_PREAUTH_BUDGET, MIN_PREAUTH_BUDGET};
+use crate::transport::warn::WarnLimiter;
+use crate::transport::{TokioNet, Transport};
 use crate::{Error, Node};
 
 /// Events [`Node::events`] receivers may fall behind by before losing some.
@@ -33,6 +37,8 @@ pub struct Builder {
     rng_seed: Option<u64>,
     stream_timeout: Duration,
     max_streams: usize,
+    max_streams_per_source: usize,
+    preauth_budget: usize,
     join_timeout: Duration,
     metrics_interval: Option<Duration>,
     incarnation: Option<u64>,
@@ -53,6 +59,8 @@ impl Default for Builder {
             rng_seed: None,
             stream_timeout: Duration::from_secs(10),
             max_streams: 128,
+            max_streams_per_source: DEFAULT_MAX_STREAMS_PER_SOURCE,
+            preauth_budget: DEFAULT_PREAUTH_BUDGET,
             join_timeout: Duration::from_secs(30),
             metrics_interval: Some(Duration::from_secs(1)),
             incarnation: None,
@@ -137,15 +145,34 @@ impl Builder {
         self
     }
 
-    /// Timeout of stream connects, reads and writes (default 10 s).
+    /// Deadline of a whole stream exchange: connect, request, answer and
+    /// reply (default 10 s). It is not renewed by each read, so a peer
+    /// trickling bytes is cut off at it all the same.
     pub fn stream_timeout(mut self, timeout: Duration) -> Self {
         self.stream_timeout = timeout;
         self
     }
 
-    /// Most streams open at once in each direction (default 128).
+    /// Most streams open at once in each direction (default 128); an
+    /// incoming connection over it is closed at once and counted.
     pub fn max_streams(mut self, n: usize) -> Self {
         self.max_streams = n.max(1);
+        self
+    }
+
+    /// Most incoming streams open at once from one source: an IPv4
+    /// address or an IPv6 /64 (default 16). A connection over it is closed
+    /// at once and counted, so one host cannot take every stream slot.
+    pub fn max_streams_per_source(mut self, n: usize) -> Self {
+        self.max_streams_per_source = n.max(1);
+        self
+    }
+
+    /// Most bytes read from a stream connection before its header has
+    /// passed the label (and, encrypted, the key) check (default 64 KiB,
+    /// at least 1 KiB). Real headers take under 300 bytes.
+    pub fn stream_preauth_budget(mut self, bytes: usize) -> Self {
+        self.preauth_budget = bytes.max(MIN_PREAUTH_BUDGET);
         self
     }
 
@@ -251,6 +278,9 @@ impl Builder {
                 counters: counters.clone(),
                 timeout: self.stream_timeout,
                 max_message,
+                preauth_budget: self.preauth_budget,
+                admission: Admission::new(self.max_streams_per_source, self.max_streams),
+                warn: WarnLimiter::default(),
             }),
             origin: tokio::time::Instant::now(),
             commands: cmd_rx,
@@ -258,6 +288,7 @@ impl Builder {
             all_events: all_tx.clone(),
             counters,
             max_streams: self.max_streams,
+            sent: SentLog::default(),
             metrics_interval: self.metrics_interval,
         };
         let task = tokio::spawn(driver.run());

@@ -17,6 +17,8 @@ use tokio::time::Instant;
 use crate::framing::Framer;
 use crate::lazy_channel::LazyChannel;
 use crate::metrics::{self, Counters, MemberCounts, Stats};
+use crate::transport::admission::Refused;
+use crate::transport::sent::SentLog;
 use crate::transport::tcp::{self, FromStream, StreamCtx};
 use crate::transport::udp::RECV_BUFFER;
 use crate::transport::Transport;
@@ -100,6 +102,8 @@ pub(crate) struct Driver<T: Transport> {
     pub all_events: Arc<LazyChannel<Event>>,
     pub counters: Arc<Counters>,
     pub max_streams: usize,
+    /// Datagrams sent lately, to check "port unreachable" reports against.
+    pub sent: SentLog,
     pub metrics_interval: Option<Duration>,
 }
 
@@ -108,7 +112,6 @@ struct Running {
     streams_tx: mpsc::Sender<FromStream>,
     streams_rx: mpsc::Receiver<FromStream>,
     tasks: JoinSet<()>,
-    inbound: Arc<Semaphore>,
     outbound: Arc<Semaphore>,
     joins: Vec<PendingJoin>,
     leaves: Vec<oneshot::Sender<()>>,
@@ -130,13 +133,23 @@ impl<T: Transport> Driver<T> {
     }
 
     /// Hand the core the destinations the kernel reported "port
-    /// unreachable" for; whether there were any.
+    /// unreachable" for, when the report quotes a datagram we really sent
+    /// there (others are counted and ignored); whether there were any.
     fn report_refused(&mut self) -> bool {
         let refused = self.net.take_refused();
         let now = self.now();
-        for &to in &refused {
-            tracing::trace!(node = %self.name, %to, "port unreachable");
-            self.core.handle_unreachable(now, to);
+        for r in &refused {
+            if self.sent.matches(r.to, &r.quoted) {
+                tracing::trace!(node = %self.name, to = %r.to, "port unreachable");
+                self.core.handle_unreachable(now, r.to);
+                continue;
+            }
+            Counters::inc(&self.counters.unreachable_unmatched);
+            if let Some(held) = self.ctx.warn.allow("unreachable_unmatched") {
+                tracing::warn!(node = %self.name, to = %r.to, quoted = r.quoted.len(),
+                    similar_lines_held_back = held,
+                    "ICMP port unreachable ignored: it quotes no datagram sent there");
+            }
         }
         !refused.is_empty()
     }
@@ -152,7 +165,6 @@ impl<T: Transport> Driver<T> {
             streams_tx,
             streams_rx,
             tasks: JoinSet::new(),
-            inbound: Arc::new(Semaphore::new(self.max_streams)),
             outbound: Arc::new(Semaphore::new(self.max_streams)),
             joins: Vec::new(),
             leaves: Vec::new(),
@@ -343,17 +355,28 @@ impl<T: Transport> Driver<T> {
 
     fn accept(&mut self, st: &mut Running, stream: T::Stream, peer: SocketAddr) {
         Counters::inc(&self.counters.streams_accepted);
-        let Ok(permit) = st.inbound.clone().try_acquire_owned() else {
-            Counters::inc(&self.counters.streams_rejected_busy);
-            tracing::debug!(node = %self.name, %peer, "too many streams: connection refused");
-            return;
+        let ticket = match self.ctx.admission.admit(peer.ip()) {
+            Ok(t) => t,
+            Err(refused) => {
+                Counters::inc(match refused {
+                    Refused::PerSource => &self.counters.streams_refused_per_source,
+                    Refused::Busy => &self.counters.streams_rejected_busy,
+                });
+                let reason = refused.as_str();
+                if let Some(held) = self.ctx.warn.allow(reason) {
+                    tracing::warn!(node = %self.name, %peer, reason,
+                        open = self.ctx.admission.open(), similar_lines_held_back = held,
+                        "too many streams: connection refused");
+                }
+                return; // dropping the stream closes it
+            }
         };
         st.tasks.spawn(tcp::serve(
             self.ctx.clone(),
             stream,
             peer,
             st.streams_tx.clone(),
-            permit,
+            ticket,
         ));
     }
 
@@ -466,6 +489,7 @@ impl<T: Transport> Driver<T> {
                 return;
             }
         };
+        self.sent.record(to, &packet);
         let mut sent = self.net.send_to(&packet, to).await;
         if matches!(&sent, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused) {
             // With IP_RECVERR the kernel reports an ICMP error answering an

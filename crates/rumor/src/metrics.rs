@@ -33,6 +33,11 @@ pub(crate) struct Counters {
     pub stream_timeouts: AtomicU64,
     pub streams_oversize: AtomicU64,
     pub streams_rejected_busy: AtomicU64,
+    pub streams_refused_per_source: AtomicU64,
+    pub streams_unauthenticated: AtomicU64,
+    pub streams_evicted: AtomicU64,
+    pub stream_preauth_bytes_in: AtomicU64,
+    pub unreachable_unmatched: AtomicU64,
     pub malformed: AtomicU64,
     pub auth_failures: AtomicU64,
     pub label_mismatches: AtomicU64,
@@ -84,6 +89,11 @@ impl Counters {
             stream_timeouts: g(&self.stream_timeouts),
             streams_oversize: g(&self.streams_oversize),
             streams_rejected_busy: g(&self.streams_rejected_busy),
+            streams_refused_per_source: g(&self.streams_refused_per_source),
+            streams_unauthenticated: g(&self.streams_unauthenticated),
+            streams_evicted: g(&self.streams_evicted),
+            stream_preauth_bytes_in: g(&self.stream_preauth_bytes_in),
+            unreachable_unmatched: g(&self.unreachable_unmatched),
             malformed: g(&self.malformed),
             auth_failures: g(&self.auth_failures),
             label_mismatches: g(&self.label_mismatches),
@@ -112,18 +122,37 @@ pub struct TransportStats {
     pub streams_accepted: u64,
     /// Outgoing stream connections attempted.
     pub streams_dialed: u64,
-    /// Bytes of stream frames received.
+    /// Bytes read from stream connections (both directions' replies and
+    /// requests, whether or not they turned out valid).
     pub stream_bytes_in: u64,
     /// Bytes of stream frames sent.
     pub stream_bytes_out: u64,
     /// Streams that failed to connect, read or write.
     pub stream_errors: u64,
-    /// Streams cut off for being too slow.
+    /// Streams cut off at their deadline (one per whole exchange).
     pub stream_timeouts: u64,
-    /// Streams cut off for announcing a frame over the size limit.
+    /// Streams cut off for announcing a body over the size limit or a
+    /// header over the pre-auth budget.
     pub streams_oversize: u64,
-    /// Streams refused because too many were open.
+    /// Streams refused because too many were open (incoming, or outgoing
+    /// requests dropped).
     pub streams_rejected_busy: u64,
+    /// Incoming streams refused because their source had the most open it
+    /// may have.
+    pub streams_refused_per_source: u64,
+    /// Incoming streams whose header failed the label or key check (or was
+    /// no header), cut off before their body was read.
+    pub streams_unauthenticated: u64,
+    /// Incoming streams closed, still unauthenticated, to make room for a
+    /// new connection when every slot was taken.
+    pub streams_evicted: u64,
+    /// Bytes read from stream connections before their header was found
+    /// authentic (all bytes of the connections that never were).
+    pub stream_preauth_bytes_in: u64,
+    /// ICMP "port unreachable" reports ignored because they quoted no
+    /// datagram this node sent to that address lately (forged, or quoting
+    /// too little to check).
+    pub unreachable_unmatched: u64,
     /// Envelopes too short or of an unknown kind.
     pub malformed: u64,
     /// Envelopes no installed key authenticates (or encrypted ones reaching
@@ -258,6 +287,22 @@ pub fn export(node: &str, stats: &Stats) {
     counter("rumor_stream_timeouts_total", t.stream_timeouts);
     counter("rumor_streams_oversize_total", t.streams_oversize);
     counter("rumor_streams_rejected_busy_total", t.streams_rejected_busy);
+    counter(
+        "rumor_stream_preauth_bytes_in_total",
+        t.stream_preauth_bytes_in,
+    );
+    counter("rumor_unreachable_unmatched_total", t.unreachable_unmatched);
+    for (reason, n) in [
+        ("per_source", t.streams_refused_per_source),
+        ("busy", t.streams_rejected_busy),
+        ("unauthenticated", t.streams_unauthenticated),
+        ("oversize", t.streams_oversize),
+        ("deadline", t.stream_timeouts),
+        ("evicted", t.streams_evicted),
+    ] {
+        let l = [("node", node.to_string()), ("reason", reason.to_string())];
+        metrics::counter!("rumor_streams_refused_total", &l).absolute(n);
+    }
     counter("rumor_malformed_packets_total", t.malformed);
     counter("rumor_auth_failures_total", t.auth_failures);
     counter("rumor_label_mismatches_total", t.label_mismatches);
@@ -319,8 +364,13 @@ mod tests {
         fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
         fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
         fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            // Labels other than the node's are part of the name here.
+            let mut name = key.name().to_string();
+            for l in key.labels().filter(|l| l.key() != "node") {
+                name += &format!("{{{}={}}}", l.key(), l.value());
+            }
             Counter::from_arc(Arc::new(Handle {
-                name: key.name().to_string(),
+                name,
                 seen: self.0.clone(),
             }))
         }
@@ -382,5 +432,33 @@ mod tests {
         let seen = rec.0.lock().expect("lock");
         assert_eq!(seen.get("rumor_stale_refused_total"), Some(&1));
         assert_eq!(seen.get("rumor_replays_refused_total"), Some(&2));
+    }
+
+    #[test]
+    fn stream_refusals_are_exported_by_reason() {
+        let mut stats = Stats::default();
+        let t = &mut stats.transport;
+        (t.streams_refused_per_source, t.streams_rejected_busy) = (1, 2);
+        (t.streams_unauthenticated, t.streams_oversize) = (3, 4);
+        (t.stream_timeouts, t.streams_evicted) = (5, 6);
+        (t.stream_preauth_bytes_in, t.unreachable_unmatched) = (7, 8);
+        let rec = Rec::default();
+        metrics::with_local_recorder(&rec, || export("n", &stats));
+        let seen = rec.0.lock().expect("lock");
+        for (i, reason) in [
+            "per_source",
+            "busy",
+            "unauthenticated",
+            "oversize",
+            "deadline",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let key = format!("rumor_streams_refused_total{{reason={reason}}}");
+            assert_eq!(seen.get(&key), Some(&(i as u64 + 1)), "{key}");
+        }
+        assert_eq!(seen.get("rumor_stream_preauth_bytes_in_total"), Some(&7));
+        assert_eq!(seen.get("rumor_unreachable_unmatched_total"), Some(&8));
     }
 }

@@ -3,13 +3,16 @@
 //!
 //! With `IP_RECVERR` (`IPV6_RECVERR`) set on the UDP socket, an ICMP error
 //! answering a datagram we sent is queued on the socket's error queue along
-//! with that datagram's destination, and the next receive fails. The driver
-//! then drains the queue and hands each refused destination to the core
+//! with that datagram's destination and the head of its payload as the
+//! ICMP message quoted it, and the next receive fails. The driver then
+//! drains the queue, checks each quote against what it really sent there
+//! ([`super::sent`]: anyone can send us an ICMP error), and hands the
+//! refused destinations that pass to the core
 //! ([`rumor_core::Node::handle_unreachable`]). Elsewhere this is a no-op.
 
-use std::net::SocketAddr;
-
 use tokio::net::UdpSocket;
+
+use super::Refusal;
 
 /// Ask the kernel to queue ICMP errors for this socket. Best effort: a
 /// kernel that refuses leaves the node on the Lifeguard timeouts alone.
@@ -21,8 +24,8 @@ pub(crate) fn enable(udp: &UdpSocket) {
 }
 
 /// Destinations the kernel reported "port unreachable" for since the last
-/// call (other ICMP errors are drained and ignored).
-pub(crate) fn drain_refused(udp: &UdpSocket) -> Vec<SocketAddr> {
+/// call, with the quoted heads (other ICMP errors are drained and ignored).
+pub(crate) fn drain_refused(udp: &UdpSocket) -> Vec<Refusal> {
     #[cfg(target_os = "linux")]
     return linux::drain_refused(udp);
     #[cfg(not(target_os = "linux"))]
@@ -42,6 +45,9 @@ mod linux {
         recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage,
     };
     use tokio::net::UdpSocket;
+
+    use super::super::sent::QUOTE_CHECKED;
+    use super::Refusal;
 
     /// ICMP "destination unreachable" / "port unreachable".
     const ICMP_DEST_UNREACH: u8 = 3;
@@ -65,41 +71,40 @@ mod linux {
         }
     }
 
-    pub(super) fn drain_refused(udp: &UdpSocket) -> Vec<SocketAddr> {
+    pub(super) fn drain_refused(udp: &UdpSocket) -> Vec<Refusal> {
         let fd = udp.as_fd().as_raw_fd();
         let mut refused = Vec::new();
         for _ in 0..MAX_DRAIN {
-            // The original datagram comes back too; its head is enough.
-            let mut head = [0u8; 64];
+            // The quoted head of the original datagram comes back too.
+            let mut head = [0u8; QUOTE_CHECKED];
             let mut iov = [IoSliceMut::new(&mut head)];
             let mut cmsg = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in6);
             let flags = MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT;
             let Ok(msg) = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), flags) else {
                 break; // EAGAIN: the queue is empty
             };
+            let quoted_len = msg.bytes.min(QUOTE_CHECKED);
             let Some(to) = msg.address.and_then(|a| socket_addr(&a)) else {
                 continue;
             };
             let Ok(cmsgs) = msg.cmsgs() else {
                 continue;
             };
-            for c in cmsgs {
-                let port_unreachable = match c {
-                    ControlMessageOwned::Ipv4RecvErr(e, _) => {
-                        e.ee_origin == libc::SO_EE_ORIGIN_ICMP
-                            && e.ee_type == ICMP_DEST_UNREACH
-                            && e.ee_code == ICMP_PORT_UNREACH
-                    }
-                    ControlMessageOwned::Ipv6RecvErr(e, _) => {
-                        e.ee_origin == libc::SO_EE_ORIGIN_ICMP6
-                            && e.ee_type == ICMP6_DST_UNREACH
-                            && e.ee_code == ICMP6_DST_UNREACH_NOPORT
-                    }
-                    _ => false,
-                };
-                if port_unreachable {
-                    refused.push(to);
+            let port_unreachable = cmsgs.into_iter().any(|c| match c {
+                ControlMessageOwned::Ipv4RecvErr(e, _) => {
+                    e.ee_origin == libc::SO_EE_ORIGIN_ICMP
+                        && e.ee_type == ICMP_DEST_UNREACH
+                        && e.ee_code == ICMP_PORT_UNREACH
                 }
+                ControlMessageOwned::Ipv6RecvErr(e, _) => {
+                    e.ee_origin == libc::SO_EE_ORIGIN_ICMP6
+                        && e.ee_type == ICMP6_DST_UNREACH
+                        && e.ee_code == ICMP6_DST_UNREACH_NOPORT
+                }
+                _ => false,
+            });
+            if port_unreachable {
+                refused.push(Refusal::new(to, head[..quoted_len].to_vec()));
             }
         }
         refused

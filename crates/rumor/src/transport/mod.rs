@@ -13,12 +13,32 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub(crate) mod admission;
 pub(crate) mod icmp;
+pub(crate) mod sent;
 pub(crate) mod tcp;
 mod tokio_net;
 pub(crate) mod udp;
+pub(crate) mod warn;
 
 pub use tokio_net::TokioNet;
+
+/// A "port unreachable" report: who refused, and the head of the datagram
+/// refused, as the ICMP error quoted it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The destination that refused a datagram.
+    pub to: SocketAddr,
+    /// The head of the refused datagram (envelope included), as quoted.
+    pub quoted: Vec<u8>,
+}
+
+impl Refusal {
+    /// A refusal by `to` of the datagram whose head is `quoted`.
+    pub fn new(to: SocketAddr, quoted: Vec<u8>) -> Self {
+        Refusal { to, quoted }
+    }
+}
 
 /// What a node needs from the network: a datagram socket and a stream
 /// listener bound to one address, and a way to open streams.
@@ -54,9 +74,11 @@ pub trait Transport: Send + Sync + Sized + 'static {
     fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
 
     /// Destinations that answered our datagrams with "port unreachable"
-    /// since the last call, read after a receive failed. Transports that
-    /// cannot tell report none.
-    fn take_refused(&self) -> Vec<SocketAddr> {
+    /// since the last call, read after a receive failed, each with the
+    /// head of the datagram it refused as the error quoted it (the node
+    /// believes only refusals quoting a datagram it sent there).
+    /// Transports that cannot tell report none.
+    fn take_refused(&self) -> Vec<Refusal> {
         Vec::new()
     }
 

@@ -1,18 +1,37 @@
-//! Stream messages over TCP: one request frame and at most one reply frame
-//! per connection.
+//! Stream messages over TCP: one request and at most one reply per
+//! connection, each authenticated before it is buffered.
 //!
-//! A frame is `[length u32 BE][envelope]`, the envelope (see
-//! [`crate::framing`]) holding the message packed by [`crate::compress`].
-//! Every connection runs in its own task under limits: a connect timeout, a
-//! timeout on each read and write, a maximum frame size, and a cap on how
-//! many connections are open at once in each direction. A connection that
-//! breaks a limit is cut off and counted; the node carries on.
+//! ```text
+//! message = [header length u32 BE][header envelope][body envelope]
+//! header  = envelope of [0x5A][body envelope length u32 BE]
+//! body    = envelope of the message packed by crate::compress
+//! ```
+//!
+//! Both envelopes come from [`crate::framing`]: the header's carries the
+//! cluster label and, in an encrypted cluster, is authenticated by the key.
+//! A reader takes the header length, refuses it if the length and the
+//! header together would exceed the *pre-auth budget*
+//! ([`DEFAULT_PREAUTH_BUDGET`] by default), reads the header and opens it;
+//! only an authentic header makes it read the body, and then no more than
+//! the length the header states (itself bounded by the largest message).
+//! So a peer without the label (or key) gets at most the pre-auth budget of
+//! bytes read from it, and a real header is a few dozen bytes.
+//!
+//! Every connection runs in its own task under limits: one deadline for
+//! the whole exchange (connect, request, the driver's answer, reply), not
+//! per read, so trickling a byte at a time does not extend it; a cap on
+//! incoming connections per source and in total ([`super::admission`]); a
+//! cap on outgoing ones. A connection that breaks a limit is cut off,
+//! counted, and (incoming) logged at WARN at most once per reason every few
+//! seconds ([`super::warn`]); the node carries on.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::timeout;
 
@@ -20,7 +39,23 @@ use crate::compress;
 use crate::framing::{Framer, Reject};
 use crate::metrics::Counters;
 
+use super::admission::{Admission, Ticket};
+use super::warn::WarnLimiter;
 use super::Transport;
+
+/// Default most bytes read from a connection before its header is
+/// authenticated.
+pub const DEFAULT_PREAUTH_BUDGET: usize = 64 * 1024;
+
+/// Smallest pre-auth budget accepted: room for the longest label and an
+/// encrypted header.
+pub const MIN_PREAUTH_BUDGET: usize = 1024;
+
+/// First byte of a header's plaintext.
+const HEADER_MAGIC: u8 = 0x5A;
+
+/// Bytes of a header's plaintext.
+const HEADER_LEN: usize = 5;
 
 /// What a stream task hands the driver.
 pub(crate) enum FromStream {
@@ -42,10 +77,16 @@ pub(crate) enum FromStream {
 pub(crate) struct StreamCtx {
     pub framer: Framer,
     pub counters: Arc<Counters>,
-    /// Connect, read and write timeout.
+    /// Deadline of a whole exchange.
     pub timeout: Duration,
     /// Largest message (decompressed), the core's `max_stream_size`.
     pub max_message: usize,
+    /// Most bytes read from a connection before its header is authentic.
+    pub preauth_budget: usize,
+    /// Caps on incoming connections.
+    pub admission: Arc<Admission>,
+    /// Rate limit of the WARN lines about hostile connections.
+    pub warn: WarnLimiter,
 }
 
 /// Why an exchange failed.
@@ -53,7 +94,17 @@ pub(crate) struct StreamCtx {
 enum Failure {
     Io(std::io::Error),
     Timeout,
+    /// Evicted, still unauthenticated, to make room for a new connection.
+    Evicted,
+    /// The header states a body over the size limit.
     Oversize(usize),
+    /// The header would not fit in the pre-auth budget.
+    HeaderTooLong(usize),
+    /// The header's envelope was refused.
+    Unauthenticated(Reject),
+    /// An authentic header whose content is not a header.
+    BadHeader,
+    /// The body's envelope was refused.
     Reject(Reject),
     Unpack(compress::UnpackError),
     Seal(crate::Error),
@@ -64,9 +115,15 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Io(e) => write!(f, "i/o error: {e}"),
-            Failure::Timeout => f.write_str("timed out"),
-            Failure::Oversize(n) => write!(f, "frame of {n} bytes is over the limit"),
-            Failure::Reject(r) => write!(f, "envelope rejected: {r}"),
+            Failure::Timeout => f.write_str("deadline passed"),
+            Failure::Evicted => f.write_str("evicted before authenticating (all slots taken)"),
+            Failure::Oversize(n) => write!(f, "body of {n} bytes is over the limit"),
+            Failure::HeaderTooLong(n) => {
+                write!(f, "header of {n} bytes is over the pre-auth budget")
+            }
+            Failure::Unauthenticated(r) => write!(f, "header rejected: {r}"),
+            Failure::BadHeader => f.write_str("malformed header"),
+            Failure::Reject(r) => write!(f, "body rejected: {r}"),
             Failure::Unpack(e) => write!(f, "decompression failed: {e}"),
             Failure::Seal(e) => write!(f, "could not seal: {e}"),
             Failure::DriverGone => f.write_str("node stopped"),
@@ -74,10 +131,119 @@ impl std::fmt::Display for Failure {
     }
 }
 
+impl Failure {
+    /// The reason's name when an incoming connection is refused for it
+    /// (logged at WARN), or `None` for failures that are not a peer's doing.
+    fn refusal(&self) -> Option<&'static str> {
+        match self {
+            Failure::Timeout => Some("deadline"),
+            Failure::Evicted => Some("evicted"),
+            Failure::Oversize(_) | Failure::HeaderTooLong(_) => Some("oversize"),
+            Failure::Unauthenticated(_) | Failure::BadHeader => Some("unauthenticated"),
+            _ => None,
+        }
+    }
+}
+
+/// A stream that counts the bytes read from it, and how many of them came
+/// before the header was found authentic; an incoming one holds its
+/// admission ticket.
+struct Counted<S> {
+    inner: S,
+    read: u64,
+    authentic_after: Option<u64>,
+    ticket: Option<Ticket>,
+}
+
+impl<S> Counted<S> {
+    fn new(inner: S) -> Self {
+        Counted {
+            inner,
+            read: 0,
+            authentic_after: None,
+            ticket: None,
+        }
+    }
+
+    /// The header was authentic: note where, and make the connection
+    /// impossible to evict.
+    fn authentic(&mut self) {
+        self.authentic_after = Some(self.read);
+        if let Some(t) = &self.ticket {
+            t.authenticated();
+        }
+    }
+
+    /// Bytes read before the header was authentic (all of them if it
+    /// never was).
+    fn preauth(&self) -> u64 {
+        self.authentic_after.unwrap_or(self.read)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.read += (buf.filled().len() - before) as u64;
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Read exactly `len` bytes, growing the buffer as they arrive rather than
+/// trusting the length: a peer must send the bytes to make us hold them.
+async fn read_exactly<S: AsyncRead + Unpin>(s: &mut S, len: usize) -> Result<Vec<u8>, Failure> {
+    let mut out = Vec::with_capacity(len.min(16 * 1024));
+    s.take(len as u64)
+        .read_to_end(&mut out)
+        .await
+        .map_err(Failure::Io)?;
+    if out.len() != len {
+        return Err(Failure::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
+    Ok(out)
+}
+
+/// A header's plaintext for a body envelope of `len` bytes.
+fn header_plain(len: u32) -> [u8; HEADER_LEN] {
+    let [a, b, c, d] = len.to_be_bytes();
+    [HEADER_MAGIC, a, b, c, d]
+}
+
+/// The body length a header's plaintext states.
+fn parse_header(plain: &[u8]) -> Option<usize> {
+    match plain {
+        [HEADER_MAGIC, a, b, c, d] => Some(u32::from_be_bytes([*a, *b, *c, *d]) as usize),
+        _ => None,
+    }
+}
+
 impl StreamCtx {
-    /// Largest frame accepted: the largest message, its compression header
-    /// and the envelope.
-    fn max_frame(&self) -> usize {
+    /// Largest body envelope accepted: the largest message, its compression
+    /// header and the envelope.
+    fn max_body(&self) -> usize {
         self.max_message + 1 + 4 + self.framer.overhead()
     }
 
@@ -88,32 +254,52 @@ impl StreamCtx {
                 Counters::inc(&c.stream_errors)
             }
             Failure::Timeout => Counters::inc(&c.stream_timeouts),
-            Failure::Oversize(_) => Counters::inc(&c.streams_oversize),
+            Failure::Evicted => Counters::inc(&c.streams_evicted),
+            Failure::Oversize(_) | Failure::HeaderTooLong(_) => Counters::inc(&c.streams_oversize),
+            Failure::Unauthenticated(r) => {
+                Counters::inc(&c.streams_unauthenticated);
+                c.reject(*r);
+            }
+            Failure::BadHeader => {
+                Counters::inc(&c.streams_unauthenticated);
+                Counters::inc(&c.malformed);
+            }
             Failure::Reject(r) => c.reject(*r),
             Failure::Unpack(_) => Counters::inc(&c.compression_errors),
         }
     }
 
-    async fn read_message<S: AsyncRead + Unpin>(&self, s: &mut S) -> Result<Vec<u8>, Failure> {
+    /// Count what was read from `conn`.
+    fn account<S>(&self, conn: &Counted<S>) {
+        let c = &self.counters;
+        c.stream_bytes_in
+            .fetch_add(conn.read, std::sync::atomic::Ordering::Relaxed);
+        c.stream_preauth_bytes_in
+            .fetch_add(conn.preauth(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn read_message<S: AsyncRead + Unpin>(
+        &self,
+        s: &mut Counted<S>,
+    ) -> Result<Vec<u8>, Failure> {
         let mut len = [0u8; 4];
-        timed(self.timeout, s.read_exact(&mut len)).await?;
-        let len = u32::from_be_bytes(len) as usize;
-        if len > self.max_frame() {
-            return Err(Failure::Oversize(len));
+        s.read_exact(&mut len).await.map_err(Failure::Io)?;
+        let header_len = u32::from_be_bytes(len) as usize;
+        if header_len.saturating_add(4) > self.preauth_budget {
+            return Err(Failure::HeaderTooLong(header_len));
         }
-        // Grow the buffer as bytes arrive rather than trusting the length:
-        // a peer must send the bytes to make this node hold them.
-        let mut frame = Vec::with_capacity(len.min(64 * 1024));
-        timed(
-            self.timeout,
-            (&mut *s).take(len as u64).read_to_end(&mut frame),
-        )
-        .await?;
-        if frame.len() != len {
-            return Err(Failure::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        let header = read_exactly(s, header_len).await?;
+        let plain = self
+            .framer
+            .open(&header)
+            .map_err(Failure::Unauthenticated)?;
+        let body_len = parse_header(&plain).ok_or(Failure::BadHeader)?;
+        s.authentic();
+        if body_len > self.max_body() {
+            return Err(Failure::Oversize(body_len));
         }
-        Counters::add(&self.counters.stream_bytes_in, 4 + len);
-        let body = self.framer.open(&frame).map_err(Failure::Reject)?;
+        let body = read_exactly(s, body_len).await?;
+        let body = self.framer.open(&body).map_err(Failure::Reject)?;
         let msg = compress::unpack(&body, self.max_message).map_err(Failure::Unpack)?;
         Ok(msg.into_owned())
     }
@@ -123,43 +309,65 @@ impl StreamCtx {
         s: &mut S,
         msg: &[u8],
     ) -> Result<(), Failure> {
-        let frame = self
+        let body = self
             .framer
             .seal(&compress::pack(msg))
             .map_err(Failure::Seal)?;
-        let len = u32::try_from(frame.len()).map_err(|_| Failure::Oversize(frame.len()))?;
-        let mut out = Vec::with_capacity(4 + frame.len());
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&frame);
-        timed(self.timeout, s.write_all(&out)).await?;
-        timed(self.timeout, s.flush()).await?;
+        let body_len = u32::try_from(body.len()).map_err(|_| Failure::Oversize(body.len()))?;
+        let header = self
+            .framer
+            .seal(&header_plain(body_len))
+            .map_err(Failure::Seal)?;
+        let header_len =
+            u32::try_from(header.len()).map_err(|_| Failure::HeaderTooLong(header.len()))?;
+        let mut out = Vec::with_capacity(4 + header.len() + body.len());
+        out.extend_from_slice(&header_len.to_be_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&body);
+        s.write_all(&out).await.map_err(Failure::Io)?;
+        s.flush().await.map_err(Failure::Io)?;
         Counters::add(&self.counters.stream_bytes_out, out.len());
         Ok(())
     }
-}
 
-async fn timed<T>(
-    limit: Duration,
-    fut: impl std::future::Future<Output = std::io::Result<T>>,
-) -> Result<T, Failure> {
-    match timeout(limit, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Failure::Io(e)),
-        Err(_) => Err(Failure::Timeout),
+    /// Count a failed incoming exchange and log it: at WARN (rate-limited)
+    /// when the peer broke a limit, at DEBUG otherwise.
+    fn incoming_failed(&self, peer: SocketAddr, f: &Failure) {
+        self.count(f);
+        match f.refusal() {
+            Some(reason) => {
+                if let Some(held) = self.warn.allow(reason) {
+                    tracing::warn!(%peer, reason, failure = %f, similar_lines_held_back = held,
+                        "incoming stream cut off");
+                }
+            }
+            None => tracing::debug!(%peer, failure = %f, "incoming stream dropped"),
+        }
     }
 }
 
+/// Run `fut` under the deadline `limit`.
+async fn deadline<T>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    timeout(limit, fut).await.unwrap_or(Err(Failure::Timeout))
+}
+
 /// Serve one incoming connection: read the request, let the driver answer,
-/// write the answer back.
+/// write the answer back, all before one deadline.
 pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: Arc<StreamCtx>,
-    mut stream: S,
+    stream: S,
     peer: SocketAddr,
     driver: mpsc::Sender<FromStream>,
-    _permit: OwnedSemaphorePermit,
+    mut ticket: Ticket,
 ) {
-    let result = async {
-        let msg = ctx.read_message(&mut stream).await?;
+    let evicted = ticket.eviction();
+    let mut conn = Counted::new(stream);
+    conn.ticket = Some(ticket);
+    let exchange = async {
+        let msg = ctx.read_message(&mut conn).await?;
         let (tx, rx) = oneshot::channel();
         driver
             .send(FromStream::Request {
@@ -170,18 +378,22 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             .await
             .map_err(|_| Failure::DriverGone)?;
         if let Some(reply) = rx.await.map_err(|_| Failure::DriverGone)? {
-            ctx.write_message(&mut stream, &reply).await?;
+            ctx.write_message(&mut conn, &reply).await?;
         }
         Ok::<_, Failure>(())
-    }
-    .await;
+    };
+    let result = tokio::select! {
+        r = deadline(ctx.timeout, exchange) => r,
+        () = evicted => Err(Failure::Evicted),
+    };
+    ctx.account(&conn);
     if let Err(f) = result {
-        ctx.count(&f);
-        tracing::debug!(%peer, failure = %f, "incoming stream dropped");
+        ctx.incoming_failed(peer, &f);
     }
 }
 
-/// Send one request to `to` and hand the reply (or the failure) to the driver.
+/// Send one request to `to` and hand the reply (or the failure) to the
+/// driver; the whole exchange has one deadline.
 pub(crate) async fn request<T: Transport>(
     ctx: Arc<StreamCtx>,
     to: SocketAddr,
@@ -190,12 +402,17 @@ pub(crate) async fn request<T: Transport>(
     _permit: OwnedSemaphorePermit,
 ) {
     Counters::inc(&ctx.counters.streams_dialed);
-    let result = async {
-        let mut stream = timed(ctx.timeout, T::connect(to)).await?;
-        ctx.write_message(&mut stream, &msg).await?;
-        ctx.read_message(&mut stream).await
+    let mut conn = None;
+    let exchange = async {
+        let stream = T::connect(to).await.map_err(Failure::Io)?;
+        let conn = conn.insert(Counted::new(stream));
+        ctx.write_message(conn, &msg).await?;
+        ctx.read_message(conn).await
+    };
+    let result = deadline(ctx.timeout, exchange).await;
+    if let Some(conn) = &conn {
+        ctx.account(conn);
     }
-    .await;
     let reply = match result {
         Ok(reply) => Some(reply),
         Err(f) => {
@@ -205,4 +422,119 @@ pub(crate) async fn request<T: Transport>(
         }
     };
     let _ = driver.send(FromStream::Reply { to, msg: reply }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyring::{Key, Keyring};
+
+    fn ctx(framer: Framer) -> StreamCtx {
+        StreamCtx {
+            framer,
+            counters: Arc::new(Counters::default()),
+            timeout: Duration::from_secs(5),
+            max_message: 1 << 20,
+            preauth_budget: DEFAULT_PREAUTH_BUDGET,
+            admission: Admission::new(4, 8),
+            warn: WarnLimiter::default(),
+        }
+    }
+
+    async fn round_trip(
+        writer: &StreamCtx,
+        reader: &StreamCtx,
+        msg: &[u8],
+    ) -> Result<Vec<u8>, Failure> {
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        let mut conn = Counted::new(b);
+        let write = async {
+            let w = writer.write_message(&mut a, msg).await;
+            drop(a);
+            w
+        };
+        let (w, r) = tokio::join!(write, reader.read_message(&mut conn));
+        w?;
+        reader.account(&conn);
+        if let Err(f) = &r {
+            reader.count(f);
+        }
+        r
+    }
+
+    #[tokio::test]
+    async fn messages_round_trip_plain_and_sealed() {
+        let plain = ctx(Framer::new("l", None).expect("framer"));
+        assert_eq!(
+            round_trip(&plain, &plain, b"hello").await.expect("plain"),
+            b"hello"
+        );
+        let ring = Keyring::new(Key::from_bytes([7; 32]));
+        let sealed = ctx(Framer::new("l", Some(ring)).expect("framer"));
+        let big = vec![3u8; 200_000];
+        assert_eq!(
+            round_trip(&sealed, &sealed, &big).await.expect("sealed"),
+            big
+        );
+        let t = sealed.counters.snapshot();
+        assert!(t.stream_preauth_bytes_in < 128, "{t:?}");
+        assert!(t.stream_bytes_in > t.stream_preauth_bytes_in, "{t:?}");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_key_or_label_is_refused_at_the_header() {
+        let a = ctx(Framer::new("l", Some(Keyring::new(Key::from_bytes([1; 32])))).expect("f"));
+        let b = ctx(Framer::new("l", Some(Keyring::new(Key::from_bytes([2; 32])))).expect("f"));
+        let r = round_trip(&a, &b, &vec![0u8; 100_000]).await;
+        assert!(
+            matches!(r, Err(Failure::Unauthenticated(Reject::AuthFailed))),
+            "{r:?}"
+        );
+        let t = b.counters.snapshot();
+        assert_eq!((t.streams_unauthenticated, t.auth_failures), (1, 1));
+        assert_eq!(t.stream_bytes_in, t.stream_preauth_bytes_in, "no body read");
+        assert!(t.stream_bytes_in < 128, "{t:?}");
+
+        let other = ctx(Framer::new("m", None).expect("f"));
+        let plain = ctx(Framer::new("l", None).expect("f"));
+        let r = round_trip(&other, &plain, b"x").await;
+        assert!(
+            matches!(r, Err(Failure::Unauthenticated(Reject::LabelMismatch))),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn headers_over_the_budget_and_bodies_over_the_limit_are_refused() {
+        let c = ctx(Framer::new("", None).expect("f"));
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        a.write_all(&u32::MAX.to_be_bytes()).await.expect("write");
+        let mut conn = Counted::new(b);
+        let r = c.read_message(&mut conn).await;
+        assert!(matches!(r, Err(Failure::HeaderTooLong(_))), "{r:?}");
+        assert_eq!(conn.read, 4);
+
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        let header = c.framer.seal(&header_plain(u32::MAX)).expect("seal");
+        a.write_all(&(header.len() as u32).to_be_bytes())
+            .await
+            .expect("write");
+        a.write_all(&header).await.expect("write");
+        let mut conn = Counted::new(b);
+        let r = c.read_message(&mut conn).await;
+        assert!(matches!(r, Err(Failure::Oversize(_))), "{r:?}");
+
+        // An authentic envelope that is not a header (an old-style frame).
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        let frame = c
+            .framer
+            .seal(&compress::pack(b"not a header"))
+            .expect("seal");
+        a.write_all(&(frame.len() as u32).to_be_bytes())
+            .await
+            .expect("write");
+        a.write_all(&frame).await.expect("write");
+        let r = c.read_message(&mut Counted::new(b)).await;
+        assert!(matches!(r, Err(Failure::BadHeader)), "{r:?}");
+    }
 }

@@ -36,7 +36,7 @@ impl Transport for TokioNet {
         self.udp.try_recv_from(buf)
     }
 
-    fn take_refused(&self) -> Vec<SocketAddr> {
+    fn take_refused(&self) -> Vec<super::Refusal> {
         super::icmp::drain_refused(&self.udp)
     }
 

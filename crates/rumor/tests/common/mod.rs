@@ -158,3 +158,8 @@ pub async fn start_cluster(prefix: &str, count: usize, config: Config) -> Vec<No
     wait_converged(&nodes, &all).await;
     nodes
 }
+
+/// A set of member names.
+pub fn names(n: &[&str]) -> BTreeSet<String> {
+    n.iter().map(|s| s.to_string()).collect()
+}

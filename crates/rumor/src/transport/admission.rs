@@ -1,0 +1,242 @@
+//! Admission of incoming stream connections: a cap on how many are open at
+//! once from one source and in total, checked when a connection is
+//! accepted, before a byte of it is read.
+//!
+//! A source is an IPv4 address, or an IPv6 /64 (one host commonly holds a
+//! whole /64, so counting single IPv6 addresses would cap nothing).
+//! IPv4-mapped IPv6 addresses count as their IPv4 address. A connection
+//! holds its place through a [`Ticket`] until the ticket is dropped.
+//!
+//! When every place is taken, a new connection (within its source's cap)
+//! evicts the oldest connection that has not yet sent an authentic header:
+//! a real peer authenticates within a round trip, so idle connections
+//! spread over many sources cannot keep everyone else out; they only evict
+//! each other. A connection whose header was authentic is never evicted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
+
+/// Default cap on incoming streams open at once from one source.
+pub const DEFAULT_MAX_STREAMS_PER_SOURCE: usize = 16;
+
+/// Why a connection was not admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Its source already has the most streams open it may have.
+    PerSource,
+    /// The node has the most incoming streams open it may have.
+    Busy,
+}
+
+impl Refused {
+    /// The reason's name in logs and metrics.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Refused::PerSource => "per_source",
+            Refused::Busy => "busy",
+        }
+    }
+}
+
+/// Open incoming streams, by source.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    per_source: usize,
+    total: usize,
+    open: Mutex<Open>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    by_source: HashMap<IpAddr, usize>,
+    total: usize,
+    /// Connections not yet authentic, oldest first, with the means to
+    /// evict them.
+    unauthenticated: BTreeMap<u64, oneshot::Sender<()>>,
+    next_id: u64,
+}
+
+/// A place taken by one open connection, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    admission: Arc<Admission>,
+    source: IpAddr,
+    id: u64,
+    evicted: Option<oneshot::Receiver<()>>,
+}
+
+impl Admission {
+    /// At most `per_source` connections from one source and `total` in all
+    /// (each at least 1).
+    pub(crate) fn new(per_source: usize, total: usize) -> Arc<Self> {
+        Arc::new(Admission {
+            per_source: per_source.max(1),
+            total: total.max(1),
+            open: Mutex::new(Open::default()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Take a place for a connection from `peer` (evicting the oldest
+    /// unauthenticated connection if all are taken), or say why there is
+    /// none.
+    pub(crate) fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Ticket, Refused> {
+        let source = source_of(peer);
+        let mut open = self.lock();
+        if open.by_source.get(&source).copied().unwrap_or(0) >= self.per_source {
+            return Err(Refused::PerSource);
+        }
+        if open.total >= self.total {
+            // Its place is given back when its task sees the eviction and
+            // ends, a moment later; the total runs over by at most the
+            // evictions in flight.
+            let Some((_, evict)) = open.unauthenticated.pop_first() else {
+                return Err(Refused::Busy);
+            };
+            let _ = evict.send(());
+        }
+        *open.by_source.entry(source).or_insert(0) += 1;
+        open.total += 1;
+        let id = open.next_id;
+        open.next_id += 1;
+        let (tx, rx) = oneshot::channel();
+        open.unauthenticated.insert(id, tx);
+        Ok(Ticket {
+            admission: self.clone(),
+            source,
+            id,
+            evicted: Some(rx),
+        })
+    }
+
+    /// Connections open now.
+    pub(crate) fn open(&self) -> usize {
+        self.lock().total
+    }
+}
+
+impl Ticket {
+    /// The connection sent an authentic header: it can no longer be evicted.
+    pub(crate) fn authenticated(&self) {
+        self.admission.lock().unauthenticated.remove(&self.id);
+    }
+
+    /// A future that resolves when the connection is evicted (never, once
+    /// it is authentic). The first call takes the signal; the futures of
+    /// later calls never resolve.
+    pub(crate) fn eviction(&mut self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let rx = self.evicted.take();
+        async move {
+            let evicted = match rx {
+                Some(rx) => rx.await.is_ok(),
+                None => false,
+            };
+            if !evicted {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut open = self.admission.lock();
+        open.unauthenticated.remove(&self.id);
+        open.total = open.total.saturating_sub(1);
+        if let Some(n) = open.by_source.get_mut(&self.source) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.by_source.remove(&self.source);
+            }
+        }
+    }
+}
+
+/// The source `ip` counts against: itself for IPv4, its /64 for IPv6.
+fn source_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn admit(a: &Arc<Admission>, peer: &str) -> Result<Ticket, Refused> {
+        a.admit(peer.parse().expect("an address"))
+    }
+
+    #[test]
+    fn caps_per_source_and_in_total() {
+        let a = Admission::new(2, 3);
+        let t1 = admit(&a, "127.0.0.2").expect("first");
+        let t2 = admit(&a, "127.0.0.2").expect("second");
+        assert_eq!(admit(&a, "127.0.0.2").err(), Some(Refused::PerSource));
+        let t3 = admit(&a, "127.0.0.3").expect("another source");
+        for t in [&t1, &t2, &t3] {
+            t.authenticated();
+        }
+        assert_eq!(admit(&a, "127.0.0.4").err(), Some(Refused::Busy));
+        assert_eq!(a.open(), 3);
+        drop(t1);
+        assert_eq!(a.open(), 2);
+        let _t4 = admit(&a, "127.0.0.2").expect("a place was given back");
+    }
+
+    #[test]
+    fn ipv6_counts_by_slash_64_and_mapped_v4_as_v4() {
+        let a = Admission::new(1, 10);
+        let _t = admit(&a, "fd00::1").expect("first");
+        assert_eq!(admit(&a, "fd00::2").err(), Some(Refused::PerSource));
+        let _u = admit(&a, "fd00:0:0:1::1").expect("another /64");
+        let _v = admit(&a, "127.0.0.9").expect("v4");
+        assert_eq!(
+            admit(&a, "::ffff:127.0.0.9").err(),
+            Some(Refused::PerSource)
+        );
+    }
+
+    #[tokio::test]
+    async fn when_full_the_oldest_unauthenticated_is_evicted() {
+        let within = Duration::from_secs(1);
+        let a = Admission::new(4, 3);
+        let mut old = admit(&a, "127.0.0.2").expect("1");
+        let authentic = admit(&a, "127.0.0.3").expect("2");
+        authentic.authenticated();
+        let mut young = admit(&a, "127.0.0.4").expect("3");
+        let x = admit(&a, "127.0.0.5").expect("evicts the oldest");
+        tokio::time::timeout(within, old.eviction())
+            .await
+            .expect("the oldest unauthenticated was evicted");
+        drop(old);
+        assert_eq!(a.open(), 3);
+        // Next in line is `young`; the authentic one is never evicted.
+        let y = admit(&a, "127.0.0.6").expect("evicts the next");
+        tokio::time::timeout(within, young.eviction())
+            .await
+            .expect("the next oldest was evicted");
+        drop(young);
+        x.authenticated();
+        y.authenticated();
+        assert_eq!(admit(&a, "127.0.0.7").err(), Some(Refused::Busy));
+        let mut never = authentic;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), never.eviction())
+                .await
+                .is_err(),
+            "an authentic connection is not evicted"
+        );
+    }
+}
