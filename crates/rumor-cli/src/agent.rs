@@ -127,6 +127,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         keys,
         label: cfg.label.clone(),
         last_incarnation: snapshot.as_ref().map(|s| s.incarnation),
+        streams: cfg.streams,
     })
     .await?;
     tracing::info!(name = %node.name(), addr = %node.addr(), http = %http_addr, profile = %cfg.profile_name, "agent started");

@@ -92,6 +92,12 @@ pub struct LimitOverrides {
     pub max_kv_bytes: Option<usize>,
     /// Updates waiting to be piggybacked.
     pub max_broadcasts: Option<usize>,
+    /// Streams open at once in each direction.
+    pub max_streams: Option<usize>,
+    /// Incoming streams open at once from one address (an IPv6 /64).
+    pub max_streams_per_source: Option<usize>,
+    /// Bytes read from a stream before its header is authenticated.
+    pub stream_preauth_budget: Option<usize>,
 }
 
 impl LimitOverrides {
@@ -102,8 +108,14 @@ impl LimitOverrides {
             (self.max_members, &mut l.max_members),
             (self.max_pending_members, &mut l.max_pending_members),
             (self.max_pending_per_sender, &mut l.max_pending_per_sender),
-            (self.max_state_keys_per_owner, &mut l.max_state_keys_per_owner),
-            (self.max_state_bytes_per_owner, &mut l.max_state_bytes_per_owner),
+            (
+                self.max_state_keys_per_owner,
+                &mut l.max_state_keys_per_owner,
+            ),
+            (
+                self.max_state_bytes_per_owner,
+                &mut l.max_state_bytes_per_owner,
+            ),
             (self.max_kv_keys, &mut l.max_kv_keys),
             (self.max_kv_bytes, &mut l.max_kv_bytes),
             (self.max_broadcasts, &mut l.max_broadcasts),
@@ -299,6 +311,8 @@ pub struct AgentConfig {
     pub leave_timeout: Duration,
     /// The protocol configuration: the profile's, with the file's `[protocol]` overrides.
     pub protocol: rumor_core::Config,
+    /// Stream limits from `[limits]`.
+    pub streams: crate::cluster::StreamLimits,
 }
 
 impl AgentConfig {
@@ -386,9 +400,16 @@ impl AgentConfig {
             .clone()
             .unwrap_or_default()
             .apply(rumor_core::Config::profile(profile))?;
-        let protocol = file.limits.clone().unwrap_or_default().apply(protocol)?;
+        let limits = file.limits.clone().unwrap_or_default();
+        let protocol = limits.apply(protocol)?;
+        let streams = crate::cluster::StreamLimits {
+            max_streams: limits.max_streams,
+            max_streams_per_source: limits.max_streams_per_source,
+            stream_preauth_budget: limits.stream_preauth_budget,
+        };
         Ok(AgentConfig {
             protocol,
+            streams,
             name,
             bind,
             advertise,
@@ -481,7 +502,11 @@ mod tests {
     #[test]
     fn limits_table_sets_and_checks_the_bounds() {
         let file = FileConfig::parse("[limits]\nmax_members = 500\nmax_kv_keys = 10\n").unwrap();
-        let c = file.limits.unwrap().apply(rumor_core::Config::lan()).unwrap();
+        let c = file
+            .limits
+            .unwrap()
+            .apply(rumor_core::Config::lan())
+            .unwrap();
         assert_eq!(c.limits.max_members, 500);
         assert_eq!(c.limits.max_kv_keys, 10);
         assert_eq!(
@@ -489,7 +514,11 @@ mod tests {
             rumor_core::Limits::default().max_broadcasts
         );
         let bad = FileConfig::parse("[limits]\nmax_members = 1\n").unwrap();
-        let err = bad.limits.unwrap().apply(rumor_core::Config::lan()).unwrap_err();
+        let err = bad
+            .limits
+            .unwrap()
+            .apply(rumor_core::Config::lan())
+            .unwrap_err();
         assert!(format!("{err:#}").contains("limits.max_members"), "{err:#}");
         assert!(FileConfig::parse("[limits]\nmax_things = 1\n").is_err());
     }

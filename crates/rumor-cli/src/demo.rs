@@ -196,6 +196,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             keys: Vec::new(),
             label: None,
             last_incarnation: None,
+            // The demo's nodes share one address but stand for separate hosts.
+            streams: cluster::StreamLimits {
+                max_streams_per_source: Some(1024),
+                ..Default::default()
+            },
         })
         .await
         .with_context(|| format!("cannot start {name}"))?;

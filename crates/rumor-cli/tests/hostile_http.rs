@@ -424,7 +424,11 @@ fn bodies_over_the_limit_get_413_naming_it() {
 fn a_full_quota_gets_429_naming_the_limit() {
     let dir = temp_dir("quota");
     let conf = dir.join("rumor.toml");
-    std::fs::write(&conf, "[limits]\nmax_kv_keys = 2\nmax_state_keys_per_owner = 1\n").unwrap();
+    std::fs::write(
+        &conf,
+        "[limits]\nmax_kv_keys = 2\nmax_state_keys_per_owner = 1\n",
+    )
+    .unwrap();
     let a = agent("quota")
         .args(&["--config", conf.to_str().unwrap()])
         .spawn();

@@ -279,10 +279,9 @@ impl ClusterState {
                 quota.keys, quota.bytes
             )));
         }
-        own.max_version = own
-            .max_version
-            .checked_add(1)
-            .ok_or_else(|| WriteError::Invalid("this node's state version space is exhausted".into()))?;
+        own.max_version = own.max_version.checked_add(1).ok_or_else(|| {
+            WriteError::Invalid("this node's state version space is exhausted".into())
+        })?;
         own.changed_at = now;
         let entry = Entry {
             value,

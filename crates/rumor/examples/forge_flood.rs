@@ -36,10 +36,15 @@ fn main() -> std::io::Result<()> {
         .next()
         .and_then(|a| a.parse().ok())
         .ok_or_else(|| std::io::Error::other(usage))?;
-    let claims: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let claims: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let seconds: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(60.0);
     if !target.ip().is_loopback() {
-        return Err(std::io::Error::other("the target must be a loopback address"));
+        return Err(std::io::Error::other(
+            "the target must be a loopback address",
+        ));
     }
     let socket = UdpSocket::bind("127.0.0.1:0")?;
     let framer = Framer::new("", None).map_err(std::io::Error::other)?;

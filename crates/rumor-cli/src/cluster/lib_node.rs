@@ -103,6 +103,15 @@ impl LibNode {
                 .map_err(|e| anyhow::anyhow!("keyring: {e}"))?;
             b = b.keyring(Keyring::with_keys(primary, others));
         }
+        if let Some(n) = s.streams.max_streams {
+            b = b.max_streams(n);
+        }
+        if let Some(n) = s.streams.max_streams_per_source {
+            b = b.max_streams_per_source(n);
+        }
+        if let Some(n) = s.streams.stream_preauth_budget {
+            b = b.stream_preauth_budget(n);
+        }
         if let Some(inc) = s.last_incarnation {
             // Start above the previous run's incarnation, so the first alive
             // claim outranks what the cluster remembers of this node.

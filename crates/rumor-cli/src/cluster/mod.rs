@@ -118,6 +118,19 @@ pub struct NodeSettings {
     pub label: Option<String>,
     /// The incarnation recorded by a previous run, if any.
     pub last_incarnation: Option<u64>,
+    /// Stream limits other than the library's defaults.
+    pub streams: StreamLimits,
+}
+
+/// Limits on incoming streams (`[limits]`); `None` keeps the library's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Streams open at once in each direction.
+    pub max_streams: Option<usize>,
+    /// Incoming streams open at once from one address.
+    pub max_streams_per_source: Option<usize>,
+    /// Bytes read before a stream's header is authenticated.
+    pub stream_preauth_budget: Option<usize>,
 }
 
 /// One running cluster member, as the agent uses it.

@@ -46,9 +46,7 @@ impl Node {
     /// Write `key` (last-write-wins keys).
     pub fn kv_put(&mut self, now: Instant, key: &str, value: Vec<u8>) -> Result<(), Error> {
         let physical = self.physical(now);
-        self.kv
-            .put(physical, key, value)
-            .map_err(kv_error)?;
+        self.kv.put(physical, key, value).map_err(kv_error)?;
         self.after_kv_write(now, key);
         Ok(())
     }
@@ -56,9 +54,7 @@ impl Node {
     /// Delete `key`, leaving a tombstone (last-write-wins keys).
     pub fn kv_delete(&mut self, now: Instant, key: &str) -> Result<(), Error> {
         let physical = self.physical(now);
-        self.kv
-            .delete(physical, key)
-            .map_err(kv_error)?;
+        self.kv.delete(physical, key).map_err(kv_error)?;
         self.after_kv_write(now, key);
         Ok(())
     }

@@ -62,10 +62,7 @@ impl Node {
         value: Option<&str>,
     ) -> Result<(), Error> {
         self.start(now);
-        let delta = self
-            .state
-            .write(now, key, value.map(str::to_owned))
-            ?;
+        let delta = self.state.write(now, key, value.map(str::to_owned))?;
         if self.config.state_rumors {
             self.rumor_state(delta);
         }
