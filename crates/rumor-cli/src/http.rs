@@ -809,21 +809,10 @@ async fn aggregates(Reader(st): Reader) -> ApiResult<Json<Value>> {
 /// any of it (`rumor keys fingerprint KEY` computes it offline). `hex` is a
 /// key as the node holds it (64 hex digits); anything else is hashed as text.
 pub fn key_fingerprint(hex: &str) -> String {
-    use sha2::Digest;
-    let bytes: Option<Vec<u8>> = (hex.len() == 64 && hex.is_ascii())
-        .then(|| {
-            (0..32)
-                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-                .collect()
-        })
-        .flatten();
-    let mut h = sha2::Sha256::new();
-    h.update(b"rumor key fingerprint\0");
-    h.update(bytes.as_deref().unwrap_or(hex.as_bytes()));
-    h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    match hex.parse::<rumor::Key>() {
+        Ok(key) => key.fingerprint(),
+        Err(_) => rumor::keyring::fingerprint_of(hex.as_bytes()),
+    }
 }
 
 /// The keyring as the API shows it: fingerprints only, never key material.

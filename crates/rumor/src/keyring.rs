@@ -64,10 +64,24 @@ impl Key {
         &self.0
     }
 
-    /// The first 8 hex digits, enough to tell keys apart in logs.
+    /// A name for the key that reveals none of it: see [`fingerprint_of`].
     pub fn fingerprint(&self) -> String {
-        self.0[..4].iter().map(|b| format!("{b:02x}")).collect()
+        fingerprint_of(&self.0)
     }
+}
+
+/// The first 8 bytes of SHA-256 over a fixed label and `bytes` (a key's
+/// 32 bytes), as 16 hex digits: enough to tell keys apart in logs and in the
+/// API without revealing any key material.
+pub fn fingerprint_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"rumor key fingerprint\0");
+    h.update(bytes);
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl fmt::Debug for Key {
