@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# What `overflow-checks = true` in the release profile costs on the
+# handle_datagram bench: builds the bench twice (A: overflow checks off,
+# B: on, everything else the release profile), then runs them interleaved
+# A B B A A B B A on the same machine, back to back, printing the load
+# before each run. With valgrind installed it also counts instructions per
+# handle_datagram call under callgrind, a figure that other processes on a
+# shared machine do not disturb.
+#
+#   bash scripts/bench-overflow-checks.sh            # 8 s per bench per run
+#   bash scripts/bench-overflow-checks.sh --seconds 3
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=8
+if [ "${1:-}" = "--seconds" ]; then
+    seconds="${2:?--seconds needs a value}"
+fi
+out="target/overflow-checks-bench"
+mkdir -p "$out"
+
+build() { # build <true|false> <dest>
+    local exe
+    exe=$(CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS="$1" cargo bench -p rumor-core \
+        --bench handle_datagram --no-run --message-format=json 2> /dev/null |
+        sed -n 's/.*"executable":"\([^"]*handle_datagram[^"]*\)".*/\1/p' | tail -n 1)
+    cp "$exe" "$2"
+}
+build false "$out/bench_A"
+build true "$out/bench_B"
+
+cd crates/rumor-core
+echo "A = overflow checks off, B = on; criterion time: [low estimate high]"
+for x in A B B A A B B A; do
+    echo "=== $x load: $(cut -d' ' -f1-3 /proc/loadavg)"
+    "../../$out/bench_$x" --bench --measurement-time "$seconds" handle_datagram 2>&1 |
+        grep -E "time:" | sed 's/^ */    /'
+done
+
+if ! command -v valgrind > /dev/null || ! command -v callgrind_annotate > /dev/null; then
+    echo "(valgrind not installed: no instruction counts)"
+    exit 0
+fi
+echo "=== instructions per handle_datagram call (callgrind)"
+for x in A B; do
+    valgrind --tool=callgrind --callgrind-out-file="../../$out/cg_$x.out" \
+        "../../$out/bench_$x" --bench --profile-time 3 handle_datagram/ > /dev/null 2>&1
+    # Callers of Node::handle_datagram with their inclusive cost and calls:
+    # Bencher::iter is the redundant bench, iter_batched the fresh one.
+    callgrind_annotate --inclusive=yes --tree=caller "../../$out/cg_$x.out" 2> /dev/null |
+        grep -B4 '\*  .*rumor_core::node::Node::handle_datagram \[' |
+        sed -n 's/^ *\([0-9,]*\) .*Bencher<M>::\(iter[a-z_]*\) (\([0-9,]*\)x).*/\1 \2 \3/p' |
+        tr -d ',' |
+        while read -r ir bench calls; do
+            case "$bench" in iter) name=redundant ;; *) name=fresh ;; esac
+            echo "$x $name: $((ir / calls)) instructions/packet ($calls calls)"
+        done
+done
