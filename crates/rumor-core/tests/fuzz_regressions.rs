@@ -1,4 +1,5 @@
-//! Inputs the fuzzer found crashes with, replayed on every `cargo test`
+//! Inputs the fuzzer found crashes with (and a few sample inputs of each
+//! node target, `seed-*`), replayed on every `cargo test`
 //! through the same code as the fuzz targets (`fuzz/fuzz_targets/script.rs`
 //! and `common.rs` are compiled into this test): a fresh node plays the
 //! saved script, with its timers, and must neither panic nor send anything
@@ -70,6 +71,7 @@ const OPEN: [(&str, &str); 4] = [
     ("node_messages", "state-version-max"),
 ];
 
+/// Every saved input not listed in [`OPEN`] plays without a panic.
 #[test]
 fn every_saved_input_replays_without_panic() {
     let mut played = 0;
