@@ -34,7 +34,7 @@ echo "A = overflow checks off, B = on; criterion time: [low estimate high]"
 for x in A B B A A B B A; do
     echo "=== $x load: $(cut -d' ' -f1-3 /proc/loadavg)"
     "../../$out/bench_$x" --bench --measurement-time "$seconds" handle_datagram 2>&1 |
-        grep -E "time:" | sed 's/^ */    /'
+        grep -E "^handle_datagram|time:" | sed 's/^ */    /'
 done
 
 if ! command -v valgrind > /dev/null || ! command -v callgrind_annotate > /dev/null; then
@@ -48,7 +48,9 @@ for x in A B; do
     # Callers of Node::handle_datagram with their inclusive cost and calls:
     # Bencher::iter is the redundant bench, iter_batched the fresh one.
     callgrind_annotate --inclusive=yes --tree=caller "../../$out/cg_$x.out" 2> /dev/null |
-        grep -B4 '\*  .*rumor_core::node::Node::handle_datagram \[' |
+        awk '/^ *[0-9,]+ .* < /{callers = callers $0 "\n"; next}
+             /\*  .*rumor_core::node::Node::handle_datagram/{printf "%s", callers}
+             {callers = ""}' |
         sed -n 's/^ *\([0-9,]*\) .*Bencher<M>::\(iter[a-z_]*\) (\([0-9,]*\)x).*/\1 \2 \3/p' |
         tr -d ',' |
         while read -r ir bench calls; do
