@@ -212,6 +212,34 @@ impl DeltaSpec {
     }
 }
 
+/// A last-writer-wins key-space record.
+#[derive(Arbitrary, Debug)]
+struct KvSpec {
+    key: u8,
+    /// `None`: a tombstone.
+    value: Option<Vec<u8>>,
+    wall: Counter,
+    logical: Counter,
+    writer: Name,
+}
+
+impl KvSpec {
+    fn build(&self) -> Record {
+        let ts = Timestamp::new(
+            self.wall.get() as _,
+            self.logical.get() as _,
+            self.writer.get(),
+        );
+        Record {
+            key: format!("k{}", self.key % 8),
+            entry: KvEntry::Lww(LwwEntry {
+                value: self.value.clone(),
+                ts,
+            }),
+        }
+    }
+}
+
 #[derive(Arbitrary, Debug)]
 struct ShareSpec([Float; 6]);
 
@@ -286,8 +314,7 @@ enum Msg {
         epoch: Counter,
         seq: Counter,
     },
-    /// `(key, value or tombstone, wall, logical, writer)`.
-    KvRecords(Vec<(u8, Option<Vec<u8>>, Counter, Counter, Name)>),
+    KvRecords(Vec<KvSpec>),
     Pull {
         alive: AliveSpec,
         digest: Vec<u32>,
@@ -393,18 +420,9 @@ impl Msg {
                 epoch: epoch.get() as _,
                 seq: seq.get() as _,
             },
-            Msg::KvRecords(records) => Message::KvRecords(
-                records
-                    .iter()
-                    .map(|(k, value, wall, logical, node)| Record {
-                        key: format!("k{}", k % 8),
-                        entry: KvEntry::Lww(LwwEntry {
-                            value: value.clone(),
-                            ts: Timestamp::new(wall.get() as _, logical.get() as _, node.get()),
-                        }),
-                    })
-                    .collect(),
-            ),
+            Msg::KvRecords(records) => {
+                Message::KvRecords(records.iter().map(KvSpec::build).collect())
+            }
             Msg::Pull { alive, digest } => Message::Pull {
                 alive: alive.build(),
                 digest: digest.clone(),
