@@ -9,13 +9,21 @@
 #
 #   bash scripts/bench-overflow-checks.sh            # 8 s per bench per run
 #   bash scripts/bench-overflow-checks.sh --seconds 3
+#   bash scripts/bench-overflow-checks.sh --pairs 40 # many short paired runs
+#
+# --pairs N instead runs N pairs of short runs (1 s warm-up, 2 s measured)
+# of the redundant bench, A B then B A alternately, and prints the medians
+# and the median of the paired ratios B/A: on a loaded machine many short
+# pairs resolve a few percent better than a few long runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=8
-if [ "${1:-}" = "--seconds" ]; then
-    seconds="${2:?--seconds needs a value}"
-fi
+pairs=0
+case "${1:-}" in
+    --seconds) seconds="${2:?--seconds needs a value}" ;;
+    --pairs) pairs="${2:?--pairs needs a value}" ;;
+esac
 out="target/overflow-checks-bench"
 mkdir -p "$out"
 
@@ -30,6 +38,20 @@ build false "$out/bench_A"
 build true "$out/bench_B"
 
 cd crates/rumor-core
+if [ "$pairs" -gt 0 ]; then
+    one() { # one <A|B>: the redundant bench's estimate in µs
+        "../../$out/bench_$1" --bench --warm-up-time 1 --measurement-time 2 \
+            handle_datagram/redundant 2>&1 | sed -n 's/.*time: *\[[^ ]* [^ ]* \([^ ]*\) .*/\1/p'
+    }
+    for i in $(seq 1 "$pairs"); do
+        if [ $((i % 2)) -eq 1 ]; then a=$(one A); b=$(one B); else b=$(one B); a=$(one A); fi
+        echo "$a $b $(cut -d' ' -f1 /proc/loadavg)"
+    done | awk '{ print "pair " NR ": A " $1 " us, B " $2 " us, load " $3; a[NR] = $1; b[NR] = $2; r[NR] = $2 / $1 }
+        function median(v, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+            return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }
+        END { n = NR; printf "median A %.3f us, B %.3f us; median ratio B/A %.3f\n", median(a, n), median(b, n), median(r, n) }'
+    exit 0
+fi
 echo "A = overflow checks off, B = on; criterion time: [low estimate high]"
 for x in A B B A A B B A; do
     echo "=== $x load: $(cut -d' ' -f1-3 /proc/loadavg)"
