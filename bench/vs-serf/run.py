@@ -464,6 +464,14 @@ class Rumor:
         ]
         if i > 0:
             argv += ["--join", f"127.0.0.1:{self.base}"]
+        # Every agent here shares 127.0.0.1, where on a network each host has
+        # its own address: lift the per-address stream cap (16 by default)
+        # that would otherwise refuse the joins of 128 agents started at once.
+        conf = os.path.join(logdir, "rumor-limits.toml")
+        if not os.path.exists(conf):
+            with open(conf, "w") as f:
+                f.write("[limits]\nmax_streams_per_source = 4096\n")
+        argv += ["--config", conf]
         env = dict(os.environ)
         env["RUMOR_LOG"] = "info"
         env.pop("RUMOR_CONFIG", None)
