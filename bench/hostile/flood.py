@@ -89,21 +89,24 @@ def main():
         while forger.poll() is None or (killed_at is not None and detected is None
                                          and time.time() - killed_at < 120):
             now = time.time() - t0
-            try:
-                me = get(hport(0), "/v1/self")
-                members = get(hport(0), "/v1/members")
-            except OSError:
-                time.sleep(0.5)
-                continue
-            samples.append({"t": round(now, 1), "rss_mib": round(rss_mib(procs[0].pid), 1),
-                            "awareness": me.get("awareness"), "members": len(members)})
             if killed_at is None and now >= args.kill_at:
                 procs[-1].send_signal(signal.SIGKILL)
                 killed_at = time.time()
+            sample = {"t": round(now, 1), "rss_mib": round(rss_mib(procs[0].pid), 1)}
+            try:
+                me = get(hport(0), "/v1/self")
+                sample["awareness"] = me.get("awareness")
+                sample["members"] = sum(me.get("members", {}).values())
+            except (OSError, ValueError):
+                sample["api"] = "no answer within 2 s"
             if killed_at is not None and detected is None:
-                st = [m["status"] for m in members if m["name"] == victim]
-                if st and st[0] in ("dead", "failed"):
-                    detected = time.time() - killed_at
+                try:
+                    st = get(hport(0), f"/v1/members/{victim}").get("status")
+                    if st in ("dead", "failed"):
+                        detected = time.time() - killed_at
+                except (OSError, ValueError):
+                    pass
+            samples.append(sample)
             time.sleep(0.5)
         out = forger.communicate()[0].strip()
         print(json.dumps({
@@ -111,8 +114,9 @@ def main():
             "forger": json.loads(out) if out else None,
             "base_rss_mib": round(base_rss, 1),
             "max_rss_mib": max(s["rss_mib"] for s in samples),
-            "max_awareness": max(s["awareness"] or 0 for s in samples),
-            "max_members": max(s["members"] for s in samples),
+            "max_awareness": max(s.get("awareness") or 0 for s in samples),
+            "max_members": max(s.get("members") or 0 for s in samples),
+            "api_unanswered_samples": sum(1 for s in samples if "api" in s),
             "kill9_detected_s": None if detected is None else round(detected, 2),
             "samples": samples[:: max(1, len(samples) // 20)],
         }, indent=1))
