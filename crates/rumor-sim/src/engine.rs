@@ -1058,7 +1058,12 @@ impl Simulation {
             Step::JoinAll(members) => {
                 // Every node receives the complete member table at once, as
                 // a push-pull answer from node 0: no join is news to anyone,
-                // so no join rumors flood the cluster.
+                // so no join rumors flood the cluster. Each node first sends
+                // the join request that table answers (to node 0; node 0's
+                // to node 1), so the core trusts the answer with new members
+                // as it trusts any answer to its own request, rather than
+                // verifying every name with a ping. The request itself is
+                // taken off the wire: the table is its answer.
                 let table = Message::PushPull(PushPull {
                     join: false,
                     reply: true,
@@ -1078,9 +1083,21 @@ impl Simulation {
                         .collect(),
                 });
                 let payload = codec::encode_packet(&table);
+                let t = Instant::from_micros(now);
                 for &i in &members {
+                    let seed = match i {
+                        0 => members.iter().copied().find(|&j| j != 0).unwrap_or(0),
+                        _ => 0,
+                    };
                     if let Some(node) = self.nodes[i].as_mut() {
-                        node.handle_stream(Instant::from_micros(now), node_addr(0), &payload);
+                        node.join(t, &[node_addr(seed)]);
+                        while let Some(request) = node.poll_transmit() {
+                            if request.kind != TransmitKind::Stream || request.to != node_addr(seed)
+                            {
+                                self.metrics.datagrams_dropped += 1;
+                            }
+                        }
+                        node.handle_stream(t, node_addr(seed), &payload);
                     }
                     self.after(i);
                 }
