@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, short = 's', default_value_t = 1)]
     pub seed: u64,
     /// A built-in scenario (join, crash, churn, partition, pause, lossy,
-    /// random) or a TOML file.
+    /// random, writes, aggregate, hostile, forged-icmp) or a TOML file.
     #[arg(long, default_value = "crash")]
     pub scenario: String,
     /// Protocol profile: lan, wan or local.

@@ -9,16 +9,19 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::net::SocketAddr;
 use std::time::Instant as WallInstant;
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use rumor_core::limits::Limit;
 use rumor_core::member::no_tags;
 use rumor_core::message::{Alive, MemberRecord, Message, MessageType, PushPull};
 use rumor_core::{codec, MemberState};
 use rumor_core::{Event, Instant, Node, Stats, Tags, TransmitKind};
 
 use crate::faults::Fault;
+use crate::hostile::{Hostile, HostileReport, Target};
 use crate::invariants::{Bounds, Checker, PendingCrash, FULL_CHECK_NODES};
 use crate::metrics::{BitSet, Formation, Metrics, UpdateKind};
 use crate::network::Network;
@@ -92,6 +95,10 @@ enum Step {
     /// Check whether the late joiners hold the preloaded state yet (every
     /// 100 ms while one does not).
     CatchUpSample,
+    /// The hostile actor's next burst; it stops at the given time.
+    HostileTick(Micros),
+    /// Arm a forger of ICMP evidence against a node.
+    ForgeUnreachable(IcmpForger),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +113,10 @@ enum Kind {
     },
     Reply {
         to_gen: u32,
+    },
+    /// A datagram from the hostile actor, carrying source address `src`.
+    Forged {
+        src: SocketAddr,
     },
 }
 
@@ -151,6 +162,17 @@ impl Ord for Queued {
     }
 }
 
+/// A forger of ICMP evidence against a live node (see
+/// [`Fault::ForgedUnreachable`]).
+#[derive(Clone, Debug)]
+struct IcmpForger {
+    victim: usize,
+    everywhere: bool,
+    relays: bool,
+    /// Nodes that got their forged report (all of them once it is spent).
+    fooled: BitSet,
+}
+
 /// Per-node driver state besides the truth.
 #[derive(Default)]
 struct Slot {
@@ -187,6 +209,18 @@ pub struct Simulation {
     write_keys: usize,
     settle_from: Micros,
     agg: Option<AggState>,
+    /// The hostile actor, if a `hostile` fault is scheduled (it captures
+    /// datagrams from the start of the run).
+    hostile: Option<Hostile>,
+    /// The actor duplicates honest datagrams until then.
+    hostile_live_until: Micros,
+    /// Armed ICMP forgers.
+    icmp_forgers: Vec<IcmpForger>,
+    /// The node whose datagram being processed asked it to relay a ping to
+    /// a forger's victim: its pings now are relayed ones.
+    relaying: Option<usize>,
+    /// Forged port-unreachable reports delivered.
+    forged_unreachable: u64,
 }
 
 /// Counters that cost is computed from.
@@ -240,6 +274,17 @@ fn add_stats(acc: &mut Stats, s: &Stats) {
     acc.deaths += s.deaths;
     acc.state_digests += s.state_digests;
     acc.state_digest_bytes += s.state_digest_bytes;
+    acc.unreachable += s.unreachable;
+    acc.invalid_claims += s.invalid_claims;
+    acc.misdirected_pings += s.misdirected_pings;
+    acc.address_conflicts += s.address_conflicts;
+    acc.state_invalid += s.state_invalid;
+    acc.state_stale += s.state_stale;
+    acc.members_pending += s.members_pending;
+    acc.members_verified += s.members_verified;
+    for (a, b) in acc.refused.iter_mut().zip(s.refused.iter()) {
+        *a += b;
+    }
 }
 
 impl Simulation {
@@ -282,6 +327,11 @@ impl Simulation {
             write_keys: 1,
             settle_from: 0,
             agg: None,
+            hostile: None,
+            hostile_live_until: 0,
+            icmp_forgers: Vec::new(),
+            relaying: None,
+            forged_unreachable: 0,
         };
         sim.plan();
         Ok(sim)
@@ -383,6 +433,27 @@ impl Simulation {
                     },
                 ),
                 Fault::Leave { node, .. } => self.schedule(at, Step::Leave(*node)),
+                Fault::Hostile { spoof, .. } => {
+                    let h = self
+                        .hostile
+                        .get_or_insert_with(|| Hostile::new(mix_seed(self.seed, 0x0405_711E)));
+                    h.spoof |= *spoof;
+                    self.schedule(at, Step::HostileTick(f.heals_at()));
+                }
+                Fault::ForgedUnreachable {
+                    node,
+                    everywhere,
+                    relays,
+                    ..
+                } => self.schedule(
+                    at,
+                    Step::ForgeUnreachable(IcmpForger {
+                        victim: *node,
+                        everywhere: *everywhere,
+                        relays: *relays,
+                        fooled: BitSet::new(self.n),
+                    }),
+                ),
                 Fault::Tags {
                     node, key, value, ..
                 } => self.schedule(at, Step::Tags(*node, key.clone(), value.clone())),
@@ -576,6 +647,7 @@ impl Simulation {
             let r = a.report(&self.nodes, &self.truth, per);
             result.summary.workload = Some(WorkloadReport::Aggregate(r));
         }
+        result.summary.hostile = self.hostile_report(&stats);
         result
     }
 
@@ -672,16 +744,32 @@ impl Simulation {
             return;
         };
         match d.kind {
-            Kind::Datagram => {
+            Kind::Datagram | Kind::Forged { .. } => {
+                let src = match d.kind {
+                    Kind::Forged { src } => src,
+                    _ => node_addr(from),
+                };
                 let accusations = |n: &Node| {
                     let m = &n.stats().messages_in;
                     m[MessageType::Suspect as usize - 1] + m[MessageType::Dead as usize - 1]
                 };
                 let before = accusations(node);
-                node.handle_datagram(now, node_addr(from), &d.payload);
+                let own_before = node.local().incarnation;
+                if !self.icmp_forgers.is_empty() {
+                    let victims: Vec<_> = self
+                        .icmp_forgers
+                        .iter()
+                        .map(|f| node_addr(f.victim))
+                        .collect();
+                    if relays_to(&d.payload, &victims) {
+                        self.relaying = Some(i);
+                    }
+                }
+                node.handle_datagram(now, src, &d.payload);
                 if accusations(node) > before && !self.truth.leaving[i] {
                     let own = node.local().incarnation;
-                    self.checker.check_refutation(self.now, i, own, &d.payload);
+                    self.checker
+                        .check_refutation(self.now, i, own_before, own, &d.payload);
                 }
             }
             Kind::Reply { .. } => {
@@ -709,6 +797,7 @@ impl Simulation {
             }
         }
         self.after(i);
+        self.relaying = None;
     }
 
     /// Drain a node's transmits and events and re-arm its wake-up.
@@ -726,6 +815,53 @@ impl Simulation {
                 TransmitKind::Datagram => match self.truth.net.datagram(&mut self.rng, i, to) {
                     Some(delay) => {
                         self.metrics.datagrams_delivered += 1;
+                        if let Some(h) = self.hostile.as_mut() {
+                            h.capture(i, to, &t.payload);
+                            if self.now < self.hostile_live_until && h.duplicate() {
+                                let again = delay + h.delay();
+                                self.seq += 1;
+                                self.queue.push(Queued {
+                                    at: self.now + again,
+                                    seq: self.seq,
+                                    action: Action::Deliver(Delivery {
+                                        to: to as u32,
+                                        from: i as u32,
+                                        kind: Kind::Datagram,
+                                        delayed: false,
+                                        payload: t.payload.clone(),
+                                    }),
+                                });
+                            }
+                        }
+                        let relaying = self.relaying == Some(i);
+                        let forger = self.icmp_forgers.iter_mut().find(|f| {
+                            f.victim == to && !f.fooled.contains(i) && (f.relays || !relaying)
+                        });
+                        if let Some(f) = forger {
+                            if is_probe(&t.payload) {
+                                if f.everywhere {
+                                    f.fooled.insert(i);
+                                } else {
+                                    for j in 0..self.n {
+                                        f.fooled.insert(j);
+                                    }
+                                }
+                                self.forged_unreachable += 1;
+                                // Forged at once: it beats the real ack.
+                                self.seq += 1;
+                                self.queue.push(Queued {
+                                    at: self.now + 1,
+                                    seq: self.seq,
+                                    action: Action::Deliver(Delivery {
+                                        to: i as u32,
+                                        from: to as u32,
+                                        kind: Kind::Unreachable { target: to as u32 },
+                                        delayed: false,
+                                        payload: Vec::new(),
+                                    }),
+                                });
+                            }
+                        }
                         self.seq += 1;
                         self.queue.push(Queued {
                             at: self.now + delay,
@@ -922,7 +1058,12 @@ impl Simulation {
             Step::JoinAll(members) => {
                 // Every node receives the complete member table at once, as
                 // a push-pull answer from node 0: no join is news to anyone,
-                // so no join rumors flood the cluster.
+                // so no join rumors flood the cluster. Each node first sends
+                // the join request that table answers (to node 0; node 0's
+                // to node 1), so the core trusts the answer with new members
+                // as it trusts any answer to its own request, rather than
+                // verifying every name with a ping. The request itself is
+                // taken off the wire: the table is its answer.
                 let table = Message::PushPull(PushPull {
                     join: false,
                     reply: true,
@@ -942,9 +1083,21 @@ impl Simulation {
                         .collect(),
                 });
                 let payload = codec::encode_packet(&table);
+                let t = Instant::from_micros(now);
                 for &i in &members {
+                    let seed = match i {
+                        0 => members.iter().copied().find(|&j| j != 0).unwrap_or(0),
+                        _ => 0,
+                    };
                     if let Some(node) = self.nodes[i].as_mut() {
-                        node.handle_stream(Instant::from_micros(now), node_addr(0), &payload);
+                        node.join(t, &[node_addr(seed)]);
+                        while let Some(request) = node.poll_transmit() {
+                            if request.kind != TransmitKind::Stream || request.to != node_addr(seed)
+                            {
+                                self.metrics.datagrams_dropped += 1;
+                            }
+                        }
+                        node.handle_stream(t, node_addr(seed), &payload);
                     }
                     self.after(i);
                 }
@@ -952,6 +1105,9 @@ impl Simulation {
             Step::Crash(i) => {
                 if !self.truth.up[i] {
                     return;
+                }
+                if let (Some(h), Some(node)) = (self.hostile.as_mut(), self.nodes[i].as_ref()) {
+                    h.capture_last_words(i, &node.local());
                 }
                 let name = node_name(i);
                 let mut eligible = BitSet::new(self.n);
@@ -1138,6 +1294,8 @@ impl Simulation {
                     self.schedule(now + SECOND / 10, Step::AgreeSample);
                 }
             }
+            Step::HostileTick(until) => self.hostile_tick(until),
+            Step::ForgeUnreachable(forger) => self.icmp_forgers.push(forger),
             Step::Tags(i, key, value) => {
                 if !self.truth.up[i] || self.truth.leaving[i] {
                     return;
@@ -1156,6 +1314,88 @@ impl Simulation {
             }
         }
     }
+}
+
+impl Simulation {
+    /// One burst of the hostile actor, aimed at the nodes that are up; the
+    /// next follows a tick later, until `until`.
+    fn hostile_tick(&mut self, until: Micros) {
+        let now = self.now;
+        if now >= until {
+            return;
+        }
+        self.hostile_live_until = until
+            .min(now + crate::hostile::TICK + 1)
+            .max(self.hostile_live_until);
+        let targets: Vec<Target> = (0..self.n)
+            .filter(|&i| self.truth.up[i])
+            .filter_map(|i| {
+                let incarnation = self.nodes[i].as_ref()?.local().incarnation;
+                Some(Target {
+                    node: i,
+                    incarnation,
+                })
+            })
+            .collect();
+        let Some(h) = self.hostile.as_mut() else {
+            return;
+        };
+        let forgeries = h.tick(&targets);
+        for f in forgeries {
+            let delay = self.hostile.as_mut().map_or(500, |h| h.delay());
+            self.push(
+                now + delay,
+                Action::Deliver(Delivery {
+                    to: f.to as u32,
+                    from: f.to as u32,
+                    kind: Kind::Forged { src: f.src },
+                    delayed: false,
+                    payload: f.payload,
+                }),
+            );
+        }
+        let next = now + crate::hostile::TICK;
+        if next < until {
+            self.schedule(next, Step::HostileTick(until));
+        }
+    }
+
+    /// What the hostile actor sent and what the honest nodes refused.
+    fn hostile_report(&self, stats: &Stats) -> Option<HostileReport> {
+        if self.hostile.is_none() && self.icmp_forgers.is_empty() {
+            return None;
+        }
+        Some(HostileReport {
+            sent: self.hostile.as_ref().map(|h| h.sent).unwrap_or_default(),
+            forged_unreachable: self.forged_unreachable,
+            refused: Limit::ALL
+                .iter()
+                .map(|&l| (l.name(), stats.refused(l)))
+                .filter(|&(_, c)| c > 0)
+                .collect(),
+            members_pending: stats.members_pending,
+            members_verified: stats.members_verified,
+            misdirected_pings: stats.misdirected_pings,
+            invalid_claims: stats.invalid_claims,
+            unreachable_reports: stats.unreachable,
+            invented_admitted: self.checker.invented_admitted,
+        })
+    }
+}
+
+/// Whether a datagram asks its receiver to relay a ping to one of `victims`.
+fn relays_to(payload: &[u8], victims: &[SocketAddr]) -> bool {
+    codec::decode(payload).is_ok_and(|d| {
+        d.messages.iter().any(
+            |m| matches!(m, Message::PingReq { target_addr, .. } if victims.contains(target_addr)),
+        )
+    })
+}
+
+/// Whether a datagram carries a probe (a ping).
+fn is_probe(payload: &[u8]) -> bool {
+    codec::decode(payload)
+        .is_ok_and(|d| d.messages.iter().any(|m| matches!(m, Message::Ping { .. })))
 }
 
 /// Encoded sizes of one aggregate transfer (one share, a typical sender

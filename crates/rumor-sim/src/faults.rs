@@ -1,6 +1,7 @@
 //! Faults a scenario injects: crashes, restarts, pauses, slow nodes,
-//! partitions, asymmetric loss, and the ordinary lifecycle actions (late
-//! join, graceful leave, tag change) whose spread the simulator measures.
+//! partitions, asymmetric loss, a hostile sender ([`crate::hostile`]),
+//! forged ICMP evidence, and the ordinary lifecycle actions (late join,
+//! graceful leave, tag change) whose spread the simulator measures.
 //!
 //! Times are seconds since the start of the run; nodes are indices.
 
@@ -9,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
-use crate::{secs, Micros};
+use crate::{mix_seed, secs, Micros};
 
 /// One scheduled fault or action.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,6 +93,40 @@ pub enum Fault {
         /// Which node.
         node: usize,
     },
+    /// A hostile sender outside the cluster (see [`crate::hostile`]) floods
+    /// invented members, forges maximum counters and false accusations,
+    /// replays captured datagrams and duplicates packets for `duration`
+    /// seconds.
+    Hostile {
+        /// When it starts.
+        at: f64,
+        /// Seconds it keeps going.
+        duration: f64,
+        /// Send each invented claim from the address it claims (source
+        /// spoofing, which an unencrypted cluster cannot tell from the real
+        /// thing: such claims are admitted, and the `admission` check fails).
+        #[serde(default)]
+        spoof: bool,
+    },
+    /// Forged ICMP evidence against live node `node`: from `at`, the next
+    /// probe ping one node (or, with `everywhere`, each node) sends to it is
+    /// followed at once by a forged "port unreachable" for its address
+    /// (`Node::handle_unreachable`), before the real ack can arrive. Pings
+    /// a node sends as a relay of someone else's probe are spared unless
+    /// `relays` is set (a forger timing a report at a prober and at each of
+    /// its relays).
+    ForgedUnreachable {
+        /// When the forger starts watching.
+        at: f64,
+        /// The live node whose address the forged reports name.
+        node: usize,
+        /// One forged report at every prober (else only at the first).
+        #[serde(default)]
+        everywhere: bool,
+        /// Forge against relayed pings too.
+        #[serde(default)]
+        relays: bool,
+    },
     /// The node sets tag `key` to `value`.
     Tags {
         /// When.
@@ -117,6 +152,8 @@ impl Fault {
             | Fault::Loss { at, .. }
             | Fault::Join { at, .. }
             | Fault::Leave { at, .. }
+            | Fault::Hostile { at, .. }
+            | Fault::ForgedUnreachable { at, .. }
             | Fault::Tags { at, .. } => at,
         }
     }
@@ -129,7 +166,8 @@ impl Fault {
             Fault::Pause { at, duration, .. }
             | Fault::Slow { at, duration, .. }
             | Fault::Partition { at, duration, .. }
-            | Fault::Loss { at, duration, .. } => secs(at + duration),
+            | Fault::Loss { at, duration, .. }
+            | Fault::Hostile { at, duration, .. } => secs(at + duration),
             _ => secs(self.at()),
         }
     }
@@ -138,7 +176,9 @@ impl Fault {
     pub fn nodes(&self) -> Vec<usize> {
         match self {
             Fault::Partition { nodes, .. } => nodes.clone(),
+            Fault::Hostile { .. } => Vec::new(),
             Fault::Crash { node, .. }
+            | Fault::ForgedUnreachable { node, .. }
             | Fault::Restart { node, .. }
             | Fault::Pause { node, .. }
             | Fault::Slow { node, .. }
@@ -169,9 +209,9 @@ impl Fault {
         };
         match *self {
             Fault::Restart { down_for, .. } => nonneg("down_for", down_for),
-            Fault::Pause { duration, .. } | Fault::Partition { duration, .. } => {
-                nonneg("duration", duration)
-            }
+            Fault::Pause { duration, .. }
+            | Fault::Partition { duration, .. }
+            | Fault::Hostile { duration, .. } => nonneg("duration", duration),
             Fault::Slow {
                 duration, delay_ms, ..
             } => nonneg("duration", duration).and(nonneg("delay_ms", delay_ms)),
@@ -196,7 +236,9 @@ impl Fault {
 
 /// A random schedule of `count` faults among `n` nodes, all healed by
 /// `until` seconds; for seeded sweeps. Node 0 is kept up (it is the seed the
-/// others rejoin through), so is at least half the cluster.
+/// others rejoin through), so is at least half the cluster. Half the seeds
+/// also get a [`Fault::Hostile`] sender (drawn from its own random stream,
+/// so the other faults of a seed are the same with or without it).
 pub fn random_faults(seed: u64, n: usize, count: usize, from: f64, until: f64) -> Vec<Fault> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut out = Vec::new();
@@ -251,6 +293,17 @@ pub fn random_faults(seed: u64, n: usize, count: usize, from: f64, until: f64) -
         };
         out.push(f);
     }
+    let mut hostile = Xoshiro256PlusPlus::seed_from_u64(mix_seed(seed, 0x4057));
+    if hostile.random_bool(0.5) {
+        let span = (until - from).max(1.0);
+        let at = from + hostile.random::<f64>() * span * 0.5;
+        let left = (until - at).max(1.0);
+        out.push(Fault::Hostile {
+            at,
+            duration: (1.0 + hostile.random::<f64>() * (left - 1.0) * 0.8).min(20.0),
+            spoof: false,
+        });
+    }
     out.sort_by(|a, b| a.at().total_cmp(&b.at()));
     out
 }
@@ -263,7 +316,14 @@ mod tests {
     fn random_faults_are_valid_and_seeded() {
         let a = random_faults(7, 32, 6, 10.0, 40.0);
         assert_eq!(a, random_faults(7, 32, 6, 10.0, 40.0));
-        assert_eq!(a.len(), 6);
+        let hostile = |f: &&Fault| matches!(f, Fault::Hostile { .. });
+        assert_eq!(a.iter().filter(|f| !hostile(f)).count(), 6);
+        assert!(
+            (1..40).any(|s| random_faults(s, 32, 6, 10.0, 40.0)
+                .iter()
+                .any(|f| hostile(&f))),
+            "some seeds have a hostile sender"
+        );
         for f in &a {
             f.validate(32).unwrap();
             assert!(f.heals_at() <= secs(40.0) + 1);

@@ -10,12 +10,21 @@
 //!    the set of nodes that are up.
 //! 4. **Incarnations only grow**, as each node reports them, and a member a
 //!    node saw dead at incarnation `i` never comes back alive at `i`.
+//! 5. **No invented member admitted**: no honest node ever holds a name the
+//!    hostile actor invented ([`crate::hostile`]), even for a moment.
+//! 6. **Lamport clocks stay clamped**: no node's user-event clock passes
+//!    `rumor_core::limits::LAMPORT_CEILING`, whatever times it was sent.
+//!
+//! With a hostile actor, accuracy's "refutes at once" applies to plausible
+//! accusations only: one more than `INCARNATION_JUMP` above the accused's
+//! incarnation is refused by the core (counted, not refuted), by design.
 //!
 //! Checks at the end of a run look at every pair when N ≤ [`FULL_CHECK_NODES`],
 //! else at that many observers chosen by the seed.
 
 use std::time::Duration;
 
+use rumor_core::limits::{plausible, INCARNATION_JUMP, LAMPORT_CEILING};
 use rumor_core::message::Message;
 use rumor_core::{Config, Event, MemberState, Node};
 
@@ -101,6 +110,8 @@ pub struct Checker {
     pub convergence_checked: bool,
     /// Observer pairs the accuracy check looked at.
     pub accuracy_pairs: u64,
+    /// Member events about invented names, plus invented names held at the end.
+    pub invented_admitted: u64,
     /// (observer, subject) -> incarnation it was last seen dead at.
     dead_at: FastMap<(u32, u32), u64>,
     /// (observer, subject) -> last incarnation reported (small clusters only).
@@ -135,9 +146,21 @@ impl Checker {
 
     /// Invariant 4, on each event.
     pub fn on_event(&mut self, now: Micros, observer: usize, event: &Event) {
-        let Event::Member { member, .. } = event else {
+        let Event::Member { member, kind } = event else {
             return;
         };
+        if crate::hostile::is_invented(&member.name) {
+            self.invented_admitted += 1;
+            self.fail(
+                "admission",
+                now,
+                format!(
+                    "n{observer} admitted invented member {} at {} ({kind:?})",
+                    member.name, member.addr
+                ),
+            );
+            return;
+        }
         let Some(subject) = name_index(&member.name) else {
             return;
         };
@@ -184,10 +207,19 @@ impl Checker {
         }
     }
 
-    /// Invariant 2 at the accused: node `node`, now at incarnation `own`,
-    /// processed `payload`, which held a suspicion or death of some member.
-    /// Any accusation of `node` itself at `own` or above went unrefuted.
-    pub fn check_refutation(&mut self, now: Micros, node: usize, own: u64, payload: &[u8]) {
+    /// Invariant 2 at the accused: node `node`, at incarnation `before`
+    /// and now at `own`, processed `payload`, which held a suspicion or
+    /// death of some member. Any plausible accusation of `node` itself (at
+    /// most `INCARNATION_JUMP` above `before`) at `own` or above went
+    /// unrefuted; an implausible one is refused by design.
+    pub fn check_refutation(
+        &mut self,
+        now: Micros,
+        node: usize,
+        before: u64,
+        own: u64,
+        payload: &[u8],
+    ) {
         let Ok(decoded) = rumor_core::codec::decode(payload) else {
             return;
         };
@@ -206,7 +238,10 @@ impl Checker {
                 } if from != name => ("death", name, incarnation, from),
                 _ => continue,
             };
-            if *name == *me && incarnation >= own {
+            if *name == *me
+                && incarnation >= own
+                && plausible(before, incarnation, INCARNATION_JUMP)
+            {
                 self.fail(
                     "accuracy",
                     now,
@@ -319,6 +354,36 @@ impl Checker {
                     _ => {}
                 }
             }
+        }
+        // No invented member held; Lamport clocks clamped.
+        let mut invented = Vec::new();
+        for &u in observers {
+            let Some(node) = &nodes[u] else { continue };
+            if node.event_clock() > LAMPORT_CEILING {
+                self.fail(
+                    "lamport",
+                    now,
+                    format!(
+                        "n{u}'s event clock is {} (past the ceiling {LAMPORT_CEILING})",
+                        node.event_clock()
+                    ),
+                );
+            }
+            invented.extend(
+                node.members()
+                    .filter(|m| crate::hostile::is_invented(&m.name))
+                    .take(3)
+                    .map(|m| format!("n{u} holds {} ({})", m.name, m.state.as_str())),
+            );
+        }
+        if !invented.is_empty() {
+            self.invented_admitted += invented.len() as u64;
+            invented.truncate(5);
+            self.fail(
+                "admission",
+                now,
+                format!("invented members held: {}", invented.join("; ")),
+            );
         }
         if !accuracy.is_empty() {
             let total = accuracy.len();

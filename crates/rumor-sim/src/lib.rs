@@ -18,7 +18,7 @@
 //!
 //! Modules, one concept each: [`network`] (the link model), [`faults`]
 //! (what can go wrong), [`scenario`] (what a run does, builder and TOML),
-//! [`engine`] (the event loop), [`metrics`] (what a run measures),
+//! [`hostile`] (a sender outside the cluster that lies), [`engine`] (the event loop), [`metrics`] (what a run measures),
 //! [`invariants`] (what must hold), [`report`] (the summary, CSV), [`plots`]
 //! (PNG figures), [`epidemic`] (the cheap rumor-only model), [`pushsum`]
 //! (the cheap aggregation-only model, rumor-core's push-sum exchange without
@@ -31,6 +31,7 @@ pub mod engine;
 pub mod epidemic;
 pub mod experiments;
 pub mod faults;
+pub mod hostile;
 pub mod invariants;
 pub mod metrics;
 pub mod network;

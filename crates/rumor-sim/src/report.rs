@@ -127,6 +127,10 @@ pub struct Summary {
     /// What the workload measured, if the scenario has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workload: Option<crate::workload::WorkloadReport>,
+    /// What a hostile sender or ICMP forger did and what was refused, if
+    /// the scenario has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostile: Option<crate::hostile::HostileReport>,
 }
 
 /// A run's result: the summary and the raw series behind the plots.
@@ -313,6 +317,7 @@ pub fn build(d: RunData<'_>) -> RunResult {
         peak_rss_mib: peak_rss_mib(),
         replay: replay_command(s, d.seed),
         workload: None,
+        hostile: None,
     };
     let _ = d.last_heal;
     RunResult {

@@ -1,8 +1,10 @@
 //! Scenarios: what a run does. Built from the Rust builder API
 //! ([`Scenario::builder`]), from a small TOML file ([`Scenario::from_toml`]),
 //! or by name ([`Scenario::builtin`]: `join`, `crash`, `churn`, `partition`,
-//! `pause`, `lossy`, `random` for seeded sweeps, and the workloads `writes`
-//! and `aggregate`, see [`crate::workload`]).
+//! `pause`, `lossy`, `random` for seeded sweeps, the workloads `writes`
+//! and `aggregate` (see [`crate::workload`]), `hostile` (a lying sender,
+//! see [`crate::hostile`]) and `forged-icmp` (forged port-unreachable
+//! evidence against live nodes)).
 //!
 //! A TOML scenario:
 //!
@@ -43,7 +45,7 @@ use crate::workload::{AggregateSpec, Store, Workload, WritesSpec};
 use crate::{mix_seed, to_secs};
 
 /// The names [`Scenario::builtin`] knows.
-pub const BUILTINS: [&str; 9] = [
+pub const BUILTINS: [&str; 11] = [
     "join",
     "crash",
     "churn",
@@ -53,6 +55,8 @@ pub const BUILTINS: [&str; 9] = [
     "random",
     "writes",
     "aggregate",
+    "hostile",
+    "forged-icmp",
 ];
 
 /// A scenario that cannot be built; the message says why, in one line.
@@ -561,6 +565,64 @@ impl Scenario {
                 let w = Workload::Aggregate(AggregateSpec::default());
                 last = b.scenario.join_window + 2.0 + 30.0;
                 b.workload(w)
+            }
+            "hostile" => {
+                // A lying sender for 20 s; meanwhile a member crashes (its
+                // detection must not suffer) and another restarts (its old
+                // claims are among those replayed).
+                let duration = 20.0;
+                last = warm + duration;
+                let mut order: Vec<usize> = (1..nodes).collect();
+                order.shuffle(&mut rng);
+                let mut b = b.fault(Fault::Hostile {
+                    at: warm,
+                    duration,
+                    spoof: false,
+                });
+                if let Some(&node) = order.first() {
+                    b = b.fault(Fault::Crash {
+                        at: warm + 5.0,
+                        node,
+                    });
+                }
+                if let Some(&node) = order.get(1) {
+                    b = b.fault(Fault::Restart {
+                        at: warm + 2.0,
+                        node,
+                        down_for: 6.0,
+                    });
+                }
+                b
+            }
+            "forged-icmp" => {
+                // Process crashes answer with ICMP; a forger adds one false
+                // report against a live member at one prober, then one at
+                // every prober against another; later a member really crashes.
+                let mut order: Vec<usize> = (1..nodes).collect();
+                order.shuffle(&mut rng);
+                let mut b = b;
+                b.scenario.network.refuse = true;
+                if let Some(&node) = order.first() {
+                    b = b.fault(Fault::ForgedUnreachable {
+                        at: warm,
+                        node,
+                        everywhere: false,
+                        relays: false,
+                    });
+                }
+                if let Some(&node) = order.get(1) {
+                    b = b.fault(Fault::ForgedUnreachable {
+                        at: warm + 5.0,
+                        node,
+                        everywhere: true,
+                        relays: false,
+                    });
+                }
+                last = warm + 5.0 + 2.0 * nodes as f64 * probe;
+                if let Some(&node) = order.get(2) {
+                    b = b.fault(Fault::Crash { at: last, node });
+                }
+                b
             }
             _ => {
                 // "random": a seeded fault schedule for sweeps.

@@ -80,6 +80,27 @@ fn json_summary_has_the_fields() {
 }
 
 #[test]
+fn hostile_scenario_reports_what_was_refused() {
+    let out = bin()
+        .args(["--scenario", "hostile", "--nodes", "16", "--json", "-q"])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let h = &v["hostile"];
+    assert!(h["sent"]["invented_claims"].as_u64() > Some(0), "{h}");
+    assert_eq!(h["invented_admitted"].as_u64(), Some(0), "{h}");
+    assert!(h["members_pending"].as_u64() > Some(0), "{h}");
+    let refused = h["refused"].as_array().expect("refused");
+    assert!(refused.iter().any(|r| r[0] == "implausible_counter"), "{h}");
+}
+
+#[test]
 fn planted_bug_exits_1_with_replay_command() {
     let out = bin()
         .args(["--scenario", "pause", "--nodes", "16", "--no-refute", "-q"])

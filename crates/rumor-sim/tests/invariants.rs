@@ -21,7 +21,8 @@ fn assert_clean(r: &RunResult) {
 }
 
 /// 48 seeds × 32 nodes × a random fault schedule each (crash, restart,
-/// pause, slow, partition, asymmetric loss, leave, tag change).
+/// pause, slow, partition, asymmetric loss, leave, tag change, and in about
+/// half the seeds a hostile sender: see tests/hostile.rs).
 #[test]
 fn random_fault_sweep_holds_every_invariant() {
     let seeds: Vec<u64> = (1..=48).collect();
