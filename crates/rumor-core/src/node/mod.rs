@@ -782,18 +782,22 @@ impl Node {
     }
 
     /// Send queued updates to `fanout` random members; with `to_the_dead`,
-    /// recently dead ones too, so that they can refute (eager rounds leave
-    /// them out: a fresh rumor's few sends go to members that pass it on).
+    /// recently dead or left ones too, so that they can refute (eager rounds
+    /// leave them out: a fresh rumor's few sends go to members that pass it
+    /// on).
     fn gossip_round(&mut self, now: Instant, fanout: usize, to_the_dead: bool) {
         self.fresh = false;
         if self.broadcasts.is_empty() {
             return;
         }
         let dead_window = self.config.gossip_to_the_dead;
+        // Left members too: a leave may be forged (by anyone, in a plaintext
+        // cluster), and the member can refute only if it hears of it.
         let targets = self.random_members(fanout, |e| match e.state {
             MemberState::Alive | MemberState::Suspect => true,
-            MemberState::Dead => to_the_dead && now.saturating_since(e.state_change) < dead_window,
-            MemberState::Left => false,
+            MemberState::Dead | MemberState::Left => {
+                to_the_dead && now.saturating_since(e.state_change) < dead_window
+            }
         });
         for i in targets {
             if self.broadcasts.is_empty() {
