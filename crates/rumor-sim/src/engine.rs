@@ -338,12 +338,7 @@ impl Simulation {
     }
 
     fn push(&mut self, at: Micros, action: Action) {
-        self.seq += 1;
-        self.queue.push(Queued {
-            at,
-            seq: self.seq,
-            action,
-        });
+        enqueue(&mut self.queue, &mut self.seq, at, action);
     }
 
     fn schedule(&mut self, at: Micros, step: Step) {
@@ -815,23 +810,25 @@ impl Simulation {
                 TransmitKind::Datagram => match self.truth.net.datagram(&mut self.rng, i, to) {
                     Some(delay) => {
                         self.metrics.datagrams_delivered += 1;
-                        if let Some(h) = self.hostile.as_mut() {
+                        let live = self.now < self.hostile_live_until;
+                        let again = self.hostile.as_mut().and_then(|h| {
                             h.capture(i, to, &t.payload);
-                            if self.now < self.hostile_live_until && h.duplicate() {
-                                let again = delay + h.delay();
-                                self.seq += 1;
-                                self.queue.push(Queued {
-                                    at: self.now + again,
-                                    seq: self.seq,
-                                    action: Action::Deliver(Delivery {
-                                        to: to as u32,
-                                        from: i as u32,
-                                        kind: Kind::Datagram,
-                                        delayed: false,
-                                        payload: t.payload.clone(),
-                                    }),
-                                });
-                            }
+                            (live && h.duplicate()).then(|| delay + h.delay())
+                        });
+                        if let Some(again) = again {
+                            let copy = Delivery {
+                                to: to as u32,
+                                from: i as u32,
+                                kind: Kind::Datagram,
+                                delayed: false,
+                                payload: t.payload.clone(),
+                            };
+                            enqueue(
+                                &mut self.queue,
+                                &mut self.seq,
+                                self.now + again,
+                                Action::Deliver(copy),
+                            );
                         }
                         let relaying = self.relaying == Some(i);
                         let forger = self.icmp_forgers.iter_mut().find(|f| {
@@ -848,52 +845,55 @@ impl Simulation {
                                 }
                                 self.forged_unreachable += 1;
                                 // Forged at once: it beats the real ack.
-                                self.seq += 1;
-                                self.queue.push(Queued {
-                                    at: self.now + 1,
-                                    seq: self.seq,
-                                    action: Action::Deliver(Delivery {
-                                        to: i as u32,
-                                        from: to as u32,
-                                        kind: Kind::Unreachable { target: to as u32 },
-                                        delayed: false,
-                                        payload: Vec::new(),
-                                    }),
-                                });
+                                let forged = Delivery {
+                                    to: i as u32,
+                                    from: to as u32,
+                                    kind: Kind::Unreachable { target: to as u32 },
+                                    delayed: false,
+                                    payload: Vec::new(),
+                                };
+                                enqueue(
+                                    &mut self.queue,
+                                    &mut self.seq,
+                                    self.now + 1,
+                                    Action::Deliver(forged),
+                                );
                             }
                         }
-                        self.seq += 1;
-                        self.queue.push(Queued {
-                            at: self.now + delay,
-                            seq: self.seq,
-                            action: Action::Deliver(Delivery {
-                                to: to as u32,
-                                from: i as u32,
-                                kind: Kind::Datagram,
-                                delayed: false,
-                                payload: t.payload,
-                            }),
-                        });
+                        let delivery = Delivery {
+                            to: to as u32,
+                            from: i as u32,
+                            kind: Kind::Datagram,
+                            delayed: false,
+                            payload: t.payload,
+                        };
+                        enqueue(
+                            &mut self.queue,
+                            &mut self.seq,
+                            self.now + delay,
+                            Action::Deliver(delivery),
+                        );
                     }
                     None => self.metrics.datagrams_dropped += 1,
                 },
                 TransmitKind::Stream => {
                     self.metrics.stream_bytes += t.payload.len() as u64;
                     if let Some(delay) = self.truth.net.stream(&mut self.rng, i, to) {
-                        self.seq += 1;
-                        self.queue.push(Queued {
-                            at: self.now + delay,
-                            seq: self.seq,
-                            action: Action::Deliver(Delivery {
-                                to: to as u32,
-                                from: i as u32,
-                                kind: Kind::Request {
-                                    from_gen: self.truth.generation[i],
-                                },
-                                delayed: false,
-                                payload: t.payload,
-                            }),
-                        });
+                        let delivery = Delivery {
+                            to: to as u32,
+                            from: i as u32,
+                            kind: Kind::Request {
+                                from_gen: self.truth.generation[i],
+                            },
+                            delayed: false,
+                            payload: t.payload,
+                        };
+                        enqueue(
+                            &mut self.queue,
+                            &mut self.seq,
+                            self.now + delay,
+                            Action::Deliver(delivery),
+                        );
                     }
                 }
             }
@@ -1411,4 +1411,14 @@ fn transfer_sizes() -> (f64, f64) {
     });
     let a = rumor_core::codec::encode_packet(&Message::AggregateAck { epoch: 1, seq: 100 });
     (t.len() as f64, a.len() as f64)
+}
+
+/// Queue `action` at `at`, after everything already queued for that time.
+fn enqueue(queue: &mut BinaryHeap<Queued>, seq: &mut u64, at: Micros, action: Action) {
+    *seq += 1;
+    queue.push(Queued {
+        at,
+        seq: *seq,
+        action,
+    });
 }
