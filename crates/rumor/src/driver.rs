@@ -348,7 +348,11 @@ impl<T: Transport> Driver<T> {
             }
             Err(r) => {
                 self.counters.reject(r);
-                tracing::debug!(node = %self.name, %from, reason = %r, "datagram rejected");
+                // Anyone can send these at will: one line per reason per
+                // interval, with how many were held back.
+                if let Some(held) = self.ctx.warn.allow(r.name()) {
+                    tracing::warn!(node = %self.name, %from, reason = r.name(), similar_lines_held_back = held, "datagram refused");
+                }
             }
         }
     }

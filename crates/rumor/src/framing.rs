@@ -75,6 +75,20 @@ pub enum Reject {
     Replay,
 }
 
+impl Reject {
+    /// A short name for logs and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reject::Malformed => "malformed",
+            Reject::LabelMismatch => "label_mismatch",
+            Reject::Unencrypted => "unencrypted",
+            Reject::AuthFailed => "auth_failed",
+            Reject::Stale => "stale",
+            Reject::Replay => "replay",
+        }
+    }
+}
+
 /// Wraps and unwraps envelopes for one node: its label, keyring and, when
 /// encrypting, its cache of recent message ids. Clones share the cache.
 #[derive(Clone, Debug)]
