@@ -439,7 +439,6 @@ impl Node {
     /// Run the timers that are due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.start(now);
-        self.peer = None;
         while let Some(Reverse((at, _, _))) = self.timers.peek() {
             if *at > now {
                 break;
@@ -548,8 +547,11 @@ impl Node {
 
     // ----- internals shared by the submodules -----
 
+    /// Every input and command begins here: note the time (and forget the
+    /// previous input's peer), and start the timers the first time.
     fn start(&mut self, now: Instant) {
         self.now = now;
+        self.peer = None;
         if self.started {
             return;
         }
