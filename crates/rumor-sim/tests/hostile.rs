@@ -3,25 +3,13 @@
 //! no invented member is ever admitted, and a forged port-unreachable kills
 //! nobody.
 
-use rumor_sim::engine::Simulation;
+mod common;
+
+use common::{assert_clean, run};
 use rumor_sim::faults::Fault;
 use rumor_sim::hostile::HostileReport;
 use rumor_sim::report::RunResult;
 use rumor_sim::scenario::Scenario;
-
-fn run(s: &Scenario, seed: u64) -> RunResult {
-    Simulation::new(s, seed).expect("valid scenario").run()
-}
-
-fn assert_clean(r: &RunResult) {
-    assert_eq!(
-        r.summary.invariant_violations,
-        0,
-        "{}\nreplay: {}",
-        r.summary.text(),
-        r.summary.replay
-    );
-}
 
 fn report(r: &RunResult) -> &HostileReport {
     r.summary.hostile.as_ref().expect("a hostile report")

@@ -1,24 +1,11 @@
 //! Seeded sweeps with random faults, determinism, and a planted bug that the
 //! accuracy check must catch.
 
-use rumor_sim::engine::Simulation;
+mod common;
+
+use common::{assert_clean, run};
 use rumor_sim::faults::Fault;
-use rumor_sim::report::RunResult;
 use rumor_sim::scenario::Scenario;
-
-fn run(s: &Scenario, seed: u64) -> RunResult {
-    Simulation::new(s, seed).expect("valid scenario").run()
-}
-
-fn assert_clean(r: &RunResult) {
-    assert_eq!(
-        r.summary.invariant_violations,
-        0,
-        "{}\nreplay: {}",
-        r.summary.text(),
-        r.summary.replay
-    );
-}
 
 /// 48 seeds × 32 nodes × a random fault schedule each (crash, restart,
 /// pause, slow, partition, asymmetric loss, leave, tag change, and in about
