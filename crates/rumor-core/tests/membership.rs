@@ -464,3 +464,45 @@ fn a_pull_is_answered_with_only_the_missing_records() {
     let names: Vec<&str> = pp.members.iter().map(|m| &*m.alive.name).collect();
     assert_eq!(names, vec![name(3).as_str()]);
 }
+
+/// A member heard of only from a third party is admitted once its address
+/// answers a ping for its name, and not before; an invented one never is.
+#[test]
+fn a_relayed_member_is_admitted_on_its_ack_and_an_invented_one_never() {
+    use rumor_core::codec;
+    use rumor_core::message::{Alive, Message};
+    let mut net = Net::new(2, Config::lan());
+    let relay: std::net::SocketAddr = "127.0.9.9:7946".parse().unwrap();
+    let claim = |name: &str, addr: std::net::SocketAddr| {
+        codec::encode_packet(&Message::Alive(Alive {
+            incarnation: 1,
+            name: name.into(),
+            addr,
+            protocol: (1, 1),
+            tags: Default::default(),
+        }))
+    };
+    let real = claim(&name(1), net.addrs[1]);
+    let ghost = claim("ghost", "127.0.9.10:7946".parse().unwrap());
+    net.with(0, |n, now| {
+        n.handle_datagram(now, relay, &real);
+        n.handle_datagram(now, relay, &ghost);
+    });
+    assert_eq!(
+        net.node(0).num_members(),
+        1,
+        "nothing admitted before an ack"
+    );
+    assert_eq!(net.node(0).pending_admissions(), 2);
+    net.run_for(secs(0.1));
+    assert_eq!(net.state_of(0, &name(1)), Some(MemberState::Alive));
+    assert_eq!(net.state_of(0, "ghost"), None);
+    assert_eq!(net.node(0).stats().members_verified, 1);
+    net.run_for(secs(2.0));
+    assert_eq!(
+        net.node(0).pending_admissions(),
+        0,
+        "the ghost's wait expired"
+    );
+    assert_eq!(net.state_of(0, "ghost"), None);
+}
