@@ -193,21 +193,31 @@ async fn envelopes_stamped_outside_the_window_are_refused() {
     assert_eq!(transport(&a).await.auth_failures, 0);
 }
 
-/// Forward one connection from `listener` to `to`, returning the first
-/// frame (length prefix included) the client sent.
+/// Forward one connection from `listener` to `to` both ways, returning
+/// every byte the client sent (its whole request: header and body frames).
 async fn capture_one_request(listener: TcpListener, to: std::net::SocketAddr) -> Vec<u8> {
-    let (mut client, _) = listener.accept().await.expect("accept");
-    let mut server = TcpStream::connect(to).await.expect("connect");
-    let mut len = [0u8; 4];
-    client.read_exact(&mut len).await.expect("length");
-    let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-    client.read_exact(&mut frame).await.expect("frame");
-    server.write_all(&len).await.expect("forward");
-    server.write_all(&frame).await.expect("forward");
-    let mut reply = Vec::new();
-    let _ = server.read_to_end(&mut reply).await;
-    let _ = client.write_all(&reply).await;
-    [len.to_vec(), frame].concat()
+    let (client, _) = listener.accept().await.expect("accept");
+    let server = TcpStream::connect(to).await.expect("connect");
+    let (mut client_in, mut client_out) = client.into_split();
+    let (mut server_in, mut server_out) = server.into_split();
+    let up = async {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = client_in.read(&mut buf).await.unwrap_or(0);
+            if n == 0 || server_out.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let _ = server_out.shutdown().await;
+        seen
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut server_in, &mut client_out).await;
+        let _ = client_out.shutdown().await;
+    };
+    tokio::join!(up, down).0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
