@@ -46,7 +46,8 @@ fn alive(i: usize, incarnation: u64) -> Alive {
     }
 }
 
-/// A node that has learned `MEMBERS` other members through a push-pull.
+/// A node that has learned `MEMBERS` other members through the push-pull
+/// answering its join.
 fn node() -> Node {
     let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1)), 7946);
     let mut node = Node::new(LOCAL, addr, Config::lan(), 1).expect("valid node");
@@ -63,6 +64,9 @@ fn node() -> Node {
     };
     let bytes = codec::encode_packet(&Message::PushPull(pp));
     let now = Instant::from_micros(1_000_000);
+    // The answer to its own join request: a node trusts the members in it.
+    node.join(now, &[member_addr(1)]);
+    while node.poll_transmit().is_some() {}
     node.handle_stream(now, member_addr(1), &bytes);
     while node.poll_event().is_some() {}
     while node.poll_transmit().is_some() {}

@@ -31,7 +31,13 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let t = Instant::now();
-    let mut a = KvStore::new("node-a", KvConfig::default());
+    // Above the default quota (1,000,000 keys): the bench adds keys to a
+    // full store.
+    let unbounded = rumor_core::kv::SpaceQuota {
+        keys: usize::MAX,
+        bytes: usize::MAX,
+    };
+    let mut a = KvStore::new("node-a", KvConfig::default()).with_quota(unbounded);
     for i in 0..n {
         a.put(PHYSICAL + i as u64, &key(i), vec![b'v'; 32])
             .expect("put");

@@ -137,7 +137,7 @@ impl Default for Limits {
             max_pending_per_sender: 256,
             max_state_keys_per_owner: 1024,
             max_state_bytes_per_owner: 256 * 1024,
-            max_kv_keys: 100_000,
+            max_kv_keys: 1_000_000,
             max_kv_bytes: 256 << 20,
             max_broadcasts: 8192,
         }
