@@ -15,6 +15,18 @@ fn fails_with_2(args: &[&str]) -> String {
     err
 }
 
+/// Run with `args`, expect exit 0, and parse the JSON on stdout.
+fn json_of(args: &[&str]) -> serde_json::Value {
+    let out = bin().args(args).output().expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
 #[test]
 fn bad_input_is_one_line_and_exit_2() {
     assert!(fails_with_2(&["--scenario", "bogus"]).contains("unknown scenario"));
@@ -38,26 +50,16 @@ fn bad_input_is_one_line_and_exit_2() {
 
 #[test]
 fn json_summary_has_the_fields() {
-    let out = bin()
-        .args([
-            "--scenario",
-            "crash",
-            "--nodes",
-            "16",
-            "--seed",
-            "3",
-            "--json",
-            "-q",
-        ])
-        .output()
-        .expect("runs");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = json_of(&[
+        "--scenario",
+        "crash",
+        "--nodes",
+        "16",
+        "--seed",
+        "3",
+        "--json",
+        "-q",
+    ]);
     for k in [
         "nodes",
         "seed",
@@ -81,17 +83,7 @@ fn json_summary_has_the_fields() {
 
 #[test]
 fn hostile_scenario_reports_what_was_refused() {
-    let out = bin()
-        .args(["--scenario", "hostile", "--nodes", "16", "--json", "-q"])
-        .output()
-        .expect("runs");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = json_of(&["--scenario", "hostile", "--nodes", "16", "--json", "-q"]);
     let h = &v["hostile"];
     assert!(h["sent"]["invented_claims"].as_u64() > Some(0), "{h}");
     assert_eq!(h["invented_admitted"].as_u64(), Some(0), "{h}");
