@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use super::{alive_of, Node, Source, Timer};
 use crate::codec;
 use crate::event::{Event, MemberEventKind};
+use crate::kv::hash::StableHasher;
 use crate::limits::{plausible, Limit, INCARNATION_JUMP};
 use crate::member::{validate_name, MemberState, MAX_TAGS_BYTES};
 use crate::message::{Alive, Message, PushPull};
@@ -27,6 +28,10 @@ use crate::time::Instant;
 
 /// Retransmit multiplier for alive claims that overturn a suspicion.
 const REFUTATION_BOOST: u32 = 3;
+
+/// How many members are chosen to send a death or leave straight to the
+/// member it is about (see `Node::tell_the_accused`).
+const TELLERS: usize = 2;
 
 impl Node {
     /// Apply an alive claim that came from `source`; `gossip`
@@ -216,7 +221,62 @@ impl Node {
                 name: name.clone(),
                 from,
             };
+            self.tell_the_accused(i, incarnation, &msg);
             self.broadcast(name, msg);
+        }
+    }
+
+    /// A sender still passing on a suspicion or death of this node that an
+    /// earlier refutation already overturned missed that refutation (its
+    /// budget is spent by now): tell it this node's current claim directly.
+    /// One small datagram back to the sender, like an ack.
+    pub(super) fn correct_stale_accusation(
+        &mut self,
+        to: SocketAddr,
+        name: &str,
+        incarnation: u64,
+    ) {
+        if name != &*self.name || incarnation >= self.members[0].incarnation || self.leaving {
+            return;
+        }
+        let a = alive_of(&self.name, self.local_entry());
+        self.send_bare(to, &Message::Alive(a));
+    }
+
+    /// Send a death or leave of member `i` to that member itself. The eager
+    /// wave that carries such a claim skips members already gone, and it
+    /// can spend the claim's whole retransmit budget before a later round
+    /// picks the accused: a live member declared gone by a forged or
+    /// mistaken claim would then never hear it and never refute (until a
+    /// push-pull, a minute later). So [`TELLERS`] members chosen by
+    /// rendezvous hashing on the claim (every node that knows the same
+    /// members picks the same ones) tell it directly, and any other node
+    /// does with probability `TELLERS / live`, in case a chosen one is
+    /// down or its packet is lost. A member that is really gone drops a
+    /// few packets.
+    fn tell_the_accused(&mut self, i: usize, incarnation: u64, msg: &Message) {
+        let Some((accused, e)) = self.members.get_index(i) else {
+            return;
+        };
+        let to = e.addr.get();
+        let score = |teller: &str| {
+            let mut h = StableHasher::new();
+            h.write_bytes(teller.as_bytes());
+            h.write_bytes(accused.as_bytes());
+            h.write_u64(incarnation);
+            h.finish()
+        };
+        let mine = score(&self.name);
+        let higher = self
+            .members
+            .iter()
+            .filter(|(n, e)| e.state == MemberState::Alive && *n != accused)
+            .filter(|(n, _)| score(n) > mine)
+            .take(TELLERS)
+            .count();
+        let p = (TELLERS as f64 / self.live.max(1) as f64).min(1.0);
+        if higher < TELLERS || self.rng.random_bool(p) {
+            self.send_bare(to, msg);
         }
     }
 

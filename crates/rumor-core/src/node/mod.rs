@@ -629,13 +629,19 @@ impl Node {
             Message::Suspect {
                 incarnation,
                 name,
-                from,
-            } => self.on_suspect(now, incarnation, name, from, true),
+                from: accuser,
+            } => {
+                self.correct_stale_accusation(from, &name, incarnation);
+                self.on_suspect(now, incarnation, name, accuser, true)
+            }
             Message::Dead {
                 incarnation,
                 name,
-                from,
-            } => self.on_dead(now, incarnation, name, from, true),
+                from: accuser,
+            } => {
+                self.correct_stale_accusation(from, &name, incarnation);
+                self.on_dead(now, incarnation, name, accuser, true)
+            }
             Message::PushPull(pp) => self.merge_push_pull(now, &pp, from),
             Message::UserEvent(ev) => self.on_user_event(now, ev),
             Message::StateSync(sync) => self.on_state_sync(now, from, sync),
