@@ -180,7 +180,7 @@ impl Config {
             gossip_nodes: 3,
             gossip_to_the_dead: Duration::from_secs(30),
             push_pull_interval: Duration::from_secs(30),
-            join_sync_delay: Duration::from_secs(1),
+            join_sync_delay: Duration::from_millis(250),
             awareness_max: 8,
             packet_size: 1400,
             max_stream_size: 16 << 20,
@@ -242,7 +242,7 @@ impl Config {
             suspicion_max_mult: 6,
             suspicion_confirmations: 1,
             push_pull_interval: Duration::from_secs(15),
-            join_sync_delay: Duration::from_millis(500),
+            join_sync_delay: Duration::from_millis(250),
             gossip_interval: Duration::from_millis(100),
             gossip_to_the_dead: Duration::from_secs(15),
             ..Config::lan()
