@@ -211,7 +211,9 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     })
     .await?;
     log_start(&cfg, &node, http_addr, key_count);
-    let mut tasks = vec![tokio::spawn(crate::logging::log_member_events(node.clone()))];
+    let mut tasks = vec![tokio::spawn(crate::logging::log_member_events(
+        node.clone(),
+    ))];
 
     let rejoin = snapshot
         .as_ref()

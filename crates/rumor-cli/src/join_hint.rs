@@ -33,6 +33,9 @@ mod tests {
     fn hint_only_when_a_seed_refused_us() {
         let e = explain("1 seed address(es) answered but could not be authenticated (...)");
         assert!(e.starts_with(AUTH_HINT), "{e}");
-        assert_eq!(explain("1 seed address(es) did not answer"), "1 seed address(es) did not answer");
+        assert_eq!(
+            explain("1 seed address(es) did not answer"),
+            "1 seed address(es) did not answer"
+        );
     }
 }

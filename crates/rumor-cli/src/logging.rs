@@ -127,8 +127,13 @@ mod tests {
     fn levels() {
         assert_eq!(check_level("DEBUG").unwrap(), "debug");
         let e = check_level("loud").unwrap_err().to_string();
-        assert!(e.contains("loud") && e.contains("debug") && !e.contains('\n'), "{e}");
-        assert!(filter_for("info").to_string().contains("rumor::driver=warn"));
+        assert!(
+            e.contains("loud") && e.contains("debug") && !e.contains('\n'),
+            "{e}"
+        );
+        assert!(filter_for("info")
+            .to_string()
+            .contains("rumor::driver=warn"));
         assert!(!filter_for("debug").to_string().contains("rumor::driver"));
     }
 }

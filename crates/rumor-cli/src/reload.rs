@@ -108,9 +108,10 @@ fn apply_handler(live: &mut Live, cfg: &AgentConfig, changed: &mut Vec<String>) 
     if let Some(old) = live.handler.take() {
         old.abort();
     }
-    live.handler = cfg.event_handler.as_ref().map(|cmd| {
-        start_event_handler(&live.cluster, cmd.clone(), cfg.event_handler_backlog)
-    });
+    live.handler = cfg
+        .event_handler
+        .as_ref()
+        .map(|cmd| start_event_handler(&live.cluster, cmd.clone(), cfg.event_handler_backlog));
     changed.push(format!(
         "event handler {:?} -> {:?}",
         live.cfg.event_handler.as_deref().unwrap_or("none"),
@@ -125,7 +126,10 @@ fn apply_log_level(live: &mut Live, cfg: &AgentConfig, changed: &mut Vec<String>
         return;
     }
     if crate::logging::set_level(&cfg.log_level) {
-        changed.push(format!("log level {} -> {}", live.cfg.log_level, cfg.log_level));
+        changed.push(format!(
+            "log level {} -> {}",
+            live.cfg.log_level, cfg.log_level
+        ));
         live.cfg.log_level = cfg.log_level.clone();
     } else {
         tracing::warn!(
@@ -185,15 +189,24 @@ fn warn_restart_only(old: &AgentConfig, new: &AgentConfig) {
     check("advertise", old.advertise == new.advertise);
     check("http", old.http == new.http);
     check("profile", old.profile_name == new.profile_name);
-    check("[protocol]", old.protocol_overrides == new.protocol_overrides);
+    check(
+        "[protocol]",
+        old.protocol_overrides == new.protocol_overrides,
+    );
     check("[limits]", old.limit_overrides == new.limit_overrides);
     check("label", old.label == new.label);
     check("http_token", old.http_token == new.http_token);
-    check("http_read_token", old.http_read_token == new.http_read_token);
+    check(
+        "http_read_token",
+        old.http_read_token == new.http_read_token,
+    );
     check("snapshot", old.snapshot == new.snapshot);
     check("log_json", old.log_json == new.log_json);
     check("leave_timeout", old.leave_timeout == new.leave_timeout);
-    check("join/retry_join", old.join == new.join && old.retry_join == new.retry_join);
+    check(
+        "join/retry_join",
+        old.join == new.join && old.retry_join == new.retry_join,
+    );
     if !differ.is_empty() {
         tracing::warn!(
             "SIGHUP: {} changed but cannot change in a running agent: they apply at the next restart",

@@ -95,7 +95,8 @@ fn sigterm_and_restart_with_the_unit_flags_rejoins() {
         get_status(&b2, "/v1/health/ready").0 == 200
     });
     assert!(
-        b2.stderr().contains("rejoined 1 of 1 members from the snapshot"),
+        b2.stderr()
+            .contains("rejoined 1 of 1 members from the snapshot"),
         "{}",
         b2.stderr()
     );
@@ -115,7 +116,11 @@ fn without_leave_on_terminate_sigterm_does_not_leave_and_restart_refutes() {
     });
     b.signal(Signal::SIGTERM);
     assert!(b.wait_exit(DEADLINE).success(), "{}", b.stderr());
-    assert!(b.stderr().contains("stopping without leaving"), "{}", b.stderr());
+    assert!(
+        b.stderr().contains("stopping without leaving"),
+        "{}",
+        b.stderr()
+    );
     let text = std::fs::read_to_string(&snap).unwrap();
     assert!(text.contains("\"left\": false"), "{text}");
     wait_until("a suspects or buries b", DEADLINE, || {
@@ -145,7 +150,11 @@ fn retry_join_keeps_the_agent_up_until_a_late_seed_answers() {
     assert_eq!(code, 503, "{body}");
     assert_eq!(body["status"], "not joined", "{body}");
     assert_eq!(get_status(&b, "/v1/health/live").0, 200);
-    assert_eq!(get_status(&b, "/v1/health").0, 200, "the old route still works");
+    assert_eq!(
+        get_status(&b, "/v1/health").0,
+        200,
+        "the old route still works"
+    );
     wait_until("a failed attempt is logged", DEADLINE, || {
         b.stderr().contains("retry-join: attempt 1 failed")
     });
@@ -336,7 +345,10 @@ fn start_line_event_names_and_no_colour() {
     });
     let log = a.stderr();
     assert!(!log.contains('\u{1b}'), "colour codes in a file:\n{log}");
-    assert!(!log.contains("event=Joined"), "library names in the log:\n{log}");
+    assert!(
+        !log.contains("event=Joined"),
+        "library names in the log:\n{log}"
+    );
     assert!(!log.contains("DEBUG"), "{log}");
     let start = log
         .lines()
