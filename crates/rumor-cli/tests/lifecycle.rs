@@ -395,3 +395,64 @@ fn bad_input_is_one_line_and_non_zero() {
         }
     }
 }
+
+/// `rumor keys fingerprint KEY`.
+fn fingerprint(key: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["keys", "fingerprint", key])
+        .output()
+        .expect("run rumor keys fingerprint");
+    stdout(&out).trim().to_string()
+}
+
+#[test]
+fn sighup_applies_the_keyring_file() {
+    let dir = temp_dir("hup-keys");
+    let ring = dir.join("keyring");
+    let (k1, k2) = ("11".repeat(32), "22".repeat(32));
+    std::fs::write(&ring, format!("{k1}\n")).unwrap();
+    let a = agent("hupk-a")
+        .args(&["--keyring", ring.to_str().unwrap(), "--http-token", "t"])
+        .spawn();
+    let keys = || request("GET", &a.url("/v1/keys"), Some("t"), None).1;
+    assert_eq!(keys()["primary"], fingerprint(&k1));
+
+    // Rotate by the file: the new key first (primary), the old one kept.
+    std::fs::write(&ring, format!("{k2}\n{k1}\n")).unwrap();
+    a.signal(Signal::SIGHUP);
+    wait_until("the new key is primary", DEADLINE, || {
+        keys()["primary"] == fingerprint(&k2)
+    });
+    assert_eq!(keys()["keys"].as_array().map(Vec::len), Some(2));
+    // Then drop the old one.
+    std::fs::write(&ring, format!("{k2}\n")).unwrap();
+    a.signal(Signal::SIGHUP);
+    wait_until("the old key is removed", DEADLINE, || {
+        keys()["keys"].as_array().map(Vec::len) == Some(1)
+    });
+    let log = a.stderr();
+    assert!(!log.contains(&k1) && !log.contains(&k2), "a key in the log");
+    // A keyring file that is not one: refused, the keyring stays.
+    std::fs::write(&ring, "not a key\n").unwrap();
+    a.signal(Signal::SIGHUP);
+    wait_until("the refusal is logged", DEADLINE, || {
+        a.stderr().contains("configuration not reloaded")
+    });
+    assert_eq!(keys()["primary"], fingerprint(&k2));
+}
+
+#[test]
+fn ready_says_isolated_when_every_other_member_is_gone() {
+    let mut a = agent("iso-a").spawn();
+    let b = agent("iso-b").join(&[&a]).spawn();
+    wait_until("b is ready", DEADLINE, || {
+        get_status(&b, "/v1/health/ready").0 == 200
+    });
+    a.signal(Signal::SIGKILL);
+    a.wait_exit(DEADLINE);
+    wait_until("b reports itself isolated", DEADLINE, || {
+        let (code, body) = get_status(&b, "/v1/health/ready");
+        code == 503 && body["status"] == "isolated"
+    });
+    assert_eq!(get_status(&b, "/v1/health/live").0, 200);
+}
