@@ -2,14 +2,19 @@
 //!
 //! Start order (nothing is left half-started on an error): read and check
 //! every setting (the HTTP API must be safe, see [`check_http_safety`]), the
-//! keyring and the snapshot; resolve the seeds; bind the
-//! HTTP listener; start the node (binds gossip UDP and TCP); join the seeds
-//! (with `--join`, failing to reach every one of them is fatal); only then
-//! serve HTTP and run the snapshot writer and the event handler.
+//! keyring and the snapshot; resolve the `--join` seeds; bind the HTTP
+//! listener; start the node (binds gossip UDP and TCP); rejoin the
+//! snapshot's members (without `--join`; after a graceful leave only with
+//! `rejoin_after_leave`); join the `--join` seeds (failing to reach every
+//! one of them is fatal); only then serve HTTP and run the snapshot writer,
+//! the event handler and the `--retry-join` loop (see [`crate::retry_join`]:
+//! the agent serves meanwhile, `/v1/health/ready` answering 503).
 //!
-//! SIGINT or SIGTERM starts a graceful leave bounded by `leave_timeout`,
-//! then the agent exits 0; a second signal exits at once (status 1).
-//! `POST /v1/leave` leaves the same way.
+//! SIGINT starts a graceful leave bounded by `leave_timeout`; SIGTERM too
+//! when `leave_on_terminate` (the default), else the node stops at once
+//! and the others see a failure that the restarted agent refutes. Then the
+//! agent exits 0; a second signal exits at once (status 1). `POST
+//! /v1/leave` leaves the same way. SIGHUP reloads ([`crate::reload`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,26 +22,29 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::cli::AgentArgs;
 use crate::cluster::{self, normalize_key, resolve_seeds, NodeSettings, SharedCluster};
-use crate::config::AgentConfig;
+use crate::config::{set_keys, AgentConfig};
 use crate::http::{self, ApiState};
+use crate::retry_join::JoinState;
 use crate::snapshot::Snapshot;
 
 /// Set up logging to stderr: text or JSON lines, level from `RUMOR_LOG`
-/// (an `EnvFilter` directive), else `default`.
+/// (an `EnvFilter` directive), else `default` (see [`crate::logging`]).
 pub fn init_logging(json: bool, default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUMOR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    crate::logging::init(json, default);
+}
+
+/// Start the event handler `command` on `cluster`. The one call site of
+/// `event_handler::run`, used at start and by a SIGHUP reload.
+pub fn start_event_handler(
+    cluster: &SharedCluster,
+    command: String,
+    backlog: usize,
+) -> JoinHandle<()> {
+    tokio::spawn(crate::event_handler::run(cluster.clone(), command, backlog))
 }
 
 /// Read a keyring file: hex keys, one a line (`#` comments and blank lines
@@ -90,11 +98,82 @@ pub fn check_http_safety(cfg: &AgentConfig) -> Result<()> {
     Ok(())
 }
 
+/// The one INFO line at start with the effective configuration (the key
+/// count, never a key).
+fn log_start(cfg: &AgentConfig, node: &SharedCluster, http: std::net::SocketAddr, keys: usize) {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(",")
+        }
+    };
+    tracing::info!(
+        name = %node.name(),
+        bind = %cfg.bind,
+        advertise = %node.addr(),
+        http = %http,
+        profile = %cfg.profile_name,
+        encryption = if keys > 0 { "on" } else { "off" },
+        keys,
+        label = cfg.label.as_deref().unwrap_or("none"),
+        join = %list(&cfg.join),
+        retry_join = %list(&cfg.retry_join),
+        retry_interval = ?cfg.retry_interval,
+        retry_max = cfg.retry_max,
+        rejoin_after_leave = cfg.rejoin_after_leave,
+        leave_on_terminate = cfg.leave_on_terminate,
+        snapshot = %cfg.snapshot.as_ref().map_or("none".into(), |p| p.display().to_string()),
+        event_handler = cfg.event_handler.as_deref().unwrap_or("none"),
+        protocol_overrides = %set_keys(&cfg.protocol_overrides),
+        limits = %set_keys(&cfg.limit_overrides),
+        log_level = %cfg.log_level,
+        "agent started"
+    );
+}
+
+/// Why the agent stops.
+enum Stop {
+    /// SIGINT, or SIGTERM with `leave_on_terminate`: leave, then exit.
+    Leave,
+    /// SIGTERM without `leave_on_terminate`: stop at once.
+    Terminate,
+    /// `POST /v1/leave` has left already.
+    Api,
+}
+
+/// Rejoin the snapshot's members, if it allows; `true` if one answered.
+async fn rejoin_snapshot(node: &SharedCluster, snap: &Snapshot, rejoin_after_leave: bool) -> bool {
+    if snap.left && !rejoin_after_leave {
+        tracing::info!(
+            "the snapshot says this agent left: not rejoining its members (pass --rejoin / rejoin_after_leave = true to rejoin after a leave)"
+        );
+        return false;
+    }
+    let addrs = snap.rejoin_addrs(rejoin_after_leave);
+    if addrs.is_empty() {
+        return false;
+    }
+    match node.join(addrs.clone()).await {
+        Ok(n) => {
+            tracing::info!("rejoined {n} of {} members from the snapshot", addrs.len());
+            true
+        }
+        Err(e) => {
+            tracing::warn!(
+                "could not rejoin from the snapshot: {}",
+                crate::join_hint::explain(&e.to_string())
+            );
+            false
+        }
+    }
+}
+
 /// Run an agent until it is told to stop.
 pub async fn run(args: AgentArgs) -> Result<()> {
     let cfg = AgentConfig::resolve(&args)?;
     check_http_safety(&cfg)?;
-    init_logging(cfg.log_json, "info");
+    init_logging(cfg.log_json, &cfg.log_level);
     if cfg.http_insecure && cfg.http_token.is_none() {
         tracing::warn!(
             http = %cfg.http,
@@ -118,6 +197,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         .with_context(|| format!("cannot bind HTTP {}", cfg.http))?;
     let http_addr = http_listener.local_addr().unwrap_or(cfg.http);
 
+    let key_count = keys.len();
     let node = cluster::start(NodeSettings {
         name: cfg.name.clone(),
         bind: cfg.bind,
@@ -130,27 +210,38 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         streams: cfg.streams,
     })
     .await?;
-    tracing::info!(name = %node.name(), addr = %node.addr(), http = %http_addr, profile = %cfg.profile_name, "agent started");
+    log_start(&cfg, &node, http_addr, key_count);
+    let mut tasks = vec![tokio::spawn(crate::logging::log_member_events(
+        node.clone(),
+    ))];
 
+    let rejoin = snapshot
+        .as_ref()
+        .is_some_and(|s| !s.rejoin_addrs(cfg.rejoin_after_leave).is_empty());
+    let join_state = if seeds.is_empty() && cfg.retry_join.is_empty() && !rejoin {
+        // Nothing to join: the first member of a cluster is ready alone.
+        JoinState::joined()
+    } else {
+        JoinState::waiting("not joined yet".into())
+    };
+    if let (Some(snap), true) = (&snapshot, seeds.is_empty()) {
+        if rejoin_snapshot(&node, snap, cfg.rejoin_after_leave).await {
+            join_state.set_joined();
+        }
+    }
     if !seeds.is_empty() {
         match node.join(seeds.clone()).await {
-            Ok(n) => tracing::info!("joined through {n} of {} seeds", seeds.len()),
+            Ok(n) => {
+                tracing::info!("joined through {n} of {} seeds", seeds.len());
+                join_state.set_joined();
+            }
             Err(e) => {
                 node.shutdown().await;
-                bail!("cannot join the cluster: {e}");
+                bail!(
+                    "cannot join the cluster: {}",
+                    crate::join_hint::explain(&e.to_string())
+                );
             }
-        }
-    } else if let Some(snap) = &snapshot {
-        let addrs = snap.rejoin_addrs();
-        if !addrs.is_empty() {
-            match node.join(addrs.clone()).await {
-                Ok(n) => {
-                    tracing::info!("rejoined {n} of {} members from the snapshot", addrs.len())
-                }
-                Err(e) => tracing::warn!("could not rejoin from the snapshot: {e}"),
-            }
-        } else if snap.left {
-            tracing::info!("the snapshot says this agent left: not rejoining");
         }
     }
 
@@ -159,29 +250,54 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     state.read_token = cfg.http_read_token.as_deref().map(Arc::from);
     state.on_leave = Some(leave_tx);
     state.leave_timeout = cfg.leave_timeout;
+    state.join = join_state.clone();
     let leaving = state.leaving.clone();
-    let mut tasks = vec![tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         if let Err(e) = http::serve(http_listener, http::router(state)).await {
             tracing::error!("HTTP server failed: {e}");
         }
-    })];
+    }));
     if let Some(p) = cfg.snapshot.clone() {
         tasks.push(tokio::spawn(crate::snapshot::keep(node.clone(), p)));
     }
-    if let Some(cmd) = cfg.event_handler.clone() {
-        tasks.push(tokio::spawn(crate::event_handler::run(
-            node.clone(),
-            cmd,
-            cfg.event_handler_backlog,
-        )));
+    let (retry_tx, mut retry_rx) = mpsc::channel::<anyhow::Error>(1);
+    if !cfg.retry_join.is_empty() {
+        let (n, seeds, st) = (node.clone(), cfg.retry_join.clone(), join_state.clone());
+        let (interval, max) = (cfg.retry_interval, cfg.retry_max);
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::retry_join::run(n, seeds, interval, max, st).await {
+                let _ = retry_tx.send(e).await;
+            }
+        }));
     }
+    let handler = cfg
+        .event_handler
+        .clone()
+        .map(|cmd| start_event_handler(&node, cmd, cfg.event_handler_backlog));
+    let mut live = crate::reload::Live {
+        cluster: node.clone(),
+        args,
+        cfg,
+        handler,
+    };
 
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let via_api = tokio::select! {
-        _ = sigint.recv() => false,
-        _ = sigterm.recv() => false,
-        _ = leave_rx.recv() => true,
+    let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let stop = loop {
+        tokio::select! {
+            _ = sigint.recv() => break Stop::Leave,
+            _ = sigterm.recv() => break if live.cfg.leave_on_terminate { Stop::Leave } else { Stop::Terminate },
+            _ = leave_rx.recv() => break Stop::Api,
+            _ = sighup.recv() => crate::reload::reload(&mut live).await,
+            Some(e) = retry_rx.recv() => {
+                if !join_state.is_joined() {
+                    finish(&node, live.cfg.snapshot.as_deref(), false).await;
+                    return Err(e);
+                }
+                tracing::warn!("{e:#} (the agent has joined otherwise: it keeps running)");
+            }
+        }
     };
     tokio::spawn(async move {
         tokio::select! {
@@ -191,24 +307,42 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         eprintln!("rumor: second signal, exiting at once");
         std::process::exit(1);
     });
-    if !via_api {
-        tracing::info!(timeout = ?cfg.leave_timeout, "signal received: leaving the cluster");
-        leaving.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Err(e) = node.leave(cfg.leave_timeout).await {
-            tracing::warn!("leave failed: {e}");
+    let left = match stop {
+        Stop::Leave => {
+            tracing::info!(timeout = ?live.cfg.leave_timeout, "signal received: leaving the cluster");
+            leaving.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Err(e) = node.leave(live.cfg.leave_timeout).await {
+                tracing::warn!("leave failed: {e}");
+            }
+            true
         }
+        Stop::Terminate => {
+            tracing::info!(
+                "SIGTERM: stopping without leaving (leave_on_terminate = false): the others see this member fail until it restarts"
+            );
+            leaving.store(true, std::sync::atomic::Ordering::Relaxed);
+            false
+        }
+        Stop::Api => true,
+    };
+    finish(&node, live.cfg.snapshot.as_deref(), left).await;
+    if let Some(h) = live.handler.take() {
+        h.abort();
     }
-    finish(&node, cfg.snapshot.as_deref()).await;
     for t in tasks {
         t.abort();
     }
-    tracing::info!("left the cluster; bye");
+    if left {
+        tracing::info!("left the cluster; bye");
+    } else {
+        tracing::info!("stopped; bye");
+    }
     Ok(())
 }
 
-async fn finish(node: &SharedCluster, snapshot: Option<&Path>) {
+async fn finish(node: &SharedCluster, snapshot: Option<&Path>, left: bool) {
     if let Some(p) = snapshot {
-        if let Some(snap) = Snapshot::of(node, true).await {
+        if let Some(snap) = Snapshot::of(node, left).await {
             if let Err(e) = snap.store(p) {
                 tracing::warn!("{e:#}");
             }

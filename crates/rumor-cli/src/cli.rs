@@ -65,7 +65,7 @@ pub struct SimArgs {
 ///
 /// Precedence, highest first: command-line flags, then `RUMOR_*`
 /// environment variables, then the `--config` file, then the defaults.
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Default, Clone, Args)]
 #[command(
     after_help = "Precedence: flags > RUMOR_* environment variables > --config file > defaults.\n\
 See docs/agent.md for every key."
@@ -87,6 +87,29 @@ pub struct AgentArgs {
     /// comma-separated or repeated.
     #[arg(long, env = "RUMOR_JOIN", value_delimiter = ',')]
     pub join: Vec<String>,
+    /// Seeds retried in the background until one answers (the agent runs
+    /// meanwhile, not ready); names are resolved again on every attempt;
+    /// comma-separated or repeated.
+    #[arg(long, env = "RUMOR_RETRY_JOIN", value_delimiter = ',')]
+    pub retry_join: Vec<String>,
+    /// Time between two --retry-join attempts, e.g. `30s` [default: 30s].
+    #[arg(long, env = "RUMOR_RETRY_INTERVAL")]
+    pub retry_interval: Option<String>,
+    /// --retry-join attempts before the agent exits 1; 0 retries forever [default: 0].
+    #[arg(long, env = "RUMOR_RETRY_MAX")]
+    pub retry_max: Option<u32>,
+    /// Rejoin the snapshot's members even if the agent left gracefully last
+    /// time (config: rejoin_after_leave).
+    #[arg(long, env = "RUMOR_REJOIN")]
+    pub rejoin: bool,
+    /// On SIGTERM, leave gracefully (true) or stop at once so the others see
+    /// a failure that a restart refutes (false) [default: true].
+    #[arg(long, env = "RUMOR_LEAVE_ON_TERMINATE", value_name = "BOOL")]
+    pub leave_on_terminate: Option<bool>,
+    /// Log level: trace, debug, info, warn, error or off [default: info];
+    /// RUMOR_LOG, an EnvFilter directive, wins when set.
+    #[arg(long, env = "RUMOR_LOG_LEVEL")]
+    pub log_level: Option<String>,
     /// A tag `key=value`; repeatable (env: comma-separated).
     #[arg(long = "tag", env = "RUMOR_TAGS", value_delimiter = ',')]
     pub tags: Vec<String>,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use rumor_core::{Profile, Tags};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cli::{parse_tag, AgentArgs};
 
@@ -26,6 +26,10 @@ pub const DEFAULT_PORT: u16 = 7946;
 pub const DEFAULT_LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default number of events waiting for the event handler.
 pub const DEFAULT_EVENT_HANDLER_BACKLOG: usize = 1024;
+/// Default time between two `retry_join` attempts (Serf's).
+pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(30);
+/// Default log level.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
 
 /// The `--config` file. Every key is optional; unknown keys are errors.
 #[derive(Debug, Default, Deserialize)]
@@ -39,8 +43,20 @@ pub struct FileConfig {
     pub advertise: Option<String>,
     /// HTTP API address.
     pub http: Option<String>,
-    /// Seeds.
+    /// Seeds; failing to reach every one at start is fatal.
     pub join: Option<Vec<String>>,
+    /// Seeds retried in the background until one answers.
+    pub retry_join: Option<Vec<String>>,
+    /// Time between two `retry_join` attempts, e.g. "30s".
+    pub retry_interval: Option<String>,
+    /// Attempts of `retry_join` before the agent gives up (0: forever).
+    pub retry_max: Option<u32>,
+    /// Rejoin the snapshot's members even after a graceful leave.
+    pub rejoin_after_leave: Option<bool>,
+    /// Leave gracefully on SIGTERM (else exit as if crashed).
+    pub leave_on_terminate: Option<bool>,
+    /// Log level.
+    pub log_level: Option<String>,
     /// Tags.
     pub tags: Option<BTreeMap<String, String>>,
     /// Profile name.
@@ -73,7 +89,7 @@ pub struct FileConfig {
 
 /// The `[limits]` table: bounds on what peers can make the agent hold
 /// (`rumor_core::Limits`; defaults fit a 10,000-member LAN cluster).
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     /// Members held, tombstones included.
@@ -134,7 +150,7 @@ impl LimitOverrides {
 
 /// The `[protocol]` table: protocol settings that replace the profile's.
 /// Durations are strings like `"500ms"` or `"2s"`.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProtocolOverrides {
     /// Time between two probes.
@@ -282,8 +298,20 @@ pub struct AgentConfig {
     pub advertise: Option<SocketAddr>,
     /// HTTP API address.
     pub http: SocketAddr,
-    /// Seeds, unresolved.
+    /// Seeds, unresolved; failing to reach every one at start is fatal.
     pub join: Vec<String>,
+    /// Seeds, unresolved, retried in the background until one answers.
+    pub retry_join: Vec<String>,
+    /// Time between two `retry_join` attempts.
+    pub retry_interval: Duration,
+    /// Attempts of `retry_join` before the agent exits 1 (0: forever).
+    pub retry_max: u32,
+    /// Rejoin the snapshot's members even if the snapshot says the agent left.
+    pub rejoin_after_leave: bool,
+    /// SIGTERM leaves gracefully (`true`) or stops at once, as a crash (`false`).
+    pub leave_on_terminate: bool,
+    /// Log level (`RUMOR_LOG`, if set, wins).
+    pub log_level: String,
     /// Tags.
     pub tags: Tags,
 
@@ -313,6 +341,10 @@ pub struct AgentConfig {
     pub protocol: rumor_core::Config,
     /// Stream limits from `[limits]`.
     pub streams: crate::cluster::StreamLimits,
+    /// The `[protocol]` table as given (for the start line and reloads).
+    pub protocol_overrides: ProtocolOverrides,
+    /// The `[limits]` table as given (for the start line and reloads).
+    pub limit_overrides: LimitOverrides,
 }
 
 impl AgentConfig {
@@ -362,6 +394,35 @@ impl AgentConfig {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
+        let clean = |v: Vec<String>| -> Vec<String> {
+            v.into_iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let retry_join = clean(if args.retry_join.is_empty() {
+            file.retry_join.unwrap_or_default()
+        } else {
+            args.retry_join.clone()
+        });
+        let retry_interval = match args
+            .retry_interval
+            .as_deref()
+            .or(file.retry_interval.as_deref())
+        {
+            Some(s) => parse_duration(s).with_context(|| format!("retry_interval {s:?}"))?,
+            None => DEFAULT_RETRY_INTERVAL,
+        };
+        if retry_interval.is_zero() {
+            bail!("retry_interval must be above 0 (e.g. \"30s\")");
+        }
+        let retry_max = args.retry_max.or(file.retry_max).unwrap_or(0);
+        let log_level = crate::logging::check_level(
+            args.log_level
+                .as_deref()
+                .or(file.log_level.as_deref())
+                .unwrap_or(DEFAULT_LOG_LEVEL),
+        )?;
         let tags = if args.tags.is_empty() {
             file.tags.unwrap_or_default()
         } else {
@@ -395,10 +456,9 @@ impl AgentConfig {
         if event_handler_backlog == 0 {
             bail!("event_handler_backlog must be at least 1");
         }
-        let protocol = file
-            .protocol
+        let protocol_overrides = file.protocol.clone().unwrap_or_default();
+        let protocol = protocol_overrides
             .clone()
-            .unwrap_or_default()
             .apply(rumor_core::Config::profile(profile))?;
         let limits = file.limits.clone().unwrap_or_default();
         let protocol = limits.apply(protocol)?;
@@ -410,11 +470,22 @@ impl AgentConfig {
         Ok(AgentConfig {
             protocol,
             streams,
+            protocol_overrides,
+            limit_overrides: limits,
             name,
             bind,
             advertise,
             http,
             join,
+            retry_join,
+            retry_interval,
+            retry_max,
+            rejoin_after_leave: args.rejoin || file.rejoin_after_leave.unwrap_or(false),
+            leave_on_terminate: args
+                .leave_on_terminate
+                .or(file.leave_on_terminate)
+                .unwrap_or(true),
+            log_level,
             tags,
             profile_name,
             keyring: args.keyring.clone().or(file.keyring),
@@ -436,6 +507,27 @@ impl AgentConfig {
             event_handler_backlog,
             leave_timeout,
         })
+    }
+}
+
+/// The keys a table sets, as `key=value` (for the start line): `"none"`
+/// when it sets none.
+pub fn set_keys<T: Serialize>(table: &T) -> String {
+    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(table) else {
+        return "none".into();
+    };
+    let set: Vec<String> = map
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    if set.is_empty() {
+        "none".into()
+    } else {
+        set.join(" ")
     }
 }
 

@@ -66,6 +66,8 @@ pub struct ApiState {
     pub leaving: Arc<std::sync::atomic::AtomicBool>,
     /// Aggregates tracked through this API (`GET /v1/aggregate/{name}`).
     pub aggregates: Arc<Mutex<BTreeSet<String>>>,
+    /// Whether the agent has joined (`/v1/health/ready`).
+    pub join: Arc<crate::retry_join::JoinState>,
 }
 
 impl ApiState {
@@ -97,6 +99,7 @@ impl ApiState {
             leave_timeout: crate::config::DEFAULT_LEAVE_TIMEOUT,
             leaving: Arc::default(),
             aggregates: Arc::default(),
+            join: crate::retry_join::JoinState::joined(),
         }
     }
 }
@@ -362,6 +365,66 @@ async fn health(State(st): State<ApiState>) -> Response {
     (code, Json(body)).into_response()
 }
 
+/// `GET /v1/health/live`: 200 while the agent process serves requests,
+/// whatever the cluster looks like (a liveness probe restarts what fails it).
+async fn health_live(State(st): State<ApiState>) -> Response {
+    let leaving = st.leaving.load(std::sync::atomic::Ordering::Relaxed);
+    let body = json!({
+        "status": "live",
+        "name": st.cluster.name(),
+        "leaving": leaving,
+    });
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+/// `GET /v1/health/ready`: 200 when the agent has joined and is not
+/// isolated, else 503 with `"status"` saying why: `leaving`, `not joined`
+/// (`"reason"`: the last join failure) or `isolated` (other members are
+/// known but none is alive).
+async fn health_ready(State(st): State<ApiState>) -> Response {
+    let stats = match st.cluster.stats().await {
+        Ok(s) => s,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let leaving = st.leaving.load(std::sync::atomic::Ordering::Relaxed);
+    let m = &stats.members;
+    // Others: every member but this one, left ones excepted (they meant to go).
+    let alive_others = m.alive.saturating_sub(1);
+    let others = alive_others + m.suspect + m.dead;
+    if alive_others > 0 {
+        st.join.set_joined();
+    }
+    let (status, reason) = if leaving {
+        ("leaving", "the agent is leaving the cluster".to_string())
+    } else if !st.join.is_joined() {
+        let why = st
+            .join
+            .reason()
+            .unwrap_or_else(|| "not joined yet".to_string());
+        ("not joined", why)
+    } else if others > 0 && alive_others == 0 {
+        (
+            "isolated",
+            format!("{others} other member(s) known, none of them alive"),
+        )
+    } else {
+        ("ready", String::new())
+    };
+    let mut body = json!({
+        "status": status,
+        "name": st.cluster.name(),
+        "awareness": stats.awareness,
+        "members": counts(&stats),
+    });
+    let code = if status == "ready" {
+        StatusCode::OK
+    } else {
+        body["reason"] = json!(reason);
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
 /// Body of `POST /v1/join`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -382,6 +445,7 @@ async fn join(
         .await
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
     let n = st.cluster.join(seeds).await?;
+    st.join.set_joined();
     Ok(Json(json!({ "joined": n })))
 }
 
@@ -922,6 +986,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/members/{name}", get(member))
         .route("/v1/self", get(self_info))
         .route("/v1/health", get(health))
+        .route("/v1/health/live", get(health_live))
+        .route("/v1/health/ready", get(health_ready))
         .route("/v1/join", axum::routing::post(join))
         .route("/v1/leave", axum::routing::post(leave))
         .route("/v1/tags", axum::routing::put(put_tags))

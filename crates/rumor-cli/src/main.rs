@@ -6,7 +6,9 @@
 //! and its merge, [`cluster`] the boundary to the node, [`agent`] the agent
 //! runtime, [`http`] the API, [`http_access`] who may use it, [`dashboard`] the web page, [`metrics`] the
 //! Prometheus exporter, [`client`] the client commands, [`demo`] the demo,
-//! [`event_handler`] the `--event-handler` runner, [`snapshot`] the snapshot file.
+//! [`event_handler`] the `--event-handler` runner, [`snapshot`] the snapshot file,
+//! [`logging`] the log setup, [`retry_join`] joining in the background,
+//! [`join_hint`] join errors explained, [`reload`] SIGHUP.
 
 mod agent;
 mod cli;
@@ -18,8 +20,12 @@ mod demo;
 mod event_handler;
 mod http;
 mod http_access;
+mod join_hint;
 mod kv_context;
+mod logging;
 mod metrics;
+mod reload;
+mod retry_join;
 mod snapshot;
 
 use std::process::ExitCode;

@@ -3,8 +3,10 @@
 //!
 //! It is JSON, written atomically (temporary file, then rename) whenever
 //! membership changes, at most once a second, and at shutdown. After a
-//! graceful leave it records `left: true`, and the next start does not
-//! rejoin by itself (a node that left meant to go).
+//! graceful leave it records `left: true`, and the next start rejoins only
+//! with `rejoin_after_leave` (`--rejoin`): without it, a node that left
+//! meant to go. A stop without a leave (`leave_on_terminate = false`)
+//! records `left: false`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -84,9 +86,10 @@ impl Snapshot {
         })
     }
 
-    /// The addresses to rejoin, unless the agent left.
-    pub fn rejoin_addrs(&self) -> Vec<SocketAddr> {
-        if self.left {
+    /// The addresses to rejoin: none if the agent left, unless
+    /// `rejoin_after_leave`.
+    pub fn rejoin_addrs(&self, rejoin_after_leave: bool) -> Vec<SocketAddr> {
+        if self.left && !rejoin_after_leave {
             return Vec::new();
         }
         self.members.iter().map(|m| m.addr).collect()
@@ -140,9 +143,10 @@ mod tests {
         };
         s.store(&path).unwrap();
         assert_eq!(Snapshot::load(&path).unwrap(), Some(s.clone()));
-        assert_eq!(s.rejoin_addrs().len(), 1);
+        assert_eq!(s.rejoin_addrs(false).len(), 1);
         let left = Snapshot { left: true, ..s };
-        assert!(left.rejoin_addrs().is_empty());
+        assert!(left.rejoin_addrs(false).is_empty());
+        assert_eq!(left.rejoin_addrs(true).len(), 1, "--rejoin");
         std::fs::write(&path, "{").unwrap();
         assert!(Snapshot::load(&path).is_err());
         let _ = std::fs::remove_dir_all(dir);

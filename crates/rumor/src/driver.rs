@@ -34,7 +34,7 @@ pub(crate) enum Command {
     Stats(oneshot::Sender<Stats>),
     SetTags(Tags, oneshot::Sender<Result<(), rumor_core::Error>>),
     /// Join through these addresses; answers (seeds tried, seeds that answered).
-    Join(Vec<SocketAddr>, oneshot::Sender<(usize, usize)>),
+    Join(Vec<SocketAddr>, oneshot::Sender<JoinTally>),
     Leave(oneshot::Sender<()>),
     /// Whether another live member holds this node's name, and whether a
     /// check of that is still waiting for its answer.
@@ -86,8 +86,15 @@ struct PendingJoin {
     pending: HashSet<SocketAddr>,
     tried: usize,
     answered: usize,
-    reply: oneshot::Sender<(usize, usize)>,
+    /// Seeds that accepted the connection but did not authenticate it.
+    unauthenticated: usize,
+    reply: oneshot::Sender<JoinTally>,
 }
+
+/// How a join went: seed addresses tried, those that answered, and those
+/// that accepted the connection but closed it unanswered or sent a reply
+/// that could not be authenticated (wrong key or label, or stream limits).
+pub(crate) type JoinTally = (usize, usize, usize);
 
 /// Everything the driver task owns.
 pub(crate) struct Driver<T: Transport> {
@@ -262,7 +269,7 @@ impl<T: Transport> Driver<T> {
                 let pending: HashSet<SocketAddr> =
                     addrs.into_iter().filter(|a| *a != own).collect();
                 if pending.is_empty() {
-                    let _ = tx.send((0, 0));
+                    let _ = tx.send((0, 0, 0));
                     return;
                 }
                 let list: Vec<SocketAddr> = pending.iter().copied().collect();
@@ -273,6 +280,7 @@ impl<T: Transport> Driver<T> {
                     tried: pending.len(),
                     pending,
                     answered: 0,
+                    unauthenticated: 0,
                     reply: tx,
                 });
             }
@@ -388,7 +396,7 @@ impl<T: Transport> Driver<T> {
         let Ok(permit) = st.outbound.clone().try_acquire_owned() else {
             Counters::inc(&self.counters.streams_rejected_busy);
             tracing::debug!(node = %self.name, %to, "too many streams: request dropped");
-            self.join_outcome(st, to, false);
+            self.join_outcome(st, to, false, false);
             return;
         };
         st.tasks.spawn(tcp::request::<T>(
@@ -407,20 +415,25 @@ impl<T: Transport> Driver<T> {
                 let answer = self.core.handle_stream(now, from, &msg);
                 let _ = reply.send(answer);
             }
-            FromStream::Reply { to, msg } => {
+            FromStream::Reply {
+                to,
+                msg,
+                unauthenticated,
+            } => {
                 let ok = msg.is_some();
                 if let Some(msg) = msg {
                     let _ = self.core.handle_stream(now, to, &msg);
                 }
-                self.join_outcome(st, to, ok);
+                self.join_outcome(st, to, ok, unauthenticated);
             }
         }
     }
 
-    fn join_outcome(&mut self, st: &mut Running, addr: SocketAddr, ok: bool) {
+    fn join_outcome(&mut self, st: &mut Running, addr: SocketAddr, ok: bool, unauth: bool) {
         for j in st.joins.iter_mut() {
-            if j.pending.remove(&addr) && ok {
-                j.answered += 1;
+            if j.pending.remove(&addr) {
+                j.answered += usize::from(ok);
+                j.unauthenticated += usize::from(unauth);
             }
         }
         let (done, waiting) = std::mem::take(&mut st.joins)
@@ -428,7 +441,7 @@ impl<T: Transport> Driver<T> {
             .partition::<Vec<_>, _>(|j| j.pending.is_empty());
         st.joins = waiting;
         for j in done {
-            let _ = j.reply.send((j.tried, j.answered));
+            let _ = j.reply.send((j.tried, j.answered, j.unauthenticated));
         }
     }
 

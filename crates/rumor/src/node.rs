@@ -276,7 +276,8 @@ impl Node {
             attempts += 1;
             let (addrs, mut problems) = seeds::resolve_with(&seeds, &self.dns_servers).await;
             if !addrs.is_empty() {
-                let (tried, answered) = self.ask(|tx| Command::Join(addrs, tx)).await?;
+                let (tried, answered, unauthenticated) =
+                    self.ask(|tx| Command::Join(addrs, tx)).await?;
                 if tried == 0 {
                     return Ok(0);
                 }
@@ -285,7 +286,17 @@ impl Node {
                     tracing::debug!(node = %self.name, answered, "joined");
                     return Ok(answered);
                 }
-                problems.push(format!("{tried} seed address(es) did not answer"));
+                if unauthenticated > 0 {
+                    problems.push(format!(
+                        "{unauthenticated} seed address(es) answered but could not be authenticated (they closed the connection unanswered, or their reply failed the key or label check): check the keyring and the label"
+                    ));
+                }
+                if tried > unauthenticated {
+                    problems.push(format!(
+                        "{} seed address(es) did not answer",
+                        tried - unauthenticated
+                    ));
+                }
             }
             if tokio::time::Instant::now() + backoff > deadline {
                 return Err(Error::JoinFailed {

@@ -45,6 +45,12 @@ async fn a_node_with_the_wrong_key_is_refused() {
         .await
         .expect_err("wrong key must not join");
     assert!(matches!(err, rumor::Error::JoinFailed { .. }), "{err}");
+    // The joining side can tell the seed was there but refused it.
+    assert!(
+        err.to_string()
+            .contains("answered but could not be authenticated"),
+        "{err}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     for n in &nodes {
         let listed = n.members().await.expect("members");
@@ -190,6 +196,18 @@ async fn clusters_with_different_labels_stay_apart() {
         .await
         .expect_err("green cannot join blue");
     assert!(matches!(err, rumor::Error::JoinFailed { .. }));
+    assert!(
+        err.to_string()
+            .contains("answered but could not be authenticated"),
+        "{err}"
+    );
+    // A seed address where nothing listens is silence, not a refusal.
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let err = green1.join([nobody]).await.expect_err("nobody there");
+    assert!(err.to_string().contains("did not answer"), "{err}");
+    assert!(!err.to_string().contains("authenticated"), "{err}");
     // An explicit join across labels fails too, in both directions.
     assert!(green1.join([blue2.advertise_addr()]).await.is_err());
     assert!(blue2.join([green1.advertise_addr()]).await.is_err());

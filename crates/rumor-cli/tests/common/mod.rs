@@ -137,8 +137,9 @@ impl AgentBuilder {
             .args(profile)
             .args(["--bind", &gossip.to_string(), "--http", &http.to_string()])
             .args(&self.args)
-            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            // The test's own variables win (RUMOR_LOG included).
             .env("RUMOR_LOG", "info")
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err)

@@ -66,10 +66,14 @@ pub(crate) enum FromStream {
         reply: oneshot::Sender<Option<Vec<u8>>>,
     },
     /// The outcome of a request this node sent to `to`: the reply, or
-    /// `None` if the exchange failed.
+    /// `None` if the exchange failed. `unauthenticated`: the peer accepted
+    /// the connection but closed it without a reply (what a node does to a
+    /// request it cannot authenticate, or one over its stream limits), or
+    /// its reply could not be authenticated here.
     Reply {
         to: SocketAddr,
         msg: Option<Vec<u8>>,
+        unauthenticated: bool,
     },
 }
 
@@ -413,15 +417,27 @@ pub(crate) async fn request<T: Transport>(
     if let Some(conn) = &conn {
         ctx.account(conn);
     }
-    let reply = match result {
-        Ok(reply) => Some(reply),
+    let connected_unanswered = conn.as_ref().is_some_and(|c| c.read == 0);
+    let (reply, unauthenticated) = match result {
+        Ok(reply) => (Some(reply), false),
         Err(f) => {
             ctx.count(&f);
             tracing::debug!(%to, failure = %f, "outgoing stream failed");
-            None
+            let unauthenticated = match f {
+                Failure::Io(_) => connected_unanswered,
+                Failure::Unauthenticated(_) | Failure::Reject(_) | Failure::BadHeader => true,
+                _ => false,
+            };
+            (None, unauthenticated)
         }
     };
-    let _ = driver.send(FromStream::Reply { to, msg: reply }).await;
+    let _ = driver
+        .send(FromStream::Reply {
+            to,
+            msg: reply,
+            unauthenticated,
+        })
+        .await;
 }
 
 #[cfg(test)]
