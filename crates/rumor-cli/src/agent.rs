@@ -159,6 +159,16 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     state.read_token = cfg.http_read_token.as_deref().map(Arc::from);
     state.on_leave = Some(leave_tx);
     state.leave_timeout = cfg.leave_timeout;
+    state.facts = Arc::new(http::AgentFacts {
+        profile: Some(cfg.profile_name.clone()),
+        label: cfg.label.clone(),
+        bind: Some(cfg.bind.to_string()),
+        http: Some(http_addr.to_string()),
+        event_handlers: cfg.event_handler.len(),
+        event_handler_backlog: Some(cfg.event_handler_options.backlog),
+        event_handler_timeout_ms: Some(cfg.event_handler_options.timeout.as_millis() as u64),
+        leave_timeout_ms: Some(cfg.leave_timeout.as_millis() as u64),
+    });
     let leaving = state.leaving.clone();
     let mut tasks = vec![tokio::spawn(async move {
         if let Err(e) = http::serve(http_listener, http::router(state)).await {
@@ -168,13 +178,11 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     if let Some(p) = cfg.snapshot.clone() {
         tasks.push(tokio::spawn(crate::snapshot::keep(node.clone(), p)));
     }
-    if let Some(cmd) = cfg.event_handler.clone() {
-        tasks.push(tokio::spawn(crate::event_handler::run(
-            node.clone(),
-            cmd,
-            cfg.event_handler_backlog,
-        )));
-    }
+    let _handlers = crate::event_handler::spawn_all(
+        node.clone(),
+        cfg.event_handler.clone(),
+        cfg.event_handler_options,
+    );
 
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;

@@ -6,7 +6,8 @@
 //! and its merge, [`cluster`] the boundary to the node, [`agent`] the agent
 //! runtime, [`http`] the API, [`http_access`] who may use it, [`dashboard`] the web page, [`metrics`] the
 //! Prometheus exporter, [`client`] the client commands, [`demo`] the demo,
-//! [`event_handler`] the `--event-handler` runner, [`snapshot`] the snapshot file.
+//! [`event_handler`] the `--event-handler` runner, [`info`] `/v1/info`,
+//! [`member_filter`] the `members` filters, [`snapshot`] the snapshot file.
 
 mod agent;
 mod cli;
@@ -18,7 +19,9 @@ mod demo;
 mod event_handler;
 mod http;
 mod http_access;
+mod info;
 mod kv_context;
+mod member_filter;
 mod metrics;
 mod snapshot;
 
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
             rt.block_on(demo::run(args))
         }),
         Command::Members(a) => client::members(&a),
+        Command::Info(a) => client::info(&a),
         Command::Join(a) => client::join(&a),
         Command::Leave(a) => client::leave(&a),
         Command::Event(a) => client::event(&a),
@@ -57,7 +61,12 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: the chain of causes, outermost first.
             eprintln!("rumor: {}", format!("{e:#}").replace('\n', " "));
-            ExitCode::FAILURE
+            // A usage error (as clap's own) is 2; anything else 1.
+            if e.is::<member_filter::BadFilter>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
