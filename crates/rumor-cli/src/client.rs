@@ -206,10 +206,7 @@ pub fn members(args: &MembersArgs) -> Result<()> {
     let mut path = "/v1/members".to_string();
     if let Some(s) = &args.status {
         if !matches!(s.as_str(), "alive" | "suspect" | "dead" | "failed" | "left") {
-            return Err(crate::member_filter::BadFilter(format!(
-                "unknown status {s:?}: expected alive, suspect, dead or left"
-            ))
-            .into());
+            bail!("unknown status {s:?}: expected alive, suspect, dead or left");
         }
         path.push_str(&format!("?status={s}"));
     }
