@@ -281,7 +281,7 @@ pub fn info_text(v: &Value) -> String {
                 .join(",")
         })
         .unwrap_or_default();
-    let mut rows: Vec<Vec<String>> = [
+    let rows: Vec<Vec<String>> = [
         ("name", s(&v["name"])),
         ("addr", s(&v["addr"])),
         ("bind", s(&v["bind"])),
@@ -311,13 +311,16 @@ pub fn info_text(v: &Value) -> String {
     .into_iter()
     .map(|(k, x)| vec![format!("{k}:"), x])
     .collect();
+    let mut out = table(&rows);
     if let Some(stats) = v["stats"].as_object() {
-        rows.push(vec!["stats:".into(), String::new()]);
-        for (k, x) in stats {
-            rows.push(vec![format!("  {k}"), s(x)]);
-        }
+        out.push_str("stats:\n");
+        let rows: Vec<Vec<String>> = stats
+            .iter()
+            .map(|(k, x)| vec![format!("  {k}"), s(x)])
+            .collect();
+        out.push_str(&table(&rows));
     }
-    table(&rows)
+    out
 }
 
 /// The value `rumor kv put` writes from standard input: without one

@@ -25,8 +25,9 @@
 //! that joins while that list is read may be told twice.
 //!
 //! Each run's exit status, duration and output (the first
-//! [`OUTPUT_LIMIT`] bytes of stdout and of stderr) are logged: INFO when it
-//! exits 0, WARN otherwise. A run longer than the timeout
+//! [`OUTPUT_LIMIT`] bytes of stdout and of stderr) are logged: WARN when it
+//! exits non-zero, INFO when it exits 0 with output, DEBUG when it exits 0
+//! silently. A run longer than the timeout
 //! (`--event-handler-timeout`, default [`DEFAULT_TIMEOUT`]) is killed,
 //! logged at WARN and counted in [`SLOW_METRIC`]. Events wait in a
 //! bounded backlog per handler (`--event-handler-backlog`, default
@@ -439,7 +440,11 @@ async fn run_one(
         Ok((out, err, Ok(status))) => {
             let ms = started.elapsed().as_millis() as u64;
             let (stdout, stderr) = (output_text(&out), output_text(&err));
-            if status.success() {
+            if status.success() && stdout.is_empty() && stderr.is_empty() {
+                // A silent success: one per event and member adds up (the
+                // replay alone is one per member), so only at DEBUG.
+                tracing::debug!(event = what, duration_ms = ms, %status, "event handler ran");
+            } else if status.success() {
                 tracing::info!(event = what, duration_ms = ms, %status, stdout, stderr, "event handler ran");
             } else {
                 tracing::warn!(event = what, duration_ms = ms, %status, stdout, stderr, "event handler failed: {status}");
