@@ -22,7 +22,6 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::cli::AgentArgs;
 use crate::cluster::{self, normalize_key, resolve_seeds, NodeSettings, SharedCluster};
@@ -35,16 +34,6 @@ use crate::snapshot::Snapshot;
 /// (an `EnvFilter` directive), else `default` (see [`crate::logging`]).
 pub fn init_logging(json: bool, default: &str) {
     crate::logging::init(json, default);
-}
-
-/// Start the event handler `command` on `cluster`. The one call site of
-/// `event_handler::run`, used at start and by a SIGHUP reload.
-pub fn start_event_handler(
-    cluster: &SharedCluster,
-    command: String,
-    backlog: usize,
-) -> JoinHandle<()> {
-    tokio::spawn(crate::event_handler::run(cluster.clone(), command, backlog))
 }
 
 /// Read a keyring file: hex keys, one a line (`#` comments and blank lines
@@ -124,7 +113,7 @@ fn log_start(cfg: &AgentConfig, node: &SharedCluster, http: std::net::SocketAddr
         rejoin_after_leave = cfg.rejoin_after_leave,
         leave_on_terminate = cfg.leave_on_terminate,
         snapshot = %cfg.snapshot.as_ref().map_or("none".into(), |p| p.display().to_string()),
-        event_handler = cfg.event_handler.as_deref().unwrap_or("none"),
+        event_handlers = %crate::event_handler::describe(&cfg.event_handler),
         protocol_overrides = %set_keys(&cfg.protocol_overrides),
         limits = %set_keys(&cfg.limit_overrides),
         log_level = %cfg.log_level,
@@ -251,6 +240,16 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     state.on_leave = Some(leave_tx);
     state.leave_timeout = cfg.leave_timeout;
     state.join = join_state.clone();
+    state.facts = Arc::new(http::AgentFacts {
+        profile: Some(cfg.profile_name.clone()),
+        label: cfg.label.clone(),
+        bind: Some(cfg.bind.to_string()),
+        http: Some(http_addr.to_string()),
+        event_handlers: cfg.event_handler.len(),
+        event_handler_backlog: Some(cfg.event_handler_options.backlog),
+        event_handler_timeout_ms: Some(cfg.event_handler_options.timeout.as_millis() as u64),
+        leave_timeout_ms: Some(cfg.leave_timeout.as_millis() as u64),
+    });
     let leaving = state.leaving.clone();
     tasks.push(tokio::spawn(async move {
         if let Err(e) = http::serve(http_listener, http::router(state)).await {
@@ -270,15 +269,16 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             }
         }));
     }
-    let handler = cfg
-        .event_handler
-        .clone()
-        .map(|cmd| start_event_handler(&node, cmd, cfg.event_handler_backlog));
+    let handlers = crate::event_handler::spawn_all(
+        node.clone(),
+        cfg.event_handler.clone(),
+        cfg.event_handler_options,
+    );
     let mut live = crate::reload::Live {
         cluster: node.clone(),
         args,
         cfg,
-        handler,
+        handlers,
     };
 
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -326,9 +326,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         Stop::Api => true,
     };
     finish(&node, live.cfg.snapshot.as_deref(), left).await;
-    if let Some(h) = live.handler.take() {
-        h.abort();
-    }
+    live.handlers.stop();
     for t in tasks {
         t.abort();
     }

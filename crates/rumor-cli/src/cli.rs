@@ -27,6 +27,8 @@ pub enum Command {
     Agent(Box<AgentArgs>),
     /// List the members the local agent knows.
     Members(MembersArgs),
+    /// Show the local agent: name, addresses, profile, members, encryption, stats.
+    Info(InfoArgs),
     /// Ask the local agent to join a cluster through the given addresses.
     Join(JoinArgs),
     /// Ask the local agent to leave the cluster gracefully and exit.
@@ -144,15 +146,21 @@ pub struct AgentArgs {
     /// agent rejoins them without --join.
     #[arg(long, env = "RUMOR_SNAPSHOT")]
     pub snapshot: Option<PathBuf>,
-    /// Program run (through `sh -c`) for each membership event (RUMOR_EVENT and
-    /// RUMOR_MEMBER_* variables name it) and each user event (RUMOR_EVENT=user,
-    /// RUMOR_USER_EVENT, payload on stdin).
+    /// `[FILTER=]CMD`: program run (through `sh -c`) for each membership
+    /// event (RUMOR_EVENT and RUMOR_MEMBER_* variables name it) and each user
+    /// event (RUMOR_EVENT=user, RUMOR_USER_EVENT, payload on stdin); FILTER is
+    /// comma-separated member-join, member-leave, member-failed, ..., user,
+    /// user:NAME, query:NAME (docs/agent.md); repeatable.
     #[arg(long, env = "RUMOR_EVENT_HANDLER")]
-    pub event_handler: Option<String>,
+    pub event_handler: Vec<String>,
     /// Events waiting for the event handler before new ones are dropped
     /// (counted in rumor_event_handler_dropped_total) [default: 1024].
     #[arg(long, env = "RUMOR_EVENT_HANDLER_BACKLOG")]
     pub event_handler_backlog: Option<usize>,
+    /// Longest one event handler run may take before it is killed and
+    /// counted in rumor_event_handler_slow_total, e.g. `30s` [default: 30s].
+    #[arg(long, env = "RUMOR_EVENT_HANDLER_TIMEOUT")]
+    pub event_handler_timeout: Option<String>,
     /// Longest a graceful leave may take on SIGINT/SIGTERM, e.g. `5s` [default: 5s].
     #[arg(long, env = "RUMOR_LEAVE_TIMEOUT")]
     pub leave_timeout: Option<String>,
@@ -182,9 +190,27 @@ pub struct MembersArgs {
     /// Only members in this status: alive, suspect, dead or left.
     #[arg(long)]
     pub status: Option<String>,
-    /// Only members with this tag `key=value`; repeatable (all must match).
-    #[arg(long = "tag")]
+    /// Only members whose name matches this regular expression (the whole name).
+    #[arg(long, value_name = "REGEX")]
+    pub name: Option<String>,
+    /// Only members with tag KEY whose value matches REGEX (the whole
+    /// value); repeatable (all must match).
+    #[arg(long = "tag", value_name = "KEY=REGEX")]
     pub tags: Vec<String>,
+    /// Show addresses, incarnation, protocol versions, state keys and tags.
+    #[arg(long)]
+    pub detailed: bool,
+}
+
+/// `rumor info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print JSON (as `GET /v1/info` answers).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `rumor join`.
@@ -257,8 +283,12 @@ pub struct KvPutArgs {
     pub client: ClientArgs,
     /// The key.
     pub key: String,
-    /// The value (text); read from standard input when omitted.
+    /// The value (text); read from standard input when omitted, less one
+    /// trailing newline (as `$(...)` in a shell strips it) unless --raw.
     pub value: Option<String>,
+    /// Keep standard input byte for byte (a trailing newline included).
+    #[arg(long)]
+    pub raw: bool,
     /// Causal context of a siblings-mode key, as `rumor kv get --json`
     /// shows it: the write replaces the siblings that context covers.
     #[arg(long)]

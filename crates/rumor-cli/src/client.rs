@@ -11,10 +11,11 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    parse_tag, AggArgs, ClientArgs, EventArgs, JoinArgs, KeysOp, KvOp, MembersArgs, MonitorArgs,
-    StateOp, TagsOp,
+    parse_tag, AggArgs, ClientArgs, EventArgs, InfoArgs, JoinArgs, KeysOp, KvOp, MembersArgs,
+    MonitorArgs, StateOp, TagsOp,
 };
 use crate::http::MemberJson;
+use crate::member_filter::MemberFilter;
 
 /// A connection to one agent.
 pub struct Client {
@@ -199,13 +200,9 @@ fn tags_text(tags: &std::collections::BTreeMap<String, String>) -> String {
         .join(",")
 }
 
-/// `rumor members`.
+/// `rumor members`: the agent's list, filtered here (see [`crate::member_filter`]).
 pub fn members(args: &MembersArgs) -> Result<()> {
-    let want: Vec<(String, String)> = args
-        .tags
-        .iter()
-        .map(|t| parse_tag(t).map_err(anyhow::Error::msg))
-        .collect::<Result<_>>()?;
+    let filter = MemberFilter::new(args.name.as_deref(), &args.tags)?;
     let mut path = "/v1/members".to_string();
     if let Some(s) = &args.status {
         if !matches!(s.as_str(), "alive" | "suspect" | "dead" | "failed" | "left") {
@@ -216,31 +213,127 @@ pub fn members(args: &MembersArgs) -> Result<()> {
     let v = Client::new(&args.client).get(&path)?;
     let list: Vec<MemberJson> =
         serde_json::from_value(v).map_err(|e| anyhow!("bad member list from the agent: {e}"))?;
-    let list: Vec<MemberJson> = list
-        .into_iter()
-        .filter(|m| want.iter().all(|(k, v)| m.tags.get(k) == Some(v)))
-        .collect();
+    let list: Vec<MemberJson> = list.into_iter().filter(|m| filter.matches(m)).collect();
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
         return Ok(());
     }
-    let mut rows = vec![vec![
-        "NAME".to_string(),
-        "ADDRESS".to_string(),
-        "STATUS".to_string(),
-        "TAGS".to_string(),
-    ]];
+    let mut head = vec!["NAME", "ADDRESS", "STATUS"];
+    if args.detailed {
+        head.extend(["INCARNATION", "PROTOCOL", "STATE-KEYS"]);
+    }
+    head.push("TAGS");
+    let mut rows = vec![head.into_iter().map(String::from).collect::<Vec<_>>()];
     for m in &list {
-        rows.push(vec![
-            m.name.clone(),
-            m.addr.clone(),
-            m.status.clone(),
-            tags_text(&m.tags),
-        ]);
+        let mut row = vec![m.name.clone(), m.addr.clone(), m.status.clone()];
+        if args.detailed {
+            row.push(m.incarnation.to_string());
+            row.push(
+                m.protocol
+                    .map_or("?".into(), |[lo, hi]| format!("{lo}-{hi}")),
+            );
+            row.push(m.state.len().to_string());
+        }
+        row.push(tags_text(&m.tags));
+        rows.push(row);
     }
     write!(out, "{}", table(&rows))?;
     Ok(())
+}
+
+/// `rumor info`.
+pub fn info(args: &InfoArgs) -> Result<()> {
+    let v = Client::new(&args.client).get("/v1/info")?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    write!(out, "{}", info_text(&v))?;
+    Ok(())
+}
+
+/// `GET /v1/info` for humans: `key: value` lines, then the counters.
+pub fn info_text(v: &Value) -> String {
+    let s = |x: &Value| match x {
+        Value::String(t) => t.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let m = &v["members"];
+    let e = &v["encryption"];
+    let encryption = if e["enabled"].as_bool() == Some(true) {
+        format!(
+            "on ({} key(s), primary {})",
+            s(&e["keys"]),
+            s(&e["primary"])
+        )
+    } else {
+        "off".into()
+    };
+    let tags = v["tags"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let rows: Vec<Vec<String>> = [
+        ("name", s(&v["name"])),
+        ("addr", s(&v["addr"])),
+        ("bind", s(&v["bind"])),
+        ("http", s(&v["http"])),
+        ("version", s(&v["version"])),
+        (
+            "protocol",
+            format!("{}-{}", s(&v["protocol"]["min"]), s(&v["protocol"]["max"])),
+        ),
+        ("incarnation", s(&v["incarnation"])),
+        ("profile", s(&v["profile"])),
+        (
+            "members",
+            format!(
+                "alive={} suspect={} dead={} left={}",
+                s(&m["alive"]),
+                s(&m["suspect"]),
+                s(&m["dead"]),
+                s(&m["left"])
+            ),
+        ),
+        ("awareness", s(&v["awareness"])),
+        ("encryption", encryption),
+        ("label", s(&v["label"])),
+        ("tags", tags),
+    ]
+    .into_iter()
+    .map(|(k, x)| vec![format!("{k}:"), x])
+    .collect();
+    let mut out = table(&rows);
+    if let Some(stats) = v["stats"].as_object() {
+        out.push_str("stats:\n");
+        let rows: Vec<Vec<String>> = stats
+            .iter()
+            .map(|(k, x)| vec![format!("  {k}"), s(x)])
+            .collect();
+        out.push_str(&table(&rows));
+    }
+    out
+}
+
+/// The value `rumor kv put` writes from standard input: without one
+/// trailing newline (`\n` or `\r\n`), as shell command substitution strips
+/// it, unless `raw`.
+pub fn stdin_value(mut buf: Vec<u8>, raw: bool) -> Vec<u8> {
+    if !raw && buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+    }
+    buf
 }
 
 /// `rumor join`.
@@ -349,7 +442,7 @@ pub fn kv(op: &KvOp) -> Result<()> {
                 None => {
                     let mut buf = Vec::new();
                     std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
-                    buf
+                    stdin_value(buf, a.raw)
                 }
             };
             let mut path = format!("/v1/kv/{}", encode_path(&a.key));
@@ -595,6 +688,16 @@ pub fn tags(op: &TagsOp) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_trailing_newline_is_stripped() {
+        assert_eq!(stdin_value(b"v\n".to_vec(), false), b"v");
+        assert_eq!(stdin_value(b"v\r\n".to_vec(), false), b"v");
+        assert_eq!(stdin_value(b"v\n\n".to_vec(), false), b"v\n");
+        assert_eq!(stdin_value(b"v".to_vec(), false), b"v");
+        assert_eq!(stdin_value(b"v\n".to_vec(), true), b"v\n");
+        assert_eq!(stdin_value(Vec::new(), false), b"");
+    }
 
     #[test]
     fn table_aligns() {

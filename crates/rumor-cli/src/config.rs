@@ -75,10 +75,12 @@ pub struct FileConfig {
     pub http_insecure: Option<bool>,
     /// Snapshot file.
     pub snapshot: Option<PathBuf>,
-    /// Event handler command.
-    pub event_handler: Option<String>,
+    /// Event handlers, `[FILTER=]CMD`: one string or a list.
+    pub event_handler: Option<crate::event_handler::OneOrMany>,
     /// Events waiting for the event handler before new ones are dropped.
     pub event_handler_backlog: Option<usize>,
+    /// Longest one event handler run may take, e.g. "30s".
+    pub event_handler_timeout: Option<String>,
     /// Graceful leave bound, e.g. "5s".
     pub leave_timeout: Option<String>,
     /// Overrides of the profile's protocol settings.
@@ -331,10 +333,10 @@ pub struct AgentConfig {
     pub http_insecure: bool,
     /// Snapshot file.
     pub snapshot: Option<PathBuf>,
-    /// Event handler command.
-    pub event_handler: Option<String>,
-    /// Events waiting for the event handler before new ones are dropped.
-    pub event_handler_backlog: usize,
+    /// Event handlers, parsed (filter and command).
+    pub event_handler: Vec<crate::event_handler::HandlerSpec>,
+    /// How event handlers run (backlog, timeout).
+    pub event_handler_options: crate::event_handler::HandlerOptions,
     /// Graceful leave bound.
     pub leave_timeout: Duration,
     /// The protocol configuration: the profile's, with the file's `[protocol]` overrides.
@@ -456,6 +458,23 @@ impl AgentConfig {
         if event_handler_backlog == 0 {
             bail!("event_handler_backlog must be at least 1");
         }
+        let event_handler_timeout = match args
+            .event_handler_timeout
+            .as_deref()
+            .or(file.event_handler_timeout.as_deref())
+        {
+            Some(s) => parse_duration(s).with_context(|| format!("event_handler_timeout {s:?}"))?,
+            None => crate::event_handler::DEFAULT_TIMEOUT,
+        };
+        let handler_args = if args.event_handler.is_empty() {
+            file.event_handler
+                .clone()
+                .map(|h| h.into_vec())
+                .unwrap_or_default()
+        } else {
+            args.event_handler.clone()
+        };
+        let event_handler = crate::event_handler::parse_all(&handler_args)?;
         let protocol_overrides = file.protocol.clone().unwrap_or_default();
         let protocol = protocol_overrides
             .clone()
@@ -503,8 +522,12 @@ impl AgentConfig {
                 .filter(|t| !t.is_empty()),
             http_insecure: args.http_insecure || file.http_insecure.unwrap_or(false),
             snapshot: args.snapshot.clone().or(file.snapshot),
-            event_handler: args.event_handler.clone().or(file.event_handler),
-            event_handler_backlog,
+            event_handler,
+            event_handler_options: crate::event_handler::HandlerOptions {
+                backlog: event_handler_backlog,
+                timeout: event_handler_timeout,
+                replay_members: true,
+            },
             leave_timeout,
         })
     }

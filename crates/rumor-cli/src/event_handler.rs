@@ -1,8 +1,10 @@
-//! `--event-handler`: run a program for each membership event and each user
-//! event, as Serf does.
+//! `--event-handler`: run programs for membership and user events, as
+//! Serf does.
 //!
-//! The command runs through `sh -c`, one event at a time in the order they
-//! happen, with these variables set:
+//! Each `--event-handler [FILTER=]CMD` (repeatable) is one handler; the
+//! filter ([`filter`]) picks the event types it runs for. The command runs
+//! through `sh -c`, one event at a time in the order they happen, with these
+//! variables set:
 //!
 //! | variable | value |
 //! |---|---|
@@ -17,31 +19,181 @@
 //! event name), `RUMOR_USER_LTIME` (its Lamport time), `RUMOR_USER_ORIGIN`
 //! (the sender) and the `RUMOR_SELF_*` variables; the payload, as sent, is
 //! the standard input.
-//! A handler that runs longer than [`HANDLER_TIMEOUT`] is killed. Events
-//! wait in a bounded backlog (`--event-handler-backlog`, default
+//!
+//! When a handler starts it first sees every member alive at that moment
+//! as a `member-join` (itself included), as Serf's handlers do; a member
+//! that joins while that list is read may be told twice.
+//!
+//! Each run's exit status, duration and output (the first
+//! [`OUTPUT_LIMIT`] bytes of stdout and of stderr) are logged: WARN when it
+//! exits non-zero, INFO when it exits 0 with output, DEBUG when it exits 0
+//! silently. A run longer than the timeout
+//! (`--event-handler-timeout`, default [`DEFAULT_TIMEOUT`]) is killed,
+//! logged at WARN and counted in [`SLOW_METRIC`]. Events wait in a
+//! bounded backlog per handler (`--event-handler-backlog`, default
 //! [`crate::config::DEFAULT_EVENT_HANDLER_BACKLOG`]); when events come
-//! faster than handlers finish, the excess is dropped, counted in
+//! faster than a handler finishes, the excess is dropped, counted in
 //! `rumor_event_handler_dropped_total{node,reason}` and reported by a
 //! warning at most every [`WARN_EVERY`].
+//!
+//! [`spawn_all`] starts the handlers and returns a [`Handlers`] that stops
+//! them: a configuration reload stops the old set and spawns the new one.
+
+pub mod filter;
 
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
+use rumor_core::{MemberEventKind, MemberState};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
 
 use crate::cluster::{kind_name, MemberEvent, SharedCluster, UserEvent};
+use filter::EventType;
 
-/// Longest one handler run may take.
-pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
+pub use filter::{HandlerSpec, SpecError};
+
+/// Default longest one handler run may take before it is killed.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bytes of a run's stdout, and of its stderr, kept for the log (the rest
+/// is read and dropped, so the handler never blocks on a full pipe).
+pub const OUTPUT_LIMIT: usize = 4096;
 
 /// Shortest time between two warnings about dropped events.
 pub const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// The counter of events the handler never ran for.
 pub const DROPPED_METRIC: &str = "rumor_event_handler_dropped_total";
+
+/// The counter of runs killed for taking longer than the timeout.
+pub const SLOW_METRIC: &str = "rumor_event_handler_slow_total";
+
+/// How the handlers run: shared by every handler of an agent.
+#[derive(Clone, Copy, Debug)]
+pub struct HandlerOptions {
+    /// Events waiting per handler before new ones are dropped (at least 1).
+    pub backlog: usize,
+    /// Longest one run may take; it is then killed and counted as slow.
+    pub timeout: Duration,
+    /// Tell each handler first about every member alive now, as
+    /// `member-join` (at start; a reload may turn it off).
+    pub replay_members: bool,
+}
+
+impl Default for HandlerOptions {
+    fn default() -> Self {
+        HandlerOptions {
+            backlog: crate::config::DEFAULT_EVENT_HANDLER_BACKLOG,
+            timeout: DEFAULT_TIMEOUT,
+            replay_members: true,
+        }
+    }
+}
+
+/// The config file's `event_handler`: one `[FILTER=]CMD` or a list of them.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// `event_handler = "CMD"`.
+    One(String),
+    /// `event_handler = ["member-join=a.sh", "user:deploy=b.sh"]`.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values, in order.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// The handlers as a log line shows them: `FILTER=CMD` each, comma-joined
+/// filters, `none` when there are none.
+pub fn describe(specs: &[HandlerSpec]) -> String {
+    if specs.is_empty() {
+        return "none".into();
+    }
+    let one = |spec: &HandlerSpec| {
+        let filter: Vec<String> = spec
+            .filter
+            .iter()
+            .map(|t| match t {
+                EventType::Member(name) => (*name).to_string(),
+                EventType::User(None) => "user".into(),
+                EventType::User(Some(n)) => format!("user:{n}"),
+                EventType::Query(None) => "query".into(),
+                EventType::Query(Some(n)) => format!("query:{n}"),
+            })
+            .collect();
+        format!("{}={}", filter.join(","), spec.command)
+    };
+    specs.iter().map(one).collect::<Vec<_>>().join(" ")
+}
+
+/// Parse every `--event-handler` value; the error is one line naming the bad one.
+pub fn parse_all(args: &[String]) -> Result<Vec<HandlerSpec>, SpecError> {
+    args.iter().map(|a| HandlerSpec::parse(a)).collect()
+}
+
+/// Running handlers; [`Handlers::stop`] (or dropping it) stops them and
+/// kills a run in progress.
+#[derive(Debug, Default)]
+pub struct Handlers {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Handlers {
+    /// Stop every handler now.
+    pub fn stop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Handlers {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Start one task per handler in `specs` for the events of `cluster`. Each
+/// subscribes before it returns (no event after this call is missed), then,
+/// with [`HandlerOptions::replay_members`], replays the members alive now
+/// as `member-join`. To reload: drop (or [`Handlers::stop`]) the old set,
+/// then call this with the new specs. Query-only handlers
+/// start no task here (queries are answered elsewhere).
+pub fn spawn_all(
+    cluster: SharedCluster,
+    specs: Vec<HandlerSpec>,
+    opts: HandlerOptions,
+) -> Handlers {
+    let mut tasks = Vec::new();
+    for spec in specs.into_iter().filter(HandlerSpec::wants_events) {
+        let events = cluster.subscribe();
+        let users = cluster.subscribe_user();
+        tracing::info!(
+            filter = %spec.filter_text(),
+            command = %spec.command,
+            "event handler started"
+        );
+        tasks.push(tokio::spawn(run(
+            cluster.clone(),
+            spec,
+            opts,
+            events,
+            users,
+        )));
+    }
+    Handlers { tasks }
+}
 
 /// Events dropped before reaching the handler: counted at once, warned
 /// about at most every [`WARN_EVERY`] with the number since the last warning.
@@ -57,6 +209,10 @@ impl Drops {
         metrics::describe_counter!(
             DROPPED_METRIC,
             "Events the event handler never ran for: its backlog was full (backlog_full) or the node's event channel overran (lagged)."
+        );
+        metrics::describe_counter!(
+            SLOW_METRIC,
+            "Event handler runs killed for running longer than the event handler timeout."
         );
         Drops {
             node: node.to_string(),
@@ -141,6 +297,15 @@ enum Job {
     User(Arc<UserEvent>),
 }
 
+impl Job {
+    fn wanted_by(&self, spec: &HandlerSpec) -> bool {
+        match self {
+            Job::Member(ev) => spec.wants_member(ev.kind),
+            Job::User(ev) => spec.wants_user(&ev.name),
+        }
+    }
+}
+
 /// The line written to the handler's standard input.
 pub fn stdin_line(ev: &MemberEvent) -> String {
     let m = &ev.member;
@@ -154,15 +319,21 @@ pub fn stdin_line(ev: &MemberEvent) -> String {
     )
 }
 
-/// Run `command` for every event of `cluster` until the task is aborted,
-/// with at most `backlog` events waiting (at least 1).
-pub async fn run(cluster: SharedCluster, command: String, backlog: usize) {
-    let mut events = cluster.subscribe();
-    let mut users = cluster.subscribe_user();
-    let backlog = backlog.max(1);
+/// One handler: replay the alive members, then run for every wanted event
+/// until the task is aborted or the node stops.
+async fn run(
+    cluster: SharedCluster,
+    spec: HandlerSpec,
+    opts: HandlerOptions,
+    mut events: broadcast::Receiver<Arc<MemberEvent>>,
+    mut users: broadcast::Receiver<Arc<UserEvent>>,
+) {
+    let backlog = opts.backlog.max(1);
     let mut drops = Drops::new(cluster.name(), backlog);
     let (tx, mut rx) = mpsc::channel::<Job>(backlog);
     let (self_name, self_addr) = (cluster.name().to_string(), cluster.addr().to_string());
+    let command = spec.command.clone();
+    let node = self_name.clone();
     let worker = tokio::spawn(async move {
         while let Some(job) = rx.recv().await {
             let (env, stdin, what) = match &job {
@@ -177,20 +348,39 @@ pub async fn run(cluster: SharedCluster, command: String, backlog: usize) {
                     format!("user {}", ev.name),
                 ),
             };
-            run_one(&command, env, &stdin, &what).await;
+            run_one(&command, env, &stdin, &what, &node, opts.timeout).await;
         }
     });
+    if opts.replay_members && spec.wants_member(MemberEventKind::Joined) {
+        if let Ok(members) = cluster.members().await {
+            let now = std::time::SystemTime::now();
+            for m in members
+                .into_iter()
+                .filter(|m| m.state == MemberState::Alive)
+            {
+                let ev = Arc::new(MemberEvent {
+                    kind: MemberEventKind::Joined,
+                    member: m,
+                    at: now,
+                });
+                if tx.try_send(Job::Member(ev)).is_err() {
+                    drops.record(1, "backlog_full");
+                }
+            }
+        }
+    }
     loop {
         let job = tokio::select! {
             r = events.recv() => r.map(Job::Member),
             r = users.recv() => r.map(Job::User),
         };
         match job {
-            Ok(job) => {
+            Ok(job) if job.wanted_by(&spec) => {
                 if tx.try_send(job).is_err() {
                     drops.record(1, "backlog_full");
                 }
             }
+            Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(n)) => drops.record(n, "lagged"),
             Err(broadcast::error::RecvError::Closed) => break,
         }
@@ -199,35 +389,100 @@ pub async fn run(cluster: SharedCluster, command: String, backlog: usize) {
     let _ = worker.await;
 }
 
-async fn run_one(command: &str, env: Vec<(String, String)>, input: &[u8], what: &str) {
+/// Read all of `r`, keeping the first [`OUTPUT_LIMIT`] bytes; the flag says
+/// whether more came.
+async fn capture(r: Option<impl AsyncRead + Unpin>) -> (Vec<u8>, bool) {
+    let Some(mut r) = r else {
+        return (Vec::new(), false);
+    };
+    let mut kept = Vec::new();
+    let mut more = false;
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = OUTPUT_LIMIT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+                more |= n > room;
+            }
+        }
+    }
+    (kept, more)
+}
+
+/// Output as one log field: lossy UTF-8, trailing newline trimmed, `…` when cut.
+fn output_text((bytes, more): &(Vec<u8>, bool)) -> String {
+    let mut s = String::from_utf8_lossy(bytes).trim_end().to_string();
+    if *more {
+        s.push('…');
+    }
+    s
+}
+
+async fn run_one(
+    command: &str,
+    env: Vec<(String, String)>,
+    input: &[u8],
+    what: &str,
+    node: &str,
+    timeout: Duration,
+) {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(command)
         .envs(env)
         .stdin(Stdio::piped())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
+    let started = Instant::now();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!("cannot run event handler: {e}");
+            tracing::warn!(event = what, "cannot run event handler {command:?}: {e}");
             return;
         }
     };
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input).await;
-    }
-    match tokio::time::timeout(HANDLER_TIMEOUT, child.wait()).await {
-        Ok(Ok(status)) if !status.success() => {
-            tracing::warn!(event = what, "event handler exited with {status}");
+    let stdin = child.stdin.take();
+    let input = input.to_vec();
+    // Feed stdin while the output is read: a handler that writes before it
+    // reads never deadlocks against us.
+    let feed = async move {
+        if let Some(mut s) = stdin {
+            let _ = s.write_all(&input).await;
         }
-        Ok(Err(e)) => tracing::warn!("event handler failed: {e}"),
+    };
+    let out = capture(child.stdout.take());
+    let err = capture(child.stderr.take());
+    let all = async {
+        let ((), out, err, status) = tokio::join!(feed, out, err, child.wait());
+        (out, err, status)
+    };
+    let res = tokio::time::timeout(timeout, all).await;
+    match res {
+        Ok((out, err, Ok(status))) => {
+            let ms = started.elapsed().as_millis() as u64;
+            let (stdout, stderr) = (output_text(&out), output_text(&err));
+            if status.success() && stdout.is_empty() && stderr.is_empty() {
+                // A silent success: one per event and member adds up (the
+                // replay alone is one per member), so only at DEBUG.
+                tracing::debug!(event = what, duration_ms = ms, %status, "event handler ran");
+            } else if status.success() {
+                tracing::info!(event = what, duration_ms = ms, %status, stdout, stderr, "event handler ran");
+            } else {
+                tracing::warn!(event = what, duration_ms = ms, %status, stdout, stderr, "event handler failed: {status}");
+            }
+        }
+        Ok((_, _, Err(e))) => tracing::warn!(event = what, "event handler failed: {e}"),
         Err(_) => {
-            tracing::warn!("event handler ran over {HANDLER_TIMEOUT:?}: killed");
+            metrics::counter!(SLOW_METRIC, "node" => node.to_string()).increment(1);
+            tracing::warn!(
+                event = what,
+                "event handler ran over {timeout:?} (--event-handler-timeout): killed (counted in {SLOW_METRIC})"
+            );
             let _ = child.kill().await;
         }
-        _ => {}
     }
 }
 

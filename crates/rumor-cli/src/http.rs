@@ -68,6 +68,29 @@ pub struct ApiState {
     pub aggregates: Arc<Mutex<BTreeSet<String>>>,
     /// Whether the agent has joined (`/v1/health/ready`).
     pub join: Arc<crate::retry_join::JoinState>,
+    /// What `GET /v1/info` tells about the agent's settings.
+    pub facts: Arc<AgentFacts>,
+}
+
+/// The agent's settings as `GET /v1/info` shows them (no secrets).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AgentFacts {
+    /// Protocol profile name (`lan`, `wan`, `local`).
+    pub profile: Option<String>,
+    /// Cluster label.
+    pub label: Option<String>,
+    /// Gossip bind address.
+    pub bind: Option<String>,
+    /// HTTP API address.
+    pub http: Option<String>,
+    /// Number of `--event-handler`s.
+    pub event_handlers: usize,
+    /// Events waiting per handler before new ones are dropped.
+    pub event_handler_backlog: Option<usize>,
+    /// Longest one handler run may take, in ms.
+    pub event_handler_timeout_ms: Option<u64>,
+    /// Bound on a graceful leave, in ms.
+    pub leave_timeout_ms: Option<u64>,
 }
 
 impl ApiState {
@@ -100,6 +123,7 @@ impl ApiState {
             leaving: Arc::default(),
             aggregates: Arc::default(),
             join: crate::retry_join::JoinState::joined(),
+            facts: Arc::default(),
         }
     }
 }
@@ -173,9 +197,13 @@ pub struct MemberJson {
     /// The member's per-node state as this agent knows it.
     #[serde(default)]
     pub state: BTreeMap<String, String>,
+    /// Protocol versions the member speaks, `[min, max]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<[u8; 2]>,
 }
 
-fn epoch_ms(t: SystemTime) -> u64 {
+/// Milliseconds since the epoch.
+pub fn epoch_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
@@ -188,6 +216,7 @@ fn member_json(m: &Member, changed: Option<SystemTime>) -> MemberJson {
         tags: (*m.tags).clone(),
         last_change_ms: changed.map(epoch_ms),
         state: BTreeMap::new(),
+        protocol: Some([m.protocol.0, m.protocol.1]),
     }
 }
 
@@ -328,7 +357,8 @@ async fn member(Reader(st): Reader, Path(name): Path<String>) -> ApiResult<Json<
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no member named {name:?}")))
 }
 
-fn counts(stats: &Stats) -> Value {
+/// Members by status, as JSON.
+pub fn counts(stats: &Stats) -> Value {
     let m = stats.members;
     json!({ "alive": m.alive, "suspect": m.suspect, "dead": m.dead, "left": m.left })
 }
@@ -336,7 +366,14 @@ fn counts(stats: &Stats) -> Value {
 async fn self_info(Reader(st): Reader) -> ApiResult<Json<Value>> {
     let local = st.cluster.local().await?;
     let stats = st.cluster.stats().await?;
-    let mut v = serde_json::to_value(member_json(&local, None)).unwrap_or(Value::Null);
+    let mut j = member_json(&local, None);
+    j.state = st
+        .cluster
+        .states()
+        .await?
+        .remove(&*local.name)
+        .unwrap_or_default();
+    let mut v = serde_json::to_value(j).unwrap_or(Value::Null);
     if let Value::Object(o) = &mut v {
         o.insert("awareness".into(), json!(stats.awareness));
         o.insert("members".into(), counts(&stats));
@@ -985,6 +1022,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/members", get(members))
         .route("/v1/members/{name}", get(member))
         .route("/v1/self", get(self_info))
+        .route("/v1/info", get(crate::info::info))
         .route("/v1/health", get(health))
         .route("/v1/health/live", get(health_live))
         .route("/v1/health/ready", get(health_ready))

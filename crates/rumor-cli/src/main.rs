@@ -6,7 +6,8 @@
 //! and its merge, [`cluster`] the boundary to the node, [`agent`] the agent
 //! runtime, [`http`] the API, [`http_access`] who may use it, [`dashboard`] the web page, [`metrics`] the
 //! Prometheus exporter, [`client`] the client commands, [`demo`] the demo,
-//! [`event_handler`] the `--event-handler` runner, [`snapshot`] the snapshot file,
+//! [`event_handler`] the `--event-handler` runner, [`info`] `/v1/info`,
+//! [`member_filter`] the `members` filters, [`snapshot`] the snapshot file,
 //! [`logging`] the log setup, [`retry_join`] joining in the background,
 //! [`join_hint`] join errors explained, [`reload`] SIGHUP.
 
@@ -20,9 +21,11 @@ mod demo;
 mod event_handler;
 mod http;
 mod http_access;
+mod info;
 mod join_hint;
 mod kv_context;
 mod logging;
+mod member_filter;
 mod metrics;
 mod reload;
 mod retry_join;
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
             rt.block_on(demo::run(args))
         }),
         Command::Members(a) => client::members(&a),
+        Command::Info(a) => client::info(&a),
         Command::Join(a) => client::join(&a),
         Command::Leave(a) => client::leave(&a),
         Command::Event(a) => client::event(&a),
@@ -63,7 +67,12 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: the chain of causes, outermost first.
             eprintln!("rumor: {}", format!("{e:#}").replace('\n', " "));
-            ExitCode::FAILURE
+            // A usage error (as clap's own) is 2; anything else 1.
+            if e.is::<member_filter::BadFilter>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

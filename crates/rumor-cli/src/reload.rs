@@ -15,9 +15,8 @@
 use std::collections::BTreeSet;
 
 use anyhow::{bail, Result};
-use tokio::task::JoinHandle;
 
-use crate::agent::{check_http_safety, load_keyring, start_event_handler};
+use crate::agent::{check_http_safety, load_keyring};
 use crate::cli::AgentArgs;
 use crate::cluster::SharedCluster;
 use crate::config::AgentConfig;
@@ -31,8 +30,8 @@ pub struct Live {
     pub args: AgentArgs,
     /// The configuration in effect.
     pub cfg: AgentConfig,
-    /// The running event handler, if any.
-    pub handler: Option<JoinHandle<()>>,
+    /// The running event handlers.
+    pub handlers: crate::event_handler::Handlers,
 }
 
 /// Re-read and apply; errors are logged, never returned.
@@ -100,25 +99,28 @@ async fn apply_tags(live: &mut Live, cfg: &AgentConfig, changed: &mut Vec<String
 }
 
 fn apply_handler(live: &mut Live, cfg: &AgentConfig, changed: &mut Vec<String>) {
+    let (old, new) = (&live.cfg.event_handler_options, &cfg.event_handler_options);
     if cfg.event_handler == live.cfg.event_handler
-        && cfg.event_handler_backlog == live.cfg.event_handler_backlog
+        && old.backlog == new.backlog
+        && old.timeout == new.timeout
     {
         return;
     }
-    if let Some(old) = live.handler.take() {
-        old.abort();
-    }
-    live.handler = cfg
-        .event_handler
-        .as_ref()
-        .map(|cmd| start_event_handler(&live.cluster, cmd.clone(), cfg.event_handler_backlog));
+    live.handlers.stop();
+    // The members are not news to a reloaded handler: no replay.
+    let opts = crate::event_handler::HandlerOptions {
+        replay_members: false,
+        ..cfg.event_handler_options
+    };
+    live.handlers =
+        crate::event_handler::spawn_all(live.cluster.clone(), cfg.event_handler.clone(), opts);
     changed.push(format!(
-        "event handler {:?} -> {:?}",
-        live.cfg.event_handler.as_deref().unwrap_or("none"),
-        cfg.event_handler.as_deref().unwrap_or("none")
+        "event handlers [{}] -> [{}]",
+        crate::event_handler::describe(&live.cfg.event_handler),
+        crate::event_handler::describe(&cfg.event_handler)
     ));
     live.cfg.event_handler = cfg.event_handler.clone();
-    live.cfg.event_handler_backlog = cfg.event_handler_backlog;
+    live.cfg.event_handler_options = cfg.event_handler_options;
 }
 
 fn apply_log_level(live: &mut Live, cfg: &AgentConfig, changed: &mut Vec<String>) {

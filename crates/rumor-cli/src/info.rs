@@ -1,0 +1,146 @@
+//! `GET /v1/info` and `rumor info`: this agent at a glance — name,
+//! addresses, versions, profile, members by status, encryption and label,
+//! its settings, and every counter the library keeps (as `/metrics` names
+//! them, without the `node` label).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::http::{counts, key_fingerprint, ApiResult};
+use crate::http_access::Reader;
+
+/// The answer of `GET /v1/info`.
+pub async fn info(Reader(st): Reader) -> ApiResult<Json<Value>> {
+    let local = st.cluster.local().await?;
+    let stats = st.cluster.stats().await?;
+    let keys = st.cluster.keys().ok();
+    let key_count = keys.as_ref().map_or(0, |k| k.keys.len());
+    let series = match &st.metrics {
+        Some(h) => {
+            rumor::metrics::export(st.cluster.name(), &stats);
+            stats_of(
+                &crate::metrics::render(h, st.cluster.name()),
+                st.cluster.name(),
+            )
+        }
+        None => BTreeMap::new(),
+    };
+    let f = &st.facts;
+    Ok(Json(json!({
+        "name": st.cluster.name(),
+        "addr": st.cluster.addr().to_string(),
+        "bind": f.bind,
+        "http": f.http,
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol": { "min": local.protocol.0, "max": local.protocol.1 },
+        "incarnation": local.incarnation,
+        "profile": f.profile,
+        "members": counts(&stats),
+        "awareness": stats.awareness,
+        "encryption": {
+            "enabled": key_count > 0,
+            "keys": key_count,
+            "primary": keys.as_ref().and_then(|k| k.primary.as_deref()).map(key_fingerprint),
+        },
+        "label": f.label,
+        "tags": *local.tags,
+        "config": {
+            "event_handlers": f.event_handlers,
+            "event_handler_backlog": f.event_handler_backlog,
+            "event_handler_timeout_ms": f.event_handler_timeout_ms,
+            "leave_timeout_ms": f.leave_timeout_ms,
+        },
+        "stats": series,
+    })))
+}
+
+/// The series of node `node` in Prometheus text: `name` or
+/// `name{other="labels"}` → value, the `node` label taken out.
+pub fn stats_of(text: &str, node: &str) -> BTreeMap<String, Value> {
+    let own = format!(
+        "node=\"{}\"",
+        node.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    );
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        if series.starts_with("rumor_agent_info") {
+            continue;
+        }
+        let key = match series.split_once('{') {
+            None => series.to_string(),
+            Some((name, labels)) => {
+                let labels = labels.trim_end_matches('}');
+                if labels.contains("node=\"") && !labels.contains(&own) {
+                    continue;
+                }
+                let rest: Vec<&str> = split_labels(labels)
+                    .into_iter()
+                    .filter(|l| *l != own)
+                    .collect();
+                if rest.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{name}{{{}}}", rest.join(","))
+                }
+            }
+        };
+        let v = match value.parse::<u64>() {
+            Ok(n) => json!(n),
+            Err(_) => value
+                .parse::<f64>()
+                .map(|x| json!(x))
+                .unwrap_or(Value::Null),
+        };
+        out.insert(key, v);
+    }
+    out
+}
+
+/// `a="x",b="y,z"` → `["a=\"x\"", "b=\"y,z\""]` (commas inside quotes kept).
+fn split_labels(labels: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in labels.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(&labels[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < labels.len() {
+        out.push(&labels[start..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_series_without_the_node_label() {
+        let text = "# TYPE rumor_members gauge\n\
+            rumor_members{node=\"a\",state=\"alive\"} 3\n\
+            rumor_members{node=\"b\",state=\"alive\"} 9\n\
+            rumor_probes_total{node=\"a\"} 12\n\
+            rumor_agent_info{name=\"a\",version=\"1\"} 1\n\
+            rumor_x{node=\"a\",why=\"p,q\"} 0.5\n";
+        let s = stats_of(text, "a");
+        assert_eq!(s.get("rumor_members{state=\"alive\"}"), Some(&json!(3)));
+        assert_eq!(s.get("rumor_probes_total"), Some(&json!(12)));
+        assert_eq!(s.get("rumor_x{why=\"p,q\"}"), Some(&json!(0.5)));
+        assert_eq!(s.len(), 3, "{s:?}");
+    }
+}
