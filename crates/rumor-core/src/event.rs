@@ -38,6 +38,19 @@ pub enum Event {
     LeaveComplete,
     /// An application event, delivered once per node (the sender included).
     User(UserEvent),
+    /// A query, delivered once per node (the asker included). The driver
+    /// checks its filters and, if this node is selected, acks and answers
+    /// through [`crate::Node::respond_query`].
+    Query(crate::message::Query),
+    /// An ack or answer to one of this node's queries (each member's ack
+    /// and answer delivered once).
+    QueryResponse(crate::message::QueryResponse),
+    /// This node's query of Lamport time `ltime` reached its deadline: no
+    /// more answers will be delivered.
+    QueryDone {
+        /// The query's Lamport time, as [`crate::Node::query`] returned it.
+        ltime: u64,
+    },
     /// A per-node state key changed here (a local write or one learned).
     State(crate::state::Change),
     /// A replicated key changed here (a local write or one learned).

@@ -29,6 +29,7 @@ pub mod limits;
 pub mod member;
 pub mod message;
 pub mod node;
+pub mod query;
 pub mod state;
 pub mod stats;
 pub mod suspicion;
@@ -62,6 +63,9 @@ pub enum Error {
     /// A per-node state key or value breaks a limit.
     #[error("invalid state write: {0}")]
     InvalidState(String),
+    /// A query or an answer breaks a limit, or answers no query in progress.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
     /// A user event is too large, or its name is empty or too long.
     #[error("invalid user event: {0}")]
     InvalidEvent(String),

@@ -66,11 +66,14 @@ pub enum Limit {
     Aggregate,
     /// An alive claim for a live member's name from another address.
     NameHeld,
+    /// A query could not be remembered or asked: too many at once (see
+    /// [`crate::query`]).
+    Query,
 }
 
 impl Limit {
     /// Every kind, in a fixed order.
-    pub const ALL: [Limit; 8] = [
+    pub const ALL: [Limit; 9] = [
         Limit::Members,
         Limit::PendingMembers,
         Limit::Broadcasts,
@@ -79,6 +82,7 @@ impl Limit {
         Limit::Counter,
         Limit::Aggregate,
         Limit::NameHeld,
+        Limit::Query,
     ];
 
     /// A short name for logs and metric labels.
@@ -92,6 +96,7 @@ impl Limit {
             Limit::Counter => "implausible_counter",
             Limit::Aggregate => "aggregate_value",
             Limit::NameHeld => "name_held",
+            Limit::Query => "queries",
         }
     }
 

@@ -113,6 +113,66 @@ pub enum Message {
         /// Digests of every member record the sender holds.
         digest: Vec<u32>,
     },
+    /// A question gossiped to every member; those its filters select
+    /// answer straight to the asker (see [`crate::query`]).
+    Query(Query),
+    /// An ack or an answer to a [`Message::Query`], to its asker (or to a
+    /// member that relays it there).
+    QueryResponse(QueryResponse),
+}
+
+/// A query: like a user event, but the members its filters select answer it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Query {
+    /// The asker's Lamport time: with `origin`, names the query.
+    pub ltime: u64,
+    /// The asking member.
+    pub origin: Arc<str>,
+    /// Where answers go: the asker's gossip address.
+    pub origin_addr: SocketAddr,
+    /// The query's name (what it asks).
+    pub name: String,
+    /// Opaque payload.
+    pub payload: Vec<u8>,
+    /// Which members should answer (all must match; none: every member).
+    pub filters: Vec<QueryFilter>,
+    /// Whether each selected member acks on receipt, before answering.
+    pub ack: bool,
+    /// Each answer is also sent through this many other members, in case
+    /// the direct path loses it.
+    pub relay_factor: u8,
+    /// How long the asker waits for answers, in milliseconds.
+    pub timeout_ms: u32,
+}
+
+/// Which members a query selects. Patterns are regular expressions the
+/// driver evaluates (the core carries them and does not interpret them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryFilter {
+    /// The member's name matches.
+    Name(String),
+    /// The member has tag `key` with a value that matches `pattern`.
+    Tag {
+        /// The tag's name.
+        key: String,
+        /// The pattern its value must match.
+        pattern: String,
+    },
+}
+
+/// An ack or an answer to a query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryResponse {
+    /// The query's Lamport time (the asker is the receiver).
+    pub ltime: u64,
+    /// The answering member.
+    pub from: Arc<str>,
+    /// An ack (receipt) rather than an answer.
+    pub ack: bool,
+    /// The answer (empty for an ack).
+    pub payload: Vec<u8>,
+    /// Set on the copy sent through a relay: where the relay forwards it.
+    pub relay_to: Option<SocketAddr>,
 }
 
 /// The step of a state exchange between an initiator A and a peer B.
@@ -261,11 +321,15 @@ pub enum MessageType {
     KvSyncResponse = 16,
     /// [`Message::Pull`]
     Pull = 17,
+    /// [`Message::Query`]
+    Query = 18,
+    /// [`Message::QueryResponse`]
+    QueryResponse = 19,
 }
 
 impl MessageType {
     /// Every type, in code order.
-    pub const ALL: [MessageType; 17] = [
+    pub const ALL: [MessageType; 19] = [
         MessageType::Ping,
         MessageType::Ack,
         MessageType::Nack,
@@ -283,6 +347,8 @@ impl MessageType {
         MessageType::KvSyncRequest,
         MessageType::KvSyncResponse,
         MessageType::Pull,
+        MessageType::Query,
+        MessageType::QueryResponse,
     ];
 
     /// The type of a wire code, if known.
@@ -310,6 +376,8 @@ impl MessageType {
             MessageType::KvSyncRequest => "kv_sync_request",
             MessageType::KvSyncResponse => "kv_sync_response",
             MessageType::Pull => "pull",
+            MessageType::Query => "query",
+            MessageType::QueryResponse => "query_response",
         }
     }
 }
@@ -335,6 +403,8 @@ impl Message {
             Message::KvSyncRequest { .. } => MessageType::KvSyncRequest,
             Message::KvSyncResponse { .. } => MessageType::KvSyncResponse,
             Message::Pull { .. } => MessageType::Pull,
+            Message::Query(_) => MessageType::Query,
+            Message::QueryResponse(_) => MessageType::QueryResponse,
         }
     }
 }

@@ -59,6 +59,11 @@ pub struct Stats {
     pub invalid_claims: u64,
     /// Updates too large for any packet, left to anti-entropy.
     pub oversize_broadcasts: u64,
+    /// Queries from an origin not known alive at the address they name,
+    /// and answers to relay to an address that is no member's (dropped).
+    pub queries_refused: u64,
+    /// Query answers this node relayed to their asker.
+    pub query_responses_relayed: u64,
     /// Per-node state entries applied from peers.
     pub state_applied: u64,
     /// Per-node state entries not newer than known (ignored).

@@ -463,6 +463,30 @@ fn every_message_type_is_covered() {
             },
             digest: vec![7, u32::MAX],
         },
+        Message::Query(rumor_core::message::Query {
+            ltime: 9,
+            origin: "node-a".into(),
+            origin_addr: "[::1]:7946".parse().unwrap(),
+            name: "uptime".into(),
+            payload: b"?".to_vec(),
+            filters: vec![
+                rumor_core::message::QueryFilter::Name("web-.*".into()),
+                rumor_core::message::QueryFilter::Tag {
+                    key: "dc".into(),
+                    pattern: "eu|us".into(),
+                },
+            ],
+            ack: true,
+            relay_factor: 2,
+            timeout_ms: 6400,
+        }),
+        Message::QueryResponse(rumor_core::message::QueryResponse {
+            ltime: 9,
+            from: "node-b".into(),
+            ack: false,
+            payload: vec![0, 1, 2],
+            relay_to: Some("127.0.0.1:7946".parse().unwrap()),
+        }),
     ]);
     let mut kinds: Vec<MessageType> = msgs.iter().map(Message::kind).collect();
     kinds.dedup();

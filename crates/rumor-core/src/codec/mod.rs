@@ -11,6 +11,7 @@
 //! every length is checked against the bytes that remain before use.
 
 mod kv;
+mod query;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -221,6 +222,8 @@ fn decode_body(kind: MessageType, r: &mut Reader) -> Result<Message, DecodeError
             epoch: r.varint()?,
             seq: r.u32()?,
         },
+        MessageType::Query => Message::Query(r.query()?),
+        MessageType::QueryResponse => Message::QueryResponse(r.query_response()?),
         MessageType::KvRecords => Message::KvRecords(r.records()?),
         MessageType::KvSyncRequest => Message::KvSyncRequest {
             session: r.u32()?,
@@ -523,6 +526,8 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
             kv::put_sync_response(out, response);
         }
         Message::UserEvent(ev) => put_user_event(out, ev),
+        Message::Query(q) => query::put_query(out, q),
+        Message::QueryResponse(r) => query::put_query_response(out, r),
         Message::Pull { alive, digest } => {
             put_alive(out, alive);
             put_varint(out, digest.len() as u64);

@@ -11,6 +11,7 @@ mod aggregate;
 mod kv;
 mod merge;
 mod probe;
+mod query;
 mod sync;
 
 use std::cmp::Reverse;
@@ -96,6 +97,8 @@ enum Timer {
     AggregateTick,
     AggregateEpoch,
     KvSyncTick,
+    /// This node's query of this Lamport time ends.
+    QueryDeadline(u64),
 }
 
 /// What the node knows of one member besides its name.
@@ -128,6 +131,8 @@ pub struct Node {
     next_seq: u32,
     suspicions: HashMap<Arc<str>, Suspicion>,
     user_events: EventLog,
+    /// Queries seen, and this node's own in flight.
+    queries: crate::query::QueryLog,
     state: ClusterState,
     aggregates: Aggregates,
     /// The aggregation timers run (only once something is tracked).
@@ -231,6 +236,7 @@ impl Node {
             next_seq: 0,
             suspicions: HashMap::new(),
             user_events: EventLog::default(),
+            queries: crate::query::QueryLog::default(),
             tombstones: VecDeque::new(),
             broadcasts,
             timers: BinaryHeap::new(),
@@ -458,6 +464,7 @@ impl Node {
                 Timer::EagerTick => self.eager_scheduled = false,
                 Timer::PushPullTick => self.push_pull_tick(now),
                 Timer::JoinSync => self.join_sync(now),
+                Timer::QueryDeadline(ltime) => self.query_deadline(ltime),
                 Timer::ReconnectTick => self.reconnect_tick(now),
                 Timer::StateSyncTick => self.state_sync_tick(now),
                 Timer::AggregateTick => self.aggregate_tick(now),
@@ -644,6 +651,8 @@ impl Node {
             }
             Message::PushPull(pp) => self.merge_push_pull(now, &pp, from),
             Message::UserEvent(ev) => self.on_user_event(now, ev),
+            Message::Query(q) => self.on_query(now, q),
+            Message::QueryResponse(r) => self.on_query_response(now, r),
             Message::StateSync(sync) => self.on_state_sync(now, from, sync),
             Message::StateDelta(d) => self.apply_delta(now, &d, true),
             Message::Aggregate {

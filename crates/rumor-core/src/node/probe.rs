@@ -65,6 +65,7 @@ impl Node {
         self.set_timer(now + interval, Timer::ProbeTick);
         self.reap(now);
         self.expire_admissions(now);
+        self.expire_queries(now);
         if self.leaving {
             return;
         }

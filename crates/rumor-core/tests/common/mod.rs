@@ -21,6 +21,9 @@ enum Delivery {
     Unreachable(usize),
 }
 
+/// Called with (node index, node, now, event) for every event.
+pub type EventHook = Box<dyn FnMut(usize, &mut Node, Instant, &Event)>;
+
 /// A recorded member event: when, who saw it, what.
 pub struct Seen {
     pub at: Instant,
@@ -47,6 +50,11 @@ pub struct Net {
     /// A datagram to a crashed node comes back "port unreachable" (its
     /// process is gone, its host is up), as the kernel's ICMP would say.
     pub refuse_when_down: bool,
+    /// Events other than member and user events: when, to whom, which.
+    pub other_events: Vec<(Instant, usize, Event)>,
+    /// Called with every event a node reports, before its transmits are
+    /// sent (to answer queries, say).
+    pub on_event: Option<EventHook>,
     /// Datagrams from this node to a crashed one vanish without a report:
     /// they reached the socket just before its process died.
     pub unreported_from: Option<usize>,
@@ -77,6 +85,8 @@ impl Net {
             user_events: Vec::new(),
             config,
             refuse_when_down: false,
+            other_events: Vec::new(),
+            on_event: None,
             unreported_from: None,
         };
         for i in 0..n {
@@ -251,11 +261,25 @@ impl Net {
         let Some(node) = self.nodes[i].as_mut() else {
             return;
         };
+        let mut evs = Vec::new();
+        while let Some(e) = node.poll_event() {
+            evs.push(e);
+        }
+        if let Some(hook) = self.on_event.as_mut() {
+            let mut k = 0;
+            while k < evs.len() {
+                hook(i, node, now, &evs[k]);
+                while let Some(e) = node.poll_event() {
+                    evs.push(e);
+                }
+                k += 1;
+            }
+        }
         let mut out = Vec::new();
         while let Some(t) = node.poll_transmit() {
             out.push(t);
         }
-        while let Some(e) = node.poll_event() {
+        for e in evs {
             match e {
                 Event::Member { kind, member } => self.events.push(Seen {
                     at: now,
@@ -265,7 +289,7 @@ impl Net {
                     incarnation: member.incarnation,
                 }),
                 Event::User(ev) => self.user_events.push((now, i, ev)),
-                _ => {}
+                e => self.other_events.push((now, i, e)),
             }
         }
         for t in out {
