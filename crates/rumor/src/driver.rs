@@ -41,6 +41,16 @@ pub(crate) enum Command {
     NameCheck(oneshot::Sender<(Option<SocketAddr>, bool)>),
     /// Broadcast a user event (name, payload); answers its Lamport time.
     SendEvent(String, Vec<u8>, Reply<u64>),
+    /// Ask a query (name, payload, options); answers its Lamport time and
+    /// where its acks and answers will arrive.
+    Query(
+        String,
+        Vec<u8>,
+        rumor_core::query::QueryParams,
+        Reply<(u64, Duration, mpsc::Receiver<crate::QueryAnswer>)>,
+    ),
+    /// Answer the query (origin, ltime) with a payload.
+    Respond(Arc<str>, u64, Vec<u8>, Reply<()>),
     /// Set (`Some`) or delete (`None`) one of this node's state keys.
     StateWrite(String, Option<String>, Reply<()>),
     /// One member's state (`None` if unknown).
@@ -124,6 +134,8 @@ struct Running {
     leaves: Vec<oneshot::Sender<()>>,
     left: bool,
     next_export: Option<Instant>,
+    /// This node's queries in flight: where their answers go.
+    queries: std::collections::HashMap<u64, mpsc::Sender<crate::QueryAnswer>>,
 }
 
 impl<T: Transport> Driver<T> {
@@ -177,6 +189,7 @@ impl<T: Transport> Driver<T> {
             leaves: Vec::new(),
             left: false,
             next_export: self.metrics_interval.map(|i| self.origin + i),
+            queries: std::collections::HashMap::new(),
         };
         // The key space's clock needs real time: the Unix time at `origin`.
         let wall = unix_micros().saturating_sub(self.origin.elapsed().as_micros() as u64);
@@ -295,6 +308,23 @@ impl<T: Transport> Driver<T> {
             }
             Command::SendEvent(name, payload, tx) => {
                 let _ = tx.send(self.core.send_event(now, &name, &payload));
+            }
+            Command::Query(name, payload, params, tx) => {
+                let timeout = params.timeout.unwrap_or_else(|| {
+                    rumor_core::query::default_timeout(self.core.config(), self.core.num_live())
+                });
+                let asked = self.core.query(now, &name, &payload, params).map(|ltime| {
+                    let (answers, rx) = mpsc::channel(crate::query::ANSWER_BUFFER);
+                    st.queries.insert(ltime, answers);
+                    (ltime, timeout, rx)
+                });
+                let _ = tx.send(asked);
+            }
+            Command::Respond(origin, ltime, payload, tx) => {
+                let _ = tx.send(
+                    self.core
+                        .respond_query(now, &origin, ltime, false, &payload),
+                );
             }
             Command::StateWrite(key, value, tx) => {
                 let _ = tx.send(self.core.state_write(now, &key, value.as_deref()));
@@ -446,13 +476,50 @@ impl<T: Transport> Driver<T> {
     }
 
     async fn flush(&mut self, st: &mut Running) {
+        // Handling an event can make more to send (a query acked or
+        // answered here): send until both are drained.
+        loop {
+            self.send_transmits(st).await;
+            if !self.handle_events(st) {
+                break;
+            }
+        }
+    }
+
+    async fn send_transmits(&mut self, st: &mut Running) {
         while let Some(t) = self.core.poll_transmit() {
             match t.kind {
                 TransmitKind::Datagram => self.send_datagram(t.to, &t.payload).await,
                 TransmitKind::Stream => self.dial(st, t.to, t.payload),
             }
         }
+    }
+
+    /// A query this node heard: ack and deliver it (or answer a built-in)
+    /// if its filters select this node.
+    fn on_query(&mut self, q: rumor_core::message::Query) {
+        let me = self.core.local();
+        if !crate::query::selected(&q.filters, &me.name, &me.tags) {
+            return;
+        }
+        let now = self.now();
+        if q.ack {
+            let _ = self.core.respond_query(now, &q.origin, q.ltime, true, &[]);
+        }
+        if q.name == crate::query::PING {
+            let _ = self.core.respond_query(now, &q.origin, q.ltime, false, &[]);
+            return;
+        }
+        let incoming = crate::IncomingQuery::of(&q);
+        self.all_events
+            .send_with(|| Event::Query(Arc::new(incoming)));
+    }
+
+    /// Hand the core's events on; whether there were any.
+    fn handle_events(&mut self, st: &mut Running) -> bool {
+        let mut any = false;
         while let Some(ev) = self.core.poll_event() {
+            any = true;
             match ev {
                 CoreEvent::Member { kind, member } => {
                     tracing::info!(
@@ -486,6 +553,27 @@ impl<T: Transport> Driver<T> {
                 CoreEvent::NameConflict { holder } => {
                     tracing::warn!(node = %self.name, %holder, "this node's name is held by another live member");
                 }
+                CoreEvent::Query(q) => self.on_query(q),
+                CoreEvent::QueryResponse(r) => {
+                    let answer = if r.ack {
+                        crate::QueryAnswer::Ack {
+                            from: r.from.to_string(),
+                        }
+                    } else {
+                        crate::QueryAnswer::Response {
+                            from: r.from.to_string(),
+                            payload: r.payload,
+                        }
+                    };
+                    if let Some(tx) = st.queries.get(&r.ltime) {
+                        if tx.try_send(answer).is_err() {
+                            tracing::debug!(node = %self.name, ltime = r.ltime, "query answer dropped: the asker is not reading");
+                        }
+                    }
+                }
+                CoreEvent::QueryDone { ltime } => {
+                    st.queries.remove(&ltime);
+                }
                 CoreEvent::LeaveComplete => {
                     st.left = true;
                     for tx in st.leaves.drain(..) {
@@ -495,6 +583,7 @@ impl<T: Transport> Driver<T> {
                 _ => {}
             }
         }
+        any
     }
 
     async fn send_datagram(&mut self, to: SocketAddr, payload: &[u8]) {

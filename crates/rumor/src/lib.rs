@@ -88,6 +88,7 @@ pub mod keyring;
 mod lazy_channel;
 pub mod metrics;
 pub mod node;
+pub mod query;
 mod replay;
 pub mod seeds;
 pub mod transport;
@@ -102,6 +103,7 @@ pub use builder::Builder;
 pub use keyring::{Key, Keyring};
 pub use metrics::{MemberCounts, Stats, TransportStats};
 pub use node::{Node, Watch};
+pub use query::{IncomingQuery, QueryAnswer, QueryFilter, QueryOptions, QueryStream};
 pub use seeds::Seed;
 pub use transport::{TokioNet, Transport};
 
@@ -140,6 +142,10 @@ pub enum Event {
     /// A replicated key changed here (a local write or one learned from the
     /// cluster); `new` may be a tombstone (a delete).
     Kv(Arc<KvChange>),
+    /// A query this node is selected for (its filters match), to answer
+    /// with [`Node::respond`]. Acks, when the asker wants them, are sent
+    /// already; the built-in [`query::PING`] is answered and not delivered.
+    Query(Arc<IncomingQuery>),
 }
 
 /// Errors of the library.

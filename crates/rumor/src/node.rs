@@ -142,6 +142,43 @@ impl Node {
             .await??)
     }
 
+    /// Ask the cluster a query: it spreads to every member; those its
+    /// filters select (every filter must match; patterns are regular
+    /// expressions matched against the whole name or tag value) ack it if
+    /// `options.ack` and answer it (see [`crate::query`]). The stream yields
+    /// acks and answers as they arrive and ends at the timeout (by default
+    /// `gossip_interval x 16 x ceil(log10(N + 1))`, as Serf's). Fails if a
+    /// pattern does not compile, the name is empty, or name, payload and
+    /// filters exceed 1 KiB.
+    pub async fn query(
+        &self,
+        name: impl Into<String>,
+        payload: impl Into<Vec<u8>>,
+        options: crate::QueryOptions,
+    ) -> Result<crate::QueryStream, Error> {
+        crate::query::check_filters(&options.filters)
+            .map_err(|e| Error::Core(rumor_core::Error::InvalidQuery(e)))?;
+        let (name, payload) = (name.into(), payload.into());
+        let (ltime, timeout, rx) = self
+            .ask(|tx| Command::Query(name, payload, options, tx))
+            .await??;
+        Ok(crate::QueryStream { ltime, timeout, rx })
+    }
+
+    /// Answer `query` (delivered as [`Event::Query`]) with `payload` (at
+    /// most 64 KiB; sent by stream when it does not fit a datagram). Once
+    /// per query, before its timeout.
+    pub async fn respond(
+        &self,
+        query: &crate::IncomingQuery,
+        payload: impl Into<Vec<u8>>,
+    ) -> Result<(), Error> {
+        let (origin, ltime, payload) = (query.origin.clone(), query.ltime, payload.into());
+        Ok(self
+            .ask(|tx| Command::Respond(origin, ltime, payload, tx))
+            .await??)
+    }
+
     /// Set one of this node's per-node state keys; the cluster learns it
     /// through gossip and anti-entropy. Fails if the key or value is too long.
     pub async fn state_set(
