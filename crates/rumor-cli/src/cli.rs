@@ -35,6 +35,8 @@ pub enum Command {
     Leave(ClientArgs),
     /// Broadcast a user event through the local agent.
     Event(EventArgs),
+    /// Ask the cluster a query and print each ack and answer as it arrives.
+    Query(QueryArgs),
     /// Read, write, list and watch the replicated key space.
     Kv(KvArgs),
     /// Set or delete the local agent's per-node state keys.
@@ -237,6 +239,38 @@ pub struct EventArgs {
     pub name: String,
     /// Payload (text).
     pub payload: Option<String>,
+}
+
+/// `rumor query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Query name (`_rumor_ping` and `_rumor_info` are built in).
+    pub name: String,
+    /// Payload (text).
+    pub payload: Option<String>,
+    /// Only members whose whole name matches this regular expression
+    /// (repeatable: each must match).
+    #[arg(long = "node", value_name = "REGEX")]
+    pub nodes: Vec<String>,
+    /// Only members with tag KEY whose whole value matches REGEX (repeatable).
+    #[arg(long = "tag", value_name = "KEY=REGEX")]
+    pub tags: Vec<String>,
+    /// How long to wait for answers, e.g. 5s (default: grows with the
+    /// cluster's size, 6.4 s for 16 members on a LAN).
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Do not ask the members for acks.
+    #[arg(long)]
+    pub no_ack: bool,
+    /// Send each answer through this many other members too (0-5).
+    #[arg(long, default_value_t = 0)]
+    pub relay_factor: u8,
+    /// Print each line as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `rumor kv`.

@@ -80,6 +80,14 @@ impl Client {
         }
     }
 
+    /// `POST path` with a JSON body; the answer as a reader, to read as it
+    /// streams (no read timeout).
+    pub fn post_streaming(&self, path: &str, body: Value) -> Result<impl std::io::BufRead> {
+        check_size(body.to_string().len())?;
+        let r = self.handle(self.request("POST", path).send_json(body))?;
+        Ok(std::io::BufReader::new(r.into_reader()))
+    }
+
     /// `GET path` as JSON.
     pub fn get(&self, path: &str) -> Result<Value> {
         let r = self.handle(self.request("GET", path).call())?;

@@ -40,6 +40,7 @@
 //! them: a configuration reload stops the old set and spawns the new one.
 
 pub mod filter;
+mod respond;
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -175,7 +176,19 @@ pub fn spawn_all(
     specs: Vec<HandlerSpec>,
     opts: HandlerOptions,
 ) -> Handlers {
-    let mut tasks = Vec::new();
+    // One task answers queries: the built-in ones and `query:` handlers.
+    let answering: Vec<HandlerSpec> = specs
+        .iter()
+        .filter(|s| s.filter.iter().any(|t| matches!(t, EventType::Query(_))))
+        .cloned()
+        .collect();
+    let queries = cluster.subscribe_queries();
+    let mut tasks = vec![tokio::spawn(respond::run(
+        cluster.clone(),
+        answering,
+        opts,
+        queries,
+    ))];
     for spec in specs.into_iter().filter(HandlerSpec::wants_events) {
         let events = cluster.subscribe();
         let users = cluster.subscribe_user();
@@ -348,7 +361,7 @@ async fn run(
                     format!("user {}", ev.name),
                 ),
             };
-            run_one(&command, env, &stdin, &what, &node, opts.timeout).await;
+            run_one(&command, env, &stdin, &what, &node, opts.timeout, 0).await;
         }
     });
     if opts.replay_members && spec.wants_member(MemberEventKind::Joined) {
@@ -389,9 +402,9 @@ async fn run(
     let _ = worker.await;
 }
 
-/// Read all of `r`, keeping the first [`OUTPUT_LIMIT`] bytes; the flag says
+/// Read all of `r`, keeping the first `limit` bytes; the flag says
 /// whether more came.
-async fn capture(r: Option<impl AsyncRead + Unpin>) -> (Vec<u8>, bool) {
+async fn capture(r: Option<impl AsyncRead + Unpin>, limit: usize) -> (Vec<u8>, bool) {
     let Some(mut r) = r else {
         return (Vec::new(), false);
     };
@@ -402,7 +415,7 @@ async fn capture(r: Option<impl AsyncRead + Unpin>) -> (Vec<u8>, bool) {
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let room = OUTPUT_LIMIT.saturating_sub(kept.len());
+                let room = limit.saturating_sub(kept.len());
                 kept.extend_from_slice(&buf[..n.min(room)]);
                 more |= n > room;
             }
@@ -413,21 +426,25 @@ async fn capture(r: Option<impl AsyncRead + Unpin>) -> (Vec<u8>, bool) {
 
 /// Output as one log field: lossy UTF-8, trailing newline trimmed, `…` when cut.
 fn output_text((bytes, more): &(Vec<u8>, bool)) -> String {
-    let mut s = String::from_utf8_lossy(bytes).trim_end().to_string();
-    if *more {
+    let shown = &bytes[..bytes.len().min(OUTPUT_LIMIT)];
+    let mut s = String::from_utf8_lossy(shown).trim_end().to_string();
+    if *more || bytes.len() > OUTPUT_LIMIT {
         s.push('…');
     }
     s
 }
 
-async fn run_one(
+/// Run `command` once for `what`, logging how it went; its stdout (at
+/// most `keep` bytes; `None` if it failed, timed out or wrote more).
+pub(crate) async fn run_one(
     command: &str,
     env: Vec<(String, String)>,
     input: &[u8],
     what: &str,
     node: &str,
     timeout: Duration,
-) {
+    keep: usize,
+) -> Option<Vec<u8>> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(command)
@@ -441,7 +458,7 @@ async fn run_one(
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(event = what, "cannot run event handler {command:?}: {e}");
-            return;
+            return None;
         }
     };
     let stdin = child.stdin.take();
@@ -453,8 +470,8 @@ async fn run_one(
             let _ = s.write_all(&input).await;
         }
     };
-    let out = capture(child.stdout.take());
-    let err = capture(child.stderr.take());
+    let out = capture(child.stdout.take(), keep.max(OUTPUT_LIMIT));
+    let err = capture(child.stderr.take(), OUTPUT_LIMIT);
     let all = async {
         let ((), out, err, status) = tokio::join!(feed, out, err, child.wait());
         (out, err, status)
@@ -464,6 +481,8 @@ async fn run_one(
         Ok((out, err, Ok(status))) => {
             let ms = started.elapsed().as_millis() as u64;
             let (stdout, stderr) = (output_text(&out), output_text(&err));
+            let answer =
+                (status.success() && !(out.1 || out.0.len() > keep)).then(|| out.0.clone());
             if status.success() && stdout.is_empty() && stderr.is_empty() {
                 // A silent success: one per event and member adds up (the
                 // replay alone is one per member), so only at DEBUG.
@@ -473,8 +492,12 @@ async fn run_one(
             } else {
                 tracing::warn!(event = what, duration_ms = ms, %status, stdout, stderr, "event handler failed: {status}");
             }
+            answer
         }
-        Ok((_, _, Err(e))) => tracing::warn!(event = what, "event handler failed: {e}"),
+        Ok((_, _, Err(e))) => {
+            tracing::warn!(event = what, "event handler failed: {e}");
+            None
+        }
         Err(_) => {
             metrics::counter!(SLOW_METRIC, "node" => node.to_string()).increment(1);
             tracing::warn!(
@@ -482,6 +505,7 @@ async fn run_one(
                 "event handler ran over {timeout:?} (--event-handler-timeout): killed (counted in {SLOW_METRIC})"
             );
             let _ = child.kill().await;
+            None
         }
     }
 }

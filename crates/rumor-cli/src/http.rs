@@ -165,7 +165,7 @@ fn body_too_large() -> ApiError {
     )
 }
 
-fn bad_json(rej: JsonRejection) -> ApiError {
+pub(crate) fn bad_json(rej: JsonRejection) -> ApiError {
     if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return body_too_large();
     }
@@ -1031,6 +1031,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/tags", axum::routing::put(put_tags))
         .route("/v1/event", axum::routing::post(post_event))
         .route("/v1/events", get(events))
+        .route(
+            "/v1/query",
+            axum::routing::post(crate::http_query::post_query),
+        )
         .route("/v1/kv", get(kv_list))
         .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
         .route("/v1/kv-watch", get(kv_watch))

@@ -4,8 +4,8 @@
 //!
 //! Modules, one concept each: [`cli`] arguments, [`config`] the config file
 //! and its merge, [`cluster`] the boundary to the node, [`agent`] the agent
-//! runtime, [`http`] the API, [`http_access`] who may use it, [`dashboard`] the web page, [`metrics`] the
-//! Prometheus exporter, [`client`] the client commands, [`demo`] the demo,
+//! runtime, [`http`] the API, [`http_access`] who may use it, [`http_query`] `POST /v1/query`, [`dashboard`] the web page, [`metrics`] the
+//! Prometheus exporter, [`client`] the client commands ([`client_query`] `rumor query`), [`demo`] the demo,
 //! [`event_handler`] the `--event-handler` runner, [`info`] `/v1/info`,
 //! [`member_filter`] the `members` filters, [`snapshot`] the snapshot file,
 //! [`logging`] the log setup, [`retry_join`] joining in the background,
@@ -14,6 +14,7 @@
 mod agent;
 mod cli;
 mod client;
+mod client_query;
 mod cluster;
 mod config;
 mod dashboard;
@@ -21,6 +22,7 @@ mod demo;
 mod event_handler;
 mod http;
 mod http_access;
+mod http_query;
 mod info;
 mod join_hint;
 mod kv_context;
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Join(a) => client::join(&a),
         Command::Leave(a) => client::leave(&a),
         Command::Event(a) => client::event(&a),
+        Command::Query(a) => client_query::query(&a),
         Command::Monitor(a) => client::monitor(&a),
         Command::Kv(k) => client::kv(&k.op),
         Command::State(a) => client::state(&a.op),

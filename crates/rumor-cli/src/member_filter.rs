@@ -35,7 +35,7 @@ pub struct MemberFilter {
 }
 
 /// Compile `expr` anchored at both ends; the error is one line.
-fn compile(what: &str, expr: &str) -> Result<Regex, BadFilter> {
+pub fn compile(what: &str, expr: &str) -> Result<Regex, BadFilter> {
     RegexBuilder::new(&format!("^(?:{expr})$"))
         .size_limit(SIZE_LIMIT)
         .build()

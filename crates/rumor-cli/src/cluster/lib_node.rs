@@ -27,6 +27,7 @@ pub struct LibNode {
     events: broadcast::Sender<Arc<MemberEvent>>,
     user_events: broadcast::Sender<Arc<UserEvent>>,
     kv_changes: broadcast::Sender<Arc<KvChange>>,
+    queries: broadcast::Sender<Arc<rumor::IncomingQuery>>,
     forward: JoinHandle<()>,
 }
 
@@ -47,6 +48,10 @@ fn err(e: rumor::Error) -> ClusterError {
         E::Core(rumor::core::Error::InvalidEvent(m)) if m.contains("the limit is") => {
             ClusterError::TooLarge(format!("user event: {m}"))
         }
+        E::Core(rumor::core::Error::InvalidQuery(m)) if m.contains("the limit is") => {
+            ClusterError::TooLarge(format!("query: {m}"))
+        }
+        E::Core(rumor::core::Error::InvalidQuery(m)) => ClusterError::Invalid(format!("query: {m}")),
         E::Core(rumor::core::Error::InvalidKv(m)) if m.contains("causal context") => {
             ClusterError::Conflict(format!(
                 "{m}: read the key first (GET /v1/kv/KEY returns its \"context\") and pass that context with the write (header X-Rumor-Context or ?context=; rumor kv put --context)"
@@ -123,8 +128,10 @@ impl LibNode {
         let (events, _) = broadcast::channel(4096);
         let (user_events, _) = broadcast::channel(4096);
         let (kv_changes, _) = broadcast::channel(4096);
+        let (queries, _) = broadcast::channel(256);
         let mut rx = node.events();
         let (tx, utx, ktx) = (events.clone(), user_events.clone(), kv_changes.clone());
+        let qtx = queries.clone();
         let forward = tokio::spawn(async move {
             loop {
                 match rx.recv().await {
@@ -154,6 +161,9 @@ impl LibNode {
                             at: SystemTime::now(),
                         }));
                     }
+                    Ok(Event::Query(q)) => {
+                        let _ = qtx.send(q);
+                    }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!("{n} node events were missed");
@@ -170,6 +180,7 @@ impl LibNode {
             events,
             user_events,
             kv_changes,
+            queries,
             forward,
         })
     }
@@ -251,6 +262,27 @@ impl Cluster for LibNode {
 
     fn subscribe_kv(&self) -> broadcast::Receiver<Arc<KvChange>> {
         self.kv_changes.subscribe()
+    }
+
+    fn subscribe_queries(&self) -> broadcast::Receiver<Arc<rumor::IncomingQuery>> {
+        self.queries.subscribe()
+    }
+
+    fn query(
+        &self,
+        name: String,
+        payload: Vec<u8>,
+        options: rumor::QueryOptions,
+    ) -> BoxFuture<'_, Result<rumor::QueryStream, ClusterError>> {
+        Box::pin(async move { with_node!(self, n => n.query(name, payload, options)) })
+    }
+
+    fn respond(
+        &self,
+        query: Arc<rumor::IncomingQuery>,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'_, Result<(), ClusterError>> {
+        Box::pin(async move { with_node!(self, n => n.respond(&query, payload)) })
     }
 
     fn user_event(

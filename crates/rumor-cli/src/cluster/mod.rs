@@ -159,6 +159,21 @@ pub trait Cluster: Send + Sync + 'static {
     fn subscribe_user(&self) -> broadcast::Receiver<Arc<UserEvent>>;
     /// Replicated-key changes from now on.
     fn subscribe_kv(&self) -> broadcast::Receiver<Arc<KvChange>>;
+    /// Queries this node is selected for, to answer with [`Cluster::respond`].
+    fn subscribe_queries(&self) -> broadcast::Receiver<Arc<rumor::IncomingQuery>>;
+    /// Ask the cluster a query; acks and answers arrive on the stream.
+    fn query(
+        &self,
+        name: String,
+        payload: Vec<u8>,
+        options: rumor::QueryOptions,
+    ) -> BoxFuture<'_, Result<rumor::QueryStream, ClusterError>>;
+    /// Answer a query delivered by [`Cluster::subscribe_queries`].
+    fn respond(
+        &self,
+        query: Arc<rumor::IncomingQuery>,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'_, Result<(), ClusterError>>;
     /// Broadcast a user event; returns its Lamport time.
     fn user_event(
         &self,
