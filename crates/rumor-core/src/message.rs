@@ -113,6 +113,15 @@ pub enum Message {
         /// Digests of every member record the sender holds.
         digest: Vec<u32>,
     },
+    /// Member `name` left at `incarnation` and is to be forgotten at once,
+    /// not kept as a tombstone (a pruning force-leave: see
+    /// [`crate::node::ForceLeave`]).
+    Reap {
+        /// Incarnation the leave is about.
+        incarnation: u64,
+        /// The member to forget.
+        name: Arc<str>,
+    },
 }
 
 /// The step of a state exchange between an initiator A and a peer B.
@@ -261,11 +270,13 @@ pub enum MessageType {
     KvSyncResponse = 16,
     /// [`Message::Pull`]
     Pull = 17,
+    /// [`Message::Reap`]
+    Reap = 18,
 }
 
 impl MessageType {
     /// Every type, in code order.
-    pub const ALL: [MessageType; 17] = [
+    pub const ALL: [MessageType; 18] = [
         MessageType::Ping,
         MessageType::Ack,
         MessageType::Nack,
@@ -283,6 +294,7 @@ impl MessageType {
         MessageType::KvSyncRequest,
         MessageType::KvSyncResponse,
         MessageType::Pull,
+        MessageType::Reap,
     ];
 
     /// The type of a wire code, if known.
@@ -310,6 +322,7 @@ impl MessageType {
             MessageType::KvSyncRequest => "kv_sync_request",
             MessageType::KvSyncResponse => "kv_sync_response",
             MessageType::Pull => "pull",
+            MessageType::Reap => "reap",
         }
     }
 }
@@ -335,6 +348,7 @@ impl Message {
             Message::KvSyncRequest { .. } => MessageType::KvSyncRequest,
             Message::KvSyncResponse { .. } => MessageType::KvSyncResponse,
             Message::Pull { .. } => MessageType::Pull,
+            Message::Reap { .. } => MessageType::Reap,
         }
     }
 }

@@ -266,6 +266,7 @@ fn message() -> impl Strategy<Value = Message> {
             from,
         }),
         push_pull().prop_map(Message::PushPull),
+        (any::<u64>(), name()).prop_map(|(incarnation, name)| Message::Reap { incarnation, name }),
     ]
 }
 
@@ -462,6 +463,10 @@ fn every_message_type_is_covered() {
                 tags: Arc::new(Tags::new()),
             },
             digest: vec![7, u32::MAX],
+        },
+        Message::Reap {
+            incarnation: 9,
+            name: "node-b".into(),
         },
     ]);
     let mut kinds: Vec<MessageType> = msgs.iter().map(Message::kind).collect();
