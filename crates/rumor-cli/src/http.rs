@@ -520,6 +520,7 @@ async fn force_leave(
     st.cluster
         .force_leave(b.name.clone(), b.prune, b.force)
         .await?;
+    tracing::info!(member = %b.name, prune = b.prune, force = b.force, "force-leave");
     Ok(Json(
         json!({ "name": b.name, "left": true, "pruned": b.prune }),
     ))
