@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::time::Instant;
+
 use common::{agent, request, stderr, stdout, wait_until, Agent, DEADLINE};
 use nix::sys::signal::Signal;
 
@@ -48,6 +50,7 @@ fn a_killed_agent_is_force_left_everywhere_then_pruned() {
         )
     });
 
+    let start = Instant::now();
     let out = agents[0].cli(&["force-leave", &name]);
     assert!(out.status.success(), "force-leave: {}", stderr(&out));
     assert!(stdout(&out).contains("marked left"), "{}", stdout(&out));
@@ -56,7 +59,12 @@ fn a_killed_agent_is_force_left_everywhere_then_pruned() {
             .iter()
             .all(|a| a.status_of(&name).as_deref() == Some("left"))
     });
+    eprintln!(
+        "force-leave: left on every agent {:?} after the command",
+        start.elapsed()
+    );
 
+    let start = Instant::now();
     let out = agents[1].cli(&["force-leave", &name, "--prune"]);
     assert!(
         out.status.success(),
@@ -66,6 +74,10 @@ fn a_killed_agent_is_force_left_everywhere_then_pruned() {
     wait_until("it is gone from every list", DEADLINE, || {
         agents.iter().all(|a| !listed(a, &name))
     });
+    eprintln!(
+        "force-leave --prune: gone from every list {:?} after the command",
+        start.elapsed()
+    );
 
     // Once forgotten, the name is unknown.
     let out = agents[0].cli(&["force-leave", &name]);
