@@ -319,6 +319,10 @@ enum Msg {
         alive: AliveSpec,
         digest: Vec<u32>,
     },
+    Reap {
+        incarnation: Counter,
+        name: Name,
+    },
 }
 
 impl Msg {
@@ -426,6 +430,10 @@ impl Msg {
             Msg::Pull { alive, digest } => Message::Pull {
                 alive: alive.build(),
                 digest: digest.clone(),
+            },
+            Msg::Reap { incarnation, name } => Message::Reap {
+                incarnation: incarnation.get() as _,
+                name: name.get(),
             },
         }
     }

@@ -33,6 +33,9 @@ pub enum Command {
     Join(JoinArgs),
     /// Ask the local agent to leave the cluster gracefully and exit.
     Leave(ClientArgs),
+    /// Mark a dead or unreachable member left on every member (--prune:
+    /// forget it at once).
+    ForceLeave(ForceLeaveArgs),
     /// Broadcast a user event through the local agent.
     Event(EventArgs),
     /// Ask the cluster a query and print each ack and answer as it arrives.
@@ -227,6 +230,24 @@ pub struct JoinArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `rumor force-leave`.
+#[derive(Debug, Args)]
+pub struct ForceLeaveArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The member's name.
+    pub name: String,
+    /// Have every member forget it at once instead of keeping it listed as
+    /// left for the tombstone timeout.
+    #[arg(long)]
+    pub prune: bool,
+    /// Also for a member this agent sees alive (a live member refutes it
+    /// and stays).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `rumor event`.

@@ -11,8 +11,8 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    parse_tag, AggArgs, ClientArgs, EventArgs, InfoArgs, JoinArgs, KeysOp, KvOp, MembersArgs,
-    MonitorArgs, StateOp, TagsOp,
+    parse_tag, AggArgs, ClientArgs, EventArgs, ForceLeaveArgs, InfoArgs, JoinArgs, KeysOp, KvOp,
+    MembersArgs, MonitorArgs, StateOp, TagsOp,
 };
 use crate::http::MemberJson;
 use crate::member_filter::MemberFilter;
@@ -363,6 +363,21 @@ pub fn join(args: &JoinArgs) -> Result<()> {
 pub fn leave(args: &ClientArgs) -> Result<()> {
     Client::new(args).send("POST", "/v1/leave", json!({}))?;
     println!("the agent left the cluster and is shutting down");
+    Ok(())
+}
+
+/// `rumor force-leave`.
+pub fn force_leave(args: &ForceLeaveArgs) -> Result<()> {
+    let body = json!({ "name": args.name, "prune": args.prune, "force": args.force });
+    Client::new(&args.client).send("POST", "/v1/force-leave", body)?;
+    if args.prune {
+        println!(
+            "{} marked left and pruned on every member that hears it",
+            args.name
+        );
+    } else {
+        println!("{} marked left on every member that hears it", args.name);
+    }
     Ok(())
 }
 

@@ -495,6 +495,37 @@ async fn leave(Authorized(st): Authorized) -> ApiResult<Json<Value>> {
     Ok(Json(json!({ "left": true })))
 }
 
+/// Body of `POST /v1/force-leave`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForceLeaveBody {
+    /// The member to mark left.
+    pub name: String,
+    /// Have every member forget it at once (no tombstone).
+    #[serde(default)]
+    pub prune: bool,
+    /// Also for a member seen alive (it refutes if it is).
+    #[serde(default)]
+    pub force: bool,
+}
+
+async fn force_leave(
+    Authorized(st): Authorized,
+    body: Result<Json<ForceLeaveBody>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let Json(b) = body.map_err(bad_json)?;
+    if b.name.is_empty() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "name is empty".into()));
+    }
+    st.cluster
+        .force_leave(b.name.clone(), b.prune, b.force)
+        .await?;
+    tracing::info!(member = %b.name, prune = b.prune, force = b.force, "force-leave");
+    Ok(Json(
+        json!({ "name": b.name, "left": true, "pruned": b.prune }),
+    ))
+}
+
 /// Body of `PUT /v1/tags`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1028,6 +1059,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/health/ready", get(health_ready))
         .route("/v1/join", axum::routing::post(join))
         .route("/v1/leave", axum::routing::post(leave))
+        .route("/v1/force-leave", axum::routing::post(force_leave))
         .route("/v1/tags", axum::routing::put(put_tags))
         .route("/v1/event", axum::routing::post(post_event))
         .route("/v1/events", get(events))

@@ -51,6 +51,7 @@ fn main() -> ExitCode {
         Command::Info(a) => client::info(&a),
         Command::Join(a) => client::join(&a),
         Command::Leave(a) => client::leave(&a),
+        Command::ForceLeave(a) => client::force_leave(&a),
         Command::Event(a) => client::event(&a),
         Command::Query(a) => client_query::query(&a),
         Command::Monitor(a) => client::monitor(&a),

@@ -41,7 +41,7 @@ pub use event::{Event, MemberEventKind};
 pub use limits::Limits;
 pub use member::{Member, MemberState, Tags};
 pub use message::UserEvent;
-pub use node::{Node, Transmit, TransmitKind};
+pub use node::{ForceLeave, ForceLeaveError, Node, Transmit, TransmitKind};
 pub use stats::Stats;
 pub use time::Instant;
 
@@ -78,6 +78,9 @@ pub enum Error {
         /// What it allows, naming the setting.
         detail: String,
     },
+    /// A force-leave was refused: unknown name, a live member, or this node.
+    #[error(transparent)]
+    ForceLeave(#[from] node::ForceLeaveError),
     /// Tags take more than [`member::MAX_TAGS_BYTES`] encoded.
     #[error("tags take {size} bytes encoded, the limit is {limit}")]
     TagsTooLarge {

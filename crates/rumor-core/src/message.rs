@@ -119,6 +119,15 @@ pub enum Message {
     /// An ack or an answer to a [`Message::Query`], to its asker (or to a
     /// member that relays it there).
     QueryResponse(QueryResponse),
+    /// Member `name` left at `incarnation` and is to be forgotten at once,
+    /// not kept as a tombstone (a pruning force-leave: see
+    /// [`crate::node::ForceLeave`]).
+    Reap {
+        /// Incarnation the leave is about.
+        incarnation: u64,
+        /// The member to forget.
+        name: Arc<str>,
+    },
 }
 
 /// A query: like a user event, but the members its filters select answer it.
@@ -325,11 +334,13 @@ pub enum MessageType {
     Query = 18,
     /// [`Message::QueryResponse`]
     QueryResponse = 19,
+    /// [`Message::Reap`]
+    Reap = 20,
 }
 
 impl MessageType {
     /// Every type, in code order.
-    pub const ALL: [MessageType; 19] = [
+    pub const ALL: [MessageType; 20] = [
         MessageType::Ping,
         MessageType::Ack,
         MessageType::Nack,
@@ -349,6 +360,7 @@ impl MessageType {
         MessageType::Pull,
         MessageType::Query,
         MessageType::QueryResponse,
+        MessageType::Reap,
     ];
 
     /// The type of a wire code, if known.
@@ -378,6 +390,7 @@ impl MessageType {
             MessageType::Pull => "pull",
             MessageType::Query => "query",
             MessageType::QueryResponse => "query_response",
+            MessageType::Reap => "reap",
         }
     }
 }
@@ -405,6 +418,7 @@ impl Message {
             Message::Pull { .. } => MessageType::Pull,
             Message::Query(_) => MessageType::Query,
             Message::QueryResponse(_) => MessageType::QueryResponse,
+            Message::Reap { .. } => MessageType::Reap,
         }
     }
 }

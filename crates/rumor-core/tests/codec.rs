@@ -266,6 +266,7 @@ fn message() -> impl Strategy<Value = Message> {
             from,
         }),
         push_pull().prop_map(Message::PushPull),
+        (any::<u64>(), name()).prop_map(|(incarnation, name)| Message::Reap { incarnation, name }),
     ]
 }
 
@@ -487,6 +488,10 @@ fn every_message_type_is_covered() {
             payload: vec![0, 1, 2],
             relay_to: Some("127.0.0.1:7946".parse().unwrap()),
         }),
+        Message::Reap {
+            incarnation: 9,
+            name: "node-b".into(),
+        },
     ]);
     let mut kinds: Vec<MessageType> = msgs.iter().map(Message::kind).collect();
     kinds.dedup();

@@ -39,6 +39,8 @@ pub(crate) enum Command {
     /// Whether another live member holds this node's name, and whether a
     /// check of that is still waiting for its answer.
     NameCheck(oneshot::Sender<(Option<SocketAddr>, bool)>),
+    /// Mark a member left cluster-wide on its behalf (see [`rumor_core::ForceLeave`]).
+    ForceLeave(String, rumor_core::ForceLeave, Reply<()>),
     /// Broadcast a user event (name, payload); answers its Lamport time.
     SendEvent(String, Vec<u8>, Reply<u64>),
     /// Ask a query (name, payload, options); answers its Lamport time and
@@ -305,6 +307,9 @@ impl<T: Transport> Driver<T> {
                 tracing::debug!(node = %self.name, "leaving");
                 self.core.leave(now);
                 st.leaves.push(tx);
+            }
+            Command::ForceLeave(name, opts, tx) => {
+                let _ = tx.send(self.core.force_leave(now, &name, opts));
             }
             Command::SendEvent(name, payload, tx) => {
                 let _ = tx.send(self.core.send_event(now, &name, &payload));

@@ -97,7 +97,9 @@ pub use rumor_core as core;
 pub use rumor_core::aggregate::Estimate;
 pub use rumor_core::kv::{Change as KvChange, Entry as KvEntry, Mode as KvMode, VersionVector};
 pub use rumor_core::state::Change as StateChange;
-pub use rumor_core::{Config, Member, MemberEventKind, MemberState, Profile, Tags, UserEvent};
+pub use rumor_core::{
+    Config, ForceLeave, Member, MemberEventKind, MemberState, Profile, Tags, UserEvent,
+};
 
 pub use builder::Builder;
 pub use keyring::{Key, Keyring};

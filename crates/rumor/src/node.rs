@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rumor_core::aggregate::Estimate;
 use rumor_core::kv::{Change as KvChange, Entry as KvEntry, VersionVector};
-use rumor_core::{Member, Tags};
+use rumor_core::{ForceLeave, Member, Tags};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -125,6 +125,21 @@ impl Node {
             prefix: prefix.into(),
             rx: self.all_events.subscribe(),
         }
+    }
+
+    /// Mark member `name` left on every member, on its behalf: for a member
+    /// that died or cannot be reached and will not leave by itself. With
+    /// `opts.prune` every member forgets it at once instead of keeping its
+    /// tombstone. Fails ([`rumor_core::ForceLeaveError`]) for an unknown
+    /// name, this node, or a member seen alive unless `opts.force` (a live
+    /// member refutes the leave).
+    pub async fn force_leave(
+        &self,
+        name: impl Into<String>,
+        opts: ForceLeave,
+    ) -> Result<(), Error> {
+        let name = name.into();
+        Ok(self.ask(|tx| Command::ForceLeave(name, opts, tx)).await??)
     }
 
     /// Broadcast an application event to the cluster. Every node, this one

@@ -45,6 +45,7 @@ fn err(e: rumor::Error) -> ClusterError {
             ClusterError::LimitReached(format!("{} reached: {detail}", limit.name()))
         }
         E::NameConflict { .. } => ClusterError::Conflict(e.to_string()),
+        E::Core(rumor::core::Error::ForceLeave(f)) => force_leave_err(f),
         E::Core(rumor::core::Error::InvalidEvent(m)) if m.contains("the limit is") => {
             ClusterError::TooLarge(format!("user event: {m}"))
         }
@@ -69,6 +70,22 @@ fn err(e: rumor::Error) -> ClusterError {
             ClusterError::Invalid(e.to_string())
         }
         other => ClusterError::Invalid(other.to_string()),
+    }
+}
+
+/// A refused force-leave, as the agent explains it.
+fn force_leave_err(e: rumor::core::ForceLeaveError) -> ClusterError {
+    use rumor::core::ForceLeaveError as F;
+    match e {
+        F::UnknownMember(name) => {
+            ClusterError::NotFound(format!("force-leave: no member named {name:?} is known here"))
+        }
+        F::Alive(name) => ClusterError::Conflict(format!(
+            "force-leave: {name:?} is alive: it is for dead or unreachable members; use --force (\"force\": true) to mark it left anyway (a live member refutes it)"
+        )),
+        F::Local(name) => ClusterError::Invalid(format!(
+            "force-leave: {name:?} is this agent: use `rumor leave`"
+        )),
     }
 }
 
@@ -243,6 +260,16 @@ impl Cluster for LibNode {
                 other => other,
             }
         })
+    }
+
+    fn force_leave(
+        &self,
+        name: String,
+        prune: bool,
+        force: bool,
+    ) -> BoxFuture<'_, Result<(), ClusterError>> {
+        let opts = rumor::ForceLeave { prune, force };
+        Box::pin(async move { with_node!(self, n => n.force_leave(name, opts)) })
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {

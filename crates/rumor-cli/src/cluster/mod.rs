@@ -153,6 +153,15 @@ pub trait Cluster: Send + Sync + 'static {
     fn join(&self, seeds: Vec<SocketAddr>) -> BoxFuture<'_, Result<usize, ClusterError>>;
     /// Leave gracefully, waiting at most `timeout` for the announcement to spread.
     fn leave(&self, timeout: Duration) -> BoxFuture<'_, Result<(), ClusterError>>;
+    /// Mark member `name` left cluster-wide on its behalf; with `prune`
+    /// every member forgets it at once. A member seen alive is refused
+    /// (Conflict) unless `force`; an unknown name is NotFound.
+    fn force_leave(
+        &self,
+        name: String,
+        prune: bool,
+        force: bool,
+    ) -> BoxFuture<'_, Result<(), ClusterError>>;
     /// Stop all I/O at once (a crash, as far as the others can tell).
     fn shutdown(&self) -> BoxFuture<'_, ()>;
     /// User events from now on (sent by any member, this one included).

@@ -246,6 +246,10 @@ fn decode_body(kind: MessageType, r: &mut Reader) -> Result<Message, DecodeError
             }
             Message::Pull { alive, digest }
         }
+        MessageType::Reap => Message::Reap {
+            incarnation: r.varint()?,
+            name: r.name()?,
+        },
     })
 }
 
@@ -534,6 +538,10 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
             for d in digest {
                 out.extend_from_slice(&d.to_le_bytes());
             }
+        }
+        Message::Reap { incarnation, name } => {
+            put_varint(out, *incarnation);
+            put_str(out, name);
         }
     }
 }

@@ -358,7 +358,7 @@ impl Node {
     /// plausible step from the one known (see [`crate::limits`]); an absurd
     /// jump is counted and ignored, so that a forged maximum cannot put a
     /// member where it could never refute it.
-    fn plausible_claim(&mut self, i: usize, claimed: u64) -> bool {
+    pub(super) fn plausible_claim(&mut self, i: usize, claimed: u64) -> bool {
         let ok = plausible(self.members[i].incarnation, claimed, INCARNATION_JUMP);
         if !ok {
             self.refused(Limit::Counter);
@@ -453,24 +453,40 @@ impl Node {
             if !e.state.is_gone() || e.state_change != at {
                 continue; // came back, or went again later: a newer tombstone exists
             }
-            self.emit(MemberEventKind::Reaped, i);
-            let last = self.members.len() - 1;
-            self.members.swap_remove_index(i);
-            self.suspicions.remove(&name);
-            self.state.remove_owner(&name);
-            // Keep probe indices valid: the last member moved into slot i.
-            let mut pos = self.probe_pos;
-            let mut order = Vec::with_capacity(self.probe_order.len());
-            for (p, &x) in self.probe_order.iter().enumerate() {
-                match x as usize {
-                    x if x == i => pos -= usize::from(p < self.probe_pos),
-                    x if x == last => order.push(i as u32),
-                    _ => order.push(x),
-                }
-            }
-            self.probe_order = order;
-            self.probe_pos = pos;
+            self.forget(i);
         }
+    }
+
+    /// Remove member `i` (never this node) from the table, reporting it
+    /// [`MemberEventKind::Reaped`].
+    pub(super) fn forget(&mut self, i: usize) {
+        let Some(name) = self.members.get_index(i).map(|(n, _)| n.clone()) else {
+            return;
+        };
+        if i == 0 {
+            return;
+        }
+        self.emit(MemberEventKind::Reaped, i);
+        if !self.members[i].state.is_gone() {
+            self.live -= 1;
+        }
+        let last = self.members.len() - 1;
+        self.members.swap_remove_index(i);
+        self.suspicions.remove(&name);
+        self.watching.remove(&name);
+        self.state.remove_owner(&name);
+        // Keep probe indices valid: the last member moved into slot i.
+        let mut pos = self.probe_pos;
+        let mut order = Vec::with_capacity(self.probe_order.len());
+        for (p, &x) in self.probe_order.iter().enumerate() {
+            match x as usize {
+                x if x == i => pos -= usize::from(p < self.probe_pos),
+                x if x == last => order.push(i as u32),
+                _ => order.push(x),
+            }
+        }
+        self.probe_order = order;
+        self.probe_pos = pos;
     }
 
     pub(super) fn emit(&mut self, kind: MemberEventKind, i: usize) {

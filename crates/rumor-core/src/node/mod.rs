@@ -8,6 +8,7 @@
 
 mod admit;
 mod aggregate;
+mod force_leave;
 mod kv;
 mod merge;
 mod probe;
@@ -42,6 +43,8 @@ use crate::Error;
 
 use admit::Source;
 use probe::{Probe, Relay};
+
+pub use force_leave::{ForceLeave, ForceLeaveError};
 
 /// How a [`Transmit`] travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -669,6 +672,7 @@ impl Node {
             Message::KvSyncResponse { session, response } => {
                 self.on_kv_sync_response(now, from, session, response)
             }
+            Message::Reap { incarnation, name } => self.on_reap(now, Some(from), incarnation, name),
             // Answered only over a stream (`handle_stream`).
             Message::Pull { .. } => {}
         }
