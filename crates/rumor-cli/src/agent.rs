@@ -240,6 +240,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     state.on_leave = Some(leave_tx);
     state.leave_timeout = cfg.leave_timeout;
     state.join = join_state.clone();
+    state.keyring_file = cfg.keyring.as_deref().map(Arc::from);
     state.facts = Arc::new(http::AgentFacts {
         profile: Some(cfg.profile_name.clone()),
         label: cfg.label.clone(),
@@ -259,6 +260,10 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     if let Some(p) = cfg.snapshot.clone() {
         tasks.push(tokio::spawn(crate::snapshot::keep(node.clone(), p)));
     }
+    tasks.push(tokio::spawn(crate::keyring_sync::answer_queries(
+        node.clone(),
+        cfg.keyring.clone(),
+    )));
     let (retry_tx, mut retry_rx) = mpsc::channel::<anyhow::Error>(1);
     if !cfg.retry_join.is_empty() {
         let (n, seeds, st) = (node.clone(), cfg.retry_join.clone(), join_state.clone());

@@ -439,14 +439,15 @@ pub struct KeysArgs {
 #[derive(Debug, Subcommand)]
 pub enum KeysOp {
     /// Print a fresh random key (needs no agent).
-    Gen,
-    /// Install a key (not yet used for sending).
+    Gen(GenArgs),
+    /// Install a key on every member (not yet used for sending).
     Install(KeyArg),
-    /// Make an installed key the primary one.
+    /// Make an installed key the primary one on every member.
     Use(KeyArg),
-    /// Remove a key (not the primary one).
+    /// Remove a key (not the primary one) from every member.
     Remove(KeyArg),
-    /// List installed keys by fingerprint (the API never shows key material).
+    /// List every member's keys by fingerprint, with how many hold each
+    /// (the API never shows key material).
     List(KeysListArgs),
     /// Print a key's fingerprint, as `rumor keys list` shows it (needs no agent).
     Fingerprint(FingerprintArgs),
@@ -459,14 +460,25 @@ pub struct FingerprintArgs {
     pub key: String,
 }
 
+/// `rumor keys gen`.
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Print the key as base64 (Serf's form) instead of hex.
+    #[arg(long)]
+    pub base64: bool,
+}
+
 /// A key operand.
 #[derive(Debug, Args)]
 pub struct KeyArg {
     /// Connection flags.
     #[command(flatten)]
     pub client: ClientArgs,
-    /// The key: 64 hexadecimal digits.
+    /// The key: 64 hexadecimal digits, or the base64 of 32 bytes.
     pub key: String,
+    /// Change only the agent the CLI talks to, not every member.
+    #[arg(long)]
+    pub local: bool,
 }
 
 /// `rumor keys list`.
@@ -475,6 +487,9 @@ pub struct KeysListArgs {
     /// Connection flags.
     #[command(flatten)]
     pub client: ClientArgs,
+    /// List only the keys of the agent the CLI talks to.
+    #[arg(long)]
+    pub local: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -640,54 +640,6 @@ pub fn monitor(args: &MonitorArgs) -> Result<()> {
     })
 }
 
-/// `rumor keys ...`. Keys are named by fingerprint in what is printed.
-pub fn keys(op: &KeysOp) -> Result<()> {
-    let fp = |k: &str| -> Result<String> {
-        Ok(crate::http::key_fingerprint(
-            &crate::cluster::normalize_key(k)?,
-        ))
-    };
-    match op {
-        KeysOp::Gen => println!("{}", crate::cluster::generate_key()?),
-        KeysOp::Fingerprint(a) => println!("{}", fp(&a.key)?),
-        KeysOp::Install(k) => {
-            Client::new(&k.client).send(
-                "POST",
-                "/v1/keys",
-                json!({"op": "install", "key": k.key}),
-            )?;
-            println!("key {} installed", fp(&k.key)?);
-        }
-        KeysOp::Use(k) => {
-            Client::new(&k.client).send("POST", "/v1/keys", json!({"op": "use", "key": k.key}))?;
-            println!("key {} is now primary", fp(&k.key)?);
-        }
-        KeysOp::Remove(k) => {
-            Client::new(&k.client).send("DELETE", "/v1/keys", json!({"key": k.key}))?;
-            println!("key {} removed", fp(&k.key)?);
-        }
-        KeysOp::List(l) => {
-            let v = Client::new(&l.client).get("/v1/keys")?;
-            if l.json {
-                println!("{v}");
-                return Ok(());
-            }
-            let primary = v["primary"].as_str().unwrap_or("");
-            let keys = v["keys"].as_array().cloned().unwrap_or_default();
-            if keys.is_empty() {
-                println!("no keys installed (gossip is not encrypted)");
-            } else {
-                println!("FINGERPRINT");
-            }
-            for k in keys {
-                let k = k.as_str().unwrap_or("");
-                println!("{k}{}", if k == primary { "  (primary)" } else { "" });
-            }
-        }
-    }
-    Ok(())
-}
-
 /// `rumor tags ...`.
 pub fn tags(op: &TagsOp) -> Result<()> {
     let (client, body) = match op {

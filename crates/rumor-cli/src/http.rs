@@ -70,6 +70,8 @@ pub struct ApiState {
     pub join: Arc<crate::retry_join::JoinState>,
     /// What `GET /v1/info` tells about the agent's settings.
     pub facts: Arc<AgentFacts>,
+    /// The `--keyring` file, written back after every keyring change.
+    pub keyring_file: Option<Arc<std::path::Path>>,
 }
 
 /// The agent's settings as `GET /v1/info` shows them (no secrets).
@@ -124,6 +126,7 @@ impl ApiState {
             aggregates: Arc::default(),
             join: crate::retry_join::JoinState::joined(),
             facts: Arc::default(),
+            keyring_file: None,
         }
     }
 }
@@ -976,17 +979,19 @@ async fn post_keys(
     body: Result<Json<KeyOpBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let Json(body) = body.map_err(bad_json)?;
-    match body.op.as_deref().unwrap_or("install") {
-        "install" => st.cluster.install_key(&body.key)?,
-        "use" => st.cluster.use_key(&body.key)?,
-        other => {
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                format!("unknown op {other:?}: expected install or use"),
-            ))
-        }
+    let op = body.op.unwrap_or_else(|| "install".into());
+    if op != "install" && op != "use" {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("unknown op {op:?}: expected install or use"),
+        ));
     }
-    Ok(Json(keys_json(&st.cluster.keys()?)))
+    let op = crate::keyring_sync::KeyOp {
+        op,
+        key: Some(body.key),
+    };
+    let view = crate::keyring_sync::apply(&st.cluster, st.keyring_file.as_deref(), &op)?;
+    Ok(Json(keys_json(&view)))
 }
 
 /// Body of `DELETE /v1/keys`.
@@ -1002,8 +1007,12 @@ async fn delete_keys(
     body: Result<Json<KeyBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let Json(body) = body.map_err(bad_json)?;
-    st.cluster.remove_key(&body.key)?;
-    Ok(Json(keys_json(&st.cluster.keys()?)))
+    let op = crate::keyring_sync::KeyOp {
+        op: "remove".into(),
+        key: Some(body.key),
+    };
+    let view = crate::keyring_sync::apply(&st.cluster, st.keyring_file.as_deref(), &op)?;
+    Ok(Json(keys_json(&view)))
 }
 
 async fn metrics(State(st): State<ApiState>, headers: HeaderMap) -> Response {

@@ -5,15 +5,16 @@
 //! Modules, one concept each: [`cli`] arguments, [`config`] the config file
 //! and its merge, [`cluster`] the boundary to the node, [`agent`] the agent
 //! runtime, [`http`] the API, [`http_access`] who may use it, [`http_query`] `POST /v1/query`, [`dashboard`] the web page, [`metrics`] the
-//! Prometheus exporter, [`client`] the client commands ([`client_query`] `rumor query`), [`demo`] the demo,
+//! Prometheus exporter, [`client`] the client commands ([`client_query`] `rumor query`, [`client_keys`] `rumor keys`), [`demo`] the demo,
 //! [`event_handler`] the `--event-handler` runner, [`info`] `/v1/info`,
 //! [`member_filter`] the `members` filters, [`snapshot`] the snapshot file,
 //! [`logging`] the log setup, [`retry_join`] joining in the background,
-//! [`join_hint`] join errors explained, [`reload`] SIGHUP.
+//! [`join_hint`] join errors explained, [`reload`] SIGHUP, [`keyring_sync`] the keyring across the cluster and on disk.
 
 mod agent;
 mod cli;
 mod client;
+mod client_keys;
 mod client_query;
 mod cluster;
 mod config;
@@ -25,6 +26,7 @@ mod http_access;
 mod http_query;
 mod info;
 mod join_hint;
+mod keyring_sync;
 mod kv_context;
 mod logging;
 mod member_filter;
@@ -58,7 +60,7 @@ fn main() -> ExitCode {
         Command::Kv(k) => client::kv(&k.op),
         Command::State(a) => client::state(&a.op),
         Command::Agg(a) => client::agg(&a),
-        Command::Keys(k) => client::keys(&k.op),
+        Command::Keys(k) => client_keys::keys(&k.op),
         Command::Tags(t) => client::tags(&t.op),
         Command::Sim(a) => {
             let argv = std::iter::once("rumor sim".to_string()).chain(a.args);

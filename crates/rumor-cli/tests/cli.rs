@@ -126,9 +126,17 @@ fn keys_commands() {
         .args(&["--keyring", ring.to_str().unwrap(), "--http-token", TOKEN])
         .join(&[&a])
         .spawn();
+    // This test is about one agent's keyring: `--local` (the cluster-wide
+    // default has its own test, tests/keyring_cluster.rs).
     let cli = |a: &Agent, args: &[&str]| {
+        let local: &[&str] = if args.first() == Some(&"keys") {
+            &["--local"]
+        } else {
+            &[]
+        };
         Command::new(BIN)
             .args(args)
+            .args(local)
             .args(["--http", &a.http.to_string()])
             .env("RUMOR_HTTP_TOKEN", TOKEN)
             .output()
@@ -146,7 +154,7 @@ fn keys_commands() {
     let (f0, f2) = (fp(&k0), fp(&k2));
     assert_eq!(f0.len(), 16);
     // Without the token the keyring is not listed.
-    let o = a.cli(&["keys", "list"]);
+    let o = a.cli(&["keys", "list", "--local"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("401"), "{}", stderr(&o));
     wait_until("encrypted pair converges", DEADLINE, || {

@@ -260,13 +260,22 @@ pub fn guess_advertise(bind: SocketAddr) -> SocketAddr {
 
 /// Check a key is 64 hexadecimal digits; return it lowercased.
 pub fn normalize_key(key: &str) -> Result<String, ClusterError> {
+    use base64::Engine as _;
     let k = key.trim();
-    if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ClusterError::Invalid(
-            "a key is 64 hexadecimal digits (see `rumor keys gen`)".into(),
-        ));
+    if k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(k.to_ascii_lowercase());
     }
-    Ok(k.to_ascii_lowercase())
+    // Serf's form (`serf keygen`): standard base64 of the key's bytes.
+    match base64::engine::general_purpose::STANDARD.decode(k) {
+        Ok(bytes) if bytes.len() == 32 => Ok(bytes.iter().map(|b| format!("{b:02x}")).collect()),
+        Ok(bytes) => Err(ClusterError::Invalid(format!(
+            "a base64 key of {} bytes: rumor's keys are 32 bytes (XChaCha20-Poly1305); Serf's 16- and 24-byte AES keys cannot be used (see `rumor keys gen`)",
+            bytes.len()
+        ))),
+        Err(_) => Err(ClusterError::Invalid(
+            "a key is 64 hexadecimal digits or the base64 of 32 bytes (see `rumor keys gen`)".into(),
+        )),
+    }
 }
 
 /// A fresh random key, hex.
@@ -352,5 +361,11 @@ mod tests {
         assert_eq!(normalize_key(&k.to_uppercase()).unwrap(), k);
         assert!(normalize_key("abc").is_err());
         assert!(normalize_key(&"g".repeat(64)).is_err());
+        // `serf keygen` output of 32 bytes 0x00..0x1f, and a 16-byte one.
+        let b64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let hex: String = (0u8..32).map(|b| format!("{b:02x}")).collect();
+        assert_eq!(normalize_key(b64).unwrap(), hex);
+        let e = normalize_key("AAECAwQFBgcICQoLDA0ODw==").unwrap_err().to_string();
+        assert!(e.contains("16 bytes"), "{e}");
     }
 }

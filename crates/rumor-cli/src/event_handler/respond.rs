@@ -75,6 +75,10 @@ pub(super) async fn run(
             }
             continue;
         }
+        // Names starting `_rumor_` are built in: never a handler's.
+        if q.name.starts_with("_rumor_") {
+            continue;
+        }
         let Some(spec) = specs.iter().find(|s| s.wants_query(&q.name)) else {
             continue;
         };
