@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    parse_tag, AggArgs, ClientArgs, EventArgs, ForceLeaveArgs, InfoArgs, JoinArgs, KeysOp, KvOp,
+    parse_tag, AggArgs, ClientArgs, EventArgs, ForceLeaveArgs, InfoArgs, JoinArgs, KvOp,
     MembersArgs, MonitorArgs, StateOp, TagsOp,
 };
 use crate::http::MemberJson;

@@ -31,7 +31,10 @@ pub fn keys(op: &KeysOp) -> Result<()> {
                 let bytes: Vec<u8> = (0..32)
                     .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
                     .collect();
-                println!("{}", base64::engine::general_purpose::STANDARD.encode(bytes));
+                println!(
+                    "{}",
+                    base64::engine::general_purpose::STANDARD.encode(bytes)
+                );
             } else {
                 println!("{hex}");
             }

@@ -76,16 +76,18 @@ pub fn save(path: &Path, view: &KeyringView) -> std::io::Result<()> {
     if let Some(p) = &view.primary {
         keys.sort_by_key(|k| *k != p);
     }
-    let mut text = String::from(
-        "# rumor keyring, written by the agent: the first key is the primary one\n",
-    );
+    let mut text =
+        String::from("# rumor keyring, written by the agent: the first key is the primary one\n");
     for k in keys {
         text.push_str(k);
         text.push('\n');
     }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir.unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("keyring");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("keyring");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let mut f = open_private(&tmp)?;
     f.write_all(text.as_bytes())?;
@@ -140,7 +142,9 @@ pub async fn answer_queries(cluster: SharedCluster, file: Option<PathBuf>) {
         let q = match queries.recv().await {
             Ok(q) => q,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!("{n} queries were missed (keyring queries among them go unanswered)");
+                tracing::warn!(
+                    "{n} queries were missed (keyring queries among them go unanswered)"
+                );
                 continue;
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => break,

@@ -365,7 +365,9 @@ mod tests {
         let b64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
         let hex: String = (0u8..32).map(|b| format!("{b:02x}")).collect();
         assert_eq!(normalize_key(b64).unwrap(), hex);
-        let e = normalize_key("AAECAwQFBgcICQoLDA0ODw==").unwrap_err().to_string();
+        let e = normalize_key("AAECAwQFBgcICQoLDA0ODw==")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("16 bytes"), "{e}");
     }
 }
