@@ -366,15 +366,22 @@ SERF_LINE = re.compile(r"\[(\w+)\] ([\w.]+): (.*)$")
 # on one line ("... EventMemberJoin: a 127.0.0.1    2026/11/22 05:54:26
 # [INFO] serf: EventMemberJoin: b ..."). Split before each timestamp.
 SERF_RECORD = re.compile(r"(?=\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[)")
+# `serf query` (text format): "Ack from 'serf001'", "Response from 'serf001': ok"
+SERF_QUERY_LINE = re.compile(r"^(Ack|Response) from '([^']*)'")
 
 
 class Serf:
     label = "Serf"
     key = "serf"
 
+    # Serf's internal ping query: every agent acks it, none responds
+    ping_query = "_serf_ping"
+    ping_responds = False
+
     def __init__(self, binary, base_port):
         self.binary = binary
         self.base = base_port
+        self.event_handlers: list[str] = []  # e.g. "query:bench=echo ok", set by main()
 
     def make_agent(self, i, n, logdir, hub):
         name = f"serf{i:03d}"
@@ -383,6 +390,7 @@ class Serf:
             self.binary, "agent", f"-node={name}", f"-bind=127.0.0.1:{gport}",
             f"-rpc-addr=127.0.0.1:{rport}", "-profile=lan", "-log-level=info",
         ]
+        argv += [f"-event-handler={h}" for h in self.event_handlers]
         if i > 0:
             argv.append(f"-join=127.0.0.1:{self.base}")
         a = Agent(self, i, name, argv, logdir, hub)
@@ -436,6 +444,20 @@ class Serf:
         if r.returncode != 0:
             raise BenchError(f"serf event failed: {(r.stdout + r.stderr).strip()}")
 
+    # -- queries: `serf query` through the agent's RPC. Its text output
+    # streams ("Ack from 'X'", "Response from 'X': ..." as they arrive);
+    # -format json prints everything only at the deadline, so it is not used.
+    def query_argv(self, agent, name, payload, timeout):
+        return [self.binary, "query", f"-rpc-addr=127.0.0.1:{agent.api_port}",
+                f"-timeout={timeout:g}s", name, payload]
+
+    def parse_query_line(self, line):
+        """("ack" | "response", member) or None."""
+        m = SERF_QUERY_LINE.match(line)
+        if m:
+            return m.group(1).lower(), m.group(2)
+        return None
+
     def suspicion_counts(self, agents):  # origins are in the log for Serf
         return None
 
@@ -450,10 +472,15 @@ class Rumor:
     label = "rumor"
     key = "rumor"
 
+    # built in: every agent acks and answers it (empty answer), no handler
+    ping_query = "_rumor_ping"
+    ping_responds = True
+
     def __init__(self, binary, base_port):
         self.binary = binary
         self.base = base_port
         self.sse_threads: list = []
+        self.event_handlers: list[str] = []  # e.g. "query:bench=echo ok", set by main()
 
     def make_agent(self, i, n, logdir, hub):
         name = f"rumor{i:03d}"
@@ -462,6 +489,8 @@ class Rumor:
             self.binary, "agent", "--name", name, "--bind", f"127.0.0.1:{gport}",
             "--http", f"127.0.0.1:{hport}", "--profile", "lan", "--log-json",
         ]
+        for h in self.event_handlers:
+            argv += ["--event-handler", h]
         if i > 0:
             argv += ["--join", f"127.0.0.1:{self.base}"]
         # Every agent here shares 127.0.0.1, where on a network each host has
@@ -505,6 +534,23 @@ class Rumor:
                 m = re.search(r"bench-ev-[\w-]+", v)
                 return [("user", m.group(0), None)]
         return []
+
+    # -- queries: `rumor query --json`, one NDJSON line per ack and answer as
+    # it arrives (dispatched / ack / response / done; docs/http-api.md)
+    def query_argv(self, agent, name, payload, timeout):
+        argv = [self.binary, "query", "--http", f"127.0.0.1:{agent.api_port}", "--json",
+                "--timeout", f"{timeout:g}s", name]
+        return argv + [payload] if payload else argv
+
+    def parse_query_line(self, line):
+        """("ack" | "response", member) or None."""
+        try:
+            j = json.loads(line)
+        except ValueError:
+            return None
+        if isinstance(j, dict) and j.get("type") in ("ack", "response") and isinstance(j.get("from"), str):
+            return j["type"], j["from"]
+        return None
 
     # -- user events: POST /v1/event, received through each agent's SSE stream
     def send_event(self, agent, name):
@@ -644,7 +690,7 @@ class Run:
         os.makedirs(self.logdir, exist_ok=True)
         self.hub = Hub(n)
         self.agents: list[Agent] = []
-        self.res: dict = {"system": system.label, "n": n, "phases": {}, "errors": []}
+        self.res: dict = {"system": system.label, "n": n, "phases": {}, "errors": [], "notes": []}
         self.dead: set[str] = set()  # agents the harness killed
 
     # -- helpers
@@ -856,6 +902,108 @@ class Run:
         if error:
             self.res["errors"].append(f"user events: {error}")
 
+    def _one_query(self, origin, name, payload, members, want_responses):
+        """Ask one query through the system's CLI; stamp each output line on
+        arrival. Stops (kills the CLI) once every one of `members` has acked
+        and, with `want_responses`, answered; else at the CLI's own deadline
+        (bounded here too). Returns the arrival times."""
+        timeout = self.args.query_timeout
+        argv = self.sys.query_argv(origin, name, payload, timeout)
+        t0 = time.monotonic()
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+        register(p)
+        watchdog = threading.Timer(timeout + 10, p.kill)
+        watchdog.start()
+        acks, resps, out = {}, {}, []
+        first = None
+        fd = p.stdout.fileno()
+        partial = b""
+        try:
+            while True:
+                chunk = os.read(fd, 1 << 16)
+                t = time.monotonic() - t0
+                if not chunk:
+                    break
+                if first is None:
+                    first = t
+                *lines, partial = (partial + chunk).split(b"\n")
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace")
+                    out.append(f"{t:.4f} {line}")
+                    got = self.sys.parse_query_line(line)
+                    if got and got[1] in members:
+                        (acks if got[0] == "ack" else resps).setdefault(got[1], t)
+                if len(acks) >= len(members) and (not want_responses or len(resps) >= len(members)):
+                    break
+        finally:
+            watchdog.cancel()
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            p.stdout.close()
+        with open(os.path.join(self.logdir, "queries.log"), "a") as f:
+            # t0 on the agents' logs' clock (time.monotonic), lines relative to it
+            f.write(f"# t0={t0:.4f} {' '.join(argv)}\n" + "".join(l + "\n" for l in out))
+        return {
+            "first_line_s": first,
+            "acks": len(acks),
+            "responses": len(resps),
+            "all_acks_s": max(acks.values()) if len(acks) >= len(members) else None,
+            "all_responses_s": max(resps.values()) if len(resps) >= len(members) else None,
+        }
+
+    def queries(self):
+        """A query answered by every agent's `query:bench=echo ok` handler
+        (both systems fork a shell per answer), then the built-in ping."""
+        if QUERY_HANDLER not in self.sys.event_handlers:
+            raise BenchError("agents were started without the query:bench handler")
+        if "steady" not in self.args.phases:
+            time.sleep(5)  # right after the join, let its gossip settle first
+        origin = self.agents[1]
+        members = {a.name for a in self.agents if a.name not in self.dead}
+        n = len(members)
+        d = {"asker": origin.name, "timeout_s": self.args.query_timeout}
+        for key, qname, payload, want_resp in (("query", "bench", "x", True),
+                                               ("ping", self.sys.ping_query, "", False)):
+            reps = []
+            for r in range(self.args.query_reps):
+                # the ping's figure is its acks; rumor's answers are waited for too
+                wait_resp = want_resp or (key == "ping" and self.sys.ping_responds)
+                q = self._one_query(origin, qname, payload, members, wait_resp)
+                reps.append(q)
+                log(f"  {qname} {r}: {q['acks']}/{n} acks (all at {fmt(q['all_acks_s'])} s), "
+                    f"{q['responses']}/{n} responses (all at {fmt(q['all_responses_s'])} s), "
+                    f"first line after {fmt(q['first_line_s'])} s")
+                time.sleep(1.0)
+            self.check_alive()
+            done = [q["all_responses_s" if want_resp else "all_acks_s"] for q in reps]
+            ok = [t for t in done if t is not None]
+            acks = [q["all_acks_s"] for q in reps if q["all_acks_s"] is not None]
+            firsts = [q["first_line_s"] for q in reps if q["first_line_s"] is not None]
+            d.update({
+                f"{key}_reps": len(reps),
+                f"{key}_failed_reps": len(done) - len(ok),
+                f"{key}_all_median_s": round(median(ok), 4) if ok else None,
+                f"{key}_all_max_s": round(max(ok), 4) if ok else None,
+                f"{key}_acks_median_s": round(median(acks), 4) if acks else None,
+                f"{key}_first_line_median_s": round(median(firsts), 4) if firsts else None,
+                f"{key}_acks_min": min(q["acks"] for q in reps),
+                f"{key}_responses_min": min(q["responses"] for q in reps),
+                f"{key}_per_rep": reps,
+            })
+            if key == "ping" and self.sys.ping_responds:
+                pr = [q["all_responses_s"] for q in reps if q["all_responses_s"] is not None]
+                d["ping_responses_median_s"] = round(median(pr), 4) if pr else None
+            if len(ok) < len(done):
+                # a measured property of the system (Serf was seen to miss an
+                # agent in 1 of 3 repetitions at N = 8), not a harness failure
+                what = "responses" if want_resp else "acks"
+                self.res["notes"].append(
+                    f"query {qname}: {len(done) - len(ok)}/{len(done)} repetitions got fewer than {n} {what} "
+                    f"within {self.args.query_timeout:g} s")
+        self.record("query", d)
+
     def _suspicion_origins(self, target, t0, t1, before=None, after=None):
         """Agents that themselves started suspecting `target` in [t0, t1]."""
         if before is not None and after is not None:  # rumor: its counter of own suspicions
@@ -976,8 +1124,9 @@ class Run:
             self.res["errors"].append(f"kill: only {len(per_agent)}/{len(survivors)} survivors marked it failed")
 
     def run(self):
-        phases = [("join", self.start_cluster), ("steady", self.steady), ("event", self.user_events),
-                  ("pause", self.pause), ("starve", self.starve), ("kill", self.kill)]
+        fns = {"join": self.start_cluster, "steady": self.steady, "event": self.user_events,
+               "query": self.queries, "pause": self.pause, "starve": self.starve, "kill": self.kill}
+        phases = [(name, fns[name]) for name in PHASES if name in self.args.phases]
         try:
             for name, fn in phases:
                 log(f"{self.sys.label} N={self.n}: phase {name}")
@@ -1015,6 +1164,12 @@ ROWS = [
     ("starvation: healthy agents declared failed", "starve", "healthy_declared_failed"),
     ("starvation: healthy agents suspected", "starve", "healthy_suspected"),
     ("starvation: agents that declared the starved one failed", "starve", "target_declared_failed_by"),
+    ("query: all N responses, median (s)", "query", "query_all_median_s"),
+    ("query: all N responses, max (s)", "query", "query_all_max_s"),
+    ("query: all N acks, median (s)", "query", "query_acks_median_s"),
+    ("query: repetitions short of N responses", "query", "query_failed_reps"),
+    ("ping query: all N acks, median (s)", "query", "ping_all_median_s"),
+    ("ping query: all N acks, max (s)", "query", "ping_all_max_s"),
     ("kill -9: first suspicion (s)", "kill", "first_suspect_s"),
     ("kill -9: first failure declaration (s)", "kill", "first_failed_s"),
     ("kill -9: all survivors marked it failed (s)", "kill", "all_failed_s"),
@@ -1052,6 +1207,8 @@ def markdown(results, meta):
         out.append("| figure | Serf | rumor | rumor / Serf |")
         out.append("|---|---:|---:|---:|")
         for label, ph, key in ROWS:
+            if not any(res and ph in res["phases"] for res in (s, r)):
+                continue  # a phase not run (--phases)
             sv = s["phases"].get(ph, {}).get(key) if s else None
             rv = r["phases"].get(ph, {}).get(key) if r else None
             out.append(f"| {label} | {fmt(sv)} | {fmt(rv)} | {ratio(rv, sv)} |")
@@ -1069,6 +1226,8 @@ def markdown(results, meta):
                     f"{st['self_reported_packets_per_s_per_agent']} datagrams/s per agent")
             for e in res["errors"]:
                 out.append(f"- {res['system']} problem: {e}")
+            for e in res.get("notes", []):
+                out.append(f"- {res['system']}: {e}")
         out.append("")
     return "\n".join(out)
 
@@ -1115,6 +1274,10 @@ def build_rumor(skip: bool):
     return binary
 
 
+PHASES = ("join", "steady", "event", "query", "pause", "starve", "kill")
+QUERY_HANDLER = "query:bench=echo ok"
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="rumor vs. Serf benchmark (see README.md)")
     p.add_argument("--sizes", default="16,32,64,128", help="cluster sizes, comma separated (each >= 3)")
@@ -1125,6 +1288,11 @@ def parse_args(argv=None):
     p.add_argument("--pause-settle", type=float, default=10, help="watch after SIGCONT, s")
     p.add_argument("--event-reps", type=int, default=5)
     p.add_argument("--event-timeout", type=float, default=10)
+    p.add_argument("--query-reps", type=int, default=5, help="repetitions of each query")
+    p.add_argument("--query-timeout", type=float, default=30,
+                   help="each query's timeout, s (generous: a repetition ends when all N answered)")
+    p.add_argument("--phases", default=",".join(PHASES),
+                   help="which phases, comma separated (join always runs: it starts the cluster)")
     p.add_argument("--join-timeout", type=float, default=90)
     p.add_argument("--kill-timeout", type=float, default=60)
     p.add_argument("--heal-timeout", type=float, default=60)
@@ -1142,6 +1310,7 @@ def parse_args(argv=None):
         a.starve = min(a.starve, 8)
         a.pause_settle = min(a.pause_settle, 6)
         a.event_reps = min(a.event_reps, 3)
+        a.query_reps = min(a.query_reps, 3)
         a.join_timeout = min(a.join_timeout, 45)
         a.kill_timeout = min(a.kill_timeout, 40)
         a.heal_timeout = min(a.heal_timeout, 40)
@@ -1153,6 +1322,11 @@ def parse_args(argv=None):
         p.error("--sizes: every N must be at least 3 (a kill and a pause need survivors)")
     if any(n > 900 for n in a.sizes):
         p.error("--sizes: at most 900 agents (ports)")
+    a.phases = {x.strip() for x in a.phases.split(",") if x.strip()} | {"join"}
+    if a.phases - set(PHASES):
+        p.error(f"--phases: unknown {', '.join(sorted(a.phases - set(PHASES)))} (known: {', '.join(PHASES)})")
+    if a.query_reps < 1 or a.query_timeout <= 0:
+        p.error("--query-reps must be at least 1 and --query-timeout above 0")
     a.systems = [s.strip() for s in a.systems.split(",") if s.strip()]
     if not a.systems or any(s not in ("serf", "rumor") for s in a.systems):
         p.error("--systems: serf and/or rumor")
@@ -1186,6 +1360,9 @@ def main(argv=None):
                 raise BenchError(f"rumor binary not executable: {binary}")
             systems.append(Rumor(binary, args.base_port + 2200))
             rumor_binary = describe_binary(binary)
+    if "query" in args.phases:
+        for s in systems:  # a responder on every agent, on both systems
+            s.event_handlers = [QUERY_HANDLER]
     results = []
     for n in args.sizes:
         for s in systems:
@@ -1199,7 +1376,7 @@ def main(argv=None):
         "sizes": args.sizes,
         "host": {"cpus": os.cpu_count(), "kernel": os.uname().release,
                  "loadavg_start": LOAD_START, "loadavg_end": os.getloadavg()},
-        "args": {k: v for k, v in vars(args).items()},
+        "args": {k: sorted(v) if isinstance(v, set) else v for k, v in vars(args).items()},
         "rumor_binary": rumor_binary,
     }
     with open(os.path.join(outdir, "results.json"), "w") as f:
@@ -1212,7 +1389,7 @@ def main(argv=None):
             f.write(md + "\n")
     print(md)
     print(f"\nresults: {outdir}/results.json and results.md", flush=True)
-    all_phases = {"join", "steady", "event", "pause", "starve", "kill"}
+    all_phases = set(args.phases)
     incomplete = [f"{r['system']} N={r['n']}" for r in results
                   if set(r["phases"]) != all_phases or r["errors"]]
     if not incomplete:
