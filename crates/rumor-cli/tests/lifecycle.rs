@@ -456,3 +456,25 @@ fn ready_says_isolated_when_every_other_member_is_gone() {
     });
     assert_eq!(get_status(&b, "/v1/health/live").0, 200);
 }
+
+#[test]
+fn a_suspicion_is_logged_with_who_raised_it_and_why() {
+    let a = agent("sus-a").spawn();
+    let b = agent("sus-b").join(&[&a]).spawn();
+    wait_until("a and b converge", DEADLINE, || a.alive_count() == 2);
+    b.signal(nix::sys::signal::Signal::SIGKILL);
+    wait_until("a logs why it suspects b", DEADLINE, || {
+        a.stderr().contains("suspicion of sus-b raised by sus-a: ")
+    });
+    let log = a.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("suspicion of sus-b raised by"))
+        .unwrap_or_default();
+    // A killed process's port answers "unreachable" on loopback; a probe
+    // that loses that report falls back to the ack timeout.
+    assert!(
+        line.contains("its port is unreachable") || line.contains("no ack to a ping"),
+        "{line}"
+    );
+}

@@ -22,6 +22,45 @@ pub enum MemberEventKind {
     Reaped,
 }
 
+/// Why this node began to suspect a member (see [`Event::Suspected`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SuspicionCause {
+    /// This node's probe got no ack: not from the member, not through the
+    /// `relays` asked to ping it, of which `nacks` answered that they got
+    /// no ack either (nacks mean this node's own links work).
+    NoAck {
+        /// Relays asked to ping the member.
+        relays: u32,
+        /// Of those, how many nacked.
+        nacks: u32,
+    },
+    /// The member's port answered "unreachable" (ICMP): nothing listens.
+    PortUnreachable,
+    /// Another member's suspicion, heard in gossip.
+    Gossip,
+    /// A push-pull partner listed the member suspect or dead.
+    PushPull,
+}
+
+impl std::fmt::Display for SuspicionCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SuspicionCause::NoAck { relays: 0, .. } => {
+                f.write_str("no ack to a ping, no relay to ask")
+            }
+            SuspicionCause::NoAck { relays, nacks } => write!(
+                f,
+                "no ack to a ping, nor through {relays} relay(s) ({nacks} nacked)"
+            ),
+            SuspicionCause::PortUnreachable => f.write_str("its port is unreachable (ICMP)"),
+            SuspicionCause::Gossip => f.write_str("heard in gossip"),
+            SuspicionCause::PushPull => {
+                f.write_str("listed suspect or dead by a push-pull partner")
+            }
+        }
+    }
+}
+
 /// Something the driver should know about.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -38,6 +77,16 @@ pub enum Event {
     LeaveComplete,
     /// An application event, delivered once per node (the sender included).
     User(UserEvent),
+    /// This node began to suspect `name` (reported after the member's
+    /// [`MemberEventKind::Suspect`] event): who raised the suspicion and why.
+    Suspected {
+        /// The suspected member.
+        name: std::sync::Arc<str>,
+        /// The member that raised it (this node's own name after a probe).
+        accuser: std::sync::Arc<str>,
+        /// Why.
+        cause: SuspicionCause,
+    },
     /// A query, delivered once per node (the asker included). The driver
     /// checks its filters and, if this node is selected, acks and answers
     /// through [`crate::Node::respond_query`].

@@ -37,7 +37,7 @@ pub mod time;
 pub mod user_event;
 
 pub use config::{Config, Profile};
-pub use event::{Event, MemberEventKind};
+pub use event::{Event, MemberEventKind, SuspicionCause};
 pub use limits::Limits;
 pub use member::{Member, MemberState, Tags};
 pub use message::UserEvent;

@@ -559,6 +559,19 @@ impl<T: Transport> Driver<T> {
                     tracing::warn!(node = %self.name, %holder, "this node's name is held by another live member");
                 }
                 CoreEvent::Query(q) => self.on_query(q),
+                CoreEvent::Suspected {
+                    name,
+                    accuser,
+                    cause,
+                } => {
+                    tracing::debug!(node = %self.name, member = %name, %accuser, %cause, "suspicion raised");
+                    let s = crate::Suspected {
+                        name: name.to_string(),
+                        accuser: accuser.to_string(),
+                        cause,
+                    };
+                    self.all_events.send_with(|| Event::Suspected(Arc::new(s)));
+                }
                 CoreEvent::QueryResponse(r) => {
                     let answer = if r.ack {
                         crate::QueryAnswer::Ack {

@@ -148,6 +148,20 @@ pub enum Event {
     /// with [`Node::respond`]. Acks, when the asker wants them, are sent
     /// already; the built-in [`query::PING`] is answered and not delivered.
     Query(Arc<IncomingQuery>),
+    /// This node began to suspect a member: who raised it and why (after
+    /// the member's `Suspect` event).
+    Suspected(Arc<Suspected>),
+}
+
+/// Who raised a suspicion this node now holds, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Suspected {
+    /// The suspected member.
+    pub name: String,
+    /// The member that raised it (this node, after its own probe failed).
+    pub accuser: String,
+    /// Why.
+    pub cause: rumor_core::SuspicionCause,
 }
 
 /// Errors of the library.

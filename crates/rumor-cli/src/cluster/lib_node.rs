@@ -181,6 +181,19 @@ impl LibNode {
                     Ok(Event::Query(q)) => {
                         let _ = qtx.send(q);
                     }
+                    Ok(Event::Suspected(s)) => {
+                        // The member-suspect line itself comes from
+                        // `logging::log_member_events`; this says why.
+                        tracing::info!(
+                            member = %s.name,
+                            accuser = %s.accuser,
+                            cause = %s.cause,
+                            "suspicion of {} raised by {}: {}",
+                            s.name,
+                            s.accuser,
+                            s.cause
+                        );
+                    }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!("{n} node events were missed");

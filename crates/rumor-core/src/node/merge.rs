@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 
 use super::{alive_of, Node, Source, Timer};
 use crate::codec;
-use crate::event::{Event, MemberEventKind};
+use crate::event::{Event, MemberEventKind, SuspicionCause};
 use crate::kv::hash::StableHasher;
 use crate::limits::{plausible, Limit, INCARNATION_JUMP};
 use crate::member::{validate_name, MemberState, MAX_TAGS_BYTES};
@@ -102,13 +102,14 @@ impl Node {
         }
     }
 
-    /// Apply `from`'s suspicion of `name` at `incarnation`.
+    /// Apply `from`'s suspicion of `name` at `incarnation`, raised for `cause`.
     pub(super) fn on_suspect(
         &mut self,
         now: Instant,
         incarnation: u64,
         name: Arc<str>,
         from: Arc<str>,
+        cause: SuspicionCause,
         gossip: bool,
     ) {
         let Some(i) = self.members.get_index_of(&name) else {
@@ -155,7 +156,7 @@ impl Node {
         };
         let s = Suspicion::new(
             now,
-            from,
+            from.clone(),
             self.config.suspicion_min(n),
             self.config.suspicion_max(n),
             expected,
@@ -165,6 +166,11 @@ impl Node {
         self.members[i].incarnation = incarnation;
         self.set_state(now, i, MemberState::Suspect);
         self.emit(MemberEventKind::Suspect, i);
+        self.events.push_back(Event::Suspected {
+            name: name.clone(),
+            accuser: from,
+            cause,
+        });
         self.maybe_watch_suspect(now, name.clone(), !from_other);
         if gossip {
             self.broadcast(name, msg);
@@ -332,7 +338,8 @@ impl Node {
                 // node has not seen the member fail itself.
                 MemberState::Suspect | MemberState::Dead if known => {
                     let me = self.name.clone();
-                    self.on_suspect(now, a.incarnation, a.name.clone(), me, true)
+                    let cause = SuspicionCause::PushPull;
+                    self.on_suspect(now, a.incarnation, a.name.clone(), me, cause, true)
                 }
                 MemberState::Left if known => {
                     self.on_dead(now, a.incarnation, a.name.clone(), a.name.clone(), true)

@@ -642,7 +642,8 @@ impl Node {
                 from: accuser,
             } => {
                 self.correct_stale_accusation(from, &name, incarnation);
-                self.on_suspect(now, incarnation, name, accuser, true)
+                let cause = crate::event::SuspicionCause::Gossip;
+                self.on_suspect(now, incarnation, name, accuser, cause, true)
             }
             Message::Dead {
                 incarnation,

@@ -250,7 +250,15 @@ impl Node {
         self.stats.suspicions += 1;
         let target = p.target.clone();
         let refused = p.refused || p.unreachable();
-        self.on_suspect(now, p.incarnation, p.target, me, true);
+        let cause = if refused {
+            crate::event::SuspicionCause::PortUnreachable
+        } else {
+            crate::event::SuspicionCause::NoAck {
+                relays: p.expected_nacks,
+                nacks: p.nacks,
+            }
+        };
+        self.on_suspect(now, p.incarnation, p.target, me, cause, true);
         if refused {
             self.cap_suspicion(&target);
         }
