@@ -11,7 +11,6 @@
 //!   [FP, ...]}` (fingerprints, never key material). The query itself
 //!   travels encrypted with the cluster's current key, as all gossip does.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -82,38 +81,7 @@ pub fn save(path: &Path, view: &KeyringView) -> std::io::Result<()> {
         text.push_str(k);
         text.push('\n');
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("keyring");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = open_private(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-#[cfg(unix)]
-fn open_private(p: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(p)
-}
-
-#[cfg(not(unix))]
-fn open_private(p: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::File::create(p)
+    crate::atomic_file::write(path, text.as_bytes())
 }
 
 /// The answer to one [`KEYS_QUERY`].

@@ -7,11 +7,12 @@
 //! runtime, [`http`] the API, [`http_access`] who may use it, [`http_query`] `POST /v1/query`, [`dashboard`] the web page, [`metrics`] the
 //! Prometheus exporter, [`client`] the client commands ([`client_query`] `rumor query`, [`client_keys`] `rumor keys`), [`demo`] the demo,
 //! [`event_handler`] the `--event-handler` runner, [`info`] `/v1/info`,
-//! [`member_filter`] the `members` filters, [`snapshot`] the snapshot file,
+//! [`member_filter`] the `members` filters, [`snapshot`] the snapshot file, [`atomic_file`] files replaced whole,
 //! [`logging`] the log setup, [`retry_join`] joining in the background,
 //! [`join_hint`] join errors explained, [`reload`] SIGHUP, [`keyring_sync`] the keyring across the cluster and on disk.
 
 mod agent;
+mod atomic_file;
 mod cli;
 mod client;
 mod client_keys;

@@ -55,11 +55,8 @@ impl Snapshot {
 
     /// Write atomically.
     pub fn store(&self, path: &Path) -> Result<()> {
-        let tmp = tmp_path(path);
         let text = serde_json::to_vec_pretty(self)?;
-        std::fs::write(&tmp, text)
-            .with_context(|| format!("cannot write snapshot {}", tmp.display()))?;
-        std::fs::rename(&tmp, path)
+        crate::atomic_file::write(path, &text)
             .with_context(|| format!("cannot write snapshot {}", path.display()))
     }
 
@@ -94,12 +91,6 @@ impl Snapshot {
         }
         self.members.iter().map(|m| m.addr).collect()
     }
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".tmp");
-    PathBuf::from(p)
 }
 
 /// Keep the snapshot current until the task is aborted: write on

@@ -143,15 +143,7 @@ fn keys_commands() {
             .expect("run rumor")
     };
     // The API names keys by fingerprint, as `rumor keys fingerprint` prints it.
-    let fp = |k: &str| {
-        let o = Command::new(BIN)
-            .args(["keys", "fingerprint", k])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
-        stdout(&o).trim().to_string()
-    };
-    let (f0, f2) = (fp(&k0), fp(&k2));
+    let (f0, f2) = (fingerprint(&k0), fingerprint(&k2));
     assert_eq!(f0.len(), 16);
     // Without the token the keyring is not listed.
     let o = a.cli(&["keys", "list", "--local"]);

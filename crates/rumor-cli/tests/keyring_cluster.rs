@@ -24,15 +24,6 @@ fn gen(base64: bool) -> String {
     stdout(&o).trim().to_string()
 }
 
-fn fingerprint(k: &str) -> String {
-    let o = Command::new(BIN)
-        .args(["keys", "fingerprint", k])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    stdout(&o).trim().to_string()
-}
-
 fn cli(a: &Agent, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
@@ -73,7 +64,7 @@ fn a_rotation_reaches_every_member_and_survives_restarts() {
     for r in &rings {
         std::fs::write(r, format!("{k1}\n")).unwrap();
     }
-    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..5).map(|_| fixed_port()).collect();
     let mut agents: Vec<Agent> = Vec::new();
     for i in 0..5 {
         let a = start(&format!("kr{i}"), &rings[i], ports[i], agents.first());

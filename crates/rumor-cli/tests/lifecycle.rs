@@ -141,7 +141,7 @@ fn without_leave_on_terminate_sigterm_does_not_leave_and_restart_refutes() {
 /// and joins once something does.)
 #[test]
 fn retry_join_keeps_the_agent_up_until_a_late_seed_answers() {
-    let seed_port = free_port();
+    let seed_port = fixed_port();
     let seed = format!("localhost:{seed_port}");
     let b = agent("retry-b")
         .args(&["--retry-join", &seed, "--retry-interval", "1s"])
@@ -394,15 +394,6 @@ fn bad_input_is_one_line_and_non_zero() {
             assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
         }
     }
-}
-
-/// `rumor keys fingerprint KEY`.
-fn fingerprint(key: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["keys", "fingerprint", key])
-        .output()
-        .expect("run rumor keys fingerprint");
-    stdout(&out).trim().to_string()
 }
 
 #[test]

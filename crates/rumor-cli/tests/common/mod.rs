@@ -32,6 +32,25 @@ pub fn free_port() -> u16 {
     panic!("no free port");
 }
 
+/// A port free for both UDP and TCP on 127.0.0.1, below Linux's ephemeral
+/// range (32768-60999), for an agent that starts (or restarts) on it later:
+/// a port from the ephemeral range may meanwhile become the local port of
+/// an outgoing connection (even one to itself, when something keeps
+/// dialling the port while nothing listens).
+pub fn fixed_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 500) * 20;
+    for _ in 0..2000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (base + n % 12_000) as u16;
+        let a = SocketAddr::from(([127, 0, 0, 1], port));
+        if UdpSocket::bind(a).is_ok() && TcpListener::bind(a).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
+}
+
 /// A fresh temporary directory for one test.
 pub fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -303,4 +322,14 @@ pub fn stdout(o: &Output) -> String {
 /// Text of a process's stderr.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A key's fingerprint as `rumor keys fingerprint KEY` prints it.
+pub fn fingerprint(key: &str) -> String {
+    let o = Command::new(BIN)
+        .args(["keys", "fingerprint", key])
+        .output()
+        .expect("run rumor keys fingerprint");
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).trim().to_string()
 }
