@@ -178,7 +178,10 @@ fn keys_commands() {
     assert!(cli(&a, &["keys", "install", &k1]).status.success());
     let o = cli(&a, &["keys", "install", &k2]);
     assert!(o.status.success());
-    assert_eq!(stdout(&o).trim(), format!("key {f2} installed on this agent"));
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("key {f2} installed on this agent")
+    );
     let v = list(&a);
     assert_eq!(v["keys"].as_array().unwrap().len(), 3);
     assert_eq!(v["primary"], f0.as_str());
