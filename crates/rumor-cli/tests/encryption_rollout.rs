@@ -141,6 +141,15 @@ fn encryption_is_turned_on_in_a_running_cluster_with_no_failure() {
     }
     all_see_all_alive(&agents, "plaintext");
     assert_eq!(info(&agents[0])["encryption"]["enabled"], false);
+    // A reload cannot make a plaintext agent send or accept encrypted
+    // packets: it has no key. One ERROR line, the agent keeps running.
+    std::fs::write(&slots[0].config, "encryption = \"send\"\n").unwrap();
+    agents[0].signal(Signal::SIGHUP);
+    wait_until("the plaintext agent refuses the reload", DEADLINE, || {
+        let log = agents[0].stderr();
+        log.contains("configuration not reloaded") && log.contains("needs a keyring")
+    });
+    std::fs::write(&slots[0].config, "# plaintext\n").unwrap();
 
     // Step 1: restart each, one at a time, with the keyring in accept mode.
     let started = Instant::now();
