@@ -126,6 +126,13 @@ pub struct AgentArgs {
     /// Keyring file: hex keys (64 digits), one a line, the first is primary.
     #[arg(long, env = "RUMOR_KEYRING")]
     pub keyring: Option<PathBuf>,
+    /// With --keyring: `enforce` (send and accept encrypted only, the
+    /// default), `send` (send encrypted, accept plaintext too) or `accept`
+    /// (send plaintext, accept both): the steps that turn encryption on or
+    /// off in a running cluster. Set it in the --config file to change it
+    /// on SIGHUP (a flag beats the file).
+    #[arg(long, env = "RUMOR_ENCRYPTION")]
+    pub encryption: Option<String>,
     /// Cluster label: only members with the same label talk to each other.
     #[arg(long, env = "RUMOR_LABEL")]
     pub label: Option<String>,

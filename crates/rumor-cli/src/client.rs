@@ -273,7 +273,8 @@ pub fn info_text(v: &Value) -> String {
     let e = &v["encryption"];
     let encryption = if e["enabled"].as_bool() == Some(true) {
         format!(
-            "on ({} key(s), primary {})",
+            "on, mode {} ({} key(s), primary {})",
+            s(&e["mode"]),
             s(&e["keys"]),
             s(&e["primary"])
         )

@@ -63,6 +63,8 @@ pub struct FileConfig {
     pub profile: Option<String>,
     /// Keyring file.
     pub keyring: Option<PathBuf>,
+    /// With a keyring: "enforce", "send" or "accept".
+    pub encryption: Option<String>,
     /// Cluster label.
     pub label: Option<String>,
     /// JSON logs.
@@ -321,6 +323,8 @@ pub struct AgentConfig {
     pub profile_name: String,
     /// Keyring file.
     pub keyring: Option<PathBuf>,
+    /// What the agent sends and accepts when it has a keyring.
+    pub encryption: rumor::EncryptionMode,
     /// Cluster label.
     pub label: Option<String>,
     /// JSON logs.
@@ -486,6 +490,16 @@ impl AgentConfig {
             max_streams_per_source: limits.max_streams_per_source,
             stream_preauth_budget: limits.stream_preauth_budget,
         };
+        let keyring = args.keyring.clone().or(file.keyring);
+        let encryption = match args.encryption.as_deref().or(file.encryption.as_deref()) {
+            Some(s) => s
+                .parse::<rumor::EncryptionMode>()
+                .map_err(|e| anyhow::anyhow!("encryption: {e}"))?,
+            None => rumor::EncryptionMode::Enforce,
+        };
+        if keyring.is_none() && encryption != rumor::EncryptionMode::Enforce {
+            bail!("encryption = \"{encryption}\" needs a keyring (--keyring)");
+        }
         Ok(AgentConfig {
             protocol,
             streams,
@@ -507,7 +521,8 @@ impl AgentConfig {
             log_level,
             tags,
             profile_name,
-            keyring: args.keyring.clone().or(file.keyring),
+            keyring,
+            encryption,
             label: args.label.clone().or(file.label),
             log_json: args.log_json || file.log_json.unwrap_or(false),
             http_token: args
@@ -667,6 +682,33 @@ mod tests {
         assert_eq!(c.protocol.kv.prefix_modes.len(), 1);
         let bad = FileConfig::parse("[protocol]\naggregate_epoch = \"10ms\"\n").unwrap();
         assert!(AgentConfig::merge(&AgentArgs::default(), bad).is_err());
+    }
+
+    #[test]
+    fn encryption_mode_from_file_and_flag() {
+        let args = AgentArgs {
+            keyring: Some("k".into()),
+            ..Default::default()
+        };
+        let c = AgentConfig::merge(&args, FileConfig::default()).unwrap();
+        assert_eq!(c.encryption, rumor::EncryptionMode::Enforce);
+        let file = || FileConfig::parse("encryption = \"send\"\n").unwrap();
+        let c = AgentConfig::merge(&args, file()).unwrap();
+        assert_eq!(c.encryption, rumor::EncryptionMode::Send);
+        let flag = AgentArgs {
+            encryption: Some("accept".into()),
+            ..args.clone()
+        };
+        let c = AgentConfig::merge(&flag, file()).unwrap();
+        assert_eq!(c.encryption, rumor::EncryptionMode::Accept);
+        let bad = FileConfig::parse("encryption = \"off\"\n").unwrap();
+        let err = format!("{:#}", AgentConfig::merge(&args, bad).unwrap_err());
+        assert!(err.contains("encryption") && err.contains("off"), "{err}");
+        let err = format!(
+            "{:#}",
+            AgentConfig::merge(&AgentArgs::default(), file()).unwrap_err()
+        );
+        assert!(err.contains("needs a keyring"), "{err}");
     }
 
     #[test]

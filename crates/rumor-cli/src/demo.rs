@@ -194,6 +194,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             tags,
             config: rumor_core::Config::profile(profile),
             keys: Vec::new(),
+            encryption: rumor::EncryptionMode::Enforce,
             label: None,
             last_incarnation: None,
             // The demo's nodes share one address but stand for separate hosts.

@@ -41,6 +41,7 @@ pub async fn info(Reader(st): Reader) -> ApiResult<Json<Value>> {
         "awareness": stats.awareness,
         "encryption": {
             "enabled": key_count > 0,
+            "mode": st.cluster.encryption().map(rumor::EncryptionMode::as_str),
             "keys": key_count,
             "primary": keys.as_ref().and_then(|k| k.primary.as_deref()).map(key_fingerprint),
         },

@@ -1,7 +1,9 @@
 //! SIGHUP: re-read the `--config` file and the keyring file and apply what
 //! a running node can change: tags (gossiped to the others), the event
-//! handler, the log level and the keyring (keys installed, primary changed,
-//! keys removed, as the file says) and `leave_on_terminate`.
+//! handler, the log level, the keyring (keys installed, primary changed,
+//! keys removed, as the file says), the `encryption` mode (enforce, send,
+//! accept: the steps of turning encryption on or off in a running cluster)
+//! and `leave_on_terminate`.
 //!
 //! Everything is read and checked before anything is applied: a file that
 //! does not parse, a setting that does not validate or an unreadable
@@ -54,6 +56,7 @@ pub async fn reload(live: &mut Live) {
     if let Some(keys) = keys {
         apply_keys(live, &keys, &mut changed);
         live.cfg.keyring = cfg.keyring.clone();
+        apply_encryption(live, &cfg, &mut changed);
     }
     if cfg.leave_on_terminate != live.cfg.leave_on_terminate {
         changed.push(format!("leave_on_terminate {}", cfg.leave_on_terminate));
@@ -79,7 +82,7 @@ fn prepare(live: &Live) -> Result<(AgentConfig, Option<Vec<String>>)> {
             bail!("the agent runs without encryption; a keyring can only be added by a restart")
         }
         (None, true) => {
-            bail!("the keyring setting is gone; encryption can only be turned off by a restart")
+            bail!("the keyring setting is gone; encryption can only be turned off by a restart (after encryption = \"accept\" on every agent, see docs/operations.md)")
         }
     };
     Ok((cfg, keys))
@@ -175,6 +178,24 @@ fn apply_keys(live: &mut Live, file: &[String], changed: &mut Vec<String>) {
             Ok(()) => changed.push(format!("key {} removed", key_fingerprint(k))),
             Err(e) => tracing::error!("SIGHUP: key {} not removed: {e}", key_fingerprint(k)),
         }
+    }
+}
+
+/// Switch what the agent sends and accepts (it has a keyring: `prepare`
+/// refused a reload that adds or drops one).
+fn apply_encryption(live: &mut Live, cfg: &AgentConfig, changed: &mut Vec<String>) {
+    if cfg.encryption == live.cfg.encryption {
+        return;
+    }
+    match live.cluster.set_encryption(cfg.encryption) {
+        Ok(()) => {
+            changed.push(format!(
+                "encryption {} -> {}",
+                live.cfg.encryption, cfg.encryption
+            ));
+            live.cfg.encryption = cfg.encryption;
+        }
+        Err(e) => tracing::error!("SIGHUP: encryption mode not changed: {e}"),
     }
 }
 

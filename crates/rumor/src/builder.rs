@@ -8,6 +8,7 @@ use rumor_core::{Config, Profile, Tags};
 use tokio::sync::mpsc;
 
 use crate::driver::Driver;
+use crate::encryption::EncryptionMode;
 use crate::framing::Framer;
 use crate::keyring::Keyring;
 use crate::lazy_channel::LazyChannel;
@@ -33,6 +34,7 @@ pub struct Builder {
     tags: Tags,
     config: Config,
     keyring: Option<Keyring>,
+    encryption: EncryptionMode,
     label: String,
     rng_seed: Option<u64>,
     stream_timeout: Duration,
@@ -55,6 +57,7 @@ impl Default for Builder {
             tags: Tags::new(),
             config: Config::lan(),
             keyring: None,
+            encryption: EncryptionMode::Enforce,
             label: String::new(),
             rng_seed: None,
             stream_timeout: Duration::from_secs(10),
@@ -130,6 +133,16 @@ impl Builder {
     /// Encrypt and authenticate everything with this keyring.
     pub fn keyring(mut self, keyring: Keyring) -> Self {
         self.keyring = Some(keyring);
+        self
+    }
+
+    /// What a node with a keyring sends and accepts (default
+    /// [`EncryptionMode::Enforce`]: encrypted only). `Send` and `Accept`
+    /// are the transition modes that turn encryption on or off in a running
+    /// cluster; change the mode later with [`Node::set_encryption`]. Any
+    /// other mode than `Enforce` needs a [`Builder::keyring`].
+    pub fn encryption(mut self, mode: EncryptionMode) -> Self {
+        self.encryption = mode;
         self
     }
 
@@ -217,6 +230,14 @@ impl Builder {
     /// system's sockets, a simulated network for instance.
     pub async fn start_on<T: Transport>(self) -> Result<Node, Error> {
         let framer = Framer::new(&self.label, self.keyring.clone())?;
+        if self.keyring.is_none() && self.encryption != EncryptionMode::Enforce {
+            return Err(Error::InvalidConfig(format!(
+                "encryption mode {} needs a keyring",
+                self.encryption
+            )));
+        }
+        framer.encryption().set(self.encryption);
+        let encryption = self.keyring.as_ref().map(|_| framer.encryption().clone());
         let mut config = self.config.clone();
         config.validate()?;
         config.packet_size = config
@@ -300,6 +321,7 @@ impl Builder {
             events: ev_tx,
             all_events: all_tx,
             keyring: self.keyring,
+            encryption,
             join_timeout: self.join_timeout,
             dns_servers: self.dns_servers,
             task: Some(task),

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::framing::Framer;
 use crate::lazy_channel::LazyChannel;
-use crate::metrics::{self, Counters, MemberCounts, Stats};
+use crate::metrics::{self, Counters, MemberCounts, Stats, TransportStats};
 use crate::transport::admission::Refused;
 use crate::transport::sent::SentLog;
 use crate::transport::tcp::{self, FromStream, StreamCtx};
@@ -255,7 +255,10 @@ impl<T: Transport> Driver<T> {
     fn stats(&self) -> Stats {
         Stats {
             core: self.core.stats().clone(),
-            transport: self.counters.snapshot(),
+            transport: TransportStats {
+                plaintext_accepted: self.framer().encryption().plaintext_accepted(),
+                ..self.counters.snapshot()
+            },
             awareness: self.core.awareness(),
             members: MemberCounts::of(self.core.members().map(|m| m.state)),
         }

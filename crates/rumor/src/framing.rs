@@ -26,11 +26,18 @@
 //! encrypted cluster must agree within the window's skew (default 30 s).
 //! Plaintext envelopes have no replay protection: an unencrypted cluster
 //! trusts everyone who can reach its port.
+//!
+//! A node with a keyring seals and requires encrypted envelopes unless its
+//! [`EncryptionMode`] says otherwise: in `Send` it also accepts plaintext
+//! ones, in `Accept` it also sends plaintext (the transition mode that turns
+//! encryption on or off in a running cluster, see [`crate::encryption`]).
+//! The mode lives in an [`EncryptionSwitch`] shared by every clone.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use crate::encryption::{EncryptionMode, EncryptionSwitch};
 use crate::keyring::{Keyring, NONCE_LEN, SEAL_OVERHEAD};
 pub use crate::replay::ReplayWindow;
 use crate::replay::{Refusal, ReplayCache};
@@ -90,12 +97,14 @@ impl Reject {
 }
 
 /// Wraps and unwraps envelopes for one node: its label, keyring and, when
-/// encrypting, its cache of recent message ids. Clones share the cache.
+/// encrypting, its cache of recent message ids and its encryption mode.
+/// Clones share the cache and the mode.
 #[derive(Clone, Debug)]
 pub struct Framer {
     label: Vec<u8>,
     keyring: Option<Keyring>,
     replay: Option<Arc<Mutex<ReplayCache>>>,
+    mode: EncryptionSwitch,
 }
 
 /// The wall clock in unix milliseconds (0 before 1970).
@@ -131,10 +140,26 @@ impl Framer {
             label: label.as_bytes().to_vec(),
             keyring,
             replay,
+            mode: EncryptionSwitch::default(),
         })
     }
 
-    /// Bytes an envelope adds to its body.
+    /// The encryption mode, shared by every clone of this framer (it
+    /// matters only with a keyring; [`EncryptionMode::Enforce`] at first).
+    pub fn encryption(&self) -> &EncryptionSwitch {
+        &self.mode
+    }
+
+    /// The keyring to seal with: `None` without one, or when the mode
+    /// sends plaintext.
+    fn sealing_ring(&self) -> Option<&Keyring> {
+        self.keyring
+            .as_ref()
+            .filter(|_| self.mode.get().encrypts_outgoing())
+    }
+
+    /// Bytes an envelope adds to its body (at most: with a keyring, as if
+    /// sealed whatever the mode, so sizes need not change with it).
     pub fn overhead(&self) -> usize {
         2 + self.label.len()
             + if self.keyring.is_some() {
@@ -157,7 +182,8 @@ impl Framer {
     /// Wrap `body` in an envelope stamped `now_ms` (unix milliseconds).
     pub fn seal_at(&self, body: &[u8], now_ms: u64) -> Result<Vec<u8>, Error> {
         let mut out = Vec::with_capacity(body.len() + self.overhead());
-        let kind = if self.keyring.is_some() {
+        let ring = self.sealing_ring();
+        let kind = if ring.is_some() {
             KIND_SEALED
         } else {
             KIND_PLAIN
@@ -165,7 +191,7 @@ impl Framer {
         out.push(kind);
         out.push(self.label.len() as u8);
         out.extend_from_slice(&self.label);
-        match &self.keyring {
+        match ring {
             Some(ring) => {
                 let mut nonce = [0u8; NONCE_LEN];
                 nonce[..STAMP_LEN].copy_from_slice(&now_ms.to_be_bytes());
@@ -205,7 +231,13 @@ impl Framer {
         }
         match (*kind, &self.keyring) {
             (KIND_PLAIN, None) => Ok(Cow::Borrowed(body)),
-            (KIND_PLAIN, Some(_)) => Err(Reject::Unencrypted),
+            (KIND_PLAIN, Some(_)) if self.mode.get().requires_incoming() => {
+                Err(Reject::Unencrypted)
+            }
+            (KIND_PLAIN, Some(_)) => {
+                self.mode.count_plaintext();
+                Ok(Cow::Borrowed(body))
+            }
             (KIND_SEALED, Some(ring)) if body.len() >= SEAL_OVERHEAD => {
                 let header = 2 + len;
                 let plain = ring
@@ -377,5 +409,106 @@ mod tests {
         let p = plain.seal_at(b"x", NOW).unwrap();
         assert!(plain.open_at(&p, NOW).is_ok());
         assert!(plain.open_at(&p, NOW + 3_600_000).is_ok());
+    }
+
+    /// A sealing framer with key 4 in `mode`.
+    fn in_mode(mode: EncryptionMode) -> Framer {
+        let f = sealed(4);
+        f.encryption().set(mode);
+        f
+    }
+
+    #[test]
+    fn each_mode_sends_and_accepts_what_it_says() {
+        use EncryptionMode::*;
+        let plain = Framer::new("prod", None).unwrap();
+        for (mode, sends_sealed, takes_plain) in [
+            (Enforce, true, false),
+            (Send, true, true),
+            (Accept, false, true),
+        ] {
+            let f = in_mode(mode);
+            let out = f.seal_at(b"m", NOW).unwrap();
+            assert_eq!(out[0] == KIND_SEALED, sends_sealed, "{mode} sends");
+            assert!(out.len() - 1 <= f.overhead(), "overhead is an upper bound");
+            // What it sends is read by a node in any mode with the key...
+            for other in EncryptionMode::ALL {
+                let opened = in_mode(other).open_at(&out, NOW);
+                assert_eq!(
+                    opened.is_ok(),
+                    sends_sealed || other != Enforce,
+                    "{mode} -> {other}"
+                );
+            }
+            // ...and by a node without keys only when plaintext.
+            assert_eq!(
+                plain.open_at(&out, NOW).is_ok(),
+                !sends_sealed,
+                "{mode} -> plain"
+            );
+            // Incoming plaintext: accepted and counted, or refused.
+            let p = plain.seal_at(b"p", NOW).unwrap();
+            let got = f.open_at(&p, NOW);
+            if takes_plain {
+                assert_eq!(got.as_deref(), Ok(&b"p"[..]), "{mode} takes plaintext");
+                assert_eq!(f.encryption().plaintext_accepted(), 1);
+            } else {
+                assert_eq!(got, Err(Reject::Unencrypted), "{mode} refuses plaintext");
+                assert_eq!(f.encryption().plaintext_accepted(), 0);
+            }
+            // Sealed envelopes are always accepted, once.
+            let s = sealed(4).seal_at(b"s", NOW).unwrap();
+            assert_eq!(f.open_at(&s, NOW).as_deref(), Ok(&b"s"[..]));
+            assert_eq!(
+                f.open_at(&s, NOW),
+                Err(Reject::Replay),
+                "{mode} keeps replay protection"
+            );
+            // A wrong key or label still fails whatever the mode.
+            assert_eq!(
+                f.open_at(&sealed(5).seal_at(b"x", NOW).unwrap(), NOW),
+                Err(Reject::AuthFailed)
+            );
+            let other_label = Framer::new("test", None)
+                .unwrap()
+                .seal_at(b"x", NOW)
+                .unwrap();
+            assert_eq!(f.open_at(&other_label, NOW), Err(Reject::LabelMismatch));
+        }
+    }
+
+    #[test]
+    fn a_mode_change_reaches_every_clone_at_once() {
+        let f = sealed(4);
+        let stream_side = f.clone();
+        let p = Framer::new("prod", None)
+            .unwrap()
+            .seal_at(b"p", NOW)
+            .unwrap();
+        assert_eq!(stream_side.open_at(&p, NOW), Err(Reject::Unencrypted));
+        f.encryption().set(EncryptionMode::Accept);
+        assert!(stream_side.open_at(&p, NOW).is_ok());
+        assert_eq!(stream_side.seal_at(b"x", NOW).unwrap()[0], KIND_PLAIN);
+        f.encryption().set(EncryptionMode::Enforce);
+        assert_eq!(stream_side.open_at(&p, NOW), Err(Reject::Unencrypted));
+        assert_eq!(stream_side.seal_at(b"x", NOW).unwrap()[0], KIND_SEALED);
+        assert_eq!(f.encryption().plaintext_accepted(), 1);
+    }
+
+    #[test]
+    fn a_node_without_keys_ignores_the_mode() {
+        let plain = Framer::new("prod", None).unwrap();
+        plain.encryption().set(EncryptionMode::Send);
+        assert_eq!(plain.seal_at(b"x", NOW).unwrap()[0], KIND_PLAIN);
+        let s = sealed(4).seal_at(b"s", NOW).unwrap();
+        assert_eq!(plain.open_at(&s, NOW), Err(Reject::AuthFailed));
+        assert!(plain
+            .open_at(&plain.seal_at(b"x", NOW).unwrap(), NOW)
+            .is_ok());
+        assert_eq!(
+            plain.encryption().plaintext_accepted(),
+            0,
+            "only a keyed node counts"
+        );
     }
 }

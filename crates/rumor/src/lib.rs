@@ -83,6 +83,7 @@
 pub mod builder;
 pub mod compress;
 mod driver;
+pub mod encryption;
 pub mod framing;
 pub mod keyring;
 mod lazy_channel;
@@ -102,6 +103,7 @@ pub use rumor_core::{
 };
 
 pub use builder::Builder;
+pub use encryption::{EncryptionMode, EncryptionSwitch};
 pub use keyring::{Key, Keyring};
 pub use metrics::{MemberCounts, Stats, TransportStats};
 pub use node::{Node, Watch};

@@ -101,6 +101,7 @@ impl Counters {
             compression_errors: g(&self.compression_errors),
             stale_refused: g(&self.stale_refused),
             replays_refused: g(&self.replays_refused),
+            plaintext_accepted: 0,
         }
     }
 }
@@ -170,6 +171,10 @@ pub struct TransportStats {
     /// Authenticated envelopes refused because their message id was already
     /// received inside the window (replays, network duplicates).
     pub replays_refused: u64,
+    /// Plaintext envelopes an encrypted node accepted because its
+    /// [`EncryptionMode`](crate::EncryptionMode) was `Send` or `Accept`
+    /// (the transition): 0 for a while means no member sends plaintext.
+    pub plaintext_accepted: u64,
 }
 
 /// Members known to a node, by state (the node itself included).
@@ -310,6 +315,7 @@ pub fn export(node: &str, stats: &Stats) {
     counter("rumor_compression_errors_total", t.compression_errors);
     counter("rumor_stale_refused_total", t.stale_refused);
     counter("rumor_replays_refused_total", t.replays_refused);
+    counter("rumor_plaintext_accepted_total", t.plaintext_accepted);
     metrics::gauge!("rumor_awareness", &labels).set(stats.awareness as f64);
     let m = stats.members;
     for (state, n) in [
@@ -432,6 +438,16 @@ mod tests {
         let seen = rec.0.lock().expect("lock");
         assert_eq!(seen.get("rumor_stale_refused_total"), Some(&1));
         assert_eq!(seen.get("rumor_replays_refused_total"), Some(&2));
+    }
+
+    #[test]
+    fn plaintext_accepted_is_exported() {
+        let mut stats = Stats::default();
+        stats.transport.plaintext_accepted = 7;
+        let rec = Rec::default();
+        metrics::with_local_recorder(&rec, || export("n", &stats));
+        let seen = rec.0.lock().expect("lock");
+        assert_eq!(seen.get("rumor_plaintext_accepted_total"), Some(&7));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::driver::Command;
+use crate::encryption::{EncryptionMode, EncryptionSwitch};
 use crate::keyring::{Key, Keyring};
 use crate::lazy_channel::LazyChannel;
 use crate::metrics::Stats;
@@ -39,6 +40,7 @@ pub struct Node {
     pub(crate) events: Arc<LazyChannel<MemberEvent>>,
     pub(crate) all_events: Arc<LazyChannel<Event>>,
     pub(crate) keyring: Option<Keyring>,
+    pub(crate) encryption: Option<EncryptionSwitch>,
     pub(crate) join_timeout: Duration,
     pub(crate) dns_servers: Vec<SocketAddr>,
     pub(crate) task: Option<JoinHandle<()>>,
@@ -411,6 +413,21 @@ impl Node {
     /// The keyring of an encrypted node: changes apply at once.
     pub fn keyring(&self) -> Option<&Keyring> {
         self.keyring.as_ref()
+    }
+
+    /// The encryption mode of an encrypted node (`None` without a
+    /// keyring); the switch can be cloned and kept: changes apply at once.
+    pub fn encryption(&self) -> Option<&EncryptionSwitch> {
+        self.encryption.as_ref()
+    }
+
+    /// Change what this node sends and accepts (encrypted nodes only, else
+    /// [`Error::NoKeyring`]): the next datagram or stream frame in either
+    /// direction follows `mode`. See [`EncryptionMode`] for the order in
+    /// which a cluster goes through the modes.
+    pub fn set_encryption(&self, mode: EncryptionMode) -> Result<(), Error> {
+        self.encryption.as_ref().ok_or(Error::NoKeyring)?.set(mode);
+        Ok(())
     }
 
     fn ring(&self) -> Result<&Keyring, Error> {

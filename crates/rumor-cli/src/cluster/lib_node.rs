@@ -24,6 +24,7 @@ pub struct LibNode {
     name: String,
     addr: SocketAddr,
     keyring: Option<Keyring>,
+    encryption: Option<rumor::EncryptionSwitch>,
     events: broadcast::Sender<Arc<MemberEvent>>,
     user_events: broadcast::Sender<Arc<UserEvent>>,
     kv_changes: broadcast::Sender<Arc<KvChange>>,
@@ -123,7 +124,9 @@ impl LibNode {
                 .map(|k| parse_key(k))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow::anyhow!("keyring: {e}"))?;
-            b = b.keyring(Keyring::with_keys(primary, others));
+            b = b
+                .keyring(Keyring::with_keys(primary, others))
+                .encryption(s.encryption);
         }
         if let Some(n) = s.streams.max_streams {
             b = b.max_streams(n);
@@ -206,6 +209,7 @@ impl LibNode {
             name: node.name().to_string(),
             addr: node.advertise_addr(),
             keyring: node.keyring().cloned(),
+            encryption: node.encryption().cloned(),
             node: RwLock::new(Some(node)),
             events,
             user_events,
@@ -418,6 +422,19 @@ impl Cluster for LibNode {
     fn remove_key(&self, key: &str) -> Result<(), ClusterError> {
         let k = parse_key(key)?;
         self.ring()?.remove(&k).map_err(err)
+    }
+
+    fn encryption(&self) -> Option<rumor::EncryptionMode> {
+        self.encryption.as_ref().map(rumor::EncryptionSwitch::get)
+    }
+
+    fn set_encryption(&self, mode: rumor::EncryptionMode) -> Result<(), ClusterError> {
+        let switch = self
+            .encryption
+            .as_ref()
+            .ok_or_else(|| err(rumor::Error::NoKeyring))?;
+        switch.set(mode);
+        Ok(())
     }
 }
 

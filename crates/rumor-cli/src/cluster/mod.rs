@@ -114,6 +114,8 @@ pub struct NodeSettings {
     pub config: rumor_core::Config,
     /// Keys, hex; the first is primary. Empty: no encryption.
     pub keys: Vec<String>,
+    /// What the node sends and accepts when it has keys.
+    pub encryption: rumor::EncryptionMode,
     /// Cluster label.
     pub label: Option<String>,
     /// The incarnation recorded by a previous run, if any.
@@ -231,6 +233,10 @@ pub trait Cluster: Send + Sync + 'static {
     fn use_key(&self, key: &str) -> Result<(), ClusterError>;
     /// Remove a key.
     fn remove_key(&self, key: &str) -> Result<(), ClusterError>;
+    /// The encryption mode (`None`: the node has no keyring).
+    fn encryption(&self) -> Option<rumor::EncryptionMode>;
+    /// Change the encryption mode (nodes with a keyring only).
+    fn set_encryption(&self, mode: rumor::EncryptionMode) -> Result<(), ClusterError>;
 }
 
 /// A shared handle to a running member.
