@@ -29,6 +29,7 @@ code that runs scattered across 9.5 MB of text, a glibc build keeps about
 """
 
 import argparse
+import bisect
 import glob
 import json
 import os
@@ -230,12 +231,21 @@ def executed(binary):
         return []
     out = os.path.join(WORK, "callgrind.out")
     train(binary, observe=[vg, "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={out}"])
+    # Functions without a size (musl's assembly: memcpy, memset, _start, ...)
+    # are named by address; recursive calls get a "'2" suffix.
+    nm = run(["nm", "--defined-only", binary], capture_output=True, text=True).stdout
+    starts = sorted((int(p[0], 16), p[2]) for p in (line.split() for line in nm.splitlines())
+                    if len(p) == 3 and p[1] in "tTwW")
     names = []
     with open(out) as f:
         for line in f:
             m = re.match(r"c?fn=\(\d+\) (.+)", line)
             if m:
-                names.append(m.group(1).strip())
+                name = re.sub(r"'\d+$", "", m.group(1).strip())
+                if re.fullmatch(r"0x[0-9a-f]+", name):
+                    i = bisect.bisect_right(starts, (int(name, 16), "\U0010ffff")) - 1
+                    name = starts[i][1] if i >= 0 else name
+                names.append(name)
     return names
 
 
