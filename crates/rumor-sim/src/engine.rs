@@ -173,6 +173,10 @@ struct IcmpForger {
     fooled: BitSet,
 }
 
+/// Datagrams a slow node's receive buffer holds (about Linux's default
+/// 208 KiB of small datagrams); more arriving meanwhile are dropped.
+const SLOW_QUEUE: u64 = 256;
+
 /// Per-node driver state besides the truth.
 #[derive(Default)]
 struct Slot {
@@ -722,6 +726,15 @@ impl Simulation {
         }
         let slow = self.slots[i].slow;
         if slow > 0 && !d.delayed {
+            // A socket's receive buffer is bounded: datagrams that find
+            // SLOW_QUEUE already waiting are dropped, as the kernel drops
+            // them (streams wait: TCP pushes back instead).
+            let backlog = self.slots[i].busy_until.saturating_sub(self.now) / slow;
+            let datagram = matches!(d.kind, Kind::Datagram | Kind::Forged { .. });
+            if datagram && backlog >= SLOW_QUEUE {
+                self.metrics.datagrams_dropped += 1;
+                return;
+            }
             let at = self.slots[i].busy_until.max(self.now) + slow;
             self.slots[i].busy_until = at;
             let d = Delivery { delayed: true, ..d };
