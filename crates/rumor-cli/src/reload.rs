@@ -2,14 +2,15 @@
 //! a running node can change: tags (gossiped to the others), the event
 //! handler, the log level, the keyring (keys installed, primary changed,
 //! keys removed, as the file says), the `encryption` mode (enforce, send,
-//! accept: the steps of turning encryption on or off in a running cluster)
-//! and `leave_on_terminate`.
+//! accept: the steps of turning encryption on or off in a running cluster),
+//! the core's `[limits]` and `leave_on_terminate`.
 //!
 //! Everything is read and checked before anything is applied: a file that
 //! does not parse, a setting that does not validate or an unreadable
 //! keyring is one ERROR line naming the problem, and the running
 //! configuration is kept. Settings the running node cannot change (name,
-//! addresses, profile, `[protocol]`, `[limits]`, label, tokens, snapshot)
+//! addresses, profile, `[protocol]`, the stream caps of `[limits]`, label,
+//! tokens, snapshot)
 //! are reported at WARN as taking effect at the next restart. Flags and
 //! `RUMOR_*` variables still beat the file, as at start. A reload never
 //! stops the agent.
@@ -58,6 +59,7 @@ pub async fn reload(live: &mut Live) {
         live.cfg.keyring = cfg.keyring.clone();
         apply_encryption(live, &cfg, &mut changed);
     }
+    apply_limits(live, &cfg, &mut changed).await;
     if cfg.leave_on_terminate != live.cfg.leave_on_terminate {
         changed.push(format!("leave_on_terminate {}", cfg.leave_on_terminate));
         live.cfg.leave_on_terminate = cfg.leave_on_terminate;
@@ -199,6 +201,22 @@ fn apply_encryption(live: &mut Live, cfg: &AgentConfig, changed: &mut Vec<String
     }
 }
 
+/// The core's `[limits]` (members, pending names, state, key space,
+/// broadcasts) take their new values at once.
+async fn apply_limits(live: &mut Live, cfg: &AgentConfig, changed: &mut Vec<String>) {
+    let (old, new) = (&live.cfg.protocol.limits, &cfg.protocol.limits);
+    if old == new {
+        return;
+    }
+    match live.cluster.set_limits(new.clone()).await {
+        Ok(()) => {
+            changed.push(format!("[limits] {new:?}"));
+            live.cfg.protocol.limits = new.clone();
+        }
+        Err(e) => tracing::error!("SIGHUP: [limits] not changed: {e}"),
+    }
+}
+
 /// Settings a running node cannot change: one WARN naming those that differ.
 fn warn_restart_only(old: &AgentConfig, new: &AgentConfig) {
     let mut differ = Vec::new();
@@ -216,7 +234,10 @@ fn warn_restart_only(old: &AgentConfig, new: &AgentConfig) {
         "[protocol]",
         old.protocol_overrides == new.protocol_overrides,
     );
-    check("[limits]", old.limit_overrides == new.limit_overrides);
+    check(
+        "[limits] stream caps (max_streams, max_streams_per_source, stream_preauth_budget)",
+        old.streams == new.streams,
+    );
     check("label", old.label == new.label);
     check("http_token", old.http_token == new.http_token);
     check(

@@ -469,3 +469,44 @@ fn a_suspicion_is_logged_with_who_raised_it_and_why() {
         "{line}"
     );
 }
+
+#[test]
+fn sighup_applies_new_limits_at_once() {
+    let dir = temp_dir("hup-limits");
+    let conf = dir.join("rumor.toml");
+    std::fs::write(&conf, "[limits]\nmax_kv_keys = 1000\n").unwrap();
+    let a = agent("hupl-a")
+        .args(&["--config", conf.to_str().unwrap()])
+        .spawn();
+    let put = |k: &str| request("PUT", &a.url(&format!("/v1/kv/{k}")), None, Some("v"));
+    for k in ["k0", "k1", "k2"] {
+        assert_eq!(put(k).0, 200, "{k}");
+    }
+    std::fs::write(&conf, "[limits]\nmax_kv_keys = 3\n").unwrap();
+    a.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_until("the reload is applied", DEADLINE, || {
+        a.stderr().contains("SIGHUP: applied: [limits]")
+    });
+    let (code, v) = put("k3");
+    assert_eq!(code, 429, "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("kv_quota"),
+        "{v}"
+    );
+    assert!(
+        !a.stderr().contains("apply at the next restart"),
+        "{}",
+        a.stderr()
+    );
+    std::fs::write(&conf, "[limits]\nmax_kv_keys = 10\nmax_streams = 8\n").unwrap();
+    a.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_until("the second reload is applied", DEADLINE, || {
+        a.stderr().matches("SIGHUP: applied: [limits]").count() == 2
+    });
+    assert_eq!(put("k3").0, 200);
+    assert!(
+        a.stderr().contains("stream caps"),
+        "a stream cap needs a restart and says so: {}",
+        a.stderr()
+    );
+}

@@ -61,6 +61,13 @@ impl Pending {
         }
     }
 
+    /// Change the bounds; names waiting over lowered ones stay until they
+    /// are acked or expire.
+    pub fn set_bounds(&mut self, max: usize, max_per_sender: usize) {
+        self.max = max;
+        self.max_per_sender = max_per_sender;
+    }
+
     /// Names waiting.
     pub fn len(&self) -> usize {
         self.by_name.len()

@@ -37,6 +37,11 @@ impl BroadcastQueue {
         Self::default()
     }
 
+    /// Change the capacity; a lowered one takes effect as updates are pushed.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+    }
+
     /// An empty queue holding at most `capacity` updates.
     pub fn with_capacity(capacity: usize) -> Self {
         BroadcastQueue {

@@ -233,6 +233,12 @@ impl ClusterState {
         self
     }
 
+    /// Change the quota of every owner. State over a lowered quota is kept;
+    /// only new writes are checked against it.
+    pub fn set_quota(&mut self, quota: Quota) {
+        self.quota = quota;
+    }
+
     /// One owner's state.
     pub fn owner(&self, name: &str) -> Option<&OwnerState> {
         self.owners.get(name)

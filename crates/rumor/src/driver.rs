@@ -51,6 +51,8 @@ pub(crate) enum Command {
         rumor_core::query::QueryParams,
         Reply<(u64, Duration, mpsc::Receiver<crate::QueryAnswer>)>,
     ),
+    /// Change the core's limits while running.
+    SetLimits(rumor_core::Limits, Reply<()>),
     /// Answer the query (origin, ltime) with a payload.
     Respond(Arc<str>, u64, Vec<u8>, Reply<()>),
     /// Set (`Some`) or delete (`None`) one of this node's state keys.
@@ -327,6 +329,9 @@ impl<T: Transport> Driver<T> {
                     (ltime, timeout, rx)
                 });
                 let _ = tx.send(asked);
+            }
+            Command::SetLimits(limits, tx) => {
+                let _ = tx.send(self.core.set_limits(limits));
             }
             Command::Respond(origin, ltime, payload, tx) => {
                 let _ = tx.send(

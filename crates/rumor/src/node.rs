@@ -182,6 +182,14 @@ impl Node {
         Ok(crate::QueryStream { ltime, timeout, rx })
     }
 
+    /// Change this node's protocol limits while it runs (see
+    /// [`rumor_core::Node::set_limits`]): every bound takes the new value at
+    /// once; nothing held over a lowered bound is dropped. The transport's
+    /// stream caps are set at build time only.
+    pub async fn set_limits(&self, limits: rumor_core::Limits) -> Result<(), Error> {
+        Ok(self.ask(|tx| Command::SetLimits(limits, tx)).await??)
+    }
+
     /// Answer `query` (delivered as [`Event::Query`]) with `payload` (at
     /// most 64 KiB; sent by stream when it does not fit a datagram). Once
     /// per query, before its timeout.

@@ -308,6 +308,10 @@ impl Cluster for LibNode {
         self.kv_changes.subscribe()
     }
 
+    fn set_limits(&self, limits: rumor_core::Limits) -> BoxFuture<'_, Result<(), ClusterError>> {
+        Box::pin(async move { with_node!(self, n => n.set_limits(limits)) })
+    }
+
     fn subscribe_queries(&self) -> broadcast::Receiver<Arc<rumor::IncomingQuery>> {
         self.queries.subscribe()
     }

@@ -170,6 +170,8 @@ pub trait Cluster: Send + Sync + 'static {
     fn subscribe_user(&self) -> broadcast::Receiver<Arc<UserEvent>>;
     /// Replicated-key changes from now on.
     fn subscribe_kv(&self) -> broadcast::Receiver<Arc<KvChange>>;
+    /// Change the node's protocol limits while it runs.
+    fn set_limits(&self, limits: rumor_core::Limits) -> BoxFuture<'_, Result<(), ClusterError>>;
     /// Queries this node is selected for, to answer with [`Cluster::respond`].
     fn subscribe_queries(&self) -> broadcast::Receiver<Arc<rumor::IncomingQuery>>;
     /// Ask the cluster a query; acks and answers arrive on the stream.

@@ -136,6 +136,12 @@ impl KvStore {
         self
     }
 
+    /// Change the quota. Keys over a lowered quota are kept; only new
+    /// writes are checked against it.
+    pub fn set_quota(&mut self, quota: SpaceQuota) {
+        self.quota = quota;
+    }
+
     /// Bytes held (keys and entries, as [`Entry::wire_size`] counts them).
     pub fn bytes(&self) -> usize {
         self.bytes

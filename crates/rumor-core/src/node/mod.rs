@@ -545,6 +545,26 @@ impl Node {
         &self.stats
     }
 
+    /// Change this node's [`crate::Limits`] while it runs (an agent's SIGHUP):
+    /// every bound takes the new value at once. Nothing held over a lowered
+    /// bound is dropped; it only refuses what is new until back under.
+    pub fn set_limits(&mut self, limits: crate::Limits) -> Result<(), Error> {
+        limits.validate()?;
+        self.broadcasts.set_capacity(limits.max_broadcasts);
+        self.state.set_quota(crate::state::Quota {
+            keys: limits.max_state_keys_per_owner,
+            bytes: limits.max_state_bytes_per_owner,
+        });
+        self.kv.set_quota(crate::kv::SpaceQuota {
+            keys: limits.max_kv_keys,
+            bytes: limits.max_kv_bytes,
+        });
+        self.pending
+            .set_bounds(limits.max_pending_members, limits.max_pending_per_sender);
+        self.config.limits = limits;
+        Ok(())
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config
