@@ -77,6 +77,7 @@ struct Seen {
 
 /// One of this node's queries, collecting answers.
 struct InFlight {
+    query: Query,
     until: Instant,
     acks: HashSet<Arc<str>>,
     answers: HashSet<Arc<str>>,
@@ -155,15 +156,16 @@ impl QueryLog {
         })
     }
 
-    /// Start collecting answers to this node's query `ltime` until `until`;
+    /// Start collecting answers to this node's `query` until `until`;
     /// false if too many are in flight.
-    pub fn start(&mut self, ltime: u64, until: Instant) -> bool {
+    pub fn start(&mut self, query: &Query, until: Instant) -> bool {
         if self.mine.len() >= MAX_IN_FLIGHT {
             return false;
         }
         self.mine.insert(
-            ltime,
+            query.ltime,
             InFlight {
+                query: query.clone(),
                 until,
                 acks: HashSet::new(),
                 answers: HashSet::new(),
@@ -183,6 +185,15 @@ impl QueryLog {
         }
         let set = if r.ack { &mut q.acks } else { &mut q.answers };
         set.insert(r.from.clone())
+    }
+
+    /// This node's query `ltime`, if in flight, and whether `member` has
+    /// acked or answered it.
+    pub fn in_flight(&self, ltime: u64) -> Option<(&Query, impl Fn(&str) -> bool + '_)> {
+        let q = self.mine.get(&ltime)?;
+        Some((&q.query, move |m: &str| {
+            q.acks.contains(m) || q.answers.contains(m)
+        }))
     }
 
     /// End this node's query `ltime`; true if it was in flight.
@@ -244,7 +255,7 @@ mod tests {
     fn answers_count_once_per_member_and_only_in_flight() {
         let t = Instant::from_micros(1_000_000);
         let mut log = QueryLog::default();
-        assert!(log.start(7, t + Duration::from_secs(1)));
+        assert!(log.start(&query(7, 1000), t + Duration::from_secs(1)));
         let r = |from: &str, ack| QueryResponse {
             ltime: 7,
             from: from.into(),

@@ -64,6 +64,9 @@ pub struct Stats {
     pub queries_refused: u64,
     /// Query answers this node relayed to their asker.
     pub query_responses_relayed: u64,
+    /// Queries of this node sent once more, straight, to a member that had
+    /// neither acked nor answered a quarter of the way to the deadline.
+    pub queries_resent: u64,
     /// Per-node state entries applied from peers.
     pub state_applied: u64,
     /// Per-node state entries not newer than known (ignored).

@@ -188,3 +188,39 @@ fn bad_queries_are_refused_with_a_reason() {
         assert!(e.to_string().contains("no such query"), "{e}");
     });
 }
+
+#[test]
+fn a_member_the_rumor_missed_gets_the_query_straight_from_the_asker() {
+    // Node 3 hears nothing for the first 1.5 s of an 8 s query: the rumor's
+    // waves and its retransmit budget pass it by. A quarter of the way to
+    // the deadline (2 s) the asker sends the query straight to every
+    // member that has not acked: node 3 answers.
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let n = 8;
+    let mut net = Net::converged(n, Config::lan());
+    answering(&mut net, vec![]);
+    let cut = Rc::new(Cell::new(true));
+    let c = cut.clone();
+    let mut ltime = 0;
+    net.drop = Box::new(move |_, to, _| c.get() && to == 3);
+    let params = QueryParams {
+        ack: true,
+        timeout: Some(Duration::from_secs(8)),
+        ..QueryParams::default()
+    };
+    net.with(0, |node, now| {
+        ltime = node.query(now, "who", b"", params).unwrap();
+    });
+    net.run_for(secs(1.5));
+    cut.set(false);
+    net.run_for(secs(7.0));
+    let (acks, answers, done) = results(&net, 0, ltime);
+    assert!(done);
+    assert!(acks.contains(&name(3)), "node 3 never acked: {acks:?}");
+    assert!(
+        answers.iter().any(|(f, _)| *f == name(3)),
+        "node 3 never answered"
+    );
+    assert!(net.node(0).stats().queries_resent >= 1);
+}

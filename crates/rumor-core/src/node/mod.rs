@@ -102,6 +102,8 @@ enum Timer {
     KvSyncTick,
     /// This node's query of this Lamport time ends.
     QueryDeadline(u64),
+    /// Send this node's query once more to the members still silent.
+    QueryResend(u64),
 }
 
 /// What the node knows of one member besides its name.
@@ -468,6 +470,7 @@ impl Node {
                 Timer::PushPullTick => self.push_pull_tick(now),
                 Timer::JoinSync => self.join_sync(now),
                 Timer::QueryDeadline(ltime) => self.query_deadline(ltime),
+                Timer::QueryResend(ltime) => self.query_resend(ltime),
                 Timer::ReconnectTick => self.reconnect_tick(now),
                 Timer::StateSyncTick => self.state_sync_tick(now),
                 Timer::AggregateTick => self.aggregate_tick(now),

@@ -65,16 +65,6 @@ impl Node {
         }
         self.start(now);
         let ltime = self.user_events.tick();
-        if !self.queries.start(ltime, now + timeout) {
-            return Err(Error::LimitReached {
-                limit: Limit::Query,
-                detail: format!(
-                    "{} queries of this node are in flight already",
-                    crate::query::MAX_IN_FLIGHT
-                ),
-            });
-        }
-        self.set_timer(now + timeout, Timer::QueryDeadline(ltime));
         let q = Query {
             ltime,
             origin: self.name.clone(),
@@ -86,6 +76,19 @@ impl Node {
             relay_factor: params.relay_factor,
             timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
         };
+        if !self.queries.start(&q, now + timeout) {
+            return Err(Error::LimitReached {
+                limit: Limit::Query,
+                detail: format!(
+                    "{} queries of this node are in flight already",
+                    crate::query::MAX_IN_FLIGHT
+                ),
+            });
+        }
+        self.set_timer(now + timeout, Timer::QueryDeadline(ltime));
+        if q.ack {
+            self.set_timer(now + timeout / 4, Timer::QueryResend(ltime));
+        }
         self.on_query(now, q);
         self.forward_fresh(now);
         Ok(ltime)
@@ -191,6 +194,32 @@ impl Node {
         }
         if self.queries.record(now, &r) {
             self.events.push_back(Event::QueryResponse(r));
+        }
+    }
+
+    /// A quarter of the way to the deadline of a query that asked for acks:
+    /// send it once more, straight, to every alive member that has neither
+    /// acked nor answered. A query spreads as a rumor, and an eager wave
+    /// that misses a member can spend the rumor's retransmit budget before
+    /// a later round reaches it (user events have push-pull repair; queries
+    /// last too briefly for it). A member that had it drops the copy.
+    pub(super) fn query_resend(&mut self, ltime: u64) {
+        let (msg, silent) = {
+            let Some((q, heard)) = self.queries.in_flight(ltime) else {
+                return;
+            };
+            let silent: Vec<SocketAddr> = self
+                .members
+                .iter()
+                .skip(1)
+                .filter(|(n, e)| e.state == crate::member::MemberState::Alive && !heard(n))
+                .map(|(_, e)| e.addr.get())
+                .collect();
+            (Message::Query(q.clone()), silent)
+        };
+        for to in silent {
+            self.stats.queries_resent += 1;
+            self.send_bare(to, &msg);
         }
     }
 
