@@ -4,7 +4,8 @@
 //! `encryption = "accept"` → each switched to `"send"` by SIGHUP → each to
 //! `"enforce"` by SIGHUP. At every step every agent sees all five alive,
 //! and no agent ever reports another failed. At the end a plaintext agent
-//! can no longer join, and an agent with the key can.
+//! can no longer join, and an agent with the key can. And the reverse:
+//! enforce → send → accept by SIGHUP, then each restarted without the key.
 
 mod common;
 
@@ -125,7 +126,7 @@ fn encryption_is_turned_on_in_a_running_cluster_with_no_failure() {
     let slots: Vec<Slot> = (0..N)
         .map(|i| Slot {
             name: format!("ro{i}"),
-            port: free_port(),
+            port: fixed_port(),
             config: dir.join(format!("ro{i}.toml")),
         })
         .collect();
@@ -235,4 +236,51 @@ fn encryption_is_turned_on_in_a_running_cluster_with_no_failure() {
         agents.iter().all(|a| a.alive_count() == N + 1)
     });
     assert_eq!(failures(&logs), Vec::<String>::new());
+}
+
+#[test]
+fn encryption_is_turned_off_in_a_running_cluster_with_no_failure() {
+    let dir = temp_dir("rollback");
+    let ring = dir.join("keyring");
+    std::fs::write(&ring, format!("{}\n", gen_key())).unwrap();
+    let slots: Vec<Slot> = (0..N)
+        .map(|i| Slot {
+            name: format!("rb{i}"),
+            port: fixed_port(),
+            config: dir.join(format!("rb{i}.toml")),
+        })
+        .collect();
+    for s in &slots {
+        std::fs::write(&s.config, "encryption = \"enforce\"\n").unwrap();
+    }
+    let mut logs = Vec::new();
+    let mut agents: Vec<Agent> = Vec::new();
+    for s in &slots {
+        let a = spawn(s, Some(&ring), agents.first());
+        logs.push(a.log.clone());
+        agents.push(a);
+    }
+    all_see_all_alive(&agents, "encrypted");
+    switch_all(&agents, &slots, &logs, "enforce", "send");
+    switch_all(&agents, &slots, &logs, "send", "accept");
+    // Everyone sends plaintext now and accepts both: restart each without
+    // the key.
+    for i in 0..N {
+        agents[i].signal(Signal::SIGTERM);
+        assert!(
+            agents[i].wait_exit(DEADLINE).success(),
+            "{}",
+            agents[i].stderr()
+        );
+        std::fs::write(&slots[i].config, "# plaintext\n").unwrap();
+        let seed = &agents[(i + 1) % N];
+        let a = spawn(&slots[i], None, Some(seed));
+        logs.push(a.log.clone());
+        agents[i] = a;
+        all_see_all_alive(&agents, &format!("{} restarted plaintext", slots[i].name));
+        assert_eq!(failures(&logs), Vec::<String>::new());
+    }
+    for a in &agents {
+        assert_eq!(info(a)["encryption"]["enabled"], false, "{}", a.name);
+    }
 }
