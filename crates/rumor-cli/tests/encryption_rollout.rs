@@ -118,28 +118,67 @@ fn switch_all(agents: &[Agent], slots: &[Slot], logs: &[PathBuf], from: &str, to
     }
 }
 
+/// A cluster of `N` agents named `{prefix}0..`, each with a config file
+/// holding `config`, started with `keyring` and all joined to the first;
+/// with their slots and every log file so far.
+fn start_cluster(
+    dir: &Path,
+    prefix: &str,
+    config: &str,
+    keyring: Option<&Path>,
+) -> (Vec<Slot>, Vec<Agent>, Vec<PathBuf>) {
+    let slots: Vec<Slot> = (0..N)
+        .map(|i| Slot {
+            name: format!("{prefix}{i}"),
+            port: fixed_port(),
+            config: dir.join(format!("{prefix}{i}.toml")),
+        })
+        .collect();
+    let mut logs = Vec::new();
+    let mut agents: Vec<Agent> = Vec::new();
+    for s in &slots {
+        std::fs::write(&s.config, config).unwrap();
+        let a = spawn(s, keyring, agents.first());
+        logs.push(a.log.clone());
+        agents.push(a);
+    }
+    (slots, agents, logs)
+}
+
+/// Restart each agent in turn (graceful leave, rejoin through the next)
+/// with `config` and `keyring`, checking the cluster after each; `check`
+/// looks at each new agent.
+fn restart_each(
+    agents: &mut [Agent],
+    slots: &[Slot],
+    logs: &mut Vec<PathBuf>,
+    config: &str,
+    keyring: Option<&Path>,
+    check: impl Fn(&Agent),
+) {
+    for i in 0..N {
+        agents[i].signal(Signal::SIGTERM);
+        assert!(
+            agents[i].wait_exit(DEADLINE).success(),
+            "{}",
+            agents[i].stderr()
+        );
+        std::fs::write(&slots[i].config, config).unwrap();
+        let a = spawn(&slots[i], keyring, Some(&agents[(i + 1) % N]));
+        check(&a);
+        logs.push(a.log.clone());
+        agents[i] = a;
+        all_see_all_alive(agents, &format!("{} restarted: {config:?}", slots[i].name));
+        assert_eq!(failures(logs), Vec::<String>::new());
+    }
+}
+
 #[test]
 fn encryption_is_turned_on_in_a_running_cluster_with_no_failure() {
     let dir = temp_dir("rollout");
     let ring = dir.join("keyring");
     std::fs::write(&ring, format!("{}\n", gen_key())).unwrap();
-    let slots: Vec<Slot> = (0..N)
-        .map(|i| Slot {
-            name: format!("ro{i}"),
-            port: fixed_port(),
-            config: dir.join(format!("ro{i}.toml")),
-        })
-        .collect();
-    for s in &slots {
-        std::fs::write(&s.config, "# plaintext\n").unwrap();
-    }
-    let mut logs = Vec::new();
-    let mut agents: Vec<Agent> = Vec::new();
-    for s in &slots {
-        let a = spawn(s, None, agents.first());
-        logs.push(a.log.clone());
-        agents.push(a);
-    }
+    let (slots, mut agents, mut logs) = start_cluster(&dir, "ro", "# plaintext\n", None);
     all_see_all_alive(&agents, "plaintext");
     assert_eq!(info(&agents[0])["encryption"]["enabled"], false);
     // A reload cannot make a plaintext agent send or accept encrypted
@@ -154,26 +193,17 @@ fn encryption_is_turned_on_in_a_running_cluster_with_no_failure() {
 
     // Step 1: restart each, one at a time, with the keyring in accept mode.
     let started = Instant::now();
-    for i in 0..N {
-        agents[i].signal(Signal::SIGTERM);
-        assert!(
-            agents[i].wait_exit(DEADLINE).success(),
-            "{}",
-            agents[i].stderr()
-        );
-        std::fs::write(&slots[i].config, "encryption = \"accept\"\n").unwrap();
-        let seed = &agents[(i + 1) % N];
-        let a = spawn(&slots[i], Some(&ring), Some(seed));
-        assert!(
-            a.stderr().contains("encryption=\"accept\""),
-            "start line: {}",
-            a.stderr()
-        );
-        logs.push(a.log.clone());
-        agents[i] = a;
-        all_see_all_alive(&agents, &format!("{} restarted in accept", slots[i].name));
-        assert_eq!(failures(&logs), Vec::<String>::new());
-    }
+    restart_each(
+        &mut agents,
+        &slots,
+        &mut logs,
+        "encryption = \"accept\"\n",
+        Some(&ring),
+        |a| {
+            let log = a.stderr();
+            assert!(log.contains("encryption=\"accept\""), "start line: {log}");
+        },
+    );
     let restarts = started.elapsed();
     // The last plaintext sender was gone only after the last restart: the
     // first agents restarted accepted its plaintext and counted it.
@@ -243,43 +273,21 @@ fn encryption_is_turned_off_in_a_running_cluster_with_no_failure() {
     let dir = temp_dir("rollback");
     let ring = dir.join("keyring");
     std::fs::write(&ring, format!("{}\n", gen_key())).unwrap();
-    let slots: Vec<Slot> = (0..N)
-        .map(|i| Slot {
-            name: format!("rb{i}"),
-            port: fixed_port(),
-            config: dir.join(format!("rb{i}.toml")),
-        })
-        .collect();
-    for s in &slots {
-        std::fs::write(&s.config, "encryption = \"enforce\"\n").unwrap();
-    }
-    let mut logs = Vec::new();
-    let mut agents: Vec<Agent> = Vec::new();
-    for s in &slots {
-        let a = spawn(s, Some(&ring), agents.first());
-        logs.push(a.log.clone());
-        agents.push(a);
-    }
+    let enforce = "encryption = \"enforce\"\n";
+    let (slots, mut agents, mut logs) = start_cluster(&dir, "rb", enforce, Some(&ring));
     all_see_all_alive(&agents, "encrypted");
     switch_all(&agents, &slots, &logs, "enforce", "send");
     switch_all(&agents, &slots, &logs, "send", "accept");
     // Everyone sends plaintext now and accepts both: restart each without
     // the key.
-    for i in 0..N {
-        agents[i].signal(Signal::SIGTERM);
-        assert!(
-            agents[i].wait_exit(DEADLINE).success(),
-            "{}",
-            agents[i].stderr()
-        );
-        std::fs::write(&slots[i].config, "# plaintext\n").unwrap();
-        let seed = &agents[(i + 1) % N];
-        let a = spawn(&slots[i], None, Some(seed));
-        logs.push(a.log.clone());
-        agents[i] = a;
-        all_see_all_alive(&agents, &format!("{} restarted plaintext", slots[i].name));
-        assert_eq!(failures(&logs), Vec::<String>::new());
-    }
+    restart_each(
+        &mut agents,
+        &slots,
+        &mut logs,
+        "# plaintext\n",
+        None,
+        |_| {},
+    );
     for a in &agents {
         assert_eq!(info(a)["encryption"]["enabled"], false, "{}", a.name);
     }
