@@ -41,7 +41,7 @@ pub use event::{Event, MemberEventKind, SuspicionCause};
 pub use limits::Limits;
 pub use member::{Member, MemberState, Tags};
 pub use message::UserEvent;
-pub use node::{ForceLeave, ForceLeaveError, Node, Transmit, TransmitKind};
+pub use node::{ForceLeave, ForceLeaveError, Node, Resume, Resumed, Transmit, TransmitKind};
 pub use stats::Stats;
 pub use time::Instant;
 

@@ -148,6 +148,11 @@ impl OwnerState {
             .filter_map(|(k, e)| e.value.as_deref().map(|v| (k.as_str(), v)))
     }
 
+    /// Every entry, tombstones included, in key order.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &Entry)> {
+        self.entries.iter().map(|(k, e)| (k.as_str(), e))
+    }
+
     /// A live value.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.entries.get(key)?.value.as_deref()
@@ -308,6 +313,32 @@ impl ClusterState {
             through: 0,
             entries: vec![(key.to_owned(), entry)],
         })
+    }
+
+    /// Load this node's own entries kept from an earlier run, before it
+    /// starts: writes then resume above `max_version` (and above every
+    /// restored entry's version), never reusing a version the cluster may
+    /// have seen. Invalid entries are skipped; returns how many were.
+    pub fn restore_own(
+        &mut self,
+        now: Instant,
+        entries: impl IntoIterator<Item = (String, Entry)>,
+        max_version: u64,
+    ) -> usize {
+        let own = self.owners.entry(self.me.clone()).or_default();
+        let mut skipped = 0;
+        let mut top = max_version;
+        for (key, entry) in entries {
+            if validate(&key, entry.value.as_deref()).is_err() || entry.version == 0 {
+                skipped += 1;
+                continue;
+            }
+            top = top.max(entry.version);
+            own.set(now, key, entry);
+        }
+        own.max_version = own.max_version.max(top);
+        own.changed_at = now;
+        skipped
     }
 
     /// Digest: `(owner, max version)` for every owner with state.

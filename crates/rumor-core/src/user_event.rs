@@ -39,6 +39,13 @@ impl EventLog {
         self.clock
     }
 
+    /// Continue from `clock`, the time this node reached in an earlier run
+    /// (capped like a witnessed time), so it never reissues a time peers
+    /// may still hold as seen.
+    pub fn resume(&mut self, clock: u64) {
+        self.clock = self.clock.max(clock.min(LAMPORT_CEILING));
+    }
+
     /// Stamp a new local event: advance the clock and return its time.
     pub fn tick(&mut self) -> u64 {
         // The clock never passes LAMPORT_CEILING by witnessing, so this

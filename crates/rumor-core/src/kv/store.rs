@@ -397,6 +397,28 @@ impl KvStore {
         expired.len()
     }
 
+    /// Load an entry kept from an earlier run (a data dir), before the node
+    /// starts: checked like a remote entry, except that its timestamp is
+    /// never refused as too far ahead (it was this node's own clock, or
+    /// accepted by it). The clock advances past it, so new local writes
+    /// outrank it. Queues no change. A key already held is replaced.
+    pub fn restore(&mut self, key: &[u8], entry: Entry) -> Result<(), Invalid> {
+        let key = check_key_bytes(key)?.to_owned();
+        check_entry(&entry)?;
+        let expected = self.mode_for(&key);
+        if entry.mode() != expected {
+            return Err(Invalid::ModeMismatch { expected });
+        }
+        if let Some(ts) = entry.latest() {
+            // Checked against its own wall time, the stamp is never ahead.
+            let _ = self.hlc.update(ts.wall, ts);
+        }
+        let queued = self.changes.len();
+        let stored = self.commit(&key, entry);
+        self.changes.truncate(queued);
+        stored
+    }
+
     /// The next queued change, oldest first. Drain regularly: the queue
     /// grows with every applied change.
     pub fn poll_change(&mut self) -> Option<Change> {

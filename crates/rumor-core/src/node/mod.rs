@@ -13,6 +13,7 @@ mod kv;
 mod merge;
 mod probe;
 mod query;
+mod resume;
 mod sync;
 
 use std::cmp::Reverse;
@@ -45,6 +46,7 @@ use admit::Source;
 use probe::{Probe, Relay};
 
 pub use force_leave::{ForceLeave, ForceLeaveError};
+pub use resume::{Resume, Resumed};
 
 /// How a [`Transmit`] travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
