@@ -41,7 +41,9 @@ pub use event::{Event, MemberEventKind, SuspicionCause};
 pub use limits::Limits;
 pub use member::{Member, MemberState, Tags};
 pub use message::UserEvent;
-pub use node::{ForceLeave, ForceLeaveError, Node, Resume, Resumed, Transmit, TransmitKind};
+pub use node::{
+    ForceLeave, ForceLeaveError, Imported, Node, Resume, Resumed, Transmit, TransmitKind,
+};
 pub use stats::Stats;
 pub use time::Instant;
 

@@ -13,6 +13,8 @@
 mod kv;
 mod query;
 
+pub use kv::{decode_entry, encode_entry};
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 

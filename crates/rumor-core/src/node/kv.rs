@@ -16,6 +16,17 @@ use crate::message::{Message, MessageType};
 use crate::time::Instant;
 use crate::Error;
 
+/// What [`Node::kv_import`] did with the records it was given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Merged: news to this replica.
+    pub applied: usize,
+    /// Not newer than what this replica holds.
+    pub stale: usize,
+    /// Malformed, of the wrong mode, too far ahead, or over the quota.
+    pub refused: usize,
+}
+
 /// A Merkle sync this node started.
 pub(super) struct Session {
     peer: SocketAddr,
@@ -119,10 +130,21 @@ impl Node {
         }
     }
 
+    /// Merge records from outside the protocol (a backup being imported):
+    /// each is checked and merged exactly like a peer's, and what was news
+    /// spreads to the cluster.
+    pub fn kv_import(&mut self, now: Instant, records: Vec<Record>) -> Imported {
+        self.start(now);
+        let imported = self.on_kv_records(now, records);
+        self.forward_fresh(now);
+        imported
+    }
+
     /// Apply records from a peer; pass on what was news.
-    pub(super) fn on_kv_records(&mut self, now: Instant, records: Vec<Record>) {
+    pub(super) fn on_kv_records(&mut self, now: Instant, records: Vec<Record>) -> Imported {
         let physical = self.physical(now);
         let mut news = Vec::new();
+        let mut tally = Imported::default();
         for r in records {
             match self
                 .kv
@@ -132,17 +154,26 @@ impl Node {
                     self.stats.kv_applied += 1;
                     news.push(r);
                 }
-                Outcome::Stale(_) => self.stats.kv_stale += 1,
-                Outcome::Invalid(Invalid::SpaceFull { .. }) => {
-                    self.refused(crate::limits::Limit::Kv)
+                Outcome::Stale(_) => {
+                    self.stats.kv_stale += 1;
+                    tally.stale += 1;
                 }
-                Outcome::Invalid(_) => self.stats.kv_invalid += 1,
+                Outcome::Invalid(Invalid::SpaceFull { .. }) => {
+                    self.refused(crate::limits::Limit::Kv);
+                    tally.refused += 1;
+                }
+                Outcome::Invalid(_) => {
+                    self.stats.kv_invalid += 1;
+                    tally.refused += 1;
+                }
             }
         }
+        tally.applied = news.len();
         if self.config.kv_rumors && !news.is_empty() {
             self.spread_records(news);
         }
         self.emit_kv_changes();
+        tally
     }
 
     /// Start Merkle sessions with random peers. A node with an empty key

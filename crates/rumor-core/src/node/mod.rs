@@ -46,6 +46,7 @@ use admit::Source;
 use probe::{Probe, Relay};
 
 pub use force_leave::{ForceLeave, ForceLeaveError};
+pub use kv::Imported;
 pub use resume::{Resume, Resumed};
 
 /// How a [`Transmit`] travels.
@@ -691,7 +692,9 @@ impl Node {
                 shares,
             } => self.on_aggregate(now, from, sender, epoch, seq, shares),
             Message::AggregateAck { epoch, seq } => self.on_aggregate_ack(epoch, seq),
-            Message::KvRecords(records) => self.on_kv_records(now, records),
+            Message::KvRecords(records) => {
+                self.on_kv_records(now, records);
+            }
             Message::KvSyncRequest { session, request } => {
                 self.on_kv_sync_request(from, session, request)
             }

@@ -175,4 +175,26 @@ mod tests {
         assert_eq!(a.local().incarnation, inc);
         assert_eq!(a.event_clock(), 0);
     }
+
+    #[test]
+    fn an_export_imports_once() {
+        let t = Instant::ZERO;
+        let mut a = node("a");
+        a.kv_put(t, "k1", b"v1".to_vec()).expect("put");
+        a.kv_delete(t, "k2").expect("delete");
+        let export: Vec<crate::kv::Record> = a
+            .kv()
+            .iter()
+            .map(|(k, e)| crate::kv::Record {
+                key: k.to_owned(),
+                entry: e.clone(),
+            })
+            .collect();
+        let mut b = node("b");
+        let first = b.kv_import(t, export.clone());
+        assert_eq!((first.applied, first.stale, first.refused), (2, 0, 0));
+        assert_eq!(b.kv().root(), a.kv().root());
+        let again = b.kv_import(t, export);
+        assert_eq!((again.applied, again.stale), (0, 2));
+    }
 }
