@@ -322,6 +322,31 @@ pub enum KvOp {
     List(KvListArgs),
     /// Print changes of keys as they happen.
     Watch(KvListArgs),
+    /// Write every entry (tombstones included) as JSON lines: a backup.
+    Export(KvExportArgs),
+    /// Merge JSON lines from `rumor kv export` back into the cluster.
+    Import(KvImportArgs),
+}
+
+/// `rumor kv export`.
+#[derive(Debug, Args)]
+pub struct KvExportArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Write to this file (atomically, when complete) instead of standard output.
+    #[arg(long, short)]
+    pub out: Option<std::path::PathBuf>,
+}
+
+/// `rumor kv import`.
+#[derive(Debug, Args)]
+pub struct KvImportArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The file `rumor kv export` wrote; `-` or omitted: standard input.
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// A key operand of `rumor kv`.

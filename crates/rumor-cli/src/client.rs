@@ -11,8 +11,8 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    parse_tag, AggArgs, ClientArgs, EventArgs, ForceLeaveArgs, InfoArgs, JoinArgs, KvOp,
-    MembersArgs, MonitorArgs, StateOp, TagsOp,
+    parse_tag, AggArgs, ClientArgs, EventArgs, ForceLeaveArgs, InfoArgs, JoinArgs, KvExportArgs,
+    KvImportArgs, KvOp, MembersArgs, MonitorArgs, StateOp, TagsOp,
 };
 use crate::http::MemberJson;
 use crate::member_filter::MemberFilter;
@@ -525,7 +525,75 @@ pub fn kv(op: &KvOp) -> Result<()> {
                 Ok(())
             })?;
         }
+        KvOp::Export(a) => kv_export(a)?,
+        KvOp::Import(a) => kv_import(a)?,
     }
+    Ok(())
+}
+
+/// `rumor kv export`: the lines as the agent streams them, to a file
+/// (renamed into place only once complete) or standard output.
+fn kv_export(a: &KvExportArgs) -> Result<()> {
+    let client = Client::with_timeout(&a.client, None);
+    let mut lines = Vec::new();
+    let mut count = 0usize;
+    let mut out = std::io::stdout().lock();
+    for line in client.stream("/v1/kv-export")?.lines() {
+        let line = line.map_err(|e| anyhow!("export from {} broke off: {e}", client.base))?;
+        count += 1;
+        match &a.out {
+            Some(_) => {
+                lines.extend_from_slice(line.as_bytes());
+                lines.push(b'\n');
+            }
+            None => writeln!(out, "{line}")?,
+        }
+    }
+    if let Some(path) = &a.out {
+        crate::atomic_file::write(path, &lines)
+            .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
+    }
+    eprintln!("exported {count} entries");
+    Ok(())
+}
+
+/// `rumor kv import`: send the lines in requests under the API's body
+/// limit; stop at the first refused request (already sent ones stay).
+fn kv_import(a: &KvImportArgs) -> Result<()> {
+    let mut text = String::new();
+    match a.file.as_deref().filter(|p| p.as_os_str() != "-") {
+        Some(p) => {
+            text = std::fs::read_to_string(p)
+                .map_err(|e| anyhow!("cannot read {}: {e}", p.display()))?
+        }
+        None => {
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        }
+    }
+    let client = Client::new(&a.client);
+    let budget = crate::http::MAX_BODY * 3 / 4;
+    let (mut applied, mut stale, mut refused) = (0u64, 0u64, 0u64);
+    let mut chunk = String::new();
+    let mut send = |chunk: &mut String| -> Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let v = client.send_bytes("POST", "/v1/kv-import", chunk.as_bytes())?;
+        applied += v["applied"].as_u64().unwrap_or(0);
+        stale += v["stale"].as_u64().unwrap_or(0);
+        refused += v["refused"].as_u64().unwrap_or(0);
+        chunk.clear();
+        Ok(())
+    };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if !chunk.is_empty() && chunk.len() + line.len() + 1 > budget {
+            send(&mut chunk)?;
+        }
+        chunk.push_str(line);
+        chunk.push('\n');
+    }
+    send(&mut chunk)?;
+    println!("imported: {applied} applied, {stale} already known, {refused} refused");
     Ok(())
 }
 

@@ -153,6 +153,7 @@ impl From<ClusterError> for ApiError {
             ClusterError::NotFound(_) => StatusCode::NOT_FOUND,
             ClusterError::Conflict(_) => StatusCode::CONFLICT,
             ClusterError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+            ClusterError::Storage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ClusterError::Closed => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError(status, e.to_string())
@@ -1079,6 +1080,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/kv", get(kv_list))
         .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
         .route("/v1/kv-watch", get(kv_watch))
+        .route("/v1/kv-export", get(crate::kv_backup::export))
+        .route(
+            "/v1/kv-import",
+            axum::routing::post(crate::kv_backup::import),
+        )
         .route(
             "/v1/state/{*key}",
             axum::routing::put(state_put).delete(state_delete),

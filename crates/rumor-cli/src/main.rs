@@ -28,6 +28,7 @@ mod http_query;
 mod info;
 mod join_hint;
 mod keyring_sync;
+mod kv_backup;
 mod kv_context;
 mod logging;
 mod member_filter;

@@ -67,6 +67,17 @@ pub(crate) enum Command {
     KvScan(String, oneshot::Sender<Vec<(String, KvEntry)>>),
     /// The causal context of a key.
     KvContext(String, oneshot::Sender<VersionVector>),
+    /// Up to `limit` entries after a key (tombstones included), in key order.
+    KvPage(
+        Option<String>,
+        usize,
+        oneshot::Sender<Vec<(String, KvEntry)>>,
+    ),
+    /// Merge records from outside the protocol (a backup).
+    KvImport(
+        Vec<rumor_core::kv::Record>,
+        oneshot::Sender<rumor_core::Imported>,
+    ),
     /// Write (`Some`) or delete (`None`) a last-write-wins key.
     KvWrite(String, Option<Vec<u8>>, Reply<()>),
     /// Write or delete a siblings-mode key with the context the writer read.
@@ -368,6 +379,19 @@ impl<T: Transport> Driver<T> {
             }
             Command::KvContext(key, tx) => {
                 let _ = tx.send(self.core.kv().context(&key));
+            }
+            Command::KvPage(after, limit, tx) => {
+                let page = self
+                    .core
+                    .kv()
+                    .iter_after(after.as_deref())
+                    .take(limit)
+                    .map(|(k, e)| (k.to_owned(), e.clone()))
+                    .collect();
+                let _ = tx.send(page);
+            }
+            Command::KvImport(records, tx) => {
+                let _ = tx.send(self.core.kv_import(now, records));
             }
             Command::KvWrite(key, Some(value), tx) => {
                 let _ = tx.send(self.core.kv_put(now, &key, value));

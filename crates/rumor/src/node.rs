@@ -256,6 +256,32 @@ impl Node {
         self.ask(|tx| Command::KvScan(prefix, tx)).await
     }
 
+    /// A page of the whole key space for a backup: up to `limit` entries
+    /// (tombstones included, with their timestamps) after the key `after`,
+    /// in key order. Page through with the last key of each page.
+    pub async fn kv_export_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, KvEntry)>, Error> {
+        let after = after.map(str::to_owned);
+        self.ask(|tx| Command::KvPage(after, limit, tx)).await
+    }
+
+    /// Merge exported entries back (a restore from backup): each is checked
+    /// and merged like a peer's record, so an import never overwrites a
+    /// newer write; what is news spreads to the cluster.
+    pub async fn kv_import(
+        &self,
+        entries: Vec<(String, KvEntry)>,
+    ) -> Result<rumor_core::Imported, Error> {
+        let records = entries
+            .into_iter()
+            .map(|(key, entry)| rumor_core::kv::Record { key, entry })
+            .collect();
+        self.ask(|tx| Command::KvImport(records, tx)).await
+    }
+
     /// Write a last-write-wins `key`; the cluster learns it through gossip
     /// and anti-entropy. Fails for a siblings-mode key (use
     /// [`Node::kv_put_in_context`]) or one over the size limits.

@@ -369,6 +369,21 @@ impl Cluster for LibNode {
         Box::pin(async move { with_node!(self, n => n.kv_scan(&prefix)) })
     }
 
+    fn kv_export_page(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<(String, KvEntry)>, ClusterError>> {
+        Box::pin(async move { with_node!(self, n => n.kv_export_page(after.as_deref(), limit)) })
+    }
+
+    fn kv_import(
+        &self,
+        entries: Vec<(String, KvEntry)>,
+    ) -> BoxFuture<'_, Result<rumor::core::Imported, ClusterError>> {
+        Box::pin(async move { with_node!(self, n => n.kv_import(entries)) })
+    }
+
     fn kv_write(
         &self,
         key: String,

@@ -85,6 +85,10 @@ pub enum ClusterError {
     /// No seed answered.
     #[error("{0}")]
     Unreachable(String),
+    /// The data dir refused a write (full disk, IO error): nothing was
+    /// acknowledged.
+    #[error("{0}")]
+    Storage(String),
     /// The node is shutting down.
     #[error("the node has stopped")]
     Closed,
@@ -208,6 +212,18 @@ pub trait Cluster: Send + Sync + 'static {
         &self,
         prefix: String,
     ) -> BoxFuture<'_, Result<Vec<(String, KvEntry)>, ClusterError>>;
+    /// Up to `limit` entries after the key `after`, tombstones included,
+    /// in key order (a backup, read in pages).
+    fn kv_export_page(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<(String, KvEntry)>, ClusterError>>;
+    /// Merge entries from a backup like a peer's records.
+    fn kv_import(
+        &self,
+        entries: Vec<(String, KvEntry)>,
+    ) -> BoxFuture<'_, Result<rumor::core::Imported, ClusterError>>;
     /// Write (`Some`) or delete (`None`) a last-write-wins key.
     fn kv_write(
         &self,

@@ -466,6 +466,21 @@ impl KvStore {
         self.entries.iter().map(|(k, s)| (&**k, &s.entry))
     }
 
+    /// Entries after `after` (all when `None`), tombstones included, in
+    /// key order: a full dump, read in pages.
+    pub fn iter_after<'a>(
+        &'a self,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a str, &'a Entry)> + 'a {
+        let start = match after {
+            Some(k) => std::ops::Bound::Excluded(k),
+            None => std::ops::Bound::Unbounded,
+        };
+        self.entries
+            .range::<str, _>((start, std::ops::Bound::Unbounded))
+            .map(|(k, s)| (&**k, &s.entry))
+    }
+
     /// The record under `key`, tombstones included.
     pub fn record(&self, key: &str) -> Option<Record> {
         self.entry(key).map(|entry| Record {
