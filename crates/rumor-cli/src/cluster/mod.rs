@@ -85,10 +85,6 @@ pub enum ClusterError {
     /// No seed answered.
     #[error("{0}")]
     Unreachable(String),
-    /// The data dir refused a write (full disk, IO error): nothing was
-    /// acknowledged.
-    #[error("{0}")]
-    Storage(String),
     /// The node is shutting down.
     #[error("the node has stopped")]
     Closed,
