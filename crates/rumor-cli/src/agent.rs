@@ -113,12 +113,22 @@ fn log_start(cfg: &AgentConfig, node: &SharedCluster, http: std::net::SocketAddr
         rejoin_after_leave = cfg.rejoin_after_leave,
         leave_on_terminate = cfg.leave_on_terminate,
         snapshot = %cfg.snapshot.as_ref().map_or("none".into(), |p| p.display().to_string()),
+        data_dir = %cfg.data.as_ref().map_or("none".into(), |d| d.dir.display().to_string()),
+        sync = %cfg.data.as_ref().map_or("none".into(), |d| match d.sync_interval {
+            None => "always".to_string(),
+            Some(i) => format!("interval({i:?})"),
+        }),
         event_handlers = %crate::event_handler::describe(&cfg.event_handler),
         protocol_overrides = %set_keys(&cfg.protocol_overrides),
         limits = %set_keys(&cfg.limit_overrides),
         log_level = %cfg.log_level,
         "agent started"
     );
+    if cfg.data.is_none() {
+        tracing::warn!(
+            "no data dir (--data-dir): the key space, this node's per-node state and its clocks live in memory only; after a restart this agent starts empty and pulls everything from its peers"
+        );
+    }
 }
 
 /// Why the agent stops.

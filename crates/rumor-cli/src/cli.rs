@@ -158,6 +158,20 @@ pub struct AgentArgs {
     /// agent rejoins them without --join.
     #[arg(long, env = "RUMOR_SNAPSHOT")]
     pub snapshot: Option<PathBuf>,
+    /// Directory for durable state: the key space, this node's per-node
+    /// state, incarnation and Lamport clock, and the snapshot (unless
+    /// --snapshot names another file). Without it they live in memory only.
+    #[arg(long, env = "RUMOR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// With --data-dir, when a key-space write is acknowledged: `always`
+    /// (once it is on disk; the default) or `interval` (at once, on disk
+    /// within --sync-interval).
+    #[arg(long, env = "RUMOR_SYNC")]
+    pub sync: Option<String>,
+    /// With --sync interval: the longest an acknowledged write waits for
+    /// its fsync, e.g. "100ms".
+    #[arg(long, env = "RUMOR_SYNC_INTERVAL")]
+    pub sync_interval: Option<String>,
     /// `[FILTER=]CMD`: program run (through `sh -c`) for each membership
     /// event (RUMOR_EVENT and RUMOR_MEMBER_* variables name it) and each user
     /// event (RUMOR_EVENT=user, RUMOR_USER_EVENT, payload on stdin); FILTER is

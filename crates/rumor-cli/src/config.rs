@@ -77,6 +77,12 @@ pub struct FileConfig {
     pub http_insecure: Option<bool>,
     /// Snapshot file.
     pub snapshot: Option<PathBuf>,
+    /// Directory for durable state.
+    pub data_dir: Option<PathBuf>,
+    /// `always` or `interval`.
+    pub sync: Option<String>,
+    /// With `sync = "interval"`: the longest wait for an fsync, e.g. "100ms".
+    pub sync_interval: Option<String>,
     /// Event handlers, `[FILTER=]CMD`: one string or a list.
     pub event_handler: Option<crate::event_handler::OneOrMany>,
     /// Events waiting for the event handler before new ones are dropped.
@@ -335,8 +341,10 @@ pub struct AgentConfig {
     pub http_read_token: Option<String>,
     /// Run the API without a token even where one is required.
     pub http_insecure: bool,
-    /// Snapshot file.
+    /// Snapshot file (with a data dir and no `snapshot`, one inside it).
     pub snapshot: Option<PathBuf>,
+    /// Durable state, if a data dir is set.
+    pub data: Option<DataDir>,
     /// Event handlers, parsed (filter and command).
     pub event_handler: Vec<crate::event_handler::HandlerSpec>,
     /// How event handlers run (backlog, timeout).
@@ -500,6 +508,13 @@ impl AgentConfig {
         if keyring.is_none() && encryption != rumor::EncryptionMode::Enforce {
             bail!("encryption = \"{encryption}\" needs a keyring (--keyring)");
         }
+        let data = DataDir::resolve(
+            args.data_dir.clone().or(file.data_dir),
+            args.sync.as_deref().or(file.sync.as_deref()),
+            args.sync_interval
+                .as_deref()
+                .or(file.sync_interval.as_deref()),
+        )?;
         Ok(AgentConfig {
             protocol,
             streams,
@@ -536,7 +551,12 @@ impl AgentConfig {
                 .or(file.http_read_token)
                 .filter(|t| !t.is_empty()),
             http_insecure: args.http_insecure || file.http_insecure.unwrap_or(false),
-            snapshot: args.snapshot.clone().or(file.snapshot),
+            snapshot: args
+                .snapshot
+                .clone()
+                .or(file.snapshot)
+                .or_else(|| data.as_ref().map(|d| d.dir.join("snapshot.json"))),
+            data,
             event_handler,
             event_handler_options: crate::event_handler::HandlerOptions {
                 backlog: event_handler_backlog,
@@ -545,6 +565,50 @@ impl AgentConfig {
             },
             leave_timeout,
         })
+    }
+}
+
+/// Where and how the agent keeps durable state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataDir {
+    /// The directory.
+    pub dir: PathBuf,
+    /// `None`: acknowledge after the fsync; `Some(d)`: at once, fsync within `d`.
+    pub sync_interval: Option<Duration>,
+}
+
+impl DataDir {
+    /// The default `sync_interval` with `sync = "interval"`.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
+
+    /// From `data_dir`, `sync` and `sync_interval` as given; sync settings
+    /// without a data dir are an error (they would silently do nothing).
+    fn resolve(
+        dir: Option<PathBuf>,
+        sync: Option<&str>,
+        interval: Option<&str>,
+    ) -> Result<Option<Self>> {
+        let interval = interval
+            .map(|s| parse_duration(s).with_context(|| format!("sync_interval {s:?}")))
+            .transpose()?;
+        let Some(dir) = dir else {
+            if sync.is_some() || interval.is_some() {
+                bail!("sync and sync_interval need a data dir (--data-dir)");
+            }
+            return Ok(None);
+        };
+        let sync_interval = match (sync.unwrap_or("always"), interval) {
+            ("always", None) => None,
+            ("always", Some(_)) => {
+                bail!("sync_interval applies to sync = \"interval\"; with sync = \"always\" every write waits for its fsync")
+            }
+            ("interval", i) => Some(i.unwrap_or(Self::DEFAULT_INTERVAL)),
+            (other, _) => bail!("sync = {other:?}: expected \"always\" or \"interval\""),
+        };
+        if sync_interval.is_some_and(|d| d.is_zero() || d > Duration::from_secs(60)) {
+            bail!("sync_interval must be between 1ms and 60s");
+        }
+        Ok(Some(DataDir { dir, sync_interval }))
     }
 }
 
@@ -709,6 +773,37 @@ mod tests {
             AgentConfig::merge(&AgentArgs::default(), file()).unwrap_err()
         );
         assert!(err.contains("needs a keyring"), "{err}");
+    }
+
+    #[test]
+    fn data_dir_settings() {
+        let dir = || Some(PathBuf::from("/var/lib/rumor"));
+        let d = DataDir::resolve(dir(), None, None).unwrap().unwrap();
+        assert_eq!(d.sync_interval, None, "always is the default");
+        let d = DataDir::resolve(dir(), Some("interval"), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.sync_interval, Some(DataDir::DEFAULT_INTERVAL));
+        let d = DataDir::resolve(dir(), Some("interval"), Some("250ms"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.sync_interval, Some(Duration::from_millis(250)));
+        assert_eq!(DataDir::resolve(None, None, None).unwrap(), None);
+        for (sync, interval, says) in [
+            (
+                Some("sometimes"),
+                None,
+                "expected \"always\" or \"interval\"",
+            ),
+            (Some("always"), Some("1s"), "applies to sync = \"interval\""),
+            (Some("interval"), Some("0s"), "between 1ms and 60s"),
+            (Some("interval"), Some("soon"), "sync_interval \"soon\""),
+        ] {
+            let err = DataDir::resolve(dir(), sync, interval).unwrap_err();
+            assert!(format!("{err:#}").contains(says), "{err:#}");
+        }
+        let err = DataDir::resolve(None, Some("always"), None).unwrap_err();
+        assert!(err.to_string().contains("need a data dir"), "{err}");
     }
 
     #[test]
