@@ -42,14 +42,36 @@ pub struct SnapshotMember {
 }
 
 impl Snapshot {
-    /// Read a snapshot; a missing file is `Ok(None)`.
+    /// Read a snapshot (a missing file is `Ok(None)`): a file that does not parse (cut short
+    /// by a crash on a filesystem without atomic rename, or damaged) is
+    /// moved aside to `<path>.corrupt` with one WARN line and the agent
+    /// starts without it, since it holds nothing that is not learned again
+    /// (members come back through `--join`/`--retry-join`, the incarnation
+    /// from the data dir or by refutation). A file that cannot be read at
+    /// all is an error.
     pub fn load(path: &Path) -> Result<Option<Self>> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .with_context(|| format!("snapshot {} is corrupt", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot read snapshot {}", path.display())),
+        let text = match std::fs::read(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read snapshot {}", path.display()))
+            }
+        };
+        match serde_json::from_slice(&text) {
+            Ok(snap) => Ok(Some(snap)),
+            Err(e) => {
+                let aside = path.with_extension("json.corrupt");
+                let moved = std::fs::rename(path, &aside);
+                tracing::warn!(
+                    "snapshot {} is damaged ({e}); starting without it{}",
+                    path.display(),
+                    match moved {
+                        Ok(()) => format!(" (kept as {})", aside.display()),
+                        Err(_) => String::new(),
+                    }
+                );
+                Ok(None)
+            }
         }
     }
 
@@ -135,11 +157,33 @@ mod tests {
         s.store(&path).unwrap();
         assert_eq!(Snapshot::load(&path).unwrap(), Some(s.clone()));
         assert_eq!(s.rejoin_addrs(false).len(), 1);
-        let left = Snapshot { left: true, ..s };
+        let left = Snapshot {
+            left: true,
+            ..s.clone()
+        };
         assert!(left.rejoin_addrs(false).is_empty());
         assert_eq!(left.rejoin_addrs(true).len(), 1, "--rejoin");
         std::fs::write(&path, "{").unwrap();
-        assert!(Snapshot::load(&path).is_err());
+        assert_eq!(
+            Snapshot::load(&path).unwrap(),
+            None,
+            "damaged: set aside"
+        );
+        assert!(!path.exists() && path.with_extension("json.corrupt").exists());
+        let text = serde_json::to_vec(&s).unwrap();
+        for cut in [1, text.len() / 2, text.len() - 1] {
+            std::fs::write(&path, &text[..cut]).unwrap();
+            assert_eq!(
+                Snapshot::load(&path).unwrap(),
+                None,
+                "cut at {cut}"
+            );
+        }
+        std::fs::create_dir_all(&path).unwrap();
+        assert!(
+            Snapshot::load(&path).is_err(),
+            "unreadable is an error"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }
