@@ -104,6 +104,9 @@ pub enum Event {
     State(crate::state::Change),
     /// A replicated key changed here (a local write or one learned).
     Kv(crate::kv::Change),
+    /// Tombstones older than the grace period were collected: these keys
+    /// are gone from the key space (a data dir drops them too).
+    KvCollected(Vec<std::sync::Arc<str>>),
     /// A bound refused something peers sent: `count` refusals of this kind
     /// since the last report (reported at most once a second per kind),
     /// the last one from `peer` where known. For a rate-limited warning.

@@ -375,8 +375,8 @@ impl KvStore {
     /// Drop tombstones written at or before `now - grace` (wall-clock
     /// micros, like `physical`). Remote tombstones that old, for keys not
     /// held, are refused as [`Stale::Expired`] from then on. Collection
-    /// queues no change. Returns how many keys were dropped.
-    pub fn gc(&mut self, now: u64, grace: Duration) -> usize {
+    /// queues no change. Returns the keys dropped.
+    pub fn gc(&mut self, now: u64, grace: Duration) -> Vec<Arc<str>> {
         let grace = grace.as_micros().min(u128::from(u64::MAX)) as u64;
         let horizon = now.saturating_sub(grace).max(self.horizon.unwrap_or(0));
         self.horizon = Some(horizon);
@@ -394,7 +394,7 @@ impl KvStore {
                 self.by_hash.remove(&(slot.key_hash, key.clone()));
             }
         }
-        expired.len()
+        expired.into_iter().map(|(_, key)| key).collect()
     }
 
     /// Load an entry kept from an earlier run (a data dir), before the node

@@ -183,7 +183,10 @@ impl Node {
         let interval = self.config.kv_sync_interval;
         self.set_timer(now + interval, Timer::KvSyncTick);
         let physical = self.physical(now);
-        self.kv.gc(physical, self.config.kv_tombstone_grace);
+        let collected = self.kv.gc(physical, self.config.kv_tombstone_grace);
+        if !collected.is_empty() {
+            self.events.push_back(Event::KvCollected(collected));
+        }
         self.kv_sessions
             .retain(|_, s| now.saturating_since(s.started) < SESSION_TIMEOUT);
         let mode = self.config.kv_sync_mode;
