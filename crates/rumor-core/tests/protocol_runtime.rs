@@ -63,10 +63,7 @@ fn a_shorter_probe_interval_takes_effect_at_once() {
         "same identity"
     );
     for i in 0..3 {
-        assert!(net
-            .node(i)
-            .members()
-            .all(|m| m.state == MemberState::Alive));
+        assert!(net.node(i).members().all(|m| m.state == MemberState::Alive));
     }
 }
 
@@ -97,11 +94,7 @@ fn a_longer_interval_waits_for_the_pending_tick_and_zero_stops_a_timer() {
     net.run_for(secs(20.0));
     let s = net.node(0).stats();
     assert_eq!(s.probes, probes + 1, "one pending probe, then none");
-    assert_eq!(
-        push_pulls(&net),
-        pulls,
-        "no push-pull once disabled"
-    );
+    assert_eq!(push_pulls(&net), pulls, "no push-pull once disabled");
 }
 
 #[test]
@@ -114,7 +107,9 @@ fn restart_only_fields_are_named_and_invalid_configs_change_nothing() {
     };
     asked.kv.merkle_depth = 2;
     let mut kept = Vec::new();
-    net.with(0, |n, now| kept = n.set_protocol(now, asked.clone()).expect("valid"));
+    net.with(0, |n, now| {
+        kept = n.set_protocol(now, asked.clone()).expect("valid")
+    });
     assert_eq!(kept, vec!["kv", "packet_size"]);
     let c = net.node(0).config().clone();
     assert_eq!(c.gossip_nodes, 5, "the rest applied");

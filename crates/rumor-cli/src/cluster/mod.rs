@@ -170,8 +170,21 @@ pub trait Cluster: Send + Sync + 'static {
     fn subscribe_user(&self) -> broadcast::Receiver<Arc<UserEvent>>;
     /// Replicated-key changes from now on.
     fn subscribe_kv(&self) -> broadcast::Receiver<Arc<KvChange>>;
-    /// Change the node's protocol limits while it runs.
-    fn set_limits(&self, limits: rumor_core::Limits) -> BoxFuture<'_, Result<(), ClusterError>>;
+    /// Change the protocol configuration while running; returns the
+    /// restart-only fields it would change, kept at their running values.
+    fn set_protocol(
+        &self,
+        config: rumor_core::Config,
+    ) -> BoxFuture<'_, Result<Vec<&'static str>, ClusterError>>;
+    /// Change the transport's stream caps while running.
+    fn set_stream_limits(
+        &self,
+        limits: rumor::builder::StreamLimits,
+    ) -> BoxFuture<'_, Result<(), ClusterError>>;
+    /// The protocol configuration and stream caps in force.
+    fn tuning(
+        &self,
+    ) -> BoxFuture<'_, Result<(rumor_core::Config, rumor::builder::StreamLimits), ClusterError>>;
     /// Queries this node is selected for, to answer with [`Cluster::respond`].
     fn subscribe_queries(&self) -> broadcast::Receiver<Arc<rumor::IncomingQuery>>;
     /// Ask the cluster a query; acks and answers arrive on the stream.
