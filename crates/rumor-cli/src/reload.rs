@@ -378,6 +378,7 @@ fn warn_restart_only(old: &AgentConfig, new: &AgentConfig) {
         "join/retry_join",
         old.join == new.join && old.retry_join == new.retry_join,
     );
+    check("dns_servers", old.dns_servers == new.dns_servers);
     if !differ.is_empty() {
         tracing::warn!(
             "SIGHUP: {} changed but needs a restart: the running value is kept until then",

@@ -325,12 +325,22 @@ pub fn kind_name(kind: MemberEventKind) -> &'static str {
 /// names may yield several addresses; all are kept. The error names the
 /// first seed that fails.
 pub async fn resolve_seeds(seeds: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
+    resolve_seeds_with(seeds, &[]).await
+}
+
+/// [`resolve_seeds`], looking SRV seeds up through `dns_servers` when it
+/// is not empty (`host:port` names still go through the system resolver).
+pub async fn resolve_seeds_with(
+    seeds: &[String],
+    dns_servers: &[SocketAddr],
+) -> anyhow::Result<Vec<SocketAddr>> {
     use anyhow::Context;
     let mut out = Vec::new();
     for s in seeds {
         let s = s.trim();
         if let seed @ rumor::Seed::Srv(_) = rumor::Seed::from(s) {
-            let (found, errors) = rumor::seeds::resolve(std::slice::from_ref(&seed)).await;
+            let (found, errors) =
+                rumor::seeds::resolve_with(std::slice::from_ref(&seed), dns_servers).await;
             if found.is_empty() {
                 anyhow::bail!("cannot resolve seed {s:?}: {}", errors.join("; "));
             }
