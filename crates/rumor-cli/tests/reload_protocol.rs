@@ -66,6 +66,11 @@ fn sighup_applies_protocol_and_stream_caps() {
         log.contains("protocol.kv_siblings_prefixes changed but needs a restart"),
         "{log}"
     );
+    assert_eq!(
+        log.matches("needs a restart").count(),
+        1,
+        "only the prefixes need a restart:\n{log}"
+    );
     let after = info(&a);
     let p = &after["config"]["protocol"];
     assert_eq!(p["probe_interval_ms"], 200, "{after}");
