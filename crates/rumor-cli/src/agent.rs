@@ -24,7 +24,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::cli::AgentArgs;
-use crate::cluster::{self, normalize_key, resolve_seeds, NodeSettings, SharedCluster};
+use crate::cluster::{self, normalize_key, resolve_seeds_with, NodeSettings, SharedCluster};
 use crate::config::{set_keys, AgentConfig};
 use crate::http::{self, ApiState};
 use crate::retry_join::JoinState;
@@ -110,6 +110,7 @@ fn log_start(cfg: &AgentConfig, node: &SharedCluster, http: std::net::SocketAddr
         retry_join = %list(&cfg.retry_join),
         retry_interval = ?cfg.retry_interval,
         retry_max = cfg.retry_max,
+        dns_servers = %list(&cfg.dns_servers.iter().map(ToString::to_string).collect::<Vec<_>>()),
         rejoin_after_leave = cfg.rejoin_after_leave,
         leave_on_terminate = cfg.leave_on_terminate,
         snapshot = %cfg.snapshot.as_ref().map_or("none".into(), |p| p.display().to_string()),
@@ -188,7 +189,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         Some(p) => Snapshot::load(p)?,
         None => None,
     };
-    let seeds = resolve_seeds(&cfg.join).await?;
+    let seeds = resolve_seeds_with(&cfg.join, &cfg.dns_servers).await?;
 
     crate::metrics::install();
     let http_listener = tokio::net::TcpListener::bind(cfg.http)
@@ -278,9 +279,10 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let (retry_tx, mut retry_rx) = mpsc::channel::<anyhow::Error>(1);
     if !cfg.retry_join.is_empty() {
         let (n, seeds, st) = (node.clone(), cfg.retry_join.clone(), join_state.clone());
+        let dns = cfg.dns_servers.clone();
         let (interval, max) = (cfg.retry_interval, cfg.retry_max);
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::retry_join::run(n, seeds, interval, max, st).await {
+            if let Err(e) = crate::retry_join::run(n, seeds, dns, interval, max, st).await {
                 let _ = retry_tx.send(e).await;
             }
         }));

@@ -99,6 +99,11 @@ pub struct AgentArgs {
     /// comma-separated or repeated.
     #[arg(long, env = "RUMOR_RETRY_JOIN", value_delimiter = ',')]
     pub retry_join: Vec<String>,
+    /// Name server (ip:port, or ip for port 53) to look SRV seeds up with
+    /// instead of /etc/resolv.conf's; comma-separated or repeated.
+    /// `host:port` seeds still go through the system resolver.
+    #[arg(long = "dns-server", env = "RUMOR_DNS_SERVERS", value_delimiter = ',')]
+    pub dns_server: Vec<String>,
     /// Time between two --retry-join attempts, e.g. `30s` [default: 30s].
     #[arg(long, env = "RUMOR_RETRY_INTERVAL")]
     pub retry_interval: Option<String>,

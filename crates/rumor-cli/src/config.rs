@@ -49,6 +49,8 @@ pub struct FileConfig {
     pub retry_join: Option<Vec<String>>,
     /// Time between two `retry_join` attempts, e.g. "30s".
     pub retry_interval: Option<String>,
+    /// Name servers for SRV seeds (`ip:port`, or `ip` for port 53).
+    pub dns_servers: Option<Vec<String>>,
     /// Attempts of `retry_join` before the agent gives up (0: forever).
     pub retry_max: Option<u32>,
     /// Rejoin the snapshot's members even after a graceful leave.
@@ -314,6 +316,8 @@ pub struct AgentConfig {
     pub retry_join: Vec<String>,
     /// Time between two `retry_join` attempts.
     pub retry_interval: Duration,
+    /// Name servers SRV seeds are looked up with (empty: the system's).
+    pub dns_servers: Vec<SocketAddr>,
     /// Attempts of `retry_join` before the agent exits 1 (0: forever).
     pub retry_max: u32,
     /// Rejoin the snapshot's members even if the snapshot says the agent left.
@@ -431,6 +435,14 @@ impl AgentConfig {
             bail!("retry_interval must be above 0 (e.g. \"30s\")");
         }
         let retry_max = args.retry_max.or(file.retry_max).unwrap_or(0);
+        let dns_servers = clean(if args.dns_server.is_empty() {
+            file.dns_servers.unwrap_or_default()
+        } else {
+            args.dns_server.clone()
+        })
+        .iter()
+        .map(|s| parse_dns_server(s))
+        .collect::<Result<Vec<_>>>()?;
         let log_level = crate::logging::check_level(
             args.log_level
                 .as_deref()
@@ -528,6 +540,7 @@ impl AgentConfig {
             retry_join,
             retry_interval,
             retry_max,
+            dns_servers,
             rejoin_after_leave: args.rejoin || file.rejoin_after_leave.unwrap_or(false),
             leave_on_terminate: args
                 .leave_on_terminate
@@ -638,6 +651,18 @@ pub fn parse_addr(what: &str, s: &str) -> Result<SocketAddr> {
     s.trim()
         .parse()
         .with_context(|| format!("{what}: {s:?} is not an address like 127.0.0.1:7946"))
+}
+
+/// Parse a name server: `ip:port`, or `ip` for port 53.
+pub fn parse_dns_server(s: &str) -> Result<SocketAddr> {
+    let s = s.trim();
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    s.trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .with_context(|| format!("dns_servers: {s:?} is not an address like 127.0.0.1:53"))
 }
 
 /// Parse `500ms`, `5s`, `2m` or a plain number of seconds.
@@ -804,6 +829,34 @@ mod tests {
         }
         let err = DataDir::resolve(None, Some("always"), None).unwrap_err();
         assert!(err.to_string().contains("need a data dir"), "{err}");
+    }
+
+    #[test]
+    fn dns_servers_from_flag_or_file() {
+        let file = || FileConfig::parse("dns_servers = [\"127.0.0.1:8600\", \"::1\"]\n").unwrap();
+        let c = AgentConfig::merge(&AgentArgs::default(), file()).unwrap();
+        assert_eq!(
+            c.dns_servers,
+            vec![
+                "127.0.0.1:8600".parse::<SocketAddr>().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+        let args = AgentArgs {
+            dns_server: vec!["127.0.0.2".into()],
+            ..Default::default()
+        };
+        let c = AgentConfig::merge(&args, file()).unwrap();
+        assert_eq!(c.dns_servers, vec!["127.0.0.2:53".parse().unwrap()]);
+        let bad = FileConfig::parse("dns_servers = [\"resolver\"]\n").unwrap();
+        let err = format!(
+            "{:#}",
+            AgentConfig::merge(&AgentArgs::default(), bad).unwrap_err()
+        );
+        assert!(
+            err.contains("dns_servers") && err.contains("resolver"),
+            "{err}"
+        );
     }
 
     #[test]

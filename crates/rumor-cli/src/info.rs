@@ -1,7 +1,8 @@
 //! `GET /v1/info` and `rumor info`: this agent at a glance — name,
 //! addresses, versions, profile, members by status, encryption and label,
-//! its settings, and every counter the library keeps (as `/metrics` names
-//! them, without the `node` label).
+//! its settings, the protocol configuration and stream caps in force (as
+//! the node reports them: a SIGHUP's changes show here), and every counter
+//! the library keeps (as `/metrics` names them, without the `node` label).
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,7 @@ use crate::http_access::Reader;
 pub async fn info(Reader(st): Reader) -> ApiResult<Json<Value>> {
     let local = st.cluster.local().await?;
     let stats = st.cluster.stats().await?;
+    let (protocol, streams) = st.cluster.tuning().await?;
     let keys = st.cluster.keys().ok();
     let key_count = keys.as_ref().map_or(0, |k| k.keys.len());
     let series = match &st.metrics {
@@ -52,9 +54,58 @@ pub async fn info(Reader(st): Reader) -> ApiResult<Json<Value>> {
             "event_handler_backlog": f.event_handler_backlog,
             "event_handler_timeout_ms": f.event_handler_timeout_ms,
             "leave_timeout_ms": f.leave_timeout_ms,
+            "protocol": protocol_json(&protocol),
+            "limits": limits_json(&protocol.limits, &streams),
         },
         "stats": series,
     })))
+}
+
+/// The `[protocol]` table's settings in force; durations in ms.
+pub fn protocol_json(c: &rumor_core::Config) -> Value {
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    json!({
+        "probe_interval_ms": ms(c.probe_interval),
+        "probe_timeout_ms": ms(c.probe_timeout),
+        "indirect_checks": c.indirect_checks,
+        "retransmit_mult": c.retransmit_mult,
+        "suspicion_mult": c.suspicion_mult,
+        "suspicion_max_mult": c.suspicion_max_mult,
+        "gossip_interval_ms": ms(c.gossip_interval),
+        "gossip_nodes": c.gossip_nodes,
+        "gossip_to_the_dead_ms": ms(c.gossip_to_the_dead),
+        "push_pull_interval_ms": ms(c.push_pull_interval),
+        "tombstone_timeout_ms": ms(c.tombstone_timeout),
+        "state_sync_interval_ms": ms(c.state_sync_interval),
+        "kv_sync_interval_ms": ms(c.kv_sync_interval),
+        "aggregate_interval_ms": ms(c.aggregate_interval),
+        "aggregate_epoch_ms": ms(c.aggregate_epoch),
+        "kv_siblings_prefixes": c
+            .kv
+            .prefix_modes
+            .iter()
+            .filter(|(_, m)| *m == rumor_core::kv::Mode::Siblings)
+            .map(|(p, _)| p.as_str())
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// The `[limits]` table's settings in force: the core's bounds and the
+/// transport's stream caps.
+pub fn limits_json(l: &rumor_core::Limits, s: &rumor::builder::StreamLimits) -> Value {
+    json!({
+        "max_members": l.max_members,
+        "max_pending_members": l.max_pending_members,
+        "max_pending_per_sender": l.max_pending_per_sender,
+        "max_state_keys_per_owner": l.max_state_keys_per_owner,
+        "max_state_bytes_per_owner": l.max_state_bytes_per_owner,
+        "max_kv_keys": l.max_kv_keys,
+        "max_kv_bytes": l.max_kv_bytes,
+        "max_broadcasts": l.max_broadcasts,
+        "max_streams": s.max_streams,
+        "max_streams_per_source": s.max_streams_per_source,
+        "stream_preauth_budget": s.stream_preauth_budget,
+    })
 }
 
 /// The series of node `node` in Prometheus text: `name` or

@@ -3,17 +3,19 @@
 //! handler, the log level, the keyring (keys installed, primary changed,
 //! keys removed, as the file says), the `encryption` mode (enforce, send,
 //! accept: the steps of turning encryption on or off in a running cluster),
-//! the core's `[limits]` and `leave_on_terminate`.
+//! the `[protocol]` table (intervals take effect at once), the whole
+//! `[limits]` table (the core's bounds and the transport's stream caps) and
+//! `leave_on_terminate`. Each change is one `old -> new` in the INFO line.
 //!
 //! Everything is read and checked before anything is applied: a file that
 //! does not parse, a setting that does not validate or an unreadable
-//! keyring is one ERROR line naming the problem, and the running
-//! configuration is kept. Settings the running node cannot change (name,
-//! addresses, profile, `[protocol]`, the stream caps of `[limits]`, label,
-//! tokens, snapshot)
-//! are reported at WARN as taking effect at the next restart. Flags and
-//! `RUMOR_*` variables still beat the file, as at start. A reload never
-//! stops the agent.
+//! keyring is one ERROR line naming the problem (the line start-up would
+//! print), and the running configuration is kept. Settings the running
+//! node cannot change (name, addresses, profile,
+//! `protocol.kv_siblings_prefixes`, label, tokens, snapshot, seeds, DNS
+//! servers) are reported at WARN as needing a restart; the rest is still
+//! applied. Flags and `RUMOR_*` variables still beat the file, as at
+//! start. A reload never stops the agent.
 
 use std::collections::BTreeSet;
 
@@ -40,7 +42,7 @@ pub struct Live {
 /// Re-read and apply; errors are logged, never returned.
 pub async fn reload(live: &mut Live) {
     tracing::info!("SIGHUP: reloading the configuration");
-    let (cfg, keys) = match prepare(live) {
+    let (cfg, keys, protocol) = match prepare(live) {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(
@@ -59,7 +61,10 @@ pub async fn reload(live: &mut Live) {
         live.cfg.keyring = cfg.keyring.clone();
         apply_encryption(live, &cfg, &mut changed);
     }
-    apply_limits(live, &cfg, &mut changed).await;
+    apply_protocol(live, protocol, &mut changed).await;
+    live.cfg.protocol_overrides = cfg.protocol_overrides.clone();
+    live.cfg.limit_overrides = cfg.limit_overrides.clone();
+    apply_streams(live, &cfg, &mut changed).await;
     if cfg.leave_on_terminate != live.cfg.leave_on_terminate {
         changed.push(format!("leave_on_terminate {}", cfg.leave_on_terminate));
         live.cfg.leave_on_terminate = cfg.leave_on_terminate;
@@ -72,10 +77,26 @@ pub async fn reload(live: &mut Live) {
     }
 }
 
-/// Read and check everything; `None` keys: the agent runs without a keyring.
-fn prepare(live: &Live) -> Result<(AgentConfig, Option<Vec<String>>)> {
+/// Read and check everything; `None` keys: the agent runs without a
+/// keyring. The protocol configuration to apply is the running profile's
+/// with the file's `[protocol]` and `[limits]` (a new profile needs a
+/// restart).
+fn prepare(live: &Live) -> Result<(AgentConfig, Option<Vec<String>>, rumor_core::Config)> {
     let cfg = AgentConfig::resolve(&live.args)?;
     check_http_safety(&cfg)?;
+    let protocol = if cfg.profile_name == live.cfg.profile_name {
+        cfg.protocol.clone()
+    } else {
+        let running: rumor_core::Profile = live
+            .cfg
+            .profile_name
+            .parse()
+            .map_err(|e: rumor_core::Error| anyhow::anyhow!("profile: {e}"))?;
+        let c = cfg
+            .protocol_overrides
+            .apply(rumor_core::Config::profile(running))?;
+        cfg.limit_overrides.apply(c)?
+    };
     let encrypted = live.cfg.keyring.is_some();
     let keys = match (&cfg.keyring, encrypted) {
         (Some(p), true) => Some(load_keyring(p)?),
@@ -87,7 +108,7 @@ fn prepare(live: &Live) -> Result<(AgentConfig, Option<Vec<String>>)> {
             bail!("the keyring setting is gone; encryption can only be turned off by a restart (after encryption = \"accept\" on every agent, see docs/operations.md)")
         }
     };
-    Ok((cfg, keys))
+    Ok((cfg, keys, protocol))
 }
 
 async fn apply_tags(live: &mut Live, cfg: &AgentConfig, changed: &mut Vec<String>) {
@@ -201,19 +222,133 @@ fn apply_encryption(live: &mut Live, cfg: &AgentConfig, changed: &mut Vec<String
     }
 }
 
-/// The core's `[limits]` (members, pending names, state, key space,
-/// broadcasts) take their new values at once.
-async fn apply_limits(live: &mut Live, cfg: &AgentConfig, changed: &mut Vec<String>) {
-    let (old, new) = (&live.cfg.protocol.limits, &cfg.protocol.limits);
+/// The `[protocol]` table and the core's `[limits]`: applied at once, the
+/// periodic timers re-armed; a field that needs a restart is one WARN.
+async fn apply_protocol(live: &mut Live, new: rumor_core::Config, changed: &mut Vec<String>) {
+    let old = live.cfg.protocol.clone();
     if old == new {
         return;
     }
-    match live.cluster.set_limits(new.clone()).await {
-        Ok(()) => {
-            changed.push(format!("[limits] {new:?}"));
-            live.cfg.protocol.limits = new.clone();
+    match live.cluster.set_protocol(new.clone()).await {
+        Ok(kept) => {
+            for field in &kept {
+                let field = match *field {
+                    "kv" => "protocol.kv_siblings_prefixes",
+                    other => other,
+                };
+                tracing::warn!(
+                    "SIGHUP: {field} changed but needs a restart: the running value is kept"
+                );
+            }
+            let (next, _) = old.runtime_update(&new);
+            changed.extend(protocol_changes(&old, &next));
+            live.cfg.protocol = next;
         }
-        Err(e) => tracing::error!("SIGHUP: [limits] not changed: {e}"),
+        Err(e) => tracing::error!("SIGHUP: [protocol] and [limits] not changed: {e}"),
+    }
+}
+
+/// `field old -> new` for each setting of the `[protocol]` table (and the
+/// core's `[limits]`) that differs.
+pub fn protocol_changes(old: &rumor_core::Config, new: &rumor_core::Config) -> Vec<String> {
+    let mut out = Vec::new();
+    macro_rules! each {
+        ($($f:ident),*) => {$(
+            if old.$f != new.$f {
+                out.push(format!(
+                    "protocol.{} {:?} -> {:?}",
+                    stringify!($f),
+                    old.$f,
+                    new.$f
+                ));
+            }
+        )*};
+    }
+    each!(
+        probe_interval,
+        probe_timeout,
+        indirect_checks,
+        retransmit_mult,
+        suspicion_mult,
+        suspicion_max_mult,
+        gossip_interval,
+        gossip_nodes,
+        gossip_to_the_dead,
+        push_pull_interval,
+        tombstone_timeout,
+        state_sync_interval,
+        kv_sync_interval,
+        aggregate_interval,
+        aggregate_epoch
+    );
+    let (a, b) = (&old.limits, &new.limits);
+    macro_rules! limits {
+        ($($f:ident),*) => {$(
+            if a.$f != b.$f {
+                out.push(format!("limits.{} {} -> {}", stringify!($f), a.$f, b.$f));
+            }
+        )*};
+    }
+    limits!(
+        max_members,
+        max_pending_members,
+        max_pending_per_sender,
+        max_state_keys_per_owner,
+        max_state_bytes_per_owner,
+        max_kv_keys,
+        max_kv_bytes,
+        max_broadcasts
+    );
+    out
+}
+
+/// The transport's stream caps of `[limits]` (`max_streams`,
+/// `max_streams_per_source`, `stream_preauth_budget`): applied at once,
+/// streams open now are kept.
+async fn apply_streams(live: &mut Live, cfg: &AgentConfig, changed: &mut Vec<String>) {
+    if cfg.streams == live.cfg.streams {
+        return;
+    }
+    let old = match live.cluster.tuning().await {
+        Ok((_, s)) => s,
+        Err(e) => {
+            tracing::error!("SIGHUP: stream caps not changed: {e}");
+            return;
+        }
+    };
+    let new = stream_limits(&cfg.streams);
+    match live.cluster.set_stream_limits(new).await {
+        Ok(()) => {
+            let mut each = |name: &str, a: usize, b: usize| {
+                if a != b {
+                    changed.push(format!("limits.{name} {a} -> {b}"));
+                }
+            };
+            each("max_streams", old.max_streams, new.max_streams);
+            each(
+                "max_streams_per_source",
+                old.max_streams_per_source,
+                new.max_streams_per_source,
+            );
+            each(
+                "stream_preauth_budget",
+                old.stream_preauth_budget,
+                new.stream_preauth_budget,
+            );
+            live.cfg.streams = cfg.streams;
+        }
+        Err(e) => tracing::error!("SIGHUP: stream caps not changed: {e}"),
+    }
+}
+
+/// The library's stream caps from the `[limits]` table (its defaults where
+/// the table is silent).
+pub fn stream_limits(s: &crate::cluster::StreamLimits) -> rumor::builder::StreamLimits {
+    let d = rumor::builder::StreamLimits::default();
+    rumor::builder::StreamLimits {
+        max_streams: s.max_streams.unwrap_or(d.max_streams),
+        max_streams_per_source: s.max_streams_per_source.unwrap_or(d.max_streams_per_source),
+        stream_preauth_budget: s.stream_preauth_budget.unwrap_or(d.stream_preauth_budget),
     }
 }
 
@@ -230,14 +365,6 @@ fn warn_restart_only(old: &AgentConfig, new: &AgentConfig) {
     check("advertise", old.advertise == new.advertise);
     check("http", old.http == new.http);
     check("profile", old.profile_name == new.profile_name);
-    check(
-        "[protocol]",
-        old.protocol_overrides == new.protocol_overrides,
-    );
-    check(
-        "[limits] stream caps (max_streams, max_streams_per_source, stream_preauth_budget)",
-        old.streams == new.streams,
-    );
     check("label", old.label == new.label);
     check("http_token", old.http_token == new.http_token);
     check(
@@ -251,9 +378,10 @@ fn warn_restart_only(old: &AgentConfig, new: &AgentConfig) {
         "join/retry_join",
         old.join == new.join && old.retry_join == new.retry_join,
     );
+    check("dns_servers", old.dns_servers == new.dns_servers);
     if !differ.is_empty() {
         tracing::warn!(
-            "SIGHUP: {} changed but cannot change in a running agent: they apply at the next restart",
+            "SIGHUP: {} changed but needs a restart: the running value is kept until then",
             differ.join(", ")
         );
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::cluster::{resolve_seeds, SharedCluster};
+use crate::cluster::{resolve_seeds_with, SharedCluster};
 
 /// Whether this agent has joined a cluster, and if not, why.
 #[derive(Debug, Default)]
@@ -66,12 +66,13 @@ impl JoinState {
 }
 
 /// Resolve each seed on its own: the addresses of those that resolve, and
-/// one message per seed that does not.
-pub async fn resolve_each(seeds: &[String]) -> (Vec<SocketAddr>, Vec<String>) {
+/// one message per seed that does not. SRV seeds are looked up through
+/// `dns` (the system's name servers when empty).
+pub async fn resolve_each(seeds: &[String], dns: &[SocketAddr]) -> (Vec<SocketAddr>, Vec<String>) {
     let mut addrs = Vec::new();
     let mut problems = Vec::new();
     for s in seeds {
-        match resolve_seeds(std::slice::from_ref(s)).await {
+        match resolve_seeds_with(std::slice::from_ref(s), dns).await {
             Ok(found) => {
                 for a in found {
                     if !addrs.contains(&a) {
@@ -87,8 +88,12 @@ pub async fn resolve_each(seeds: &[String]) -> (Vec<SocketAddr>, Vec<String>) {
 
 /// One attempt: resolve every seed again, join those that resolved.
 /// Returns how many answered, or why none did.
-pub async fn attempt(cluster: &SharedCluster, seeds: &[String]) -> Result<usize> {
-    let (addrs, mut problems) = resolve_each(seeds).await;
+pub async fn attempt(
+    cluster: &SharedCluster,
+    seeds: &[String],
+    dns: &[SocketAddr],
+) -> Result<usize> {
+    let (addrs, mut problems) = resolve_each(seeds, dns).await;
     if !addrs.is_empty() {
         match cluster.join(addrs).await {
             Ok(n) => return Ok(n),
@@ -104,6 +109,7 @@ pub async fn attempt(cluster: &SharedCluster, seeds: &[String]) -> Result<usize>
 pub async fn run(
     cluster: SharedCluster,
     seeds: Vec<String>,
+    dns: Vec<SocketAddr>,
     interval: Duration,
     max: u32,
     state: Arc<JoinState>,
@@ -111,7 +117,7 @@ pub async fn run(
     let mut attempts = 0u32;
     loop {
         attempts = attempts.saturating_add(1);
-        match attempt(&cluster, &seeds).await {
+        match attempt(&cluster, &seeds, &dns).await {
             Ok(n) => {
                 tracing::info!(
                     attempts,
@@ -161,7 +167,7 @@ mod tests {
     #[tokio::test]
     async fn each_seed_resolves_on_its_own() {
         let seeds = vec!["127.0.0.1:1".to_string(), "127.0.0.1:x".to_string()];
-        let (addrs, problems) = resolve_each(&seeds).await;
+        let (addrs, problems) = resolve_each(&seeds, &[]).await;
         assert_eq!(addrs, vec!["127.0.0.1:1".parse::<SocketAddr>().unwrap()]);
         assert_eq!(problems.len(), 1, "{problems:?}");
     }

@@ -307,6 +307,38 @@ impl Config {
         self.limits.validate()
     }
 
+    /// The fields a running node cannot change: the key space's modes and
+    /// Merkle depth (every replica must share them), the datagram and
+    /// stream sizes (the transport framed and sized its buffers with them)
+    /// and `awareness_max` (the health score's range).
+    pub const RESTART_ONLY: [&'static str; 4] =
+        ["kv", "packet_size", "max_stream_size", "awareness_max"];
+
+    /// What a running node with this configuration adopts when asked for
+    /// `new`: `new`, with each [`Config::RESTART_ONLY`] field that differs
+    /// kept at this configuration's value; and the names of those fields.
+    pub fn runtime_update(&self, new: &Config) -> (Config, Vec<&'static str>) {
+        let mut next = new.clone();
+        let mut kept = Vec::new();
+        if next.kv != self.kv {
+            next.kv = self.kv.clone();
+            kept.push("kv");
+        }
+        if next.packet_size != self.packet_size {
+            next.packet_size = self.packet_size;
+            kept.push("packet_size");
+        }
+        if next.max_stream_size != self.max_stream_size {
+            next.max_stream_size = self.max_stream_size;
+            kept.push("max_stream_size");
+        }
+        if next.awareness_max != self.awareness_max {
+            next.awareness_max = self.awareness_max;
+            kept.push("awareness_max");
+        }
+        (next, kept)
+    }
+
     /// Retransmissions of one update in a cluster of `n` members.
     pub fn retransmit_limit(&self, n: usize) -> u32 {
         let scale = ((n as f64) + 1.0).log10().ceil().max(1.0) as u32;
@@ -372,6 +404,23 @@ mod tests {
         assert_eq!(c.retransmit_limit(16), 8);
         assert_eq!(c.retransmit_limit(9), 4);
         assert_eq!(c.push_pull_interval_for(64).as_secs(), 60);
+    }
+
+    #[test]
+    fn runtime_update_keeps_the_restart_only_fields() {
+        let old = Config::lan();
+        let mut new = Config {
+            probe_interval: Duration::from_millis(300),
+            packet_size: 1200,
+            ..Config::lan()
+        };
+        new.kv.merkle_depth = 3;
+        let (next, kept) = old.runtime_update(&new);
+        assert_eq!(kept, vec!["kv", "packet_size"]);
+        assert_eq!(next.probe_interval, Duration::from_millis(300));
+        assert_eq!(next.packet_size, old.packet_size);
+        assert_eq!(next.kv, old.kv);
+        assert!(old.runtime_update(&Config::lan()).1.is_empty());
     }
 
     #[test]

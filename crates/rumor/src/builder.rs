@@ -24,6 +24,42 @@ use crate::{Error, Node};
 /// Events [`Node::events`] receivers may fall behind by before losing some.
 pub const EVENTS_CAPACITY: usize = 4096;
 
+/// Caps on the transport's streams: set at start by the [`Builder`]
+/// (`max_streams`, `max_streams_per_source`, `stream_preauth_budget`),
+/// changed while running by [`Node::set_stream_limits`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Most streams open at once in each direction (default 128, at least 1).
+    pub max_streams: usize,
+    /// Most incoming streams open at once from one source, an IPv4 address
+    /// or an IPv6 /64 (default 16, at least 1).
+    pub max_streams_per_source: usize,
+    /// Most bytes read from a stream before its header is authenticated
+    /// (default 64 KiB, at least 1 KiB).
+    pub stream_preauth_budget: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            max_streams: 128,
+            max_streams_per_source: DEFAULT_MAX_STREAMS_PER_SOURCE,
+            stream_preauth_budget: DEFAULT_PREAUTH_BUDGET,
+        }
+    }
+}
+
+impl StreamLimits {
+    /// These limits raised to their minimums.
+    pub(crate) fn clamped(self) -> Self {
+        StreamLimits {
+            max_streams: self.max_streams.max(1),
+            max_streams_per_source: self.max_streams_per_source.max(1),
+            stream_preauth_budget: self.stream_preauth_budget.max(MIN_PREAUTH_BUDGET),
+        }
+    }
+}
+
 /// Configures and starts a [`Node`]; get one from [`Node::builder`].
 #[derive(Clone, Debug)]
 pub struct Builder {
@@ -38,9 +74,7 @@ pub struct Builder {
     label: String,
     rng_seed: Option<u64>,
     stream_timeout: Duration,
-    max_streams: usize,
-    max_streams_per_source: usize,
-    preauth_budget: usize,
+    streams: StreamLimits,
     join_timeout: Duration,
     metrics_interval: Option<Duration>,
     incarnation: Option<u64>,
@@ -61,9 +95,7 @@ impl Default for Builder {
             label: String::new(),
             rng_seed: None,
             stream_timeout: Duration::from_secs(10),
-            max_streams: 128,
-            max_streams_per_source: DEFAULT_MAX_STREAMS_PER_SOURCE,
-            preauth_budget: DEFAULT_PREAUTH_BUDGET,
+            streams: StreamLimits::default(),
             join_timeout: Duration::from_secs(30),
             metrics_interval: Some(Duration::from_secs(1)),
             incarnation: None,
@@ -169,7 +201,7 @@ impl Builder {
     /// Most streams open at once in each direction (default 128); an
     /// incoming connection over it is closed at once and counted.
     pub fn max_streams(mut self, n: usize) -> Self {
-        self.max_streams = n.max(1);
+        self.streams.max_streams = n.max(1);
         self
     }
 
@@ -177,7 +209,7 @@ impl Builder {
     /// address or an IPv6 /64 (default 16). A connection over it is closed
     /// at once and counted, so one host cannot take every stream slot.
     pub fn max_streams_per_source(mut self, n: usize) -> Self {
-        self.max_streams_per_source = n.max(1);
+        self.streams.max_streams_per_source = n.max(1);
         self
     }
 
@@ -185,7 +217,7 @@ impl Builder {
     /// passed the label (and, encrypted, the key) check (default 64 KiB,
     /// at least 1 KiB). Real headers take under 300 bytes.
     pub fn stream_preauth_budget(mut self, bytes: usize) -> Self {
-        self.preauth_budget = bytes.max(MIN_PREAUTH_BUDGET);
+        self.streams.stream_preauth_budget = bytes.max(MIN_PREAUTH_BUDGET);
         self
     }
 
@@ -299,8 +331,11 @@ impl Builder {
                 counters: counters.clone(),
                 timeout: self.stream_timeout,
                 max_message,
-                preauth_budget: self.preauth_budget,
-                admission: Admission::new(self.max_streams_per_source, self.max_streams),
+                preauth_budget: self.streams.stream_preauth_budget.into(),
+                admission: Admission::new(
+                    self.streams.max_streams_per_source,
+                    self.streams.max_streams,
+                ),
                 warn: WarnLimiter::default(),
             }),
             origin: tokio::time::Instant::now(),
@@ -308,7 +343,7 @@ impl Builder {
             events: ev_tx.clone(),
             all_events: all_tx.clone(),
             counters,
-            max_streams: self.max_streams,
+            max_streams: self.streams.max_streams,
             sent: SentLog::default(),
             metrics_interval: self.metrics_interval,
         };
@@ -324,6 +359,7 @@ impl Builder {
             encryption,
             join_timeout: self.join_timeout,
             dns_servers: self.dns_servers,
+            tuning: std::sync::Mutex::new((self.config, self.streams)),
             task: Some(task),
         };
         if !self.seeds.is_empty() {

@@ -53,6 +53,11 @@ pub(crate) enum Command {
     ),
     /// Change the core's limits while running.
     SetLimits(rumor_core::Limits, Reply<()>),
+    /// Change the protocol configuration while running; answers the
+    /// restart-only fields kept (see [`rumor_core::Node::set_protocol`]).
+    SetProtocol(Box<rumor_core::Config>, Reply<Vec<&'static str>>),
+    /// Change the stream caps while running.
+    SetStreamLimits(crate::builder::StreamLimits, oneshot::Sender<()>),
     /// Answer the query (origin, ltime) with a payload.
     Respond(Arc<str>, u64, Vec<u8>, Reply<()>),
     /// Set (`Some`) or delete (`None`) one of this node's state keys.
@@ -343,6 +348,21 @@ impl<T: Transport> Driver<T> {
             }
             Command::SetLimits(limits, tx) => {
                 let _ = tx.send(self.core.set_limits(limits));
+            }
+            Command::SetProtocol(mut config, tx) => {
+                // As at start: the envelope's overhead comes off the datagram.
+                config.packet_size = config.packet_size.saturating_sub(self.framer().overhead());
+                let _ = tx.send(self.core.set_protocol(now, *config));
+            }
+            Command::SetStreamLimits(limits, tx) => {
+                self.ctx
+                    .admission
+                    .set_caps(limits.max_streams_per_source, limits.max_streams);
+                self.ctx.set_preauth_budget(limits.stream_preauth_budget);
+                let (old, new) = (self.max_streams, limits.max_streams.max(1));
+                tcp::resize_outbound(&st.outbound, old, new, &mut st.tasks);
+                self.max_streams = new;
+                let _ = tx.send(());
             }
             Command::Respond(origin, ltime, payload, tx) => {
                 let _ = tx.send(

@@ -12,6 +12,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::builder::StreamLimits;
 use crate::driver::Command;
 use crate::encryption::{EncryptionMode, EncryptionSwitch};
 use crate::keyring::{Key, Keyring};
@@ -43,6 +44,9 @@ pub struct Node {
     pub(crate) encryption: Option<EncryptionSwitch>,
     pub(crate) join_timeout: Duration,
     pub(crate) dns_servers: Vec<SocketAddr>,
+    /// The protocol configuration (as given, before the envelope's
+    /// overhead comes off `packet_size`) and stream caps in force.
+    pub(crate) tuning: std::sync::Mutex<(rumor_core::Config, StreamLimits)>,
     pub(crate) task: Option<JoinHandle<()>>,
 }
 
@@ -185,9 +189,56 @@ impl Node {
     /// Change this node's protocol limits while it runs (see
     /// [`rumor_core::Node::set_limits`]): every bound takes the new value at
     /// once; nothing held over a lowered bound is dropped. The transport's
-    /// stream caps are set at build time only.
+    /// stream caps change with [`Node::set_stream_limits`].
     pub async fn set_limits(&self, limits: rumor_core::Limits) -> Result<(), Error> {
-        Ok(self.ask(|tx| Command::SetLimits(limits, tx)).await??)
+        self.ask(|tx| Command::SetLimits(limits.clone(), tx))
+            .await??;
+        self.tuned(|t| t.0.limits = limits);
+        Ok(())
+    }
+
+    /// Change this node's protocol configuration while it runs (see
+    /// [`rumor_core::Node::set_protocol`]): checked as at start (an invalid
+    /// one changes nothing); intervals take effect at once. The fields of
+    /// [`rumor_core::Config::RESTART_ONLY`] keep their values: the names of
+    /// those `config` would change are returned.
+    pub async fn set_protocol(
+        &self,
+        config: rumor_core::Config,
+    ) -> Result<Vec<&'static str>, Error> {
+        let asked = Box::new(config.clone());
+        let kept = self.ask(|tx| Command::SetProtocol(asked, tx)).await??;
+        self.tuned(|t| t.0 = t.0.runtime_update(&config).0);
+        Ok(kept)
+    }
+
+    /// The protocol configuration in force (as given to the builder or to
+    /// [`Node::set_protocol`]).
+    pub fn protocol(&self) -> rumor_core::Config {
+        self.tuning().0.clone()
+    }
+
+    /// Change the transport's stream caps while running (each raised to
+    /// its minimum): streams open now stay open; new ones are refused
+    /// until the count is under a lowered cap.
+    pub async fn set_stream_limits(&self, limits: StreamLimits) -> Result<(), Error> {
+        let limits = limits.clamped();
+        self.ask(|tx| Command::SetStreamLimits(limits, tx)).await?;
+        self.tuned(|t| t.1 = limits);
+        Ok(())
+    }
+
+    /// The stream caps in force.
+    pub fn stream_limits(&self) -> StreamLimits {
+        self.tuning().1
+    }
+
+    fn tuning(&self) -> std::sync::MutexGuard<'_, (rumor_core::Config, StreamLimits)> {
+        self.tuning.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn tuned(&self, f: impl FnOnce(&mut (rumor_core::Config, StreamLimits))) {
+        f(&mut self.tuning());
     }
 
     /// Answer `query` (delivered as [`Event::Query`]) with `payload` (at

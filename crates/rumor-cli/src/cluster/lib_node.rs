@@ -308,8 +308,29 @@ impl Cluster for LibNode {
         self.kv_changes.subscribe()
     }
 
-    fn set_limits(&self, limits: rumor_core::Limits) -> BoxFuture<'_, Result<(), ClusterError>> {
-        Box::pin(async move { with_node!(self, n => n.set_limits(limits)) })
+    fn set_protocol(
+        &self,
+        config: rumor_core::Config,
+    ) -> BoxFuture<'_, Result<Vec<&'static str>, ClusterError>> {
+        Box::pin(async move { with_node!(self, n => n.set_protocol(config)) })
+    }
+
+    fn set_stream_limits(
+        &self,
+        limits: rumor::builder::StreamLimits,
+    ) -> BoxFuture<'_, Result<(), ClusterError>> {
+        Box::pin(async move { with_node!(self, n => n.set_stream_limits(limits)) })
+    }
+
+    fn tuning(
+        &self,
+    ) -> BoxFuture<'_, Result<(rumor_core::Config, rumor::builder::StreamLimits), ClusterError>>
+    {
+        Box::pin(async move {
+            let guard = self.node.read().await;
+            let n = guard.as_ref().ok_or(ClusterError::Closed)?;
+            Ok((n.protocol(), n.stream_limits()))
+        })
     }
 
     fn subscribe_queries(&self) -> broadcast::Receiver<Arc<rumor::IncomingQuery>> {

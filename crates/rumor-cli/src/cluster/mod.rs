@@ -170,8 +170,21 @@ pub trait Cluster: Send + Sync + 'static {
     fn subscribe_user(&self) -> broadcast::Receiver<Arc<UserEvent>>;
     /// Replicated-key changes from now on.
     fn subscribe_kv(&self) -> broadcast::Receiver<Arc<KvChange>>;
-    /// Change the node's protocol limits while it runs.
-    fn set_limits(&self, limits: rumor_core::Limits) -> BoxFuture<'_, Result<(), ClusterError>>;
+    /// Change the protocol configuration while running; returns the
+    /// restart-only fields it would change, kept at their running values.
+    fn set_protocol(
+        &self,
+        config: rumor_core::Config,
+    ) -> BoxFuture<'_, Result<Vec<&'static str>, ClusterError>>;
+    /// Change the transport's stream caps while running.
+    fn set_stream_limits(
+        &self,
+        limits: rumor::builder::StreamLimits,
+    ) -> BoxFuture<'_, Result<(), ClusterError>>;
+    /// The protocol configuration and stream caps in force.
+    fn tuning(
+        &self,
+    ) -> BoxFuture<'_, Result<(rumor_core::Config, rumor::builder::StreamLimits), ClusterError>>;
     /// Queries this node is selected for, to answer with [`Cluster::respond`].
     fn subscribe_queries(&self) -> broadcast::Receiver<Arc<rumor::IncomingQuery>>;
     /// Ask the cluster a query; acks and answers arrive on the stream.
@@ -324,12 +337,22 @@ pub fn kind_name(kind: MemberEventKind) -> &'static str {
 /// names may yield several addresses; all are kept. The error names the
 /// first seed that fails.
 pub async fn resolve_seeds(seeds: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
+    resolve_seeds_with(seeds, &[]).await
+}
+
+/// [`resolve_seeds`], looking SRV seeds up through `dns_servers` when it
+/// is not empty (`host:port` names still go through the system resolver).
+pub async fn resolve_seeds_with(
+    seeds: &[String],
+    dns_servers: &[SocketAddr],
+) -> anyhow::Result<Vec<SocketAddr>> {
     use anyhow::Context;
     let mut out = Vec::new();
     for s in seeds {
         let s = s.trim();
         if let seed @ rumor::Seed::Srv(_) = rumor::Seed::from(s) {
-            let (found, errors) = rumor::seeds::resolve(std::slice::from_ref(&seed)).await;
+            let (found, errors) =
+                rumor::seeds::resolve_with(std::slice::from_ref(&seed), dns_servers).await;
             if found.is_empty() {
                 anyhow::bail!("cannot resolve seed {s:?}: {}", errors.join("; "));
             }

@@ -571,6 +571,99 @@ impl Node {
         Ok(())
     }
 
+    /// Change this node's protocol configuration while it runs (an agent's
+    /// SIGHUP). `config` is checked as [`Node::new`] checks it: an invalid
+    /// one changes nothing. Name, incarnation, members and state are kept.
+    /// The fields of [`Config::RESTART_ONLY`] keep their running values;
+    /// the names of those `config` asked to change are returned. The
+    /// periodic timers follow the new intervals at once: a tick due later
+    /// than a new, shorter interval from `now` is brought forward, a
+    /// disabled one (interval zero) stops, an enabled one starts.
+    pub fn set_protocol(
+        &mut self,
+        now: Instant,
+        config: Config,
+    ) -> Result<Vec<&'static str>, Error> {
+        let (next, kept) = self.config.runtime_update(&config);
+        next.validate()?;
+        self.set_limits(next.limits.clone())?;
+        let old = std::mem::replace(&mut self.config, next);
+        if self.started {
+            self.rearm_periodic(now, &old);
+        }
+        Ok(kept)
+    }
+
+    /// After a configuration change: move each periodic timer whose
+    /// interval changed (see [`Node::set_protocol`]).
+    fn rearm_periodic(&mut self, now: Instant, old: &Config) {
+        let new = &self.config;
+        let probe = (
+            self.awareness.scale(old.probe_interval),
+            self.awareness.scale(new.probe_interval),
+        );
+        let push_pull = (
+            old.push_pull_interval_for(self.live),
+            new.push_pull_interval_for(self.live),
+        );
+        let plan = [
+            (Timer::ProbeTick, probe, true),
+            (
+                Timer::GossipTick,
+                (old.gossip_interval, new.gossip_interval),
+                self.gossip_scheduled,
+            ),
+            (Timer::PushPullTick, push_pull, true),
+            (
+                Timer::StateSyncTick,
+                (old.state_sync_interval, new.state_sync_interval),
+                true,
+            ),
+            (
+                Timer::KvSyncTick,
+                (old.kv_sync_interval, new.kv_sync_interval),
+                true,
+            ),
+            (
+                Timer::ReconnectTick,
+                (old.reconnect_interval, new.reconnect_interval),
+                true,
+            ),
+            (
+                Timer::AggregateTick,
+                (old.aggregate_interval, new.aggregate_interval),
+                self.agg_running,
+            ),
+            (
+                Timer::AggregateEpoch,
+                (old.aggregate_epoch, new.aggregate_epoch),
+                self.agg_running,
+            ),
+        ];
+        for (timer, (before, after), running) in plan {
+            if running && before != after {
+                self.rearm(now, timer, after);
+            }
+        }
+    }
+
+    /// Periodic `timer` now runs every `interval` (zero: never): due at
+    /// the earlier of its current deadline and `now + interval`.
+    fn rearm(&mut self, now: Instant, timer: Timer, interval: std::time::Duration) {
+        let due = self
+            .timers
+            .iter()
+            .filter(|Reverse((_, _, t))| *t == timer)
+            .map(|Reverse((at, _, _))| *at)
+            .min();
+        self.timers.retain(|Reverse((_, _, t))| *t != timer);
+        if interval.is_zero() {
+            return;
+        }
+        let at = due.map_or(now + interval, |at| at.min(now + interval));
+        self.set_timer(at, timer);
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config

@@ -12,9 +12,14 @@
 //! a real peer authenticates within a round trip, so idle connections
 //! spread over many sources cannot keep everyone else out; they only evict
 //! each other. A connection whose header was authentic is never evicted.
+//!
+//! Both caps can change while connections are open ([`Admission::set_caps`]):
+//! nothing open is closed by a lowered cap, new connections are refused
+//! (or evict, as above) until the count is back under it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
@@ -44,8 +49,8 @@ impl Refused {
 /// Open incoming streams, by source.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    per_source: usize,
-    total: usize,
+    per_source: AtomicUsize,
+    total: AtomicUsize,
     open: Mutex<Open>,
 }
 
@@ -73,10 +78,25 @@ impl Admission {
     /// (each at least 1).
     pub(crate) fn new(per_source: usize, total: usize) -> Arc<Self> {
         Arc::new(Admission {
-            per_source: per_source.max(1),
-            total: total.max(1),
+            per_source: AtomicUsize::new(per_source.max(1)),
+            total: AtomicUsize::new(total.max(1)),
             open: Mutex::new(Open::default()),
         })
+    }
+
+    /// Change the caps (each at least 1) while running: connections open
+    /// now stay open; the new caps apply to the next ones.
+    pub(crate) fn set_caps(&self, per_source: usize, total: usize) {
+        self.per_source.store(per_source.max(1), Ordering::Relaxed);
+        self.total.store(total.max(1), Ordering::Relaxed);
+    }
+
+    /// The caps in force: (per source, in total).
+    pub(crate) fn caps(&self) -> (usize, usize) {
+        (
+            self.per_source.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
     }
 
     fn lock(&self) -> MutexGuard<'_, Open> {
@@ -88,11 +108,12 @@ impl Admission {
     /// none.
     pub(crate) fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Ticket, Refused> {
         let source = source_of(peer);
+        let (per_source, total) = self.caps();
         let mut open = self.lock();
-        if open.by_source.get(&source).copied().unwrap_or(0) >= self.per_source {
+        if open.by_source.get(&source).copied().unwrap_or(0) >= per_source {
             return Err(Refused::PerSource);
         }
-        if open.total >= self.total {
+        if open.total >= total {
             // Its place is given back when its task sees the eviction and
             // ends, a moment later; the total runs over by at most the
             // evictions in flight.
@@ -206,6 +227,25 @@ mod tests {
             admit(&a, "::ffff:127.0.0.9").err(),
             Some(Refused::PerSource)
         );
+    }
+
+    #[test]
+    fn caps_change_without_closing_what_is_open() {
+        let a = Admission::new(4, 4);
+        let open: Vec<Ticket> = (0..3)
+            .map(|_| admit(&a, "127.0.0.2").expect("under the caps"))
+            .collect();
+        for t in &open {
+            t.authenticated();
+        }
+        a.set_caps(1, 2);
+        assert_eq!(a.caps(), (1, 2));
+        assert_eq!(a.open(), 3, "a lowered cap closes nothing");
+        assert_eq!(admit(&a, "127.0.0.2").err(), Some(Refused::PerSource));
+        assert_eq!(admit(&a, "127.0.0.3").err(), Some(Refused::Busy));
+        a.set_caps(8, 8);
+        let _more = admit(&a, "127.0.0.2").expect("a raised cap admits at once");
+        assert_eq!(a.open(), 4);
     }
 
     #[tokio::test]

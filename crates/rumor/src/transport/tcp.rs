@@ -27,12 +27,14 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio::time::timeout;
 
 use crate::compress;
@@ -85,8 +87,9 @@ pub(crate) struct StreamCtx {
     pub timeout: Duration,
     /// Largest message (decompressed), the core's `max_stream_size`.
     pub max_message: usize,
-    /// Most bytes read from a connection before its header is authentic.
-    pub preauth_budget: usize,
+    /// Most bytes read from a connection before its header is authentic
+    /// (changed while running by [`StreamCtx::set_preauth_budget`]).
+    pub preauth_budget: AtomicUsize,
     /// Caps on incoming connections.
     pub admission: Arc<Admission>,
     /// Rate limit of the WARN lines about hostile connections.
@@ -245,6 +248,18 @@ fn parse_header(plain: &[u8]) -> Option<usize> {
 }
 
 impl StreamCtx {
+    /// The pre-auth budget in force.
+    pub(crate) fn preauth_budget(&self) -> usize {
+        self.preauth_budget.load(Ordering::Relaxed)
+    }
+
+    /// Change the pre-auth budget (at least [`MIN_PREAUTH_BUDGET`]); a
+    /// connection reading its header already keeps the budget it checked.
+    pub(crate) fn set_preauth_budget(&self, bytes: usize) {
+        self.preauth_budget
+            .store(bytes.max(MIN_PREAUTH_BUDGET), Ordering::Relaxed);
+    }
+
     /// Largest body envelope accepted: the largest message, its compression
     /// header and the envelope.
     fn max_body(&self) -> usize {
@@ -289,7 +304,7 @@ impl StreamCtx {
         let mut len = [0u8; 4];
         s.read_exact(&mut len).await.map_err(Failure::Io)?;
         let header_len = u32::from_be_bytes(len) as usize;
-        if header_len.saturating_add(4) > self.preauth_budget {
+        if header_len.saturating_add(4) > self.preauth_budget() {
             return Err(Failure::HeaderTooLong(header_len));
         }
         let header = read_exactly(s, header_len).await?;
@@ -440,6 +455,34 @@ pub(crate) async fn request<T: Transport>(
         .await;
 }
 
+/// Change the outbound semaphore's capacity from `old` to `new` permits
+/// while streams hold some: a raise adds permits at once; a lowering takes
+/// the free ones away now and, for the rest, queues a task on `tasks` that
+/// takes (and forgets) permits as streams in flight finish, so none is cut
+/// off and no new one starts until the count is under `new`.
+pub(crate) fn resize_outbound(
+    sem: &Arc<Semaphore>,
+    old: usize,
+    new: usize,
+    tasks: &mut JoinSet<()>,
+) {
+    if new > old {
+        sem.add_permits(new - old);
+        return;
+    }
+    let debt = (old - new).saturating_sub(sem.forget_permits(old - new));
+    if debt == 0 {
+        return;
+    }
+    let sem = sem.clone();
+    let debt = u32::try_from(debt).unwrap_or(u32::MAX);
+    tasks.spawn(async move {
+        if let Ok(permits) = sem.acquire_many_owned(debt).await {
+            permits.forget();
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,10 +494,33 @@ mod tests {
             counters: Arc::new(Counters::default()),
             timeout: Duration::from_secs(5),
             max_message: 1 << 20,
-            preauth_budget: DEFAULT_PREAUTH_BUDGET,
+            preauth_budget: AtomicUsize::new(DEFAULT_PREAUTH_BUDGET),
             admission: Admission::new(4, 8),
             warn: WarnLimiter::default(),
         }
+    }
+
+    #[tokio::test]
+    async fn outbound_cap_changes_without_cutting_streams_in_flight() {
+        let sem = Arc::new(Semaphore::new(4));
+        let mut tasks = JoinSet::new();
+        let held: Vec<OwnedSemaphorePermit> = (0..3)
+            .map(|_| sem.clone().try_acquire_owned().expect("a permit"))
+            .collect();
+        resize_outbound(&sem, 4, 1, &mut tasks);
+        assert!(sem.clone().try_acquire_owned().is_err(), "3 held, cap 1");
+        drop(held);
+        // Two of the three returned permits pay the debt; one is free.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !tasks.is_empty() {
+                tasks.join_next().await;
+            }
+        })
+        .await
+        .expect("the debt is paid as streams finish");
+        assert_eq!(sem.available_permits(), 1);
+        resize_outbound(&sem, 1, 3, &mut tasks);
+        assert_eq!(sem.available_permits(), 3);
     }
 
     async fn round_trip(
