@@ -253,6 +253,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     state.leave_timeout = cfg.leave_timeout;
     state.join = join_state.clone();
     state.keyring_file = cfg.keyring.as_deref().map(Arc::from);
+    state.dns_servers = Arc::from(cfg.dns_servers.as_slice());
     state.facts = Arc::new(http::AgentFacts {
         profile: Some(cfg.profile_name.clone()),
         label: cfg.label.clone(),

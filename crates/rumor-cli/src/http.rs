@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::cluster::{
-    kind_name, resolve_seeds, ClusterError, Estimate, KeyringView, KvChange, KvEntry, MemberEvent,
+    kind_name, resolve_seeds_with, ClusterError, Estimate, KeyringView, KvChange, KvEntry, MemberEvent,
     SharedCluster, Stats, UserEvent,
 };
 use crate::http_access::{check_read_token, dashboard_page, host_guard, login, Authorized, Reader};
@@ -72,6 +72,8 @@ pub struct ApiState {
     pub facts: Arc<AgentFacts>,
     /// The `--keyring` file, written back after every keyring change.
     pub keyring_file: Option<Arc<std::path::Path>>,
+    /// Name servers for SRV seeds of `POST /v1/join` (`--dns-server`).
+    pub dns_servers: Arc<[std::net::SocketAddr]>,
 }
 
 /// The agent's settings as `GET /v1/info` shows them (no secrets).
@@ -127,6 +129,7 @@ impl ApiState {
             join: crate::retry_join::JoinState::joined(),
             facts: Arc::default(),
             keyring_file: None,
+            dns_servers: Arc::from([]),
         }
     }
 }
@@ -481,7 +484,7 @@ async fn join(
     if body.addrs.is_empty() {
         return Err(ApiError(StatusCode::BAD_REQUEST, "addrs is empty".into()));
     }
-    let seeds = resolve_seeds(&body.addrs)
+    let seeds = resolve_seeds_with(&body.addrs, &st.dns_servers)
         .await
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
     let n = st.cluster.join(seeds).await?;

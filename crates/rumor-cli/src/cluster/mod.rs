@@ -335,13 +335,8 @@ pub fn kind_name(kind: MemberEventKind) -> &'static str {
 /// [`crate::config::DEFAULT_PORT`] when omitted) or an SRV name
 /// (`srv:NAME`, or a name starting with `_`; see [`rumor::seeds`]). DNS
 /// names may yield several addresses; all are kept. The error names the
-/// first seed that fails.
-pub async fn resolve_seeds(seeds: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
-    resolve_seeds_with(seeds, &[]).await
-}
-
-/// [`resolve_seeds`], looking SRV seeds up through `dns_servers` when it
-/// is not empty (`host:port` names still go through the system resolver).
+/// first seed that fails. SRV seeds are looked up through `dns_servers`
+/// when it is not empty (`host:port` names go through the system resolver).
 pub async fn resolve_seeds_with(
     seeds: &[String],
     dns_servers: &[SocketAddr],
