@@ -493,6 +493,12 @@ fn full_disk_fails_writes_then_converges() {
     let again = runtime.block_on(w.submit(put("again", b"x")));
     assert!(matches!(again, Err(StorageError::Full { .. })), "{again:?}");
     fs.resize("64m");
+    // The writer retries on its own timer: healthy again with no new batch.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !w.healthy() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(w.healthy(), "no successful retry within 30 s");
     let after = runtime.block_on(w.submit(put("after", b"y")));
     assert!(after.is_ok(), "{after:?}");
     assert!(w.healthy());

@@ -43,8 +43,12 @@ impl Store {
         let dir = options.dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::from_io(&dir, e))?;
         let file = dir.join(FILE_NAME);
-        let db = open_db(&file)?;
+        let db = open_db(&file, true)?;
         sync_dir(&dir)?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // A directory created just now needs its own entry durable too.
+            sync_dir(parent)?;
+        }
         let created = init(&db, &file)?;
         let mut loaded = guarded(&file, || load(&db)).and_then(|r| {
             r.map_err(|e| match e {
@@ -99,22 +103,24 @@ impl Store {
         self.commit(&Changes::default(), true)
     }
 
-    /// The open database, reopened after a failure.
+    /// The open database, reopened after a failure. The reopen skips the
+    /// full check: the file was verified at open and only redb wrote it
+    /// since; a retry loop on a full disk must not read it all each time.
     fn db(&mut self) -> Result<&redb::Database, StorageError> {
         if self.db.is_none() {
-            self.db = Some(open_db(&self.file)?);
+            self.db = Some(open_db(&self.file, false)?);
         }
         self.db.as_ref().ok_or(StorageError::Closed)
     }
 }
 
-/// Opens (or creates) the file with a full integrity check: redb then
-/// verifies the checksum of every page and reports a damaged file as
-/// `Corrupted` where an unchecked open may panic.
-fn open_db(file: &Path) -> Result<redb::Database, StorageError> {
+/// Opens (or creates) the file; with `verify`, a full integrity check:
+/// redb then verifies the checksum of every page and reports a damaged
+/// file as `Corrupted` where an unchecked open may panic.
+fn open_db(file: &Path, verify: bool) -> Result<redb::Database, StorageError> {
     let opened = guarded(file, || {
         redb::Builder::new()
-            .set_check_integrity_on_open(true)
+            .set_check_integrity_on_open(verify)
             .create(file)
     })?;
     opened.map_err(|e| map_err(file, e.into()))

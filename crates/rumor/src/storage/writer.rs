@@ -7,7 +7,7 @@
 //!   within the interval) under [`SyncMode::Interval`];
 //! - a failed commit fails the futures of its batches, but their changes
 //!   are kept and retried with later batches (and on a timer when none
-//!   come), so that the file converges to everything submitted once the
+//!   come, backing off from 0.5 to 8 s), so that the file converges to everything submitted once the
 //!   disk has room again; [`Writer::healthy`] says whether the last commit
 //!   succeeded;
 //! - under `Interval`, changes committed but not yet fsynced are kept too:
@@ -28,8 +28,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// How long the writer waits before retrying a failed commit when no new
-/// batch arrives.
+/// batch arrives: doubled after each failure up to [`RETRY_MAX`], reset by
+/// a success.
 const RETRY: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(8);
 
 type Reply = oneshot::Sender<Result<(), StorageError>>;
 
@@ -59,6 +61,7 @@ impl Writer {
             failed: Changes::default(),
             unsynced: Changes::default(),
             unsynced_since: None,
+            retry: RETRY,
         };
         let spawned = std::thread::Builder::new()
             .name("rumor-storage".into())
@@ -119,6 +122,8 @@ struct Thread {
     /// Changes committed without an fsync (Interval), until one succeeds.
     unsynced: Changes,
     unsynced_since: Option<Instant>,
+    /// The current retry delay.
+    retry: Duration,
 }
 
 impl Thread {
@@ -180,7 +185,7 @@ impl Thread {
     /// When the thread must wake without a message: a retry of failed
     /// changes, or the interval's fsync.
     fn deadline(&self) -> Option<Instant> {
-        let retry = (!self.failed.is_empty()).then(|| Instant::now() + RETRY);
+        let retry = (!self.failed.is_empty()).then(|| Instant::now() + self.retry);
         let sync = match (self.sync, self.unsynced_since) {
             (SyncMode::Interval(i), Some(since)) => Some(since + i),
             _ => None,
@@ -222,7 +227,7 @@ impl Thread {
                 self.unsynced_since = None;
             }
         }
-        self.healthy.store(result.is_ok(), Ordering::Relaxed);
+        self.settle(result.is_ok());
         for r in replies {
             let _ = r.send(result.clone());
         }
@@ -258,8 +263,18 @@ impl Thread {
             self.failed = unsynced;
             self.failed.absorb_changes(later);
         }
-        self.healthy.store(result.is_ok(), Ordering::Relaxed);
+        self.settle(result.is_ok());
         result
+    }
+
+    /// Records the outcome of a commit or sync: health and retry delay.
+    fn settle(&mut self, ok: bool) {
+        self.healthy.store(ok, Ordering::Relaxed);
+        self.retry = if ok {
+            RETRY
+        } else {
+            (self.retry * 2).min(RETRY_MAX)
+        };
     }
 
     /// Commits what failed before and fsyncs everything, in one durable
