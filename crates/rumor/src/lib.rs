@@ -78,7 +78,7 @@
 //! behind a trait a simulated network can implement),
 //! [`keyring`] (keys and AES-GCM), [`framing`] (labels and the envelope),
 //! [`compress`] (LZ4), [`seeds`] (seed resolution), [`metrics`] (stats and
-//! their export).
+//! their export), [`storage`] (the data directory: durable state on disk).
 
 pub mod builder;
 pub mod compress;
