@@ -78,7 +78,7 @@
 //! behind a trait a simulated network can implement),
 //! [`keyring`] (keys and AES-GCM), [`framing`] (labels and the envelope),
 //! [`compress`] (LZ4), [`seeds`] (seed resolution), [`metrics`] (stats and
-//! their export).
+//! their export), [`storage`] (the data directory: durable state on disk).
 
 pub mod builder;
 pub mod compress;
@@ -92,6 +92,7 @@ pub mod node;
 pub mod query;
 mod replay;
 pub mod seeds;
+pub mod storage;
 pub mod transport;
 
 pub use rumor_core as core;
@@ -109,6 +110,7 @@ pub use metrics::{MemberCounts, Stats, TransportStats};
 pub use node::{Node, Watch};
 pub use query::{IncomingQuery, QueryAnswer, QueryFilter, QueryOptions, QueryStream};
 pub use seeds::Seed;
+pub use storage::{StorageError, StorageOptions, SyncMode};
 pub use transport::{TokioNet, Transport};
 
 use std::net::SocketAddr;
