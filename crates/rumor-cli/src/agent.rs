@@ -209,6 +209,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         label: cfg.label.clone(),
         last_incarnation: snapshot.as_ref().map(|s| s.incarnation),
         streams: cfg.streams,
+        data: cfg.data.clone(),
     })
     .await?;
     log_start(&cfg, &node, http_addr, key_count);

@@ -202,6 +202,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 max_streams_per_source: Some(1024),
                 ..Default::default()
             },
+            data: None,
         })
         .await
         .with_context(|| format!("cannot start {name}"))?;

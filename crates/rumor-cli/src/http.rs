@@ -156,6 +156,7 @@ impl From<ClusterError> for ApiError {
             ClusterError::NotFound(_) => StatusCode::NOT_FOUND,
             ClusterError::Conflict(_) => StatusCode::CONFLICT,
             ClusterError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+            ClusterError::Storage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ClusterError::Closed => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError(status, e.to_string())

@@ -14,6 +14,7 @@ use crate::keyring::Keyring;
 use crate::lazy_channel::LazyChannel;
 use crate::metrics::Counters;
 use crate::seeds::Seed;
+use crate::storage::StorageOptions;
 use crate::transport::admission::{Admission, DEFAULT_MAX_STREAMS_PER_SOURCE};
 use crate::transport::sent::SentLog;
 use crate::transport::tcp::{StreamCtx, DEFAULT_PREAUTH_BUDGET, MIN_PREAUTH_BUDGET};
@@ -79,6 +80,7 @@ pub struct Builder {
     metrics_interval: Option<Duration>,
     incarnation: Option<u64>,
     dns_servers: Vec<SocketAddr>,
+    storage: Option<StorageOptions>,
 }
 
 impl Default for Builder {
@@ -100,6 +102,7 @@ impl Default for Builder {
             metrics_interval: Some(Duration::from_secs(1)),
             incarnation: None,
             dns_servers: Vec::new(),
+            storage: None,
         }
     }
 }
@@ -243,6 +246,18 @@ impl Builder {
         self
     }
 
+    /// Keep the key space, this node's own per-node state, its incarnation
+    /// and its Lamport clock in a data dir, and resume from it at start:
+    /// the node comes back with its keys (and reconciles only what changed
+    /// while it was down), never reuses a state version or a Lamport time,
+    /// and outranks the incarnation the cluster remembers. Key-space writes
+    /// are acknowledged as [`StorageOptions::sync`] says. Default: none,
+    /// everything in memory.
+    pub fn storage(mut self, options: StorageOptions) -> Self {
+        self.storage = Some(options);
+        self
+    }
+
     /// Name servers (address and port) to look SRV seeds up with, instead
     /// of those of the system's configuration (`/etc/resolv.conf`). Other
     /// seeds are unaffected.
@@ -315,6 +330,10 @@ impl Builder {
         if let Some(previous) = self.incarnation {
             core.resume_incarnation(previous);
         }
+        let persist = match self.storage.clone() {
+            Some(options) => Some(crate::persist::open(options, &mut core).await?),
+            None => None,
+        };
         if !self.tags.is_empty() {
             core.set_tags(rumor_core::Instant::ZERO, self.tags.clone())?;
         }
@@ -346,6 +365,7 @@ impl Builder {
             max_streams: self.streams.max_streams,
             sent: SentLog::default(),
             metrics_interval: self.metrics_interval,
+            persist,
         };
         let task = tokio::spawn(driver.run());
         let node = Node {

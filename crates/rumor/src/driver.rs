@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::framing::Framer;
 use crate::lazy_channel::LazyChannel;
 use crate::metrics::{self, Counters, MemberCounts, Stats, TransportStats};
+use crate::persist::{Persist, WriteReply};
 use crate::transport::admission::Refused;
 use crate::transport::sent::SentLog;
 use crate::transport::tcp::{self, FromStream, StreamCtx};
@@ -83,10 +84,11 @@ pub(crate) enum Command {
         Vec<rumor_core::kv::Record>,
         oneshot::Sender<rumor_core::Imported>,
     ),
-    /// Write (`Some`) or delete (`None`) a last-write-wins key.
-    KvWrite(String, Option<Vec<u8>>, Reply<()>),
+    /// Write (`Some`) or delete (`None`) a last-write-wins key; answered
+    /// once durable when the node has a data dir.
+    KvWrite(String, Option<Vec<u8>>, WriteReply),
     /// Write or delete a siblings-mode key with the context the writer read.
-    KvWriteInContext(String, Option<Vec<u8>>, VersionVector, Reply<()>),
+    KvWriteInContext(String, Option<Vec<u8>>, VersionVector, WriteReply),
     /// Start aggregating a state key.
     TrackAggregate(String, Reply<()>),
     /// The current estimate of an aggregate.
@@ -142,6 +144,8 @@ pub(crate) struct Driver<T: Transport> {
     /// Datagrams sent lately, to check "port unreachable" reports against.
     pub sent: SentLog,
     pub metrics_interval: Option<Duration>,
+    /// The data dir, if the node has one.
+    pub persist: Option<Persist>,
 }
 
 /// Mutable state of a running driver besides what [`Driver`] was given.
@@ -266,6 +270,9 @@ impl<T: Transport> Driver<T> {
                     }
                 }
             }
+        }
+        if let Some(p) = self.persist.take() {
+            p.close(&self.core).await;
         }
         tracing::debug!(node = %self.name, "node stopped");
     }
@@ -413,14 +420,24 @@ impl<T: Transport> Driver<T> {
             Command::KvImport(records, tx) => {
                 let _ = tx.send(self.core.kv_import(now, records));
             }
-            Command::KvWrite(key, Some(value), tx) => {
-                let _ = tx.send(self.core.kv_put(now, &key, value));
-            }
-            Command::KvWrite(key, None, tx) => {
-                let _ = tx.send(self.core.kv_delete(now, &key));
+            Command::KvWrite(key, value, tx) => {
+                if let Some(Err(e)) = self.persist.as_ref().map(Persist::check) {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                let written = match value {
+                    Some(value) => self.core.kv_put(now, &key, value),
+                    None => self.core.kv_delete(now, &key),
+                };
+                self.answer_write(written, tx);
             }
             Command::KvWriteInContext(key, value, read, tx) => {
-                let _ = tx.send(self.core.kv_put_in_context(now, &key, value, &read));
+                if let Some(Err(e)) = self.persist.as_ref().map(Persist::check) {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                let written = self.core.kv_put_in_context(now, &key, value, &read);
+                self.answer_write(written, tx);
             }
             Command::TrackAggregate(name, tx) => {
                 let _ = tx.send(self.core.track_aggregate(now, &name));
@@ -541,6 +558,20 @@ impl<T: Transport> Driver<T> {
                 break;
             }
         }
+        if let Some(p) = &mut self.persist {
+            p.submit(&self.core);
+        }
+    }
+
+    /// Answer a local key-space write: at once without a data dir or when
+    /// the core refused it, else once it is committed.
+    fn answer_write(&mut self, written: Result<(), rumor_core::Error>, reply: WriteReply) {
+        match (written, &mut self.persist) {
+            (Ok(()), Some(p)) => p.hold(reply),
+            (written, _) => {
+                let _ = reply.send(written.map_err(crate::Error::from));
+            }
+        }
     }
 
     async fn send_transmits(&mut self, st: &mut Running) {
@@ -577,6 +608,9 @@ impl<T: Transport> Driver<T> {
         let mut any = false;
         while let Some(ev) = self.core.poll_event() {
             any = true;
+            if let Some(p) = &mut self.persist {
+                p.note(&self.name, &ev);
+            }
             match ev {
                 CoreEvent::Member { kind, member } => {
                     tracing::info!(

@@ -89,6 +89,7 @@ pub mod keyring;
 mod lazy_channel;
 pub mod metrics;
 pub mod node;
+mod persist;
 pub mod query;
 mod replay;
 pub mod seeds;
@@ -220,6 +221,10 @@ pub enum Error {
         /// The address of the member holding it.
         holder: SocketAddr,
     },
+    /// The data dir refused: it could not be opened (locked, damaged, not
+    /// writable) or a write could not be committed (a full disk).
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
     /// The node's task has stopped.
     #[error("the node has stopped")]
     Stopped,

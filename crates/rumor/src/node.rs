@@ -335,22 +335,24 @@ impl Node {
 
     /// Write a last-write-wins `key`; the cluster learns it through gossip
     /// and anti-entropy. Fails for a siblings-mode key (use
-    /// [`Node::kv_put_in_context`]) or one over the size limits.
+    /// [`Node::kv_put_in_context`]) or one over the size limits. With a
+    /// data dir ([`crate::Builder::storage`]) it returns once the write is
+    /// committed (on disk under [`crate::storage::SyncMode::Always`]), and
+    /// fails with [`Error::Storage`] when the disk refuses it.
     pub async fn kv_put(
         &self,
         key: impl Into<String>,
         value: impl Into<Vec<u8>>,
     ) -> Result<(), Error> {
         let (key, value) = (key.into(), value.into());
-        Ok(self
-            .ask(|tx| Command::KvWrite(key, Some(value), tx))
-            .await??)
+        self.ask(|tx| Command::KvWrite(key, Some(value), tx))
+            .await?
     }
 
     /// Delete a last-write-wins `key` (a tombstone replicates the delete).
     pub async fn kv_delete(&self, key: impl Into<String>) -> Result<(), Error> {
         let key = key.into();
-        Ok(self.ask(|tx| Command::KvWrite(key, None, tx)).await??)
+        self.ask(|tx| Command::KvWrite(key, None, tx)).await?
     }
 
     /// The causal context to pass to [`Node::kv_put_in_context`] after
@@ -370,9 +372,8 @@ impl Node {
         read: VersionVector,
     ) -> Result<(), Error> {
         let key = key.into();
-        Ok(self
-            .ask(|tx| Command::KvWriteInContext(key, value, read, tx))
-            .await??)
+        self.ask(|tx| Command::KvWriteInContext(key, value, read, tx))
+            .await?
     }
 
     /// Aggregate the per-node state key `name` across the cluster: every

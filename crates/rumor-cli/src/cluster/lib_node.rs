@@ -66,6 +66,9 @@ fn err(e: rumor::Error) -> ClusterError {
             ClusterError::TooLarge(format!("state write: {m}"))
         }
         E::JoinFailed { .. } => ClusterError::Unreachable(e.to_string()),
+        E::Storage(e) => ClusterError::Storage(format!(
+            "the write was not acknowledged: {e}"
+        )),
         E::Stopped | E::Task(_) => ClusterError::Closed,
         E::Core(_) | E::InvalidConfig(_) | E::InvalidLabel(_) => {
             ClusterError::Invalid(e.to_string())
@@ -141,6 +144,13 @@ impl LibNode {
             // Start above the previous run's incarnation, so the first alive
             // claim outranks what the cluster remembers of this node.
             b = b.incarnation(inc);
+        }
+        if let Some(d) = &s.data {
+            let sync = match d.sync_interval {
+                None => rumor::storage::SyncMode::Always,
+                Some(every) => rumor::storage::SyncMode::Interval(every),
+            };
+            b = b.storage(rumor::storage::StorageOptions::new(d.dir.clone()).sync(sync));
         }
         let node = b.start().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         // Events travel as `Arc`s: a channel allocates and initialises all

@@ -85,6 +85,10 @@ pub enum ClusterError {
     /// No seed answered.
     #[error("{0}")]
     Unreachable(String),
+    /// The data dir refused a write (a full disk, a failing one): it was
+    /// not acknowledged.
+    #[error("{0}")]
+    Storage(String),
     /// The node is shutting down.
     #[error("the node has stopped")]
     Closed,
@@ -122,6 +126,8 @@ pub struct NodeSettings {
     pub last_incarnation: Option<u64>,
     /// Stream limits other than the library's defaults.
     pub streams: StreamLimits,
+    /// The data dir, if any.
+    pub data: Option<crate::config::DataDir>,
 }
 
 /// Limits on incoming streams (`[limits]`); `None` keeps the library's default.

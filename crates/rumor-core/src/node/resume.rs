@@ -54,6 +54,11 @@ impl Node {
         done
     }
 
+    /// This node's current incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.members[0].incarnation
+    }
+
     /// The highest per-node state version this node has issued.
     pub fn state_version(&self) -> u64 {
         self.state
