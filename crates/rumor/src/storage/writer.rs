@@ -21,7 +21,6 @@ use super::error::StorageError;
 use super::options::SyncMode;
 use super::store::Store;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,18 +45,18 @@ enum Msg {
 #[derive(Clone, Debug)]
 pub struct Writer {
     tx: mpsc::Sender<Msg>,
-    healthy: Arc<AtomicBool>,
+    health: Arc<Health>,
 }
 
 impl Writer {
     pub(crate) fn spawn(store: Store) -> Writer {
         let (tx, rx) = mpsc::channel();
-        let healthy = Arc::new(AtomicBool::new(true));
+        let health = Arc::new(Health::default());
         let mut thread = Thread {
             sync: store.sync_mode(),
             store: Some(store),
             rx,
-            healthy: healthy.clone(),
+            health: health.clone(),
             failed: Changes::default(),
             unsynced: Changes::default(),
             unsynced_since: None,
@@ -70,9 +69,9 @@ impl Writer {
             // The closure (and the store) is dropped: every submit fails
             // with Closed.
             tracing::error!("cannot start the storage writer thread: {e}");
-            healthy.store(false, Ordering::Relaxed);
+            health.set(Some(StorageError::Closed));
         }
-        Writer { tx, healthy }
+        Writer { tx, health }
     }
 
     /// Queues `batch`; the future resolves when the commit holding it has
@@ -96,7 +95,12 @@ impl Writer {
     /// say) a caller should refuse new local writes (HTTP 507); remote
     /// changes may still be submitted and are kept for the retry.
     pub fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.health.get().is_none()
+    }
+
+    /// The error of the last commit, while it has not succeeded since.
+    pub fn last_error(&self) -> Option<StorageError> {
+        self.health.get()
     }
 
     /// Commits and fsyncs everything submitted before this call, then
@@ -116,7 +120,7 @@ struct Thread {
     store: Option<Store>,
     sync: SyncMode,
     rx: mpsc::Receiver<Msg>,
-    healthy: Arc<AtomicBool>,
+    health: Arc<Health>,
     /// Changes of failed commits, to retry.
     failed: Changes,
     /// Changes committed without an fsync (Interval), until one succeeds.
@@ -227,7 +231,7 @@ impl Thread {
                 self.unsynced_since = None;
             }
         }
-        self.settle(result.is_ok());
+        self.settle(&result);
         for r in replies {
             let _ = r.send(result.clone());
         }
@@ -263,13 +267,14 @@ impl Thread {
             self.failed = unsynced;
             self.failed.absorb_changes(later);
         }
-        self.settle(result.is_ok());
+        self.settle(&result);
         result
     }
 
     /// Records the outcome of a commit or sync: health and retry delay.
-    fn settle(&mut self, ok: bool) {
-        self.healthy.store(ok, Ordering::Relaxed);
+    fn settle<T>(&mut self, result: &Result<T, StorageError>) {
+        let ok = result.is_ok();
+        self.health.set(result.as_ref().err().cloned());
         self.retry = if ok {
             RETRY
         } else {
@@ -294,7 +299,24 @@ impl Thread {
         self.failed = Changes::default();
         self.unsynced = Changes::default();
         self.unsynced_since = None;
-        self.healthy.store(true, Ordering::Relaxed);
+        self.health.set(None);
         Ok(())
+    }
+}
+
+/// The outcome of the last commit, shared between the writer thread and
+/// its handles: `None` while commits succeed.
+#[derive(Debug, Default)]
+struct Health(std::sync::Mutex<Option<StorageError>>);
+
+impl Health {
+    fn get(&self) -> Option<StorageError> {
+        self.0.lock().map_or(Some(StorageError::Closed), |e| e.clone())
+    }
+
+    fn set(&self, e: Option<StorageError>) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = e;
+        }
     }
 }
