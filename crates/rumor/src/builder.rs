@@ -45,6 +45,7 @@ pub struct Builder {
     metrics_interval: Option<Duration>,
     incarnation: Option<u64>,
     dns_servers: Vec<SocketAddr>,
+    wall_offset_micros: i64,
 }
 
 impl Default for Builder {
@@ -68,6 +69,7 @@ impl Default for Builder {
             metrics_interval: Some(Duration::from_secs(1)),
             incarnation: None,
             dns_servers: Vec::new(),
+            wall_offset_micros: 0,
         }
     }
 }
@@ -195,6 +197,14 @@ impl Builder {
         self
     }
 
+    /// Tests only: offset the system clock this node's key space reads by
+    /// `micros` (a node whose clock is off).
+    #[doc(hidden)]
+    pub fn test_clock_offset_micros(mut self, micros: i64) -> Self {
+        self.wall_offset_micros = micros;
+        self
+    }
+
     /// How often stats are exported to the `metrics` recorder (default
     /// every second; `None` never).
     pub fn metrics_interval(mut self, every: Option<Duration>) -> Self {
@@ -311,6 +321,7 @@ impl Builder {
             max_streams: self.max_streams,
             sent: SentLog::default(),
             metrics_interval: self.metrics_interval,
+            wall_offset_micros: self.wall_offset_micros,
         };
         let task = tokio::spawn(driver.run());
         let node = Node {
