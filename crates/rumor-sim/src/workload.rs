@@ -411,6 +411,8 @@ pub struct AggregateReport {
 /// What a workload measured.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// One per run, built at its end: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum WorkloadReport {
     /// See [`WritesReport`].
     Writes(WritesReport),
