@@ -27,8 +27,8 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::cluster::{
-    kind_name, resolve_seeds_with, ClusterError, Estimate, KeyringView, KvChange, KvEntry, MemberEvent,
-    SharedCluster, Stats, UserEvent,
+    kind_name, resolve_seeds_with, ClusterError, Estimate, KeyringView, KvChange, KvEntry,
+    MemberEvent, SharedCluster, Stats, UserEvent,
 };
 use crate::http_access::{check_read_token, dashboard_page, host_guard, login, Authorized, Reader};
 

@@ -12,11 +12,16 @@
 //! built: up to 200 ms of busy CPU, which on a loaded machine delayed an
 //! agent's start by that much. rumor exports no histograms; they are
 //! accepted and dropped.
+//!
+//! Per-peer gauges (`rumor_peer_clock_offset_seconds{node,peer}`) are
+//! bounded by the membership: a series not set again since the previous
+//! render (the agent exports fresh stats before each) belongs to a peer
+//! that is no longer a member, and is dropped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
 use metrics_util::registry::{AtomicStorage, Registry};
@@ -25,7 +30,13 @@ use metrics_util::registry::{AtomicStorage, Registry};
 struct Inner {
     registry: Registry<Key, AtomicStorage>,
     help: RwLock<HashMap<String, String>>,
+    /// Per-peer gauge series set since the last render.
+    peers_set: Mutex<HashSet<Key>>,
 }
+
+/// Gauge families labelled by peer, pruned to the series set since the
+/// previous render.
+const PER_PEER: [&str; 1] = [rumor::metrics::PEER_CLOCK_OFFSET];
 
 /// One metric name's type and its series (rendered labels, rendered value).
 type Family = (&'static str, Vec<(String, String)>);
@@ -80,6 +91,14 @@ fn describe() {
         "Suspicions of this node it refuted."
     );
     metrics::describe_counter!("rumor_deaths_total", "Members declared dead, as seen here.");
+    metrics::describe_gauge!(
+        rumor::metrics::PEER_CLOCK_OFFSET,
+        "How far each member's clock is ahead of this node's (seconds; negative: behind), measured on key-space sync sessions."
+    );
+    metrics::describe_counter!(
+        "rumor_kv_refused_future_total",
+        "Key-space records refused because their timestamp was further ahead of this node's clock than kv max_drift."
+    );
 }
 
 /// Render every metric as Prometheus text, with `rumor_agent_info` for agent `name`.
@@ -98,6 +117,7 @@ impl Handle {
         Handle(Arc::new(Inner {
             registry: Registry::atomic(),
             help: RwLock::new(HashMap::new()),
+            peers_set: Mutex::new(HashSet::new()),
         }))
     }
 
@@ -110,6 +130,7 @@ impl Handle {
     /// Every series in the Prometheus text exposition format (0.0.4),
     /// grouped by metric name, sorted.
     pub fn render(&self) -> String {
+        self.prune_peers();
         let mut families: BTreeMap<String, Family> = BTreeMap::new();
         let mut add = |key: &Key, kind: &'static str, value: String| {
             families
@@ -141,6 +162,17 @@ impl Handle {
     }
 }
 
+impl Handle {
+    /// Drop per-peer series not set since the previous render.
+    fn prune_peers(&self) {
+        let mut set = self.0.peers_set.lock().unwrap_or_else(|p| p.into_inner());
+        self.0
+            .registry
+            .retain_gauges(|key, _| !PER_PEER.contains(&key.name()) || set.contains(key));
+        set.clear();
+    }
+}
+
 /// The handle is also the recorder installed in the `metrics` facade.
 impl metrics::Recorder for Handle {
     fn describe_counter(&self, name: KeyName, _: Option<Unit>, text: SharedString) {
@@ -159,6 +191,10 @@ impl metrics::Recorder for Handle {
     }
 
     fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        if PER_PEER.contains(&key.name()) {
+            let mut set = self.0.peers_set.lock().unwrap_or_else(|p| p.into_inner());
+            set.insert(key.clone());
+        }
         let g = self.0.registry.get_or_create_gauge(key, Arc::clone);
         Gauge::from_arc(g)
     }
@@ -235,6 +271,37 @@ mod tests {
              # TYPE inf gauge\ninf +Inf\n\
              # HELP x_total Things\\ncounted.\n# TYPE x_total counter\n\
              x_total{node=\"a\\\"q\\\\\"} 5\nx_total{node=\"b\"} 7\n"
+        );
+    }
+
+    #[test]
+    fn a_peer_gauge_not_set_again_is_dropped_at_the_next_render() {
+        let handle = Handle::new();
+        let name = rumor::metrics::PEER_CLOCK_OFFSET;
+        let set = |peers: &[&str]| {
+            metrics::with_local_recorder(&handle, || {
+                for p in peers {
+                    metrics::gauge!(name, "node" => "a", "peer" => p.to_string()).set(1.5);
+                }
+                metrics::gauge!("rumor_awareness", "node" => "a").set(0.0);
+            })
+        };
+        set(&["b", "c"]);
+        let text = handle.render();
+        assert!(
+            text.contains("peer=\"b\"") && text.contains("peer=\"c\""),
+            "{text}"
+        );
+        // c is reaped: the next export sets b only.
+        set(&["b"]);
+        let text = handle.render();
+        assert!(
+            text.contains("peer=\"b\"") && !text.contains("peer=\"c\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("rumor_awareness"),
+            "other gauges stay: {text}"
         );
     }
 }

@@ -164,26 +164,15 @@ mod tests {
         assert!(left.rejoin_addrs(false).is_empty());
         assert_eq!(left.rejoin_addrs(true).len(), 1, "--rejoin");
         std::fs::write(&path, "{").unwrap();
-        assert_eq!(
-            Snapshot::load(&path).unwrap(),
-            None,
-            "damaged: set aside"
-        );
+        assert_eq!(Snapshot::load(&path).unwrap(), None, "damaged: set aside");
         assert!(!path.exists() && path.with_extension("json.corrupt").exists());
         let text = serde_json::to_vec(&s).unwrap();
         for cut in [1, text.len() / 2, text.len() - 1] {
             std::fs::write(&path, &text[..cut]).unwrap();
-            assert_eq!(
-                Snapshot::load(&path).unwrap(),
-                None,
-                "cut at {cut}"
-            );
+            assert_eq!(Snapshot::load(&path).unwrap(), None, "cut at {cut}");
         }
         std::fs::create_dir_all(&path).unwrap();
-        assert!(
-            Snapshot::load(&path).is_err(),
-            "unreadable is an error"
-        );
+        assert!(Snapshot::load(&path).is_err(), "unreadable is an error");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -49,7 +49,12 @@ fn keys(a: &Agent) -> BTreeMap<String, String> {
     v.as_array()
         .into_iter()
         .flatten()
-        .filter_map(|e| Some((e["key"].as_str()?.to_owned(), e["value"].as_str()?.to_owned())))
+        .filter_map(|e| {
+            Some((
+                e["key"].as_str()?.to_owned(),
+                e["value"].as_str()?.to_owned(),
+            ))
+        })
         .collect()
 }
 
@@ -105,7 +110,9 @@ fn an_agent_killed_mid_writes_keeps_every_acknowledged_write_and_catches_up_only
     let a = start("a", ports[0], &dirs[0], &[]);
     let b = start("b", ports[1], &dirs[1], &[&a]);
     let c = start("c", ports[2], &dirs[2], &[&a]);
-    wait_until("3 alive", DEADLINE, || a.alive_count() == 3 && c.alive_count() == 3);
+    wait_until("3 alive", DEADLINE, || {
+        a.alive_count() == 3 && c.alive_count() == 3
+    });
 
     // Acknowledged writes streaming into `a` when it is killed.
     let stop = Arc::new(AtomicBool::new(false));
@@ -121,9 +128,11 @@ fn an_agent_killed_mid_writes_keeps_every_acknowledged_write_and_catches_up_only
     let acked = acked.lock().expect("lock").clone();
     let a = start("a", ports[0], &dirs[0], &[&b]);
     for x in [&a, &b, &c] {
-        wait_until(&format!("{} holds all {} acknowledged writes", x.name, acked.len()), DEADLINE, || {
-            missing(x, &acked) == 0
-        });
+        wait_until(
+            &format!("{} holds all {} acknowledged writes", x.name, acked.len()),
+            DEADLINE,
+            || missing(x, &acked) == 0,
+        );
     }
 
     // A bulk of keys everywhere, then `b` down while 40 more are written.
@@ -131,7 +140,9 @@ fn an_agent_killed_mid_writes_keeps_every_acknowledged_write_and_catches_up_only
     for i in 0..1500 {
         assert_eq!(put(&c, &format!("bulk-{i}"), &value), Some(200));
     }
-    wait_until("the bulk on b", DEADLINE, || keys(&b).len() >= acked.len() + 1500);
+    wait_until("the bulk on b", DEADLINE, || {
+        keys(&b).len() >= acked.len() + 1500
+    });
     let mut b = b;
     b.child.kill().expect("SIGKILL b");
     let _ = b.child.wait();
@@ -148,11 +159,20 @@ fn an_agent_killed_mid_writes_keeps_every_acknowledged_write_and_catches_up_only
     );
     wait_until("b caught up", DEADLINE, || keys(&b).len() == total);
     let applied = counter(&b, "rumor_kv_applied_total");
-    let bytes_in = counter(&b, "rumor_udp_bytes_in_total") + counter(&b, "rumor_stream_bytes_in_total");
+    let bytes_in =
+        counter(&b, "rumor_udp_bytes_in_total") + counter(&b, "rumor_stream_bytes_in_total");
     let bulk_bytes = 1500.0 * value.len() as f64;
-    eprintln!("catch-up: {applied} records applied, {bytes_in} bytes in (the bulk is {bulk_bytes} bytes)");
-    assert!(applied >= 40.0, "the 40 late keys arrived as records: {applied}");
-    assert!(applied < 300.0, "only the difference moved, not the bulk: {applied} records");
+    eprintln!(
+        "catch-up: {applied} records applied, {bytes_in} bytes in (the bulk is {bulk_bytes} bytes)"
+    );
+    assert!(
+        applied >= 40.0,
+        "the 40 late keys arrived as records: {applied}"
+    );
+    assert!(
+        applied < 300.0,
+        "only the difference moved, not the bulk: {applied} records"
+    );
     assert!(
         bytes_in < bulk_bytes / 4.0,
         "catch-up took {bytes_in} bytes; a full pull moves over {bulk_bytes}"
@@ -172,7 +192,9 @@ fn every_agent_killed_under_load_loses_no_acknowledged_write() {
         let next = start(names[i], ports[i], &dir(i), &[&agents[0]]);
         agents.push(next);
     }
-    wait_until("5 alive", DEADLINE, || agents.iter().all(|a| a.alive_count() == 5));
+    wait_until("5 alive", DEADLINE, || {
+        agents.iter().all(|a| a.alive_count() == 5)
+    });
 
     let stop = Arc::new(AtomicBool::new(false));
     let (acked_a, wa) = writer(&agents[1], "p", stop.clone());
@@ -198,11 +220,15 @@ fn every_agent_killed_under_load_loses_no_acknowledged_write() {
     let agents: Vec<Agent> = (0..names.len())
         .map(|i| start(names[i], ports[i], &dir(i), &[]))
         .collect();
-    wait_until("5 alive again", DEADLINE, || agents.iter().all(|a| a.alive_count() == 5));
+    wait_until("5 alive again", DEADLINE, || {
+        agents.iter().all(|a| a.alive_count() == 5)
+    });
     for a in &agents {
-        wait_until(&format!("{} holds all {} acknowledged writes", a.name, acked.len()), DEADLINE, || {
-            missing(a, &acked) == 0
-        });
+        wait_until(
+            &format!("{} holds all {} acknowledged writes", a.name, acked.len()),
+            DEADLINE,
+            || missing(a, &acked) == 0,
+        );
     }
     let _ = std::fs::remove_dir_all(root);
 }
@@ -230,7 +256,10 @@ fn a_busy_damaged_or_unusable_data_dir_is_one_clear_line() {
     assert_eq!(put(&a, "k", "v"), Some(200));
 
     let err = refused("a2", &["--data-dir", dir.to_str().unwrap()]);
-    assert!(err.contains("locked") && err.contains(dir.to_str().unwrap()), "{err}");
+    assert!(
+        err.contains("locked") && err.contains(dir.to_str().unwrap()),
+        "{err}"
+    );
     drop(a);
 
     let err = refused("other", &["--data-dir", dir.to_str().unwrap()]);
@@ -240,7 +269,10 @@ fn a_busy_damaged_or_unusable_data_dir_is_one_clear_line() {
     std::fs::write(&file, "not a directory").unwrap();
     let under_file = file.join("data");
     let err = refused("a", &["--data-dir", under_file.to_str().unwrap()]);
-    assert!(err.contains(under_file.to_str().unwrap()) || err.contains(file.to_str().unwrap()), "{err}");
+    assert!(
+        err.contains(under_file.to_str().unwrap()) || err.contains(file.to_str().unwrap()),
+        "{err}"
+    );
 
     // Damage the database file: cut it short.
     let db = std::fs::read_dir(&dir)
@@ -255,7 +287,13 @@ fn a_busy_damaged_or_unusable_data_dir_is_one_clear_line() {
     drop(f);
     let err = refused("a", &["--data-dir", dir.to_str().unwrap()]);
     assert!(err.contains(db.to_str().unwrap()), "{err}");
-    assert!(err.lines().filter(|l| l.contains("rumor:") || l.contains("Error")).count() <= 2, "{err}");
+    assert!(
+        err.lines()
+            .filter(|l| l.contains("rumor:") || l.contains("Error"))
+            .count()
+            <= 2,
+        "{err}"
+    );
 
     // A damaged snapshot alone is set aside: the agent starts.
     let fresh = root.join("fresh");

@@ -125,4 +125,10 @@ pub enum Event {
         /// The address of the member holding the name.
         holder: std::net::SocketAddr,
     },
+    /// Key-space records were refused because their timestamps were too
+    /// far ahead of this node's clock (counted in
+    /// [`crate::Stats::kv_refused_future`]); reported at most once a second,
+    /// with the last one refused. Anti-entropy offers them again, and they
+    /// are taken once this node's clock is within `kv.max_drift` of them.
+    ClockRefused(crate::kv::ClockRefusal),
 }

@@ -104,6 +104,10 @@ pub enum Message {
         /// The answer.
         response: crate::kv::SyncResponse,
     },
+    /// A clock probe riding with the first step of a Merkle session (or its
+    /// echo with the first answer): see [`crate::kv::skew`]. Its own message
+    /// type, so that nodes that do not know it skip it.
+    KvClock(crate::kv::ClockProbe),
     /// A request for the member records the sender lacks, over a stream:
     /// the answer is a [`PushPull`] reply with only the records whose
     /// [`crate::member::record_digest`] is not in `digest`.
@@ -336,11 +340,13 @@ pub enum MessageType {
     QueryResponse = 19,
     /// [`Message::Reap`]
     Reap = 20,
+    /// [`Message::KvClock`]
+    KvClock = 21,
 }
 
 impl MessageType {
     /// Every type, in code order.
-    pub const ALL: [MessageType; 20] = [
+    pub const ALL: [MessageType; 21] = [
         MessageType::Ping,
         MessageType::Ack,
         MessageType::Nack,
@@ -361,6 +367,7 @@ impl MessageType {
         MessageType::Query,
         MessageType::QueryResponse,
         MessageType::Reap,
+        MessageType::KvClock,
     ];
 
     /// The type of a wire code, if known.
@@ -391,6 +398,7 @@ impl MessageType {
             MessageType::Query => "query",
             MessageType::QueryResponse => "query_response",
             MessageType::Reap => "reap",
+            MessageType::KvClock => "kv_clock",
         }
     }
 }
@@ -419,6 +427,7 @@ impl Message {
             Message::Query(_) => MessageType::Query,
             Message::QueryResponse(_) => MessageType::QueryResponse,
             Message::Reap { .. } => MessageType::Reap,
+            Message::KvClock(_) => MessageType::KvClock,
         }
     }
 }

@@ -83,6 +83,12 @@ pub struct Stats {
     pub kv_stale: u64,
     /// Key-space records over a limit or malformed (ignored).
     pub kv_invalid: u64,
+    /// Key-space records refused because their timestamp was further ahead
+    /// of this node's clock than `kv.max_drift` (not counted in
+    /// `kv_invalid`; anti-entropy offers them again later).
+    pub kv_refused_future: u64,
+    /// Peer clock offsets measured on Merkle sync sessions.
+    pub kv_clock_samples: u64,
     /// Merkle sync sessions started.
     pub kv_syncs: u64,
     /// Merkle sync sessions abandoned on a refusal or a mismatched answer.

@@ -267,6 +267,9 @@ fn message() -> impl Strategy<Value = Message> {
         }),
         push_pull().prop_map(Message::PushPull),
         (any::<u64>(), name()).prop_map(|(incarnation, name)| Message::Reap { incarnation, name }),
+        (any::<u32>(), any::<u64>(), any::<Option<u64>>()).prop_map(|(session, t0, t1)| {
+            Message::KvClock(rumor_core::kv::ClockProbe { session, t0, t1 })
+        }),
     ]
 }
 
@@ -492,6 +495,11 @@ fn every_message_type_is_covered() {
             incarnation: 9,
             name: "node-b".into(),
         },
+        Message::KvClock(rumor_core::kv::ClockProbe {
+            session: 3,
+            t0: 1_700_000_000_000_000,
+            t1: Some(1_700_000_000_500_000),
+        }),
     ]);
     let mut kinds: Vec<MessageType> = msgs.iter().map(Message::kind).collect();
     kinds.dedup();

@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, short = 's', default_value_t = 1)]
     pub seed: u64,
     /// A built-in scenario (join, crash, churn, partition, pause, lossy,
-    /// random, writes, aggregate, hostile, forged-icmp) or a TOML file.
+    /// random, writes, aggregate, hostile, forged-icmp, skew) or a TOML file.
     #[arg(long, default_value = "crash")]
     pub scenario: String,
     /// Protocol profile: lan, wan or local.
@@ -94,6 +94,16 @@ pub struct Args {
     /// Turn off refutation of suspicions (plants a bug; the accuracy check must fail).
     #[arg(long)]
     pub no_refute: bool,
+    /// Give each node's wall clock a seeded offset of up to ± this many
+    /// seconds (the key space refuses stamps more than `max_drift`, 60 s,
+    /// ahead); with a kv writes workload, invariant 7 (no acknowledged
+    /// write lost) is checked at the end.
+    #[arg(long)]
+    pub clock_skew: Option<f64>,
+    /// With --clock-skew (or a scenario's clocks): this many clock jumps,
+    /// forward and backward, of up to the skew, at random nodes and times.
+    #[arg(long)]
+    pub clock_jumps: Option<usize>,
     /// Writes workload: writes per second, cluster-wide.
     #[arg(long)]
     pub rate: Option<f64>,
@@ -367,6 +377,29 @@ fn run_push_sum(args: &Args) -> Result<i32, InputError> {
     Ok(0)
 }
 
+fn apply_clock_flags(args: &Args, s: &mut Scenario) -> Result<(), InputError> {
+    if args.clock_skew.is_none() && args.clock_jumps.is_none() {
+        return Ok(());
+    }
+    let mut c = match (&s.clock, args.clock_skew) {
+        (_, Some(x)) => crate::clock::ClockSpec::new(x, 0),
+        (Some(c), None) => c.clone(),
+        (None, None) => {
+            return Err(InputError(
+                "--clock-jumps needs --clock-skew (or a scenario with clocks)".into(),
+            ))
+        }
+    };
+    if let Some(j) = args.clock_jumps {
+        c.jumps = j;
+    } else if let Some(old) = &s.clock {
+        c.jumps = old.jumps;
+    }
+    c.validate().map_err(InputError)?;
+    s.clock = Some(c);
+    Ok(())
+}
+
 /// The scenario for one seed, with the command-line overrides applied.
 pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     let profile = check_common(args)?;
@@ -410,6 +443,7 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
         s.bootstrap = b.parse().map_err(InputError)?;
     }
     apply_workload_flags(args, &mut s)?;
+    apply_clock_flags(args, &mut s)?;
     let mut replay = format!(
         "--scenario {name} --nodes {} --profile {}",
         s.nodes,
@@ -432,6 +466,12 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     }
     if let Some(b) = &args.bootstrap {
         replay.push_str(&format!(" --bootstrap {b}"));
+    }
+    if let Some(x) = args.clock_skew {
+        replay.push_str(&format!(" --clock-skew {x}"));
+    }
+    if let Some(j) = args.clock_jumps {
+        replay.push_str(&format!(" --clock-jumps {j}"));
     }
     s.replay_args = Some(replay);
     s.validate().map_err(|e| InputError(e.0))?;

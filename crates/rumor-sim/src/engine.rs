@@ -20,6 +20,7 @@ use rumor_core::message::{Alive, MemberRecord, Message, MessageType, PushPull};
 use rumor_core::{codec, MemberState};
 use rumor_core::{Event, Instant, Node, Stats, Tags, TransmitKind};
 
+use crate::clock::ClockPlan;
 use crate::faults::Fault;
 use crate::hostile::{Hostile, HostileReport, Target};
 use crate::invariants::{Bounds, Checker, PendingCrash, FULL_CHECK_NODES};
@@ -99,6 +100,8 @@ enum Step {
     HostileTick(Micros),
     /// Arm a forger of ICMP evidence against a node.
     ForgeUnreachable(IcmpForger),
+    /// Step a node's wall clock by this many µs ([`crate::clock`]).
+    ClockJump(usize, i64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,6 +228,8 @@ pub struct Simulation {
     relaying: Option<usize>,
     /// Forged port-unreachable reports delivered.
     forged_unreachable: u64,
+    /// Per-node wall clocks, when the scenario gives them offsets.
+    clocks: Option<ClockPlan>,
 }
 
 /// Counters that cost is computed from.
@@ -283,6 +288,8 @@ fn add_stats(acc: &mut Stats, s: &Stats) {
     acc.misdirected_pings += s.misdirected_pings;
     acc.address_conflicts += s.address_conflicts;
     acc.state_invalid += s.state_invalid;
+    acc.kv_refused_future += s.kv_refused_future;
+    acc.kv_clock_samples += s.kv_clock_samples;
     acc.state_stale += s.state_stale;
     acc.members_pending += s.members_pending;
     acc.members_verified += s.members_verified;
@@ -336,8 +343,10 @@ impl Simulation {
             icmp_forgers: Vec::new(),
             relaying: None,
             forged_unreachable: 0,
+            clocks: None,
         };
         sim.plan();
+        sim.plan_clocks();
         Ok(sim)
     }
 
@@ -459,6 +468,27 @@ impl Simulation {
             }
         }
         self.plan_workload();
+    }
+
+    /// Give every node its clock offset, and schedule the jumps while the
+    /// workload runs (or over the first half of the run).
+    fn plan_clocks(&mut self) {
+        let Some(spec) = self.scenario.clock.clone() else {
+            return;
+        };
+        let jw = self.scenario.join_window;
+        let (from, until) = match &self.scenario.workload {
+            Some(w) => (
+                secs(jw),
+                secs(crate::scenario::workload_end(w, jw)).min(self.end),
+            ),
+            None => (secs(jw), self.end / 2),
+        };
+        let plan = spec.plan(self.seed, self.n, from, until);
+        for &(at, node, delta) in &plan.jumps {
+            self.schedule(at, Step::ClockJump(node, delta));
+        }
+        self.clocks = Some(plan);
     }
 
     /// Schedule the workload's steps.
@@ -605,6 +635,11 @@ impl Simulation {
             self.last_heal,
             &observers,
         );
+        if let (Some(_), Some(w)) = (&self.scenario.clock, &self.writes) {
+            let r = w.report(&self.nodes, &self.truth, self.settle_from, 0.0);
+            self.checker
+                .check_writes(self.end, r.lost_writes, r.replicas_equal);
+        }
         let stats = self.total_stats();
         let cost = self.counters(&stats).minus(&self.cost_base.0);
         let cost_window = self.end.saturating_sub(self.cost_base.1);
@@ -635,6 +670,7 @@ impl Simulation {
             r.state_digest_bytes = (stats.state_digests > 0)
                 .then(|| stats.state_digest_bytes as f64 / stats.state_digests as f64);
             r.state_digest_budget = self.scenario.config.packet_size / 2;
+            r.refused_future = stats.kv_refused_future;
             result.summary.workload = Some(WorkloadReport::Writes(r));
         }
         if let Some(a) = &self.agg {
@@ -968,12 +1004,18 @@ impl Simulation {
                 key_name,
             ),
         };
+        // Last-write-wins orders a key's writes by their stamps, which
+        // follow each writer's clock: the workload ranks them so.
+        let stamp = match store {
+            Store::Kv => node.kv().get(&group).and_then(|e| e.latest().cloned()),
+            Store::State => None,
+        };
         if ok {
             let eligible = self.up_set(usize::MAX);
             let n = self.n;
             let now = self.now;
             if let Some(w) = self.writes.as_mut() {
-                w.record(i, group, now, eligible, n);
+                w.record(i, group, now, eligible, n, stamp);
             }
         }
         self.after(i);
@@ -1033,6 +1075,10 @@ impl Simulation {
             Ok(node) => node,
             Err(_) => return, // validated up front; cannot happen
         };
+        let mut node = node;
+        if let Some(c) = &self.clocks {
+            node.set_wall_clock(c.origin(i));
+        }
         let seed = if alone { None } else { self.pick_seed(i) };
         if track {
             if let Some(w) = self.writes.as_mut() {
@@ -1051,7 +1097,6 @@ impl Simulation {
         self.truth.up[i] = true;
         self.truth.up_since[i] = self.now;
         self.truth.disturbed_at[i] = self.now;
-        let mut node = node;
         let seeds: Vec<_> = seed.map(node_addr).into_iter().collect();
         node.join(Instant::from_micros(self.now), &seeds);
         self.nodes[i] = Some(node);
@@ -1308,6 +1353,14 @@ impl Simulation {
                 }
             }
             Step::HostileTick(until) => self.hostile_tick(until),
+            Step::ClockJump(i, delta) => {
+                if let Some(c) = self.clocks.as_mut() {
+                    let origin = c.jump(i, delta);
+                    if let Some(node) = self.nodes[i].as_mut() {
+                        node.set_wall_clock(origin);
+                    }
+                }
+            }
             Step::ForgeUnreachable(forger) => self.icmp_forgers.push(forger),
             Step::Tags(i, key, value) => {
                 if !self.truth.up[i] || self.truth.leaving[i] {

@@ -14,6 +14,12 @@
 //!    hostile actor invented ([`crate::hostile`]), even for a moment.
 //! 6. **Lamport clocks stay clamped**: no node's user-event clock passes
 //!    `rumor_core::limits::LAMPORT_CEILING`, whatever times it was sent.
+//! 7. **No acknowledged write lost** (scenarios with clock offsets, see
+//!    [`crate::clock`]; design invariant 5 of the key space): at the end,
+//!    every live replica is equal and holds, for each key, the write with
+//!    the greatest stamp among those a survivor held. A write refused
+//!    locally is not acknowledged and not counted; a record a node refused
+//!    as stamped too far ahead must have reached it by then.
 //!
 //! With a hostile actor, accuracy's "refutes at once" applies to plausible
 //! accusations only: one more than `INCARNATION_JUMP` above the accused's
@@ -141,6 +147,20 @@ impl Checker {
                 time_s: to_secs(now),
                 detail,
             });
+        }
+    }
+
+    /// Invariant 7, from the writes workload's end-of-run report.
+    pub fn check_writes(&mut self, now: Micros, lost: usize, replicas_equal: bool) {
+        if lost > 0 || !replicas_equal {
+            self.fail(
+                "writes",
+                now,
+                format!(
+                    "{lost} key(s) whose last acknowledged write does not win everywhere; \
+                     replicas equal: {replicas_equal}"
+                ),
+            );
         }
     }
 

@@ -16,7 +16,8 @@
 //! assert!(result.violations.is_empty(), "{:?}", result.violations);
 //! ```
 //!
-//! Modules, one concept each: [`network`] (the link model), [`faults`]
+//! Modules, one concept each: [`network`] (the link model), [`clock`]
+//! (per-node wall clocks: offsets and jumps), [`faults`]
 //! (what can go wrong), [`scenario`] (what a run does, builder and TOML),
 //! [`hostile`] (a sender outside the cluster that lies), [`engine`] (the event loop), [`metrics`] (what a run measures),
 //! [`invariants`] (what must hold), [`report`] (the summary, CSV), [`plots`]
@@ -27,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod clock;
 pub mod engine;
 pub mod epidemic;
 pub mod experiments;

@@ -3,8 +3,9 @@
 //! or by name ([`Scenario::builtin`]: `join`, `crash`, `churn`, `partition`,
 //! `pause`, `lossy`, `random` for seeded sweeps, the workloads `writes`
 //! and `aggregate` (see [`crate::workload`]), `hostile` (a lying sender,
-//! see [`crate::hostile`]) and `forged-icmp` (forged port-unreachable
-//! evidence against live nodes)).
+//! see [`crate::hostile`]), `forged-icmp` (forged port-unreachable
+//! evidence against live nodes) and `skew` (key-space writes with clock
+//! offsets and jumps, see [`crate::clock`])).
 //!
 //! A TOML scenario:
 //!
@@ -26,6 +27,9 @@
 //! at = 30
 //! nodes = [4, 5, 6]
 //! duration = 8
+//! [clock]              # per-node clock offsets and jumps (crate::clock)
+//! max_offset = 60
+//! jumps = 8
 //! ```
 
 use std::collections::BTreeSet;
@@ -38,6 +42,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use rumor_core::{Config, Profile};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::ClockSpec;
 use crate::faults::{random_faults, Fault};
 use crate::invariants::Bounds;
 use crate::network::{Latency, NetworkConfig};
@@ -45,7 +50,7 @@ use crate::workload::{AggregateSpec, Store, Workload, WritesSpec};
 use crate::{mix_seed, to_secs};
 
 /// The names [`Scenario::builtin`] knows.
-pub const BUILTINS: [&str; 11] = [
+pub const BUILTINS: [&str; 12] = [
     "join",
     "crash",
     "churn",
@@ -57,6 +62,7 @@ pub const BUILTINS: [&str; 11] = [
     "aggregate",
     "hostile",
     "forged-icmp",
+    "skew",
 ];
 
 /// A scenario that cannot be built; the message says why, in one line.
@@ -101,6 +107,9 @@ pub struct Scenario {
     pub replay_args: Option<String>,
     /// Application traffic (writes, aggregation), if any.
     pub workload: Option<Workload>,
+    /// Per-node clock offsets and jumps, if any; with a key-space writes
+    /// workload, invariant 5 is checked at the end of the run.
+    pub clock: Option<ClockSpec>,
 }
 
 /// How the initial cluster forms during the join window.
@@ -230,6 +239,12 @@ impl ScenarioBuilder {
         self
     }
 
+    /// Give the nodes' wall clocks offsets and jumps.
+    pub fn clock(mut self, clock: ClockSpec) -> Self {
+        self.scenario.clock = Some(clock);
+        self
+    }
+
     /// Turn off refutation of suspicions (plants a bug the accuracy check must catch).
     pub fn refute_suspicions(mut self, on: bool) -> Self {
         self.scenario.config.refute_suspicions = on;
@@ -264,6 +279,7 @@ struct ScenarioFile {
     #[serde(default)]
     faults: Vec<Fault>,
     workload: Option<Workload>,
+    clock: Option<ClockSpec>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -292,6 +308,7 @@ impl Scenario {
                 faults: Vec::new(),
                 replay_args: None,
                 workload: None,
+                clock: None,
             },
         }
     }
@@ -319,6 +336,9 @@ impl Scenario {
         }
         if let Some(w) = &self.workload {
             w.validate(self.nodes).map_err(ScenarioError)?;
+        }
+        if let Some(c) = &self.clock {
+            c.validate().map_err(ScenarioError)?;
         }
         Ok(())
     }
@@ -387,6 +407,9 @@ impl Scenario {
         }
         if let Some(r) = file.refute_suspicions {
             b = b.refute_suspicions(r);
+        }
+        if let Some(c) = file.clock {
+            b = b.clock(c);
         }
         let last = file
             .faults
@@ -561,6 +584,46 @@ impl Scenario {
                     b
                 }
             }
+            "skew" => {
+                // Key-space writes while every node's clock is off by up
+                // to the refusal window and jumps both ways; a partition
+                // heals meanwhile. Records from the clock furthest ahead
+                // are refused by the one furthest behind until its clock
+                // is within the window of their stamps: the run lasts
+                // that long after the last write, and then some.
+                let start = b.scenario.join_window + 2.0;
+                let stop = start + 15.0;
+                let window = config.kv.max_drift.as_secs_f64();
+                let w = Workload::Writes(WritesSpec {
+                    rate: 20.0,
+                    store: Store::Kv,
+                    keys: 32,
+                    start: Some(start),
+                    stop: Some(stop),
+                    sync_mode: None,
+                    rumors: None,
+                    sync_interval: None,
+                    prime: true,
+                    state_keys: 0,
+                });
+                let mut order: Vec<usize> = (1..nodes).collect();
+                order.shuffle(&mut rng);
+                order.truncate((nodes / 4).max(1).min(order.len()));
+                order.sort_unstable();
+                let b = b.workload(w).clock(ClockSpec::new(window, 2 * nodes));
+                // Two clocks are up to twice the window apart: a stamp is
+                // taken everywhere at most one window after its write.
+                last = stop + window;
+                if nodes > 1 {
+                    b.fault(Fault::Partition {
+                        at: start + 3.0,
+                        nodes: order,
+                        duration: 5.0,
+                    })
+                } else {
+                    b
+                }
+            }
             "aggregate" => {
                 let w = Workload::Aggregate(AggregateSpec::default());
                 last = b.scenario.join_window + 2.0 + 30.0;
@@ -638,6 +701,7 @@ impl Scenario {
         };
         b = match name {
             "writes" => b.duration(last + 30.0),
+            "skew" => b.duration(last + bounds.converge_s() + 10.0),
             "aggregate" => {
                 // End just before the third epoch starts, so the second is whole.
                 let epoch = b.scenario.config.aggregate_epoch.as_secs_f64();

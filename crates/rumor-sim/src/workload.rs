@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+use rumor_core::kv::Timestamp;
 use rumor_core::message::SyncMode;
 use rumor_core::{Config, Event, Node};
 use serde::{Deserialize, Serialize};
@@ -273,6 +274,9 @@ pub struct WriteRecord {
     pub seen: BitSet,
     /// (time, holder) of each first holding.
     pub arrivals: Vec<(Micros, u32)>,
+    /// Its key-space stamp (last-write-wins order); `None` for per-node
+    /// state, ordered by write.
+    pub stamp: Option<Timestamp>,
 }
 
 impl WriteRecord {
@@ -318,6 +322,9 @@ pub struct WritesReport {
     pub state_digest_budget: usize,
     /// Late joiners and how long they took to learn the preloaded state.
     pub catch_up: Vec<CatchUp>,
+    /// Key-space records refused as stamped too far ahead of the receiver's
+    /// clock, over all nodes (they arrive later by anti-entropy).
+    pub refused_future: u64,
 }
 
 /// Median, 99th percentile and maximum of a set of durations, seconds.
@@ -404,6 +411,8 @@ pub struct AggregateReport {
 /// What a workload measured.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// One per run, built at its end: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum WorkloadReport {
     /// See [`WritesReport`].
     Writes(WritesReport),
@@ -442,6 +451,12 @@ impl WorkloadReport {
                     w.state_digest_bytes.map_or("-".into(), |b| format!("{b:.0}")),
                     w.state_digest_budget,
                 ));
+                if w.refused_future > 0 {
+                    o.push_str(&format!(
+                        "  records refused as stamped too far ahead (clock skew): {}\n",
+                        w.refused_future
+                    ));
+                }
                 for c in &w.catch_up {
                     o.push_str(&format!(
                         "  node {} joined at {:.1}s: learned {} preloaded entries after {}\n",
@@ -518,6 +533,12 @@ pub struct WritesState {
     pub catch_up: Vec<CatchUp>,
 }
 
+/// Where write `id` ranks among its key's writes: by stamp (last-write-wins
+/// order), then by write order.
+fn rank(writes: &[WriteRecord], id: usize) -> (Option<&Timestamp>, usize) {
+    (writes.get(id).and_then(|w| w.stamp.as_ref()), id)
+}
+
 /// Name of preloaded per-node state key `k`.
 pub fn preload_key(k: usize) -> String {
     format!("s{k}")
@@ -529,8 +550,17 @@ pub fn preload_value(node: usize, k: usize) -> String {
 }
 
 impl WritesState {
-    /// Record write `id` by `node` in `group` at `now`.
-    pub fn record(&mut self, node: usize, group: String, now: Micros, eligible: BitSet, n: usize) {
+    /// Record write `id` by `node` in `group` at `now`, with its key-space
+    /// `stamp` if any.
+    pub fn record(
+        &mut self,
+        node: usize,
+        group: String,
+        now: Micros,
+        eligible: BitSet,
+        n: usize,
+        stamp: Option<Timestamp>,
+    ) {
         let id = self.writes.len();
         self.writes.push(WriteRecord {
             node,
@@ -539,15 +569,32 @@ impl WritesState {
             eligible,
             seen: BitSet::new(n),
             arrivals: Vec::new(),
+            stamp,
         });
-        self.by_group.entry(group).or_default().push(id);
+        let list = self.by_group.entry(group).or_default();
+        let writes = &self.writes;
+        let pos = list.partition_point(|&x| rank(writes, x) <= rank(writes, id));
+        list.insert(pos, id);
+        // A write ranked below one a node holds is superseded there already
+        // (a writer whose clock is behind): it counts as held (seen sets
+        // stay prefix-closed in rank order).
+        if let Some(&above) = list.get(pos + 1) {
+            let holders: Vec<usize> = (0..n)
+                .filter(|&i| self.writes[above].seen.contains(i))
+                .collect();
+            for i in holders {
+                if self.writes[id].seen.insert(i) {
+                    self.writes[id].arrivals.push((now, i as u32));
+                }
+            }
+        }
         self.last_write = now;
-        // The writer holds it, and has superseded every earlier write of the key.
+        // The writer holds it, and has superseded every lower-ranked write of the key.
         self.holds(now, node, id);
     }
 
-    /// `observer` now holds write `id` (so every earlier write of its group:
-    /// seen sets stay prefix-closed per group).
+    /// `observer` now holds write `id` (so every lower-ranked write of its
+    /// group: seen sets stay prefix-closed per group, in rank order).
     fn holds(&mut self, now: Micros, observer: usize, id: usize) {
         let Some(w) = self.writes.get(id) else {
             return;
@@ -555,7 +602,8 @@ impl WritesState {
         let Some(list) = self.by_group.get(&w.group) else {
             return;
         };
-        let pos = list.partition_point(|&x| x <= id);
+        let writes = &self.writes;
+        let pos = list.partition_point(|&x| rank(writes, x) <= rank(writes, id));
         for &k in list[..pos].iter().rev() {
             let w = &mut self.writes[k];
             if !w.seen.insert(observer) {
@@ -699,7 +747,9 @@ impl WritesState {
                 (t, if k > 0 { acc / k as f64 } else { 0.0 })
             })
             .collect();
-        // Last write per key held by a survivor must win everywhere.
+        // The highest-ranked write per key held by a survivor (for the key
+        // space: the greatest stamp, as last-write-wins picks) must win
+        // everywhere.
         let mut lost = 0;
         for list in self.by_group.values() {
             let Some(&expected) = list.iter().rev().find(|&&k| {
@@ -771,6 +821,7 @@ impl WritesState {
             state_digest_bytes: None,
             state_digest_budget: 0,
             catch_up: self.catch_up.clone(),
+            refused_future: 0,
         }
     }
 }

@@ -81,6 +81,7 @@ pub struct Builder {
     incarnation: Option<u64>,
     dns_servers: Vec<SocketAddr>,
     storage: Option<StorageOptions>,
+    wall_offset_micros: i64,
 }
 
 impl Default for Builder {
@@ -103,6 +104,7 @@ impl Default for Builder {
             incarnation: None,
             dns_servers: Vec::new(),
             storage: None,
+            wall_offset_micros: 0,
         }
     }
 }
@@ -227,6 +229,14 @@ impl Builder {
     /// How long [`Node::join`] retries before giving up (default 30 s).
     pub fn join_timeout(mut self, timeout: Duration) -> Self {
         self.join_timeout = timeout;
+        self
+    }
+
+    /// Tests only: offset the system clock this node's key space reads by
+    /// `micros` (a node whose clock is off).
+    #[doc(hidden)]
+    pub fn test_clock_offset_micros(mut self, micros: i64) -> Self {
+        self.wall_offset_micros = micros;
         self
     }
 
@@ -366,6 +376,7 @@ impl Builder {
             sent: SentLog::default(),
             metrics_interval: self.metrics_interval,
             persist,
+            wall_offset_micros: self.wall_offset_micros,
         };
         let task = tokio::spawn(driver.run());
         let node = Node {

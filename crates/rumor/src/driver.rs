@@ -146,7 +146,13 @@ pub(crate) struct Driver<T: Transport> {
     pub metrics_interval: Option<Duration>,
     /// The data dir, if the node has one.
     pub persist: Option<Persist>,
+    /// Added to the system clock the key space reads (tests only: a node
+    /// with a clock that is off).
+    pub wall_offset_micros: i64,
 }
+
+/// A system clock stepping back by more than this is logged at WARN.
+const CLOCK_STEP_WARN: u64 = 1_000_000;
 
 /// Mutable state of a running driver besides what [`Driver`] was given.
 struct Running {
@@ -163,8 +169,31 @@ struct Running {
 }
 
 impl<T: Transport> Driver<T> {
-    fn now(&self) -> rumor_core::Instant {
-        rumor_core::Instant::from_micros(self.origin.elapsed().as_micros() as u64)
+    /// The core's time for the input at hand. Every input and command
+    /// reads it first, so it also refreshes the core's wall clock: local
+    /// writes are stamped with the system clock as read now, and remote
+    /// stamps are checked against it.
+    fn now(&mut self) -> rumor_core::Instant {
+        let elapsed = self.origin.elapsed().as_micros() as u64;
+        self.refresh_wall_clock(elapsed);
+        rumor_core::Instant::from_micros(elapsed)
+    }
+
+    /// Give the core the Unix time at `origin` as the system clock says
+    /// now (it moves when NTP steps or slews the clock); one WARN per step
+    /// back of more than a second (stamps keep increasing regardless: the
+    /// hybrid logical clock holds its last wall time until the clock
+    /// passes it again).
+    fn refresh_wall_clock(&mut self, elapsed: u64) {
+        let origin = unix_micros()
+            .saturating_add_signed(self.wall_offset_micros)
+            .saturating_sub(elapsed);
+        let previous = self.core.wall_clock();
+        if previous != 0 && origin.saturating_add(CLOCK_STEP_WARN) < previous {
+            tracing::warn!(node = %self.name, stepped_back_s = (previous - origin) as f64 / 1e6,
+                "the system clock stepped back: key-space stamps keep the last time issued until it catches up");
+        }
+        self.core.set_wall_clock(origin);
     }
 
     /// A receive failed: a queued ICMP error surfaces this way, so read
@@ -215,9 +244,8 @@ impl<T: Transport> Driver<T> {
             next_export: self.metrics_interval.map(|i| self.origin + i),
             queries: std::collections::HashMap::new(),
         };
-        // The key space's clock needs real time: the Unix time at `origin`.
-        let wall = unix_micros().saturating_sub(self.origin.elapsed().as_micros() as u64);
-        self.core.set_wall_clock(wall);
+        // The key space's clock needs real time (refreshed at every input).
+        let _ = self.now();
         let mut buf = vec![0u8; RECV_BUFFER];
         tracing::debug!(node = %self.name, addr = %self.core.local().addr, "node started");
         loop {
@@ -286,6 +314,12 @@ impl<T: Transport> Driver<T> {
             },
             awareness: self.core.awareness(),
             members: MemberCounts::of(self.core.members().map(|m| m.state)),
+            clock_skew: self
+                .core
+                .clock_skew()
+                .iter()
+                .map(|(name, s)| (name.to_string(), s))
+                .collect(),
         }
     }
 
@@ -641,6 +675,7 @@ impl<T: Transport> Driver<T> {
                     let peer = peer.map_or_else(|| "-".to_string(), |p| p.to_string());
                     tracing::warn!(node = %self.name, limit = limit.name(), count, %peer, "refused what a peer sent: limit reached");
                 }
+                CoreEvent::ClockRefused(r) => self.clock_refused(&r),
                 CoreEvent::NameConflict { holder } => {
                     tracing::warn!(node = %self.name, %holder, "this node's name is held by another live member");
                 }
@@ -688,6 +723,24 @@ impl<T: Transport> Driver<T> {
             }
         }
         any
+    }
+
+    /// Records were refused as stamped too far ahead: one WARN line per
+    /// interval (a peer can trigger these at will), the counter is exact.
+    fn clock_refused(&self, r: &rumor_core::kv::ClockRefusal) {
+        let Some(held) = self.ctx.warn.allow("kv_refused_future") else {
+            return;
+        };
+        let peer = r.peer.map_or_else(|| "-".to_string(), |p| p.to_string());
+        let offset = r.writer_offset.map_or_else(
+            || "not measured".to_string(),
+            |s| format!("{:+.3}s", s.offset_secs()),
+        );
+        tracing::warn!(node = %self.name, writer = ?r.writer, %peer, key = ?r.key,
+            ahead_s = r.ahead_micros as f64 / 1e6, writer_clock_offset = %offset,
+            refused = r.count, similar_lines_held_back = held,
+            "refused key-space records stamped too far ahead of this node's clock (kv max_drift): \
+             this clock or the writer's is off; they are taken once the clocks are within the window");
     }
 
     async fn send_datagram(&mut self, to: SocketAddr, payload: &[u8]) {

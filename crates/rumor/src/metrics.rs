@@ -217,6 +217,9 @@ pub struct Stats {
     pub awareness: u32,
     /// Known members by state.
     pub members: MemberCounts,
+    /// Each member's clock offset from this node's, as last measured on a
+    /// key-space sync session (members only).
+    pub clock_skew: std::collections::BTreeMap<String, rumor_core::kv::Skew>,
 }
 
 /// Export `stats` of node `node` to the installed `metrics` recorder.
@@ -258,6 +261,8 @@ pub fn export(node: &str, stats: &Stats) {
     counter("rumor_kv_applied_total", c.kv_applied);
     counter("rumor_kv_stale_total", c.kv_stale);
     counter("rumor_kv_invalid_total", c.kv_invalid);
+    counter("rumor_kv_refused_future_total", c.kv_refused_future);
+    counter("rumor_kv_clock_samples_total", c.kv_clock_samples);
     counter("rumor_kv_syncs_total", c.kv_syncs);
     counter("rumor_kv_sync_failures_total", c.kv_sync_failures);
     counter("rumor_members_pending_total", c.members_pending);
@@ -327,7 +332,16 @@ pub fn export(node: &str, stats: &Stats) {
         let l = [("node", node.to_string()), ("state", state.to_string())];
         metrics::gauge!("rumor_members", &l).set(n as f64);
     }
+    for (peer, skew) in &stats.clock_skew {
+        let l = [("node", node.to_string()), ("peer", peer.clone())];
+        metrics::gauge!(PEER_CLOCK_OFFSET, &l).set(skew.offset_secs());
+    }
 }
+
+/// The gauge of each member's measured clock offset, in seconds (labels
+/// `node`, `peer`). A recorder that renders on demand should drop the
+/// series an export no longer sets (the agent's does): a reaped member's.
+pub const PEER_CLOCK_OFFSET: &str = "rumor_peer_clock_offset_seconds";
 
 #[cfg(test)]
 mod tests {
@@ -396,6 +410,7 @@ mod tests {
         (c.kv_applied, c.kv_stale, c.kv_invalid) = (4, 5, 6);
         (c.kv_syncs, c.kv_sync_failures) = (7, 8);
         (c.invalid_claims, c.oversize_broadcasts) = (9, 10);
+        (c.kv_refused_future, c.kv_clock_samples) = (11, 12);
         let rec = Rec::default();
         metrics::with_local_recorder(&rec, || export("n", &stats));
         let seen = rec.0.lock().expect("lock");
@@ -410,6 +425,8 @@ mod tests {
             "kv_sync_failures",
             "invalid_claims",
             "oversize_broadcasts",
+            "kv_refused_future",
+            "kv_clock_samples",
         ]
         .into_iter()
         .enumerate()

@@ -96,6 +96,15 @@ impl Node {
         self.ask(Command::Stats).await
     }
 
+    /// Each member's clock offset from this node's (positive: ahead), as
+    /// last measured NTP-style on a key-space sync session this node
+    /// started; members only.
+    pub async fn clock_skew(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, rumor_core::kv::Skew>, Error> {
+        Ok(self.stats().await?.clock_skew)
+    }
+
     /// The local health score (0 is healthy; higher slows probing down).
     pub async fn awareness(&self) -> Result<u32, Error> {
         Ok(self.stats().await?.awareness)

@@ -137,13 +137,15 @@ pub(crate) async fn open(options: StorageOptions, core: &mut Core) -> Result<Per
     let kv = loaded
         .kv
         .into_iter()
-        .filter_map(|(key, bytes)| match rumor_core::codec::decode_entry(&bytes) {
-            Ok(entry) => Some((key, entry)),
-            Err(_) => {
-                undecodable += 1;
-                None
-            }
-        })
+        .filter_map(
+            |(key, bytes)| match rumor_core::codec::decode_entry(&bytes) {
+                Ok(entry) => Some((key, entry)),
+                Err(_) => {
+                    undecodable += 1;
+                    None
+                }
+            },
+        )
         .collect();
     let state = loaded
         .state

@@ -189,3 +189,66 @@ async fn exported_counters_and_gauges_follow_what_happened() {
     .await;
     assert!(counter("rumor_deaths_total", "m-a") >= 1.0);
 }
+
+/// Nodes whose clocks are off (through the builder's test hook): each
+/// measures the other's offset on key-space sync sessions and exports it
+/// per peer; records stamped beyond the window are refused and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_offsets_and_refused_stamps_are_exported() {
+    prometheus();
+    let config = rumor::Config {
+        kv_sync_interval: Duration::from_millis(200),
+        ..fast_config()
+    };
+    // ck-b is 3 s ahead of ck-a, ck-c 120 s ahead (the window is 60 s).
+    let offsets = [("ck-a", 0i64), ("ck-b", 3_000_000), ("ck-c", 120_000_000)];
+    let mut nodes: Vec<Node> = Vec::new();
+    for (name, off) in offsets {
+        let mut b = builder(name)
+            .config(config.clone())
+            .test_clock_offset_micros(off)
+            .metrics_interval(Some(Duration::from_millis(100)));
+        if let Some(first) = nodes.first() {
+            b = b.seed(first.advertise_addr());
+        }
+        nodes.push(b.start().await.expect("node starts"));
+    }
+    wait_converged(&nodes, &names(&["ck-a", "ck-b", "ck-c"])).await;
+    nodes[0].kv_put("a", b"1".to_vec()).await.expect("put");
+    let near = |v: Option<f64>, want: f64| v.is_some_and(|v| (v - want).abs() < 0.5);
+    wait_until("ck-a measures ck-b 3 s ahead", || async {
+        let skew = nodes[0].clock_skew().await.expect("skew");
+        near(skew.get("ck-b").map(|s| s.offset_secs()), 3.0)
+    })
+    .await;
+    wait_until("ck-b measures ck-a 3 s behind", || async {
+        let skew = nodes[1].clock_skew().await.expect("skew");
+        near(skew.get("ck-a").map(|s| s.offset_secs()), -3.0)
+    })
+    .await;
+    wait_until("ck-a exports the offset of ck-b", || async {
+        near(
+            exported(
+                rumor::metrics::PEER_CLOCK_OFFSET,
+                &[("node", "ck-a"), ("peer", "ck-b")],
+            ),
+            3.0,
+        )
+    })
+    .await;
+    // ck-c's writes are 120 s ahead of ck-a's clock: refused and counted.
+    nodes[2].kv_put("c", b"1".to_vec()).await.expect("put");
+    wait_until("ck-a counts records refused as too far ahead", || async {
+        counter("rumor_kv_refused_future_total", "ck-a") > 0.0
+    })
+    .await;
+    let stats = nodes[0].stats().await.expect("stats");
+    assert!(stats.core.kv_refused_future > 0);
+    assert_eq!(
+        stats.core.kv_invalid, 0,
+        "counted apart from invalid records"
+    );
+    for n in nodes {
+        let _ = n.shutdown().await;
+    }
+}

@@ -1,13 +1,14 @@
 //! Wire encoding of the replicated key space: records (entries with their
 //! hybrid-logical-clock timestamps, sibling sets with version vectors) and
-//! the Merkle sync requests and responses.
+//! the Merkle sync requests and responses, and the clock probes that ride
+//! with them.
 
 use std::collections::BTreeMap;
 
 use super::{put_str, put_varint, DecodeError, Reader};
 use crate::kv::{
-    Dot, Entry, LwwEntry, Record, Refusal, Sibling, SiblingSet, SyncRequest, SyncResponse,
-    Timestamp, VersionVector,
+    ClockProbe, Dot, Entry, LwwEntry, Record, Refusal, Sibling, SiblingSet, SyncRequest,
+    SyncResponse, Timestamp, VersionVector,
 };
 
 impl Reader<'_> {
@@ -122,6 +123,18 @@ impl Reader<'_> {
             }
             _ => return Err(DecodeError::Malformed("sync request kind")),
         })
+    }
+
+    /// A clock probe: `[session][t0][0]` or `[session][t0][1][t1]`.
+    pub(super) fn clock_probe(&mut self) -> Result<ClockProbe, DecodeError> {
+        let session = self.u32()?;
+        let t0 = self.varint()?;
+        let t1 = match self.u8()? {
+            0 => None,
+            1 => Some(self.varint()?),
+            _ => return Err(DecodeError::Malformed("clock probe flag")),
+        };
+        Ok(ClockProbe { session, t0, t1 })
     }
 
     /// A Merkle sync response.
@@ -314,6 +327,19 @@ mod entry_tests {
             let mut long = bytes.clone();
             long.push(0);
             assert!(decode_entry(&long).is_err());
+        }
+    }
+}
+
+/// Append a clock probe.
+pub(super) fn put_clock_probe(out: &mut Vec<u8>, p: &ClockProbe) {
+    put_varint(out, u64::from(p.session));
+    put_varint(out, p.t0);
+    match p.t1 {
+        None => out.push(0),
+        Some(t1) => {
+            out.push(1);
+            put_varint(out, t1);
         }
     }
 }

@@ -248,6 +248,7 @@ fn decode_body(kind: MessageType, r: &mut Reader) -> Result<Message, DecodeError
             }
             Message::Pull { alive, digest }
         }
+        MessageType::KvClock => Message::KvClock(r.clock_probe()?),
         MessageType::Reap => Message::Reap {
             incarnation: r.varint()?,
             name: r.name()?,
@@ -541,6 +542,7 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
                 out.extend_from_slice(&d.to_le_bytes());
             }
         }
+        Message::KvClock(p) => kv::put_clock_probe(out, p),
         Message::Reap { incarnation, name } => {
             put_varint(out, *incarnation);
             put_str(out, name);

@@ -204,6 +204,32 @@ mod tests {
     }
 
     #[test]
+    fn stamps_keep_increasing_across_a_backwards_jump_of_a_second() {
+        let mut c = Hlc::new("a");
+        let base = 1_700_000_000_000_000u64;
+        let before: Vec<Timestamp> = (0..3).map(|i| c.now(base + i)).collect();
+        // The system clock steps back by 1 s: stamps keep the last wall
+        // and count up, until the physical clock passes it again.
+        let back: Vec<Timestamp> = (0..3).map(|i| c.now(base - 1_000_000 + i)).collect();
+        let after = c.now(base + 10);
+        let all: Vec<&Timestamp> = before.iter().chain(&back).chain([&after]).collect();
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "{all:?}");
+        assert!(back.iter().all(|t| t.wall == base + 2));
+        assert_eq!((after.wall, after.logical), (base + 10, 0));
+    }
+
+    #[test]
+    fn logical_overflow_of_local_stamps_carries_into_wall() {
+        let mut c = Hlc::new("a");
+        c.update(0, &Timestamp::new(10, u32::MAX - 1, "a")).unwrap();
+        let t1 = c.now(5);
+        assert_eq!((t1.wall, t1.logical), (11, 0), "the counter carried");
+        let t2 = c.now(5);
+        assert!(t2 > t1);
+        assert_eq!((t2.wall, t2.logical), (11, 1));
+    }
+
+    #[test]
     fn logical_overflow_borrows_a_microsecond() {
         let mut c = Hlc::new("a");
         c.update(0, &Timestamp::new(10, u32::MAX, "b")).unwrap();

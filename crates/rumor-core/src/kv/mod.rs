@@ -12,7 +12,7 @@
 //!   collection and a change feed; [`limits`] lists the size limits.
 //! - [`merkle`] and [`sync`]: a Merkle tree over the key space and the
 //!   request/response exchange that finds and repairs differences in
-//!   O(log n) round trips.
+//!   O(log n) round trips; [`skew`] measures peers' clock offsets on it.
 //!
 //! ```
 //! use rumor_core::kv::{KvConfig, KvStore, MerkleSync, Outcome};
@@ -39,6 +39,7 @@ pub mod merkle;
 pub mod outcome;
 pub mod resolve;
 pub mod siblings;
+pub mod skew;
 pub mod store;
 pub mod sync;
 pub mod vv;
@@ -50,6 +51,7 @@ pub use lww::LwwEntry;
 pub use merkle::MerkleTree;
 pub use outcome::{KvError, Outcome, Stale};
 pub use siblings::{Dot, Sibling, SiblingSet};
+pub use skew::{ClockProbe, ClockRefusal, Skew, SkewTable};
 pub use store::{KvConfig, KvStore, SpaceQuota};
 pub use sync::{MerkleSync, Refusal, SyncError, SyncRequest, SyncResponse, SyncResult, SyncStats};
 pub use vv::{Causality, VersionVector};

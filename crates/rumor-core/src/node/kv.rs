@@ -9,7 +9,8 @@ use super::{Node, Timer};
 use crate::codec;
 use crate::event::Event;
 use crate::kv::{
-    Invalid, KvStore, MerkleSync, Outcome, Record, SyncRequest, SyncResponse, VersionVector,
+    ClockProbe, Invalid, KvStore, MerkleSync, Outcome, Record, SyncRequest, SyncResponse,
+    VersionVector,
 };
 use crate::member::MemberState;
 use crate::message::{Message, MessageType};
@@ -29,26 +30,19 @@ pub struct Imported {
 
 /// A Merkle sync this node started.
 pub(super) struct Session {
-    peer: SocketAddr,
+    pub(super) peer: SocketAddr,
+    /// The member's name, for its clock offset.
+    pub(super) peer_name: Arc<str>,
     sync: MerkleSync,
     started: Instant,
+    /// This node's physical time when it sent the clock probe.
+    pub(super) t0: u64,
 }
 
 /// A session with no answer for this long is abandoned.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Node {
-    /// Tell the node the wall-clock time (Unix microseconds) at its
-    /// `Instant::ZERO`, for the key space's hybrid logical clock. Drivers on
-    /// real machines must call this; a simulator may leave it at 0.
-    pub fn set_wall_clock(&mut self, origin_unix_micros: u64) {
-        self.wall_origin = origin_unix_micros;
-    }
-
-    fn physical(&self, now: Instant) -> u64 {
-        self.wall_origin.saturating_add(now.as_micros())
-    }
-
     /// The replicated key space.
     pub fn kv(&self) -> &KvStore {
         &self.kv
@@ -158,6 +152,10 @@ impl Node {
                     self.stats.kv_stale += 1;
                     tally.stale += 1;
                 }
+                Outcome::Invalid(Invalid::FromTheFuture { ahead_micros }) => {
+                    self.refused_future(now, &r, ahead_micros);
+                    tally.refused += 1;
+                }
                 Outcome::Invalid(Invalid::SpaceFull { .. }) => {
                     self.refused(crate::limits::Limit::Kv);
                     tally.refused += 1;
@@ -187,6 +185,7 @@ impl Node {
         if !collected.is_empty() {
             self.events.push_back(Event::KvCollected(collected));
         }
+        self.clock_tick(now);
         self.kv_sessions
             .retain(|_, s| now.saturating_since(s.started) < SESSION_TIMEOUT);
         let mode = self.config.kv_sync_mode;
@@ -202,29 +201,46 @@ impl Node {
             e.state == MemberState::Alive
         }) {
             let peer = self.members[i].addr.get();
+            let Some(peer_name) = self.members.get_index(i).map(|(k, _)| k.clone()) else {
+                continue;
+            };
             self.kv_session_seq = self.kv_session_seq.wrapping_add(1);
             let session = self.kv_session_seq;
             let mut sync = MerkleSync::new();
             if let Some(request) = sync.next_request(&self.kv) {
+                let t0 = self.physical(now);
+                let probe = Message::KvClock(ClockProbe {
+                    session,
+                    t0,
+                    t1: None,
+                });
                 self.kv_sessions.insert(
                     session,
                     Session {
                         peer,
+                        peer_name,
                         sync,
                         started: now,
+                        t0,
                     },
                 );
                 self.stats.kv_syncs += 1;
-                let msg = Message::KvSyncRequest { session, request };
+                // The probe goes first, so that the peer holds its echo
+                // when it answers the request; a Root request always fits
+                // a datagram.
+                let msgs = [probe, Message::KvSyncRequest { session, request }];
                 if self.kv.is_empty() {
-                    self.send_bare(peer, &msg);
+                    self.send_bare_all(peer, &msgs);
                 } else {
-                    self.send_sized(peer, msg);
+                    self.send_packet(peer, &msgs);
                 }
             }
         }
     }
 
+    /// Answer a step of a peer's session; the echo of its clock probe, if
+    /// it sent one, goes first in the same datagram (or alone before the
+    /// answer when the answer needs a stream).
     pub(super) fn on_kv_sync_request(
         &mut self,
         from: SocketAddr,
@@ -232,7 +248,32 @@ impl Node {
         request: SyncRequest,
     ) {
         let response = self.kv.respond(&request);
-        self.send_sized(from, Message::KvSyncResponse { session, response });
+        let answer = Message::KvSyncResponse { session, response };
+        let Some(echo) = self.take_echo(from, session) else {
+            self.send_sized(from, answer);
+            return;
+        };
+        let both = [echo, answer];
+        let size: usize = both.iter().map(|m| codec::encode_packet(m).len()).sum();
+        if size <= self.config.packet_size {
+            self.send_packet(from, &both);
+        } else {
+            let [echo, answer] = both;
+            self.send_bare(from, &echo);
+            self.send_sized(from, answer);
+        }
+    }
+
+    /// Send `msgs` alone in one datagram, with no queued updates
+    /// piggybacked (as [`Node::send_bare`] does for one).
+    fn send_bare_all(&mut self, to: SocketAddr, msgs: &[Message]) {
+        let mut buf = Vec::with_capacity(64);
+        codec::begin_packet(&mut buf);
+        for m in msgs {
+            codec::encode_message(m, &mut buf);
+            self.stats.count_out(m.kind());
+        }
+        self.push_datagram(to, buf);
     }
 
     pub(super) fn on_kv_sync_response(

@@ -8,6 +8,7 @@
 
 mod admit;
 mod aggregate;
+mod clock;
 mod force_leave;
 mod kv;
 mod merge;
@@ -151,8 +152,8 @@ pub struct Node {
     /// Where the next sampled state digest's round-robin part starts
     /// (an index into `members`).
     state_cursor: usize,
-    /// Unix microseconds at `Instant::ZERO`, for the key space's clock.
-    wall_origin: u64,
+    /// The wall clock, peers' clock offsets, refusal reports.
+    clocks: clock::Clocks,
     /// Dead or left members in the order they went, for reclaiming.
     tombstones: VecDeque<(Instant, Arc<str>)>,
     awareness: Awareness,
@@ -231,7 +232,7 @@ impl Node {
             kv_sessions: HashMap::new(),
             kv_session_seq: 0,
             state_cursor: 0,
-            wall_origin: 0,
+            clocks: Default::default(),
             name,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             members,
@@ -791,6 +792,7 @@ impl Node {
             Message::KvSyncRequest { session, request } => {
                 self.on_kv_sync_request(from, session, request)
             }
+            Message::KvClock(probe) => self.on_kv_clock(now, from, probe),
             Message::KvSyncResponse { session, response } => {
                 self.on_kv_sync_response(now, from, session, response)
             }

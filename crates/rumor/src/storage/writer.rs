@@ -311,7 +311,9 @@ struct Health(std::sync::Mutex<Option<StorageError>>);
 
 impl Health {
     fn get(&self) -> Option<StorageError> {
-        self.0.lock().map_or(Some(StorageError::Closed), |e| e.clone())
+        self.0
+            .lock()
+            .map_or(Some(StorageError::Closed), |e| e.clone())
     }
 
     fn set(&self, e: Option<StorageError>) {

@@ -1,0 +1,141 @@
+//! The key space's clocks on the wire: the wall clock the driver gives the
+//! node, peers' clock offsets measured on Merkle sync sessions (see
+//! [`crate::kv::skew`]), and the reports of remote records refused as too
+//! far ahead of this node's clock.
+//!
+//! Rules kept here: the skew table holds members only (pruned every sync
+//! tick, so a reaped member's entry goes); an echo is accepted only for a
+//! session this node started with that peer and the `t0` it sent; refusal
+//! reports are at most one a second, counted exactly in
+//! [`crate::Stats::kv_refused_future`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::Node;
+use crate::event::Event;
+use crate::kv::{ClockProbe, ClockRefusal, Record, Skew, SkewTable};
+use crate::message::Message;
+use crate::time::Instant;
+
+/// At most one [`Event::ClockRefused`] per this interval.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// Clock state of a node besides the HLC (which the key space owns).
+#[derive(Debug, Default)]
+pub(super) struct Clocks {
+    /// Unix microseconds at `Instant::ZERO`.
+    pub(super) wall_origin: u64,
+    /// The latest offset sample per member.
+    skew: SkewTable,
+    /// The probe that came with the sync request being handled, with this
+    /// node's `t1` already filled in: it goes back with the answer.
+    echo: Option<(SocketAddr, ClockProbe)>,
+    /// When a refusal was last reported.
+    reported_at: Option<Instant>,
+    /// The last refusal not reported yet, with the count since the report.
+    pending: Option<ClockRefusal>,
+}
+
+impl Node {
+    /// Tell the node the wall-clock time (Unix microseconds) at its
+    /// `Instant::ZERO`, for the key space's hybrid logical clock: the
+    /// physical time of an input at `now` is `origin + now`.
+    ///
+    /// Drivers on real machines call this before **every** input or command
+    /// (with `unix_now - elapsed_since_origin`, as read then), so that local
+    /// writes are stamped with the system clock as read at the write and
+    /// remote stamps are checked against it; a system clock that steps
+    /// back simply gives a smaller origin, and stamps still increase (the
+    /// HLC keeps the largest wall it issued). A simulator may leave it at
+    /// 0, or give each node its own origin to model clock offsets.
+    pub fn set_wall_clock(&mut self, origin_unix_micros: u64) {
+        self.clocks.wall_origin = origin_unix_micros;
+    }
+
+    /// The origin last given to [`Node::set_wall_clock`].
+    pub fn wall_clock(&self) -> u64 {
+        self.clocks.wall_origin
+    }
+
+    /// Physical time at `now`, Unix microseconds.
+    pub(super) fn physical(&self, now: Instant) -> u64 {
+        self.clocks.wall_origin.saturating_add(now.as_micros())
+    }
+
+    /// Each member's clock offset as last measured on a Merkle sync session
+    /// this node started (members only; a reaped member's sample goes at
+    /// the next sync tick).
+    pub fn clock_skew(&self) -> &SkewTable {
+        &self.clocks.skew
+    }
+
+    /// A clock probe (from an initiator) or its echo (from a responder).
+    pub(super) fn on_kv_clock(&mut self, now: Instant, from: SocketAddr, p: ClockProbe) {
+        let Some(t1) = p.t1 else {
+            let t1 = Some(self.physical(now));
+            self.clocks.echo = Some((from, ClockProbe { t1, ..p }));
+            return;
+        };
+        let Some(s) = self.kv_sessions.get(&p.session) else {
+            return;
+        };
+        if s.peer != from || s.t0 != p.t0 || !self.members.contains_key(&s.peer_name) {
+            return;
+        }
+        let name = s.peer_name.clone();
+        if let Some(skew) = Skew::measure(p.t0, t1, self.physical(now), now) {
+            self.stats.kv_clock_samples += 1;
+            self.clocks.skew.record(name, skew);
+        }
+    }
+
+    /// The echo owed to `from` for `session`, if its request came with a probe.
+    pub(super) fn take_echo(&mut self, from: SocketAddr, session: u32) -> Option<Message> {
+        match self.clocks.echo.take() {
+            Some((to, p)) if to == from && p.session == session => Some(Message::KvClock(p)),
+            _ => None,
+        }
+    }
+
+    /// A remote record was refused: its stamp is `ahead_micros` ahead.
+    pub(super) fn refused_future(&mut self, now: Instant, r: &Record, ahead_micros: u64) {
+        self.stats.kv_refused_future += 1;
+        let writer = r
+            .entry
+            .latest()
+            .map_or_else(|| self.name.clone(), |t| t.node.clone());
+        let count = self.clocks.pending.as_ref().map_or(0, |p| p.count) + 1;
+        self.clocks.pending = Some(ClockRefusal {
+            writer_offset: self.clocks.skew.get(&writer),
+            writer,
+            key: r.key.clone(),
+            ahead_micros,
+            peer: self.peer,
+            count,
+        });
+        self.report_clock_refusals(now);
+    }
+
+    /// Every sync tick: forget samples of names that are no longer members,
+    /// and report refusals held back.
+    pub(super) fn clock_tick(&mut self, now: Instant) {
+        let members = &self.members;
+        self.clocks.skew.retain(|n| members.contains_key(n));
+        self.report_clock_refusals(now);
+    }
+
+    fn report_clock_refusals(&mut self, now: Instant) {
+        let due = self
+            .clocks
+            .reported_at
+            .is_none_or(|t| now.saturating_since(t) >= REPORT_EVERY);
+        if !due {
+            return;
+        }
+        if let Some(r) = self.clocks.pending.take() {
+            self.clocks.reported_at = Some(now);
+            self.events.push_back(Event::ClockRefused(r));
+        }
+    }
+}
