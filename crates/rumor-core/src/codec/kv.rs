@@ -295,6 +295,19 @@ pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
     Ok(entry)
 }
 
+/// Append a clock probe.
+pub(super) fn put_clock_probe(out: &mut Vec<u8>, p: &ClockProbe) {
+    put_varint(out, u64::from(p.session));
+    put_varint(out, p.t0);
+    match p.t1 {
+        None => out.push(0),
+        Some(t1) => {
+            out.push(1);
+            put_varint(out, t1);
+        }
+    }
+}
+
 #[cfg(test)]
 mod entry_tests {
     use super::*;
@@ -327,19 +340,6 @@ mod entry_tests {
             let mut long = bytes.clone();
             long.push(0);
             assert!(decode_entry(&long).is_err());
-        }
-    }
-}
-
-/// Append a clock probe.
-pub(super) fn put_clock_probe(out: &mut Vec<u8>, p: &ClockProbe) {
-    put_varint(out, u64::from(p.session));
-    put_varint(out, p.t0);
-    match p.t1 {
-        None => out.push(0),
-        Some(t1) => {
-            out.push(1);
-            put_varint(out, t1);
         }
     }
 }
