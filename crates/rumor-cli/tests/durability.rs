@@ -99,7 +99,18 @@ fn writer(
 
 fn missing(a: &Agent, acked: &[String]) -> usize {
     let have = keys(a);
-    acked.iter().filter(|k| !have.contains_key(*k)).count()
+    let gone: Vec<&String> = acked.iter().filter(|k| !have.contains_key(*k)).collect();
+    if !gone.is_empty() {
+        eprintln!(
+            "{}: {} of {} missing, e.g. {:?}; holds {}",
+            a.name,
+            gone.len(),
+            acked.len(),
+            &gone[..gone.len().min(5)],
+            have.len()
+        );
+    }
+    gone.len()
 }
 
 #[test]

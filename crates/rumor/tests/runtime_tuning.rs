@@ -87,10 +87,16 @@ async fn stream_caps_change_while_connections_are_open() {
             .transport
             .streams_refused_per_source
     };
+    let accepted = || async { a.stats().await.expect("stats").transport.streams_accepted };
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(connect_from([127, 0, 0, 2], addr).await);
     }
+    // Taken from the kernel's queue under the old cap before it changes.
+    wait_until("the 3 held streams accepted", || async {
+        accepted().await == 3
+    })
+    .await;
     let lowered = StreamLimits {
         max_streams_per_source: 1,
         ..StreamLimits::default()
@@ -112,10 +118,14 @@ async fn stream_caps_change_while_connections_are_open() {
     })
     .await
     .expect("set");
+    let before = accepted().await;
     for _ in 0..4 {
         held.push(connect_from([127, 0, 0, 2], addr).await);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("the 4 new streams accepted", || async {
+        accepted().await >= before + 4
+    })
+    .await;
     assert_eq!(refused().await, 1, "a raised cap admits at once");
     drop(held);
 }

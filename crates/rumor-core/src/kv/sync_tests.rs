@@ -219,3 +219,23 @@ fn initiator_rejects_mismatched_responses() {
         Err(SyncError::Refused(Refusal::Malformed))
     );
 }
+
+#[test]
+fn a_restored_store_reconciles_like_any_other() {
+    let mut src = store("a", 8);
+    for i in 0..50 {
+        src.put(NOW, &format!("k{i}"), vec![i as u8]).expect("put");
+    }
+    let mut restored = store("a", 8);
+    for (k, e) in src.iter() {
+        restored.restore(k.as_bytes(), e.clone()).expect("restore");
+    }
+    assert_eq!(restored.root(), src.root());
+    let mut empty = store("b", 8);
+    let result = run(&empty, &restored, 16);
+    assert_eq!(result.received.len(), 50, "the empty side pulls everything");
+    let result = run(&restored, &empty, 16);
+    assert_eq!(result.send.len(), 50, "the restored side pushes everything");
+    repair(&mut restored, &mut empty, result);
+    assert!(differing_keys(&restored, &empty).is_empty());
+}

@@ -247,9 +247,8 @@ impl Node {
         session: u32,
         request: SyncRequest,
     ) {
-        let response = self.kv.respond(&request);
-        let answer = Message::KvSyncResponse { session, response };
-        let Some(echo) = self.take_echo(from, session) else {
+        let (echo, answer) = self.kv_sync_answer(from, session, request);
+        let Some(echo) = echo else {
             self.send_sized(from, answer);
             return;
         };
@@ -262,6 +261,39 @@ impl Node {
             self.send_bare(from, &echo);
             self.send_sized(from, answer);
         }
+    }
+
+    /// The answer to a sync request that came over a stream, encoded as
+    /// that stream's reply (the asker matches it to its session by the
+    /// address it dialled).
+    pub(super) fn kv_sync_stream_answer(
+        &mut self,
+        from: SocketAddr,
+        session: u32,
+        request: SyncRequest,
+    ) -> Vec<u8> {
+        let (echo, answer) = self.kv_sync_answer(from, session, request);
+        let mut out = Vec::new();
+        codec::begin_packet(&mut out);
+        for m in echo.iter().chain([&answer]) {
+            codec::encode_message(m, &mut out);
+            self.stats.count_out(m.kind());
+        }
+        self.stats.streams_out += 1;
+        out
+    }
+
+    /// This node's answer to a sync request, and the clock echo due to
+    /// the asker, if any.
+    fn kv_sync_answer(
+        &mut self,
+        from: SocketAddr,
+        session: u32,
+        request: SyncRequest,
+    ) -> (Option<Message>, Message) {
+        let response = self.kv.respond(&request);
+        let answer = Message::KvSyncResponse { session, response };
+        (self.take_echo(from, session), answer)
     }
 
     /// Send `msgs` alone in one datagram, with no queued updates
@@ -283,16 +315,23 @@ impl Node {
         session: u32,
         response: SyncResponse,
     ) {
-        let Some(mut s) = self.kv_sessions.remove(&session).filter(|s| s.peer == from) else {
+        // An answer too large for a datagram comes over a stream the
+        // peer dialled, from another port of its address.
+        let Some(mut s) = self
+            .kv_sessions
+            .remove(&session)
+            .filter(|s| s.peer.ip() == from.ip())
+        else {
             return;
         };
         if s.sync.handle_response(&self.kv, response).is_err() {
             self.stats.kv_sync_failures += 1;
             return;
         }
+        let peer = s.peer;
         if let Some(request) = s.sync.next_request(&self.kv) {
             self.kv_sessions.insert(session, s);
-            self.send_sized(from, Message::KvSyncRequest { session, request });
+            self.send_sized(peer, Message::KvSyncRequest { session, request });
             return;
         }
         let result = s.sync.finish();
@@ -301,7 +340,7 @@ impl Node {
             self.on_kv_records(now, result.received);
         }
         if mode.pushes() && !result.send.is_empty() {
-            self.send_sized(from, Message::KvRecords(result.send));
+            self.send_sized(peer, Message::KvRecords(result.send));
         }
     }
 

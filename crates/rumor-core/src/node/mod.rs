@@ -444,6 +444,12 @@ impl Node {
                     let answer = self.answer_pull(now, &digest);
                     reply = Some(self.stream_reply(answer));
                 }
+                Message::KvSyncRequest { session, request } => {
+                    // The stream's address is the connection's, not the one
+                    // the asker gossips from: answer on the stream itself.
+                    self.stats.count_in(MessageType::KvSyncRequest);
+                    reply = Some(self.kv_sync_stream_answer(from, session, request));
+                }
                 msg => self.handle_message(now, from, msg),
             }
         }
