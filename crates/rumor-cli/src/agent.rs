@@ -115,10 +115,7 @@ fn log_start(cfg: &AgentConfig, node: &SharedCluster, http: std::net::SocketAddr
         leave_on_terminate = cfg.leave_on_terminate,
         snapshot = %cfg.snapshot.as_ref().map_or("none".into(), |p| p.display().to_string()),
         data_dir = %cfg.data.as_ref().map_or("none".into(), |d| d.dir.display().to_string()),
-        sync = %cfg.data.as_ref().map_or("none".into(), |d| match d.sync_interval {
-            None => "always".to_string(),
-            Some(i) => format!("interval({i:?})"),
-        }),
+        sync = %cfg.data.as_ref().map_or("none".into(), crate::config::DataDir::sync_name),
         event_handlers = %crate::event_handler::describe(&cfg.event_handler),
         protocol_overrides = %set_keys(&cfg.protocol_overrides),
         limits = %set_keys(&cfg.limit_overrides),
@@ -264,6 +261,8 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         event_handler_backlog: Some(cfg.event_handler_options.backlog),
         event_handler_timeout_ms: Some(cfg.event_handler_options.timeout.as_millis() as u64),
         leave_timeout_ms: Some(cfg.leave_timeout.as_millis() as u64),
+        data_dir: cfg.data.as_ref().map(|d| d.dir.display().to_string()),
+        sync: cfg.data.as_ref().map(crate::config::DataDir::sync_name),
     });
     let leaving = state.leaving.clone();
     tasks.push(tokio::spawn(async move {

@@ -591,6 +591,15 @@ pub struct DataDir {
 }
 
 impl DataDir {
+    /// The sync setting as the start line and `/v1/info` show it:
+    /// `always` or `interval(100ms)`.
+    pub fn sync_name(&self) -> String {
+        match self.sync_interval {
+            None => "always".into(),
+            Some(i) => format!("interval({i:?})"),
+        }
+    }
+
     /// The default `sync_interval` with `sync = "interval"`.
     pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
 

@@ -95,6 +95,10 @@ pub struct AgentFacts {
     pub event_handler_timeout_ms: Option<u64>,
     /// Bound on a graceful leave, in ms.
     pub leave_timeout_ms: Option<u64>,
+    /// The data dir (`None`: memory only).
+    pub data_dir: Option<String>,
+    /// When key-space writes are acknowledged: `always` or `interval(…)`.
+    pub sync: Option<String>,
 }
 
 impl ApiState {

@@ -317,3 +317,110 @@ fn a_busy_damaged_or_unusable_data_dir_is_one_clear_line() {
     drop(a);
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// A small tmpfs for one test, unmounted when dropped. `None` unless the
+/// test runs as root (mounting needs it).
+struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: PathBuf, size: &str) -> Option<Self> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        std::fs::create_dir_all(&dir).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .ok()?
+            .success();
+        ok.then_some(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Fill the file system under `dir` until it refuses a byte more.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).expect("filler");
+    let chunk = vec![0u8; 16 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+    for _ in 0..64 {
+        if f.write_all(&chunk[..64]).is_err() {
+            break;
+        }
+    }
+    let _ = f.sync_all();
+    path
+}
+
+#[test]
+fn a_full_disk_refuses_writes_with_507_keeps_gossiping_and_loses_nothing_acknowledged() {
+    let root = temp_dir("durable-full");
+    let Some(disk) = SmallDisk::mount(root.join("disk"), "8m") else {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    };
+    let dir = disk.dir.join("data");
+    let port = fixed_port();
+    let b = agent("b").spawn();
+    let mut a = start("a", port, &dir, &[&b]);
+    wait_until("2 alive", DEADLINE, || b.alive_count() == 2);
+
+    let filler = fill(&disk.dir);
+    let mut acked = Vec::new();
+    let mut refused = None;
+    let value = "v".repeat(2000);
+    for i in 0..5000 {
+        let key = format!("f-{i}");
+        let http = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(10))
+            .build();
+        match http
+            .put(&a.url(&format!("/v1/kv/{key}")))
+            .send_string(&value)
+        {
+            Ok(_) => acked.push(key),
+            Err(ureq::Error::Status(507, r)) => {
+                refused = Some(r.into_string().unwrap_or_default());
+                break;
+            }
+            Err(e) => panic!("PUT {key}: {e}"),
+        }
+    }
+    let body = refused.expect("a write refused with 507 once the disk is full");
+    assert!(
+        body.contains("disk full") && body.contains("not acknowledged"),
+        "{body}"
+    );
+    // Gossip carries on: b still sees a alive, a still answers.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(b.status_of("a").as_deref(), Some("alive"));
+    assert_eq!(a.alive_count(), 2);
+
+    // Room again: writes are acknowledged again once the writer retries.
+    std::fs::remove_file(&filler).expect("free the disk");
+    wait_until("writes acknowledged again", DEADLINE, || {
+        put(&a, "after", "room again") == Some(200)
+    });
+    acked.push("after".into());
+    a.child.kill().expect("SIGKILL a");
+    let _ = a.child.wait();
+    let a = start("a", port, &dir, &[&b]);
+    assert_eq!(missing(&a, &acked), 0, "every acknowledged write survived");
+    drop(a);
+    drop(disk);
+    let _ = std::fs::remove_dir_all(root);
+}
