@@ -323,6 +323,11 @@ enum Msg {
         incarnation: Counter,
         name: Name,
     },
+    KvClock {
+        session: u32,
+        t0: u64,
+        t1: Option<u64>,
+    },
 }
 
 impl Msg {
@@ -435,6 +440,11 @@ impl Msg {
                 incarnation: incarnation.get() as _,
                 name: name.get(),
             },
+            Msg::KvClock { session, t0, t1 } => Message::KvClock(rumor_core::kv::ClockProbe {
+                session: *session,
+                t0: *t0,
+                t1: *t1,
+            }),
         }
     }
 }
