@@ -381,7 +381,7 @@ fn a_full_disk_refuses_writes_with_507_keeps_gossiping_and_loses_nothing_acknowl
 
     let filler = fill(&disk.dir);
     let mut acked = Vec::new();
-    let mut refused = None;
+    let mut answer_507 = None;
     let value = "v".repeat(2000);
     for i in 0..5000 {
         let key = format!("f-{i}");
@@ -394,13 +394,20 @@ fn a_full_disk_refuses_writes_with_507_keeps_gossiping_and_loses_nothing_acknowl
         {
             Ok(_) => acked.push(key),
             Err(ureq::Error::Status(507, r)) => {
-                refused = Some(r.into_string().unwrap_or_default());
+                answer_507 = Some(r.into_string().unwrap_or_default());
                 break;
             }
             Err(e) => panic!("PUT {key}: {e}"),
         }
     }
-    let body = refused.expect("a write refused with 507 once the disk is full");
+    let body = answer_507.expect("a write refused with 507 once the disk is full");
+    // A new agent cannot start on the full disk: one line, exit 1.
+    let other = disk.dir.join("other");
+    let err = refused("c", &["--data-dir", other.to_str().expect("utf-8")]);
+    assert!(
+        err.contains("disk full") && err.contains(other.to_str().expect("utf-8")),
+        "{err}"
+    );
     assert!(
         body.contains("disk full") && body.contains("not acknowledged"),
         "{body}"
