@@ -81,16 +81,19 @@ impl Persist {
     /// End of a driver turn: submit what changed, if anything, and answer
     /// the held writes when the commit returns.
     pub(crate) fn submit(&mut self, core: &Core) {
-        let meta = Meta {
-            node_name: core.name().to_owned(),
-            incarnation: core.incarnation(),
-            state_version: core.state_version(),
-            event_ltime: core.event_clock(),
-            // Queries share the user-event clock.
-            query_ltime: core.event_clock(),
-            ..self.meta.clone()
-        };
-        if meta != self.meta {
+        let m = &self.meta;
+        let counters = (core.incarnation(), core.state_version(), core.event_clock());
+        if m.node_name != core.name() || (m.incarnation, m.state_version, m.event_ltime) != counters
+        {
+            let meta = Meta {
+                node_name: core.name().to_owned(),
+                incarnation: counters.0,
+                state_version: counters.1,
+                event_ltime: counters.2,
+                // Queries share the user-event clock.
+                query_ltime: counters.2,
+                ..self.meta.clone()
+            };
             self.batch.meta = Some(meta.clone());
             self.meta = meta;
         }
