@@ -243,9 +243,20 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
-def write_loop(target: str, port: int, clients: int, secs: float, pid: int) -> dict:
-    """The write loop against `port`; `pid` is the server, whose CPU time
-    per acknowledged write is reported too."""
+def write_loop(target: str, port: int, clients: int, secs: float, pid: int, client: str) -> dict:
+    """The write loop against `port` with the `client` ("rust": the
+    kv_write_bench example's http mode; "python": processes here); `pid` is
+    the server, whose CPU time per acknowledged write is reported too."""
+    if client == "rust":
+        cpu0 = cpu_seconds(pid)
+        out = subprocess.run([KV_BENCH, "http", f"127.0.0.1:{port}", target, str(clients),
+                              str(secs)], check=True, capture_output=True, text=True,
+                             timeout=secs + 120).stdout
+        cpu = cpu_seconds(pid) - cpu0
+        r = json.loads(out.strip().splitlines()[-1])
+        n = r["writes_s"] * secs
+        r["server_cpu_us_per_write"] = cpu / n * 1e6 if n else float("nan")
+        return r
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     start_at = time.time() + 0.5
@@ -302,8 +313,8 @@ def phase_writes(args) -> list[dict]:
         a = Agent("w", d, None if sync == "memory" else sync)
         a.wait_healthy()
         for c in args.clients:
-            r = write_loop("rumor", a.http, c, args.secs, a.proc.pid)
-            r.update(system="rumor", mode=sync, clients=c)
+            r = write_loop("rumor", a.http, c, args.secs, a.proc.pid, args.client)
+            r.update(system="rumor", mode=sync, clients=c, client=args.client)
             log(f"rumor {sync:8} C={c:3}: {r['writes_s']:8.0f} writes/s, "
                 f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, {r['errors']} errors, "
                 f"server CPU {r['server_cpu_us_per_write']:.0f} us/write")
@@ -313,8 +324,8 @@ def phase_writes(args) -> list[dict]:
         return rows
     p, port = start_etcd()
     for c in args.clients:
-        r = write_loop("etcd", port, c, args.secs, p.pid)
-        r.update(system="etcd", mode="default", clients=c)
+        r = write_loop("etcd", port, c, args.secs, p.pid, args.client)
+        r.update(system="etcd", mode="default", clients=c, client=args.client)
         log(f"etcd  default  C={c:3}: {r['writes_s']:8.0f} writes/s, "
             f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, {r['errors']} errors, "
                 f"server CPU {r['server_cpu_us_per_write']:.0f} us/write")
@@ -425,20 +436,22 @@ class Writer(threading.Thread):
     """PUTs new keys `cu/N` at `rate` per second, round-robin over the live
     agents; remembers what was acknowledged."""
 
-    def __init__(self, agents: list[Agent], rate: float):
+    def __init__(self, agents: list[Agent], rate: float, first: int = 0):
         super().__init__(daemon=True)
         self.agents, self.rate = agents, rate
+        self.i = first  # the next key's number
         self.live = {a.name for a in agents}
         self.acked: list[str] = []
         self.stop_ev = threading.Event()
         self.lock = threading.Lock()
 
     def run(self):
-        i, nxt = 0, time.monotonic()
+        nxt = time.monotonic()
         conns: dict[str, http.client.HTTPConnection] = {}
         while not self.stop_ev.is_set():
             with self.lock:
                 live = [a for a in self.agents if a.name in self.live]
+            i = self.i
             a = live[i % len(live)]
             key = f"cu/{i:08}"
             try:
@@ -452,7 +465,7 @@ class Writer(threading.Thread):
                     self.acked.append(key)
             except (OSError, http.client.HTTPException):
                 conns.pop(a.name, None)
-            i += 1
+            self.i += 1
             nxt += 1.0 / self.rate
             time.sleep(max(0.0, nxt - time.monotonic()))
 
@@ -535,7 +548,7 @@ def phase_catchup(args) -> dict:
         if variant == "data dir" and not args.no_memory_restart:
             # Writes resume for the second round: the same down time.
             agents[2] = c
-            w = Writer(agents, args.rate)
+            w = Writer(agents, args.rate, first=w.i)
             w.acked = list(want)
             w.start()
             time.sleep(args.warm)
@@ -551,6 +564,8 @@ def main() -> int:
     ap.add_argument("--secs", type=float, default=10.0, help="seconds per write-loop cell")
     ap.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16])
     ap.add_argument("--no-etcd", action="store_true")
+    ap.add_argument("--client", choices=["rust", "python"], default="rust",
+                    help="HTTP write client: kv_write_bench http (default) or Python processes")
     ap.add_argument("--keys", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=3, help="agent starts on the big data dir")
     ap.add_argument("--preload", type=int, default=20_000,
@@ -564,6 +579,10 @@ def main() -> int:
     args = ap.parse_args()
     if not os.path.exists(RUMOR):
         log(f"{RUMOR} missing: cargo build --release -p rumor-cli")
+        return 1
+    needs_example = "startup" in args.phases or ("writes" in args.phases and args.client == "rust")
+    if needs_example and not os.path.exists(KV_BENCH):
+        log(f"{KV_BENCH} missing: cargo build --release -p rumor --example kv_write_bench")
         return 1
     atexit.register(cleanup)
     signal.signal(signal.SIGINT, _on_signal)

@@ -14,6 +14,9 @@
 //! # time the parts of a restore from DIR: engine read, decode, key-space
 //! # restore (Merkle tree included), the Merkle tree alone, a whole start
 //! cargo run --release -p rumor --example kv_write_bench -- restore DIR NAME
+//! # the HTTP write loop of bench/durability/run.py: CLIENTS keep-alive
+//! # connections PUTting to a rumor agent (or etcd's JSON gateway) for SECS
+//! cargo run --release -p rumor --example kv_write_bench -- http 127.0.0.1:PORT rumor|etcd CLIENTS SECS
 //! ```
 //!
 //! Each writer task overwrites its own 4,096 keys (`bench/t042/k00001234`, 20
@@ -374,9 +377,170 @@ async fn restore(dir: &Path, name: &str) -> Result<(), rumor::Error> {
     Ok(())
 }
 
+/// Which server's write endpoint the HTTP client drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Server {
+    /// `PUT /v1/kv/KEY`, the value as the body.
+    Rumor,
+    /// etcd's JSON gateway: `POST /v3/kv/put`, key and value in base64.
+    Etcd,
+}
+
+/// Standard base64 with padding (etcd's JSON gateway wants it; two fixed
+/// strings per request do not justify a dependency).
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// One request in HTTP/1.1 on a keep-alive connection.
+fn request(server: Server, addr: &str, key: &str, value: &[u8]) -> Vec<u8> {
+    let (line, body) = match server {
+        Server::Rumor => (format!("PUT /v1/kv/{key} HTTP/1.1"), value.to_vec()),
+        Server::Etcd => (
+            "POST /v3/kv/put HTTP/1.1".to_owned(),
+            format!(
+                "{{\"key\":\"{}\",\"value\":\"{}\"}}",
+                base64(key.as_bytes()),
+                base64(value)
+            )
+            .into_bytes(),
+        ),
+    };
+    let mut req = format!(
+        "{line}\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    req
+}
+
+/// Read one response from `conn` (buffered in `buf`); its status. Only
+/// `Content-Length` bodies: both servers send them for these answers.
+async fn response(
+    conn: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<u16, std::io::Error> {
+    use tokio::io::AsyncReadExt;
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).map_err(|_| bad("head not UTF-8"))?;
+            let status = head
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| bad("no status"))?;
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .ok_or_else(|| bad("no Content-Length"))?;
+            let total = end + 4 + len;
+            while buf.len() < total {
+                if conn.read_buf(buf).await? == 0 {
+                    return Err(bad("closed mid-body"));
+                }
+            }
+            buf.drain(..total);
+            return Ok(status);
+        }
+        if conn.read_buf(buf).await? == 0 {
+            return Err(bad("closed"));
+        }
+    }
+}
+
+/// `clients` keep-alive connections to `addr` for `secs`, each awaiting
+/// every answer: one JSON line with writes/s, p50/p99 (ms) and errors.
+async fn http(addr: &str, server: Server, clients: usize, secs: f64) -> Result<(), rumor::Error> {
+    use tokio::io::AsyncWriteExt;
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for c in 0..clients {
+        let addr = addr.to_owned();
+        handles.push(tokio::spawn(async move {
+            let value = value(c);
+            let mut lat: Vec<u32> = Vec::with_capacity(1 << 16);
+            let mut errors = 0usize;
+            let mut conn = None;
+            let mut buf = Vec::with_capacity(4096);
+            let mut i = 0usize;
+            while Instant::now() < end {
+                let key = format!("bench/c{c:03}/k{:08}", i % KEYS_PER_TASK);
+                i += 1;
+                if conn.is_none() {
+                    buf.clear();
+                    conn = tokio::net::TcpStream::connect(&addr).await.ok();
+                    if let Some(s) = &conn {
+                        let _ = s.set_nodelay(true);
+                    }
+                }
+                let Some(s) = conn.as_mut() else {
+                    errors += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let req = request(server, &addr, &key, &value);
+                let t0 = Instant::now();
+                let answer = match s.write_all(&req).await {
+                    Ok(()) => response(s, &mut buf).await,
+                    Err(e) => Err(e),
+                };
+                match answer {
+                    Ok(200) => lat.push(t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
+                    Ok(_) => errors += 1,
+                    Err(_) => {
+                        errors += 1;
+                        conn = None;
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let (l, e) = h.await.map_err(|e| rumor::Error::Task(e.to_string()))?;
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    println!(
+        "{{\"writes_s\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"errors\": {errors}}}",
+        lat.len() as f64 / elapsed,
+        quantile_ms(&lat, 0.50),
+        quantile_ms(&lat, 0.99)
+    );
+    Ok(())
+}
+
 fn usage() -> ! {
     eprintln!(
-        "usage: kv_write_bench writes [SECS] | fill DIR NAME KEYS [import|put] | restore DIR NAME"
+        "usage: kv_write_bench writes [SECS] | fill DIR NAME KEYS [import|put] | restore DIR NAME | http 127.0.0.1:PORT rumor|etcd CLIENTS SECS"
     );
     std::process::exit(2)
 }
@@ -402,6 +566,21 @@ async fn main() -> Result<(), rumor::Error> {
                 Some(_) => usage(),
             };
             fill(Path::new(dir), name, keys, by).await
+        }
+        Some("http") => {
+            let server = match arg(2) {
+                Some("rumor") => Server::Rumor,
+                Some("etcd") => Server::Etcd,
+                _ => usage(),
+            };
+            let (Some(addr), Some(clients), Some(secs)) = (
+                arg(1),
+                arg(3).and_then(|s| s.parse().ok()),
+                arg(4).and_then(|s| s.parse().ok()),
+            ) else {
+                usage()
+            };
+            http(addr, server, clients, secs).await
         }
         Some("restore") => {
             let (Some(dir), Some(name)) = (arg(1), arg(2)) else {
