@@ -419,6 +419,76 @@ impl KvStore {
         stored
     }
 
+    /// [`KvStore::restore`] for a whole data dir at once, into an empty
+    /// store: the map and its indexes are built in bulk (sorted), which at
+    /// a million keys is several times faster than one insert at a time.
+    /// Entries are checked as `restore` checks them; those refused, or past
+    /// the quota, are counted in the answer `(loaded, refused)`. A store
+    /// that already holds keys takes them one at a time.
+    pub fn restore_all(&mut self, entries: Vec<(String, Entry)>) -> (usize, usize) {
+        if !self.entries.is_empty() {
+            let mut loaded = 0;
+            let n = entries.len();
+            for (key, entry) in entries {
+                loaded += usize::from(self.restore(key.as_bytes(), entry).is_ok());
+            }
+            return (loaded, n - loaded);
+        }
+        let total = entries.len();
+        let mut slots: Vec<(Arc<str>, Slot)> = Vec::with_capacity(total);
+        let (mut keys, mut bytes) = (0usize, 0usize);
+        for (key, entry) in entries {
+            let valid = check_key_bytes(key.as_bytes()).is_ok()
+                && check_entry(&entry).is_ok()
+                && entry.mode() == self.mode_for(&key);
+            let size = key.len() + entry.wire_size();
+            if !valid || keys + 1 > self.quota.keys || bytes + size > self.quota.bytes {
+                continue;
+            }
+            if let Some(ts) = entry.latest() {
+                let _ = self.hlc.update(ts.wall, ts);
+            }
+            keys += 1;
+            bytes += size;
+            let key_hash = hash_bytes(key.as_bytes());
+            let digest = entry.digest();
+            slots.push((
+                Arc::from(key),
+                Slot {
+                    entry,
+                    key_hash,
+                    digest,
+                },
+            ));
+        }
+        // A data dir holds each key once; should one repeat, the last wins
+        // and is the only one counted.
+        slots.sort_by(|a, b| a.0.cmp(&b.0));
+        slots.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                std::mem::swap(later, earlier);
+            }
+            same
+        });
+        let mut by_hash = Vec::with_capacity(slots.len());
+        let mut tombstones = Vec::new();
+        self.bytes = 0;
+        for (key, slot) in &slots {
+            self.merkle.insert(slot.key_hash, slot.digest);
+            by_hash.push((slot.key_hash, key.clone()));
+            if let Some(w) = tombstone_wall(&slot.entry) {
+                tombstones.push((w, key.clone()));
+            }
+            self.bytes += key.len() + slot.entry.wire_size();
+        }
+        let loaded = slots.len();
+        self.by_hash = by_hash.into_iter().collect();
+        self.tombstones = tombstones.into_iter().collect();
+        self.entries = slots.into_iter().collect();
+        (loaded, total - loaded)
+    }
+
     /// The next queued change, oldest first. Drain regularly: the queue
     /// grows with every applied change.
     pub fn poll_change(&mut self) -> Option<Change> {

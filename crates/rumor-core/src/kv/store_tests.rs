@@ -391,3 +391,63 @@ proptest! {
         prop_assert_eq!(state(&merged(&ab, &b)), state(&ab));
     }
 }
+
+#[test]
+fn restoring_in_bulk_builds_what_one_at_a_time_builds() {
+    let mut src = store("a");
+    for i in 0..300u32 {
+        src.put(NOW + u64::from(i), &format!("k{i}"), vec![i as u8; 3])
+            .unwrap();
+    }
+    for i in (0..300u32).step_by(7) {
+        src.delete(NOW + 1000 + u64::from(i), &format!("k{i}"))
+            .unwrap();
+    }
+    src.put_in_context(NOW, "s/cart", b"x".to_vec(), &VersionVector::new())
+        .unwrap();
+    let mut kept: Vec<(String, Entry)> =
+        src.iter().map(|(k, e)| (k.to_owned(), e.clone())).collect();
+    // Damage a data dir could hold: a key too long, a wrong mode, a repeat.
+    kept.push(("x".repeat(MAX_KEY_LEN + 1), lww(Some(b"v"), 1, "a")));
+    kept.push(("s/wrong-mode".into(), lww(Some(b"v"), 1, "a")));
+    kept.push(("k1".into(), src.entry("k1").unwrap().clone()));
+
+    let mut one = store("a");
+    for (k, e) in kept.clone() {
+        let _ = one.restore(k.as_bytes(), e);
+    }
+    let mut bulk = store("a");
+    let (loaded, refused) = bulk.restore_all(kept);
+    assert_eq!(loaded, src.len());
+    assert_eq!(refused, 3, "two invalid and one repeat");
+    assert_eq!(bulk.root(), src.root());
+    assert_eq!(bulk.root(), one.root());
+    assert_eq!(bulk.bytes(), one.bytes());
+    assert!(bulk.iter().eq(one.iter()));
+    for b in 0..bulk.merkle().buckets() {
+        assert!(bulk.bucket(b).eq(one.bucket(b)), "bucket {b}");
+    }
+    assert_eq!(bulk.pending_changes(), 0, "restoring is not news");
+    // The clock is past every restored stamp, tombstones are indexed.
+    let e = bulk.put(0, "k1", b"new".to_vec()).unwrap();
+    assert!(e.latest() > src.entry("k1").unwrap().latest());
+    let horizon = NOW + 10_000_000;
+    assert_eq!(
+        bulk.gc(horizon, Duration::ZERO),
+        one.gc(horizon, Duration::ZERO),
+        "the same tombstones collected"
+    );
+}
+
+#[test]
+fn restoring_in_bulk_stops_at_the_quota() {
+    let mut bulk = store("a").with_quota(SpaceQuota {
+        keys: 10,
+        bytes: usize::MAX,
+    });
+    let kept: Vec<(String, Entry)> = (0..25)
+        .map(|i| (format!("k{i:02}"), lww(Some(b"v"), NOW, "a")))
+        .collect();
+    assert_eq!(bulk.restore_all(kept), (10, 15));
+    assert_eq!(bulk.len(), 10);
+}

@@ -45,12 +45,7 @@ impl Node {
         self.resume_incarnation(from.incarnation);
         self.user_events.resume(from.lamport);
         done.state_skipped = self.state.restore_own(now, from.state, from.state_version);
-        for (key, entry) in from.kv {
-            match self.kv.restore(key.as_bytes(), entry) {
-                Ok(()) => done.kv_loaded += 1,
-                Err(_) => done.kv_refused += 1,
-            }
-        }
+        (done.kv_loaded, done.kv_refused) = self.kv.restore_all(from.kv);
         done
     }
 
