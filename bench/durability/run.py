@@ -354,20 +354,18 @@ def phase_startup(args) -> dict:
     if not os.path.exists(KV_BENCH):
         raise RuntimeError(f"{KV_BENCH} missing: cargo build --release -p rumor --example kv_write_bench")
     res = {}
-    # Disk use depends on the commit sizes: kv_put's group commits too.
-    d = temp_dir("big-put")
-    log(f"filling a data dir with {args.keys} keys through kv_put (256 tasks)")
-    out = subprocess.run([KV_BENCH, "fill", d, "big", str(args.keys), "put"], check=True,
-                         capture_output=True, text=True, timeout=3600).stdout
-    print(out, end="")
-    res["fill_put"] = out.strip()
-    shutil.rmtree(d, ignore_errors=True)
-    d = temp_dir("big")
-    log(f"filling a data dir with {args.keys} keys through kv_import (pages of 10,000)")
-    out = subprocess.run([KV_BENCH, "fill", d, "big", str(args.keys), "import"], check=True,
-                         capture_output=True, text=True, timeout=3600).stdout
-    print(out, end="")
-    res["fill_import"] = out.strip()
+    # Disk use depends on the commit sizes: kv_put's group commits too. The
+    # imported dir (the last filled) is the one the starts below use.
+    d = None
+    for how, what in (("put", "kv_put (256 tasks)"), ("import", "kv_import (pages of 10,000)")):
+        if d:
+            shutil.rmtree(d, ignore_errors=True)
+        d = temp_dir(f"big-{how}")
+        log(f"filling a data dir with {args.keys} keys through {what}")
+        out = subprocess.run([KV_BENCH, "fill", d, "big", str(args.keys), how], check=True,
+                             capture_output=True, text=True, timeout=3600).stdout
+        print(out, end="")
+        res[f"fill_{how}"] = out.strip()
     starts = []
     for i in range(args.repeats):
         # The first start from a cold page cache when we may drop it (root),

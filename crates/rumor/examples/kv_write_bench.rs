@@ -132,13 +132,7 @@ async fn run(
             (lat, errors)
         }));
     }
-    let mut lat = Vec::new();
-    let mut errors = 0;
-    for h in handles {
-        let (l, e) = h.await.map_err(|e| rumor::Error::Task(e.to_string()))?;
-        lat.extend(l);
-        errors += e;
-    }
+    let (mut lat, errors) = gather(handles).await?;
     let elapsed = start.elapsed().as_secs_f64();
     if let Ok(node) = Arc::try_unwrap(node) {
         node.shutdown().await?;
@@ -535,13 +529,7 @@ async fn http(addr: &str, server: Server, clients: usize, secs: f64) -> Result<(
             (lat, errors)
         }));
     }
-    let mut lat = Vec::new();
-    let mut errors = 0;
-    for h in handles {
-        let (l, e) = h.await.map_err(|e| rumor::Error::Task(e.to_string()))?;
-        lat.extend(l);
-        errors += e;
-    }
+    let (mut lat, errors) = gather(handles).await?;
     let elapsed = start.elapsed().as_secs_f64();
     lat.sort_unstable();
     println!(
@@ -605,4 +593,18 @@ async fn main() -> Result<(), rumor::Error> {
         }
         Some(_) => usage(),
     }
+}
+
+/// The latencies (µs) and error counts of every writer task, together.
+async fn gather(
+    handles: Vec<tokio::task::JoinHandle<(Vec<u32>, usize)>>,
+) -> Result<(Vec<u32>, usize), rumor::Error> {
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let (l, e) = h.await.map_err(|e| rumor::Error::Task(e.to_string()))?;
+        lat.extend(l);
+        errors += e;
+    }
+    Ok((lat, errors))
 }

@@ -454,24 +454,12 @@ impl<T: Transport> Driver<T> {
             Command::KvImport(records, tx) => {
                 let _ = tx.send(self.core.kv_import(now, records));
             }
-            Command::KvWrite(key, value, tx) => {
-                if let Some(Err(e)) = self.persist.as_ref().map(Persist::check) {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-                let written = match value {
-                    Some(value) => self.core.kv_put(now, &key, value),
-                    None => self.core.kv_delete(now, &key),
-                };
-                self.answer_write(written, tx);
-            }
+            Command::KvWrite(key, value, tx) => self.kv_write(tx, |core| match value {
+                Some(value) => core.kv_put(now, &key, value),
+                None => core.kv_delete(now, &key),
+            }),
             Command::KvWriteInContext(key, value, read, tx) => {
-                if let Some(Err(e)) = self.persist.as_ref().map(Persist::check) {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-                let written = self.core.kv_put_in_context(now, &key, value, &read);
-                self.answer_write(written, tx);
+                self.kv_write(tx, |core| core.kv_put_in_context(now, &key, value, &read))
             }
             Command::TrackAggregate(name, tx) => {
                 let _ = tx.send(self.core.track_aggregate(now, &name));
@@ -597,9 +585,19 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    /// Answer a local key-space write: at once without a data dir or when
-    /// the core refused it, else once it is committed.
-    fn answer_write(&mut self, written: Result<(), rumor_core::Error>, reply: WriteReply) {
+    /// A local key-space write: refused before the core sees it while the
+    /// data dir refuses commits; otherwise answered at once without a data
+    /// dir or when the core refused it, else once it is committed.
+    fn kv_write(
+        &mut self,
+        reply: WriteReply,
+        write: impl FnOnce(&mut Core) -> Result<(), rumor_core::Error>,
+    ) {
+        if let Some(Err(e)) = self.persist.as_ref().map(Persist::check) {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let written = write(&mut self.core);
         match (written, &mut self.persist) {
             (Ok(()), Some(p)) => p.hold(reply),
             (written, _) => {
