@@ -1,0 +1,10 @@
+//! rumor's multi-host testbed: network namespaces joined by a userspace link
+//! emulator (this kernel has no `netem`), rumor agents on them, a seeded
+//! nemesis and a checker. See the crate's README.
+
+pub mod emulator;
+pub mod hosts;
+pub mod link;
+pub mod netns;
+pub mod selftest;
+pub mod tun;
