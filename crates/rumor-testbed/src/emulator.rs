@@ -214,10 +214,11 @@ impl Forwarder {
                 )
             };
             if ready > 0 {
-                for from in 0..fds.len() {
-                    if fds[from].revents & libc::POLLIN != 0 {
-                        self.read_from(from, &mut buf);
-                    }
+                let readable: Vec<usize> = (0..fds.len())
+                    .filter(|&i| fds[i].revents & libc::POLLIN != 0)
+                    .collect();
+                for from in readable {
+                    self.read_from(from, &mut buf);
                 }
             }
             self.deliver_due();
@@ -282,8 +283,9 @@ impl Forwarder {
                 break;
             };
             match (&self.devices[q.to]).write(&q.packet) {
-                Ok(_) => bump(&self.stats.delivered, 1),
-                Err(_) => bump(&self.stats.overflow, 1),
+                // A TUN device takes a whole packet or none.
+                Ok(n) if n == q.packet.len() => bump(&self.stats.delivered, 1),
+                _ => bump(&self.stats.overflow, 1),
             }
         }
     }

@@ -1,14 +1,20 @@
 //! `rumor-testbed`: see the crate's README.
 
 use clap::{Parser, Subcommand};
-use rumor_testbed::{hosts, selftest};
+use rumor_testbed::agents::AgentOptions;
+use rumor_testbed::hosts::{self, Subnet};
+use rumor_testbed::link::{Distribution, Link};
+use rumor_testbed::run::{self, Plant, RunOptions, INTERRUPTED};
+use rumor_testbed::selftest;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
     name = "rumor-testbed",
-    about = "Multi-host testbed for rumor: network namespaces, a link emulator, a nemesis and a checker (root)"
+    about = "Multi-host testbed for rumor: network namespaces, a link emulator, a nemesis and a checker (needs root)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -17,6 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run agents on H hosts under the nemesis and a workload, then check them.
+    Run(RunArgs),
     /// Measure the emulator: added latency, delay accuracy, packet-rate ceiling.
     Selftest {
         /// Round trips per measurement.
@@ -30,20 +38,190 @@ enum Cmd {
     Cleanup,
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// How many hosts (network namespaces), one agent each.
+    #[arg(long, default_value_t = 8)]
+    hosts: usize,
+    /// Seed of the fault schedule, the workload and the emulator.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seconds of faults and workload.
+    #[arg(long, default_value_t = 120.0)]
+    secs: f64,
+    /// Longest wait, in seconds, for the cluster to settle once faults heal.
+    #[arg(long, default_value_t = 90.0)]
+    settle: f64,
+    /// The agents' timing profile: lan, wan or local.
+    #[arg(long, default_value = "lan")]
+    profile: String,
+    /// The hosts' subnet (exists only inside the namespaces).
+    #[arg(long, default_value = "10.201.0.0/24")]
+    subnet: Subnet,
+    /// One-way delay of every link, ms.
+    #[arg(long, default_value_t = 0.0)]
+    delay_ms: f64,
+    /// Jitter of every link, ms.
+    #[arg(long, default_value_t = 0.0)]
+    jitter_ms: f64,
+    /// How jitter is drawn.
+    #[arg(long, value_enum, default_value = "normal")]
+    distribution: Distribution,
+    /// Loss of every link (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Duplication of every link (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    /// Reordering of every link (0..1): the share of packets that skip the delay.
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    /// Rate of every link, bytes per second (unlimited when absent).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// No nemesis: only the workload under the link conditions.
+    #[arg(long)]
+    no_nemesis: bool,
+    /// Workload operations per second.
+    #[arg(long, default_value_t = 4.0)]
+    ops: f64,
+    /// Plant a fault the checker must report.
+    #[arg(long, value_enum)]
+    plant: Option<Plant>,
+    /// The rumor binary (default: `rumor` next to this program).
+    #[arg(long)]
+    rumor_bin: Option<PathBuf>,
+    /// Where data dirs and agent logs go (default: a new directory in /tmp, kept).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Print the checker's verdict as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+fn fraction(name: &str, v: f64) -> Result<f64, String> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("--{name} {v}: must be between 0 and 1"))
+    }
+}
+
+fn run_cmd(a: RunArgs) -> anyhow::Result<bool> {
+    if !["lan", "wan", "local"].contains(&a.profile.as_str()) {
+        anyhow::bail!("--profile {}: use lan, wan or local", a.profile);
+    }
+    let bin = match a.rumor_bin.clone() {
+        Some(b) => b,
+        None => std::env::current_exe()?.with_file_name("rumor"),
+    };
+    if !bin.is_file() {
+        anyhow::bail!(
+            "no rumor binary at {}; build it (cargo build -p rumor-cli) or pass --rumor-bin",
+            bin.display()
+        );
+    }
+    let ms = |v: f64| Duration::from_secs_f64(v.max(0.0) / 1e3);
+    let base = Link {
+        delay: ms(a.delay_ms),
+        jitter: ms(a.jitter_ms),
+        distribution: a.distribution,
+        loss: fraction("loss", a.loss).map_err(anyhow::Error::msg)?,
+        duplicate: fraction("duplicate", a.duplicate).map_err(anyhow::Error::msg)?,
+        reorder: fraction("reorder", a.reorder).map_err(anyhow::Error::msg)?,
+        rate: a.rate,
+        cut: false,
+    };
+    let dir = a.dir.clone().unwrap_or_else(|| run::default_dir(a.seed));
+    let opts = RunOptions {
+        hosts: a.hosts,
+        seed: a.seed,
+        secs: a.secs.max(0.0),
+        settle_secs: a.settle.max(1.0),
+        profile: a.profile.clone(),
+        subnet: a.subnet,
+        base,
+        nemesis: !a.no_nemesis,
+        ops_per_sec: a.ops,
+        plant: a.plant,
+        agent: AgentOptions {
+            bin: bin.canonicalize()?,
+            profile: a.profile.clone(),
+            dir: dir.clone(),
+            extra: vec![],
+        },
+    };
+    let verdict = run::run(&opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&verdict)?);
+    }
+    eprintln!(
+        "testbed: {} faults, {} writes ({} excused), {} deletes, {} events, {} unacknowledged; settled in {:.1} s; {} suspicions of live members; {} deserved failures",
+        verdict.faults, verdict.writes, verdict.writes_excused, verdict.deletes, verdict.events,
+        verdict.unacknowledged, verdict.settled_secs, verdict.suspicions_of_live, verdict.deserved_failures.len()
+    );
+    for v in &verdict.violations {
+        eprintln!("VIOLATION {v}");
+    }
+    if verdict.violations.is_empty() {
+        eprintln!("testbed: checker passed (logs in {})", dir.display());
+        Ok(true)
+    } else {
+        let mut replay = format!(
+            "rumor-testbed run --hosts {} --seed {} --secs {} --profile {}",
+            a.hosts, a.seed, a.secs, a.profile
+        );
+        for (flag, v) in [
+            ("delay-ms", a.delay_ms),
+            ("jitter-ms", a.jitter_ms),
+            ("loss", a.loss),
+        ] {
+            if v != 0.0 {
+                replay.push_str(&format!(" --{flag} {v}"));
+            }
+        }
+        if a.no_nemesis {
+            replay.push_str(" --no-nemesis");
+        }
+        eprintln!(
+            "testbed: {} violations, seed {}; replay: {replay} (logs in {})",
+            verdict.violations.len(),
+            a.seed,
+            dir.display()
+        );
+        Ok(false)
+    }
+}
+
 fn main() -> ExitCode {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
+        Cmd::Run(a) => run_cmd(a),
         Cmd::Selftest { pings, delay_ms } => selftest::run(
             pings.max(10),
             Duration::from_secs_f64(delay_ms.max(0.0) / 1e3),
         )
         .map(|r| {
             println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            true
         }),
-        Cmd::Cleanup => hosts::cleanup().map(|n| println!("removed {n} namespaces")),
+        Cmd::Cleanup => hosts::cleanup().map(|n| {
+            println!("removed {n} namespaces");
+            true
+        }),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("rumor-testbed: {e:#}");
             ExitCode::from(2)
