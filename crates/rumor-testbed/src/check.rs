@@ -273,6 +273,7 @@ pub fn check(x: &Inputs) -> Result<Verdict> {
                 ));
             }
         }
+        let missed: u64 = seen.iter().filter_map(|s| s.data["missed"].as_u64()).sum();
         let last_gen = x.agents.agent(h).generation;
         for e in &x.record.events {
             let through = e.at + 15.0;
@@ -285,7 +286,7 @@ pub fn check(x: &Inputs) -> Result<Verdict> {
                 && !count.contains_key(&(e.name.as_str(), last_gen))
             {
                 v.violations.push(format!(
-                    "event: h{} never delivered {} (sent by h{} at {:.1}s)",
+                    "event: h{} never delivered {} (sent by h{} at {:.1}s; its event stream reported {missed} missed)",
                     h + 1,
                     e.name,
                     e.host + 1,

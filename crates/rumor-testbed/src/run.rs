@@ -84,8 +84,8 @@ struct Bed {
 /// Runs one scenario and returns the checker's verdict.
 pub fn run(o: &RunOptions) -> Result<Verdict> {
     let t0 = Instant::now();
-    std::fs::create_dir_all(&o.agent.dir)?;
     let hosts = Hosts::create(o.hosts, o.subnet, o.base.clone(), o.seed)?;
+    std::fs::create_dir_all(&o.agent.dir)?;
     let mut bed = Bed {
         agents: Agents::new(hosts, o.agent.clone(), t0),
         timeline: Timeline::default(),
