@@ -111,6 +111,12 @@ impl Agents {
     /// other host, and waits until its API answers and its event stream is
     /// followed.
     pub fn start(&mut self, i: usize) -> Result<()> {
+        self.start_with_clock(i, None)
+    }
+
+    /// [`Agents::start`] with the agent's wall clock off by `offset_ms`
+    /// (the agent's testing hook `RUMOR_TEST_CLOCK_OFFSET_MS`).
+    pub fn start_with_clock(&mut self, i: usize, offset_ms: Option<i64>) -> Result<()> {
         let name = Self::name(i);
         let dir = self.opts.dir.join(&name);
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -133,9 +139,13 @@ impl Agents {
             .arg(self.data_dir(i))
             .args(["--retry-join", &seeds.join(","), "--retry-interval", "1s"])
             .args(&self.opts.extra)
+            .env_remove("RUMOR_TEST_CLOCK_OFFSET_MS")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
+        if let Some(ms) = offset_ms {
+            cmd.env("RUMOR_TEST_CLOCK_OFFSET_MS", ms.to_string());
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("start {}", self.opts.bin.display()))?;

@@ -12,7 +12,8 @@
 //! 4. every user event reached every agent that was up, unpaused and
 //!    connected throughout, and no agent process delivered one twice;
 //! 5. every live member's last acknowledged state value and tag is what
-//!    every live agent sees.
+//!    every live agent sees;
+//! 6. the average (and count) of `load` converged to the live members' values.
 
 use crate::agents::Agents;
 use crate::emulator::StatsSnapshot;
@@ -296,7 +297,7 @@ pub fn check(x: &Inputs) -> Result<Verdict> {
         }
     }
 
-    // 1, 3 and 5 converge: asked again until they hold or time is up.
+    // 1, 3, 5 and 6 converge: asked again until they hold or time is up.
     let until = Instant::now() + x.converge_within;
     let problems = loop {
         let mut p: Vec<String> = views(x.agents, x.up)
@@ -305,6 +306,7 @@ pub fn check(x: &Inputs) -> Result<Verdict> {
             .collect();
         p.extend(key_space(x, &live));
         p.extend(node_state(x, &live));
+        p.extend(aggregate(x, &live));
         if p.is_empty() || Instant::now() >= until {
             break p;
         }
@@ -374,6 +376,47 @@ fn key_space(x: &Inputs, live: &[usize]) -> Vec<String> {
                     p.at
                 ));
             }
+        }
+    }
+    problems
+}
+
+/// Check 6: the average of `load` on every live agent is the mean of the
+/// live members' last values (within 1 %), and the count is right (within 5 %).
+fn aggregate(x: &Inputs, live: &[usize]) -> Vec<String> {
+    let values: Vec<f64> = live
+        .iter()
+        .filter_map(|&j| x.record.state[j].as_ref()?.0.parse().ok())
+        .collect();
+    if values.len() != live.len() {
+        return vec![format!(
+            "aggregate: {} of {} live agents acknowledged a load value",
+            values.len(),
+            live.len()
+        )];
+    }
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let mut problems = Vec::new();
+    for &i in live {
+        let got = match http::json(x.agents.hosts.ns(i), "GET", "/v1/aggregate/load", b"") {
+            Ok((200, v)) => v,
+            Ok((s, v)) => {
+                problems.push(format!("aggregate: h{} answered {s} {v}", i + 1));
+                continue;
+            }
+            Err(e) => {
+                problems.push(format!("aggregate: h{}: {e:#}", i + 1));
+                continue;
+            }
+        };
+        let avg = got["avg"].as_f64().unwrap_or(f64::NAN);
+        let count = got["count"].as_f64().unwrap_or(f64::NAN);
+        let n = live.len() as f64;
+        if !((avg - mean).abs() <= 0.01 * mean.abs().max(1.0) && (count - n).abs() <= 0.05 * n) {
+            problems.push(format!(
+                "aggregate: h{} has avg {avg:.2} count {count:.2}, the live members' are {mean:.2} and {n}",
+                i + 1
+            ));
         }
     }
     problems

@@ -25,7 +25,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Counters of what the emulator did, since it started.
-#[derive(Default)]
 pub struct Stats {
     received: AtomicU64,
     delivered: AtomicU64,
@@ -35,6 +34,8 @@ pub struct Stats {
     foreign: AtomicU64,
     overflow: AtomicU64,
     bytes: AtomicU64,
+    /// Bytes read from each host (what it sent), IP headers included.
+    sent_by: Vec<AtomicU64>,
 }
 
 /// A copy of [`Stats`] at one instant.
@@ -56,9 +57,26 @@ pub struct StatsSnapshot {
     pub overflow: u64,
     /// Bytes read from the hosts.
     pub bytes: u64,
+    /// Bytes each host sent, IP headers included.
+    pub sent_by: Vec<u64>,
 }
 
 impl Stats {
+    fn new(hosts: usize) -> Stats {
+        let z = || AtomicU64::new(0);
+        Stats {
+            received: z(),
+            delivered: z(),
+            cut: z(),
+            lost: z(),
+            duplicated: z(),
+            foreign: z(),
+            overflow: z(),
+            bytes: z(),
+            sent_by: (0..hosts).map(|_| z()).collect(),
+        }
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> StatsSnapshot {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -71,6 +89,7 @@ impl Stats {
             foreign: g(&self.foreign),
             overflow: g(&self.overflow),
             bytes: g(&self.bytes),
+            sent_by: self.sent_by.iter().map(g).collect(),
         }
     }
 }
@@ -97,7 +116,7 @@ impl Emulator {
     /// `devices[i]`, its address `host_addr(network, i)`).
     pub fn start(devices: Vec<File>, network: Ipv4Addr, links: Links, seed: u64) -> Emulator {
         let links = Arc::new(Mutex::new(links));
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(Stats::new(devices.len()));
         let stop = Arc::new(AtomicBool::new(false));
         let forwarder = Forwarder {
             devices,
@@ -234,6 +253,7 @@ impl Forwarder {
             };
             bump(&self.stats.received, 1);
             bump(&self.stats.bytes, n as u64);
+            bump(&self.stats.sent_by[from], n as u64);
             let packet = &buf[..n];
             let Some(to) = self.destination(packet) else {
                 bump(&self.stats.foreign, 1);

@@ -4,10 +4,12 @@
 
 pub mod agents;
 pub mod check;
+pub mod compare;
 pub mod emulator;
 pub mod hosts;
 pub mod http;
 pub mod link;
+pub mod members;
 pub mod nemesis;
 pub mod netns;
 pub mod run;

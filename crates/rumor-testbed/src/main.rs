@@ -25,6 +25,8 @@ struct Cli {
 enum Cmd {
     /// Run agents on H hosts under the nemesis and a workload, then check them.
     Run(RunArgs),
+    /// rumor and Serf side by side on the same hosts under the same membership faults.
+    Compare(CompareArgs),
     /// Measure the emulator: added latency, delay accuracy, packet-rate ceiling.
     Selftest {
         /// Round trips per measurement.
@@ -97,6 +99,152 @@ struct RunArgs {
     /// Print the checker's verdict as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// How many hosts.
+    #[arg(long, default_value_t = 16)]
+    hosts: usize,
+    /// Which systems, comma separated: rumor, serf.
+    #[arg(long, default_value = "rumor,serf", value_delimiter = ',')]
+    systems: Vec<String>,
+    /// Both systems' timing profile: lan or wan.
+    #[arg(long, default_value = "lan")]
+    profile: String,
+    /// The hosts' subnet.
+    #[arg(long, default_value = "10.201.0.0/24")]
+    subnet: Subnet,
+    /// One-way delay of every link, ms.
+    #[arg(long, default_value_t = 0.5)]
+    delay_ms: f64,
+    /// Jitter of every link, ms.
+    #[arg(long, default_value_t = 0.0)]
+    jitter_ms: f64,
+    /// Loss of every link (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Silent host crashes.
+    #[arg(long, default_value_t = 5)]
+    crashes: usize,
+    /// User events.
+    #[arg(long, default_value_t = 5)]
+    events: usize,
+    /// Seconds per link condition.
+    #[arg(long, default_value_t = 120.0)]
+    window: f64,
+    /// Link conditions, each for --window seconds: loss:P or jitter:MS.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "loss:0.05,loss:0.2,jitter:20"
+    )]
+    conditions: Vec<rumor_testbed::compare::Condition>,
+    /// Pauses (SIGSTOP), seconds.
+    #[arg(long, value_delimiter = ',', default_value = "2,5,10")]
+    pauses: Vec<f64>,
+    /// Longest wait for a detection or a convergence, seconds.
+    #[arg(long, default_value_t = 120.0)]
+    timeout: f64,
+    /// Emulator seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The rumor binary (default: `rumor` next to this program).
+    #[arg(long)]
+    rumor_bin: Option<PathBuf>,
+    /// The serf binary.
+    #[arg(long, default_value = "serf")]
+    serf_bin: String,
+    /// Where logs go.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Also write the reports as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    if bin.contains('/') {
+        return Some(PathBuf::from(bin)).filter(|p| p.is_file());
+    }
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(bin))
+            .find(|p| p.is_file())
+    })
+}
+
+fn compare_cmd(a: CompareArgs) -> anyhow::Result<bool> {
+    use rumor_testbed::compare::{compare, table, CompareOptions};
+    if !["lan", "wan"].contains(&a.profile.as_str()) {
+        anyhow::bail!(
+            "--profile {}: use lan or wan (the profiles both systems have)",
+            a.profile
+        );
+    }
+    if a.hosts < 3 {
+        anyhow::bail!("--hosts {}: compare needs at least 3", a.hosts);
+    }
+    let mut rumor = None;
+    let mut serf = None;
+    for s in &a.systems {
+        match s.as_str() {
+            "rumor" => {
+                let bin = a
+                    .rumor_bin
+                    .clone()
+                    .unwrap_or(std::env::current_exe()?.with_file_name("rumor"));
+                if !bin.is_file() {
+                    anyhow::bail!(
+                        "no rumor binary at {}; build it or pass --rumor-bin",
+                        bin.display()
+                    );
+                }
+                rumor = Some(bin.canonicalize()?);
+            }
+            "serf" => {
+                serf = Some(which(&a.serf_bin).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no serf binary ({}); install it (apt-get install serf) or pass --serf-bin",
+                        a.serf_bin
+                    )
+                })?);
+            }
+            other => anyhow::bail!("--systems: unknown {other:?} (rumor, serf)"),
+        }
+    }
+    let ms = |v: f64| Duration::from_secs_f64(v.max(0.0) / 1e3);
+    let o = CompareOptions {
+        hosts: a.hosts,
+        subnet: a.subnet,
+        seed: a.seed,
+        profile: a.profile.clone(),
+        base: Link {
+            delay: ms(a.delay_ms),
+            jitter: ms(a.jitter_ms),
+            loss: fraction("loss", a.loss).map_err(anyhow::Error::msg)?,
+            ..Link::default()
+        },
+        rumor,
+        serf,
+        crashes: a.crashes,
+        events: a.events,
+        window: a.window.max(1.0),
+        conditions: a.conditions.clone(),
+        pauses: a.pauses.clone(),
+        timeout: a.timeout.max(5.0),
+        dir: a.dir.clone().unwrap_or_else(|| run::default_dir(a.seed)),
+    };
+    let reports = compare(&o)?;
+    println!(
+        "{} hosts, profile {}, links {} ms ± {} ms, loss {}\n",
+        a.hosts, a.profile, a.delay_ms, a.jitter_ms, a.loss
+    );
+    println!("{}", table(&reports));
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&reports)?)?;
+    }
+    Ok(true)
 }
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -206,6 +354,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Run(a) => run_cmd(a),
+        Cmd::Compare(a) => compare_cmd(a),
         Cmd::Selftest { pings, delay_ms } => selftest::run(
             pings.max(10),
             Duration::from_secs_f64(delay_ms.max(0.0) / 1e3),

@@ -43,6 +43,9 @@ pub enum Fault {
     },
     /// The agent leaves gracefully (SIGTERM) and starts again when the fault ends.
     Restart { host: usize, wipe: bool },
+    /// The agent restarts (kill -9, on its data) with its wall clock off by
+    /// `offset_ms`, and again with the right clock when the fault ends.
+    ClockOffset { host: usize, offset_ms: i64 },
 }
 
 impl Fault {
@@ -52,7 +55,8 @@ impl Fault {
             Fault::HostCrash { host, .. }
             | Fault::ProcessCrash { host, .. }
             | Fault::Pause { host }
-            | Fault::Restart { host, .. } => Some(*host),
+            | Fault::Restart { host, .. }
+            | Fault::ClockOffset { host, .. } => Some(*host),
             _ => None,
         }
     }
@@ -92,7 +96,7 @@ pub fn schedule(seed: u64, hosts: usize, secs: f64) -> Vec<Step> {
                 1 | 2 => Restart::Wiped,
                 _ => Restart::WithData,
             };
-        let fault = match rng.random_range(0..9) {
+        let fault = match rng.random_range(0..10) {
             0 => Fault::HostCrash {
                 host,
                 restart: restart(&mut rng, &mut dead),
@@ -161,6 +165,8 @@ pub enum Disturbance {
     Loss { loss: f64 },
     /// Links of `hosts` were slow.
     Latency { hosts: Vec<usize> },
+    /// The host's wall clock was off.
+    Clock { host: usize, offset_ms: i64 },
 }
 
 /// One disturbance from `from` to `to` (seconds; `to` is infinite while it lasts).

@@ -5,12 +5,13 @@
 use crate::agents::{AgentOptions, Agents};
 use crate::check::{self, Verdict};
 use crate::hosts::{Hosts, Subnet};
+use crate::http;
 use crate::link::Link;
 use crate::nemesis::{self, Disturbance, Fault, Restart, Step, Timeline};
 use crate::workload::Record;
 use anyhow::{bail, Result};
 use rand::seq::IndexedRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,6 +108,11 @@ pub fn run(o: &RunOptions) -> Result<Verdict> {
     let started = now(t0);
     let mut record = Record::new(o.hosts);
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(o.seed);
+    // Every agent tracks the average of `load` from the start.
+    for i in 0..o.hosts {
+        record.set_load(&bed.agents, i, rng.random_range(0..1000), now(t0));
+        http::json(bed.agents.hosts.ns(i), "GET", "/v1/aggregate/load", b"")?;
+    }
     let mut schedule: Vec<Step> = if o.nemesis {
         nemesis::schedule(o.seed, o.hosts, o.secs)
     } else {
@@ -154,6 +160,11 @@ pub fn run(o: &RunOptions) -> Result<Verdict> {
         "testbed: faults healed at {:.1} s; settling",
         now(t0) - started
     );
+    // The aggregate is checked against fresh values on every live agent
+    // (an agent restarted empty lost its own).
+    for i in (0..o.hosts).filter(|&i| bed.up[i]) {
+        record.set_load(&bed.agents, i, rng.random_range(0..1000), now(t0));
+    }
     match o.plant {
         Some(Plant::LostWrite) => record.puts.push(crate::workload::Put {
             key: "wl/planted".into(),
@@ -208,6 +219,17 @@ impl Bed {
         self.up[host] = false;
         self.timeline
             .begin(self.t(), Disturbance::Down { host, wiped })
+    }
+
+    /// Kills host `host`'s agent and starts it again on its data, with
+    /// its clock off by `offset_ms`; the gap is recorded as down.
+    fn restart_with_clock(&mut self, host: usize, offset_ms: Option<i64>) -> Result<()> {
+        self.agents.kill(host);
+        let down = self.down(host, false);
+        self.agents.start_with_clock(host, offset_ms)?;
+        self.up[host] = true;
+        self.timeline.end(down, self.t());
+        Ok(())
     }
 
     fn inject(&mut self, step: &Step) -> Result<Vec<usize>> {
@@ -274,6 +296,14 @@ impl Bed {
                     },
                 ));
             }
+            Fault::ClockOffset { host, offset_ms } => {
+                self.restart_with_clock(*host, Some(*offset_ms))?;
+                let what = Disturbance::Clock {
+                    host: *host,
+                    offset_ms: *offset_ms,
+                };
+                open.push(self.timeline.begin(self.t(), what));
+            }
             Fault::Restart { host, wipe } => {
                 self.agents.signal(*host, libc::SIGTERM);
                 open.push(self.down(*host, *wipe));
@@ -296,6 +326,10 @@ impl Bed {
             Fault::Restart { host, wipe } => Some((*host, *wipe)),
             Fault::Pause { host } => {
                 self.agents.signal(*host, libc::SIGCONT);
+                None
+            }
+            Fault::ClockOffset { host, .. } => {
+                self.restart_with_clock(*host, None)?;
                 None
             }
             _ => None,

@@ -152,6 +152,19 @@ impl LibNode {
             };
             b = b.storage(rumor::storage::StorageOptions::new(d.dir.clone()).sync(sync));
         }
+        // Testing only (the multi-host testbed's clock faults): a wall clock
+        // off by this many milliseconds. Not a flag, so no operator sets it
+        // by mistake.
+        if let Some(ms) = std::env::var("RUMOR_TEST_CLOCK_OFFSET_MS")
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            tracing::warn!(
+                offset_ms = ms,
+                "RUMOR_TEST_CLOCK_OFFSET_MS: this agent's wall clock is shifted (testing only)"
+            );
+            b = b.test_clock_offset_micros(ms.saturating_mul(1_000));
+        }
         let node = b.start().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         // Events travel as `Arc`s: a channel allocates and initialises all
         // its slots up front, and a pointer-sized slot keeps that small.
