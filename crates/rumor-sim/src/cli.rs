@@ -40,6 +40,10 @@ pub struct Args {
     /// Datagram loss probability in [0, 1).
     #[arg(long)]
     pub loss: Option<f64>,
+    /// The probe's stream ping fallback (`Config::probe_stream_fallback`):
+    /// on or off (default: the profile's, on).
+    #[arg(long)]
+    pub stream_fallback: Option<String>,
     /// Crashed nodes' hosts answer with ICMP port unreachable (a process
     /// crash) instead of silence (a host crash, the default).
     #[arg(long)]
@@ -439,6 +443,17 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     if args.no_refute {
         s.config.refute_suspicions = false;
     }
+    if let Some(v) = &args.stream_fallback {
+        s.config.probe_stream_fallback = match v.as_str() {
+            "on" | "true" => true,
+            "off" | "false" => false,
+            other => {
+                return Err(InputError(format!(
+                    "--stream-fallback {other}: expected on or off"
+                )))
+            }
+        };
+    }
     if let Some(b) = &args.bootstrap {
         s.bootstrap = b.parse().map_err(InputError)?;
     }
@@ -460,6 +475,9 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     }
     if args.no_refute {
         replay.push_str(" --no-refute");
+    }
+    if let Some(v) = &args.stream_fallback {
+        replay.push_str(&format!(" --stream-fallback {v}"));
     }
     if args.refuse {
         replay.push_str(" --refuse");
