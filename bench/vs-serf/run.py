@@ -549,6 +549,7 @@ class Rumor:
         self.base = base_port
         self.sse_threads: list = []
         self.event_handlers: list[str] = []  # e.g. "query:bench=echo ok", set by main()
+        self.protocol: list[str] = []  # "key = value" lines for [protocol] (--rumor-protocol)
 
     def make_agent(self, i, n, logdir, hub):
         name = f"rumor{i:03d}"
@@ -568,6 +569,8 @@ class Rumor:
         if not os.path.exists(conf):
             with open(conf, "w") as f:
                 f.write("[limits]\nmax_streams_per_source = 4096\n")
+                if self.protocol:
+                    f.write("[protocol]\n" + "".join(f"{kv}\n" for kv in self.protocol))
         argv += ["--config", conf]
         env = dict(os.environ)
         env["RUMOR_LOG"] = "info"
@@ -1328,7 +1331,9 @@ def markdown(results, meta):
     h = meta["host"]
     out = [f"Run {meta['date']}, `{meta['command']}`; {h['cpus']} CPUs, load average "
            f"{h['loadavg_start'][0]:.1f} at the start, {h['loadavg_end'][0]:.1f} at the end."
-           + (f" rumor binary: {meta['rumor_binary']}." if meta.get("rumor_binary") else ""), ""]
+           + (f" rumor binary: {meta['rumor_binary']}." if meta.get("rumor_binary") else "")
+           + (f" rumor [protocol]: {', '.join(meta['args']['rumor_protocol'])}."
+              if meta["args"].get("rumor_protocol") else ""), ""]
     by = {(r["system"], r["n"]): r for r in results}
     for n in meta["sizes"]:
         s, r = by.get(("Serf", n)), by.get(("rumor", n))
@@ -1442,6 +1447,9 @@ def parse_args(argv=None):
     p.add_argument("--no-build", action="store_true", help="use target/release-pgo/rumor as it is")
     p.add_argument("--rumor-bin", help="this rumor binary instead of building target/release-pgo/rumor")
     p.add_argument("--no-install", action="store_true", help="do not apt-get install serf")
+    p.add_argument("--rumor-protocol", action="append", default=[], metavar="KEY=VALUE",
+                   help="a [protocol] setting for every rumor agent (TOML value), e.g. "
+                        "probe_stream_fallback=false; repeatable")
     p.add_argument("--md", help="also write the markdown table to this file")
     a = p.parse_args(argv)
     if a.quick:
@@ -1500,7 +1508,9 @@ def main(argv=None):
             binary = args.rumor_bin or build_rumor(args.no_build)
             if not os.access(binary, os.X_OK):
                 raise BenchError(f"rumor binary not executable: {binary}")
-            systems.append(Rumor(binary, args.base_port + 2200))
+            r = Rumor(binary, args.base_port + 2200)
+            r.protocol = [kv.replace("=", " = ", 1) for kv in args.rumor_protocol]
+            systems.append(r)
             rumor_binary = describe_binary(binary)
     if "query" in args.phases:
         for s in systems:  # a responder on every agent, on both systems

@@ -269,6 +269,7 @@ pub fn protocol_changes(old: &rumor_core::Config, new: &rumor_core::Config) -> V
         probe_timeout,
         indirect_checks,
         probe_stream_fallback,
+        probe_retry,
         retransmit_mult,
         suspicion_mult,
         suspicion_max_mult,

@@ -38,6 +38,9 @@ pub struct Stats {
     pub nacks: u64,
     /// Ping-reqs sent to relays.
     pub indirect_probes: u64,
+    /// Second direct pings sent at a probe's timeout
+    /// ([`crate::Config::probe_retry`]).
+    pub probe_retries: u64,
     /// Pings sent over a stream because a probe's direct ping went
     /// unanswered ([`crate::Config::probe_stream_fallback`]).
     pub probe_stream_pings: u64,

@@ -1,6 +1,8 @@
-//! The probe's stream fallback: a member whose datagrams are all lost but
-//! whose streams get through is not suspected when the fallback is on, and
-//! is when it is off (so the first test can fail).
+//! The probe's fallbacks when its direct ping times out. The stream ping:
+//! a member whose datagrams are all lost but whose streams get through is
+//! not suspected when the fallback is on, and is when it is off (so the
+//! first test can fail). The second direct ping: under random datagram
+//! loss it saves most probes that would fail.
 
 mod common;
 
@@ -11,6 +13,7 @@ use rumor_core::{Config, Event, MemberEventKind};
 fn udp_blackhole(fallback: bool, victim: usize) -> Net {
     let mut config = Config::lan();
     config.probe_stream_fallback = fallback;
+    config.probe_retry = true;
     let mut net = Net::converged(8, config);
     net.drop_streams = false;
     net.drop = Box::new(move |from, to, _| from == victim || to == victim);
@@ -86,4 +89,39 @@ fn a_crashed_member_is_still_declared_dead_with_the_fallback_on() {
         .map(|&i| net.node(i).stats().probe_stream_fallback_acks)
         .sum();
     assert_eq!(saved, 0, "a dead member's stream ping was acked");
+}
+
+/// A member whose datagrams (in and out) are lost 1 time in 8, with
+/// no relays and no stream fallback: what the second direct ping changes.
+fn lossy_member(retry: bool) -> (usize, u64) {
+    let mut config = Config::lan();
+    config.indirect_checks = 0;
+    config.probe_stream_fallback = false;
+    config.probe_retry = retry;
+    let mut net = Net::converged(4, config);
+    // A fixed pseudo-random pattern, the same in both runs.
+    net.drop = Box::new(|from, to, seq| {
+        (from == 2 || to == 2) && seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61 == 0
+    });
+    net.run_for(secs(300.0));
+    let retries = net
+        .running()
+        .iter()
+        .map(|&i| net.node(i).stats().probe_retries)
+        .sum();
+    (own_suspicions(&net, 2), retries)
+}
+
+#[test]
+fn a_second_direct_ping_saves_probes_under_random_loss() {
+    let (without, none) = lossy_member(false);
+    let (with, retries) = lossy_member(true);
+    eprintln!("suspicions of the lossy member: {without} without the retry, {with} with it ({retries} retries)");
+    assert_eq!(none, 0, "retries sent with probe_retry off");
+    assert!(retries > 0, "no retry sent");
+    assert!(without >= 10, "only {without} suspicions without the retry");
+    assert!(
+        with * 2 < without,
+        "{with} suspicions with the retry, {without} without"
+    );
 }

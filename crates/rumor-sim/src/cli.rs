@@ -44,6 +44,10 @@ pub struct Args {
     /// on or off (default: the profile's, on).
     #[arg(long)]
     pub stream_fallback: Option<String>,
+    /// The probe's second direct ping at its timeout (`Config::probe_retry`):
+    /// on or off (default: the profile's, on).
+    #[arg(long)]
+    pub probe_retry: Option<String>,
     /// Crashed nodes' hosts answer with ICMP port unreachable (a process
     /// crash) instead of silence (a host crash, the default).
     #[arg(long)]
@@ -404,6 +408,15 @@ fn apply_clock_flags(args: &Args, s: &mut Scenario) -> Result<(), InputError> {
     Ok(())
 }
 
+/// A flag's `on`/`off` (or `true`/`false`) value.
+fn on_off(flag: &str, v: &str) -> Result<bool, InputError> {
+    match v {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        other => Err(InputError(format!("{flag} {other}: expected on or off"))),
+    }
+}
+
 /// The scenario for one seed, with the command-line overrides applied.
 pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     let profile = check_common(args)?;
@@ -444,15 +457,10 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
         s.config.refute_suspicions = false;
     }
     if let Some(v) = &args.stream_fallback {
-        s.config.probe_stream_fallback = match v.as_str() {
-            "on" | "true" => true,
-            "off" | "false" => false,
-            other => {
-                return Err(InputError(format!(
-                    "--stream-fallback {other}: expected on or off"
-                )))
-            }
-        };
+        s.config.probe_stream_fallback = on_off("--stream-fallback", v)?;
+    }
+    if let Some(v) = &args.probe_retry {
+        s.config.probe_retry = on_off("--probe-retry", v)?;
     }
     if let Some(b) = &args.bootstrap {
         s.bootstrap = b.parse().map_err(InputError)?;
@@ -478,6 +486,9 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     }
     if let Some(v) = &args.stream_fallback {
         replay.push_str(&format!(" --stream-fallback {v}"));
+    }
+    if let Some(v) = &args.probe_retry {
+        replay.push_str(&format!(" --probe-retry {v}"));
     }
     if args.refuse {
         replay.push_str(" --refuse");

@@ -524,7 +524,7 @@ impl<T: Transport> Driver<T> {
     /// within `deadline`.
     fn dial(&mut self, st: &mut Running, to: SocketAddr, msg: Vec<u8>, deadline: Option<Duration>) {
         if deadline.is_some() && st.outbound.available_permits() * 2 < self.max_streams {
-            Counters::inc(&self.counters.stream_pings_skipped);
+            Counters::inc(&self.counters.stream_pings_no_slot);
             tracing::debug!(node = %self.name, %to, "stream slots short: probe's stream ping skipped");
             return;
         }

@@ -200,7 +200,8 @@ impl Node {
     }
 
     /// The direct ping went unanswered (or was refused): ask relays to
-    /// probe the target, once per probe, and ping it over a stream too.
+    /// probe the target, once per probe; ping it directly once more and
+    /// over a stream too.
     pub(super) fn probe_timeout(&mut self, now: Instant, seq: u32) {
         let Some(p) = self
             .probes
@@ -228,8 +229,39 @@ impl Node {
             };
             self.send_packet(to, &[req]);
         }
+        self.retry_ping(seq);
         self.stream_ping(now, seq);
         self.judge_if_refused(now, seq);
+    }
+
+    /// [`crate::Config::probe_retry`]: ping the target of probe `seq`
+    /// directly once more, with the same sequence number (and the
+    /// suspicion, if it is suspect), unless the first ping was refused.
+    fn retry_ping(&mut self, seq: u32) {
+        if !self.config.probe_retry {
+            return;
+        }
+        let Some(p) = self.probes.get(&seq).filter(|p| !p.acked && !p.refused) else {
+            return;
+        };
+        let (addr, target, incarnation) = (p.addr, p.target.clone(), p.incarnation);
+        let mut msgs = vec![Message::Ping {
+            seq,
+            target: target.clone(),
+        }];
+        if self
+            .members
+            .get(&target)
+            .is_some_and(|e| e.state == MemberState::Suspect)
+        {
+            msgs.push(Message::Suspect {
+                incarnation,
+                name: target,
+                from: self.name.clone(),
+            });
+        }
+        self.stats.probe_retries += 1;
+        self.send_packet(addr, &msgs);
     }
 
     /// The stream fallback ([`crate::Config::probe_stream_fallback`]): ping
