@@ -358,6 +358,74 @@ class NetCounter:
         self.ok = False
 
 
+class LossRules:
+    """Random loss on the gossip ports of one system's agents, for the loss
+    phase: every loopback packet from 127.0.0.1 to 127.0.0.1 whose UDP
+    destination port, or TCP source or destination port, is a gossip port
+    is dropped with probability `p` as it arrives (INPUT on lo; each packet
+    crosses INPUT once, so each is dropped at most once). Agent-to-agent
+    TCP always has a gossip port at one end (the listener), so both
+    directions of every stream are hit. Nothing else is touched: not the
+    HTTP/RPC ports, not other addresses. The rules go on `remove()` and on
+    exit, Ctrl-C included (registered with the harness's cleanups).
+    """
+
+    def __init__(self, tag, ports, p):
+        self.chain = f"RLOSS{os.getpid()}{tag}"[:28]
+        self.drop = (self.chain[:24] + "DROP")[:28]
+        self.ok = False
+        self.why = ""
+        self.ipt = shutil.which("iptables")
+        if not self.ipt:
+            self.why = "iptables not installed"
+            return
+        if os.geteuid() != 0:
+            self.why = "not root"
+            return
+        lines = ["*filter", f":{self.chain} - [0:0]", f":{self.drop} - [0:0]",
+                 f"-A {self.drop} -m statistic --mode random --probability {p:.6f} -j DROP"]
+        # -g: a packet goes to the drop chain at its first matching rule and
+        # never comes back to this one, so no packet gets two draws.
+        for port in ports:
+            lines.append(f"-A {self.chain} -p udp --dport {port} -g {self.drop}")
+            lines.append(f"-A {self.chain} -p tcp --dport {port} -g {self.drop}")
+            lines.append(f"-A {self.chain} -p tcp --sport {port} -g {self.drop}")
+        lines.append("COMMIT")
+        _CLEANUPS.append(self.remove)
+        r = subprocess.run(["iptables-restore", "--noflush", "-w", "5"], input="\n".join(lines) + "\n",
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            self.why = f"iptables-restore failed: {r.stderr.strip()}"
+            self.remove()
+            return
+        r = self._run("-I", "INPUT", "-i", "lo", "-s", "127.0.0.1/32", "-d", "127.0.0.1/32", "-j", self.chain)
+        if r.returncode != 0:
+            self.why = f"iptables -I INPUT failed: {r.stderr.strip()}"
+            self.remove()
+            return
+        self.ok = True
+
+    def _run(self, *args):
+        return subprocess.run([self.ipt, "-w", "5", *args], capture_output=True, text=True, timeout=30)
+
+    def dropped(self):
+        """Packets the drop rule dropped so far."""
+        r = self._run("-L", self.drop, "-n", "-v", "-x")
+        return sum(int(f[0]) for f in (line.split() for line in r.stdout.splitlines())
+                   if len(f) > 2 and f[0].isdigit() and f[2] == "DROP")
+
+    def remove(self):
+        if not self.ipt:
+            return
+        self._run("-D", "INPUT", "-i", "lo", "-s", "127.0.0.1/32", "-d", "127.0.0.1/32", "-j", self.chain)
+        for c in (self.chain, self.drop):
+            self._run("-F", c)
+        for c in (self.chain, self.drop):
+            self._run("-X", c)
+        self.ok = False
+        self.ipt = None
+
+
 # --------------------------------------------------------------------------
 # The two systems: how to start an agent, read its log, send a user event.
 
@@ -481,6 +549,7 @@ class Rumor:
         self.base = base_port
         self.sse_threads: list = []
         self.event_handlers: list[str] = []  # e.g. "query:bench=echo ok", set by main()
+        self.protocol: list[str] = []  # "key = value" lines for [protocol] (--rumor-protocol)
 
     def make_agent(self, i, n, logdir, hub):
         name = f"rumor{i:03d}"
@@ -500,6 +569,8 @@ class Rumor:
         if not os.path.exists(conf):
             with open(conf, "w") as f:
                 f.write("[limits]\nmax_streams_per_source = 4096\n")
+                if self.protocol:
+                    f.write("[protocol]\n" + "".join(f"{kv}\n" for kv in self.protocol))
         argv += ["--config", conf]
         env = dict(os.environ)
         env["RUMOR_LOG"] = "info"
@@ -528,6 +599,10 @@ class Rumor:
         if msg == "member event":
             kind = self.KINDS.get(str(f.get("event")), str(f.get("event")).lower())
             return [(kind, f.get("member"), f.get("incarnation"))]
+        # "suspicion of X raised by Y: cause": Y == this agent when its own
+        # probe started it (Serf's "Suspect X has failed" line)
+        if msg.startswith("suspicion of ") and f.get("accuser") == agent.name:
+            return [("suspect-origin", f.get("member"), None)]
         # a user event, should the library ever log it: any line naming a bench event
         for v in f.values():
             if isinstance(v, str) and "bench-ev-" in v:
@@ -1123,9 +1198,62 @@ class Run:
         if not ok:
             self.res["errors"].append(f"kill: only {len(per_agent)}/{len(survivors)} survivors marked it failed")
 
+    def loss(self):
+        """Random loss on every agent's gossip traffic (UDP and TCP) for
+        --loss-secs, then --loss-settle s without: suspicions of these live
+        agents (started by a prober, total and distinct), declarations of
+        failure, and the gossip packets sent in the lossy window."""
+        live = [a for a in self.agents if a.name not in self.dead]
+        net = NetCounter(self.sys.key + "L")
+        net.add_ports([a.gossip_port for a in live])
+        rumor = isinstance(self.sys, Rumor)
+        m0 = {k: self.sys.metric(live, k) for k in LOSS_METRICS} if rumor else {}
+        n0 = net.read()
+        rules = LossRules(self.sys.key, [a.gossip_port for a in live], self.args.loss)
+        if not rules.ok:
+            net.remove()
+            raise BenchError(f"cannot apply loss: {rules.why}")
+        t0 = time.monotonic()
+        try:
+            time.sleep(self.args.loss_secs)
+            n1 = net.read()
+            dropped = rules.dropped()
+        finally:
+            rules.remove()
+        t1 = time.monotonic()
+        m1 = {k: self.sys.metric(live, k) for k in LOSS_METRICS} if rumor else {}
+        net.remove()
+        time.sleep(self.args.loss_settle)
+        self.check_alive()
+        evs = self.hub.since(t0)
+        origins = [e for e in evs if e.kind == "suspect-origin" and e.t <= t1]
+        failed = [e for e in evs if e.kind in ("failed", "failed-origin")]
+        v = self.views()
+        not_alive = sorted({m for a in v if a not in self.dead for m, st in v[a].items()
+                            if m not in self.dead and st != "alive"})
+        el = t1 - t0
+        d = {
+            "loss": self.args.loss,
+            "seconds": round(el, 1),
+            "suspicions": len(origins),
+            "suspected_members": len({e.member for e in origins}),
+            "false_failures": len({(e.agent, e.member) for e in failed}),
+            "falsely_failed_members": len({e.member for e in failed}),
+            "not_alive_at_end": len(not_alive),
+            "dropped_packets": dropped,
+        }
+        if n0 and n1:
+            d["udp_packets_sent"] = n1["udp"][0] - n0["udp"][0]
+            d["tcp_packets_sent"] = n1["tcp"][0] - n0["tcp"][0]
+        for k in LOSS_METRICS:
+            if m0.get(k) is not None:
+                d[k] = round(sum(m1[k].get(a, 0) - m0[k].get(a, 0) for a in m0[k]))
+        self.record("loss", d)
+
     def run(self):
         fns = {"join": self.start_cluster, "steady": self.steady, "event": self.user_events,
-               "query": self.queries, "pause": self.pause, "starve": self.starve, "kill": self.kill}
+               "query": self.queries, "pause": self.pause, "starve": self.starve, "kill": self.kill,
+               "loss": self.loss}
         phases = [(name, fns[name]) for name in PHASES if name in self.args.phases]
         try:
             for name, fn in phases:
@@ -1170,6 +1298,11 @@ ROWS = [
     ("query: repetitions short of N responses", "query", "query_failed_reps"),
     ("ping query: all N acks, median (s)", "query", "ping_all_median_s"),
     ("ping query: all N acks, max (s)", "query", "ping_all_max_s"),
+    ("loss: suspicions of live agents started", "loss", "suspicions"),
+    ("loss: distinct live agents suspected", "loss", "suspected_members"),
+    ("loss: false failure declarations", "loss", "false_failures"),
+    ("loss: UDP packets sent in the window", "loss", "udp_packets_sent"),
+    ("loss: TCP packets sent in the window", "loss", "tcp_packets_sent"),
     ("kill -9: first suspicion (s)", "kill", "first_suspect_s"),
     ("kill -9: first failure declaration (s)", "kill", "first_failed_s"),
     ("kill -9: all survivors marked it failed (s)", "kill", "all_failed_s"),
@@ -1198,7 +1331,9 @@ def markdown(results, meta):
     h = meta["host"]
     out = [f"Run {meta['date']}, `{meta['command']}`; {h['cpus']} CPUs, load average "
            f"{h['loadavg_start'][0]:.1f} at the start, {h['loadavg_end'][0]:.1f} at the end."
-           + (f" rumor binary: {meta['rumor_binary']}." if meta.get("rumor_binary") else ""), ""]
+           + (f" rumor binary: {meta['rumor_binary']}." if meta.get("rumor_binary") else "")
+           + (f" rumor [protocol]: {', '.join(meta['args']['rumor_protocol'])}."
+              if meta["args"].get("rumor_protocol") else ""), ""]
     by = {(r["system"], r["n"]): r for r in results}
     for n in meta["sizes"]:
         s, r = by.get(("Serf", n)), by.get(("rumor", n))
@@ -1274,7 +1409,11 @@ def build_rumor(skip: bool):
     return binary
 
 
-PHASES = ("join", "steady", "event", "query", "pause", "starve", "kill")
+PHASES = ("join", "steady", "event", "query", "pause", "starve", "kill", "loss")
+# run only when asked for (--phases ...,loss): it needs root and iptables
+DEFAULT_PHASES = tuple(p for p in PHASES if p != "loss")
+# rumor counters read at both ends of the loss window
+LOSS_METRICS = ("rumor_probe_stream_pings_total", "rumor_probe_stream_fallback_acks_total")
 QUERY_HANDLER = "query:bench=echo ok"
 
 
@@ -1291,8 +1430,14 @@ def parse_args(argv=None):
     p.add_argument("--query-reps", type=int, default=5, help="repetitions of each query")
     p.add_argument("--query-timeout", type=float, default=30,
                    help="each query's timeout, s (generous: a repetition ends when all N answered)")
-    p.add_argument("--phases", default=",".join(PHASES),
-                   help="which phases, comma separated (join always runs: it starts the cluster)")
+    p.add_argument("--phases", default=",".join(DEFAULT_PHASES),
+                   help="which phases, comma separated (join always runs: it starts the cluster; "
+                        "loss runs only when named)")
+    p.add_argument("--loss", type=float, default=0.1,
+                   help="loss phase: drop probability of each gossip packet, UDP and TCP (0..1)")
+    p.add_argument("--loss-secs", type=float, default=120, help="loss phase: lossy window, s")
+    p.add_argument("--loss-settle", type=float, default=15,
+                   help="loss phase: watch after the loss is lifted, s")
     p.add_argument("--join-timeout", type=float, default=90)
     p.add_argument("--kill-timeout", type=float, default=60)
     p.add_argument("--heal-timeout", type=float, default=60)
@@ -1302,6 +1447,9 @@ def parse_args(argv=None):
     p.add_argument("--no-build", action="store_true", help="use target/release-pgo/rumor as it is")
     p.add_argument("--rumor-bin", help="this rumor binary instead of building target/release-pgo/rumor")
     p.add_argument("--no-install", action="store_true", help="do not apt-get install serf")
+    p.add_argument("--rumor-protocol", action="append", default=[], metavar="KEY=VALUE",
+                   help="a [protocol] setting for every rumor agent (TOML value), e.g. "
+                        "probe_stream_fallback=false; repeatable")
     p.add_argument("--md", help="also write the markdown table to this file")
     a = p.parse_args(argv)
     if a.quick:
@@ -1325,6 +1473,8 @@ def parse_args(argv=None):
     a.phases = {x.strip() for x in a.phases.split(",") if x.strip()} | {"join"}
     if a.phases - set(PHASES):
         p.error(f"--phases: unknown {', '.join(sorted(a.phases - set(PHASES)))} (known: {', '.join(PHASES)})")
+    if not 0 < a.loss < 1:
+        p.error("--loss must be in (0, 1)")
     if a.query_reps < 1 or a.query_timeout <= 0:
         p.error("--query-reps must be at least 1 and --query-timeout above 0")
     a.systems = [s.strip() for s in a.systems.split(",") if s.strip()]
@@ -1358,7 +1508,9 @@ def main(argv=None):
             binary = args.rumor_bin or build_rumor(args.no_build)
             if not os.access(binary, os.X_OK):
                 raise BenchError(f"rumor binary not executable: {binary}")
-            systems.append(Rumor(binary, args.base_port + 2200))
+            r = Rumor(binary, args.base_port + 2200)
+            r.protocol = [kv.replace("=", " = ", 1) for kv in args.rumor_protocol]
+            systems.append(r)
             rumor_binary = describe_binary(binary)
     if "query" in args.phases:
         for s in systems:  # a responder on every agent, on both systems

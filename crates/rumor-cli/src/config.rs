@@ -171,6 +171,10 @@ pub struct ProtocolOverrides {
     pub probe_timeout: Option<String>,
     /// Members asked to probe indirectly.
     pub indirect_checks: Option<usize>,
+    /// Ping over TCP too when a direct probe times out.
+    pub probe_stream_fallback: Option<bool>,
+    /// Ping once more directly when a direct probe times out.
+    pub probe_retry: Option<bool>,
     /// Retransmissions are `retransmit_mult * ceil(log10(N+1))`.
     pub retransmit_mult: Option<u32>,
     /// Minimum suspicion timeout is `suspicion_mult * max(1, log10 N) * probe_interval`.
@@ -266,6 +270,12 @@ impl ProtocolOverrides {
         }
         if let Some(v) = self.indirect_checks {
             c.indirect_checks = v;
+        }
+        if let Some(v) = self.probe_stream_fallback {
+            c.probe_stream_fallback = v;
+        }
+        if let Some(v) = self.probe_retry {
+            c.probe_retry = v;
         }
         if let Some(v) = self.retransmit_mult {
             c.retransmit_mult = v;

@@ -70,6 +70,8 @@ pub fn protocol_json(c: &rumor_core::Config) -> Value {
         "probe_interval_ms": ms(c.probe_interval),
         "probe_timeout_ms": ms(c.probe_timeout),
         "indirect_checks": c.indirect_checks,
+        "probe_stream_fallback": c.probe_stream_fallback,
+        "probe_retry": c.probe_retry,
         "retransmit_mult": c.retransmit_mult,
         "suspicion_mult": c.suspicion_mult,
         "suspicion_max_mult": c.suspicion_max_mult,

@@ -87,6 +87,14 @@ fn describe() {
     metrics::describe_counter!("rumor_probes_total", "Probes started.");
     metrics::describe_counter!("rumor_suspicions_total", "Members this node suspected.");
     metrics::describe_counter!(
+        "rumor_probe_stream_pings_total",
+        "Probes whose direct ping timed out that also pinged the member over TCP."
+    );
+    metrics::describe_counter!(
+        "rumor_probe_stream_fallback_acks_total",
+        "Probes saved by their TCP ping: UDP failed but the stream worked."
+    );
+    metrics::describe_counter!(
         "rumor_refutations_total",
         "Suspicions of this node it refuted."
     );

@@ -268,6 +268,8 @@ pub fn protocol_changes(old: &rumor_core::Config, new: &rumor_core::Config) -> V
         probe_interval,
         probe_timeout,
         indirect_checks,
+        probe_stream_fallback,
+        probe_retry,
         retransmit_mult,
         suspicion_mult,
         suspicion_max_mult,

@@ -19,6 +19,18 @@ pub struct Config {
     pub probe_timeout: Duration,
     /// Members asked to probe indirectly when a direct probe times out.
     pub indirect_checks: usize,
+    /// When a direct probe times out, also ping the target over a stream
+    /// (TCP), in parallel with the indirect probes: an ack from it before
+    /// the probe's end counts like any other, so a member whose datagrams
+    /// are lost but whose stream works is not suspected (memberlist's TCP
+    /// ping fallback).
+    pub probe_stream_fallback: bool,
+    /// When a direct probe times out, also ping the member directly once
+    /// more (same sequence number), in parallel with the indirect probes:
+    /// under random loss one more datagram round trip is the likeliest
+    /// path to get through. The probe is judged at the same time as
+    /// without it, so a crash is detected as fast.
+    pub probe_retry: bool,
     /// Each update is retransmitted `retransmit_mult * ceil(log10(N+1))` times.
     pub retransmit_mult: u32,
     /// Minimum suspicion timeout is `suspicion_mult * max(1, log10 N) * probe_interval`.
@@ -172,6 +184,8 @@ impl Config {
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(500),
             indirect_checks: 3,
+            probe_stream_fallback: true,
+            probe_retry: true,
             retransmit_mult: 4,
             suspicion_mult: 2,
             suspicion_max_mult: 12,

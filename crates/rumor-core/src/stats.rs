@@ -38,6 +38,17 @@ pub struct Stats {
     pub nacks: u64,
     /// Ping-reqs sent to relays.
     pub indirect_probes: u64,
+    /// Second direct pings sent at a probe's timeout
+    /// ([`crate::Config::probe_retry`]).
+    pub probe_retries: u64,
+    /// Pings sent over a stream because a probe's direct ping went
+    /// unanswered ([`crate::Config::probe_stream_fallback`]).
+    pub probe_stream_pings: u64,
+    /// Probes saved by the stream ping: its ack came back and nothing else
+    /// had acked the probe yet (the datagrams failed but the stream worked).
+    pub probe_stream_fallback_acks: u64,
+    /// Stream pings not sent because enough were in flight already.
+    pub probe_stream_pings_skipped: u64,
     /// Reports that a datagram to a member's address came back "port
     /// unreachable" ([`crate::Node::handle_unreachable`]).
     pub unreachable: u64,

@@ -40,6 +40,14 @@ pub struct Args {
     /// Datagram loss probability in [0, 1).
     #[arg(long)]
     pub loss: Option<f64>,
+    /// The probe's stream ping fallback (`Config::probe_stream_fallback`):
+    /// on or off (default: the profile's, on).
+    #[arg(long)]
+    pub stream_fallback: Option<String>,
+    /// The probe's second direct ping at its timeout (`Config::probe_retry`):
+    /// on or off (default: the profile's, on).
+    #[arg(long)]
+    pub probe_retry: Option<String>,
     /// Crashed nodes' hosts answer with ICMP port unreachable (a process
     /// crash) instead of silence (a host crash, the default).
     #[arg(long)]
@@ -400,6 +408,15 @@ fn apply_clock_flags(args: &Args, s: &mut Scenario) -> Result<(), InputError> {
     Ok(())
 }
 
+/// A flag's `on`/`off` (or `true`/`false`) value.
+fn on_off(flag: &str, v: &str) -> Result<bool, InputError> {
+    match v {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        other => Err(InputError(format!("{flag} {other}: expected on or off"))),
+    }
+}
+
 /// The scenario for one seed, with the command-line overrides applied.
 pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     let profile = check_common(args)?;
@@ -439,6 +456,12 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     if args.no_refute {
         s.config.refute_suspicions = false;
     }
+    if let Some(v) = &args.stream_fallback {
+        s.config.probe_stream_fallback = on_off("--stream-fallback", v)?;
+    }
+    if let Some(v) = &args.probe_retry {
+        s.config.probe_retry = on_off("--probe-retry", v)?;
+    }
     if let Some(b) = &args.bootstrap {
         s.bootstrap = b.parse().map_err(InputError)?;
     }
@@ -460,6 +483,12 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     }
     if args.no_refute {
         replay.push_str(" --no-refute");
+    }
+    if let Some(v) = &args.stream_fallback {
+        replay.push_str(&format!(" --stream-fallback {v}"));
+    }
+    if let Some(v) = &args.probe_retry {
+        replay.push_str(&format!(" --probe-retry {v}"));
     }
     if args.refuse {
         replay.push_str(" --refuse");

@@ -825,7 +825,7 @@ impl Simulation {
             Kind::Request { from_gen } => {
                 if let Some(reply) = node.handle_stream(now, node_addr(from), &d.payload) {
                     self.metrics.stream_bytes += reply.len() as u64;
-                    if let Some(delay) = self.truth.net.stream(&mut self.rng, i, from) {
+                    if let Some(delay) = self.truth.net.stream(&mut self.rng, i, from, false) {
                         self.push(
                             self.now + delay,
                             Action::Deliver(Delivery {
@@ -927,7 +927,7 @@ impl Simulation {
                 },
                 TransmitKind::Stream => {
                     self.metrics.stream_bytes += t.payload.len() as u64;
-                    if let Some(delay) = self.truth.net.stream(&mut self.rng, i, to) {
+                    if let Some(delay) = self.truth.net.stream(&mut self.rng, i, to, true) {
                         let delivery = Delivery {
                             to: to as u32,
                             from: i as u32,

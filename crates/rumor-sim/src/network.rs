@@ -3,7 +3,11 @@
 //!
 //! Datagrams may be lost; streams are reliable unless the two ends are
 //! partitioned from each other (then they fail silently, like a TCP connect
-//! that times out).
+//! that times out). Loss delays a stream rather than losing it, as TCP's
+//! retransmissions do ([`Network::stream`]): a lost SYN or SYN-ACK costs
+//! [`SYN_RTO`] (doubling on each further loss), a lost request or reply
+//! [`DATA_RTO`] (likewise); a stream whose retransmissions would take over
+//! [`STREAM_GIVE_UP`] fails.
 
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -13,6 +17,19 @@ use crate::Micros;
 
 /// The longest one-way latency any distribution may produce (a cap on long tails).
 pub const MAX_LATENCY: Micros = 10 * crate::SECOND;
+
+/// TCP's retransmission timeout for a lost SYN or SYN-ACK (Linux's
+/// initial RTO, 1 s).
+pub const SYN_RTO: Micros = crate::SECOND;
+
+/// TCP's retransmission timeout for a lost data segment on a fast link
+/// (Linux's least RTO, 200 ms). Only the message's last segment is modelled
+/// (a loss before it is repaired by fast retransmit in about a round trip).
+pub const DATA_RTO: Micros = 200_000;
+
+/// A stream whose retransmissions would add more than this fails (the
+/// driver's stream deadline would have cut it off).
+pub const STREAM_GIVE_UP: Micros = 10 * crate::SECOND;
 
 /// How one-way latency is distributed; every value is in milliseconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -227,14 +244,20 @@ impl Network {
         self.loss_out[node] > 0.0 || self.loss_in[node] > 0.0
     }
 
+    /// The probability that a packet from `from` to `to` gets through
+    /// (partitions aside).
+    fn p_keep(&self, from: usize, to: usize) -> f64 {
+        (1.0 - self.config.loss)
+            * (1.0 - f64::from(self.loss_out[from]))
+            * (1.0 - f64::from(self.loss_in[to]))
+    }
+
     /// The delay of a datagram from `from` to `to`, or `None` if it is lost.
     pub fn datagram(&self, rng: &mut Xoshiro256PlusPlus, from: usize, to: usize) -> Option<Micros> {
         if !self.reachable(from, to) {
             return None;
         }
-        let p_keep = (1.0 - self.config.loss)
-            * (1.0 - f64::from(self.loss_out[from]))
-            * (1.0 - f64::from(self.loss_in[to]));
+        let p_keep = self.p_keep(from, to);
         if p_keep < 1.0 && rng.random::<f64>() >= p_keep {
             return None;
         }
@@ -242,11 +265,46 @@ impl Network {
     }
 
     /// The delay of a stream message from `from` to `to`, or `None` if the
-    /// two are partitioned.
-    pub fn stream(&self, rng: &mut Xoshiro256PlusPlus, from: usize, to: usize) -> Option<Micros> {
-        self.reachable(from, to)
-            .then(|| self.config.latency.sample(rng))
+    /// two are partitioned or TCP would give up. With `connect` (a request:
+    /// a new connection) the handshake comes first: a round trip, and a
+    /// [`SYN_RTO`] chain for each of the SYN and SYN-ACK lost; then the
+    /// message, with a [`DATA_RTO`] chain if it is lost (a reply travels on
+    /// the open connection). Loss is the datagram loss of each direction.
+    pub fn stream(
+        &self,
+        rng: &mut Xoshiro256PlusPlus,
+        from: usize,
+        to: usize,
+        connect: bool,
+    ) -> Option<Micros> {
+        if !self.reachable(from, to) {
+            return None;
+        }
+        let (there, back) = (self.p_keep(from, to), self.p_keep(to, from));
+        let mut delay = self.config.latency.sample(rng);
+        if connect {
+            delay += self.config.latency.sample(rng) + self.config.latency.sample(rng);
+            delay += retransmits(rng, there, SYN_RTO)?;
+            delay += retransmits(rng, back, SYN_RTO)?;
+        }
+        delay += retransmits(rng, there, DATA_RTO)?;
+        (delay <= STREAM_GIVE_UP).then_some(delay)
     }
+}
+
+/// The time TCP spends resending one packet that gets through with
+/// probability `p_keep`: `rto`, doubling, per loss; `None` past
+/// [`STREAM_GIVE_UP`].
+fn retransmits(rng: &mut Xoshiro256PlusPlus, p_keep: f64, rto: Micros) -> Option<Micros> {
+    let (mut spent, mut next) = (0, rto);
+    while p_keep < 1.0 && rng.random::<f64>() >= p_keep {
+        spent += next;
+        next *= 2;
+        if spent > STREAM_GIVE_UP {
+            return None;
+        }
+    }
+    Some(spent)
 }
 
 #[cfg(test)]
@@ -290,7 +348,7 @@ mod tests {
         assert_eq!(net.datagram(&mut rng, 0, 1), Some(1000));
         net.partition(3, &[0, 1]);
         assert!(net.reachable(0, 1) && !net.reachable(0, 2));
-        assert_eq!(net.stream(&mut rng, 1, 2), None);
+        assert_eq!(net.stream(&mut rng, 1, 2, true), None);
         net.heal(3);
         assert!(net.reachable(0, 2));
         net.set_node_loss(2, 0.999_999, 0.0);
@@ -299,5 +357,35 @@ mod tests {
             .count();
         assert!(lost > 95);
         assert!(net.datagram(&mut rng, 0, 2).is_some());
+        // A stream over the lossy side gives up; the clean one is prompt.
+        assert_eq!(net.stream(&mut rng, 2, 0, true), None);
+        assert_eq!(net.stream(&mut rng, 0, 1, false), Some(1000));
+        assert_eq!(net.stream(&mut rng, 0, 1, true), Some(3000));
+    }
+
+    #[test]
+    fn lost_stream_packets_are_late_not_lost() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let cfg = NetworkConfig {
+            latency: Latency::Fixed { ms: 1.0 },
+            loss: 0.1,
+            refuse: false,
+        };
+        let net = Network::new(cfg, 2);
+        let delays: Vec<Micros> = (0..10_000)
+            .filter_map(|_| net.stream(&mut rng, 0, 1, true))
+            .collect();
+        // Giving up takes four SYNs (or SYN-ACKs) lost in a row: 2 in 10^4.
+        assert!(
+            delays.len() >= 9_990,
+            "{} of 10000 gave up",
+            10_000 - delays.len()
+        );
+        let late = |min: Micros| delays.iter().filter(|&&d| d >= min).count() as f64 / 1e4;
+        // The handshake loses a packet 19 % of the time (1 s each); the
+        // request 10 % (200 ms).
+        assert!((0.16..0.22).contains(&late(SYN_RTO)), "{}", late(SYN_RTO));
+        assert!((0.25..0.32).contains(&late(DATA_RTO)), "{}", late(DATA_RTO));
+        assert!(delays.iter().all(|&d| d >= 3000));
     }
 }

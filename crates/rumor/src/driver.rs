@@ -518,7 +518,16 @@ impl<T: Transport> Driver<T> {
         ));
     }
 
-    fn dial(&mut self, st: &mut Running, to: SocketAddr, msg: Vec<u8>) {
+    /// Send a stream request. A best-effort one (`deadline` set: a probe's
+    /// stream ping) is sent only while at least half of the outgoing slots
+    /// are free, so that it can never starve joins and syncs; it ends
+    /// within `deadline`.
+    fn dial(&mut self, st: &mut Running, to: SocketAddr, msg: Vec<u8>, deadline: Option<Duration>) {
+        if deadline.is_some() && st.outbound.available_permits() * 2 < self.max_streams {
+            Counters::inc(&self.counters.stream_pings_no_slot);
+            tracing::debug!(node = %self.name, %to, "stream slots short: probe's stream ping skipped");
+            return;
+        }
         let Ok(permit) = st.outbound.clone().try_acquire_owned() else {
             Counters::inc(&self.counters.streams_rejected_busy);
             tracing::debug!(node = %self.name, %to, "too many streams: request dropped");
@@ -529,6 +538,7 @@ impl<T: Transport> Driver<T> {
             self.ctx.clone(),
             to,
             msg,
+            deadline,
             st.streams_tx.clone(),
             permit,
         ));
@@ -545,12 +555,15 @@ impl<T: Transport> Driver<T> {
                 to,
                 msg,
                 unauthenticated,
+                probe,
             } => {
                 let ok = msg.is_some();
                 if let Some(msg) = msg {
                     let _ = self.core.handle_stream(now, to, &msg);
                 }
-                self.join_outcome(st, to, ok, unauthenticated);
+                if !probe {
+                    self.join_outcome(st, to, ok, unauthenticated);
+                }
             }
         }
     }
@@ -610,7 +623,7 @@ impl<T: Transport> Driver<T> {
         while let Some(t) = self.core.poll_transmit() {
             match t.kind {
                 TransmitKind::Datagram => self.send_datagram(t.to, &t.payload).await,
-                TransmitKind::Stream => self.dial(st, t.to, t.payload),
+                TransmitKind::Stream => self.dial(st, t.to, t.payload, t.deadline),
             }
         }
     }

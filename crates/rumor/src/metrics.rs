@@ -33,6 +33,7 @@ pub(crate) struct Counters {
     pub stream_timeouts: AtomicU64,
     pub streams_oversize: AtomicU64,
     pub streams_rejected_busy: AtomicU64,
+    pub stream_pings_no_slot: AtomicU64,
     pub streams_refused_per_source: AtomicU64,
     pub streams_unauthenticated: AtomicU64,
     pub streams_evicted: AtomicU64,
@@ -89,6 +90,7 @@ impl Counters {
             stream_timeouts: g(&self.stream_timeouts),
             streams_oversize: g(&self.streams_oversize),
             streams_rejected_busy: g(&self.streams_rejected_busy),
+            stream_pings_no_slot: g(&self.stream_pings_no_slot),
             streams_refused_per_source: g(&self.streams_refused_per_source),
             streams_unauthenticated: g(&self.streams_unauthenticated),
             streams_evicted: g(&self.streams_evicted),
@@ -138,6 +140,9 @@ pub struct TransportStats {
     /// Streams refused because too many were open (incoming, or outgoing
     /// requests dropped).
     pub streams_rejected_busy: u64,
+    /// Probe stream pings not sent because fewer than half of the outgoing
+    /// stream slots were free (they never take the other half).
+    pub stream_pings_no_slot: u64,
     /// Incoming streams refused because their source had the most open it
     /// may have.
     pub streams_refused_per_source: u64,
@@ -245,6 +250,16 @@ pub fn export(node: &str, stats: &Stats) {
     counter("rumor_acks_total", c.probe_acks);
     counter("rumor_nacks_total", c.nacks);
     counter("rumor_indirect_probes_total", c.indirect_probes);
+    counter("rumor_probe_retries_total", c.probe_retries);
+    counter("rumor_probe_stream_pings_total", c.probe_stream_pings);
+    counter(
+        "rumor_probe_stream_fallback_acks_total",
+        c.probe_stream_fallback_acks,
+    );
+    counter(
+        "rumor_probe_stream_pings_skipped_total",
+        c.probe_stream_pings_skipped,
+    );
     counter("rumor_unreachable_total", c.unreachable);
     counter("rumor_suspicions_total", c.suspicions);
     counter("rumor_refutations_total", c.refutations);
@@ -297,6 +312,7 @@ pub fn export(node: &str, stats: &Stats) {
     counter("rumor_stream_timeouts_total", t.stream_timeouts);
     counter("rumor_streams_oversize_total", t.streams_oversize);
     counter("rumor_streams_rejected_busy_total", t.streams_rejected_busy);
+    counter("rumor_stream_pings_no_slot_total", t.stream_pings_no_slot);
     counter(
         "rumor_stream_preauth_bytes_in_total",
         t.stream_preauth_bytes_in,

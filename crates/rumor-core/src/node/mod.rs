@@ -69,6 +69,13 @@ pub struct Transmit {
     pub kind: TransmitKind,
     /// The encoded packet.
     pub payload: Vec<u8>,
+    /// `Some(limit)` marks a best-effort stream request (a probe's stream
+    /// ping, see [`Config::probe_stream_fallback`]): the driver sends it
+    /// only if a stream slot is free without eating into the slots other
+    /// streams need (else it drops it), and ends the whole exchange
+    /// (connect, request, answer) within `limit`, after which the answer no
+    /// longer matters. `None` for datagrams and every other stream.
+    pub deadline: Option<std::time::Duration>,
 }
 
 impl Transmit {
@@ -449,6 +456,16 @@ impl Node {
                     // the asker gossips from: answer on the stream itself.
                     self.stats.count_in(MessageType::KvSyncRequest);
                     reply = Some(self.kv_sync_stream_answer(from, session, request));
+                }
+                // A probe's stream ping: answered on the stream itself, for
+                // the same reason.
+                Message::Ping { seq, target } => {
+                    self.stats.count_in(MessageType::Ping);
+                    reply = self.stream_ping_answer(seq, &target).or(reply);
+                }
+                Message::Ack { seq } => {
+                    self.stats.count_in(MessageType::Ack);
+                    self.on_stream_ack(seq);
                 }
                 msg => self.handle_message(now, from, msg),
             }
@@ -869,16 +886,29 @@ impl Node {
             to,
             kind: TransmitKind::Datagram,
             payload,
+            deadline: None,
         });
     }
 
     fn send_stream(&mut self, to: SocketAddr, payload: Vec<u8>, kind: MessageType) {
+        self.push_stream(to, payload, kind, None);
+    }
+
+    /// Queue a stream request; `deadline` as in [`Transmit::deadline`].
+    fn push_stream(
+        &mut self,
+        to: SocketAddr,
+        payload: Vec<u8>,
+        kind: MessageType,
+        deadline: Option<std::time::Duration>,
+    ) {
         self.stats.streams_out += 1;
         self.stats.count_out(kind);
         self.transmits.push_back(Transmit {
             to,
             kind: TransmitKind::Stream,
             payload,
+            deadline,
         });
     }
 

@@ -10,9 +10,16 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::{Node, Timer};
+use crate::codec;
 use crate::member::MemberState;
-use crate::message::Message;
+use crate::message::{Message, MessageType};
 use crate::time::Instant;
+
+/// Most probes with a stream ping in flight at once. A probe pings over a
+/// stream at most once; this bounds the rest (watchers probing many
+/// suspects at once, say across a partition), so that stream pings never
+/// take more than a few of the driver's stream slots whatever happens.
+const MAX_STREAM_PINGS: usize = 4;
 
 /// A probe in flight.
 pub(super) struct Probe {
@@ -32,6 +39,10 @@ pub(super) struct Probe {
     refused: bool,
     /// Nacks whose relay's ping came back "port unreachable" too.
     refused_nacks: u32,
+    /// When the probe is judged ([`Timer::ProbeEnd`]).
+    ends: Instant,
+    /// A ping went to the target over a stream too.
+    stream_pinged: bool,
 }
 
 impl Probe {
@@ -137,6 +148,8 @@ impl Node {
             });
         }
         self.send_packet(addr, &msgs);
+        let timeout = self.awareness.scale(self.config.probe_timeout);
+        let end = self.awareness.scale(self.config.probe_interval);
         self.probes.insert(
             seq,
             Probe {
@@ -149,10 +162,10 @@ impl Node {
                 relays_asked: false,
                 refused: false,
                 refused_nacks: 0,
+                ends: now + end,
+                stream_pinged: false,
             },
         );
-        let timeout = self.awareness.scale(self.config.probe_timeout);
-        let end = self.awareness.scale(self.config.probe_interval);
         self.set_timer(now + timeout, Timer::ProbeTimeout(seq));
         self.set_timer(now + end, Timer::ProbeEnd(seq));
     }
@@ -187,7 +200,8 @@ impl Node {
     }
 
     /// The direct ping went unanswered (or was refused): ask relays to
-    /// probe the target, once per probe.
+    /// probe the target, once per probe; ping it directly once more and
+    /// over a stream too.
     pub(super) fn probe_timeout(&mut self, now: Instant, seq: u32) {
         let Some(p) = self
             .probes
@@ -215,7 +229,94 @@ impl Node {
             };
             self.send_packet(to, &[req]);
         }
+        self.retry_ping(seq);
+        self.stream_ping(now, seq);
         self.judge_if_refused(now, seq);
+    }
+
+    /// [`crate::Config::probe_retry`]: ping the target of probe `seq`
+    /// directly once more, with the same sequence number (and the
+    /// suspicion, if it is suspect), unless the first ping was refused.
+    fn retry_ping(&mut self, seq: u32) {
+        if !self.config.probe_retry {
+            return;
+        }
+        let Some(p) = self.probes.get(&seq).filter(|p| !p.acked && !p.refused) else {
+            return;
+        };
+        let (addr, target, incarnation) = (p.addr, p.target.clone(), p.incarnation);
+        let mut msgs = vec![Message::Ping {
+            seq,
+            target: target.clone(),
+        }];
+        if self
+            .members
+            .get(&target)
+            .is_some_and(|e| e.state == MemberState::Suspect)
+        {
+            msgs.push(Message::Suspect {
+                incarnation,
+                name: target,
+                from: self.name.clone(),
+            });
+        }
+        self.stats.probe_retries += 1;
+        self.send_packet(addr, &msgs);
+    }
+
+    /// The stream fallback ([`crate::Config::probe_stream_fallback`]): ping
+    /// the target of probe `seq` over a stream, in parallel with the
+    /// relays, with a deadline at the probe's end. Skipped when the direct
+    /// ping was refused (nothing listens: a connection would be refused
+    /// too), when no time is left, and when [`MAX_STREAM_PINGS`] probes
+    /// already have one in flight.
+    fn stream_ping(&mut self, now: Instant, seq: u32) {
+        if !self.config.probe_stream_fallback {
+            return;
+        }
+        let in_flight = self.probes.values().filter(|p| p.stream_pinged).count();
+        let Some(p) = self.probes.get_mut(&seq) else {
+            return;
+        };
+        let left = p.ends.saturating_since(now);
+        if p.acked || p.refused || p.stream_pinged || left.is_zero() {
+            return;
+        }
+        if in_flight >= MAX_STREAM_PINGS {
+            self.stats.probe_stream_pings_skipped += 1;
+            return;
+        }
+        p.stream_pinged = true;
+        let (to, target) = (p.addr, p.target.clone());
+        let payload = codec::encode_packet(&Message::Ping { seq, target });
+        self.stats.probe_stream_pings += 1;
+        self.push_stream(to, payload, MessageType::Ping, Some(left));
+    }
+
+    /// A ping that came over a stream (a prober's fallback): the ack to
+    /// write back on that stream, or `None` if it names another member.
+    pub(super) fn stream_ping_answer(&mut self, seq: u32, target: &str) -> Option<Vec<u8>> {
+        if !target.is_empty() && target != &*self.name {
+            self.stats.misdirected_pings += 1;
+            return None;
+        }
+        self.stats.streams_out += 1;
+        self.stats.count_out(MessageType::Ack);
+        Some(codec::encode_packet(&Message::Ack { seq }))
+    }
+
+    /// An ack that came over a stream: the answer to a probe's stream ping.
+    /// It counts like any ack of the probe, except that it says nothing
+    /// about this node's own datagram links (no health credit).
+    pub(super) fn on_stream_ack(&mut self, seq: u32) {
+        let saved = self
+            .probes
+            .get(&seq)
+            .is_some_and(|p| p.stream_pinged && !p.acked);
+        if saved {
+            self.stats.probe_stream_fallback_acks += 1;
+            self.ack_probe(seq, false);
+        }
     }
 
     /// The probe's time is up: healthy if acked, otherwise suspect the target.
@@ -341,21 +442,7 @@ impl Node {
         if self.on_admission_ack(now, seq, from) {
             return;
         }
-        if let Some(p) = self.probes.get_mut(&seq).filter(|p| !p.acked) {
-            p.acked = true;
-            self.stats.probe_acks += 1;
-            if p.expected_nacks == 0 {
-                // A direct ack in time: our links are healthy.
-                self.awareness.apply(-1);
-            }
-            if !self.watching.contains(&p.target) {
-                // Nothing is left to judge: drop the probe and its timers,
-                // so they do not wake the node for nothing.
-                self.probes.remove(&seq);
-                self.timers.retain(|Reverse((_, _, t))| {
-                    !matches!(t, Timer::ProbeTimeout(s) | Timer::ProbeEnd(s) if *s == seq)
-                });
-            }
+        if self.ack_probe(seq, true) {
             return;
         }
         if let Some(relay) = self.relays.remove(&seq) {
@@ -364,6 +451,30 @@ impl Node {
             };
             self.send_packet(relay.requester, &[ack]);
         }
+    }
+
+    /// Probe `seq` got its ack (over a datagram when `datagram`, the direct
+    /// ping's or a relay's; else over a stream); false if no probe awaited
+    /// it.
+    fn ack_probe(&mut self, seq: u32, datagram: bool) -> bool {
+        let Some(p) = self.probes.get_mut(&seq).filter(|p| !p.acked) else {
+            return false;
+        };
+        p.acked = true;
+        self.stats.probe_acks += 1;
+        if datagram && p.expected_nacks == 0 {
+            // A direct ack in time: our links are healthy.
+            self.awareness.apply(-1);
+        }
+        if !self.watching.contains(&p.target) {
+            // Nothing is left to judge: drop the probe and its timers,
+            // so they do not wake the node for nothing.
+            self.probes.remove(&seq);
+            self.timers.retain(|Reverse((_, _, t))| {
+                !matches!(t, Timer::ProbeTimeout(s) | Timer::ProbeEnd(s) if *s == seq)
+            });
+        }
+        true
     }
 
     pub(super) fn on_nack(&mut self, now: Instant, seq: u32, refused: bool) {

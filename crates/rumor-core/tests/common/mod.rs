@@ -43,6 +43,9 @@ pub struct Net {
     seq: u64,
     pub latency: Duration,
     pub drop: DropRule,
+    /// `drop` applies to stream requests and replies too (the default);
+    /// false: streams always arrive (a path where only datagrams are lost).
+    pub drop_streams: bool,
     pub events: Vec<Seen>,
     /// User events delivered: when, to whom, which.
     pub user_events: Vec<(Instant, usize, rumor_core::UserEvent)>,
@@ -81,6 +84,7 @@ impl Net {
             seq: 0,
             latency: Duration::from_millis(1),
             drop: Box::new(|_, _, _| false),
+            drop_streams: true,
             events: Vec::new(),
             user_events: Vec::new(),
             config,
@@ -247,7 +251,8 @@ impl Net {
 
     fn send(&mut self, from: usize, to: usize, d: Delivery) {
         self.seq += 1;
-        if (self.drop)(from, to, self.seq) {
+        let stream = matches!(d, Delivery::Stream(_) | Delivery::Reply(_));
+        if (self.drop_streams || !stream) && (self.drop)(from, to, self.seq) {
             return;
         }
         let at = self.now + self.latency;

@@ -71,11 +71,13 @@ pub(crate) enum FromStream {
     /// `None` if the exchange failed. `unauthenticated`: the peer accepted
     /// the connection but closed it without a reply (what a node does to a
     /// request it cannot authenticate, or one over its stream limits), or
-    /// its reply could not be authenticated here.
+    /// its reply could not be authenticated here. `probe`: the request was
+    /// a probe's stream ping (no join waits for it).
     Reply {
         to: SocketAddr,
         msg: Option<Vec<u8>>,
         unauthenticated: bool,
+        probe: bool,
     },
 }
 
@@ -412,11 +414,14 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Send one request to `to` and hand the reply (or the failure) to the
-/// driver; the whole exchange has one deadline.
+/// driver; the whole exchange has one deadline: the stream timeout, or
+/// `deadline` if the core gave a shorter one (a probe's stream ping, which
+/// is of no use after the probe's end; `probe` is then set in the reply).
 pub(crate) async fn request<T: Transport>(
     ctx: Arc<StreamCtx>,
     to: SocketAddr,
     msg: Vec<u8>,
+    deadline_hint: Option<Duration>,
     driver: mpsc::Sender<FromStream>,
     _permit: OwnedSemaphorePermit,
 ) {
@@ -428,7 +433,8 @@ pub(crate) async fn request<T: Transport>(
         ctx.write_message(conn, &msg).await?;
         ctx.read_message(conn).await
     };
-    let result = deadline(ctx.timeout, exchange).await;
+    let limit = deadline_hint.map_or(ctx.timeout, |d| d.min(ctx.timeout));
+    let result = deadline(limit, exchange).await;
     if let Some(conn) = &conn {
         ctx.account(conn);
     }
@@ -451,6 +457,7 @@ pub(crate) async fn request<T: Transport>(
             to,
             msg: reply,
             unauthenticated,
+            probe: deadline_hint.is_some(),
         })
         .await;
 }
