@@ -119,8 +119,11 @@ pub struct Window {
 pub struct Pause {
     /// Seconds paused.
     pub secs: f64,
-    /// How many agents declared the paused one failed.
+    /// How many agents declared the paused one failed (deserved once the
+    /// pause outlasts the suspicion timeout).
     pub declared_failed_by: usize,
+    /// Members other than the paused one declared failed meanwhile (false).
+    pub others_failed: usize,
 }
 
 /// One system's figures.
@@ -369,9 +372,15 @@ fn phases(sys: &mut dyn Members, o: &CompareOptions, t0: Instant) -> Result<Repo
             .map(|x| x.observer)
             .filter(|&x| x != victim)
             .collect();
+        let others: HashSet<&str> = obs
+            .iter()
+            .filter(|x| x.at >= at && x.kind == Kind::Failed && x.subject != who)
+            .map(|x| x.subject.as_str())
+            .collect();
         pauses.push(Pause {
             secs,
             declared_failed_by: by.len(),
+            others_failed: others.len(),
         });
     }
 
