@@ -476,11 +476,14 @@ pub fn table(reports: &[Report]) -> String {
         .map(|r| r.pauses.iter().map(|p| p.secs).collect())
         .unwrap_or_default();
     for (k, s) in pauses.iter().enumerate() {
-        add(&format!("pause {s} s: agents declaring it failed"), &|r| {
-            r.pauses
-                .get(k)
-                .map_or("—".into(), |p| p.declared_failed_by.to_string())
-        });
+        add(
+            &format!("pause {s} s: agents declaring it failed / others failed"),
+            &|r| {
+                r.pauses.get(k).map_or("—".into(), |p| {
+                    format!("{} / {}", p.declared_failed_by, p.others_failed)
+                })
+            },
+        );
     }
     add("partition healed: all see all alive (s)", &|r| {
         fmt_opt(r.partition_heal_secs)
