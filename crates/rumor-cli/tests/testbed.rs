@@ -10,7 +10,8 @@ use rumor_testbed::run::{run, Plant, RunOptions};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-/// One testbed at a time: they share the namespace names and the subnet.
+/// One testbed at a time in this process: two at once would share two cores
+/// between 16 agents and the emulators, and time out probes that should not.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn can_run() -> bool {

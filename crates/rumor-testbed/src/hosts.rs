@@ -1,11 +1,13 @@
 //! The hosts: H network namespaces on one private subnet, each with one TUN
 //! device served by the [`Emulator`].
 //!
-//! Host `i` (0-based) is namespace `rtb-h{i+1}` with address
+//! Host `i` (0-based) is namespace `rtb{pid}-{run}-h{i+1}` with address
 //! `network + i + 1` on its device `tb0`; its only routes are its subnet
 //! (through the emulator) and its own loopback, so nothing in it can reach
-//! an address outside the testbed. [`Hosts::create`] refuses to start when a
-//! namespace of ours or an address of the subnet already exists, and removes
+//! an address outside the testbed. The owner's pid in every name keeps
+//! testbeds that run at once apart, and lets a later run remove what a
+//! killed one left ([`remove_stale`]). [`Hosts::create`] refuses to start
+//! when an address of the subnet is in use on the machine, and removes
 //! everything it made when it fails or is dropped.
 
 use crate::emulator::{host_addr, Emulator};
@@ -15,9 +17,10 @@ use crate::tun;
 use anyhow::{bail, Context, Result};
 use std::net::Ipv4Addr;
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Every namespace the testbed makes starts with this.
-pub const NS_PREFIX: &str = "rtb-h";
+/// Every namespace the testbed makes starts with this, then its owner's pid.
+pub const NS_PREFIX: &str = "rtb";
 /// The TUN device's name inside each host.
 pub const DEVICE: &str = "tb0";
 
@@ -85,7 +88,8 @@ pub struct Hosts {
 }
 
 /// Checks what the testbed needs before it touches anything: root, `ip`,
-/// `/dev/net/tun`, a subnet large enough, and no leftovers of another run.
+/// `/dev/net/tun`, a subnet large enough and free; removes what dead runs
+/// left behind.
 pub fn preflight(hosts: usize, subnet: Subnet) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -106,15 +110,9 @@ pub fn preflight(hosts: usize, subnet: Subnet) -> Result<()> {
             subnet.capacity()
         );
     }
-    let ours: Vec<String> = netns::existing()?
-        .into_iter()
-        .filter(|n| n.starts_with(NS_PREFIX))
-        .collect();
-    if !ours.is_empty() {
-        bail!(
-            "namespaces of another testbed exist ({}); remove them with `rumor-testbed cleanup`",
-            ours.join(", ")
-        );
+    let stale = remove_stale()?;
+    if stale > 0 {
+        eprintln!("rumor-testbed: removed {stale} namespaces left by a testbed that is gone");
     }
     let out = Command::new("ip")
         .args(["-o", "-4", "addr", "show"])
@@ -141,8 +139,9 @@ impl Hosts {
         preflight(n, subnet)?;
         let mut namespaces = Vec::with_capacity(n);
         let mut devices = Vec::with_capacity(n);
+        let run = run_tag();
         for i in 0..n {
-            let ns = Namespace::create(&format!("{NS_PREFIX}{}", i + 1))?;
+            let ns = Namespace::create(&format!("{run}-h{}", i + 1))?;
             let device = ns.run_in(|| tun::open(DEVICE))??;
             let addr = format!("{}/{}", host_addr(subnet.network, i), subnet.prefix);
             ns.ip(&["addr", "add", &addr, "dev", DEVICE])?;
@@ -179,15 +178,72 @@ impl Hosts {
     }
 }
 
-/// Removes every namespace whose name starts with [`NS_PREFIX`] (what a
-/// killed run left behind). Returns how many.
-pub fn cleanup() -> Result<usize> {
-    let ours: Vec<String> = netns::existing()?
+/// A prefix for the namespaces of one run, unique on the machine while
+/// this process lives: `rtb{pid}-{n}`, `n` counting the runs of this
+/// process.
+pub fn run_tag() -> String {
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    let n = RUNS.fetch_add(1, Ordering::Relaxed);
+    format!("{NS_PREFIX}{}-{n}", std::process::id())
+}
+
+/// The pid of the process that made the namespace `name`, if `name` is one
+/// of ours; `Some(None)` for a name of ours without one (older runs).
+fn owner(name: &str) -> Option<Option<i32>> {
+    let rest = name.strip_prefix(NS_PREFIX)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    if digits.is_empty() {
+        return rest.starts_with("-h").then_some(None);
+    }
+    rest[digits.len()..]
+        .starts_with('-')
+        .then(|| digits.parse().ok())
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM }
+}
+
+/// Removes every namespace of ours whose owner is no longer running (what a
+/// killed run left), killing any agent still inside. Returns how many.
+pub fn remove_stale() -> Result<usize> {
+    let stale: Vec<String> = netns::existing()?
         .into_iter()
-        .filter(|n| n.starts_with(NS_PREFIX))
+        .filter(|n| owner(n).is_some_and(|pid| !pid.is_some_and(alive)))
         .collect();
-    for n in &ours {
+    for n in &stale {
+        netns::kill_all_in(n);
         netns::ip(&["netns", "del", n])?;
     }
-    Ok(ours.len())
+    Ok(stale.len())
+}
+
+/// The namespaces of testbeds that are running now (not removed by
+/// [`remove_stale`]).
+pub fn running() -> Result<Vec<String>> {
+    Ok(netns::existing()?
+        .into_iter()
+        .filter(|n| owner(n).is_some_and(|pid| pid.is_some_and(alive)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_their_owner() {
+        assert_eq!(owner("rtb123-0-h4"), Some(Some(123)));
+        assert_eq!(owner("rtb-h4"), Some(None));
+        assert_eq!(owner("rtb123x"), None);
+        assert_eq!(owner("other"), None);
+        assert_eq!(owner("rtbx-h1"), None);
+        let tag = run_tag();
+        assert_eq!(
+            owner(&format!("{tag}-h1")),
+            Some(Some(std::process::id() as i32))
+        );
+        assert_ne!(run_tag(), tag, "two runs of one process share a prefix");
+    }
 }

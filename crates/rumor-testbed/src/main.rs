@@ -363,9 +363,17 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             true
         }),
-        Cmd::Cleanup => hosts::cleanup().map(|n| {
+        Cmd::Cleanup => hosts::remove_stale().and_then(|n| {
             println!("removed {n} namespaces");
-            true
+            let running = hosts::running()?;
+            if !running.is_empty() {
+                println!(
+                    "left {} namespaces of testbeds still running: {}",
+                    running.len(),
+                    running.join(", ")
+                );
+            }
+            Ok(true)
         }),
     };
     match result {

@@ -104,6 +104,20 @@ pub fn ip(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Kills (SIGKILL) every process inside the namespace `name`, if any.
+pub fn kill_all_in(name: &str) {
+    let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
 /// The names of the network namespaces that exist (`ip netns list`).
 pub fn existing() -> Result<Vec<String>> {
     let out = Command::new("ip")

@@ -68,8 +68,9 @@ pub fn run(pings: usize, delay: Duration) -> Result<Report> {
 }
 
 fn veth_rtt(pings: usize) -> Result<Rtt> {
-    let x = Namespace::create("rtb-hvx")?;
-    let y = Namespace::create("rtb-hvy")?;
+    let run = crate::hosts::run_tag();
+    let x = Namespace::create(&format!("{run}-vx"))?;
+    let y = Namespace::create(&format!("{run}-vy"))?;
     crate::netns::ip(&[
         "link",
         "add",

@@ -30,7 +30,7 @@ fn our_namespaces() -> usize {
     out.map(|o| {
         String::from_utf8_lossy(&o.stdout)
             .lines()
-            .filter(|l| l.starts_with("rtb-h"))
+            .filter(|l| l.starts_with("rtb"))
             .count()
     })
     .unwrap_or(0)
