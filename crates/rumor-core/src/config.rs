@@ -224,13 +224,19 @@ impl Config {
         }
     }
 
-    /// Wide-area defaults: probe 5 s / 3 s, suspicion mult 6, gossip 500 ms to 4.
+    /// Wide-area defaults: probe 5 s / 3 s, gossip 500 ms to 4.
+    ///
+    /// memberlist's, except the suspicion timeouts, set by the LAN's rule:
+    /// minimum `2 x max(1, log10 N)` probe intervals instead of 6 (12 s at
+    /// N = 16), maximum kept at memberlist's absolute value (18 x the new
+    /// minimum = 6 x the old).
+    /// See docs/protocol.md, "Defaults", for the measurements.
     pub fn wan() -> Self {
         Config {
             probe_interval: Duration::from_secs(5),
             probe_timeout: Duration::from_secs(3),
-            suspicion_mult: 6,
-            suspicion_max_mult: 6,
+            suspicion_mult: 2,
+            suspicion_max_mult: 18,
             suspicion_confirmations: 4,
             push_pull_interval: Duration::from_secs(60),
             join_sync_delay: Duration::from_secs(3),

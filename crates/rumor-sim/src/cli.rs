@@ -48,6 +48,14 @@ pub struct Args {
     /// on or off (default: the profile's, on).
     #[arg(long)]
     pub probe_retry: Option<String>,
+    /// The shortest suspicion timeout in probe intervals times log10 N
+    /// (`Config::suspicion_mult`; default: the profile's).
+    #[arg(long)]
+    pub suspicion_mult: Option<u32>,
+    /// The longest suspicion timeout as a multiple of the shortest
+    /// (`Config::suspicion_max_mult`; default: the profile's).
+    #[arg(long)]
+    pub suspicion_max_mult: Option<u32>,
     /// Crashed nodes' hosts answer with ICMP port unreachable (a process
     /// crash) instead of silence (a host crash, the default).
     #[arg(long)]
@@ -462,6 +470,12 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     if let Some(v) = &args.probe_retry {
         s.config.probe_retry = on_off("--probe-retry", v)?;
     }
+    if let Some(m) = args.suspicion_mult {
+        s.config.suspicion_mult = m;
+    }
+    if let Some(m) = args.suspicion_max_mult {
+        s.config.suspicion_max_mult = m;
+    }
     if let Some(b) = &args.bootstrap {
         s.bootstrap = b.parse().map_err(InputError)?;
     }
@@ -489,6 +503,14 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     }
     if let Some(v) = &args.probe_retry {
         replay.push_str(&format!(" --probe-retry {v}"));
+    }
+    for (flag, v) in [
+        ("--suspicion-mult", args.suspicion_mult),
+        ("--suspicion-max-mult", args.suspicion_max_mult),
+    ] {
+        if let Some(v) = v {
+            replay.push_str(&format!(" {flag} {v}"));
+        }
     }
     if args.refuse {
         replay.push_str(" --refuse");
