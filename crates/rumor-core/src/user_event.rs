@@ -1,7 +1,10 @@
 //! User events: application messages broadcast to every member.
 //!
 //! Each node keeps a Lamport clock; an event carries the sender's clock and
-//! is identified by `(origin, ltime)`. Events spread as rumors (piggybacked,
+//! is identified by its origin, that time and a digest of its name and
+//! payload. The digest matters after a restart without data: the sender's
+//! clock starts again from 0 and may reissue a time its peers still
+//! remember, and a new event must not be taken for the old one. Events spread as rumors (piggybacked,
 //! eagerly forwarded, retransmitted a bounded number of times); a node
 //! delivers each one once and forgets it after the dedup window.
 //!
@@ -13,6 +16,7 @@
 //! remembers it when it comes round again.
 
 use std::collections::{HashSet, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,12 +27,24 @@ use crate::time::Instant;
 /// Events a node keeps to pass on in its push-pulls.
 pub const RECENT_EVENTS: usize = 64;
 
+/// What tells two events apart: origin, Lamport time, digest of the name
+/// and payload.
+type EventKey = (Arc<str>, u64, u64);
+
+fn key(ev: &UserEvent) -> EventKey {
+    // Fixed keys: the digest only has to agree within this process.
+    let mut h = DefaultHasher::new();
+    ev.name.hash(&mut h);
+    ev.payload.hash(&mut h);
+    (ev.origin.clone(), ev.ltime, h.finish())
+}
+
 /// The Lamport clock and the events seen recently.
 #[derive(Default)]
 pub struct EventLog {
     clock: u64,
-    seen: HashSet<(Arc<str>, u64)>,
-    order: VecDeque<(Instant, Arc<str>, u64)>,
+    seen: HashSet<EventKey>,
+    order: VecDeque<(Instant, EventKey)>,
     /// The last events heard as rumors, oldest first, with when.
     recent: VecDeque<(Instant, UserEvent)>,
 }
@@ -60,10 +76,12 @@ impl EventLog {
     pub fn witness(&mut self, now: Instant, ev: &UserEvent, window: Duration) -> bool {
         self.expire(now, window);
         self.clock = self.clock.max(ev.ltime.min(LAMPORT_CEILING));
-        if !self.seen.insert((ev.origin.clone(), ev.ltime)) {
+        let k = key(ev);
+        if self.seen.contains(&k) {
             return false;
         }
-        self.order.push_back((now, ev.origin.clone(), ev.ltime));
+        self.seen.insert(k.clone());
+        self.order.push_back((now, k));
         true
     }
 
@@ -90,12 +108,12 @@ impl EventLog {
     }
 
     fn expire(&mut self, now: Instant, window: Duration) {
-        while let Some((at, _, _)) = self.order.front() {
+        while let Some((at, _)) = self.order.front() {
             if now.saturating_since(*at) < window {
                 break;
             }
-            if let Some((_, origin, ltime)) = self.order.pop_front() {
-                self.seen.remove(&(origin, ltime));
+            if let Some((_, k)) = self.order.pop_front() {
+                self.seen.remove(&k);
             }
         }
     }
@@ -133,6 +151,29 @@ mod tests {
         let later = Instant::ZERO + Duration::from_secs(11);
         assert!(log.witness(later, &ev("c", 1), w));
         assert_eq!(log.remembered(), 1, "old entries expired");
+    }
+
+    #[test]
+    fn a_sender_that_lost_its_clock_is_not_silenced() {
+        let mut log = EventLog::default();
+        let w = Duration::from_secs(10);
+        assert!(log.witness(Instant::ZERO, &ev("a", 1), w));
+        // "a" restarted without its data and reissued time 1.
+        let mut fresh = ev("a", 1);
+        fresh.name = "rollback".into();
+        assert!(
+            log.witness(Instant::ZERO, &fresh, w),
+            "a new event, an old time"
+        );
+        assert!(
+            !log.witness(Instant::ZERO, &fresh, w),
+            "still delivered once"
+        );
+        fresh.payload = b"v2".to_vec();
+        assert!(
+            log.witness(Instant::ZERO, &fresh, w),
+            "same name, new payload"
+        );
     }
 
     #[test]

@@ -146,3 +146,49 @@ fn in_a_large_cluster_the_eager_wave_rarely_misses_anyone() {
         "{waited} of 20 events missed a member in the eager wave"
     );
 }
+
+/// A member restarted without its data starts its Lamport clock again and
+/// may reissue a time the others still remember; its new event must still
+/// reach them (the dedup key includes the event's content).
+#[test]
+fn a_member_restarted_without_data_is_heard_again() {
+    let mut net = Net::converged(6, Config::lan());
+    net.with(0, |node, now| {
+        node.send_event(now, "deploy", b"v1").unwrap();
+    });
+    let got = |net: &Net, name: &str| {
+        let mut to: Vec<usize> = net
+            .user_events
+            .iter()
+            .filter(|(_, _, ev)| ev.name == name)
+            .map(|(_, i, _)| *i)
+            .collect();
+        to.sort_unstable();
+        to
+    };
+    assert!(net.run_until_true(secs(10.0), |net| got(net, "deploy").len() == 6));
+    let first = net.user_events[0].2.ltime;
+    net.crash(0);
+    net.run_for(secs(1.0));
+    net.boot(0);
+    net.with(0, |node, now| {
+        node.send_event(now, "rollback", b"v0").unwrap();
+    });
+    let reissued = net
+        .user_events
+        .iter()
+        .find(|(_, _, ev)| ev.name == "rollback");
+    assert_eq!(
+        reissued.map(|(_, _, ev)| ev.ltime),
+        Some(first),
+        "the restarted node should reissue the old time"
+    );
+    let seed = net.addrs[1];
+    net.with(0, |node, now| node.join(now, &[seed]));
+    assert!(
+        net.run_until_true(secs(60.0), |net| got(net, "rollback")
+            == vec![0, 1, 2, 3, 4, 5]),
+        "the new event reached only {:?}",
+        got(&net, "rollback")
+    );
+}
