@@ -178,10 +178,7 @@ impl Agents {
 
     /// Sends `sig` to host `i`'s agent.
     pub fn signal(&mut self, i: usize, sig: libc::c_int) {
-        if let Some(c) = &self.agents[i].child {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(c.id() as libc::pid_t, sig) };
-        }
+        signal_child(&self.agents[i].child, sig);
         match sig {
             libc::SIGSTOP => self.agents[i].paused = true,
             libc::SIGCONT => self.agents[i].paused = false,
@@ -191,10 +188,7 @@ impl Agents {
 
     /// Kills host `i`'s agent with SIGKILL and reaps it.
     pub fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.agents[i].child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.agents[i].child);
         self.agents[i].paused = false;
     }
 
@@ -211,6 +205,22 @@ impl Agents {
         }
         self.kill(i);
         false
+    }
+}
+
+/// Sends `sig` to `child`, if it runs.
+pub fn signal_child(child: &Option<Child>, sig: libc::c_int) {
+    if let Some(c) = child {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(c.id() as libc::pid_t, sig) };
+    }
+}
+
+/// Kills `child` with SIGKILL, if it runs, and reaps it.
+pub fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
     }
 }
 

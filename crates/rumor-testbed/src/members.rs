@@ -2,7 +2,7 @@
 //! pause and restart an agent, send a user event, and read what every agent
 //! observed about the others (suspicions, failures, joins, user events).
 
-use crate::agents::{AgentOptions, Agents, GOSSIP_PORT};
+use crate::agents::{kill_child, signal_child, AgentOptions, Agents, GOSSIP_PORT};
 use crate::hosts::Hosts;
 use crate::http;
 use anyhow::{bail, Context, Result};
@@ -283,16 +283,10 @@ impl Members for Serf {
         Ok(())
     }
     fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.procs[i].take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.procs[i]);
     }
     fn signal(&mut self, i: usize, sig: libc::c_int) {
-        if let Some(c) = &self.procs[i] {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(c.id() as libc::pid_t, sig) };
-        }
+        signal_child(&self.procs[i], sig);
     }
     fn send_event(&self, i: usize, name: &str) -> Result<()> {
         self.serf_cli(
