@@ -75,13 +75,16 @@ pub struct Verdict {
     pub emulator: StatsSnapshot,
 }
 
-/// (probe interval, suspicion multiplier, max multiplier) of a profile, in seconds.
-fn timing(profile: &str) -> (f64, f64, f64) {
-    match profile {
-        "wan" => (5.0, 6.0, 6.0),
-        "local" => (0.2, 3.0, 6.0),
-        _ => (1.0, 2.0, 12.0),
-    }
+/// The shortest suspicion timeout of `profile` among `n` members, and the
+/// window within which a suspicion must end (the longest timeout plus three
+/// probe intervals), in seconds.
+fn suspicion_window(profile: &str, n: usize) -> (f64, f64) {
+    let c = profile
+        .parse::<rumor_core::Profile>()
+        .map_or_else(|_| rumor_core::Config::lan(), rumor_core::Config::profile);
+    let min = c.suspicion_min(n).as_secs_f64();
+    let probe = c.probe_interval.as_secs_f64();
+    (min, min * f64::from(c.suspicion_max_mult) + 3.0 * probe)
 }
 
 /// Problems with the agents' membership views: empty when every live
@@ -187,9 +190,7 @@ pub fn check(x: &Inputs) -> Result<Verdict> {
         ..Verdict::default()
     };
     let n = x.up.len();
-    let (probe, mult, max_mult) = timing(x.profile);
-    let min_suspicion = mult * (n as f64).log10().max(1.0) * probe;
-    let window = min_suspicion * max_mult + 3.0 * probe;
+    let (min_suspicion, window) = suspicion_window(x.profile, n);
     let live: Vec<usize> = (0..n).filter(|&i| x.up[i]).collect();
 
     // 2. Failures and suspicions.
