@@ -4,9 +4,10 @@
 //! is identified by its origin, that time and a digest of its name and
 //! payload. The digest matters after a restart without data: the sender's
 //! clock starts again from 0 and may reissue a time its peers still
-//! remember, and a new event must not be taken for the old one. Events spread as rumors (piggybacked,
-//! eagerly forwarded, retransmitted a bounded number of times); a node
-//! delivers each one once and forgets it after the dedup window.
+//! remember, and a new event must not be taken for the old one. Events
+//! spread as rumors (piggybacked, eagerly forwarded, retransmitted a
+//! bounded number of times); a node delivers each one once and forgets it
+//! after the dedup window.
 //!
 //! The last [`RECENT_EVENTS`] events a node heard as rumors also ride on its
 //! push-pulls for half the dedup window, so a member every retransmission
@@ -77,10 +78,9 @@ impl EventLog {
         self.expire(now, window);
         self.clock = self.clock.max(ev.ltime.min(LAMPORT_CEILING));
         let k = key(ev);
-        if self.seen.contains(&k) {
+        if !self.seen.insert(k.clone()) {
             return false;
         }
-        self.seen.insert(k.clone());
         self.order.push_back((now, k));
         true
     }

@@ -202,16 +202,22 @@ fn owner(name: &str) -> Option<Option<i32>> {
 
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM }
+    let found = unsafe { libc::kill(pid, 0) } == 0;
+    found || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Our namespaces whose owner is running (`owner_running`) or gone.
+fn ours(owner_running: bool) -> Result<Vec<String>> {
+    Ok(netns::existing()?
+        .into_iter()
+        .filter(|n| owner(n).is_some_and(|pid| pid.is_some_and(alive) == owner_running))
+        .collect())
 }
 
 /// Removes every namespace of ours whose owner is no longer running (what a
 /// killed run left), killing any agent still inside. Returns how many.
 pub fn remove_stale() -> Result<usize> {
-    let stale: Vec<String> = netns::existing()?
-        .into_iter()
-        .filter(|n| owner(n).is_some_and(|pid| !pid.is_some_and(alive)))
-        .collect();
+    let stale = ours(false)?;
     for n in &stale {
         netns::kill_all_in(n);
         netns::ip(&["netns", "del", n])?;
@@ -222,10 +228,7 @@ pub fn remove_stale() -> Result<usize> {
 /// The namespaces of testbeds that are running now (not removed by
 /// [`remove_stale`]).
 pub fn running() -> Result<Vec<String>> {
-    Ok(netns::existing()?
-        .into_iter()
-        .filter(|n| owner(n).is_some_and(|pid| pid.is_some_and(alive)))
-        .collect())
+    ours(true)
 }
 
 #[cfg(test)]
