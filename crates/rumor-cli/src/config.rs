@@ -175,6 +175,9 @@ pub struct ProtocolOverrides {
     pub probe_stream_fallback: Option<bool>,
     /// Ping once more directly when a direct probe times out.
     pub probe_retry: Option<bool>,
+    /// How long a member whose host is up but whose process is silent
+    /// (paused, hung) may stay so before it is suspected ("0s" disables).
+    pub stall_grace: Option<String>,
     /// Retransmissions are `retransmit_mult * ceil(log10(N+1))`.
     pub retransmit_mult: Option<u32>,
     /// Minimum suspicion timeout is `suspicion_mult * max(1, log10 N) * probe_interval`.
@@ -219,6 +222,7 @@ impl ProtocolOverrides {
             &mut c.probe_interval,
         )?;
         dur("probe_timeout", &self.probe_timeout, &mut c.probe_timeout)?;
+        dur("stall_grace", &self.stall_grace, &mut c.stall_grace)?;
         dur(
             "gossip_interval",
             &self.gossip_interval,

@@ -72,6 +72,7 @@ pub fn protocol_json(c: &rumor_core::Config) -> Value {
         "indirect_checks": c.indirect_checks,
         "probe_stream_fallback": c.probe_stream_fallback,
         "probe_retry": c.probe_retry,
+        "stall_grace_ms": ms(c.stall_grace),
         "retransmit_mult": c.retransmit_mult,
         "suspicion_mult": c.suspicion_mult,
         "suspicion_max_mult": c.suspicion_max_mult,

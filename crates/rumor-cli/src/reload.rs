@@ -270,6 +270,7 @@ pub fn protocol_changes(old: &rumor_core::Config, new: &rumor_core::Config) -> V
         indirect_checks,
         probe_stream_fallback,
         probe_retry,
+        stall_grace,
         retransmit_mult,
         suspicion_mult,
         suspicion_max_mult,

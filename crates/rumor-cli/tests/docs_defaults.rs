@@ -91,6 +91,7 @@ fn config_value(c: &Config, key: &str) -> Option<String> {
         "indirect_checks" => c.indirect_checks.to_string(),
         "probe_stream_fallback" => c.probe_stream_fallback.to_string(),
         "probe_retry" => c.probe_retry.to_string(),
+        "stall_grace" => ms(c.stall_grace),
         "retransmit_mult" => c.retransmit_mult.to_string(),
         "suspicion_mult" => c.suspicion_mult.to_string(),
         "suspicion_max_mult" => c.suspicion_max_mult.to_string(),
@@ -123,12 +124,13 @@ fn profile(name: &str) -> Config {
 }
 
 /// Every `[protocol]` key the agent's config file accepts.
-const PROTOCOL_KEYS: [&str; 18] = [
+const PROTOCOL_KEYS: [&str; 19] = [
     "probe_interval",
     "probe_timeout",
     "indirect_checks",
     "probe_stream_fallback",
     "probe_retry",
+    "stall_grace",
     "retransmit_mult",
     "suspicion_mult",
     "suspicion_max_mult",

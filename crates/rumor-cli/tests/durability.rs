@@ -58,19 +58,6 @@ fn keys(a: &Agent) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The sum of a counter family in the agent's /metrics.
-fn counter(a: &Agent, family: &str) -> f64 {
-    let text = ureq::get(&a.url("/metrics"))
-        .call()
-        .ok()
-        .and_then(|r| r.into_string().ok())
-        .unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Keep writing `prefix-N` keys to `a` until `stop`; returns what was
 /// acknowledged (200) so far, shared.
 fn writer(
@@ -169,9 +156,8 @@ fn an_agent_killed_mid_writes_keeps_every_acknowledged_write_and_catches_up_only
         acked.len() + 1500
     );
     wait_until("b caught up", DEADLINE, || keys(&b).len() == total);
-    let applied = counter(&b, "rumor_kv_applied_total");
-    let bytes_in =
-        counter(&b, "rumor_udp_bytes_in_total") + counter(&b, "rumor_stream_bytes_in_total");
+    let applied = b.counter("rumor_kv_applied_total");
+    let bytes_in = b.counter("rumor_udp_bytes_in_total") + b.counter("rumor_stream_bytes_in_total");
     let bulk_bytes = 1500.0 * value.len() as f64;
     eprintln!(
         "catch-up: {applied} records applied, {bytes_in} bytes in (the bulk is {bulk_bytes} bytes)"

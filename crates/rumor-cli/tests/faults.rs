@@ -1,6 +1,7 @@
 //! Process-level faults with the real binary: kill -9 is reported failed,
-//! SIGSTOP for 3 s is refuted and never reported failed, SIGTERM is a
-//! graceful leave.
+//! SIGSTOP for 3 s is refuted and never reported failed, SIGSTOP for 6 s
+//! (longer than the LAN's shortest suspicion timeout, shorter than its
+//! stall grace) is not even suspected, SIGTERM is a graceful leave.
 
 mod common;
 
@@ -98,6 +99,43 @@ fn sigstop_3s_is_refuted_never_failed() {
         );
     }
     eprintln!("SIGSTOP 3 s: suspected by someone: {suspected}; never declared failed");
+}
+
+#[test]
+fn sigstop_within_the_stall_grace_is_never_suspected() {
+    // The paused agent's kernel still accepts the probes' TCP pings, so
+    // the others wait out the stall grace (10 s on the LAN) before they
+    // suspect it; a 6 s pause ends first. Without the grace (the assert
+    // on the counter below) the pause would be suspected: the LAN's
+    // minimum suspicion timeout among 4 members is 2 s.
+    let agents = cluster("p", 4, "lan");
+    let victim = &agents[3];
+    let name = victim.name.clone();
+    victim.signal(Signal::SIGSTOP);
+    let resume_at = Instant::now() + Duration::from_secs(6);
+    let watch_until = resume_at + Duration::from_secs(5);
+    let mut resumed = false;
+    while Instant::now() < watch_until {
+        if !resumed && Instant::now() >= resume_at {
+            victim.signal(Signal::SIGCONT);
+            resumed = true;
+        }
+        for a in &agents[..3] {
+            let status = a.status_of(&name);
+            assert!(
+                matches!(status.as_deref(), Some("alive") | None),
+                "{} saw the paused agent {status:?}",
+                a.name
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stalls: f64 = agents[..3]
+        .iter()
+        .map(|a| a.counter("rumor_probe_stalls_total"))
+        .sum();
+    assert!(stalls >= 1.0, "no probe found the paused agent stalled");
+    eprintln!("SIGSTOP 6 s: never suspected; {stalls} probes held back by the stall grace");
 }
 
 #[test]

@@ -83,6 +83,17 @@ pub struct Config {
     /// once) replaces the Lifeguard timeout. A member some relay can still
     /// reach is never judged this way. `None` ignores such reports.
     pub unreachable_suspicion_timeout: Option<Duration>,
+    /// How long a member may stall before this node suspects it: a probe
+    /// whose stream ping connected (the member's host is up, its kernel
+    /// accepted the connection) but got no answer, from the member or
+    /// through any relay, finds the process stalled (paused by a garbage
+    /// collector, SIGSTOP, swapping or its VM; or hung). The prober then
+    /// probes it every interval and suspects it only once it has been
+    /// stalled this long, counted from the first such probe; any ack ends
+    /// the stall. A host that accepts nothing (crashed, powered off, cut
+    /// off) is suspected at once, as before. Needs
+    /// `probe_stream_fallback`; zero disables it.
+    pub stall_grace: Duration,
     /// Gossip a fresh rumor at once to `gossip_nodes` members instead of
     /// waiting for the next gossip tick.
     pub eager_forward: bool,
@@ -202,6 +213,7 @@ impl Config {
             reconnect_interval: Duration::from_secs(10),
             suspect_watchers: 3,
             unreachable_suspicion_timeout: Some(Duration::ZERO),
+            stall_grace: Duration::from_secs(10),
             eager_forward: true,
             eager_fanout: 6,
             state_sync_interval: Duration::from_secs(1),
@@ -245,6 +257,7 @@ impl Config {
             gossip_to_the_dead: Duration::from_secs(60),
             // ICMP across the wide area is filtered, rate-limited or forged.
             unreachable_suspicion_timeout: None,
+            stall_grace: Duration::from_secs(30),
             ..Config::lan()
         }
     }

@@ -36,6 +36,13 @@ pub enum SuspicionCause {
     },
     /// The member's port answered "unreachable" (ICMP): nothing listens.
     PortUnreachable,
+    /// The member's host kept accepting this node's stream pings but its
+    /// process answered none for `for_ms` milliseconds, the
+    /// [`crate::Config::stall_grace`] (paused or hung).
+    Stalled {
+        /// How long the member had been stalled, in milliseconds.
+        for_ms: u64,
+    },
     /// Another member's suspicion, heard in gossip.
     Gossip,
     /// A push-pull partner listed the member suspect or dead.
@@ -53,6 +60,11 @@ impl std::fmt::Display for SuspicionCause {
                 "no ack to a ping, nor through {relays} relay(s) ({nacks} nacked)"
             ),
             SuspicionCause::PortUnreachable => f.write_str("its port is unreachable (ICMP)"),
+            SuspicionCause::Stalled { for_ms } => write!(
+                f,
+                "its host is up but its process has not answered for {:.1} s",
+                *for_ms as f64 / 1000.0
+            ),
             SuspicionCause::Gossip => f.write_str("heard in gossip"),
             SuspicionCause::PushPull => {
                 f.write_str("listed suspect or dead by a push-pull partner")

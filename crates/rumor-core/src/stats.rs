@@ -49,6 +49,9 @@ pub struct Stats {
     pub probe_stream_fallback_acks: u64,
     /// Stream pings not sent because enough were in flight already.
     pub probe_stream_pings_skipped: u64,
+    /// Failed probes not turned into a suspicion: the target's host was up
+    /// and it had stalled for less than [`crate::Config::stall_grace`].
+    pub probe_stalls: u64,
     /// Reports that a datagram to a member's address came back "port
     /// unreachable" ([`crate::Node::handle_unreachable`]).
     pub unreachable: u64,
@@ -104,6 +107,9 @@ pub struct Stats {
     pub kv_syncs: u64,
     /// Merkle sync sessions abandoned on a refusal or a mismatched answer.
     pub kv_sync_failures: u64,
+    /// Steps of Merkle sync sessions sent once more, unanswered after a
+    /// sync interval (a datagram lost either way).
+    pub kv_sync_resends: u64,
     /// New names heard from a third party and held pending their own ack
     /// (see [`crate::admission`]).
     pub members_pending: u64,

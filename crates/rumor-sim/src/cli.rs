@@ -56,6 +56,11 @@ pub struct Args {
     /// (`Config::suspicion_max_mult`; default: the profile's).
     #[arg(long)]
     pub suspicion_max_mult: Option<u32>,
+    /// Seconds a member whose host is up but whose process is silent may
+    /// stay so before it is suspected (`Config::stall_grace`; 0 disables;
+    /// default: the profile's).
+    #[arg(long, value_name = "SECS")]
+    pub stall_grace: Option<f64>,
     /// Crashed nodes' hosts answer with ICMP port unreachable (a process
     /// crash) instead of silence (a host crash, the default).
     #[arg(long)]
@@ -476,6 +481,10 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     if let Some(m) = args.suspicion_max_mult {
         s.config.suspicion_max_mult = m;
     }
+    if let Some(g) = args.stall_grace {
+        s.config.stall_grace = std::time::Duration::try_from_secs_f64(g)
+            .map_err(|_| InputError(format!("--stall-grace {g}: expected seconds, 0 or more")))?;
+    }
     if let Some(b) = &args.bootstrap {
         s.bootstrap = b.parse().map_err(InputError)?;
     }
@@ -511,6 +520,9 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
         if let Some(v) = v {
             replay.push_str(&format!(" {flag} {v}"));
         }
+    }
+    if let Some(g) = args.stall_grace {
+        replay.push_str(&format!(" --stall-grace {g}"));
     }
     if args.refuse {
         replay.push_str(" --refuse");

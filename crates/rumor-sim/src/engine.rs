@@ -111,10 +111,18 @@ enum Kind {
     Unreachable {
         target: u32,
     },
+    /// A stream request; `probe`: a probe's stream ping (its sender wants
+    /// to hear that the connection was made, see [`Kind::Connected`]).
     Request {
         from_gen: u32,
+        probe: bool,
     },
     Reply {
+        to_gen: u32,
+    },
+    /// A probe's stream ping reached the host of the node it came from
+    /// (running or paused): the kernel accepted the connection.
+    Connected {
         to_gen: u32,
     },
     /// A datagram from the hostile actor, carrying source address `src`.
@@ -751,9 +759,29 @@ impl Simulation {
             }
             return;
         }
-        if let Kind::Reply { to_gen } = d.kind {
+        if let Kind::Reply { to_gen } | Kind::Connected { to_gen } = d.kind {
             if to_gen != self.truth.generation[i] {
                 return;
+            }
+        }
+        if let Kind::Request {
+            from_gen,
+            probe: true,
+        } = d.kind
+        {
+            // The kernel accepts the connection whatever the process does.
+            let from = d.from as usize;
+            if let Some(delay) = self.truth.net.stream(&mut self.rng, i, from, false) {
+                self.push(
+                    self.now + delay,
+                    Action::Deliver(Delivery {
+                        to: from as u32,
+                        from: i as u32,
+                        kind: Kind::Connected { to_gen: from_gen },
+                        delayed: false,
+                        payload: Vec::new(),
+                    }),
+                );
             }
         }
         if self.truth.paused[i] {
@@ -822,7 +850,8 @@ impl Simulation {
             Kind::Unreachable { target } => {
                 node.handle_unreachable(now, node_addr(target as usize))
             }
-            Kind::Request { from_gen } => {
+            Kind::Connected { .. } => node.handle_stream_connected(now, node_addr(from)),
+            Kind::Request { from_gen, .. } => {
                 if let Some(reply) = node.handle_stream(now, node_addr(from), &d.payload) {
                     self.metrics.stream_bytes += reply.len() as u64;
                     if let Some(delay) = self.truth.net.stream(&mut self.rng, i, from, false) {
@@ -933,6 +962,7 @@ impl Simulation {
                             from: i as u32,
                             kind: Kind::Request {
                                 from_gen: self.truth.generation[i],
+                                probe: t.deadline.is_some(),
                             },
                             delayed: false,
                             payload: t.payload,

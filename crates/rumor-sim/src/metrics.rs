@@ -220,6 +220,10 @@ pub struct Metrics {
     open_false: FastMap<(u32, u32), Micros>,
     /// Suspicions of nodes that were up, unpaused and reachable.
     pub live_suspicions: u64,
+    /// Suspicions of nodes while they were paused.
+    pub paused_suspicions: u64,
+    /// (observer, subject) death declarations of nodes while they were paused.
+    pub paused_failures: u64,
     /// Stream bytes carried (requests and replies).
     pub stream_bytes: u64,
     /// Datagrams delivered / lost by the network model.
@@ -283,6 +287,8 @@ impl Metrics {
                 self.open_false.entry(key).or_insert(now);
             }
             MemberEventKind::Suspect if healthy => self.live_suspicions += 1,
+            MemberEventKind::Suspect if truth.paused[subject] => self.paused_suspicions += 1,
+            MemberEventKind::Failed if truth.paused[subject] => self.paused_failures += 1,
             MemberEventKind::Joined | MemberEventKind::Alive | MemberEventKind::Updated => {
                 if let Some(t) = self.open_false.remove(&key) {
                     self.false_positive_micros += now - t;

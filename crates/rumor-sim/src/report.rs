@@ -98,6 +98,10 @@ pub struct Summary {
     pub false_positive_seconds: f64,
     /// Suspicions of live, unpaused, reachable nodes.
     pub live_suspicions: u64,
+    /// Suspicions of nodes while they were paused.
+    pub paused_suspicions: u64,
+    /// (observer, subject) death declarations of nodes while they were paused.
+    pub paused_failures: u64,
     /// Bytes sent per node per second.
     pub bytes_per_node_per_s: f64,
     /// Messages sent per node per second.
@@ -299,6 +303,8 @@ pub fn build(d: RunData<'_>) -> RunResult {
         false_positive_nodes: d.metrics.false_positive_nodes.len(),
         false_positive_seconds: round(to_secs(d.metrics.false_positive_micros)),
         live_suspicions: d.metrics.live_suspicions,
+        paused_suspicions: d.metrics.paused_suspicions,
+        paused_failures: d.metrics.paused_failures,
         bytes_per_node_per_s: cost.bytes_per_node_per_s,
         msgs_per_node_per_s: cost.msgs_per_node_per_s,
         cost,

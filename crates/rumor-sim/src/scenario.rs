@@ -532,7 +532,9 @@ impl Scenario {
                 })
             }
             "pause" => {
-                let duration = 10.0 * probe;
+                // Past the stall grace, so the paused node is suspected
+                // and must refute.
+                let duration = config.stall_grace.as_secs_f64() + 10.0 * probe;
                 last = warm + duration;
                 b.fault(Fault::Pause {
                     at: warm,

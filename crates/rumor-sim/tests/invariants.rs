@@ -115,15 +115,17 @@ fn same_seed_same_result() {
 }
 
 /// Without refutation a suspected live node is declared dead and stays so:
-/// the checker must say so.
+/// the checker must say so. The pause outlasts the stall grace by 3 s, so
+/// the paused node is suspected.
 #[test]
 fn planted_bug_fails_accuracy() {
+    let grace = rumor_core::Config::lan().stall_grace.as_secs_f64();
     let s = Scenario::builder("planted", 16)
         .refute_suspicions(false)
         .fault(Fault::Pause {
             at: 10.0,
             node: 3,
-            duration: 3.0,
+            duration: grace + 3.0,
         })
         .duration(150.0)
         .build()

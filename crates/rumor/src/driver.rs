@@ -565,6 +565,7 @@ impl<T: Transport> Driver<T> {
                     self.join_outcome(st, to, ok, unauthenticated);
                 }
             }
+            FromStream::Connected { to } => self.core.handle_stream_connected(now, to),
         }
     }
 

@@ -260,6 +260,7 @@ pub fn export(node: &str, stats: &Stats) {
         "rumor_probe_stream_pings_skipped_total",
         c.probe_stream_pings_skipped,
     );
+    counter("rumor_probe_stalls_total", c.probe_stalls);
     counter("rumor_unreachable_total", c.unreachable);
     counter("rumor_suspicions_total", c.suspicions);
     counter("rumor_refutations_total", c.refutations);
@@ -280,6 +281,7 @@ pub fn export(node: &str, stats: &Stats) {
     counter("rumor_kv_clock_samples_total", c.kv_clock_samples);
     counter("rumor_kv_syncs_total", c.kv_syncs);
     counter("rumor_kv_sync_failures_total", c.kv_sync_failures);
+    counter("rumor_kv_sync_resends_total", c.kv_sync_resends);
     counter("rumor_members_pending_total", c.members_pending);
     counter("rumor_members_verified_total", c.members_verified);
     for limit in rumor_core::limits::Limit::ALL {
@@ -427,6 +429,7 @@ mod tests {
         (c.kv_syncs, c.kv_sync_failures) = (7, 8);
         (c.invalid_claims, c.oversize_broadcasts) = (9, 10);
         (c.kv_refused_future, c.kv_clock_samples) = (11, 12);
+        (c.kv_sync_resends, c.probe_stalls) = (13, 14);
         let rec = Rec::default();
         metrics::with_local_recorder(&rec, || export("n", &stats));
         let seen = rec.0.lock().expect("lock");
@@ -443,6 +446,8 @@ mod tests {
             "oversize_broadcasts",
             "kv_refused_future",
             "kv_clock_samples",
+            "kv_sync_resends",
+            "probe_stalls",
         ]
         .into_iter()
         .enumerate()

@@ -249,6 +249,20 @@ impl Agent {
             .unwrap_or_else(|| panic!("{} did not answer GET {path}", self.name))
     }
 
+    /// The sum of a counter family in this agent's /metrics (0 if it does
+    /// not answer).
+    pub fn counter(&self, family: &str) -> f64 {
+        let text = ureq::get(&self.url("/metrics"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+            .unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// The status `name` has in this agent's view, if known.
     pub fn status_of(&self, name: &str) -> Option<String> {
         let v = self.try_get("/v1/members")?;

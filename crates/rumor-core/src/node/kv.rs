@@ -37,6 +37,11 @@ pub(super) struct Session {
     started: Instant,
     /// This node's physical time when it sent the clock probe.
     pub(super) t0: u64,
+    /// The step awaiting its answer, and when it was last sent: sent once
+    /// more at each sync tick it is still unanswered, until
+    /// [`SESSION_TIMEOUT`] (a lost datagram costs one tick, not the session).
+    pending: SyncRequest,
+    sent: Instant,
 }
 
 /// A session with no answer for this long is abandoned.
@@ -188,6 +193,7 @@ impl Node {
         self.clock_tick(now);
         self.kv_sessions
             .retain(|_, s| now.saturating_since(s.started) < SESSION_TIMEOUT);
+        self.resend_kv_steps(now, interval);
         let mode = self.config.kv_sync_mode;
         if self.leaving || (self.kv.is_empty() && !mode.pulls()) {
             return;
@@ -222,6 +228,8 @@ impl Node {
                         sync,
                         started: now,
                         t0,
+                        pending: request.clone(),
+                        sent: now,
                     },
                 );
                 self.stats.kv_syncs += 1;
@@ -235,6 +243,25 @@ impl Node {
                     self.send_packet(peer, &msgs);
                 }
             }
+        }
+    }
+
+    /// Send once more the steps of this node's sessions that have waited
+    /// `interval` or longer for their answer. The peer answers from its
+    /// store alone, so a repeated step gets the same answer.
+    fn resend_kv_steps(&mut self, now: Instant, interval: Duration) {
+        let due: Vec<(u32, SocketAddr, SyncRequest)> = self
+            .kv_sessions
+            .iter_mut()
+            .filter(|(_, s)| now.saturating_since(s.sent) >= interval)
+            .map(|(&id, s)| {
+                s.sent = now;
+                (id, s.peer, s.pending.clone())
+            })
+            .collect();
+        for (session, peer, request) in due {
+            self.stats.kv_sync_resends += 1;
+            self.send_sized(peer, Message::KvSyncRequest { session, request });
         }
     }
 
@@ -330,6 +357,8 @@ impl Node {
         }
         let peer = s.peer;
         if let Some(request) = s.sync.next_request(&self.kv) {
+            s.pending = request.clone();
+            s.sent = now;
             self.kv_sessions.insert(session, s);
             self.send_sized(peer, Message::KvSyncRequest { session, request });
             return;

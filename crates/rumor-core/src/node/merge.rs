@@ -438,6 +438,7 @@ impl Node {
             // A new tombstone (dead to left also restarts its clock).
             let name = self.members.get_index(i).map(|(n, _)| n.clone());
             if let Some(name) = name {
+                self.stalled.remove(&name);
                 self.tombstones.push_back((now, name));
             }
         }

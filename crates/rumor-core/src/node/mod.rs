@@ -141,8 +141,13 @@ pub struct Node {
     probe_order: Vec<u32>,
     probe_pos: usize,
     probes: HashMap<u32, Probe>,
-    /// Suspects this node probes every interval until their suspicion ends.
+    /// Suspects this node probes every interval until their suspicion ends,
+    /// and stalled members until they answer.
     watching: HashSet<Arc<str>>,
+    /// Members whose host is up but whose process has not answered this
+    /// node's probes, since when ([`Config::stall_grace`]). Only members
+    /// alive or suspect: an entry goes when its member answers or is gone.
+    stalled: HashMap<Arc<str>, Instant>,
     relays: HashMap<u32, Relay>,
     next_seq: u32,
     suspicions: HashMap<Arc<str>, Suspicion>,
@@ -248,6 +253,7 @@ impl Node {
             probe_pos: 0,
             probes: HashMap::new(),
             watching: HashSet::new(),
+            stalled: HashMap::new(),
             relays: HashMap::new(),
             next_seq: 0,
             suspicions: HashMap::new(),
@@ -417,6 +423,17 @@ impl Node {
         self.start(now);
         self.on_unreachable(now, to);
         self.forward_fresh(now);
+    }
+
+    /// A stream this node opened to `to` (a [`TransmitKind::Stream`]
+    /// transmit) has connected: the kernel at `to` accepted it, so that
+    /// host is up even if its process never answers. Report it as soon as
+    /// the connection is made, before the answer (only streams with a
+    /// [`Transmit::deadline`], a probe's stream ping, need it); see
+    /// [`Config::stall_grace`].
+    pub fn handle_stream_connected(&mut self, now: Instant, to: SocketAddr) {
+        self.start(now);
+        self.on_stream_connected(to);
     }
 
     /// A stream message arrived from `from` (a request, or the answer to one

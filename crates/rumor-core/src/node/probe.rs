@@ -43,6 +43,9 @@ pub(super) struct Probe {
     ends: Instant,
     /// A ping went to the target over a stream too.
     stream_pinged: bool,
+    /// That stream connected: the target's host is up
+    /// ([`crate::Config::stall_grace`]).
+    host_up: bool,
 }
 
 impl Probe {
@@ -112,13 +115,14 @@ impl Node {
         }
     }
 
-    /// A watcher's probe of a suspect is due.
+    /// A watcher's probe of a suspect (or of a stalled member) is due.
     pub(super) fn probe_suspect(&mut self, now: Instant, name: Arc<str>) {
         let Some(i) = self.members.get_index_of(&name) else {
             self.watching.remove(&name);
             return;
         };
-        if self.members[i].state != MemberState::Suspect || self.leaving {
+        let suspect = self.members[i].state == MemberState::Suspect;
+        if !(suspect || self.stalled.contains_key(&name)) || self.leaving {
             self.watching.remove(&name);
             return;
         }
@@ -164,6 +168,7 @@ impl Node {
                 refused_nacks: 0,
                 ends: now + end,
                 stream_pinged: false,
+                host_up: false,
             },
         );
         self.set_timer(now + timeout, Timer::ProbeTimeout(seq));
@@ -319,6 +324,16 @@ impl Node {
         }
     }
 
+    /// A stream this node opened to `to` connected: if it carries a probe's
+    /// stream ping, the target's host is up, whatever its process does.
+    pub(super) fn on_stream_connected(&mut self, to: SocketAddr) {
+        for p in self.probes.values_mut() {
+            if p.addr == to && p.stream_pinged && !p.acked {
+                p.host_up = true;
+            }
+        }
+    }
+
     /// The probe's time is up: healthy if acked, otherwise suspect the target.
     pub(super) fn probe_end(&mut self, now: Instant, seq: u32) {
         let Some(p) = self.probes.remove(&seq) else {
@@ -347,12 +362,24 @@ impl Node {
         if e.state.is_gone() || e.incarnation != p.incarnation || self.leaving {
             return;
         }
+        let stalled_for = if p.host_up && !p.refused {
+            let Some(for_) = self.stall_wait(now, &p.target) else {
+                return;
+            };
+            Some(for_)
+        } else {
+            None
+        };
         let me = self.name.clone();
         self.stats.suspicions += 1;
         let target = p.target.clone();
         let refused = p.refused || p.unreachable();
         let cause = if refused {
             crate::event::SuspicionCause::PortUnreachable
+        } else if let Some(for_) = stalled_for {
+            crate::event::SuspicionCause::Stalled {
+                for_ms: u64::try_from(for_.as_millis()).unwrap_or(u64::MAX),
+            }
         } else {
             crate::event::SuspicionCause::NoAck {
                 relays: p.expected_nacks,
@@ -363,6 +390,24 @@ impl Node {
         if refused {
             self.cap_suspicion(&target);
         }
+    }
+
+    /// A probe of `target` found its host up and its process silent: how
+    /// long it has been so if that is past [`crate::Config::stall_grace`]
+    /// (suspect it now), else `None` (the stall is recorded and the target
+    /// probed every interval until it answers or the grace runs out).
+    fn stall_wait(&mut self, now: Instant, target: &Arc<str>) -> Option<std::time::Duration> {
+        let grace = self.config.stall_grace;
+        let since = *self.stalled.entry(target.clone()).or_insert(now);
+        let stalled_for = now.saturating_since(since);
+        if grace.is_zero() || stalled_for >= grace {
+            return Some(stalled_for);
+        }
+        self.stats.probe_stalls += 1;
+        if self.watching.insert(target.clone()) {
+            self.set_timer(now, Timer::ProbeSuspect(target.clone()));
+        }
+        None
     }
 
     /// A datagram to `to` came back "port unreachable": our probes of that
@@ -462,6 +507,7 @@ impl Node {
         };
         p.acked = true;
         self.stats.probe_acks += 1;
+        self.stalled.remove(&p.target);
         if datagram && p.expected_nacks == 0 {
             // A direct ack in time: our links are healthy.
             self.awareness.apply(-1);

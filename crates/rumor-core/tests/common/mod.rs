@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,6 +19,9 @@ enum Delivery {
     Reply(Vec<u8>),
     /// A datagram to this node index came back "port unreachable".
     Unreachable(usize),
+    /// A stream this node opened to the sender connected (its host's
+    /// kernel accepted it, whether or not its process is running).
+    Connected,
 }
 
 /// Called with (node index, node, now, event) for every event.
@@ -61,6 +64,10 @@ pub struct Net {
     /// Datagrams from this node to a crashed one vanish without a report:
     /// they reached the socket just before its process died.
     pub unreported_from: Option<usize>,
+    /// Paused nodes (SIGSTOP): no timers run, what arrives waits in
+    /// `held` until [`Net::resume`]; their host still accepts streams.
+    paused: HashSet<usize>,
+    held: Vec<(usize, usize, Delivery)>,
 }
 
 pub fn name(i: usize) -> String {
@@ -92,6 +99,8 @@ impl Net {
             other_events: Vec::new(),
             on_event: None,
             unreported_from: None,
+            paused: HashSet::new(),
+            held: Vec::new(),
         };
         for i in 0..n {
             let addr: SocketAddr = format!("127.0.{}.{}:7946", i / 250, i % 250 + 1)
@@ -169,6 +178,24 @@ impl Net {
         self.nodes[i] = None;
     }
 
+    /// Freeze node `i` (SIGSTOP): its process does nothing, its host is up.
+    pub fn pause(&mut self, i: usize) {
+        self.paused.insert(i);
+    }
+
+    /// Thaw node `i` (SIGCONT): what arrived meanwhile is handled now, in
+    /// order, and its overdue timers fire.
+    pub fn resume(&mut self, i: usize) {
+        self.paused.remove(&i);
+        let (mine, rest) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(_, to, _)| *to == i);
+        self.held = rest;
+        for (from, to, d) in mine {
+            self.deliver(from, to, d);
+        }
+    }
+
     /// Move the clock to `until`, delivering packets and firing timers in order.
     pub fn run_until(&mut self, until: Instant) {
         loop {
@@ -177,6 +204,7 @@ impl Net {
                 .nodes
                 .iter()
                 .enumerate()
+                .filter(|(i, _)| !self.paused.contains(i))
                 .filter_map(|(i, n)| n.as_ref().and_then(|n| n.poll_timeout()).map(|t| (i, t)))
                 .min_by_key(|&(_, t)| t)
                 .map_or((None, None), |(i, t)| (Some(i), Some(t)));
@@ -227,14 +255,25 @@ impl Net {
     fn deliver(&mut self, from: usize, to: usize, d: Delivery) {
         let now = self.now;
         let from_addr = self.addrs[from];
-        let Some(node) = self.nodes[to].as_mut() else {
+        if self.nodes[to].is_none() {
             let reported = self.unreported_from != Some(from);
             if self.refuse_when_down && reported && matches!(d, Delivery::Datagram(_)) {
                 self.send(to, from, Delivery::Unreachable(to));
             }
             return;
+        }
+        if matches!(d, Delivery::Stream(_)) {
+            self.send(to, from, Delivery::Connected);
+        }
+        if self.paused.contains(&to) {
+            self.held.push((from, to, d));
+            return;
+        }
+        let Some(node) = self.nodes[to].as_mut() else {
+            return;
         };
         match d {
+            Delivery::Connected => node.handle_stream_connected(now, from_addr),
             Delivery::Unreachable(target) => node.handle_unreachable(now, self.addrs[target]),
             Delivery::Datagram(bytes) => node.handle_datagram(now, from_addr, &bytes),
             Delivery::Reply(bytes) => {
@@ -251,7 +290,10 @@ impl Net {
 
     fn send(&mut self, from: usize, to: usize, d: Delivery) {
         self.seq += 1;
-        let stream = matches!(d, Delivery::Stream(_) | Delivery::Reply(_));
+        let stream = matches!(
+            d,
+            Delivery::Stream(_) | Delivery::Reply(_) | Delivery::Connected
+        );
         if (self.drop_streams || !stream) && (self.drop)(from, to, self.seq) {
             return;
         }

@@ -79,6 +79,9 @@ pub(crate) enum FromStream {
         unauthenticated: bool,
         probe: bool,
     },
+    /// A probe's stream ping to `to` connected: that host is up, whether
+    /// or not its process answers (see `Node::handle_stream_connected`).
+    Connected { to: SocketAddr },
 }
 
 /// Limits and shared state of the stream tasks.
@@ -429,6 +432,11 @@ pub(crate) async fn request<T: Transport>(
     let mut conn = None;
     let exchange = async {
         let stream = T::connect(to).await.map_err(Failure::Io)?;
+        if deadline_hint.is_some() {
+            // Best effort: if the driver's queue is full, the probe is
+            // judged as if the host had not answered.
+            let _ = driver.try_send(FromStream::Connected { to });
+        }
         let conn = conn.insert(Counted::new(stream));
         ctx.write_message(conn, &msg).await?;
         ctx.read_message(conn).await
