@@ -6,7 +6,7 @@
 mod common;
 
 use common::{name, secs, Net};
-use rumor_core::{Config, Event, MemberEventKind, MemberState, SuspicionCause};
+use rumor_core::{Config, Event, MemberEventKind, SuspicionCause};
 
 const VICTIM: usize = 3;
 
@@ -57,13 +57,10 @@ fn a_member_stalled_past_the_grace_is_declared_failed() {
     net.run_for(secs(2.0));
     net.pause(VICTIM);
     let started = net.now;
-    let others: Vec<usize> = (0..8).filter(|&i| i != VICTIM).collect();
-    let all_dead = net.run_until_true(secs(120.0), |net| {
-        others
-            .iter()
-            .all(|&o| net.state_of(o, &name(VICTIM)) == Some(MemberState::Dead))
-    });
-    assert!(all_dead, "the hung member was not declared failed");
+    assert!(
+        net.run_until_all_dead(VICTIM, secs(120.0)),
+        "the hung member was not declared failed"
+    );
     let victim = name(VICTIM);
     let stalled: Vec<u64> = net
         .other_events
@@ -97,13 +94,10 @@ fn silent_crash_detected(grace_secs: f64) -> rumor_core::Instant {
     let mut net = cluster(grace_secs);
     net.run_for(secs(2.0));
     net.crash(5);
-    let others: Vec<usize> = (0..8).filter(|&i| i != 5).collect();
-    let all_dead = net.run_until_true(secs(60.0), |net| {
-        others
-            .iter()
-            .all(|&o| net.state_of(o, &name(5)) == Some(MemberState::Dead))
-    });
-    assert!(all_dead, "the crash was not detected by everyone");
+    assert!(
+        net.run_until_all_dead(5, secs(60.0)),
+        "the crash was not detected by everyone"
+    );
     assert_eq!(probe_stalls(&net), 0, "a crashed host looked stalled");
     net.now
 }

@@ -77,13 +77,11 @@ fn a_crashed_member_is_still_declared_dead_with_the_fallback_on() {
     let mut net = Net::converged(8, Config::lan());
     net.run_for(secs(2.0));
     net.crash(5);
+    assert!(
+        net.run_until_all_dead(5, secs(60.0)),
+        "the crash was not detected by everyone"
+    );
     let others: Vec<usize> = (0..8).filter(|&i| i != 5).collect();
-    let all_dead = net.run_until_true(secs(60.0), |net| {
-        others
-            .iter()
-            .all(|&o| net.state_of(o, &name(5)) == Some(rumor_core::MemberState::Dead))
-    });
-    assert!(all_dead, "the crash was not detected by everyone");
     let saved: u64 = others
         .iter()
         .map(|&i| net.node(i).stats().probe_stream_fallback_acks)

@@ -770,19 +770,8 @@ impl Simulation {
         } = d.kind
         {
             // The kernel accepts the connection whatever the process does.
-            let from = d.from as usize;
-            if let Some(delay) = self.truth.net.stream(&mut self.rng, i, from, false) {
-                self.push(
-                    self.now + delay,
-                    Action::Deliver(Delivery {
-                        to: from as u32,
-                        from: i as u32,
-                        kind: Kind::Connected { to_gen: from_gen },
-                        delayed: false,
-                        payload: Vec::new(),
-                    }),
-                );
-            }
+            let connected = Kind::Connected { to_gen: from_gen };
+            self.stream_back(i, d.from as usize, connected, Vec::new());
         }
         if self.truth.paused[i] {
             self.slots[i].inbox.push(d);
@@ -854,23 +843,27 @@ impl Simulation {
             Kind::Request { from_gen, .. } => {
                 if let Some(reply) = node.handle_stream(now, node_addr(from), &d.payload) {
                     self.metrics.stream_bytes += reply.len() as u64;
-                    if let Some(delay) = self.truth.net.stream(&mut self.rng, i, from, false) {
-                        self.push(
-                            self.now + delay,
-                            Action::Deliver(Delivery {
-                                to: from as u32,
-                                from: i as u32,
-                                kind: Kind::Reply { to_gen: from_gen },
-                                delayed: false,
-                                payload: reply,
-                            }),
-                        );
-                    }
+                    self.stream_back(i, from, Kind::Reply { to_gen: from_gen }, reply);
                 }
             }
         }
         self.after(i);
         self.relaying = None;
+    }
+
+    /// Send `kind` back from node `i` to node `to` over the stream `to`
+    /// opened (lost if the network cuts it).
+    fn stream_back(&mut self, i: usize, to: usize, kind: Kind, payload: Vec<u8>) {
+        if let Some(delay) = self.truth.net.stream(&mut self.rng, i, to, false) {
+            let delivery = Delivery {
+                to: to as u32,
+                from: i as u32,
+                kind,
+                delayed: false,
+                payload,
+            };
+            self.push(self.now + delay, Action::Deliver(delivery));
+        }
     }
 
     /// Drain a node's transmits and events and re-arm its wake-up.

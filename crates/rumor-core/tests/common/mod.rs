@@ -351,6 +351,21 @@ impl Net {
         }
     }
 
+    /// Run until every running node but `victim` holds it dead (checked
+    /// every 100 ms) or `limit` passes; true if they all did.
+    pub fn run_until_all_dead(&mut self, victim: usize, limit: Duration) -> bool {
+        let others: Vec<usize> = self
+            .running()
+            .into_iter()
+            .filter(|&i| i != victim)
+            .collect();
+        self.run_until_true(limit, |net| {
+            others
+                .iter()
+                .all(|&o| net.state_of(o, &name(victim)) == Some(MemberState::Dead))
+        })
+    }
+
     /// State of member `name` as node `observer` sees it.
     pub fn state_of(&self, observer: usize, name: &str) -> Option<MemberState> {
         self.nodes[observer].as_ref()?.member(name).map(|m| m.state)
