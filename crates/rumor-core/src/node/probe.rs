@@ -362,7 +362,8 @@ impl Node {
         if e.state.is_gone() || e.incarnation != p.incarnation || self.leaving {
             return;
         }
-        let stalled_for = if p.host_up && !p.refused {
+        let stall_grace = !self.config.stall_grace.is_zero();
+        let stalled_for = if p.host_up && !p.refused && stall_grace {
             let Some(for_) = self.stall_wait(now, &p.target) else {
                 return;
             };
@@ -396,11 +397,11 @@ impl Node {
     /// long it has been so if that is past [`crate::Config::stall_grace`]
     /// (suspect it now), else `None` (the stall is recorded and the target
     /// probed every interval until it answers or the grace runs out).
+    /// Called only with a non-zero grace, so no stall is recorded without.
     fn stall_wait(&mut self, now: Instant, target: &Arc<str>) -> Option<std::time::Duration> {
-        let grace = self.config.stall_grace;
         let since = *self.stalled.entry(target.clone()).or_insert(now);
         let stalled_for = now.saturating_since(since);
-        if grace.is_zero() || stalled_for >= grace {
+        if stalled_for >= self.config.stall_grace {
             return Some(stalled_for);
         }
         self.stats.probe_stalls += 1;
