@@ -83,6 +83,11 @@ def host_tools():
 
 def cargo_build(target_dir, rustflags):
     env = dict(os.environ, CARGO_TARGET_DIR=target_dir, RUSTFLAGS=" ".join(rustflags))
+    # The settings this build was tuned and measured with, not the plain
+    # release profile's (fat LTO, one codegen unit, opt-level "s"): its
+    # layout comes from the profile and the symbol order instead.
+    env.update(CARGO_PROFILE_RELEASE_LTO="false", CARGO_PROFILE_RELEASE_CODEGEN_UNITS="16",
+               CARGO_PROFILE_RELEASE_OPT_LEVEL="3", CARGO_PROFILE_RELEASE_DEBUG="1")
     run(["cargo", "build", "--release", "-p", "rumor-cli", "--target", TARGET], env=env)
     return os.path.join(target_dir, TARGET, "release", "rumor")
 

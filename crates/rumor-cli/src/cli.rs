@@ -54,8 +54,9 @@ pub enum Command {
     Tags(TagsArgs),
     /// Run N nodes in this process with a scripted failure scenario and a dashboard.
     Demo(DemoArgs),
-    /// Run the deterministic simulator (`rumor sim --help` lists its flags;
-    /// docs/simulator.md explains them).
+    /// Run the deterministic simulator: the `rumor-sim` binary beside this
+    /// one, or in-process when built with `--features sim` (`rumor sim
+    /// --help` lists its flags; docs/simulator.md explains them).
     #[command(disable_help_flag = true)]
     Sim(SimArgs),
 }

@@ -35,6 +35,7 @@ mod member_filter;
 mod metrics;
 mod reload;
 mod retry_join;
+mod sim;
 mod snapshot;
 
 use std::process::ExitCode;
@@ -64,11 +65,7 @@ fn main() -> ExitCode {
         Command::Agg(a) => client::agg(&a),
         Command::Keys(k) => client_keys::keys(&k.op),
         Command::Tags(t) => client::tags(&t.op),
-        Command::Sim(a) => {
-            let argv = std::iter::once("rumor sim".to_string()).chain(a.args);
-            let code = rumor_sim::cli::main_with_args(argv);
-            return ExitCode::from(u8::try_from(code).unwrap_or(1));
-        }
+        Command::Sim(a) => return sim::run(a.args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

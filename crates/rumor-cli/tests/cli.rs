@@ -518,3 +518,53 @@ fn monitor_prints_events_as_they_happen() {
         "{line}"
     );
 }
+
+/// `rumor sim` without the `sim` feature hands its arguments to the
+/// `rumor-sim` beside the binary, and says how to get one when there is none.
+#[test]
+fn sim_runs_the_simulator_beside_the_binary_or_says_how_to_build_it() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("sim-forward-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rumor = dir.join("rumor");
+    if std::fs::hard_link(BIN, &rumor).is_err() {
+        std::fs::copy(BIN, &rumor).unwrap();
+    }
+    let sim = |args: &[&str]| {
+        Command::new(&rumor)
+            .arg("sim")
+            .args(args)
+            .env("PATH", &dir)
+            .output()
+            .unwrap()
+    };
+
+    // No simulator anywhere: one line naming the build command, exit 2.
+    let o = sim(&["--nodes", "3"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cargo build --release -p rumor-sim"), "{err}");
+
+    // A `rumor-sim` beside it gets the arguments as given, and its exit code
+    // is rumor's.
+    let fake = dir.join("rumor-sim");
+    let args_file = dir.join("args");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\nexit 7\n",
+            args_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = sim(&["--scenario", "crash", "--nodes", "3", "--json"]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    let got = std::fs::read_to_string(&args_file).unwrap();
+    assert_eq!(got, "--scenario\ncrash\n--nodes\n3\n--json\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}
