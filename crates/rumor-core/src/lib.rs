@@ -47,8 +47,12 @@ pub use node::{
 pub use stats::Stats;
 pub use time::Instant;
 
-/// Errors the core returns to its driver for bad commands or configuration.
+/// Errors the core returns to its driver for bad commands or configuration:
+/// one variant per service, each typed so that a front end decides how to
+/// report it (an HTTP status, an exit code) from the variant, never from the
+/// message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A configuration value is out of range; the message names it.
     #[error("invalid configuration: {0}")]
@@ -58,19 +62,19 @@ pub enum Error {
     InvalidName(String),
     /// A replicated key-space write breaks a limit or a rule; nothing was stored.
     #[error("invalid key-space write: {0}")]
-    InvalidKv(String),
+    Kv(kv::KvError),
     /// An aggregate name breaks a limit, or too many are tracked.
     #[error("invalid aggregate: {0}")]
-    InvalidAggregate(String),
+    Aggregate(Rejected),
     /// A per-node state key or value breaks a limit.
     #[error("invalid state write: {0}")]
-    InvalidState(String),
+    State(Rejected),
     /// A query or an answer breaks a limit, or answers no query in progress.
     #[error("invalid query: {0}")]
-    InvalidQuery(String),
+    Query(Rejected),
     /// A user event is too large, or its name is empty or too long.
     #[error("invalid user event: {0}")]
-    InvalidEvent(String),
+    Event(Rejected),
     /// A write would take this node past one of its [`Limits`]: nothing
     /// was stored. (A count or space quota, not a malformed value.)
     #[error("{detail}")]
@@ -91,4 +95,17 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+}
+
+/// Why a service refused a value, by kind: what a front end needs to report
+/// it (an HTTP API: 400 or 413). The message says what to fix.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejected {
+    /// It breaks a rule: empty, malformed, out of range, or not expected now.
+    #[error("{0}")]
+    Invalid(String),
+    /// It is larger than a size limit allows.
+    #[error("{0}")]
+    TooLarge(String),
 }

@@ -69,7 +69,7 @@ pub enum Outcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriteError {
     /// The key or value breaks a size rule.
-    Invalid(String),
+    Invalid(crate::Rejected),
     /// This node's quota ([`Quota`]) is full.
     Quota(String),
 }
@@ -77,7 +77,7 @@ pub enum WriteError {
 impl From<WriteError> for crate::Error {
     fn from(e: WriteError) -> Self {
         match e {
-            WriteError::Invalid(m) => crate::Error::InvalidState(m),
+            WriteError::Invalid(r) => crate::Error::State(r),
             WriteError::Quota(detail) => crate::Error::LimitReached {
                 limit: crate::limits::Limit::State,
                 detail,
@@ -191,21 +191,24 @@ fn entry_bytes(key: &str, e: &Entry) -> usize {
 }
 
 /// Check a key and value against the limits.
-pub fn validate(key: &str, value: Option<&str>) -> Result<(), String> {
+pub fn validate(key: &str, value: Option<&str>) -> Result<(), crate::Rejected> {
+    use crate::Rejected;
     if key.is_empty() || key.len() > MAX_KEY_LEN {
-        return Err(format!(
+        return Err(Rejected::Invalid(format!(
             "key must be 1 to {MAX_KEY_LEN} bytes, got {}",
             key.len()
-        ));
+        )));
     }
     if key.chars().any(char::is_control) {
-        return Err(format!("key {key:?} contains a control character"));
+        return Err(Rejected::Invalid(format!(
+            "key {key:?} contains a control character"
+        )));
     }
     if let Some(v) = value.filter(|v| v.len() > MAX_VALUE_LEN) {
-        return Err(format!(
+        return Err(Rejected::TooLarge(format!(
             "value must be at most {MAX_VALUE_LEN} bytes, got {}",
             v.len()
-        ));
+        )));
     }
     Ok(())
 }
@@ -291,7 +294,9 @@ impl ClusterState {
             )));
         }
         own.max_version = own.max_version.checked_add(1).ok_or_else(|| {
-            WriteError::Invalid("this node's state version space is exhausted".into())
+            WriteError::Invalid(crate::Rejected::Invalid(
+                "this node's state version space is exhausted".into(),
+            ))
         })?;
         own.changed_at = now;
         let entry = Entry {

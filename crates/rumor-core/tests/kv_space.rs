@@ -3,7 +3,7 @@
 mod common;
 
 use common::{secs, Net};
-use rumor_core::kv::{KvConfig, Mode};
+use rumor_core::kv::{Invalid, KvConfig, KvError, Mode};
 use rumor_core::message::SyncMode;
 use rumor_core::{Config, Error};
 
@@ -110,7 +110,7 @@ fn concurrent_writes_on_both_sides_of_a_partition_are_kept_as_siblings() {
     let mut r = Ok(());
     net.with(1, |n, now| r = n.kv_put(now, "cart/bob", b"x".to_vec()));
     assert!(
-        matches!(r, Err(Error::InvalidKv(_))),
+        matches!(r, Err(Error::Kv(KvError::ContextRequired { .. }))),
         "a sibling key without a context: {r:?}"
     );
 }
@@ -122,9 +122,21 @@ fn bad_writes_are_refused_and_nothing_is_stored() {
     net.with(0, |n, now| {
         r = n.kv_put(now, &"k".repeat(300), b"v".to_vec())
     });
-    assert!(matches!(r, Err(Error::InvalidKv(_))), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(Error::Kv(KvError::Invalid(Invalid::KeyTooLong(300))))
+        ),
+        "{r:?}"
+    );
     net.with(0, |n, now| r = n.kv_put(now, "k", vec![0; 70_000]));
-    assert!(matches!(r, Err(Error::InvalidKv(_))), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(Error::Kv(KvError::Invalid(Invalid::ValueTooLarge(70_000))))
+        ),
+        "{r:?}"
+    );
     net.with(0, |n, now| r = n.kv_put(now, "", b"v".to_vec()));
     assert!(r.is_err());
     assert!(net.node(0).kv().is_empty());

@@ -168,13 +168,22 @@ fn bad_writes_are_refused_and_nothing_is_stored() {
         r = node.state_write(now, &"k".repeat(200), Some("v"))
     });
     assert!(
-        matches!(r, Err(rumor_core::Error::InvalidState(_))),
+        matches!(
+            r,
+            Err(rumor_core::Error::State(rumor_core::Rejected::Invalid(_)))
+        ),
         "{r:?}"
     );
     net.with(0, |node, now| {
         r = node.state_write(now, "k", Some(&"v".repeat(5000)))
     });
-    assert!(r.is_err());
+    assert!(
+        matches!(
+            r,
+            Err(rumor_core::Error::State(rumor_core::Rejected::TooLarge(_)))
+        ),
+        "{r:?}"
+    );
     assert!(net.node(0).state().is_empty());
 }
 

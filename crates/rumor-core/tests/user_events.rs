@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{secs, Net};
-use rumor_core::{Config, Error};
+use rumor_core::{Config, Error, Rejected};
 
 /// Seconds until the event from node 0 reached every node, over `rounds` events.
 fn event_spread(config: Config, n: usize, rounds: usize) -> Vec<f64> {
@@ -127,9 +127,15 @@ fn oversized_or_unnamed_events_are_refused() {
     let mut net = Net::new(1, Config::lan());
     let mut r = Ok(0);
     net.with(0, |node, now| r = node.send_event(now, "big", &[0u8; 600]));
-    assert!(matches!(r, Err(Error::InvalidEvent(_))), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::Event(Rejected::TooLarge(_)))),
+        "{r:?}"
+    );
     net.with(0, |node, now| r = node.send_event(now, "", b"x"));
-    assert!(matches!(r, Err(Error::InvalidEvent(_))), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::Event(Rejected::Invalid(_)))),
+        "{r:?}"
+    );
     assert!(net.user_events.is_empty());
 }
 

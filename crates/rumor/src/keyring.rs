@@ -103,7 +103,7 @@ impl FromStr for Key {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
         let s = s.trim();
-        let bad = || Error::InvalidKey("expected 64 hexadecimal digits".into());
+        let bad = || Error::Key(KeyError::Malformed);
         if s.len() != 64 || !s.is_ascii() {
             return Err(bad());
         }
@@ -175,9 +175,10 @@ impl Keyring {
     /// Make an installed key the primary, which encrypts from now on.
     pub fn use_key(&self, key: &Key) -> Result<(), Error> {
         let mut slots = self.write();
-        let i = slots.iter().position(|s| s.key == *key).ok_or_else(|| {
-            Error::InvalidKey(format!("key {} is not installed", key.fingerprint()))
-        })?;
+        let i = slots
+            .iter()
+            .position(|s| s.key == *key)
+            .ok_or_else(|| Error::Key(KeyError::NotInstalled(key.fingerprint())))?;
         let slot = slots.remove(i);
         slots.insert(0, slot);
         Ok(())
@@ -187,18 +188,12 @@ impl Keyring {
     pub fn remove(&self, key: &Key) -> Result<(), Error> {
         let mut slots = self.write();
         match slots.iter().position(|s| s.key == *key) {
-            Some(0) => Err(Error::InvalidKey(format!(
-                "key {} is the primary: use another key first",
-                key.fingerprint()
-            ))),
+            Some(0) => Err(Error::Key(KeyError::Primary(key.fingerprint()))),
             Some(i) => {
                 slots.remove(i);
                 Ok(())
             }
-            None => Err(Error::InvalidKey(format!(
-                "key {} is not installed",
-                key.fingerprint()
-            ))),
+            None => Err(Error::Key(KeyError::NotInstalled(key.fingerprint()))),
         }
     }
 
@@ -235,7 +230,7 @@ impl Keyring {
         out.extend_from_slice(plaintext);
         let tag = cipher
             .encrypt_inout_detached(&XNonce::from(*nonce), aad, (&mut out[start..]).into())
-            .map_err(|_| Error::InvalidKey("message too long to encrypt".into()))?;
+            .map_err(|_| Error::Key(KeyError::MessageTooLong))?;
         out.extend_from_slice(&tag);
         Ok(())
     }
@@ -321,4 +316,22 @@ mod tests {
         assert!("zz".parse::<Key>().is_err());
         assert!(!format!("{k:?}").contains(&k.to_string()));
     }
+}
+
+/// Why the keyring refused a key, or a message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// Not 32 bytes written as 64 hexadecimal digits.
+    #[error("expected 64 hexadecimal digits")]
+    Malformed,
+    /// The keyring does not hold the key with this fingerprint.
+    #[error("key {0} is not installed")]
+    NotInstalled(String),
+    /// The key with this fingerprint is the primary, which cannot be removed.
+    #[error("key {0} is the primary: use another key first")]
+    Primary(String),
+    /// A message too long for the cipher.
+    #[error("message too long to encrypt")]
+    MessageTooLong,
 }

@@ -106,7 +106,7 @@ pub use rumor_core::{
 
 pub use builder::Builder;
 pub use encryption::{EncryptionMode, EncryptionSwitch};
-pub use keyring::{Key, Keyring};
+pub use keyring::{Key, KeyError, Keyring};
 pub use metrics::{MemberCounts, Stats, TransportStats};
 pub use node::{Node, Watch};
 pub use query::{IncomingQuery, QueryAnswer, QueryFilter, QueryOptions, QueryStream};
@@ -169,8 +169,10 @@ pub struct Suspected {
     pub cause: rumor_core::SuspicionCause,
 }
 
-/// Errors of the library.
+/// Errors of the library, typed: callers decide from the variant, not the
+/// message.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The protocol refused a value (configuration, name, tags).
     #[error(transparent)]
@@ -183,7 +185,7 @@ pub enum Error {
     InvalidLabel(String),
     /// A key is malformed, not installed, or may not be removed.
     #[error("key: {0}")]
-    InvalidKey(String),
+    Key(#[from] keyring::KeyError),
     /// A keyring operation on a node without encryption.
     #[error("this node has no keyring (it was started without encryption)")]
     NoKeyring,

@@ -187,7 +187,7 @@ impl Node {
         options: crate::QueryOptions,
     ) -> Result<crate::QueryStream, Error> {
         crate::query::check_filters(&options.filters)
-            .map_err(|e| Error::Core(rumor_core::Error::InvalidQuery(e)))?;
+            .map_err(|e| Error::Core(rumor_core::Error::Query(rumor_core::Rejected::Invalid(e))))?;
         let (name, payload) = (name.into(), payload.into());
         let (ltime, timeout, rx) = self
             .ask(|tx| Command::Query(name, payload, options, tx))

@@ -33,36 +33,32 @@ pub struct LibNode {
 }
 
 fn err(e: rumor::Error) -> ClusterError {
+    use rumor::core::kv::{Invalid, KvError};
+    use rumor::core::{Error as Core, Rejected};
     use rumor::Error as E;
     match e {
-        E::InvalidKey(m) if m.contains("not installed") => {
-            ClusterError::NotFound(format!("key: {m}"))
-        }
-        E::InvalidKey(m) => ClusterError::Invalid(format!("key: {m}")),
+        E::Key(k @ rumor::KeyError::NotInstalled(_)) => ClusterError::NotFound(format!("key: {k}")),
+        E::Key(k) => ClusterError::Invalid(format!("key: {k}")),
         E::NoKeyring => ClusterError::Conflict(
             "this agent runs without encryption: start it with --keyring to manage keys".into(),
         ),
-        E::Core(rumor::core::Error::LimitReached { limit, detail }) => {
+        E::Core(Core::LimitReached { limit, detail }) => {
             ClusterError::LimitReached(format!("{} reached: {detail}", limit.name()))
         }
         E::NameConflict { .. } => ClusterError::Conflict(e.to_string()),
-        E::Core(rumor::core::Error::ForceLeave(f)) => force_leave_err(f),
-        E::Core(rumor::core::Error::InvalidEvent(m)) if m.contains("the limit is") => {
+        E::Core(Core::ForceLeave(f)) => force_leave_err(f),
+        E::Core(Core::Event(Rejected::TooLarge(m))) => {
             ClusterError::TooLarge(format!("user event: {m}"))
         }
-        E::Core(rumor::core::Error::InvalidQuery(m)) if m.contains("the limit is") => {
-            ClusterError::TooLarge(format!("query: {m}"))
+        E::Core(Core::Query(Rejected::TooLarge(m))) => ClusterError::TooLarge(format!("query: {m}")),
+        E::Core(Core::Query(r)) => ClusterError::Invalid(format!("query: {r}")),
+        E::Core(Core::Kv(c @ KvError::ContextRequired { .. })) => ClusterError::Conflict(format!(
+            "{c}: read the key first (GET /v1/kv/KEY returns its \"context\") and pass that context with the write (header X-Rumor-Context or ?context=; rumor kv put --context)"
+        )),
+        E::Core(Core::Kv(KvError::Invalid(i @ Invalid::ValueTooLarge(_)))) => {
+            ClusterError::TooLarge(format!("key-space write: {i}"))
         }
-        E::Core(rumor::core::Error::InvalidQuery(m)) => ClusterError::Invalid(format!("query: {m}")),
-        E::Core(rumor::core::Error::InvalidKv(m)) if m.contains("causal context") => {
-            ClusterError::Conflict(format!(
-                "{m}: read the key first (GET /v1/kv/KEY returns its \"context\") and pass that context with the write (header X-Rumor-Context or ?context=; rumor kv put --context)"
-            ))
-        }
-        E::Core(rumor::core::Error::InvalidKv(m)) if m.contains("value is") => {
-            ClusterError::TooLarge(format!("key-space write: {m}"))
-        }
-        E::Core(rumor::core::Error::InvalidState(m)) if m.contains("value must be") => {
+        E::Core(Core::State(Rejected::TooLarge(m))) => {
             ClusterError::TooLarge(format!("state write: {m}"))
         }
         E::JoinFailed { .. } => ClusterError::Unreachable(e.to_string()),
@@ -70,9 +66,6 @@ fn err(e: rumor::Error) -> ClusterError {
             "the write was not acknowledged: {e}"
         )),
         E::Stopped | E::Task(_) => ClusterError::Closed,
-        E::Core(_) | E::InvalidConfig(_) | E::InvalidLabel(_) => {
-            ClusterError::Invalid(e.to_string())
-        }
         other => ClusterError::Invalid(other.to_string()),
     }
 }
@@ -292,12 +285,14 @@ impl Cluster for LibNode {
 
     fn leave(&self, timeout: Duration) -> BoxFuture<'_, Result<(), ClusterError>> {
         Box::pin(async move {
-            match with_node!(self, n => n.leave(timeout)) {
-                Err(ClusterError::Invalid(m)) if m.contains("leave not complete") => {
-                    tracing::warn!("{m}");
+            let guard = self.node.read().await;
+            let n = guard.as_ref().ok_or(ClusterError::Closed)?;
+            match n.leave(timeout).await {
+                Err(e @ rumor::Error::LeaveTimeout(_)) => {
+                    tracing::warn!("{e}");
                     Ok(())
                 }
-                other => other,
+                other => other.map_err(err),
             }
         })
     }

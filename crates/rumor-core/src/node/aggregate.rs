@@ -21,7 +21,7 @@ impl Node {
         let leader = self.holds_count_weight();
         self.aggregates
             .track(name, value, leader)
-            .map_err(Error::InvalidAggregate)?;
+            .map_err(|m| Error::Aggregate(crate::Rejected::Invalid(m)))?;
         self.run_aggregation(now);
         Ok(())
     }

@@ -393,6 +393,6 @@ fn kv_error(e: crate::kv::KvError) -> Error {
             limit: crate::limits::Limit::Kv,
             detail: e.to_string(),
         },
-        e => Error::InvalidKv(e.to_string()),
+        e => Error::Kv(e),
     }
 }

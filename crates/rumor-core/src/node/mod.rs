@@ -41,7 +41,7 @@ use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
 use crate::user_event::EventLog;
-use crate::Error;
+use crate::{Error, Rejected};
 
 use admit::Source;
 use probe::{Probe, Relay};
@@ -369,13 +369,15 @@ impl Node {
     pub fn send_event(&mut self, now: Instant, name: &str, payload: &[u8]) -> Result<u64, Error> {
         let size = name.len() + payload.len();
         if name.is_empty() {
-            return Err(Error::InvalidEvent("event name is empty".into()));
+            return Err(Error::Event(Rejected::Invalid(
+                "event name is empty".into(),
+            )));
         }
         if size > self.config.max_event_size {
-            return Err(Error::InvalidEvent(format!(
+            return Err(Error::Event(Rejected::TooLarge(format!(
                 "name and payload take {size} bytes, the limit is {}",
                 self.config.max_event_size
-            )));
+            ))));
         }
         self.start(now);
         let ev = UserEvent {

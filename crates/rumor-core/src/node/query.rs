@@ -18,7 +18,7 @@ use crate::query::{
     MAX_TIMEOUT,
 };
 use crate::time::Instant;
-use crate::Error;
+use crate::{Error, Rejected};
 
 impl Node {
     /// Ask the cluster `name` with `payload`: the query spreads to every
@@ -42,26 +42,28 @@ impl Node {
             .sum();
         let size = name.len() + payload.len() + filters_size;
         if name.is_empty() {
-            return Err(Error::InvalidQuery("query name is empty".into()));
+            return Err(Error::Query(Rejected::Invalid(
+                "query name is empty".into(),
+            )));
         }
         if size > MAX_QUERY_SIZE {
-            return Err(Error::InvalidQuery(format!(
+            return Err(Error::Query(Rejected::TooLarge(format!(
                 "name, payload and filters take {size} bytes, the limit is {MAX_QUERY_SIZE}"
-            )));
+            ))));
         }
         if params.relay_factor > MAX_RELAY_FACTOR {
-            return Err(Error::InvalidQuery(format!(
+            return Err(Error::Query(Rejected::Invalid(format!(
                 "relay factor {} is over the limit of {MAX_RELAY_FACTOR}",
                 params.relay_factor
-            )));
+            ))));
         }
         let timeout = params
             .timeout
             .unwrap_or_else(|| default_timeout(&self.config, self.live));
         if timeout.is_zero() || timeout > MAX_TIMEOUT {
-            return Err(Error::InvalidQuery(format!(
+            return Err(Error::Query(Rejected::Invalid(format!(
                 "timeout {timeout:?} is not in (0, {MAX_TIMEOUT:?}]"
-            )));
+            ))));
         }
         self.start(now);
         let ltime = self.user_events.tick();
@@ -106,15 +108,15 @@ impl Node {
         payload: &[u8],
     ) -> Result<(), Error> {
         if payload.len() > MAX_RESPONSE_SIZE {
-            return Err(Error::InvalidQuery(format!(
+            return Err(Error::Query(Rejected::TooLarge(format!(
                 "the answer takes {} bytes, the limit is {MAX_RESPONSE_SIZE}",
                 payload.len()
-            )));
+            ))));
         }
         let Some(answer) = self.queries.may_answer(now, origin, ltime, ack) else {
-            return Err(Error::InvalidQuery(
+            return Err(Error::Query(Rejected::Invalid(
                 "no such query in progress, or it was answered already".into(),
-            ));
+            )));
         };
         self.start(now);
         let r = QueryResponse {
