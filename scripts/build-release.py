@@ -84,11 +84,12 @@ def host_tools():
 def cargo_build(target_dir, rustflags):
     env = dict(os.environ, CARGO_TARGET_DIR=target_dir, RUSTFLAGS=" ".join(rustflags))
     # The settings this build was tuned and measured with, not the plain
-    # release profile's (fat LTO, one codegen unit, opt-level "s"): its
-    # layout comes from the profile and the symbol order instead.
-    env.update(CARGO_PROFILE_RELEASE_LTO="false", CARGO_PROFILE_RELEASE_CODEGEN_UNITS="16",
-               CARGO_PROFILE_RELEASE_OPT_LEVEL="3", CARGO_PROFILE_RELEASE_DEBUG="1")
-    run(["cargo", "build", "--release", "-p", "rumor-cli", "--target", TARGET], env=env)
+    # release profile's (fat LTO, one codegen unit, the agent's crate at
+    # opt-level "s"): its layout comes from the profile and the symbol order.
+    tuned = ["profile.release.lto=false", "profile.release.codegen-units=16",
+             "profile.release.debug=1", "profile.release.package.rumor-cli.opt-level=3"]
+    config = [arg for c in tuned for arg in ("--config", c)]
+    run(["cargo", "build", "--release", "-p", "rumor-cli", "--target", TARGET, *config], env=env)
     return os.path.join(target_dir, TARGET, "release", "rumor")
 
 
