@@ -70,6 +70,35 @@ fn crashed_node_is_marked_dead_by_all_within_the_configured_bound() {
 /// unreachable), so it is declared dead after the short unreachable timeout
 /// rather than the Lifeguard one; with the reports ignored it takes the
 /// usual time. Same seeds, same crash instant.
+/// Lifeguard's nacks say "the relay is fine, the target is not": a node
+/// whose relays all nack in time keeps a clean health score. Probing a
+/// silently crashed member, with its suspicion watchers probing it again
+/// every interval, must leave every prober healthy, so that the next crash
+/// is found at the full probe rate.
+#[test]
+fn probing_a_dead_member_leaves_its_probers_healthy() {
+    let mut net = converged(16);
+    net.run_for(secs(5.0));
+    net.crash(3);
+    let mut worst = 0;
+    let ok = net.run_until_true(secs(60.0), |net| {
+        worst = net
+            .running()
+            .iter()
+            .map(|&i| net.node(i).awareness())
+            .max()
+            .unwrap_or(0)
+            .max(worst);
+        net.running()
+            .iter()
+            .all(|&i| net.state_of(i, &name(3)) == Some(MemberState::Dead))
+    });
+    assert!(ok, "the crashed member was not declared dead by all");
+    let nacks: u64 = net.running().iter().map(|&i| net.node(i).stats().nacks).sum();
+    assert!(nacks > 0, "no relay nacked: the dead member was never probed");
+    assert_eq!(worst, 0, "a healthy prober raised its health score");
+}
+
 #[test]
 fn a_refusing_port_is_declared_dead_sooner_and_only_that_member() {
     let n = 16;

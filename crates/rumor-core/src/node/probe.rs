@@ -60,6 +60,24 @@ impl Probe {
     }
 }
 
+/// How long a relay waits for the target's ack before it nacks.
+///
+/// The requester asks relays at its probe timeout and judges the probe at
+/// the end of its interval, so a nack counts only if it arrives within
+/// `probe_interval - probe_timeout` of the request. The relay answers after
+/// 80 % of that window (leaving the rest for the request's and the nack's
+/// trips), and never waits longer than a direct probe would. Waiting the
+/// whole probe timeout instead, every nack for a dead target arrived after
+/// the judgement, and each healthy prober of it raised its own health
+/// score by the number of relays, as if its links were the ones failing.
+fn relay_wait(config: &crate::Config) -> std::time::Duration {
+    let window = config.probe_interval.saturating_sub(config.probe_timeout);
+    if window.is_zero() {
+        return config.probe_timeout;
+    }
+    config.probe_timeout.min(window * 4 / 5)
+}
+
 /// A ping-req this node is relaying.
 pub(super) struct Relay {
     requester: SocketAddr,
@@ -567,8 +585,8 @@ impl Node {
             });
         }
         self.send_packet(addr, &msgs);
-        let timeout = self.config.probe_timeout;
-        self.set_timer(now + timeout, Timer::RelayTimeout(relay_seq));
+        let wait = relay_wait(&self.config);
+        self.set_timer(now + wait, Timer::RelayTimeout(relay_seq));
     }
 
     /// The relayed ping got no ack in time: nack the requester.
