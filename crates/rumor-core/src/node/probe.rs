@@ -58,6 +58,20 @@ impl Probe {
             && (self.refused || self.expected_nacks > 0)
             && self.refused_nacks >= self.expected_nacks
     }
+
+    /// Nothing is left to wait for: no ack, and either nothing listens
+    /// ([`Probe::unreachable`]) or every relay has nacked. A relay nacks
+    /// only after waiting for the target longer than the direct retry
+    /// needs, so the relays' verdicts are all the datagram evidence the
+    /// probe will get; only a stream ping that found the target's host up
+    /// is still worth its deadline (its ack, or the stall grace).
+    fn settled(&self) -> bool {
+        let all_nacked = self.relays_asked
+            && self.expected_nacks > 0
+            && self.nacks >= self.expected_nacks
+            && !self.host_up;
+        !self.acked && (self.unreachable() || all_nacked)
+    }
 }
 
 /// How long a relay waits for the target's ack before it nacks.
@@ -254,7 +268,7 @@ impl Node {
         }
         self.retry_ping(seq);
         self.stream_ping(now, seq);
-        self.judge_if_refused(now, seq);
+        self.judge_if_settled(now, seq);
     }
 
     /// [`crate::Config::probe_retry`]: ping the target of probe `seq`
@@ -448,7 +462,7 @@ impl Node {
                 p.refused = true;
             }
             self.probe_timeout(now, seq);
-            self.judge_if_refused(now, seq);
+            self.judge_if_settled(now, seq);
         }
         let relayed: Vec<u32> = self
             .relays
@@ -467,17 +481,20 @@ impl Node {
         }
     }
 
-    /// A probe whose pings were all refused ([`Probe::unreachable`]) needs
-    /// no more waiting: judge it now, not at the end of the interval.
-    fn judge_if_refused(&mut self, now: Instant, seq: u32) {
-        let done = self
-            .probes
-            .get(&seq)
-            .is_some_and(|p| !p.acked && p.unreachable());
+    /// A probe with nothing left to wait for ([`Probe::settled`]) is
+    /// judged now, not at the end of the interval: a silent crash is
+    /// suspected as soon as the relays have all nacked.
+    fn judge_if_settled(&mut self, now: Instant, seq: u32) {
+        let done = self.probes.get(&seq).is_some_and(Probe::settled);
         if let Some(p) = done.then(|| self.probes.remove(&seq)).flatten() {
-            // The probe's timers find nothing left and do nothing; the
-            // watchers' next probe waits for the next interval as usual.
+            // The probe's timers find nothing left and do nothing, so the
+            // watchers' next probe is set here, when the probe would have
+            // ended.
+            let (target, ends) = (p.target.clone(), p.ends);
             self.probe_failed(now, p);
+            if self.watching.contains(&target) {
+                self.set_timer(ends.max(now), Timer::ProbeSuspect(target));
+            }
         }
     }
 
@@ -547,7 +564,7 @@ impl Node {
             p.nacks += 1;
             p.refused_nacks += u32::from(refused);
             self.stats.nacks += 1;
-            self.judge_if_refused(now, seq);
+            self.judge_if_settled(now, seq);
         }
     }
 
