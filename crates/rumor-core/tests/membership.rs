@@ -94,8 +94,15 @@ fn probing_a_dead_member_leaves_its_probers_healthy() {
             .all(|&i| net.state_of(i, &name(3)) == Some(MemberState::Dead))
     });
     assert!(ok, "the crashed member was not declared dead by all");
-    let nacks: u64 = net.running().iter().map(|&i| net.node(i).stats().nacks).sum();
-    assert!(nacks > 0, "no relay nacked: the dead member was never probed");
+    let nacks: u64 = net
+        .running()
+        .iter()
+        .map(|&i| net.node(i).stats().nacks)
+        .sum();
+    assert!(
+        nacks > 0,
+        "no relay nacked: the dead member was never probed"
+    );
     assert_eq!(worst, 0, "a healthy prober raised its health score");
 }
 
