@@ -491,8 +491,8 @@ def catch_up(c: Agent, want: set[str], timeout: float) -> dict:
         if want <= have:
             t = time.monotonic() - t0
             return {"converged_s": t,
-                    "bytes_in": c.metric("rumor_udp_bytes_in_total")
-                    + c.metric("rumor_stream_bytes_in_total"),
+                    "bytes_in": c.metric("rumor_udp_received_bytes_total")
+                    + c.metric("rumor_stream_received_bytes_total"),
                     "kv_applied": c.metric("rumor_kv_applied_total")}
         time.sleep(0.1)
     raise RuntimeError(f"{c.name} did not converge in {timeout} s: "

@@ -718,14 +718,14 @@ class Rumor:
 
     def extra_stats(self, agents):
         """rumor's own counters of what it sent (payload bytes, no IP headers)."""
-        res = {"rumor_wire_bytes_out": {}, "rumor_udp_packets_out_total": {}}
+        res = {"rumor_wire_bytes_out": {}, "rumor_udp_sent_packets_total": {}}
         for a in agents:
             m = self._metrics(a) if a.alive() else None
             if m is None:
                 continue
             res["rumor_wire_bytes_out"][a.name] = (
-                m.get("rumor_udp_bytes_out_total", 0.0) + m.get("rumor_stream_bytes_out_total", 0.0))
-            res["rumor_udp_packets_out_total"][a.name] = m.get("rumor_udp_packets_out_total", 0.0)
+                m.get("rumor_udp_sent_bytes_total", 0.0) + m.get("rumor_stream_sent_bytes_total", 0.0))
+            res["rumor_udp_sent_packets_total"][a.name] = m.get("rumor_udp_sent_packets_total", 0.0)
         return res
 
 
@@ -904,7 +904,7 @@ class Run:
         else:
             d["net_method"] = f"unavailable: {net.why}"
         for key, label in (("rumor_wire_bytes_out", "self_reported_payload_bytes_per_s_per_agent"),
-                           ("rumor_udp_packets_out_total", "self_reported_packets_per_s_per_agent")):
+                           ("rumor_udp_sent_packets_total", "self_reported_packets_per_s_per_agent")):
             if key in extra0:
                 common = [k for k in extra0[key] if k in extra1.get(key, {})]
                 if common:

@@ -68,10 +68,13 @@ pub const OUTPUT_LIMIT: usize = 4096;
 pub const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// The counter of events the handler never ran for.
-pub const DROPPED_METRIC: &str = "rumor_event_handler_dropped_total";
+pub const DROPPED_METRIC: &str = crate::metrics::EVENT_HANDLER_DROPPED.name;
 
 /// The counter of runs killed for taking longer than the timeout.
-pub const SLOW_METRIC: &str = "rumor_event_handler_slow_total";
+pub const SLOW_METRIC: &str = crate::metrics::EVENT_HANDLER_SLOW.name;
+
+/// The histogram of run times.
+const DURATION_METRIC: &str = crate::metrics::EVENT_HANDLER_DURATION.name;
 
 /// How the handlers run: shared by every handler of an agent.
 #[derive(Clone, Copy, Debug)]
@@ -219,14 +222,6 @@ struct Drops {
 
 impl Drops {
     fn new(node: &str, backlog: usize) -> Self {
-        metrics::describe_counter!(
-            DROPPED_METRIC,
-            "Events the event handler never ran for: its backlog was full (backlog_full) or the node's event channel overran (lagged)."
-        );
-        metrics::describe_counter!(
-            SLOW_METRIC,
-            "Event handler runs killed for running longer than the event handler timeout."
-        );
         Drops {
             node: node.to_string(),
             backlog,
@@ -477,6 +472,8 @@ pub(crate) async fn run_one(
         (out, err, status)
     };
     let res = tokio::time::timeout(timeout, all).await;
+    metrics::histogram!(DURATION_METRIC, "node" => node.to_string())
+        .record(started.elapsed().as_secs_f64());
     match res {
         Ok((out, err, Ok(status))) => {
             let ms = started.elapsed().as_millis() as u64;

@@ -26,18 +26,11 @@ use serde::Deserialize;
 use crate::http::{body_bytes, ApiError, ApiResult, ApiState};
 
 /// The counter of refused API requests.
-pub const REFUSED_METRIC: &str = "rumor_http_refused_total";
+pub const REFUSED_METRIC: &str = crate::metrics::HTTP_REFUSED.name;
 
 /// Count one refused request: `reason` is `token_missing`, `token_wrong`,
 /// `host` or `body_too_large`.
 pub fn refused(reason: &'static str) {
-    static DESCRIBED: std::sync::Once = std::sync::Once::new();
-    DESCRIBED.call_once(|| {
-        metrics::describe_counter!(
-            REFUSED_METRIC,
-            "HTTP API requests refused, by reason: token_missing, token_wrong, host (a foreign Host on a loopback bind), body_too_large."
-        );
-    });
     metrics::counter!(REFUSED_METRIC, "reason" => reason).increment(1);
 }
 

@@ -114,7 +114,9 @@ pub fn limits_json(l: &rumor_core::Limits, s: &rumor::builder::StreamLimits) -> 
 }
 
 /// The series of node `node` in Prometheus text: `name` or
-/// `name{other="labels"}` → value, the `node` label taken out.
+/// `name{other="labels"}` → value, the `node` label taken out; without
+/// `rumor_build_info` and the histograms' buckets (their `_sum` and
+/// `_count` stay).
 pub fn stats_of(text: &str, node: &str) -> BTreeMap<String, Value> {
     let own = format!(
         "node=\"{}\"",
@@ -127,7 +129,8 @@ pub fn stats_of(text: &str, node: &str) -> BTreeMap<String, Value> {
         let Some((series, value)) = line.rsplit_once(' ') else {
             continue;
         };
-        if series.starts_with("rumor_agent_info") {
+        let name = series.split('{').next().unwrap_or(series);
+        if name == crate::metrics::BUILD_INFO.name || name.ends_with("_bucket") {
             continue;
         }
         let key = match series.split_once('{') {
@@ -189,15 +192,18 @@ mod tests {
     #[test]
     fn own_series_without_the_node_label() {
         let text = "# TYPE rumor_members gauge\n\
-            rumor_members{node=\"a\",state=\"alive\"} 3\n\
-            rumor_members{node=\"b\",state=\"alive\"} 9\n\
+            rumor_members{node=\"a\",status=\"alive\"} 3\n\
+            rumor_members{node=\"b\",status=\"alive\"} 9\n\
             rumor_probes_total{node=\"a\"} 12\n\
-            rumor_agent_info{name=\"a\",version=\"1\"} 1\n\
+            rumor_build_info{node=\"a\",version=\"1\"} 1\n\
+            rumor_t_seconds_bucket{node=\"a\",le=\"+Inf\"} 2\n\
+            rumor_t_seconds_count{node=\"a\"} 2\n\
             rumor_x{node=\"a\",why=\"p,q\"} 0.5\n";
         let s = stats_of(text, "a");
-        assert_eq!(s.get("rumor_members{state=\"alive\"}"), Some(&json!(3)));
+        assert_eq!(s.get("rumor_members{status=\"alive\"}"), Some(&json!(3)));
+        assert_eq!(s.get("rumor_t_seconds_count"), Some(&json!(2)));
         assert_eq!(s.get("rumor_probes_total"), Some(&json!(12)));
         assert_eq!(s.get("rumor_x{why=\"p,q\"}"), Some(&json!(0.5)));
-        assert_eq!(s.len(), 3, "{s:?}");
+        assert_eq!(s.len(), 4, "{s:?}");
     }
 }

@@ -33,6 +33,7 @@ mod kv_context;
 mod logging;
 mod member_filter;
 mod metrics;
+mod process_metrics;
 mod reload;
 mod retry_join;
 mod sim;

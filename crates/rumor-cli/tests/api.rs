@@ -279,11 +279,37 @@ fn metrics_parse_as_prometheus_text() {
             })
             .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
     };
-    assert_eq!(find("rumor_members", Some(("state", "alive"))), 2.0);
-    assert_eq!(find("rumor_members", Some(("state", "dead"))), 0.0);
+    // Members by status, in the API's names and counts.
+    let members = a.get("/v1/members");
+    for status in ["alive", "suspect", "dead", "left"] {
+        let listed = members
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["status"] == status)
+            .count();
+        assert_eq!(
+            find("rumor_members", Some(("status", status))),
+            listed as f64,
+            "{status}"
+        );
+    }
+    assert_eq!(find("rumor_members", Some(("status", "alive"))), 2.0);
     assert!(find("rumor_awareness", Some(("node", "m"))) >= 0.0);
-    assert_eq!(find("rumor_agent_info", Some(("name", "m"))), 1.0);
-    assert!(scrape.docs.contains_key("rumor_members"));
+    assert_eq!(find("rumor_build_info", Some(("node", "m"))), 1.0);
+    assert!(find("process_resident_memory_bytes", None) > 0.0);
+    assert!(find("process_start_time_seconds", None) > 1.6e9);
+    // Every family has its help (the parser names a histogram's sum and
+    // count series apart from it).
+    let families: std::collections::BTreeSet<&str> =
+        scrape.samples.iter().map(|s| s.metric.as_str()).collect();
+    for f in families {
+        let family = ["_sum", "_count"]
+            .iter()
+            .find_map(|s| f.strip_suffix(s).filter(|b| scrape.docs.contains_key(*b)))
+            .unwrap_or(f);
+        assert!(scrape.docs.contains_key(family), "{f} has no HELP:\n{text}");
+    }
     // Counters move once probes flow.
     wait_until("packets counted", DEADLINE, || {
         let text = ureq::get(&a.url("/metrics"))
@@ -292,7 +318,7 @@ fn metrics_parse_as_prometheus_text() {
             .into_string()
             .unwrap();
         text.lines()
-            .find_map(|l| l.strip_prefix("rumor_packets_in_total{node=\"m\"} "))
+            .find_map(|l| l.strip_prefix("rumor_udp_received_packets_total{node=\"m\"} "))
             .and_then(|v| v.trim().parse::<f64>().ok())
             .is_some_and(|v| v > 0.0)
     });

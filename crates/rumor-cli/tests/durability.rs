@@ -157,7 +157,8 @@ fn an_agent_killed_mid_writes_keeps_every_acknowledged_write_and_catches_up_only
     );
     wait_until("b caught up", DEADLINE, || keys(&b).len() == total);
     let applied = b.counter("rumor_kv_applied_total");
-    let bytes_in = b.counter("rumor_udp_bytes_in_total") + b.counter("rumor_stream_bytes_in_total");
+    let bytes_in = b.counter("rumor_udp_received_bytes_total")
+        + b.counter("rumor_stream_received_bytes_total");
     let bulk_bytes = 1500.0 * value.len() as f64;
     eprintln!(
         "catch-up: {applied} records applied, {bytes_in} bytes in (the bulk is {bulk_bytes} bytes)"

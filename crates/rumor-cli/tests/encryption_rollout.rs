@@ -62,7 +62,7 @@ fn all_see_all_alive(agents: &[Agent], step: &str) {
     );
     let before: Vec<u64> = agents
         .iter()
-        .map(|a| counter(a, "rumor_acks_total"))
+        .map(|a| counter(a, "rumor_probe_acks_total"))
         .collect();
     wait_until(
         &format!("{step}: every agent's probes answered"),
@@ -71,7 +71,7 @@ fn all_see_all_alive(agents: &[Agent], step: &str) {
             agents
                 .iter()
                 .zip(&before)
-                .all(|(a, b)| counter(a, "rumor_acks_total") >= b + N as u64)
+                .all(|(a, b)| counter(a, "rumor_probe_acks_total") >= b + N as u64)
         },
     );
     assert!(

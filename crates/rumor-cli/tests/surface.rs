@@ -118,7 +118,7 @@ fn info_and_self() {
         v["stats"]["rumor_probes_total"].as_u64().is_some(),
         "stats carry the library's counters: {v}"
     );
-    assert_eq!(v["stats"]["rumor_members{state=\"alive\"}"], 2.0);
+    assert_eq!(v["stats"]["rumor_members{status=\"alive\"}"], 2.0);
 
     let o = a.cli(&["info"]);
     let text = stdout(&o);

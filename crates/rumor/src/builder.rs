@@ -356,6 +356,7 @@ impl Builder {
             name: name.clone(),
             net,
             ctx: Arc::new(StreamCtx {
+                node: name.clone(),
                 framer,
                 counters: counters.clone(),
                 timeout: self.stream_timeout,

@@ -4,15 +4,24 @@
 //! The core counts protocol work in [`rumor_core::Stats`]; the transport
 //! counts what happens on the wire (bytes, rejections, streams) in
 //! [`TransportStats`]. [`Stats`] bundles both with the awareness score and
-//! the members by state; the driver exports it about once a second as
-//! `rumor_*` counters and gauges labelled with the node's name, to
-//! whichever recorder the application installed (none: no cost). Any
+//! the members by status; the driver exports it about once a second as
+//! `rumor_*` counters and gauges labelled with the node's name (`node`),
+//! to whichever recorder the application installed (none: no cost), and
+//! the stream tasks record the time and bytes of each TCP request that got
+//! its reply in histograms.
+//!
+//! Every family is declared once in [`FAMILIES`] (name, kind, labels,
+//! help), by Prometheus' conventions: base units as suffixes
+//! (`_bytes_total`, `_seconds`), `_total` on counters, one family per
+//! fact, and the HTTP API's vocabulary (`status` with its names). Call
+//! [`describe`] after installing a recorder to give each its help. Any
 //! recorder works; note that metrics-exporter-prometheus builds a quanta
 //! clock whose TSC calibration can spin for up to 200 ms of CPU at start on
 //! a busy machine (the `rumor` agent renders Prometheus text with its own
 //! recorder for that reason).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use rumor_core::message::MessageType;
 use rumor_core::MemberState;
@@ -227,99 +236,364 @@ pub struct Stats {
     pub clock_skew: std::collections::BTreeMap<String, rumor_core::kv::Skew>,
 }
 
+/// What kind of series a metric family holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A value that only goes up (its name ends in `_total`).
+    Counter,
+    /// A value that goes up and down.
+    Gauge,
+    /// Observations counted into buckets (`_bucket`, `_sum`, `_count`).
+    Histogram,
+}
+
+impl Kind {
+    /// The name Prometheus' `# TYPE` line gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// One metric family: name, kind, labels and the one-line `# HELP` text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Family {
+    /// The metric name, by Prometheus conventions (`rumor_` prefix, base
+    /// unit as a suffix, `_total` on counters).
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: Kind,
+    /// Its labels (`le` of histogram buckets not included).
+    pub labels: &'static [&'static str],
+    /// What one unit of it means.
+    pub help: &'static str,
+}
+
+/// Every family the library exports, one constant each, and [`FAMILIES`]
+/// listing them all: a family exists only by being declared here, with
+/// its help text.
+macro_rules! families {
+    ($($id:ident = $kind:ident $name:literal [$($l:literal),*] $help:literal;)*) => {
+        /// The library's metric families, one constant each (see [`FAMILIES`]).
+        pub mod family {
+            use super::{Family, Kind};
+            $(
+                #[doc = $help]
+                pub const $id: Family = Family {
+                    name: $name,
+                    kind: Kind::$kind,
+                    labels: &[$($l),*],
+                    help: $help,
+                };
+            )*
+        }
+
+        /// Every family the library exports (through [`export`] and its
+        /// stream tasks), in the order docs/operations.md lists them.
+        pub const FAMILIES: &[Family] = &[$(family::$id),*];
+    };
+}
+
+families! {
+    // Membership and health.
+    MEMBERS = Gauge "rumor_members" ["node", "status"]
+        "Members this node knows, itself included, by status as GET /v1/members names it (alive, suspect, dead, left).";
+    AWARENESS = Gauge "rumor_awareness" ["node"]
+        "Lifeguard local health score: 0 is healthy; each step lengthens this node's probe timeouts.";
+    PEER_CLOCK_OFFSET = Gauge "rumor_peer_clock_offset_seconds" ["node", "peer"]
+        "How far each member's clock is ahead of this node's (negative: behind), measured on key-space sync sessions.";
+    // Probes.
+    PROBES = Counter "rumor_probes_total" ["node"]
+        "Probes this node started.";
+    PROBE_ACKS = Counter "rumor_probe_acks_total" ["node"]
+        "Probes answered by an ack, direct, relayed or over TCP.";
+    NACKS = Counter "rumor_nacks_total" ["node"]
+        "Nacks from relays: the relay heard this node but not the probed member.";
+    INDIRECT_PROBES = Counter "rumor_indirect_probes_total" ["node"]
+        "Ping-req messages sent to relays for probes whose direct ping went unanswered.";
+    PROBE_RETRIES = Counter "rumor_probe_retries_total" ["node"]
+        "Second direct pings sent at a probe's timeout (probe_retry).";
+    PROBE_STREAM_PINGS = Counter "rumor_probe_stream_pings_total" ["node"]
+        "Pings sent over TCP because a probe's direct ping went unanswered (probe_stream_fallback).";
+    PROBE_STREAM_FALLBACK_ACKS = Counter "rumor_probe_stream_fallback_acks_total" ["node"]
+        "Probes saved by their TCP ping: its ack came back before any other, UDP failed but the stream worked.";
+    PROBE_STREAM_PINGS_SKIPPED = Counter "rumor_probe_stream_pings_skipped_total" ["node"]
+        "TCP pings of probes the protocol did not send because enough were in flight already.";
+    PROBE_STALLS = Counter "rumor_probe_stalls_total" ["node"]
+        "Failed probes not turned into a suspicion: the member's host accepted the TCP ping and it had stalled for less than stall_grace.";
+    UNREACHABLE = Counter "rumor_unreachable_total" ["node"]
+        "ICMP port-unreachable reports answering datagrams this node sent to a member's address.";
+    // Failure detection and membership changes.
+    SUSPICIONS = Counter "rumor_suspicions_total" ["node"]
+        "Members this node began to suspect.";
+    REFUTATIONS = Counter "rumor_refutations_total" ["node"]
+        "Times this node refuted a suspicion or a death of itself.";
+    DEATHS = Counter "rumor_deaths_total" ["node"]
+        "Members declared dead (by any member), as this node learned it.";
+    LEAVES = Counter "rumor_leaves_total" ["node"]
+        "Members that left the cluster, as this node learned it.";
+    MEMBERS_PENDING = Counter "rumor_members_pending_total" ["node"]
+        "New names heard from a third party and held until they answer a ping themselves.";
+    MEMBERS_VERIFIED = Counter "rumor_members_verified_total" ["node"]
+        "Pending names admitted as members on their own ack.";
+    ADDRESS_CONFLICTS = Counter "rumor_address_conflicts_total" ["node"]
+        "Alive claims of a live member's name from another address (ignored).";
+    MISDIRECTED_PINGS = Counter "rumor_misdirected_pings_total" ["node"]
+        "Pings this node received that were addressed to another name (ignored).";
+    INVALID_CLAIMS = Counter "rumor_invalid_claims_total" ["node"]
+        "Alive claims with an invalid name or oversized tags (ignored).";
+    REFUSED = Counter "rumor_refused_total" ["node", "limit"]
+        "Items the protocol refused at one of its bounds, by limit (see docs/protocol.md).";
+    // Gossip.
+    MESSAGES_RECEIVED = Counter "rumor_messages_received_total" ["node", "type"]
+        "Protocol messages received, by type, over datagrams and streams.";
+    MESSAGES_SENT = Counter "rumor_messages_sent_total" ["node", "type"]
+        "Protocol messages sent, by type, over datagrams and streams (piggybacked gossip included).";
+    OVERSIZE_BROADCASTS = Counter "rumor_oversize_broadcasts_total" ["node"]
+        "Updates too large for any datagram, left to anti-entropy.";
+    EVENTS_REPAIRED = Counter "rumor_events_repaired_total" ["node"]
+        "User events this node missed as gossip and received through a push-pull.";
+    DECODE_ERRORS = Counter "rumor_decode_errors_total" ["node"]
+        "Authentic datagrams and stream messages the protocol could not decode (dropped).";
+    UNSUPPORTED_VERSION = Counter "rumor_unsupported_version_total" ["node"]
+        "Authentic datagrams and stream messages of a protocol version this build does not speak (dropped).";
+    UNKNOWN_MESSAGES = Counter "rumor_unknown_messages_total" ["node"]
+        "Messages of a type this build does not know, from a newer member (skipped).";
+    // Queries.
+    QUERIES_REFUSED = Counter "rumor_queries_refused_total" ["node"]
+        "Queries from an origin not known alive at the address it names, and answers to relay to an address that is no member's (dropped).";
+    QUERY_RESPONSES_RELAYED = Counter "rumor_query_responses_relayed_total" ["node"]
+        "Query answers this node relayed to their asker.";
+    QUERIES_RESENT = Counter "rumor_queries_resent_total" ["node"]
+        "Queries of this node sent once more, straight, to a member that had neither acked nor answered a quarter of the way to the deadline.";
+    // Per-node state.
+    STATE_APPLIED = Counter "rumor_state_applied_total" ["node"]
+        "Per-node state entries received from peers and applied.";
+    STATE_STALE = Counter "rumor_state_stale_total" ["node"]
+        "Per-node state entries received that were not newer than known (ignored).";
+    STATE_INVALID = Counter "rumor_state_invalid_total" ["node"]
+        "Per-node state entries received over a limit or malformed (ignored).";
+    STATE_DIGESTS = Counter "rumor_state_digests_total" ["node"]
+        "Per-node state digests sent in anti-entropy requests and answers.";
+    STATE_DIGEST_BYTES = Counter "rumor_state_digest_bytes_total" ["node"]
+        "Encoded bytes of the per-node state digests sent.";
+    // Key space.
+    KV_APPLIED = Counter "rumor_kv_applied_total" ["node"]
+        "Key-space records received from peers and applied.";
+    KV_STALE = Counter "rumor_kv_stale_total" ["node"]
+        "Key-space records received that were not newer than known (ignored).";
+    KV_INVALID = Counter "rumor_kv_invalid_total" ["node"]
+        "Key-space records received over a limit or malformed (ignored).";
+    KV_REFUSED_FUTURE = Counter "rumor_kv_refused_future_total" ["node"]
+        "Key-space records refused because their timestamp was further ahead of this node's clock than kv max_drift (offered again later).";
+    KV_CLOCK_SAMPLES = Counter "rumor_kv_clock_samples_total" ["node"]
+        "Peer clock offsets measured on key-space sync sessions.";
+    KV_SYNCS = Counter "rumor_kv_syncs_total" ["node"]
+        "Key-space (Merkle) sync sessions this node started.";
+    KV_SYNC_FAILURES = Counter "rumor_kv_sync_failures_total" ["node"]
+        "Key-space sync sessions abandoned on a refusal or a mismatched answer.";
+    KV_SYNC_RESENDS = Counter "rumor_kv_sync_resends_total" ["node"]
+        "Key-space sync steps sent once more after a sync interval without an answer.";
+    // Datagrams on the wire.
+    UDP_RECEIVED_PACKETS = Counter "rumor_udp_received_packets_total" ["node"]
+        "Datagrams received on the socket, before any check (those refused are also counted by why).";
+    UDP_RECEIVED_BYTES = Counter "rumor_udp_received_bytes_total" ["node"]
+        "Bytes of the datagrams received, envelope included.";
+    UDP_SENT_PACKETS = Counter "rumor_udp_sent_packets_total" ["node"]
+        "Datagrams the socket sent.";
+    UDP_SENT_BYTES = Counter "rumor_udp_sent_bytes_total" ["node"]
+        "Bytes of the datagrams sent, envelope included.";
+    UDP_SEND_ERRORS = Counter "rumor_udp_send_errors_total" ["node"]
+        "Datagrams that could not be sealed or that the socket failed to send.";
+    // Streams (TCP).
+    STREAMS_ACCEPTED = Counter "rumor_streams_accepted_total" ["node"]
+        "Incoming TCP connections accepted by the listener, before the stream caps.";
+    STREAMS_DIALED = Counter "rumor_streams_dialed_total" ["node"]
+        "Outgoing TCP connections attempted.";
+    STREAMS_REFUSED = Counter "rumor_streams_refused_total" ["node", "reason"]
+        "TCP connections refused or cut off, by reason: per_source, busy (every slot taken; an outgoing request dropped too), unauthenticated, oversize, deadline (either direction), evicted.";
+    STREAM_ERRORS = Counter "rumor_stream_errors_total" ["node"]
+        "TCP exchanges that failed to connect, read or write.";
+    STREAM_PINGS_NO_SLOT = Counter "rumor_stream_pings_no_slot_total" ["node"]
+        "TCP pings of probes not sent because fewer than half of the outgoing stream slots were free.";
+    STREAM_RECEIVED_BYTES = Counter "rumor_stream_received_bytes_total" ["node"]
+        "Bytes read from TCP connections, requests and replies, valid or not.";
+    STREAM_PREAUTH_RECEIVED_BYTES = Counter "rumor_stream_preauth_received_bytes_total" ["node"]
+        "Bytes read from TCP connections before their header was found authentic (all of those that never were).";
+    STREAM_SENT_BYTES = Counter "rumor_stream_sent_bytes_total" ["node"]
+        "Bytes written to TCP connections.";
+    STREAM_MESSAGES_RECEIVED = Counter "rumor_stream_messages_received_total" ["node"]
+        "Authentic stream messages, requests and replies, handed to the protocol.";
+    STREAM_MESSAGES_SENT = Counter "rumor_stream_messages_sent_total" ["node"]
+        "Stream requests and replies the protocol produced for sending.";
+    OVERSIZE_STREAM_MESSAGES = Counter "rumor_oversize_stream_messages_total" ["node"]
+        "Stream messages the protocol dropped for being over max_stream_size.";
+    COMPRESSION_ERRORS = Counter "rumor_compression_errors_total" ["node"]
+        "Stream messages whose compression was corrupt or too large.";
+    STREAM_EXCHANGE_DURATION = Histogram "rumor_stream_exchange_duration_seconds" ["node", "type"]
+        "Time of this node's TCP requests that got a reply, from dialing to the reply read, by the request's message type (push_pull, pull, state_sync, kv_sync_request, ...).";
+    STREAM_EXCHANGE_BYTES = Histogram "rumor_stream_exchange_bytes" ["node", "type"]
+        "Bytes on the wire of this node's TCP requests that got a reply, request and reply together, by the request's message type.";
+    UNREACHABLE_UNMATCHED = Counter "rumor_unreachable_unmatched_total" ["node"]
+        "ICMP port-unreachable reports ignored because they quoted no datagram this node sent to that address lately.";
+    // Envelopes (security).
+    MALFORMED_PACKETS = Counter "rumor_malformed_packets_total" ["node"]
+        "Envelopes too short or of an unknown kind (datagrams and stream headers).";
+    AUTH_FAILURES = Counter "rumor_auth_failures_total" ["node"]
+        "Envelopes no installed key authenticates, or encrypted ones reaching a node without keys.";
+    LABEL_MISMATCHES = Counter "rumor_label_mismatches_total" ["node"]
+        "Envelopes from a cluster with another label.";
+    UNENCRYPTED_REJECTED = Counter "rumor_unencrypted_rejected_total" ["node"]
+        "Plaintext envelopes refused by this encrypting node.";
+    PLAINTEXT_ACCEPTED = Counter "rumor_plaintext_accepted_total" ["node"]
+        "Plaintext envelopes accepted because the encryption mode is send or accept (a rollout); 0 for a while means no member sends plaintext.";
+    STALE_REFUSED = Counter "rumor_stale_refused_total" ["node"]
+        "Authenticated envelopes refused because their timestamp was outside the replay window.";
+    REPLAYS_REFUSED = Counter "rumor_replays_refused_total" ["node"]
+        "Authenticated envelopes refused because their message id was already received inside the replay window.";
+}
+
+/// The gauge of each member's measured clock offset, in seconds (labels
+/// `node`, `peer`). A recorder that renders on demand should drop the
+/// series an export no longer sets (the agent's does): a reaped member's.
+pub const PEER_CLOCK_OFFSET: &str = family::PEER_CLOCK_OFFSET.name;
+
+/// Register every family's help text with the installed `metrics`
+/// recorder (call once, after installing it).
+pub fn describe() {
+    for f in FAMILIES {
+        match f.kind {
+            Kind::Counter => metrics::describe_counter!(f.name, f.help),
+            Kind::Gauge => metrics::describe_gauge!(f.name, f.help),
+            Kind::Histogram => metrics::describe_histogram!(f.name, f.help),
+        }
+    }
+}
+
 /// Export `stats` of node `node` to the installed `metrics` recorder.
 ///
 /// The driver does this every [`Builder::metrics_interval`](crate::Builder::metrics_interval);
 /// call it with a fresh [`Node::stats`](crate::Node::stats) before rendering a
 /// scrape so that the scrape reads current values, not up to an interval old.
+/// Every name comes from [`FAMILIES`] (see [`describe`]).
 pub fn export(node: &str, stats: &Stats) {
+    use family::*;
     let labels = [("node", node.to_string())];
-    let counter = |name: &'static str, v: u64| metrics::counter!(name, &labels).absolute(v);
-    let c = &stats.core;
-    counter("rumor_packets_in_total", c.packets_in);
-    counter("rumor_packets_out_total", c.packets_out);
-    counter("rumor_bytes_in_total", c.bytes_in);
-    counter("rumor_bytes_out_total", c.bytes_out);
-    counter("rumor_streams_in_total", c.streams_in);
-    counter("rumor_streams_out_total", c.streams_out);
-    counter("rumor_decode_errors_total", c.decode_errors);
-    counter("rumor_unsupported_version_total", c.unsupported_version);
-    counter("rumor_unknown_messages_total", c.unknown_messages);
-    counter("rumor_oversize_streams_total", c.oversize_streams);
-    counter("rumor_probes_total", c.probes);
-    counter("rumor_acks_total", c.probe_acks);
-    counter("rumor_nacks_total", c.nacks);
-    counter("rumor_indirect_probes_total", c.indirect_probes);
-    counter("rumor_probe_retries_total", c.probe_retries);
-    counter("rumor_probe_stream_pings_total", c.probe_stream_pings);
-    counter(
-        "rumor_probe_stream_fallback_acks_total",
-        c.probe_stream_fallback_acks,
-    );
-    counter(
-        "rumor_probe_stream_pings_skipped_total",
-        c.probe_stream_pings_skipped,
-    );
-    counter("rumor_probe_stalls_total", c.probe_stalls);
-    counter("rumor_unreachable_total", c.unreachable);
-    counter("rumor_suspicions_total", c.suspicions);
-    counter("rumor_refutations_total", c.refutations);
-    counter("rumor_deaths_total", c.deaths);
-    counter("rumor_leaves_total", c.leaves);
-    counter("rumor_events_repaired_total", c.events_repaired);
-    counter("rumor_address_conflicts_total", c.address_conflicts);
-    counter("rumor_misdirected_pings_total", c.misdirected_pings);
-    counter("rumor_invalid_claims_total", c.invalid_claims);
-    counter("rumor_oversize_broadcasts_total", c.oversize_broadcasts);
-    counter("rumor_state_applied_total", c.state_applied);
-    counter("rumor_state_stale_total", c.state_stale);
-    counter("rumor_state_invalid_total", c.state_invalid);
-    counter("rumor_kv_applied_total", c.kv_applied);
-    counter("rumor_kv_stale_total", c.kv_stale);
-    counter("rumor_kv_invalid_total", c.kv_invalid);
-    counter("rumor_kv_refused_future_total", c.kv_refused_future);
-    counter("rumor_kv_clock_samples_total", c.kv_clock_samples);
-    counter("rumor_kv_syncs_total", c.kv_syncs);
-    counter("rumor_kv_sync_failures_total", c.kv_sync_failures);
-    counter("rumor_kv_sync_resends_total", c.kv_sync_resends);
-    counter("rumor_members_pending_total", c.members_pending);
-    counter("rumor_members_verified_total", c.members_verified);
-    for limit in rumor_core::limits::Limit::ALL {
+    let counter = |f: Family, v: u64| {
+        debug_assert_eq!(f.kind, Kind::Counter, "{}", f.name);
+        metrics::counter!(f.name, &labels).absolute(v);
+    };
+    let labelled = |f: Family, label: &'static str, value: &str, v: u64| {
+        let l = [("node", node.to_string()), (label, value.to_string())];
+        metrics::counter!(f.name, &l).absolute(v);
+    };
+    let m = stats.members;
+    for (status, n) in [
+        (MemberState::Alive, m.alive),
+        (MemberState::Suspect, m.suspect),
+        (MemberState::Dead, m.dead),
+        (MemberState::Left, m.left),
+    ] {
         let l = [
             ("node", node.to_string()),
-            ("limit", limit.name().to_string()),
+            ("status", status.as_str().to_string()),
         ];
-        metrics::counter!("rumor_refused_total", &l).absolute(c.refused(limit));
+        metrics::gauge!(MEMBERS.name, &l).set(n as f64);
+    }
+    metrics::gauge!(AWARENESS.name, &labels).set(stats.awareness as f64);
+    for (peer, skew) in &stats.clock_skew {
+        let l = [("node", node.to_string()), ("peer", peer.clone())];
+        metrics::gauge!(family::PEER_CLOCK_OFFSET.name, &l).set(skew.offset_secs());
+    }
+    let c = &stats.core;
+    for (f, v) in [
+        (PROBES, c.probes),
+        (PROBE_ACKS, c.probe_acks),
+        (NACKS, c.nacks),
+        (INDIRECT_PROBES, c.indirect_probes),
+        (PROBE_RETRIES, c.probe_retries),
+        (PROBE_STREAM_PINGS, c.probe_stream_pings),
+        (PROBE_STREAM_FALLBACK_ACKS, c.probe_stream_fallback_acks),
+        (PROBE_STREAM_PINGS_SKIPPED, c.probe_stream_pings_skipped),
+        (PROBE_STALLS, c.probe_stalls),
+        (UNREACHABLE, c.unreachable),
+        (SUSPICIONS, c.suspicions),
+        (REFUTATIONS, c.refutations),
+        (DEATHS, c.deaths),
+        (LEAVES, c.leaves),
+        (MEMBERS_PENDING, c.members_pending),
+        (MEMBERS_VERIFIED, c.members_verified),
+        (ADDRESS_CONFLICTS, c.address_conflicts),
+        (MISDIRECTED_PINGS, c.misdirected_pings),
+        (INVALID_CLAIMS, c.invalid_claims),
+        (OVERSIZE_BROADCASTS, c.oversize_broadcasts),
+        (EVENTS_REPAIRED, c.events_repaired),
+        (DECODE_ERRORS, c.decode_errors),
+        (UNSUPPORTED_VERSION, c.unsupported_version),
+        (UNKNOWN_MESSAGES, c.unknown_messages),
+        (QUERIES_REFUSED, c.queries_refused),
+        (QUERY_RESPONSES_RELAYED, c.query_responses_relayed),
+        (QUERIES_RESENT, c.queries_resent),
+        (STATE_APPLIED, c.state_applied),
+        (STATE_STALE, c.state_stale),
+        (STATE_INVALID, c.state_invalid),
+        (STATE_DIGESTS, c.state_digests),
+        (STATE_DIGEST_BYTES, c.state_digest_bytes),
+        (KV_APPLIED, c.kv_applied),
+        (KV_STALE, c.kv_stale),
+        (KV_INVALID, c.kv_invalid),
+        (KV_REFUSED_FUTURE, c.kv_refused_future),
+        (KV_CLOCK_SAMPLES, c.kv_clock_samples),
+        (KV_SYNCS, c.kv_syncs),
+        (KV_SYNC_FAILURES, c.kv_sync_failures),
+        (KV_SYNC_RESENDS, c.kv_sync_resends),
+        (STREAM_MESSAGES_RECEIVED, c.streams_in),
+        (STREAM_MESSAGES_SENT, c.streams_out),
+        (OVERSIZE_STREAM_MESSAGES, c.oversize_streams),
+    ] {
+        counter(f, v);
+    }
+    // The core's packets_in/out and bytes_in/out are not exported: they
+    // count the datagrams of the wire counters below minus those refused
+    // (counted by why) or not sent (send errors), and their bytes without
+    // the envelope.
+    for limit in rumor_core::limits::Limit::ALL {
+        labelled(REFUSED, "limit", limit.name(), c.refused(limit));
     }
     for kind in MessageType::ALL {
         let i = kind as usize - 1;
-        let l = [
-            ("node", node.to_string()),
-            ("type", kind.as_str().to_string()),
-        ];
-        metrics::counter!("rumor_messages_in_total", &l).absolute(c.messages_in[i]);
-        metrics::counter!("rumor_messages_out_total", &l).absolute(c.messages_out[i]);
+        labelled(MESSAGES_RECEIVED, "type", kind.as_str(), c.messages_in[i]);
+        labelled(MESSAGES_SENT, "type", kind.as_str(), c.messages_out[i]);
     }
     let t = &stats.transport;
-    counter("rumor_udp_packets_in_total", t.udp_packets_in);
-    counter("rumor_udp_bytes_in_total", t.udp_bytes_in);
-    counter("rumor_udp_packets_out_total", t.udp_packets_out);
-    counter("rumor_udp_bytes_out_total", t.udp_bytes_out);
-    counter("rumor_udp_send_errors_total", t.udp_send_errors);
-    counter("rumor_streams_accepted_total", t.streams_accepted);
-    counter("rumor_streams_dialed_total", t.streams_dialed);
-    counter("rumor_stream_bytes_in_total", t.stream_bytes_in);
-    counter("rumor_stream_bytes_out_total", t.stream_bytes_out);
-    counter("rumor_stream_errors_total", t.stream_errors);
-    counter("rumor_stream_timeouts_total", t.stream_timeouts);
-    counter("rumor_streams_oversize_total", t.streams_oversize);
-    counter("rumor_streams_rejected_busy_total", t.streams_rejected_busy);
-    counter("rumor_stream_pings_no_slot_total", t.stream_pings_no_slot);
-    counter(
-        "rumor_stream_preauth_bytes_in_total",
-        t.stream_preauth_bytes_in,
-    );
-    counter("rumor_unreachable_unmatched_total", t.unreachable_unmatched);
+    for (f, v) in [
+        (UDP_RECEIVED_PACKETS, t.udp_packets_in),
+        (UDP_RECEIVED_BYTES, t.udp_bytes_in),
+        (UDP_SENT_PACKETS, t.udp_packets_out),
+        (UDP_SENT_BYTES, t.udp_bytes_out),
+        (UDP_SEND_ERRORS, t.udp_send_errors),
+        (STREAMS_ACCEPTED, t.streams_accepted),
+        (STREAMS_DIALED, t.streams_dialed),
+        (STREAM_ERRORS, t.stream_errors),
+        (STREAM_PINGS_NO_SLOT, t.stream_pings_no_slot),
+        (STREAM_RECEIVED_BYTES, t.stream_bytes_in),
+        (STREAM_PREAUTH_RECEIVED_BYTES, t.stream_preauth_bytes_in),
+        (STREAM_SENT_BYTES, t.stream_bytes_out),
+        (COMPRESSION_ERRORS, t.compression_errors),
+        (UNREACHABLE_UNMATCHED, t.unreachable_unmatched),
+        (MALFORMED_PACKETS, t.malformed),
+        (AUTH_FAILURES, t.auth_failures),
+        (LABEL_MISMATCHES, t.label_mismatches),
+        (UNENCRYPTED_REJECTED, t.unencrypted_rejected),
+        (PLAINTEXT_ACCEPTED, t.plaintext_accepted),
+        (STALE_REFUSED, t.stale_refused),
+        (REPLAYS_REFUSED, t.replays_refused),
+    ] {
+        counter(f, v);
+    }
     for (reason, n) in [
         ("per_source", t.streams_refused_per_source),
         ("busy", t.streams_rejected_busy),
@@ -328,38 +602,18 @@ pub fn export(node: &str, stats: &Stats) {
         ("deadline", t.stream_timeouts),
         ("evicted", t.streams_evicted),
     ] {
-        let l = [("node", node.to_string()), ("reason", reason.to_string())];
-        metrics::counter!("rumor_streams_refused_total", &l).absolute(n);
-    }
-    counter("rumor_malformed_packets_total", t.malformed);
-    counter("rumor_auth_failures_total", t.auth_failures);
-    counter("rumor_label_mismatches_total", t.label_mismatches);
-    counter("rumor_unencrypted_rejected_total", t.unencrypted_rejected);
-    counter("rumor_compression_errors_total", t.compression_errors);
-    counter("rumor_stale_refused_total", t.stale_refused);
-    counter("rumor_replays_refused_total", t.replays_refused);
-    counter("rumor_plaintext_accepted_total", t.plaintext_accepted);
-    metrics::gauge!("rumor_awareness", &labels).set(stats.awareness as f64);
-    let m = stats.members;
-    for (state, n) in [
-        ("alive", m.alive),
-        ("suspect", m.suspect),
-        ("dead", m.dead),
-        ("left", m.left),
-    ] {
-        let l = [("node", node.to_string()), ("state", state.to_string())];
-        metrics::gauge!("rumor_members", &l).set(n as f64);
-    }
-    for (peer, skew) in &stats.clock_skew {
-        let l = [("node", node.to_string()), ("peer", peer.clone())];
-        metrics::gauge!(PEER_CLOCK_OFFSET, &l).set(skew.offset_secs());
+        labelled(STREAMS_REFUSED, "reason", reason, n);
     }
 }
 
-/// The gauge of each member's measured clock offset, in seconds (labels
-/// `node`, `peer`). A recorder that renders on demand should drop the
-/// series an export no longer sets (the agent's does): a reaped member's.
-pub const PEER_CLOCK_OFFSET: &str = "rumor_peer_clock_offset_seconds";
+/// Record one TCP request of node `node` that got its reply: `kind` is the
+/// request's message type, `took` the time from dialing to the reply read,
+/// `bytes` the request's and the reply's bytes on the wire.
+pub(crate) fn record_exchange(node: &str, kind: &'static str, took: Duration, bytes: u64) {
+    let l = [("node", node.to_string()), ("type", kind.to_string())];
+    metrics::histogram!(family::STREAM_EXCHANGE_DURATION.name, &l).record(took.as_secs_f64());
+    metrics::histogram!(family::STREAM_EXCHANGE_BYTES.name, &l).record(bytes as f64);
+}
 
 #[cfg(test)]
 mod tests {
@@ -412,7 +666,12 @@ mod tests {
                 seen: self.0.clone(),
             }))
         }
-        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            // Only the names: which gauge families an export sets.
+            self.0
+                .lock()
+                .expect("lock")
+                .insert(key.name().to_string(), 0);
             Gauge::noop()
         }
         fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
@@ -505,6 +764,7 @@ mod tests {
             "unauthenticated",
             "oversize",
             "deadline",
+            "evicted",
         ]
         .into_iter()
         .enumerate()
@@ -512,7 +772,36 @@ mod tests {
             let key = format!("rumor_streams_refused_total{{reason={reason}}}");
             assert_eq!(seen.get(&key), Some(&(i as u64 + 1)), "{key}");
         }
-        assert_eq!(seen.get("rumor_stream_preauth_bytes_in_total"), Some(&7));
+        assert_eq!(
+            seen.get("rumor_stream_preauth_received_bytes_total"),
+            Some(&7)
+        );
         assert_eq!(seen.get("rumor_unreachable_unmatched_total"), Some(&8));
+    }
+
+    #[test]
+    fn export_sets_every_declared_family_and_no_other() {
+        let mut stats = Stats::default();
+        let skew = rumor_core::kv::Skew::measure(0, 5, 10, rumor_core::Instant::ZERO);
+        stats.clock_skew.insert("p".into(), skew.expect("a sample"));
+        let rec = Rec::default();
+        metrics::with_local_recorder(&rec, || export("n", &stats));
+        let seen: std::collections::BTreeSet<String> = rec
+            .0
+            .lock()
+            .expect("lock")
+            .keys()
+            .map(|k| k.split('{').next().unwrap_or(k).to_string())
+            .collect();
+        let declared: std::collections::BTreeSet<String> = FAMILIES
+            .iter()
+            .filter(|f| f.kind != Kind::Histogram)
+            .map(|f| f.name.to_string())
+            .collect();
+        assert_eq!(seen, declared);
+        let mut names: Vec<&str> = FAMILIES.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), FAMILIES.len(), "a name declared twice");
     }
 }

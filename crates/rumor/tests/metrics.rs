@@ -61,9 +61,9 @@ fn counter(name: &str, node: &str) -> f64 {
     exported(name, &[("node", node)]).unwrap_or(0.0)
 }
 
-/// Node `node`'s exported count of members in `state`.
-fn members(node: &str, state: &str) -> Option<f64> {
-    exported("rumor_members", &[("node", node), ("state", state)])
+/// Node `node`'s exported count of members in `status`.
+fn members(node: &str, status: &str) -> Option<f64> {
+    exported("rumor_members", &[("node", node), ("status", status)])
 }
 
 fn key() -> Key {
@@ -99,24 +99,27 @@ async fn exported_counters_and_gauges_follow_what_happened() {
     // Traffic by message type and in bytes.
     wait_until("m-a exports pings sent and acks received", || async {
         exported(
-            "rumor_messages_out_total",
+            "rumor_messages_sent_total",
             &[("node", "m-a"), ("type", "ping")],
         )
         .is_some_and(|v| v > 0.0)
             && exported(
-                "rumor_messages_in_total",
+                "rumor_messages_received_total",
                 &[("node", "m-a"), ("type", "ack")],
             )
             .is_some_and(|v| v > 0.0)
     })
     .await;
-    assert!(counter("rumor_bytes_out_total", "m-a") > 0.0);
-    assert!(counter("rumor_udp_packets_out_total", "m-a") > 0.0);
-    assert!(counter("rumor_udp_bytes_out_total", "m-a") > 0.0);
+    assert!(counter("rumor_udp_sent_packets_total", "m-a") > 0.0);
+    assert!(counter("rumor_udp_sent_bytes_total", "m-a") > 0.0);
     assert!(
-        counter("rumor_stream_bytes_out_total", "m-b") > 0.0,
+        counter("rumor_stream_sent_bytes_total", "m-b") > 0.0,
         "b's join push-pull"
     );
+    // b's join push-pull is one timed exchange, of more bytes than none.
+    let pp = [("node", "m-b"), ("type", "push_pull")];
+    assert!(exported("rumor_stream_exchange_duration_seconds_count", &pp) >= Some(1.0));
+    assert!(exported("rumor_stream_exchange_bytes_sum", &pp) > Some(0.0));
 
     // One altered packet: the authentication failure counter moves by
     // exactly one, and nothing else is blamed on it.
@@ -180,7 +183,7 @@ async fn exported_counters_and_gauges_follow_what_happened() {
         "the other packets were not auth failures"
     );
 
-    // A member stops: the gauges move it from alive to dead.
+    // A member stops: the gauges move it from alive to dead (the API's status name).
     let c = nodes.pop().expect("m-c");
     c.shutdown().await.expect("shutdown");
     wait_until("m-a exports 2 alive and 1 dead", || async {

@@ -37,6 +37,8 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
+use rumor_core::message::MessageType;
+
 use crate::compress;
 use crate::framing::{Framer, Reject};
 use crate::metrics::Counters;
@@ -86,6 +88,8 @@ pub(crate) enum FromStream {
 
 /// Limits and shared state of the stream tasks.
 pub(crate) struct StreamCtx {
+    /// The node's name, the `node` label of the exchange histograms.
+    pub node: String,
     pub framer: Framer,
     pub counters: Arc<Counters>,
     /// Deadline of a whole exchange.
@@ -328,11 +332,12 @@ impl StreamCtx {
         Ok(msg.into_owned())
     }
 
+    /// Write `msg` to `s`; the bytes written.
     async fn write_message<S: AsyncWrite + Unpin>(
         &self,
         s: &mut S,
         msg: &[u8],
-    ) -> Result<(), Failure> {
+    ) -> Result<usize, Failure> {
         let body = self
             .framer
             .seal(&compress::pack(msg))
@@ -351,7 +356,7 @@ impl StreamCtx {
         s.write_all(&out).await.map_err(Failure::Io)?;
         s.flush().await.map_err(Failure::Io)?;
         Counters::add(&self.counters.stream_bytes_out, out.len());
-        Ok(())
+        Ok(out.len())
     }
 
     /// Count a failed incoming exchange and log it: at WARN (rate-limited)
@@ -429,7 +434,9 @@ pub(crate) async fn request<T: Transport>(
     _permit: OwnedSemaphorePermit,
 ) {
     Counters::inc(&ctx.counters.streams_dialed);
+    let started = tokio::time::Instant::now();
     let mut conn = None;
+    let mut written = 0;
     let exchange = async {
         let stream = T::connect(to).await.map_err(Failure::Io)?;
         if deadline_hint.is_some() {
@@ -438,13 +445,18 @@ pub(crate) async fn request<T: Transport>(
             let _ = driver.try_send(FromStream::Connected { to });
         }
         let conn = conn.insert(Counted::new(stream));
-        ctx.write_message(conn, &msg).await?;
+        written = ctx.write_message(conn, &msg).await?;
         ctx.read_message(conn).await
     };
     let limit = deadline_hint.map_or(ctx.timeout, |d| d.min(ctx.timeout));
     let result = deadline(limit, exchange).await;
     if let Some(conn) = &conn {
         ctx.account(conn);
+        if result.is_ok() {
+            let bytes = conn.read + written as u64;
+            let kind = request_kind(&msg);
+            crate::metrics::record_exchange(&ctx.node, kind, started.elapsed(), bytes);
+        }
     }
     let connected_unanswered = conn.as_ref().is_some_and(|c| c.read == 0);
     let (reply, unauthenticated) = match result {
@@ -468,6 +480,14 @@ pub(crate) async fn request<T: Transport>(
             probe: deadline_hint.is_some(),
         })
         .await;
+}
+
+/// The message type of a stream request (its second byte, after the
+/// protocol version: see `rumor_core::codec`), as metrics name it.
+fn request_kind(msg: &[u8]) -> &'static str {
+    msg.get(1)
+        .and_then(|&code| MessageType::from_code(code))
+        .map_or("unknown", MessageType::as_str)
 }
 
 /// Change the outbound semaphore's capacity from `old` to `new` permits
@@ -505,6 +525,7 @@ mod tests {
 
     fn ctx(framer: Framer) -> StreamCtx {
         StreamCtx {
+            node: "t".into(),
             framer,
             counters: Arc::new(Counters::default()),
             timeout: Duration::from_secs(5),
@@ -633,5 +654,15 @@ mod tests {
         a.write_all(&frame).await.expect("write");
         let r = c.read_message(&mut Counted::new(b)).await;
         assert!(matches!(r, Err(Failure::BadHeader)), "{r:?}");
+    }
+
+    #[test]
+    fn a_request_is_named_by_its_message_type() {
+        use rumor_core::codec::encode_packet;
+        use rumor_core::message::Message;
+        let ack = encode_packet(&Message::Ack { seq: 1 });
+        assert_eq!(request_kind(&ack), "ack");
+        assert_eq!(request_kind(&[1]), "unknown");
+        assert_eq!(request_kind(&[1, 200]), "unknown");
     }
 }
