@@ -699,4 +699,70 @@ mod tests {
             ]
         );
     }
+
+    /// Every family: the library's, the agent's, the process's.
+    fn all_families() -> impl Iterator<Item = &'static Family> {
+        rumor::metrics::FAMILIES
+            .iter()
+            .chain(AGENT_FAMILIES)
+            .chain(crate::process_metrics::FAMILIES)
+    }
+
+    #[test]
+    fn the_docs_list_every_family_as_declared_and_name_no_other() {
+        let ops = include_str!("../../../docs/operations.md");
+        let api = include_str!("../../../docs/http-api.md");
+        let mut listed = Vec::new();
+        for f in all_families() {
+            let labels = if f.labels.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", f.labels.join(","))
+            };
+            let row = format!(
+                "| `{}{labels}` | {} | {} |",
+                f.name,
+                f.kind.as_str(),
+                f.help
+            );
+            assert!(
+                ops.contains(&row),
+                "docs/operations.md lacks the row:\n{row}"
+            );
+            listed.push(f.name);
+        }
+        let rows = ops
+            .lines()
+            .filter(|l| l.starts_with("| `rumor_") || l.starts_with("| `process_"));
+        assert_eq!(rows.count(), listed.len(), "a row for no family");
+        // Every series name the docs mention in code spans is a family's
+        // (or its histogram's parts).
+        for (doc, text) in [("operations.md", ops), ("http-api.md", api)] {
+            for span in text.split('`').skip(1).step_by(2) {
+                let name: String = span
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                let series = name.starts_with("rumor_") || name.starts_with("process_");
+                // The dashboard's cookie is the one such name that is no series.
+                if !series || name == "rumor_session" {
+                    continue;
+                }
+                if span[name.len()..].starts_with('*') {
+                    let some = listed.iter().any(|f| f.starts_with(&name));
+                    assert!(some, "{doc} names `{span}`: no such families");
+                    continue;
+                }
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .filter(|b| listed.contains(b))
+                    .unwrap_or(&name);
+                assert!(
+                    listed.contains(&base),
+                    "{doc} names `{span}`: no such family"
+                );
+            }
+        }
+    }
 }
