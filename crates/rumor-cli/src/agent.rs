@@ -245,7 +245,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     }
 
     let (leave_tx, mut leave_rx) = mpsc::channel(1);
-    let mut state = ApiState::new(node.clone(), cfg.http_token.clone());
+    let mut state = ApiState::new(node.clone(), cfg.http_token.clone(), cfg.event_history);
     state.read_token = cfg.http_read_token.as_deref().map(Arc::from);
     state.on_leave = Some(leave_tx);
     state.leave_timeout = cfg.leave_timeout;

@@ -196,6 +196,10 @@ pub struct AgentArgs {
     /// Longest a graceful leave may take on SIGINT/SIGTERM, e.g. `5s` [default: 5s].
     #[arg(long, env = "RUMOR_LEAVE_TIMEOUT")]
     pub leave_timeout: Option<String>,
+    /// Member and user events the agent keeps for `GET /v1/events?since=`
+    /// and `rumor monitor --since` (0: none) [default: 1024].
+    #[arg(long, env = "RUMOR_EVENT_HISTORY")]
+    pub event_history: Option<usize>,
 }
 
 /// Flags every client command takes.
@@ -477,6 +481,10 @@ pub struct MonitorArgs {
     /// Print each event as a JSON line.
     #[arg(long)]
     pub json: bool,
+    /// First replay the events the agent kept with an id above this (0: all
+    /// it kept; ids are in `--json` output), then follow live ones.
+    #[arg(long, value_name = "ID")]
+    pub since: Option<u64>,
 }
 
 /// `rumor keys`.

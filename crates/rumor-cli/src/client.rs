@@ -693,10 +693,21 @@ pub fn monitor(args: &MonitorArgs) -> Result<()> {
     let client = Client::with_timeout(&args.client, None);
     eprintln!("monitoring {} (Ctrl-C to stop)", client.base);
     let mut out = std::io::stdout().lock();
-    follow(&client, "/v1/events", |event, v| {
+    let path = match args.since {
+        Some(id) => format!("/v1/events?since={id}"),
+        None => "/v1/events".to_string(),
+    };
+    follow(&client, &path, |event, v| {
         let text = match event {
             "member" => monitor_line(&v),
             "user" => user_line(&v),
+            "lagged" => {
+                eprintln!(
+                    "({} events missed: no longer kept by the agent, or this monitor fell behind)",
+                    v["missed"]
+                );
+                return Ok(());
+            }
             _ => return Ok(()),
         };
         if args.json {

@@ -93,6 +93,8 @@ pub struct FileConfig {
     pub event_handler_timeout: Option<String>,
     /// Graceful leave bound, e.g. "5s".
     pub leave_timeout: Option<String>,
+    /// Events kept for `GET /v1/events?since=` (0: none).
+    pub event_history: Option<usize>,
     /// Overrides of the profile's protocol settings.
     pub protocol: Option<ProtocolOverrides>,
     /// Bounds on what peers can make the agent hold.
@@ -369,6 +371,8 @@ pub struct AgentConfig {
     pub event_handler_options: crate::event_handler::HandlerOptions,
     /// Graceful leave bound.
     pub leave_timeout: Duration,
+    /// Events kept for `GET /v1/events?since=`.
+    pub event_history: usize,
     /// The protocol configuration: the profile's, with the file's `[protocol]` overrides.
     pub protocol: rumor_core::Config,
     /// Stream limits from `[limits]`.
@@ -591,6 +595,10 @@ impl AgentConfig {
                 replay_members: true,
             },
             leave_timeout,
+            event_history: args
+                .event_history
+                .or(file.event_history)
+                .unwrap_or(crate::history::DEFAULT_EVENT_HISTORY),
         })
     }
 }

@@ -231,7 +231,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .kill_on_drop(true)
         .spawn()
         .context("cannot start the paused node's process")?;
-    let state = ApiState::new(nodes[0].clone(), None);
+    let state = ApiState::new(
+        nodes[0].clone(),
+        None,
+        crate::history::DEFAULT_EVENT_HISTORY,
+    );
     let server = tokio::spawn(async move {
         if let Err(e) = http::serve(listener, http::router(state)).await {
             tracing::error!("HTTP server failed: {e}");

@@ -6,7 +6,7 @@
 //! fingerprints only, never key material; a request body over [`MAX_BODY`]
 //! bytes is refused with 413. See docs/http-api.md.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -58,6 +58,8 @@ pub struct ApiState {
     pub metrics: Option<crate::metrics::Handle>,
     /// When each member last changed, as seen here.
     pub changes: Arc<Mutex<HashMap<String, SystemTime>>>,
+    /// The last member and user events, replayed by `GET /v1/events?since=`.
+    pub history: Arc<crate::history::History>,
     /// Told when `POST /v1/leave` has left: the agent then exits.
     pub on_leave: Option<mpsc::Sender<()>>,
     /// Bound on a graceful leave.
@@ -102,30 +104,19 @@ pub struct AgentFacts {
 }
 
 impl ApiState {
-    /// State for `cluster`; starts the task that records member changes.
-    pub fn new(cluster: SharedCluster, token: Option<String>) -> Self {
+    /// State for `cluster`, keeping the last `history` events; starts the
+    /// task that records member changes and events.
+    pub fn new(cluster: SharedCluster, token: Option<String>, history: usize) -> Self {
         let changes: Arc<Mutex<HashMap<String, SystemTime>>> = Arc::default();
-        let mut events = cluster.subscribe();
-        let ch = changes.clone();
-        tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(ev) => {
-                        if let Ok(mut map) = ch.lock() {
-                            map.insert(ev.member.name.to_string(), ev.at);
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        });
+        let history = Arc::new(crate::history::History::new(history));
+        tokio::spawn(record_events(&cluster, changes.clone(), history.clone()));
         ApiState {
             cluster,
             token: token.map(Arc::from),
             read_token: None,
             metrics: crate::metrics::install(),
             changes,
+            history,
             on_leave: None,
             leave_timeout: crate::config::DEFAULT_LEAVE_TIMEOUT,
             leaving: Arc::default(),
@@ -134,6 +125,39 @@ impl ApiState {
             facts: Arc::default(),
             keyring_file: None,
             dns_servers: Arc::from([]),
+        }
+    }
+}
+
+/// Record every member and user event of `cluster` in `history` (and when
+/// each member last changed in `changes`), until the node stops. Subscribed
+/// before the first await, so nothing after the call is missed.
+fn record_events(
+    cluster: &SharedCluster,
+    changes: Arc<Mutex<HashMap<String, SystemTime>>>,
+    history: Arc<crate::history::History>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut members = cluster.subscribe();
+    let mut users = cluster.subscribe_user();
+    async move {
+        loop {
+            tokio::select! {
+                r = members.recv() => match r {
+                    Ok(ev) => {
+                        if let Ok(mut map) = changes.lock() {
+                            map.insert(ev.member.name.to_string(), ev.at);
+                        }
+                        history.record("member", event_json(&ev));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                r = users.recv() => match r {
+                    Ok(ev) => history.record("user", user_event_json(&ev)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+            }
         }
     }
 }
@@ -623,22 +647,71 @@ pub fn event_json(ev: &MemberEvent) -> Value {
     })
 }
 
-async fn events(Reader(st): Reader) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let rx = st.cluster.subscribe();
-    let urx = st.cluster.subscribe_user();
+/// `GET /v1/events`: `since` (or a reconnecting client's `Last-Event-ID`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Replay the kept events numbered above this first (0: all kept).
+    pub since: Option<u64>,
+}
+
+/// Where a client's replay starts: its `Last-Event-ID` (a reconnect), else
+/// `?since=`, else nowhere (live only).
+fn replay_from(
+    q: Result<Query<EventsQuery>, QueryRejection>,
+    headers: &HeaderMap,
+) -> ApiResult<Option<u64>> {
+    let Query(q) = q.map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{} (since is an event id: 0 or more)", e.body_text()),
+        )
+    })?;
+    match headers.get("last-event-id") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    "Last-Event-ID must be an event id (0 or more)".into(),
+                )
+            }),
+        None => Ok(q.since),
+    }
+}
+
+/// The SSE form of a recorded event: its id, name and JSON.
+fn recorded_sse(ev: &crate::history::Recorded) -> SseEvent {
+    SseEvent::default()
+        .id(ev.id.to_string())
+        .event(ev.kind)
+        .data(ev.data.clone())
+}
+
+async fn events(
+    Reader(st): Reader,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let replay = st.history.replay(replay_from(q, &headers)?);
+    let mut first: VecDeque<SseEvent> = replay.past.iter().map(|e| recorded_sse(e)).collect();
+    if replay.missed > 0 {
+        first.push_front(lagged(replay.missed));
+    }
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stream = futures_util::stream::unfold(
-        (rx, urx, tick, st),
-        |(mut rx, mut urx, mut tick, st)| async move {
+        (first, replay.live, tick, st),
+        |(mut first, mut live, mut tick, st)| async move {
+            if let Some(ev) = first.pop_front() {
+                return Some((Ok(ev), (first, live, tick, st)));
+            }
             let ev = tokio::select! {
-                r = rx.recv() => match r {
-                    Ok(ev) => SseEvent::default().event("member").data(event_json(&ev).to_string()),
-                    Err(broadcast::error::RecvError::Lagged(n)) => lagged(n),
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
-                r = urx.recv() => match r {
-                    Ok(ev) => SseEvent::default().event("user").data(user_event_json(&ev).to_string()),
+                r = live.recv() => match r {
+                    Ok(ev) => recorded_sse(&ev),
                     Err(broadcast::error::RecvError::Lagged(n)) => lagged(n),
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
@@ -655,10 +728,10 @@ async fn events(Reader(st): Reader) -> Sse<impl Stream<Item = Result<SseEvent, I
                     SseEvent::default().event("health").data(data.to_string())
                 }
             };
-            Some((Ok(ev), (rx, urx, tick, st)))
+            Some((Ok(ev), (first, live, tick, st)))
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 fn lagged(n: u64) -> SseEvent {

@@ -22,6 +22,7 @@ mod config;
 mod dashboard;
 mod demo;
 mod event_handler;
+mod history;
 mod http;
 mod http_access;
 mod http_query;
