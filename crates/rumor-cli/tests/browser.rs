@@ -250,6 +250,23 @@ fn dashboard_shows_members_and_a_crash() {
     );
     let dead = browser.eval("document.getElementById('n-dead').textContent");
     assert_eq!(dead, "1");
+
+    // A page opened after the crash shows it too, from the agent's event
+    // history.
+    browser.open(&a.url("/"));
+    wait_until("the new page's log replays the crash", DEADLINE, || {
+        browser
+            .eval("document.getElementById('log').textContent")
+            .as_str()
+            .is_some_and(|l| {
+                l.contains("member-failed web-c") && l.contains("user event deploy from web-b")
+            })
+    });
+    wait_until("the new page shows web-c dead", DEADLINE, || {
+        rows(&mut browser).contains(&("web-c".to_string(), "dead".to_string()))
+    });
+    let dead = browser.eval("document.getElementById('n-dead').textContent");
+    assert_eq!(dead, "1");
     drop(browser);
     let _ = std::fs::remove_dir_all(profile);
 }
