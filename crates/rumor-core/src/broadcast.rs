@@ -104,6 +104,11 @@ impl BroadcastQueue {
         self.items.len()
     }
 
+    /// Encoded bytes of the updates queued.
+    pub fn bytes(&self) -> usize {
+        self.items.values().map(|q| q.bytes.len()).sum()
+    }
+
     /// Nothing queued.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()

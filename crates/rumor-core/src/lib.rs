@@ -30,6 +30,7 @@ pub mod member;
 pub mod message;
 pub mod node;
 pub mod query;
+pub mod samples;
 pub mod state;
 pub mod stats;
 pub mod suspicion;

@@ -52,6 +52,9 @@ pub struct Stats {
     /// Failed probes not turned into a suspicion: the target's host was up
     /// and it had stalled for less than [`crate::Config::stall_grace`].
     pub probe_stalls: u64,
+    /// Timing samples dropped because [`crate::samples::MAX_SAMPLES`] of
+    /// their kind were waiting for the driver.
+    pub samples_dropped: u64,
     /// Reports that a datagram to a member's address came back "port
     /// unreachable" ([`crate::Node::handle_unreachable`]).
     pub unreachable: u64,

@@ -57,6 +57,11 @@ impl Suspicion {
         self.confirmers.len().saturating_sub(1) as u32
     }
 
+    /// When this node began suspecting the member.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// When the member should be declared dead.
     pub fn deadline(&self) -> Instant {
         self.started + self.timeout()

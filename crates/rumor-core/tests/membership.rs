@@ -106,6 +106,40 @@ fn probing_a_dead_member_leaves_its_probers_healthy() {
     assert_eq!(worst, 0, "a healthy prober raised its health score");
 }
 
+/// The timing samples behind the agent's histograms: probe round trips are
+/// the network's, and a suspicion that ends in death lasted at least the
+/// minimum timeout at its accuser and never more than the maximum anywhere.
+#[test]
+fn probe_round_trips_and_suspicion_lifetimes_are_sampled() {
+    let n = 8;
+    let mut net = converged(n);
+    net.run_for(secs(5.0));
+    let rtts: Vec<Duration> = (0..n)
+        .flat_map(|i| net.nodes[i].as_mut().expect("up").take_samples().probe_rtt)
+        .collect();
+    assert!(rtts.len() >= n, "{} round trips in 5 s", rtts.len());
+    assert!(
+        rtts.iter().all(|&r| r == net.latency * 2),
+        "round trips other than 2 x {:?}: {rtts:?}",
+        net.latency
+    );
+    net.crash(3);
+    assert!(net.run_until_all_dead(3, secs(60.0)));
+    let c = Config::lan();
+    let lasted: Vec<Duration> = net
+        .running()
+        .into_iter()
+        .flat_map(|i| {
+            let s = net.nodes[i].as_mut().expect("up").take_samples();
+            s.suspicion_to_failure
+        })
+        .collect();
+    assert_eq!(lasted.len(), n - 1, "one per survivor: {lasted:?}");
+    let (min, max) = (c.suspicion_min(n), c.suspicion_min(n) * c.suspicion_max_mult);
+    assert!(lasted.iter().all(|&d| d <= max), "{lasted:?}");
+    assert!(lasted.iter().any(|&d| d >= min), "{lasted:?}");
+}
+
 #[test]
 fn a_refusing_port_is_declared_dead_sooner_and_only_that_member() {
     let n = 16;

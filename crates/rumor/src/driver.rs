@@ -293,6 +293,7 @@ impl<T: Transport> Driver<T> {
                     if let (Some(at), Some(every)) = (st.next_export, self.metrics_interval) {
                         if Instant::now() >= at {
                             metrics::export(&self.name, &self.stats());
+                            metrics::record_samples(&self.name, &self.core.take_samples());
                             st.next_export = Some(Instant::now() + every);
                         }
                     }
@@ -320,6 +321,8 @@ impl<T: Transport> Driver<T> {
                 .iter()
                 .map(|(name, s)| (name.to_string(), s))
                 .collect(),
+            broadcast_queue_messages: self.core.broadcast_queue().0,
+            broadcast_queue_bytes: self.core.broadcast_queue().1,
         }
     }
 

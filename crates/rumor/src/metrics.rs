@@ -234,6 +234,10 @@ pub struct Stats {
     /// Each member's clock offset from this node's, as last measured on a
     /// key-space sync session (members only).
     pub clock_skew: std::collections::BTreeMap<String, rumor_core::kv::Skew>,
+    /// Updates waiting to be gossiped.
+    pub broadcast_queue_messages: usize,
+    /// Their encoded bytes.
+    pub broadcast_queue_bytes: usize,
 }
 
 /// What kind of series a metric family holds.
@@ -305,6 +309,16 @@ families! {
         "Lifeguard local health score: 0 is healthy; each step lengthens this node's probe timeouts.";
     PEER_CLOCK_OFFSET = Gauge "rumor_peer_clock_offset_seconds" ["node", "peer"]
         "How far each member's clock is ahead of this node's (negative: behind), measured on key-space sync sessions.";
+    BROADCAST_QUEUE_MESSAGES = Gauge "rumor_broadcast_queue_messages" ["node"]
+        "Updates waiting to be piggybacked on gossip; steady growth is a gossip storm or a queue too small for the churn.";
+    BROADCAST_QUEUE_BYTES = Gauge "rumor_broadcast_queue_bytes" ["node"]
+        "Encoded bytes of the updates waiting to be piggybacked on gossip.";
+    PROBE_RTT = Histogram "rumor_probe_rtt_seconds" ["node"]
+        "Round trip of direct probes answered before their timeout, ping sent to ack read.";
+    SUSPICION_TO_FAILURE = Histogram "rumor_suspicion_to_failure_seconds" ["node"]
+        "How long suspicions that ended in a death lasted here, from when this node raised or heard of the suspicion.";
+    SAMPLES_DROPPED = Counter "rumor_samples_dropped_total" ["node"]
+        "Timing samples (probe round trips, suspicion lifetimes) dropped because more than 4096 of a kind came between two exports.";
     // Probes.
     PROBES = Counter "rumor_probes_total" ["node"]
         "Probes this node started.";
@@ -504,6 +518,9 @@ pub fn export(node: &str, stats: &Stats) {
         metrics::gauge!(MEMBERS.name, &l).set(n as f64);
     }
     metrics::gauge!(AWARENESS.name, &labels).set(stats.awareness as f64);
+    metrics::gauge!(BROADCAST_QUEUE_MESSAGES.name, &labels)
+        .set(stats.broadcast_queue_messages as f64);
+    metrics::gauge!(BROADCAST_QUEUE_BYTES.name, &labels).set(stats.broadcast_queue_bytes as f64);
     for (peer, skew) in &stats.clock_skew {
         let l = [("node", node.to_string()), ("peer", peer.clone())];
         metrics::gauge!(family::PEER_CLOCK_OFFSET.name, &l).set(skew.offset_secs());
@@ -519,6 +536,7 @@ pub fn export(node: &str, stats: &Stats) {
         (PROBE_STREAM_FALLBACK_ACKS, c.probe_stream_fallback_acks),
         (PROBE_STREAM_PINGS_SKIPPED, c.probe_stream_pings_skipped),
         (PROBE_STALLS, c.probe_stalls),
+        (SAMPLES_DROPPED, c.samples_dropped),
         (UNREACHABLE, c.unreachable),
         (SUSPICIONS, c.suspicions),
         (REFUTATIONS, c.refutations),
@@ -603,6 +621,19 @@ pub fn export(node: &str, stats: &Stats) {
         ("evicted", t.streams_evicted),
     ] {
         labelled(STREAMS_REFUSED, "reason", reason, n);
+    }
+}
+
+/// Record the timing samples node `node` took since the last export.
+pub(crate) fn record_samples(node: &str, samples: &rumor_core::samples::Samples) {
+    let l = [("node", node.to_string())];
+    let rtt = metrics::histogram!(family::PROBE_RTT.name, &l);
+    for d in &samples.probe_rtt {
+        rtt.record(d.as_secs_f64());
+    }
+    let lasted = metrics::histogram!(family::SUSPICION_TO_FAILURE.name, &l);
+    for d in &samples.suspicion_to_failure {
+        lasted.record(d.as_secs_f64());
     }
 }
 

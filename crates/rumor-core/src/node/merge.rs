@@ -204,7 +204,12 @@ impl Node {
             self.refute(now, incarnation);
             return;
         }
-        self.suspicions.remove(&name);
+        if let Some(s) = self.suspicions.remove(&name).filter(|_| !left) {
+            let lasted = now.saturating_since(s.started());
+            if !self.samples.add_suspicion_to_failure(lasted) {
+                self.stats.samples_dropped += 1;
+            }
+        }
         self.members[i].incarnation = incarnation;
         let state = if left {
             MemberState::Left

@@ -190,6 +190,7 @@ pub struct Node {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
+    samples: crate::samples::Samples,
     /// The time of the input being handled.
     now: Instant,
     /// Where the datagram or stream being handled came from.
@@ -275,6 +276,7 @@ impl Node {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            samples: Default::default(),
             now: Instant::ZERO,
             peer: None,
             pending: crate::admission::Pending::new(
@@ -592,6 +594,17 @@ impl Node {
     /// Counters for metrics.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The timing samples taken since the last call (probe round trips,
+    /// suspicion lifetimes), for the driver's histograms.
+    pub fn take_samples(&mut self) -> crate::samples::Samples {
+        std::mem::take(&mut self.samples)
+    }
+
+    /// Updates waiting to be gossiped: how many, and their encoded bytes.
+    pub fn broadcast_queue(&self) -> (usize, usize) {
+        (self.broadcasts.len(), self.broadcasts.bytes())
     }
 
     /// Change this node's [`crate::Limits`] while it runs (an agent's SIGHUP):

@@ -39,6 +39,8 @@ pub(super) struct Probe {
     refused: bool,
     /// Nacks whose relay's ping came back "port unreachable" too.
     refused_nacks: u32,
+    /// When the ping went out.
+    started: Instant,
     /// When the probe is judged ([`Timer::ProbeEnd`]).
     ends: Instant,
     /// A ping went to the target over a stream too.
@@ -198,6 +200,7 @@ impl Node {
                 relays_asked: false,
                 refused: false,
                 refused_nacks: 0,
+                started: now,
                 ends: now + end,
                 stream_pinged: false,
                 host_up: false,
@@ -544,6 +547,13 @@ impl Node {
         p.acked = true;
         self.stats.probe_acks += 1;
         self.stalled.remove(&p.target);
+        if datagram && !p.relays_asked {
+            // Before the timeout, so the first ping's answer: a round trip.
+            let rtt = self.now.saturating_since(p.started);
+            if !self.samples.add_probe_rtt(rtt) {
+                self.stats.samples_dropped += 1;
+            }
+        }
         if datagram && p.expected_nacks == 0 {
             // A direct ack in time: our links are healthy.
             self.awareness.apply(-1);
