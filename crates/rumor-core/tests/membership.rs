@@ -135,7 +135,10 @@ fn probe_round_trips_and_suspicion_lifetimes_are_sampled() {
         })
         .collect();
     assert_eq!(lasted.len(), n - 1, "one per survivor: {lasted:?}");
-    let (min, max) = (c.suspicion_min(n), c.suspicion_min(n) * c.suspicion_max_mult);
+    let (min, max) = (
+        c.suspicion_min(n),
+        c.suspicion_min(n) * c.suspicion_max_mult,
+    );
     assert!(lasted.iter().all(|&d| d <= max), "{lasted:?}");
     assert!(lasted.iter().any(|&d| d >= min), "{lasted:?}");
 }
