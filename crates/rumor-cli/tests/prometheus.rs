@@ -288,11 +288,13 @@ fn prefixed_names(text: &str) -> BTreeSet<String> {
 
 /// Series that appear only once something happened: the joiner's
 /// push-pull histograms after its join, the peer clock offsets after a
-/// key-space sync session (every kv_sync_interval, 2 s).
+/// key-space sync session (every kv_sync_interval, 2 s), the probe round
+/// trips after a probe answered.
 const LATE_SERIES: &[&str] = &[
     "rumor_stream_exchange_duration_seconds_count",
     "rumor_stream_exchange_bytes_count",
     "rumor_peer_clock_offset_seconds",
+    "rumor_probe_rtt_seconds_count",
 ];
 
 #[test]
@@ -531,6 +533,21 @@ fn scraped_by_a_real_prometheus() {
         .and_then(|v| v.first().map(|s| s.1))
         .unwrap_or(-1.0);
     assert_eq!(inf, count, "+Inf bucket = count");
+    // The probes' round trips, and the suspicion that ended in the death.
+    for h in [
+        "rumor_probe_rtt_seconds_count",
+        "rumor_suspicion_to_failure_seconds_count",
+    ] {
+        let sum = || {
+            p.query(&format!("sum({h})"))
+                .and_then(|v| v.first().map(|s| s.1))
+                .unwrap_or(0.0)
+        };
+        wait_until(&format!("sum({h}) > 0 in Prometheus"), DEADLINE, || {
+            sum() > 0.0
+        });
+        eprintln!("prometheus: sum({h}) = {}", sum());
+    }
     let bytes = p
         .query("sum(rumor_stream_exchange_bytes_count)")
         .and_then(|v| v.first().map(|s| s.1))
