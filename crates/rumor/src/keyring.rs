@@ -271,6 +271,24 @@ impl Keyring {
     }
 }
 
+/// Why the keyring refused a key, or a message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// Not 32 bytes written as 64 hexadecimal digits.
+    #[error("expected 64 hexadecimal digits")]
+    Malformed,
+    /// The keyring does not hold the key with this fingerprint.
+    #[error("key {0} is not installed")]
+    NotInstalled(String),
+    /// The key with this fingerprint is the primary, which cannot be removed.
+    #[error("key {0} is the primary: use another key first")]
+    Primary(String),
+    /// A message too long for the cipher.
+    #[error("message too long to encrypt")]
+    MessageTooLong,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,22 +334,4 @@ mod tests {
         assert!("zz".parse::<Key>().is_err());
         assert!(!format!("{k:?}").contains(&k.to_string()));
     }
-}
-
-/// Why the keyring refused a key, or a message.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum KeyError {
-    /// Not 32 bytes written as 64 hexadecimal digits.
-    #[error("expected 64 hexadecimal digits")]
-    Malformed,
-    /// The keyring does not hold the key with this fingerprint.
-    #[error("key {0} is not installed")]
-    NotInstalled(String),
-    /// The key with this fingerprint is the primary, which cannot be removed.
-    #[error("key {0} is the primary: use another key first")]
-    Primary(String),
-    /// A message too long for the cipher.
-    #[error("message too long to encrypt")]
-    MessageTooLong,
 }
