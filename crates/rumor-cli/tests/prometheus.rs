@@ -609,4 +609,6 @@ fn scraped_by_a_real_prometheus() {
         "promtool check metrics:\n{out}"
     );
     drop(p);
+    // The TSDB: a few MB per run.
+    let _ = std::fs::remove_dir_all(&dir);
 }
