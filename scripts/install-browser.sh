@@ -6,14 +6,8 @@ if command -v chromium >/dev/null 2>&1; then
     echo "install-browser: chromium already installed at $(command -v chromium)"
     exit 0
 fi
-if [ "$(id -u)" != "0" ]; then
-    echo "install-browser: not root, cannot install chromium; the browser test will be skipped" >&2
-    exit 0
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-browser: apt-get not found, cannot install chromium; the browser test will be skipped" >&2
-    exit 0
-fi
+. "$(dirname "$0")/apt-guard.sh"
+apt_guard chromium "browser test"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends chromium >/dev/null

@@ -11,14 +11,8 @@ if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1;
     echo "install-prometheus: prometheus already installed at $(command -v prometheus)"
     exit 0
 fi
-if [ "$(id -u)" != "0" ]; then
-    echo "install-prometheus: not root, cannot install prometheus; the Prometheus test will be skipped" >&2
-    exit 0
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-prometheus: apt-get not found, cannot install prometheus; the Prometheus test will be skipped" >&2
-    exit 0
-fi
+. "$(dirname "$0")/apt-guard.sh"
+apt_guard prometheus "Prometheus test"
 
 # Prometheus processes that were running before: left alone.
 before=$(pgrep -x prometheus || true)
