@@ -1,8 +1,18 @@
 //! The dashboard at `/`: one static page (HTML, CSS and JavaScript, no build
-//! step) embedded in the binary. It loads `/v1/members` and `/v1/self`, then
-//! follows `/v1/events` (server-sent events) to keep the member table, the
-//! event log (membership and user events) and the status panel current; it
-//! polls `/v1/aggregates` for the panel of tracked aggregates.
+//! step, no external resources) embedded in the binary. It loads
+//! `/v1/members` and `/v1/self`, then follows `/v1/events?since=0`
+//! (server-sent events: the agent's kept history, then live) to keep the
+//! member table, the event log and the status panel current; it polls
+//! `/v1/aggregates` for the panel of tracked aggregates.
+//!
+//! Built for large clusters: the member table keeps every member in memory
+//! but puts only the rows in view in the DOM (virtual scrolling), with a
+//! search box (name, address, tags) and a status filter; an event marks one
+//! member changed and one redraw per animation frame updates the visible
+//! rows it touched. Clicking a row opens the member's drill-down (its
+//! per-node state from `/v1/members/{name}` and its events from the page's
+//! log); the key browser lists `/v1/kv?prefix=` in pages and shows one
+//! entry from `/v1/kv/{key}`.
 
 use axum::http::header;
 use axum::response::IntoResponse;

@@ -72,6 +72,8 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
+            // performance.memory reports the heap as it is, not bucketed.
+            "--enable-precise-memory-info",
             "--remote-debugging-pipe",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
@@ -169,6 +171,46 @@ impl Browser {
         );
         r["result"]["value"].clone()
     }
+
+    /// Evaluate an expression that yields text.
+    fn text(&mut self, expr: &str) -> String {
+        self.eval(expr).as_str().unwrap_or_default().to_string()
+    }
+
+    /// Lay the page out in a `width` x `height` window.
+    fn viewport(&mut self, width: u32, height: u32) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+        );
+    }
+
+    /// Save a PNG of the whole page as `target/test-artifacts/{name}.png`.
+    fn screenshot(&mut self, name: &str) -> PathBuf {
+        use base64::Engine;
+        let r = self.call(
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true}),
+        );
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().expect("screenshot data"))
+            .expect("screenshot is base64");
+        let dir = artifacts_dir();
+        std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("write screenshot");
+        eprintln!("screenshot: {}", path.display());
+        path
+    }
+}
+
+/// `target/test-artifacts`, beside the binary under test's profile directory.
+fn artifacts_dir() -> PathBuf {
+    Path::new(BIN)
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("test-artifacts"))
+        .unwrap_or_else(|| PathBuf::from("target/test-artifacts"))
 }
 
 impl Drop for Browser {
@@ -176,6 +218,23 @@ impl Drop for Browser {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether an element fits its box (its scroll width within its client
+/// width, no descendant sticking out on the right, the page not scrolling
+/// sideways), and the measures.
+fn fits(b: &mut Browser, id: &str) -> (bool, Value) {
+    let expr = format!(
+        "(() => {{ const p = document.getElementById('{id}'); const r = p.getBoundingClientRect(); \
+         let over = 0; for (const e of p.querySelectorAll('*')) {{ const x = e.getBoundingClientRect(); \
+         if (x.width) over = Math.max(over, x.right - r.right); }} \
+         return JSON.stringify({{scrollWidth: p.scrollWidth, clientWidth: p.clientWidth, over, \
+         page: document.documentElement.scrollWidth, window: innerWidth}}); }})()"
+    );
+    let detail: Value = serde_json::from_str(&b.text(&expr)).unwrap_or(Value::Null);
+    let n = |k: &str| detail[k].as_f64().unwrap_or(f64::MAX);
+    let ok = n("scrollWidth") <= n("clientWidth") && n("over") <= 0.5 && n("page") <= n("window");
+    (ok, detail)
 }
 
 const ROWS: &str = "JSON.stringify([...document.querySelectorAll('tr.member')].map(r => [r.dataset.name, r.dataset.status]))";
@@ -234,6 +293,20 @@ fn dashboard_shows_members_and_a_crash() {
             .as_str()
             .is_some_and(|t| t.contains("load"))
     });
+    wait_until("the aggregate panel shows load's numbers", DEADLINE, || {
+        browser
+            .text("document.getElementById('aggs').textContent")
+            .contains("avg")
+    });
+    // The aggregates panel fits its column at 1024 and 1400 px wide: no
+    // part of it sticks out or scrolls sideways, nor does the page.
+    for (w, h) in [(1024, 768), (1400, 900)] {
+        browser.viewport(w, h);
+        let (ok, fit) = fits(&mut browser, "aggs-panel");
+        assert!(ok, "aggregates panel at {w}x{h}: {fit}");
+        let (ok, fit) = fits(&mut browser, "members-panel");
+        assert!(ok, "member panel at {w}x{h}: {fit}");
+    }
 
     c.signal(Signal::SIGKILL);
     c.wait_exit(DEADLINE);
@@ -269,4 +342,264 @@ fn dashboard_shows_members_and_a_crash() {
     assert_eq!(dead, "1");
     drop(browser);
     let _ = std::fs::remove_dir_all(profile);
+}
+
+/// A `rumor demo` process: its dashboard's URL, and the lines it printed.
+struct Demo {
+    child: Child,
+    url: String,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Demo {
+    /// Start `rumor demo --nodes n` on free ports and wait for its
+    /// dashboard's URL.
+    fn start(n: usize) -> Demo {
+        let mut child = Command::new(BIN)
+            .args(["demo", "--nodes", &n.to_string(), "--http", "127.0.0.1:0"])
+            .env("RUMOR_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rumor demo");
+        let out = child.stdout.take().expect("demo stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut d = Demo {
+            child,
+            url: String::new(),
+            lines: rx,
+            seen: Vec::new(),
+        };
+        d.wait_line("the demo's dashboard URL", "dashboard of ");
+        let line = d.seen.last().unwrap().clone();
+        d.url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .trim_end_matches('/')
+            .to_string();
+        d
+    }
+
+    /// Wait for a printed line containing `needle`.
+    fn wait_line(&mut self, what: &str, needle: &str) {
+        let end = Instant::now() + Duration::from_secs(240);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = l.contains(needle);
+                    self.seen.push(l);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => panic!(
+                    "timed out waiting for {what}; the demo printed:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn api(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        // Ctrl-C, so that the demo stops its paused node's process too.
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, Signal::SIGINT);
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn set_input(b: &mut Browser, id: &str, value: &str) {
+    let v = serde_json::to_string(value).unwrap();
+    b.eval(&format!(
+        "(() => {{ const e = document.getElementById('{id}'); e.value = {v}; \
+         e.dispatchEvent(new Event('input', {{bubbles: true}})); }})()"
+    ));
+}
+
+/// Open the dashboard of an `n`-node demo: it reports every member, finds
+/// one by search, drills into it (incarnation, per-node state, its events),
+/// and lists and shows a key written through the API. Prints the page's
+/// load time and heap; saves screenshots in target/test-artifacts.
+fn dashboard_of_a_demo(n: usize) {
+    let Some(exe) = chromium() else {
+        eprintln!("SKIPPED dashboard browser test: chromium is not installed.");
+        return;
+    };
+    let mut demo = Demo::start(n);
+    // The scripted crash, pause, leave and user event are over: the
+    // members' statuses no longer move.
+    demo.wait_line("the demo's script", "script done");
+    let total = format!("{n} of {n} members");
+
+    // Something for the drill-down and the panels to show: node-00's own
+    // per-node state, a tracked aggregate and a key.
+    let (code, body) = request("PUT", &demo.api("/v1/state/load"), None, Some("0.5"));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = request("GET", &demo.api("/v1/aggregate/load"), None, None);
+    assert!(code == 200 || code == 202, "{code} {body}");
+    let (code, body) = request(
+        "PUT",
+        &demo.api("/v1/kv/dash/greeting"),
+        None,
+        Some("hello from the browser test"),
+    );
+    assert_eq!(code, 200, "{body}");
+    let me: Value = {
+        let (code, v) = request("GET", &demo.api("/v1/members/node-00"), None, None);
+        assert_eq!(code, 200, "{v}");
+        v
+    };
+
+    let profile = temp_dir("chromium-demo");
+    let mut browser = Browser::start(&exe, &profile);
+    let opened = Instant::now();
+    browser.open(&demo.api("/"));
+    browser.viewport(1280, 900);
+    wait_until(&format!("the dashboard reports {total}"), DEADLINE, || {
+        browser.text("document.getElementById('shown').textContent") == total
+    });
+    let shown_after = opened.elapsed();
+    wait_until("the event stream is connected", DEADLINE, || {
+        browser.text("document.getElementById('conn').textContent") == "live"
+    });
+    let counts: Vec<String> = ["alive", "suspect", "dead", "left"]
+        .iter()
+        .map(|s| browser.text(&format!("document.getElementById('n-{s}').textContent")))
+        .collect();
+    let sum: usize = counts.iter().map(|c| c.parse::<usize>().unwrap_or(0)).sum();
+    assert_eq!(sum, n, "counts {counts:?}");
+    // Only the visible rows are in the DOM.
+    let visible = rows(&mut browser).len();
+    assert!(
+        visible > 0 && visible < n.min(100),
+        "{visible} rows in the DOM"
+    );
+
+    // Numbers: navigation timing, when the table was first drawn, the heap.
+    let timing: Value = serde_json::from_str(&browser.text(
+        "JSON.stringify({nav: performance.getEntriesByType('navigation')[0].toJSON(), \
+         ready: window.dashStats.readyMs, renders: window.dashStats.renders, \
+         heap: performance.memory ? performance.memory.usedJSHeapSize : null, \
+         nodes: document.getElementsByTagName('*').length})",
+    ))
+    .expect("timing JSON");
+    let heap = browser.call("Runtime.getHeapUsage", json!({}));
+    let ms = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    eprintln!(
+        "dashboard at {n} members: DOMContentLoaded {:.0} ms, load event {:.0} ms, table drawn {:.0} ms \
+         after navigation start ({} renders); {total} seen by the test {:.0} ms after opening; \
+         JS heap {:.2} MB (performance.memory.usedJSHeapSize; Runtime.getHeapUsage: {:.2} MB used of {:.2} MB); \
+         {} DOM elements, {visible} member rows in the DOM",
+        ms(&timing["nav"]["domContentLoadedEventEnd"]),
+        ms(&timing["nav"]["loadEventEnd"]),
+        ms(&timing["ready"]),
+        timing["renders"],
+        shown_after.as_secs_f64() * 1000.0,
+        ms(&timing["heap"]) / 1e6,
+        ms(&heap["usedSize"]) / 1e6,
+        ms(&heap["totalSize"]) / 1e6,
+        timing["nodes"],
+    );
+    browser.screenshot(&format!("dashboard-{n}-members"));
+
+    // Search: one row, "1 of n members".
+    set_input(&mut browser, "search", "node-00");
+    wait_until("the search shows node-00 alone", DEADLINE, || {
+        let r = rows(&mut browser);
+        r.len() == 1 && r[0].0 == "node-00"
+    });
+    assert_eq!(
+        browser.text("document.getElementById('shown').textContent"),
+        format!("1 of {n} members")
+    );
+
+    // Drill-down: name, incarnation, its per-node state, its user event.
+    browser.eval("document.querySelector('tr.member').click()");
+    let inc = me["incarnation"].to_string();
+    wait_until("the drill-down shows node-00", DEADLINE, || {
+        browser.text("document.getElementById('d-name').textContent") == "node-00"
+            && browser.text("document.getElementById('d-incarnation').textContent") == inc
+    });
+    wait_until("the drill-down shows node-00's state", DEADLINE, || {
+        browser.text("document.getElementById('d-state').textContent") == "load0.5"
+    });
+    let events = browser.text("document.getElementById('d-events').textContent");
+    assert!(
+        events.contains("user event demo from node-00"),
+        "drill-down events: {events}"
+    );
+    assert_eq!(
+        browser.text("document.getElementById('d-addr').textContent"),
+        me["addr"].as_str().unwrap()
+    );
+
+    // Key browser: the key written through the API, listed by prefix and
+    // shown with its value and writer.
+    set_input(&mut browser, "kv-prefix", "dash/");
+    wait_until("the key browser lists dash/greeting", DEADLINE, || {
+        browser
+            .text("document.getElementById('kv-keys').textContent")
+            .contains("dash/greeting")
+    });
+    browser.eval("document.querySelector('tr.kv-key[data-key=\"dash/greeting\"]').click()");
+    wait_until("the key browser shows the value", DEADLINE, || {
+        browser.text("(document.getElementById('kv-value') || {}).textContent || ''")
+            == "hello from the browser test"
+    });
+    let fields = browser.text("document.getElementById('kv-fields').textContent");
+    assert!(
+        fields.contains("lww") && fields.contains("node-00"),
+        "key fields: {fields}"
+    );
+    browser.screenshot(&format!("dashboard-{n}-members-drilldown"));
+
+    // At 1024 x 768 the panels fit their columns.
+    browser.viewport(1024, 768);
+    for id in ["aggs-panel", "members-panel", "detail", "kv-panel"] {
+        let (ok, fit) = fits(&mut browser, id);
+        assert!(ok, "{id} at 1024x768: {fit}");
+    }
+    browser.screenshot(&format!("dashboard-{n}-members-1024"));
+    drop(browser);
+    let _ = std::fs::remove_dir_all(profile);
+}
+
+#[test]
+fn dashboard_of_a_200_node_demo() {
+    dashboard_of_a_demo(200);
+}
+
+/// The same at 1,000 nodes: heavy for a shared machine, so run by hand:
+/// `cargo test -p rumor-cli --test browser -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn dashboard_of_a_1000_node_demo() {
+    dashboard_of_a_demo(1000);
 }
