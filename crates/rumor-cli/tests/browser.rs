@@ -2,7 +2,12 @@
 //! running 3-node cluster and keeps it open; the test sees 3 alive rows,
 //! kills one node, and sees its row turn dead and a `member-failed` line in
 //! the event log — both delivered to the open page by the SSE stream — and a
-//! user event in the log and a tracked aggregate in its panel.
+//! user event in the log and a tracked aggregate in its panel, and its
+//! panels fit at 1024 px wide. A 200-node `rumor demo`'s dashboard is
+//! searched, drilled into and its key browser used; the page alone, at
+//! 1,000 and 5,000 members served by a stand-in, redraws only the rows in
+//! view. Load times and heap sizes are printed (`--nocapture`), screenshots
+//! saved in `target/test-artifacts/`.
 //!
 //! Chromium is driven through the DevTools protocol over
 //! `--remote-debugging-pipe` (JSON messages separated by NUL bytes on file
@@ -602,4 +607,215 @@ fn dashboard_of_a_200_node_demo() {
 #[ignore]
 fn dashboard_of_a_1000_node_demo() {
     dashboard_of_a_demo(1000);
+}
+
+/// A stand-in agent for the page alone: serves the dashboard and a cluster
+/// of `n` made-up members from memory (so thousands of members cost the
+/// machine nothing), and holds the pages' event streams open so that the
+/// test can push member events into them.
+struct FakeAgent {
+    addr: std::net::SocketAddr,
+    streams: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    next_id: u64,
+}
+
+fn fake_member(i: usize, status: &str, incarnation: u64, now: u128) -> Value {
+    json!({
+        "name": format!("node-{i:05}"), "addr": format!("127.0.0.1:{}", 10_000 + i),
+        "status": status, "incarnation": incarnation,
+        "tags": {"zone": format!("z{}", i % 3), "rack": format!("r{}", i % 40)},
+        "last_change_ms": now as u64, "state": {}, "protocol": [1, 1],
+    })
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+impl FakeAgent {
+    fn start(n: usize) -> FakeAgent {
+        use std::io::BufRead;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let now = now_ms() - 60_000;
+        let members = Value::Array((0..n).map(|i| fake_member(i, "alive", 1, now)).collect());
+        let members = std::sync::Arc::new(members.to_string());
+        let streams = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = streams.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let members = members.clone();
+                let keep = keep.clone();
+                std::thread::spawn(move || {
+                    let mut head = String::new();
+                    let mut r = std::io::BufReader::new(conn.try_clone().unwrap());
+                    while r.read_line(&mut head).is_ok_and(|n| n > 2) {}
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let (ctype, body): (&str, String) = match path.split('?').next().unwrap() {
+                        "/" => ("text/html", include_str!("../src/dashboard/index.html").into()),
+                        "/v1/members" => ("application/json", members.to_string()),
+                        "/v1/self" => (
+                            "application/json",
+                            json!({"name": "node-00000", "addr": "127.0.0.1:10000", "awareness": 0})
+                                .to_string(),
+                        ),
+                        "/v1/events" => {
+                            let h = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                                     Cache-Control: no-store\r\n\r\n: hello\n\n";
+                            if conn.write_all(h.as_bytes()).is_ok() {
+                                keep.lock().unwrap().push(conn);
+                            }
+                            return;
+                        }
+                        p if p.starts_with("/v1/members/") => (
+                            "application/json",
+                            json!({"name": &p[12..], "state": {"role": "fake"}}).to_string(),
+                        ),
+                        _ => ("application/json", "[]".into()),
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
+                         Connection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(resp.as_bytes());
+                });
+            }
+        });
+        FakeAgent {
+            addr,
+            streams,
+            next_id: 1,
+        }
+    }
+
+    /// Send member events (`(index, status, incarnation)`) to every open
+    /// stream, in one write.
+    fn push(&mut self, updates: &[(usize, &str, u64)]) {
+        let now = now_ms();
+        let mut buf = String::new();
+        for &(i, status, inc) in updates {
+            let ty = if status == "suspect" {
+                "member-suspect"
+            } else {
+                "member-update"
+            };
+            let id = self.next_id;
+            self.next_id += 1;
+            let data = json!({"id": id, "type": ty, "time_ms": now as u64,
+                              "member": fake_member(i, status, inc, now)});
+            buf.push_str(&format!("id: {id}\nevent: member\ndata: {data}\n\n"));
+        }
+        for s in self.streams.lock().unwrap().iter_mut() {
+            let _ = s.write_all(buf.as_bytes());
+        }
+    }
+}
+
+/// The page alone at 1,000 and 5,000 members (a stand-in agent serves them):
+/// it loads, keeps a few dozen rows in the DOM, and a burst of events for
+/// the half of the members out of view redraws no row at all, while one for a member in
+/// view redraws that row. Prints load time and heap.
+#[test]
+fn dashboard_page_at_thousands_of_members() {
+    let Some(exe) = chromium() else {
+        eprintln!("SKIPPED dashboard browser test: chromium is not installed.");
+        return;
+    };
+    for n in [1000, 5000] {
+        let mut fake = FakeAgent::start(n);
+        let profile = temp_dir("chromium-fake");
+        let mut browser = Browser::start(&exe, &profile);
+        let opened = Instant::now();
+        browser.open(&format!("http://{}/", fake.addr));
+        let total = format!("{n} of {n} members");
+        wait_until(&format!("the page reports {total}"), DEADLINE, || {
+            browser.text("document.getElementById('shown').textContent") == total
+        });
+        let seen = opened.elapsed();
+        wait_until("the event stream is open", DEADLINE, || {
+            !fake.streams.lock().unwrap().is_empty()
+                && browser.text("document.getElementById('conn').textContent") == "live"
+        });
+        let timing: Value = serde_json::from_str(&browser.text(
+            "JSON.stringify({nav: performance.getEntriesByType('navigation')[0].toJSON(), \
+             ready: window.dashStats.readyMs, heap: performance.memory.usedJSHeapSize, \
+             rows: document.querySelectorAll('tr.member').length})",
+        ))
+        .unwrap();
+        let rows_in_dom = timing["rows"].as_u64().unwrap_or(u64::MAX);
+        assert!(rows_in_dom > 0 && rows_in_dom < 100, "{timing}");
+
+        // Count the rows redrawn from now on (each redraw of a row rewrites
+        // its cells: the distinct rows whose children changed, per batch).
+        browser.eval(
+            "window.refills = 0; new MutationObserver(ms => { window.refills += new Set(ms \
+             .map(m => m.target).filter(t => t.matches && t.matches('tr.member'))).size; }) \
+             .observe(document.getElementById('members'), {childList: true, subtree: true}); 1",
+        );
+        let renders_before = browser.eval("window.dashStats.renders").as_u64().unwrap();
+        // The second half of the members (sorted by name: out of view).
+        let burst: Vec<(usize, &str, u64)> = (n / 2..n).map(|i| (i, "suspect", 2)).collect();
+        let suspects = (n - n / 2).to_string();
+        let t = Instant::now();
+        fake.push(&burst);
+        wait_until("the burst is applied", DEADLINE, || {
+            browser.text("document.getElementById('n-suspect').textContent") == suspects
+        });
+        let burst_time = t.elapsed();
+        let refills = browser.eval("window.refills");
+        assert_eq!(refills, 0, "rows redrawn for members out of view");
+        let renders = browser.eval("window.dashStats.renders").as_u64().unwrap() - renders_before;
+        fake.push(&[(0, "suspect", 3)]);
+        wait_until("the row in view turns suspect", DEADLINE, || {
+            rows(&mut browser).contains(&("node-00000".into(), "suspect".into()))
+        });
+        assert_eq!(browser.eval("window.refills"), 1, "one row redrawn");
+        let heap = browser.eval("performance.memory.usedJSHeapSize");
+
+        // Scrolled to the bottom, the last member shows (and still only a
+        // few dozen rows are in the DOM).
+        let last = format!("node-{:05}", n - 1);
+        browser.eval("document.getElementById('table-wrap').scrollTop = 1e9; 1");
+        wait_until("the last member shows at the bottom", DEADLINE, || {
+            let r = rows(&mut browser);
+            r.len() < 100 && r.iter().any(|(name, _)| *name == last)
+        });
+        // The status filter: the suspects, node-00000 first.
+        browser.eval(
+            "(() => { const f = document.getElementById('status-filter'); f.value = 'suspect'; \
+             f.dispatchEvent(new Event('change')); })()",
+        );
+        let want = format!("{} of {n} members", n - n / 2 + 1);
+        wait_until("the filter shows the suspects", DEADLINE, || {
+            browser.text("document.getElementById('shown').textContent") == want
+                && rows(&mut browser).first()
+                    == Some(&("node-00000".to_string(), "suspect".to_string()))
+        });
+        eprintln!(
+            "page at {n} members: DOMContentLoaded {:.0} ms, load event {:.0} ms, table drawn {:.0} ms \
+             after navigation start; {total} seen by the test {:.0} ms after opening; JS heap {:.2} MB \
+             ({:.2} MB after {} events); {rows_in_dom} member rows in the DOM; {} events out \
+             of view applied in {:.0} ms in {renders} redraws, 0 rows redrawn",
+            timing["nav"]["domContentLoadedEventEnd"].as_f64().unwrap_or(f64::NAN),
+            timing["nav"]["loadEventEnd"].as_f64().unwrap_or(f64::NAN),
+            timing["ready"].as_f64().unwrap_or(f64::NAN),
+            seen.as_secs_f64() * 1000.0,
+            timing["heap"].as_f64().unwrap_or(f64::NAN) / 1e6,
+            heap.as_f64().unwrap_or(f64::NAN) / 1e6,
+            burst.len() + 1,
+            burst.len(),
+            burst_time.as_secs_f64() * 1000.0,
+        );
+        if n == 5000 {
+            browser.viewport(1280, 900);
+            browser.screenshot("dashboard-page-5000-members");
+        }
+        drop(browser);
+        let _ = std::fs::remove_dir_all(profile);
+    }
 }
