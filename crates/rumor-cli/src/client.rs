@@ -313,6 +313,7 @@ pub fn info_text(v: &Value) -> String {
             ),
         ),
         ("awareness", s(&v["awareness"])),
+        ("propagation", propagation_text(&v["propagation"])),
         ("encryption", encryption),
         ("label", s(&v["label"])),
         ("tags", tags),
@@ -330,6 +331,23 @@ pub fn info_text(v: &Value) -> String {
         out.push_str(&table(&rows));
     }
     out
+}
+
+/// The propagation line of `rumor info`: the measured 99th percentile of
+/// dissemination latency against the budget, and the advice.
+fn propagation_text(p: &Value) -> String {
+    let secs = |x: &Value| x.as_f64().map_or("-".into(), |v| format!("{:.3} s", v));
+    format!(
+        "p99 {} over {} write(s), budget {} (quiet {}; {} hops of fanout {}; classic gossip {}): {}",
+        secs(&p["measured_p99_seconds"]),
+        p["measured_samples"].as_u64().unwrap_or(0),
+        secs(&p["budget_seconds"]),
+        secs(&p["wave_seconds"]),
+        p["eager_hops"],
+        p["eager_fanout"],
+        secs(&p["classic_seconds"]),
+        p["advice"].as_str().unwrap_or("-"),
+    )
 }
 
 /// The value `rumor kv put` writes from standard input: without one

@@ -41,6 +41,12 @@ pub async fn info(Reader(st): Reader) -> ApiResult<Json<Value>> {
         "profile": f.profile,
         "members": counts(&stats),
         "awareness": stats.awareness,
+        "propagation": propagation_json(
+            &stats.propagation,
+            protocol.gossip_interval,
+            st.metrics.as_ref(),
+            st.cluster.name(),
+        ),
         "encryption": {
             "enabled": key_count > 0,
             "mode": st.cluster.encryption().map(rumor::EncryptionMode::as_str),
@@ -61,6 +67,40 @@ pub async fn info(Reader(st): Reader) -> ApiResult<Json<Value>> {
         },
         "stats": series,
     })))
+}
+
+/// The propagation budget beside the measured 99th percentile of
+/// dissemination latency, with what to change when the measurement is over
+/// the budget.
+pub fn propagation_json(
+    b: &rumor_core::budget::PropagationBudget,
+    gossip_interval: std::time::Duration,
+    metrics: Option<&crate::metrics::Handle>,
+    node: &str,
+) -> Value {
+    let family = rumor::metrics::family::DISSEMINATION_LATENCY.name;
+    let measured = metrics.and_then(|h| h.quantile(family, node, 0.99));
+    let budget = b.expected().as_secs_f64();
+    let advice = match measured {
+        None => "no key-space write made elsewhere has arrived since this agent started: nothing measured yet".to_string(),
+        Some((p99, _)) if p99 <= budget => "within budget".to_string(),
+        Some(_) => format!(
+            "over budget: check for packet loss and overloaded members (rumor_awareness,              rumor_udp_send_errors_total); to spread faster lower gossip_interval              (eager rounds wait up to a quarter of it, {} ms now) or raise eager_fanout              ({} members per eager round now)",
+            gossip_interval.as_millis(),
+            b.eager_fanout
+        ),
+    };
+    json!({
+        "members": b.members,
+        "budget_seconds": budget,
+        "wave_seconds": b.wave.as_secs_f64(),
+        "classic_seconds": b.classic.as_secs_f64(),
+        "eager_hops": b.eager_hops,
+        "eager_fanout": b.eager_fanout,
+        "measured_p99_seconds": measured.map(|m| m.0),
+        "measured_samples": measured.map_or(0, |m| m.1),
+        "advice": advice,
+    })
 }
 
 /// The `[protocol]` table's settings in force; durations in ms.

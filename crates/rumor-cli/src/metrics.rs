@@ -154,6 +154,34 @@ impl Buckets {
     }
 }
 
+impl Buckets {
+    /// The `q` quantile (0..=1) as Prometheus' `histogram_quantile`
+    /// estimates it: linear within the bucket holding the rank, the
+    /// highest bound if it falls past every bound; `None` without samples.
+    fn quantile(&self, q: f64) -> Option<f64> {
+        let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * total as f64;
+        let mut below = 0u64;
+        for (i, n) in counts.iter().enumerate() {
+            let upto = below + n;
+            if *n > 0 && upto as f64 >= rank {
+                let Some(&upper) = self.bounds.get(i) else {
+                    return self.bounds.last().copied();
+                };
+                let lower = if i == 0 { 0.0 } else { self.bounds[i - 1] };
+                let within = (rank - below as f64) / *n as f64;
+                return Some(lower + (upper - lower) * within);
+            }
+            below = upto;
+        }
+        self.bounds.last().copied()
+    }
+}
+
 impl HistogramFn for Buckets {
     fn record(&self, value: f64) {
         if value.is_nan() {
@@ -283,6 +311,22 @@ impl Handle {
         if let Ok(mut help) = self.0.help.write() {
             help.insert(name.as_str().to_string(), text.to_string());
         }
+    }
+
+    /// The `q` quantile of histogram `name` of node `node` (as
+    /// `histogram_quantile` would estimate it from its buckets), and how
+    /// many samples it holds; `None` if it has none.
+    pub fn quantile(&self, name: &str, node: &str, q: f64) -> Option<(f64, u64)> {
+        let mut found = None;
+        self.0.registry.visit_histograms(|key, h| {
+            let ours =
+                key.name() == name && key.labels().any(|l| l.key() == "node" && l.value() == node);
+            if ours {
+                let count = h.counts.iter().map(|c| c.load(Relaxed)).sum();
+                found = h.quantile(q).map(|v| (v, count));
+            }
+        });
+        found
     }
 
     /// Every series in the Prometheus text exposition format (0.0.4),
@@ -465,6 +509,22 @@ mod tests {
     }
 
     #[test]
+    fn quantiles_interpolate_within_buckets() {
+        let b = Buckets::new(SECONDS_BOUNDS);
+        assert_eq!(b.quantile(0.99), None);
+        // 0.05 < x <= 0.1 for 100 samples: the p99 is 99 % of the way up.
+        for _ in 0..100 {
+            b.record(0.07);
+        }
+        let p99 = b.quantile(0.99).unwrap_or_default();
+        assert!((p99 - 0.0995).abs() < 1e-9, "{p99}");
+        // One sample past every bound: the p100 is the highest bound.
+        b.record(1000.0);
+        assert_eq!(b.quantile(1.0), Some(60.0));
+        assert!(b.quantile(0.5).is_some_and(|v| v > 0.05 && v <= 0.1));
+    }
+
+    #[test]
     fn histograms_render_cumulative_buckets_by_unit() {
         let handle = Handle::new();
         metrics::with_local_recorder(&handle, || {
@@ -539,7 +599,7 @@ mod tests {
 
     /// Labels a family may carry: the HTTP API's vocabulary.
     const LABELS: &[&str] = &[
-        "node", "status", "type", "limit", "reason", "peer", "version", "le",
+        "node", "status", "type", "limit", "reason", "peer", "version", "le", "estimate",
     ];
 
     /// What breaks the conventions in rendered Prometheus text: a family

@@ -88,6 +88,11 @@ fn filtered_queries_reach_exactly_the_matching_agents() {
         assert_eq!(v["name"], from.as_str());
         assert_eq!(v["members"]["alive"], 5);
     }
+    // Every answer the asker got is timed (3 + 3 + 4 + 5; the slow one
+    // too if it beat the deadline's bookkeeping), acks are not.
+    let timed = agents[1].counter("rumor_query_response_seconds_count");
+    assert!((15.0..=16.0).contains(&timed), "{timed} answers timed");
+    assert_eq!(agents[0].counter("rumor_query_response_seconds_count"), 0.0);
 
     // A dead member's name selects nobody; the query ends at its deadline.
     agents[3].signal(nix::sys::signal::Signal::SIGKILL);

@@ -189,3 +189,44 @@ fn kv_put_from_stdin_strips_one_newline() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(value("arg"), "v\n");
 }
+
+#[test]
+fn info_sets_measured_dissemination_beside_the_budget() {
+    let a = agent("prop-a").spawn();
+    let b = agent("prop-b").join(&[&a]).spawn();
+    wait_until("two alive", DEADLINE, || a.alive_count() == 2);
+    let before = a.get("/v1/info");
+    let p = &before["propagation"];
+    assert_eq!(p["members"], 2, "{p}");
+    assert!(p["budget_seconds"].as_f64().is_some_and(|s| s > 0.0), "{p}");
+    assert!(
+        p["classic_seconds"].as_f64().is_some_and(|s| s > 0.0),
+        "{p}"
+    );
+    assert_eq!(p["measured_samples"], 0, "nothing written yet: {p}");
+
+    for i in 0..5 {
+        let (code, _) = request("PUT", &b.url(&format!("/v1/kv/p{i}")), None, Some("v"));
+        assert_eq!(code, 200);
+    }
+    // The histogram is filled at the next metrics export.
+    wait_until("5 writes measured on a", DEADLINE, || {
+        a.get("/v1/info")["propagation"]["measured_samples"] == 5
+    });
+    let p = &a.get("/v1/info")["propagation"];
+    let p99 = p["measured_p99_seconds"].as_f64().unwrap_or(f64::NAN);
+    assert!(p99 > 0.0 && p99 < 5.0, "{p}");
+    assert!(p["advice"].as_str().is_some_and(|s| !s.is_empty()), "{p}");
+    assert_eq!(a.counter("rumor_dissemination_latency_seconds_count"), 5.0);
+    // b's own writes are not dissemination.
+    assert_eq!(b.counter("rumor_dissemination_latency_seconds_count"), 0.0);
+    assert!(a.counter("rumor_propagation_budget_seconds") > 0.0);
+
+    let o = a.cli(&["info"]);
+    let text = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        text.contains("propagation:") && text.contains("over 5 write(s), budget"),
+        "{text}"
+    );
+}

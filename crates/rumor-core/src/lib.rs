@@ -20,6 +20,7 @@ pub mod admission;
 pub mod aggregate;
 pub mod awareness;
 pub mod broadcast;
+pub mod budget;
 pub mod codec;
 pub mod config;
 pub mod event;

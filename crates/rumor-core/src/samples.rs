@@ -1,5 +1,6 @@
-//! Timing samples for histograms: probe round trips and how long
-//! suspicions lasted before their member was declared dead. The core only
+//! Timing samples for histograms: probe round trips, how long suspicions
+//! lasted before their member was declared dead, and how long key-space
+//! updates took to arrive. The core only
 //! collects them (it has no metrics); the driver drains them, about once a
 //! second, into its histograms. Past [`MAX_SAMPLES`] of a kind between two
 //! drains, samples are dropped and counted in
@@ -19,6 +20,14 @@ pub struct Samples {
     /// timeout or anyone's word): from when this node raised or heard of
     /// the suspicion to the death.
     pub suspicion_to_failure: Vec<Duration>,
+    /// Remote key-space writes applied here (by rumor or anti-entropy):
+    /// from the writer's timestamp, corrected by its measured clock offset,
+    /// to the apply. Only writes made after this node started count; the
+    /// others are catch-up. Key-space records are the only updates that
+    /// carry their origin time (membership changes, user events and
+    /// per-node state do not), and small ones ride the same gossip as
+    /// those, so their latency stands for the dissemination path.
+    pub dissemination: Vec<Duration>,
 }
 
 impl Samples {
@@ -30,6 +39,11 @@ impl Samples {
     /// A suspicion that ended in the member's death; false if dropped.
     pub(crate) fn add_suspicion_to_failure(&mut self, d: Duration) -> bool {
         keep(&mut self.suspicion_to_failure, d)
+    }
+
+    /// A remote write's dissemination latency; false if dropped.
+    pub(crate) fn add_dissemination(&mut self, d: Duration) -> bool {
+        keep(&mut self.dissemination, d)
     }
 }
 

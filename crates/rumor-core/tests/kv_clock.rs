@@ -156,3 +156,27 @@ fn local_stamps_increase_when_the_wall_clock_steps_back() {
     assert_eq!(t2.wall, t1.wall, "the wall holds while the clock is behind");
     assert_eq!(net.node(0).wall_clock(), BASE - 5_000_000);
 }
+
+#[test]
+fn dissemination_latency_is_corrected_by_the_writers_offset() {
+    // Node 1's clock runs 5 s ahead of node 0's, node 2's 5 s behind: raw
+    // stamps would make node 1's writes arrive 5 s before they were made
+    // and node 2's 5 s late.
+    let mut net = cluster(3, &[0, 5, -5]);
+    let near = |v: Option<f64>, want: f64| v.is_some_and(|v| (v - want).abs() < 0.05);
+    assert!(net.run_until_true(secs(120.0), |net| {
+        near(offset_s(net, 0, 1), 5.0) && near(offset_s(net, 0, 2), -5.0)
+    }));
+    net.with(0, |n, _| drop(n.take_samples()));
+    net.with(1, |n, now| n.kv_put(now, "ahead", vec![1]).unwrap());
+    net.with(2, |n, now| n.kv_put(now, "behind", vec![2]).unwrap());
+    net.run_for(secs(3.0));
+    let mut got = Vec::new();
+    net.with(0, |n, _| got = n.take_samples().dissemination);
+    assert_eq!(got.len(), 2, "one sample per remote write: {got:?}");
+    assert!(
+        got.iter()
+            .all(|d| *d < std::time::Duration::from_millis(500)),
+        "{got:?}"
+    );
+}

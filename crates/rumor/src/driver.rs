@@ -165,7 +165,9 @@ struct Running {
     left: bool,
     next_export: Option<Instant>,
     /// This node's queries in flight: where their answers go.
-    queries: std::collections::HashMap<u64, mpsc::Sender<crate::QueryAnswer>>,
+    /// Queries this node asked and is still collecting, by Lamport time:
+    /// where their answers go and when they were asked.
+    queries: std::collections::HashMap<u64, (mpsc::Sender<crate::QueryAnswer>, Instant)>,
 }
 
 impl<T: Transport> Driver<T> {
@@ -323,6 +325,7 @@ impl<T: Transport> Driver<T> {
                 .collect(),
             broadcast_queue_messages: self.core.broadcast_queue().0,
             broadcast_queue_bytes: self.core.broadcast_queue().1,
+            propagation: self.core.propagation_budget(),
         }
     }
 
@@ -385,7 +388,7 @@ impl<T: Transport> Driver<T> {
                 });
                 let asked = self.core.query(now, &name, &payload, params).map(|ltime| {
                     let (answers, rx) = mpsc::channel(crate::query::ANSWER_BUFFER);
-                    st.queries.insert(ltime, answers);
+                    st.queries.insert(ltime, (answers, Instant::now()));
                     (ltime, timeout, rx)
                 });
                 let _ = tx.send(asked);
@@ -709,20 +712,22 @@ impl<T: Transport> Driver<T> {
                     self.all_events.send_with(|| Event::Suspected(Arc::new(s)));
                 }
                 CoreEvent::QueryResponse(r) => {
+                    let Some((tx, asked)) = st.queries.get(&r.ltime) else {
+                        continue;
+                    };
                     let answer = if r.ack {
                         crate::QueryAnswer::Ack {
                             from: r.from.to_string(),
                         }
                     } else {
+                        metrics::record_query_response(&self.name, asked.elapsed());
                         crate::QueryAnswer::Response {
                             from: r.from.to_string(),
                             payload: r.payload,
                         }
                     };
-                    if let Some(tx) = st.queries.get(&r.ltime) {
-                        if tx.try_send(answer).is_err() {
-                            tracing::debug!(node = %self.name, ltime = r.ltime, "query answer dropped: the asker is not reading");
-                        }
+                    if tx.try_send(answer).is_err() {
+                        tracing::debug!(node = %self.name, ltime = r.ltime, "query answer dropped: the asker is not reading");
                     }
                 }
                 CoreEvent::QueryDone { ltime } => {

@@ -238,6 +238,9 @@ pub struct Stats {
     pub broadcast_queue_messages: usize,
     /// Their encoded bytes.
     pub broadcast_queue_bytes: usize,
+    /// How long a fresh update should take to reach every live member
+    /// (see [`rumor_core::budget`]).
+    pub propagation: rumor_core::budget::PropagationBudget,
 }
 
 /// What kind of series a metric family holds.
@@ -317,8 +320,14 @@ families! {
         "Round trip of direct probes answered before their timeout, ping sent to ack read.";
     SUSPICION_TO_FAILURE = Histogram "rumor_suspicion_to_failure_seconds" ["node"]
         "How long suspicions that ended in a death lasted here, from when this node raised or heard of the suspicion.";
+    DISSEMINATION_LATENCY = Histogram "rumor_dissemination_latency_seconds" ["node"]
+        "How long key-space writes made elsewhere took to be applied here, from the writer's timestamp corrected by its measured clock offset (writes made before this node started are not counted).";
+    PROPAGATION_BUDGET = Gauge "rumor_propagation_budget_seconds" ["node", "estimate"]
+        "How long a fresh update should take to reach every live member under the current parameters: estimate=eager is rumor's budget (eager forwarding's wave, hops of half the smoothed probe round trip plus the eager pacing), estimate=wave the same hops in a quiet cluster (no pacing), estimate=classic push gossip on ticks only.";
+    QUERY_RESPONSE = Histogram "rumor_query_response_seconds" ["node"]
+        "Time from asking a query to each answer (not ack) that reached this node, answers after the asker stopped reading included.";
     SAMPLES_DROPPED = Counter "rumor_samples_dropped_total" ["node"]
-        "Timing samples (probe round trips, suspicion lifetimes) dropped because more than 4096 of a kind came between two exports.";
+        "Timing samples (probe round trips, suspicion lifetimes, dissemination latencies) dropped because more than 4096 of a kind came between two exports.";
     // Probes.
     PROBES = Counter "rumor_probes_total" ["node"]
         "Probes this node started.";
@@ -521,6 +530,18 @@ pub fn export(node: &str, stats: &Stats) {
     metrics::gauge!(BROADCAST_QUEUE_MESSAGES.name, &labels)
         .set(stats.broadcast_queue_messages as f64);
     metrics::gauge!(BROADCAST_QUEUE_BYTES.name, &labels).set(stats.broadcast_queue_bytes as f64);
+    let budget = &stats.propagation;
+    for (estimate, d) in [
+        ("eager", budget.eager),
+        ("wave", budget.wave),
+        ("classic", budget.classic),
+    ] {
+        let l = [
+            ("node", node.to_string()),
+            ("estimate", estimate.to_string()),
+        ];
+        metrics::gauge!(PROPAGATION_BUDGET.name, &l).set(d.as_secs_f64());
+    }
     for (peer, skew) in &stats.clock_skew {
         let l = [("node", node.to_string()), ("peer", peer.clone())];
         metrics::gauge!(family::PEER_CLOCK_OFFSET.name, &l).set(skew.offset_secs());
@@ -635,6 +656,16 @@ pub(crate) fn record_samples(node: &str, samples: &rumor_core::samples::Samples)
     for d in &samples.suspicion_to_failure {
         lasted.record(d.as_secs_f64());
     }
+    let arrived = metrics::histogram!(family::DISSEMINATION_LATENCY.name, &l);
+    for d in &samples.dissemination {
+        arrived.record(d.as_secs_f64());
+    }
+}
+
+/// Record an answer to a query node `node` asked, `took` after asking.
+pub(crate) fn record_query_response(node: &str, took: Duration) {
+    let l = [("node", node.to_string())];
+    metrics::histogram!(family::QUERY_RESPONSE.name, &l).record(took.as_secs_f64());
 }
 
 /// Record one TCP request of node `node` that got its reply: `kind` is the

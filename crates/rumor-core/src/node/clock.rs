@@ -26,6 +26,10 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 pub(super) struct Clocks {
     /// Unix microseconds at `Instant::ZERO`.
     pub(super) wall_origin: u64,
+    /// Physical time this node started at: records stamped earlier are
+    /// history it catches up on, not updates spreading, and are left out of
+    /// the dissemination samples.
+    pub(super) started_wall: Option<u64>,
     /// The latest offset sample per member.
     skew: SkewTable,
     /// The probe that came with the sync request being handled, with this
@@ -61,6 +65,26 @@ impl Node {
     /// Physical time at `now`, Unix microseconds.
     pub(super) fn physical(&self, now: Instant) -> u64 {
         self.clocks.wall_origin.saturating_add(now.as_micros())
+    }
+
+    /// How long a remote key-space record took to get here: from its
+    /// writer's stamp to `now`, corrected by the writer's clock offset when
+    /// one was measured. `None` for records written before this node
+    /// started (catch-up, not dissemination) or stamped ahead of `now`.
+    pub(super) fn dissemination_latency(&self, now: Instant, r: &Record) -> Option<Duration> {
+        let ts = r.entry.latest()?;
+        let since = self.clocks.started_wall?;
+        if ts.wall < since {
+            return None;
+        }
+        let offset = self
+            .clocks
+            .skew
+            .get(&ts.node)
+            .map_or(0, |s| s.offset_micros);
+        let written = i128::from(ts.wall) - i128::from(offset);
+        let age = i128::from(self.physical(now)) - written;
+        u64::try_from(age).ok().map(Duration::from_micros)
     }
 
     /// Each member's clock offset as last measured on a Merkle sync session

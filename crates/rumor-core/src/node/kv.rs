@@ -151,6 +151,11 @@ impl Node {
             {
                 Outcome::Applied => {
                     self.stats.kv_applied += 1;
+                    if let Some(took) = self.dissemination_latency(now, &r) {
+                        if !self.samples.add_dissemination(took) {
+                            self.stats.samples_dropped += 1;
+                        }
+                    }
                     news.push(r);
                 }
                 Outcome::Stale(_) => {

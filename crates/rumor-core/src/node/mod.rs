@@ -191,6 +191,9 @@ pub struct Node {
     events: VecDeque<Event>,
     stats: Stats,
     samples: crate::samples::Samples,
+    /// Smoothed round trip of direct probes (TCP's estimator: each sample
+    /// weighs 1/8), for the propagation budget's hop latency.
+    srtt: Option<std::time::Duration>,
     /// The time of the input being handled.
     now: Instant,
     /// Where the datagram or stream being handled came from.
@@ -277,6 +280,7 @@ impl Node {
             events: VecDeque::new(),
             stats: Stats::default(),
             samples: Default::default(),
+            srtt: None,
             now: Instant::ZERO,
             peer: None,
             pending: crate::admission::Pending::new(
@@ -596,6 +600,19 @@ impl Node {
         &self.stats
     }
 
+    /// How long a fresh update should take to reach every live member
+    /// under this node's configuration, one hop costing half the smoothed
+    /// probe round trip (zero before the first probe is answered).
+    pub fn propagation_budget(&self) -> crate::budget::PropagationBudget {
+        let one_way = self.srtt.unwrap_or_default() / 2;
+        crate::budget::propagation_budget(&self.config, self.live, one_way)
+    }
+
+    /// The smoothed round trip of direct probes, if one was answered yet.
+    pub fn smoothed_rtt(&self) -> Option<std::time::Duration> {
+        self.srtt
+    }
+
     /// The timing samples taken since the last call (probe round trips,
     /// suspicion lifetimes), for the driver's histograms.
     pub fn take_samples(&mut self) -> crate::samples::Samples {
@@ -741,6 +758,7 @@ impl Node {
             return;
         }
         self.started = true;
+        self.clocks.started_wall = Some(self.physical(now));
         if let Some(e) = self.members.get_mut(&self.name) {
             e.state_change = now;
         }
@@ -984,14 +1002,9 @@ impl Node {
         self.schedule_gossip(now);
     }
 
-    /// Members an eager round goes to: `eager_fanout`, or `ceil(ln N) + 3`
-    /// when that is more. A wave with fanout `f` misses each member with
-    /// probability about `e^-f`, so N·e^-f members per wave; growing `f`
-    /// with ln N keeps that near 5 % of waves missing anyone (N = 128: 8,
-    /// N = 1,000: 10) instead of 27 % and 92 % with 6.
+    /// Members an eager round goes to (see [`crate::budget::eager_fanout`]).
     fn eager_fanout(&self) -> usize {
-        let by_size = (self.live.max(1) as f64).ln().ceil() as usize + 3;
-        self.config.eager_fanout.max(by_size)
+        crate::budget::eager_fanout(&self.config, self.live)
     }
 
     /// Send queued updates to `fanout` random members; with `to_the_dead`,

@@ -550,6 +550,7 @@ impl Node {
         if datagram && !p.relays_asked {
             // Before the timeout, so the first ping's answer: a round trip.
             let rtt = self.now.saturating_since(p.started);
+            self.srtt = Some(self.srtt.map_or(rtt, |s| (s * 7 + rtt) / 8));
             if !self.samples.add_probe_rtt(rtt) {
                 self.stats.samples_dropped += 1;
             }
