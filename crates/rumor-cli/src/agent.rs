@@ -261,9 +261,20 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         event_handler_backlog: Some(cfg.event_handler_options.backlog),
         event_handler_timeout_ms: Some(cfg.event_handler_options.timeout.as_millis() as u64),
         leave_timeout_ms: Some(cfg.leave_timeout.as_millis() as u64),
+        timeseries_interval_ms: Some(cfg.timeseries_interval.as_millis() as u64),
         data_dir: cfg.data.as_ref().map(|d| d.dir.display().to_string()),
         sync: cfg.data.as_ref().map(crate::config::DataDir::sync_name),
     });
+    // The first sample before the API serves, so that it has a point at once.
+    state.timeseries = Arc::new(crate::timeseries::TimeSeries::new(cfg.timeseries_interval));
+    tasks.push(
+        crate::timeseries::start(
+            node.clone(),
+            state.history.clone(),
+            state.timeseries.clone(),
+        )
+        .await,
+    );
     let leaving = state.leaving.clone();
     tasks.push(tokio::spawn(async move {
         if let Err(e) = http::serve(http_listener, http::router(state)).await {
