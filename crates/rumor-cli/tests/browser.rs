@@ -684,6 +684,20 @@ fn fake_member(i: usize, status: &str, incarnation: u64, now: u128) -> Value {
     })
 }
 
+/// Three points a minute apart, `n` members alive, as `GET /v1/timeseries`.
+fn fake_series(n: usize) -> String {
+    let now = now_ms() as u64;
+    let point = |i: u64, rate: Value| {
+        json!({"t": now - (2 - i) * 60_000,
+               "members": {"alive": n, "suspect": 0, "dead": 0, "left": 0},
+               "suspicions_per_min": rate, "failures_per_min": rate,
+               "bytes_in_per_s": rate, "bytes_out_per_s": rate, "events_per_min": rate})
+    };
+    json!({"interval_ms": 60_000, "capacity": 60,
+           "points": [point(0, Value::Null), point(1, json!(2.0)), point(2, json!(4.0))]})
+    .to_string()
+}
+
 fn now_ms() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -727,6 +741,16 @@ impl FakeAgent {
                             }
                             return;
                         }
+                        // What another agent version may add to /v1/info.
+                        "/v1/info" => (
+                            "application/json",
+                            json!({"name": "node-00000", "propagation": {
+                                "budget_seconds": 1.5, "classic_seconds": 4.0,
+                                "measured_p99_seconds": 0.42, "members": n,
+                                "advice": "within budget"}})
+                            .to_string(),
+                        ),
+                        "/v1/timeseries" => ("application/json", fake_series(n)),
                         p if p.starts_with("/v1/members/") => (
                             "application/json",
                             json!({"name": &p[12..], "state": {"role": "fake"}}).to_string(),
@@ -775,7 +799,8 @@ impl FakeAgent {
 /// The page alone at 1,000 and 5,000 members (a stand-in agent serves them):
 /// it loads, keeps a few dozen rows in the DOM, and a burst of events for
 /// the half of the members out of view redraws no row at all, while one for a member in
-/// view redraws that row. Prints load time and heap.
+/// view redraws that row; the "Last hour" panel draws the stand-in's
+/// series and the propagation line of its `/v1/info`. Prints load time and heap.
 #[test]
 fn dashboard_page_at_thousands_of_members() {
     let Some(exe) = chromium() else {
@@ -805,6 +830,31 @@ fn dashboard_page_at_thousands_of_members() {
         .unwrap();
         let rows_in_dom = timing["rows"].as_u64().unwrap_or(u64::MAX);
         assert!(rows_in_dom > 0 && rows_in_dom < 100, "{timing}");
+        // The "Last hour" panel: the stand-in's three points, its alive
+        // line at n, and the propagation line of its /v1/info.
+        wait_until(
+            "the last-hour panel shows the propagation",
+            DEADLINE,
+            || {
+                browser
+                    .text("document.getElementById('ts-propagation').textContent")
+                    .starts_with("Propagation: measured p99 0.42 s / budget 1.5 s")
+            },
+        );
+        assert_eq!(
+            browser.text("document.querySelector('#ts-members svg').dataset.points"),
+            "3"
+        );
+        assert_eq!(
+            browser.text(
+                "document.querySelector('#ts-members polyline[data-series=alive]').dataset.last"
+            ),
+            n.to_string()
+        );
+        assert_eq!(
+            browser.text("document.querySelector('#ts-events svg').dataset.max"),
+            "4"
+        );
 
         // Count the rows redrawn from now on (each redraw of a row rewrites
         // its cells: the distinct rows whose children changed, per batch).
