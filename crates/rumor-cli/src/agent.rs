@@ -6,9 +6,11 @@
 //! listener; start the node (binds gossip UDP and TCP); rejoin the
 //! snapshot's members (without `--join`; after a graceful leave only with
 //! `rejoin_after_leave`); join the `--join` seeds (failing to reach every
-//! one of them is fatal); only then serve HTTP and run the snapshot writer,
-//! the event handler and the `--retry-join` loop (see [`crate::retry_join`]:
-//! the agent serves meanwhile, `/v1/health/ready` answering 503).
+//! one of them is fatal); take the time series' first sample
+//! ([`crate::timeseries`]); only then serve HTTP and run the sampler, the
+//! snapshot writer, the event handler and the `--retry-join` loop (see
+//! [`crate::retry_join`]: the agent serves meanwhile, `/v1/health/ready`
+//! answering 503).
 //!
 //! SIGINT starts a graceful leave bounded by `leave_timeout`; SIGTERM too
 //! when `leave_on_terminate` (the default), else the node stops at once
@@ -120,6 +122,7 @@ fn log_start(cfg: &AgentConfig, node: &SharedCluster, http: std::net::SocketAddr
         protocol_overrides = %set_keys(&cfg.protocol_overrides),
         limits = %set_keys(&cfg.limit_overrides),
         log_level = %cfg.log_level,
+        timeseries_interval = ?cfg.timeseries_interval,
         "agent started"
     );
     if cfg.data.is_none() {
@@ -261,9 +264,20 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         event_handler_backlog: Some(cfg.event_handler_options.backlog),
         event_handler_timeout_ms: Some(cfg.event_handler_options.timeout.as_millis() as u64),
         leave_timeout_ms: Some(cfg.leave_timeout.as_millis() as u64),
+        timeseries_interval_ms: Some(cfg.timeseries_interval.as_millis() as u64),
         data_dir: cfg.data.as_ref().map(|d| d.dir.display().to_string()),
         sync: cfg.data.as_ref().map(crate::config::DataDir::sync_name),
     });
+    // The first sample before the API serves, so that it has a point at once.
+    state.timeseries = Arc::new(crate::timeseries::TimeSeries::new(cfg.timeseries_interval));
+    tasks.push(
+        crate::timeseries::start(
+            node.clone(),
+            state.history.clone(),
+            state.timeseries.clone(),
+        )
+        .await,
+    );
     let leaving = state.leaving.clone();
     tasks.push(tokio::spawn(async move {
         if let Err(e) = http::serve(http_listener, http::router(state)).await {

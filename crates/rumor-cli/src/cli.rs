@@ -200,6 +200,11 @@ pub struct AgentArgs {
     /// and `rumor monitor --since` (0: none) [default: 1024].
     #[arg(long, env = "RUMOR_EVENT_HISTORY")]
     pub event_history: Option<usize>,
+    /// Time between two samples of the last hour's series
+    /// (`GET /v1/timeseries`, the dashboard's charts), 1s to 10m, e.g.
+    /// `10s` [default: 10s].
+    #[arg(long, env = "RUMOR_TIMESERIES_INTERVAL")]
+    pub timeseries_interval: Option<String>,
 }
 
 /// Flags every client command takes.

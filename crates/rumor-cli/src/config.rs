@@ -95,6 +95,8 @@ pub struct FileConfig {
     pub leave_timeout: Option<String>,
     /// Events kept for `GET /v1/events?since=` (0: none).
     pub event_history: Option<usize>,
+    /// Time between two samples of the last hour's series, e.g. "10s".
+    pub timeseries_interval: Option<String>,
     /// Overrides of the profile's protocol settings.
     pub protocol: Option<ProtocolOverrides>,
     /// Bounds on what peers can make the agent hold.
@@ -373,6 +375,8 @@ pub struct AgentConfig {
     pub leave_timeout: Duration,
     /// Events kept for `GET /v1/events?since=`.
     pub event_history: usize,
+    /// Time between two samples of `GET /v1/timeseries`.
+    pub timeseries_interval: Duration,
     /// The protocol configuration: the profile's, with the file's `[protocol]` overrides.
     pub protocol: rumor_core::Config,
     /// Stream limits from `[limits]`.
@@ -493,6 +497,15 @@ impl AgentConfig {
             Some(s) => parse_duration(s).with_context(|| format!("leave_timeout {s:?}"))?,
             None => DEFAULT_LEAVE_TIMEOUT,
         };
+        let timeseries_interval = match args
+            .timeseries_interval
+            .as_deref()
+            .or(file.timeseries_interval.as_deref())
+        {
+            Some(s) => parse_duration(s).with_context(|| format!("timeseries_interval {s:?}"))?,
+            None => crate::timeseries::DEFAULT_INTERVAL,
+        };
+        let timeseries_interval = crate::timeseries::check_interval(timeseries_interval)?;
         let event_handler_backlog = args
             .event_handler_backlog
             .or(file.event_handler_backlog)
@@ -599,6 +612,7 @@ impl AgentConfig {
                 .event_history
                 .or(file.event_history)
                 .unwrap_or(crate::history::DEFAULT_EVENT_HISTORY),
+            timeseries_interval,
         })
     }
 }
@@ -747,6 +761,36 @@ mod tests {
         assert_eq!(c.join, vec!["a:1".to_string()]);
         assert_eq!(c.tags.get("role").map(String::as_str), Some("db"));
         assert_eq!(c.http.to_string(), DEFAULT_HTTP);
+    }
+
+    #[test]
+    fn timeseries_interval_from_flag_or_file_and_checked() {
+        let c = AgentConfig::merge(&AgentArgs::default(), FileConfig::default()).unwrap();
+        assert_eq!(c.timeseries_interval, crate::timeseries::DEFAULT_INTERVAL);
+        let file = FileConfig::parse("timeseries_interval = \"30s\"\n").unwrap();
+        let c = AgentConfig::merge(&AgentArgs::default(), file).unwrap();
+        assert_eq!(c.timeseries_interval, Duration::from_secs(30));
+        let args = AgentArgs {
+            timeseries_interval: Some("1s".into()),
+            ..Default::default()
+        };
+        let file = FileConfig::parse("timeseries_interval = \"30s\"\n").unwrap();
+        let c = AgentConfig::merge(&args, file).unwrap();
+        assert_eq!(c.timeseries_interval, Duration::from_secs(1));
+        for bad in ["0", "0s", "500ms", "11m"] {
+            let args = AgentArgs {
+                timeseries_interval: Some(bad.into()),
+                ..Default::default()
+            };
+            let err = format!(
+                "{:#}",
+                AgentConfig::merge(&args, FileConfig::default()).unwrap_err()
+            );
+            assert!(
+                err.contains("timeseries_interval") && !err.contains('\n'),
+                "{err}"
+            );
+        }
     }
 
     #[test]

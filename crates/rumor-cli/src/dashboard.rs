@@ -3,7 +3,12 @@
 //! `/v1/members` and `/v1/self`, then follows `/v1/events?since=0`
 //! (server-sent events: the agent's kept history, then live) to keep the
 //! member table, the event log and the status panel current; it polls
-//! `/v1/aggregates` for the panel of tracked aggregates.
+//! `/v1/aggregates` for the panel of tracked aggregates, and
+//! `/v1/timeseries` (every sampling interval) for the "Last hour" panel:
+//! small inline-SVG charts of members by status, suspicions and failures
+//! per minute, bytes per second and events per minute, drawn by the page
+//! itself (no chart library), with the propagation budget of `/v1/info`
+//! beside them when the agent reports one.
 //!
 //! Built for large clusters: the member table keeps every member in memory
 //! but puts only the rows in view in the DOM (virtual scrolling), with a

@@ -236,6 +236,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         None,
         crate::history::DEFAULT_EVENT_HISTORY,
     );
+    let sampler = crate::timeseries::start(
+        nodes[0].clone(),
+        state.history.clone(),
+        state.timeseries.clone(),
+    )
+    .await;
     let server = tokio::spawn(async move {
         if let Err(e) = http::serve(listener, http::router(state)).await {
             tracing::error!("HTTP server failed: {e}");
@@ -287,6 +293,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         n.shutdown().await;
     }
     server.abort();
+    sampler.abort();
     if result.is_ok() {
         println!("stopped");
     }

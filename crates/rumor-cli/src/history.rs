@@ -88,6 +88,11 @@ impl History {
         let _ = self.live.send(ev);
     }
 
+    /// Events recorded since the agent started (the last event's id).
+    pub fn recorded(&self) -> u64 {
+        self.ring.lock().unwrap_or_else(|p| p.into_inner()).last_id
+    }
+
     /// Events recorded after `since` (`None`: none of the past, live only).
     pub fn replay(&self, since: Option<u64>) -> Replay {
         let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());

@@ -60,6 +60,9 @@ pub struct ApiState {
     pub changes: Arc<Mutex<HashMap<String, SystemTime>>>,
     /// The last member and user events, replayed by `GET /v1/events?since=`.
     pub history: Arc<crate::history::History>,
+    /// The last hour's samples, served by `GET /v1/timeseries` (empty
+    /// until [`crate::timeseries::start`] samples into it).
+    pub timeseries: Arc<crate::timeseries::TimeSeries>,
     /// Told when `POST /v1/leave` has left: the agent then exits.
     pub on_leave: Option<mpsc::Sender<()>>,
     /// Bound on a graceful leave.
@@ -97,6 +100,8 @@ pub struct AgentFacts {
     pub event_handler_timeout_ms: Option<u64>,
     /// Bound on a graceful leave, in ms.
     pub leave_timeout_ms: Option<u64>,
+    /// Time between two samples of `GET /v1/timeseries`, in ms.
+    pub timeseries_interval_ms: Option<u64>,
     /// The data dir (`None`: memory only).
     pub data_dir: Option<String>,
     /// When key-space writes are acknowledged: `always` or `interval(…)`.
@@ -117,6 +122,9 @@ impl ApiState {
             metrics: crate::metrics::install(),
             changes,
             history,
+            timeseries: Arc::new(crate::timeseries::TimeSeries::new(
+                crate::timeseries::DEFAULT_INTERVAL,
+            )),
             on_leave: None,
             leave_timeout: crate::config::DEFAULT_LEAVE_TIMEOUT,
             leaving: Arc::default(),
@@ -1153,6 +1161,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/tags", axum::routing::put(put_tags))
         .route("/v1/event", axum::routing::post(post_event))
         .route("/v1/events", get(events))
+        .route("/v1/timeseries", get(crate::timeseries::get))
         .route(
             "/v1/query",
             axum::routing::post(crate::http_query::post_query),

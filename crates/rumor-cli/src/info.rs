@@ -60,6 +60,7 @@ pub async fn info(Reader(st): Reader) -> ApiResult<Json<Value>> {
             "event_handler_backlog": f.event_handler_backlog,
             "event_handler_timeout_ms": f.event_handler_timeout_ms,
             "leave_timeout_ms": f.leave_timeout_ms,
+            "timeseries_interval_ms": f.timeseries_interval_ms,
             "data_dir": f.data_dir,
             "sync": f.sync,
             "protocol": protocol_json(&protocol),

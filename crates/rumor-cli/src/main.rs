@@ -9,7 +9,8 @@
 //! [`event_handler`] the `--event-handler` runner, [`info`] `/v1/info`,
 //! [`member_filter`] the `members` filters, [`snapshot`] the snapshot file, [`atomic_file`] files replaced whole,
 //! [`logging`] the log setup, [`retry_join`] joining in the background,
-//! [`join_hint`] join errors explained, [`reload`] SIGHUP, [`keyring_sync`] the keyring across the cluster and on disk.
+//! [`join_hint`] join errors explained, [`reload`] SIGHUP, [`keyring_sync`] the keyring across the cluster and on disk,
+//! [`history`] the event history, [`timeseries`] the last hour's samples.
 
 mod agent;
 mod atomic_file;
@@ -39,6 +40,7 @@ mod reload;
 mod retry_join;
 mod sim;
 mod snapshot;
+mod timeseries;
 
 use std::process::ExitCode;
 

@@ -378,6 +378,10 @@ fn warn_restart_only(old: &AgentConfig, new: &AgentConfig) {
     check("log_json", old.log_json == new.log_json);
     check("leave_timeout", old.leave_timeout == new.leave_timeout);
     check(
+        "timeseries_interval",
+        old.timeseries_interval == new.timeseries_interval,
+    );
+    check(
         "join/retry_join",
         old.join == new.join && old.retry_join == new.retry_join,
     );

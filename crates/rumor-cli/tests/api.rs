@@ -548,3 +548,108 @@ fn siblings_keys_are_written_with_the_context_from_get() {
     let (s, v) = request("GET", &u("/v1/kv/cart/1"), None, None);
     assert_eq!(s, 404, "{v}");
 }
+
+/// `GET /v1/timeseries` of an agent sampling every second: a point at start,
+/// at least two after two intervals, one a second apart; the first point's
+/// rates null, the others numbers; the members by status of the newest
+/// point those of `/v1/members`; a user event and the traffic of a joined
+/// member show in the rates. A read endpoint: the read token guards it. A
+/// zero interval is a one-line error at start.
+#[test]
+fn timeseries_counts_members_and_rates() {
+    const READ: &str = "r34d";
+    let a = agent("ts-a")
+        .args(&["--timeseries-interval", "1s"])
+        .args(&["--http-token", TOKEN, "--http-read-token", READ])
+        .spawn();
+    let get = |path: &str| {
+        let (s, v) = request("GET", &a.url(path), Some(READ), None);
+        assert_eq!(s, 200, "GET {path}: {v}");
+        v
+    };
+    // A fresh agent has its first point at once.
+    let v = get("/v1/timeseries");
+    assert_eq!(v["interval_ms"], 1000, "{v}");
+    assert_eq!(v["capacity"], 3600, "{v}");
+    let first = v["points"].as_array().expect("points").len();
+    assert!(first >= 1, "{v}");
+    let (s, _) = request("GET", &a.url("/v1/timeseries"), None, None);
+    assert_eq!(s, 401, "a read endpoint needs the read token");
+
+    let _b = agent("ts-b").join(&[&a]).spawn();
+    let (s, v) = request(
+        "POST",
+        &a.url("/v1/event"),
+        Some(TOKEN),
+        Some(r#"{"name":"ts","payload":"x"}"#),
+    );
+    assert_eq!(s, 200, "{v}");
+    // The newest point agrees with /v1/members (polled: a sample a second).
+    let mut last = Value::Null;
+    wait_until("a point with the members of /v1/members", DEADLINE, || {
+        let members = get("/v1/members");
+        let mut want = serde_json::json!({"alive": 0, "suspect": 0, "dead": 0, "left": 0});
+        for m in members.as_array().into_iter().flatten() {
+            let s = m["status"].as_str().unwrap_or("?").to_string();
+            want[&s] = (want[&s].as_u64().unwrap_or(0) + 1).into();
+        }
+        last = get("/v1/timeseries");
+        let points = last["points"].as_array().cloned().unwrap_or_default();
+        points.len() >= 2
+            && want["alive"] == 2
+            && points.last().is_some_and(|p| p["members"] == want)
+    });
+    let points = last["points"].as_array().unwrap();
+    let rates = [
+        "suspicions_per_min",
+        "failures_per_min",
+        "bytes_in_per_s",
+        "bytes_out_per_s",
+        "events_per_min",
+    ];
+    for k in rates {
+        assert!(
+            points[0][k].is_null(),
+            "the first point has no rate: {last}"
+        );
+    }
+    for w in points.windows(2) {
+        let gap = w[1]["t"].as_u64().unwrap() - w[0]["t"].as_u64().unwrap();
+        assert!((500..=3000).contains(&gap), "points {gap} ms apart: {last}");
+        for k in rates {
+            assert!(w[1][k].as_f64().is_some_and(|x| x >= 0.0), "{k}: {last}");
+        }
+    }
+    wait_until("traffic and the events in the rates", DEADLINE, || {
+        let v = get("/v1/timeseries");
+        let p = v["points"].as_array().cloned().unwrap_or_default();
+        let any = |k: &str| p.iter().any(|p| p[k].as_f64().is_some_and(|x| x > 0.0));
+        any("bytes_in_per_s") && any("bytes_out_per_s") && any("events_per_min")
+    });
+    let text = request_text(&a.url("/v1/timeseries"), READ);
+    let n = serde_json::from_str::<Value>(&text)
+        .map_or(0, |v| v["points"].as_array().map_or(0, Vec::len));
+    eprintln!("GET /v1/timeseries with {n} points: {} bytes", text.len());
+
+    // Zero is refused at start, in one line naming the setting.
+    let o = std::process::Command::new(BIN)
+        .args(["agent", "--name", "ts-bad", "--timeseries-interval", "0"])
+        .args(["--bind", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .output()
+        .expect("run rumor");
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("timeseries_interval") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}
+
+fn request_text(url: &str, token: &str) -> String {
+    ureq::get(url)
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+        .ok()
+        .and_then(|r| r.into_string().ok())
+        .unwrap_or_default()
+}

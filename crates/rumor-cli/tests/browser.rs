@@ -2,9 +2,11 @@
 //! running 3-node cluster and keeps it open; the test sees 3 alive rows,
 //! kills one node, and sees its row turn dead and a `member-failed` line in
 //! the event log — both delivered to the open page by the SSE stream — and a
-//! user event in the log and a tracked aggregate in its panel, and its
-//! panels fit at 1024 px wide. A 200-node `rumor demo`'s dashboard is
-//! searched, drilled into and its key browser used; the page alone, at
+//! user event in the log and a tracked aggregate in its panel, the "Last
+//! hour" charts drawn from the agent's time series (at least two points,
+//! the members line at 3 alive, then 1 dead and a failure per minute above
+//! 0), and its panels fit at 1024 px wide. A 200-node `rumor demo`'s
+//! dashboard is searched, drilled into and its key browser used; the page alone, at
 //! 1,000 and 5,000 members served by a stand-in, redraws only the rows in
 //! view. Load times and heap sizes are printed (`--nocapture`), screenshots
 //! saved in `target/test-artifacts/`.
@@ -261,7 +263,10 @@ fn dashboard_shows_members_and_a_crash() {
         eprintln!("=============================================================");
         return;
     };
-    let a = agent("web-a").spawn();
+    // Sampled every second, so that the "Last hour" charts get points soon.
+    let a = agent("web-a")
+        .args(&["--timeseries-interval", "1s"])
+        .spawn();
     let b = agent("web-b").join(&[&a]).spawn();
     let mut c = agent("web-c").join(&[&a]).spawn();
     wait_until("3 alive", DEADLINE, || {
@@ -277,6 +282,34 @@ fn dashboard_shows_members_and_a_crash() {
     wait_until("the event stream is connected", DEADLINE, || {
         browser.eval("document.getElementById('conn').textContent") == "live"
     });
+
+    // The "Last hour" panel: every chart has at least two points from the
+    // agent's ring, the members chart's alive line ends at the 3 members,
+    // and no propagation line shows while /v1/info has none.
+    wait_until("the last-hour charts have two points", DEADLINE, || {
+        let n = browser.eval(
+            "Math.min(...[...document.querySelectorAll('#ts-charts svg')].map(s => +s.dataset.points))",
+        );
+        n.as_f64().is_some_and(|n| n >= 2.0)
+    });
+    wait_until("the members chart shows 3 alive", DEADLINE, || {
+        browser.text(
+            "(document.querySelector('#ts-members polyline[data-series=alive]') || {dataset: {}}).dataset.last || ''",
+        ) == "3"
+    });
+    let charts = browser.eval("document.querySelectorAll('#ts-charts svg').length");
+    assert_eq!(charts, 4, "four charts");
+    let lines = browser.eval("document.querySelectorAll('#ts-charts polyline').length");
+    assert!(lines.as_u64().is_some_and(|n| n >= 4), "lines: {lines}");
+    let note = browser.text("document.getElementById('ts-note').textContent");
+    assert!(note.contains("every 1 s"), "{note}");
+    let info = a.get("/v1/info");
+    if info.get("propagation").is_none() {
+        assert_eq!(
+            browser.eval("document.getElementById('ts-propagation').hidden"),
+            true
+        );
+    }
 
     // A user event sent on another agent shows in the event log; a tracked
     // aggregate shows in its panel.
@@ -311,7 +344,10 @@ fn dashboard_shows_members_and_a_crash() {
         assert!(ok, "aggregates panel at {w}x{h}: {fit}");
         let (ok, fit) = fits(&mut browser, "members-panel");
         assert!(ok, "member panel at {w}x{h}: {fit}");
+        let (ok, fit) = fits(&mut browser, "ts-panel");
+        assert!(ok, "last-hour panel at {w}x{h}: {fit}");
     }
+    browser.screenshot("dashboard-last-hour-1400");
 
     c.signal(Signal::SIGKILL);
     c.wait_exit(DEADLINE);
@@ -328,6 +364,20 @@ fn dashboard_shows_members_and_a_crash() {
     );
     let dead = browser.eval("document.getElementById('n-dead').textContent");
     assert_eq!(dead, "1");
+    // The charts follow: the members chart's dead line ends at 1, the
+    // failures chart has risen above 0.
+    wait_until("the members chart shows web-c dead", DEADLINE, || {
+        browser.text(
+            "(document.querySelector('#ts-members polyline[data-series=dead]') || {dataset: {}}).dataset.last || ''",
+        ) == "1"
+    });
+    wait_until("the failures chart shows the failure", DEADLINE, || {
+        browser
+            .text("document.querySelector('#ts-failures svg').dataset.max")
+            .parse::<f64>()
+            .is_ok_and(|m| m > 0.0)
+    });
+    browser.screenshot("dashboard-last-hour-after-crash");
 
     // A page opened after the crash shows it too, from the agent's event
     // history.
@@ -587,7 +637,13 @@ fn dashboard_of_a_demo(n: usize) {
 
     // At 1024 x 768 the panels fit their columns.
     browser.viewport(1024, 768);
-    for id in ["aggs-panel", "members-panel", "detail", "kv-panel"] {
+    for id in [
+        "aggs-panel",
+        "members-panel",
+        "detail",
+        "kv-panel",
+        "ts-panel",
+    ] {
         let (ok, fit) = fits(&mut browser, id);
         assert!(ok, "{id} at 1024x768: {fit}");
     }
@@ -626,6 +682,20 @@ fn fake_member(i: usize, status: &str, incarnation: u64, now: u128) -> Value {
         "tags": {"zone": format!("z{}", i % 3), "rack": format!("r{}", i % 40)},
         "last_change_ms": now as u64, "state": {}, "protocol": [1, 1],
     })
+}
+
+/// Three points a minute apart, `n` members alive, as `GET /v1/timeseries`.
+fn fake_series(n: usize) -> String {
+    let now = now_ms() as u64;
+    let point = |i: u64, rate: Value| {
+        json!({"t": now - (2 - i) * 60_000,
+               "members": {"alive": n, "suspect": 0, "dead": 0, "left": 0},
+               "suspicions_per_min": rate, "failures_per_min": rate,
+               "bytes_in_per_s": rate, "bytes_out_per_s": rate, "events_per_min": rate})
+    };
+    json!({"interval_ms": 60_000, "capacity": 60,
+           "points": [point(0, Value::Null), point(1, json!(2.0)), point(2, json!(4.0))]})
+    .to_string()
 }
 
 fn now_ms() -> u128 {
@@ -671,6 +741,16 @@ impl FakeAgent {
                             }
                             return;
                         }
+                        // What another agent version may add to /v1/info.
+                        "/v1/info" => (
+                            "application/json",
+                            json!({"name": "node-00000", "propagation": {
+                                "budget_seconds": 1.5, "classic_seconds": 4.0,
+                                "measured_p99_seconds": 0.42, "members": n,
+                                "advice": "within budget"}})
+                            .to_string(),
+                        ),
+                        "/v1/timeseries" => ("application/json", fake_series(n)),
                         p if p.starts_with("/v1/members/") => (
                             "application/json",
                             json!({"name": &p[12..], "state": {"role": "fake"}}).to_string(),
@@ -719,7 +799,8 @@ impl FakeAgent {
 /// The page alone at 1,000 and 5,000 members (a stand-in agent serves them):
 /// it loads, keeps a few dozen rows in the DOM, and a burst of events for
 /// the half of the members out of view redraws no row at all, while one for a member in
-/// view redraws that row. Prints load time and heap.
+/// view redraws that row; the "Last hour" panel draws the stand-in's
+/// series and the propagation line of its `/v1/info`. Prints load time and heap.
 #[test]
 fn dashboard_page_at_thousands_of_members() {
     let Some(exe) = chromium() else {
@@ -749,6 +830,31 @@ fn dashboard_page_at_thousands_of_members() {
         .unwrap();
         let rows_in_dom = timing["rows"].as_u64().unwrap_or(u64::MAX);
         assert!(rows_in_dom > 0 && rows_in_dom < 100, "{timing}");
+        // The "Last hour" panel: the stand-in's three points, its alive
+        // line at n, and the propagation line of its /v1/info.
+        wait_until(
+            "the last-hour panel shows the propagation",
+            DEADLINE,
+            || {
+                browser
+                    .text("document.getElementById('ts-propagation').textContent")
+                    .starts_with("Propagation: measured p99 0.42 s / budget 1.5 s")
+            },
+        );
+        assert_eq!(
+            browser.text("document.querySelector('#ts-members svg').dataset.points"),
+            "3"
+        );
+        assert_eq!(
+            browser.text(
+                "document.querySelector('#ts-members polyline[data-series=alive]').dataset.last"
+            ),
+            n.to_string()
+        );
+        assert_eq!(
+            browser.text("document.querySelector('#ts-events svg').dataset.max"),
+            "4"
+        );
 
         // Count the rows redrawn from now on (each redraw of a row rewrites
         // its cells: the distinct rows whose children changed, per batch).

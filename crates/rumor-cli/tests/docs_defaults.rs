@@ -364,6 +364,7 @@ fn agent_settings_match_a_running_agent() {
             ms(&cfg["event_handler_timeout_ms"]),
         ),
         ("leave_timeout", ms(&cfg["leave_timeout_ms"])),
+        ("timeseries_interval", ms(&cfg["timeseries_interval_ms"])),
         (
             "bind",
             source_const("crates/rumor-cli/src/config.rs", "DEFAULT_BIND: &str ="),

@@ -251,6 +251,7 @@ fn the_read_token_guards_reads() {
         "/v1/kv",
         "/v1/kv/x",
         "/v1/aggregates",
+        "/v1/timeseries",
         "/metrics",
     ] {
         let (s, v) = request("GET", &u(p), None, None);
