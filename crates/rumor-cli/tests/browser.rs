@@ -285,7 +285,7 @@ fn dashboard_shows_members_and_a_crash() {
 
     // The "Last hour" panel: every chart has at least two points from the
     // agent's ring, the members chart's alive line ends at the 3 members,
-    // and no propagation line shows while /v1/info has none.
+    // and the propagation line sets the measured p99 beside the budget.
     wait_until("the last-hour charts have two points", DEADLINE, || {
         let n = browser.eval(
             "Math.min(...[...document.querySelectorAll('#ts-charts svg')].map(s => +s.dataset.points))",
@@ -303,13 +303,13 @@ fn dashboard_shows_members_and_a_crash() {
     assert!(lines.as_u64().is_some_and(|n| n >= 4), "lines: {lines}");
     let note = browser.text("document.getElementById('ts-note').textContent");
     assert!(note.contains("every 1 s"), "{note}");
-    let info = a.get("/v1/info");
-    if info.get("propagation").is_none() {
-        assert_eq!(
-            browser.eval("document.getElementById('ts-propagation').hidden"),
-            true
-        );
-    }
+    let budget = a.get("/v1/info")["propagation"]["budget_seconds"].as_f64();
+    assert!(budget.is_some_and(|b| b > 0.0), "{budget:?}");
+    wait_until("the propagation line shows the budget", DEADLINE, || {
+        browser
+            .text("document.getElementById('ts-propagation').textContent")
+            .starts_with("Propagation: measured p99 not measured yet / budget ")
+    });
 
     // A user event sent on another agent shows in the event log; a tracked
     // aggregate shows in its panel.
