@@ -5,6 +5,7 @@ use crate::message::UserEvent;
 
 /// What happened to a member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum MemberEventKind {
     /// A new member, or one that came back after dying or leaving.
     Joined,
@@ -24,6 +25,7 @@ pub enum MemberEventKind {
 
 /// Why this node began to suspect a member (see [`Event::Suspected`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum SuspicionCause {
     /// This node's probe got no ack: not from the member, not through the
     /// `relays` asked to ping it, of which `nacks` answered that they got

@@ -15,6 +15,10 @@
 //! let t = node.poll_transmit().unwrap();
 //! assert!(t.is_stream());
 //! ```
+//!
+//! With the `serde` feature, the types events carry (members, user events,
+//! key-space and per-node state changes) derive `Serialize` and
+//! `Deserialize`.
 
 pub mod admission;
 pub mod aggregate;

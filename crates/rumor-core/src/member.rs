@@ -74,6 +74,7 @@ pub const MAX_NAME_LEN: usize = 128;
 /// Liveness of a member, in precedence order for equal incarnations:
 /// a later variant overrides an earlier one at the same incarnation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum MemberState {
     /// Answering probes.
     Alive,
@@ -125,6 +126,7 @@ impl MemberState {
 
 /// A snapshot of one member as the local node sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Member {
     /// Unique name in the cluster.
     pub name: Arc<str>,

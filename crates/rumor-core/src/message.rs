@@ -246,6 +246,7 @@ pub struct StateSync {
 /// An application event: named, with an opaque payload, ordered by a
 /// Lamport clock and identified by `(origin, ltime)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct UserEvent {
     /// Lamport time at the origin when it was sent.
     pub ltime: u64,

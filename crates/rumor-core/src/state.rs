@@ -107,6 +107,7 @@ impl Default for Quota {
 
 /// A change the state feed reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Change {
     /// Whose key.
     pub owner: Arc<str>,

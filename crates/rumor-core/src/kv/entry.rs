@@ -7,6 +7,7 @@ use super::siblings::SiblingSet;
 
 /// How a key resolves concurrent writes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Mode {
     /// Last write wins, by hybrid logical clock timestamp (the default).
     #[default]
@@ -17,6 +18,7 @@ pub enum Mode {
 
 /// The replicated state of one key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Entry {
     /// A last-write-wins register.
     Lww(LwwEntry),
@@ -116,6 +118,7 @@ impl Record {
 
 /// A change the store applied, local or remote, for the change feed.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Change {
     /// The key that changed.
     pub key: String,

@@ -18,6 +18,7 @@ use std::time::Duration;
 /// A hybrid logical clock timestamp; ordered by `wall`, then `logical`,
 /// then `node`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Timestamp {
     /// Physical component, microseconds.
     pub wall: u64,

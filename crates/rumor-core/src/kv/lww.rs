@@ -14,6 +14,7 @@ use super::hlc::Timestamp;
 
 /// A last-write-wins register: the latest value and when it was written.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct LwwEntry {
     /// The value; `None` is a tombstone (the key was deleted).
     pub value: Option<Vec<u8>>,

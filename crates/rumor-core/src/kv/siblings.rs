@@ -31,6 +31,7 @@ use super::vv::VersionVector;
 
 /// One write event: its writer and the writer's counter for the key.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Dot {
     /// The writer.
     pub node: Arc<str>,
@@ -40,6 +41,7 @@ pub struct Dot {
 
 /// The contents of one sibling.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Sibling {
     /// When it was written (for display and tombstone collection).
     pub ts: Timestamp,
@@ -49,7 +51,9 @@ pub struct Sibling {
 
 /// A multi-value register; see the module docs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SiblingSet {
+    #[cfg_attr(feature = "serde", serde(with = "pairs"))]
     siblings: BTreeMap<Dot, Sibling>,
     context: VersionVector,
 }
@@ -182,6 +186,32 @@ impl SiblingSet {
                 }
             }
         }
+    }
+}
+
+
+/// Siblings as a list of `(dot, sibling)` pairs for serde: a map keyed by
+/// a struct has no form in JSON and most text formats. Deserializing does
+/// not check the set (see [`SiblingSet::is_well_formed`]).
+#[cfg(feature = "serde")]
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{Dot, Sibling};
+
+    pub(super) fn serialize<S: Serializer>(
+        map: &BTreeMap<Dot, Sibling>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<Dot, Sibling>, D::Error> {
+        Ok(Vec::<(Dot, Sibling)>::deserialize(d)?.into_iter().collect())
     }
 }
 

@@ -26,6 +26,7 @@ pub enum Causality {
 /// A version vector: node name to the highest event counter seen from it.
 /// Zero counters are never stored, so equal vectors compare equal.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct VersionVector(BTreeMap<Arc<str>, u64>);
 
 impl VersionVector {
