@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumor::{MemberEventKind, Node, Profile};
+use rumor::{Event, EventFilter, MemberEventKind, Node, Profile};
 
 /// Clock ticks per second of /proc/self/stat (100 on Linux).
 const CLK_TCK: f64 = 100.0;
@@ -155,7 +155,10 @@ async fn main() -> Result<(), rumor::Error> {
         converged.as_secs_f64()
     );
 
-    let mut subs: Vec<_> = nodes.iter().map(|n| n.subscribe()).collect();
+    let mut subs: Vec<_> = nodes
+        .iter()
+        .map(|n| n.subscribe(EventFilter::MEMBER))
+        .collect();
     let before: Vec<_> = {
         let mut v = Vec::with_capacity(n);
         for node in &nodes {
@@ -180,6 +183,7 @@ async fn main() -> Result<(), rumor::Error> {
     let (mut suspect, mut failed) = (0, 0);
     for rx in subs.iter_mut() {
         while let Ok(ev) = rx.try_recv() {
+            let Event::Member(ev) = ev else { continue };
             match ev.kind {
                 MemberEventKind::Suspect => suspect += 1,
                 MemberEventKind::Failed => failed += 1,

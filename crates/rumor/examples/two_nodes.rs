@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use rumor::{Key, Keyring, MemberEventKind, Node, Profile};
+use rumor::{Event, EventFilter, Key, Keyring, MemberEventKind, Node, Profile};
 
 #[tokio::main]
 async fn main() -> Result<(), rumor::Error> {
@@ -24,7 +24,7 @@ async fn main() -> Result<(), rumor::Error> {
         .start()
         .await?;
     println!("alice listens on {}", alice.advertise_addr());
-    let mut events = alice.subscribe();
+    let mut events = alice.subscribe(EventFilter::MEMBER);
 
     let bob = Node::builder()
         .name("bob")
@@ -53,7 +53,7 @@ async fn main() -> Result<(), rumor::Error> {
     bob.leave(Duration::from_secs(5)).await?;
     bob.shutdown().await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while let Ok(Ok(ev)) = tokio::time::timeout_at(deadline, events.recv()).await {
+    while let Ok(Ok(Event::Member(ev))) = tokio::time::timeout_at(deadline, events.recv()).await {
         println!("alice: {:?} {}", ev.kind, ev.member.name);
         if ev.kind == MemberEventKind::Left {
             break;

@@ -349,8 +349,7 @@ impl Builder {
         }
         let counters = Arc::new(Counters::default());
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
-        let ev_tx = Arc::new(LazyChannel::new(1024));
-        let all_tx = Arc::new(LazyChannel::new(EVENTS_CAPACITY));
+        let events = Arc::new(LazyChannel::new(EVENTS_CAPACITY));
         let driver = Driver {
             core,
             name: name.clone(),
@@ -370,8 +369,7 @@ impl Builder {
             }),
             origin: tokio::time::Instant::now(),
             commands: cmd_rx,
-            events: ev_tx.clone(),
-            all_events: all_tx.clone(),
+            events: events.clone(),
             counters,
             max_streams: self.streams.max_streams,
             sent: SentLog::default(),
@@ -385,8 +383,7 @@ impl Builder {
             advertise,
             local_addr,
             commands: cmd_tx,
-            events: ev_tx,
-            all_events: all_tx,
+            events,
             keyring: self.keyring,
             encryption,
             join_timeout: self.join_timeout,

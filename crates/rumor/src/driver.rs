@@ -1,6 +1,8 @@
 //! The task that drives one rumor-core state machine: it feeds datagrams,
 //! stream messages, commands and timers in, and carries transmits and
-//! events out.
+//! events out. Events leave here, and only here, stamped with the wall
+//! clock once and sent on the node's one event channel
+//! ([`crate::events`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -14,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::events::{Event, KvChange, MemberEvent, StateChange, UserEvent};
 use crate::framing::Framer;
 use crate::lazy_channel::LazyChannel;
 use crate::metrics::{self, Counters, MemberCounts, Stats, TransportStats};
@@ -23,7 +26,6 @@ use crate::transport::sent::SentLog;
 use crate::transport::tcp::{self, FromStream, StreamCtx};
 use crate::transport::udp::RECV_BUFFER;
 use crate::transport::Transport;
-use crate::{Event, MemberEvent};
 
 /// Datagrams read without yielding after one arrives.
 const RECV_BATCH: usize = 32;
@@ -137,8 +139,8 @@ pub(crate) struct Driver<T: Transport> {
     pub ctx: Arc<StreamCtx>,
     pub origin: Instant,
     pub commands: mpsc::Receiver<Command>,
-    pub events: Arc<LazyChannel<MemberEvent>>,
-    pub all_events: Arc<LazyChannel<Event>>,
+    /// The node's one event channel.
+    pub events: Arc<LazyChannel<Event>>,
     pub counters: Arc<Counters>,
     pub max_streams: usize,
     /// Datagrams sent lately, to check "port unreachable" reports against.
@@ -650,14 +652,15 @@ impl<T: Transport> Driver<T> {
             let _ = self.core.respond_query(now, &q.origin, q.ltime, false, &[]);
             return;
         }
-        let incoming = crate::IncomingQuery::of(&q);
-        self.all_events
-            .send_with(|| Event::Query(Arc::new(incoming)));
+        let incoming = crate::IncomingQuery::of(&q, std::time::SystemTime::now());
+        self.events.send_with(|| Event::Query(Arc::new(incoming)));
     }
 
-    /// Hand the core's events on; whether there were any.
+    /// Hand the core's events on, each stamped with the time this batch
+    /// was polled (the wall clock, read once); whether there were any.
     fn handle_events(&mut self, st: &mut Running) -> bool {
         let mut any = false;
+        let at = std::time::SystemTime::now();
         while let Some(ev) = self.core.poll_event() {
             any = true;
             if let Some(p) = &mut self.persist {
@@ -673,20 +676,21 @@ impl<T: Transport> Driver<T> {
                         incarnation = member.incarnation,
                         "member event"
                     );
-                    let ev = MemberEvent { kind, member };
-                    self.all_events
-                        .send_with(|| Event::Member(Arc::new(ev.clone())));
-                    self.events.send_with(|| ev);
+                    self.events
+                        .send_with(|| Event::Member(Arc::new(MemberEvent { kind, member, at })));
                 }
                 CoreEvent::User(ev) => {
                     tracing::debug!(node = %self.name, origin = %ev.origin, name = %ev.name, ltime = ev.ltime, "user event");
-                    self.all_events.send_with(|| Event::User(Arc::new(ev)));
+                    self.events
+                        .send_with(|| Event::User(Arc::new(UserEvent::stamped(ev, at))));
                 }
                 CoreEvent::State(change) => {
-                    self.all_events.send_with(|| Event::State(Arc::new(change)));
+                    self.events
+                        .send_with(|| Event::State(Arc::new(StateChange::stamped(change, at))));
                 }
                 CoreEvent::Kv(change) => {
-                    self.all_events.send_with(|| Event::Kv(Arc::new(change)));
+                    self.events
+                        .send_with(|| Event::Kv(Arc::new(KvChange::stamped(change, at))));
                 }
                 CoreEvent::Refused { limit, count, peer } => {
                     // The core reports each kind at most once a second.
@@ -708,8 +712,9 @@ impl<T: Transport> Driver<T> {
                         name: name.to_string(),
                         accuser: accuser.to_string(),
                         cause,
+                        at,
                     };
-                    self.all_events.send_with(|| Event::Suspected(Arc::new(s)));
+                    self.events.send_with(|| Event::Suspected(Arc::new(s)));
                 }
                 CoreEvent::QueryResponse(r) => {
                     let Some((tx, asked)) = st.queries.get(&r.ltime) else {

@@ -1,9 +1,9 @@
 //! A broadcast channel that comes into being on its first subscriber.
 //!
 //! tokio allocates and initialises every slot of a broadcast channel when
-//! it is made: a node's 4096-event and 1024-event channels cost a few
-//! hundred KB together (0.9 MB before `Event`s were `Arc`s), most of a
-//! node's memory when thousands run in one process and nobody listens.
+//! it is made: a node's 4096-event channel costs a few hundred KB (more
+//! before `Event`s were `Arc`s), most of a node's memory when thousands
+//! run in one process and nobody listens.
 //! Events sent before anyone subscribed reach nobody, exactly as with a
 //! channel that has no receivers.
 

@@ -42,8 +42,12 @@
 //! ([`Node::send_event`]), per-node state ([`Node::state_set`],
 //! [`Node::state_of`]), a replicated key space ([`Node::kv_put`],
 //! [`Node::kv_get`], [`Node::watch`]) and cluster-wide aggregates of state
-//! keys ([`Node::track_aggregate`], [`Node::aggregate`]); [`Node::events`]
-//! reports all of it.
+//! keys ([`Node::track_aggregate`], [`Node::aggregate`]). Everything a node
+//! reports is one [`Event`] family on one channel, each event stamped with
+//! the wall-clock time the node saw it: [`Node::events`] receives all of it,
+//! [`Node::subscribe`] the kinds an [`EventFilter`] selects,
+//! [`Node::event_stream`] the same as a `futures` `Stream`, and
+//! [`Node::watch`] key-space changes under a prefix.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -74,16 +78,21 @@
 //! ```
 //!
 //! Modules, one concern each: [`builder`] (configuration and start),
-//! [`node`] (the handle), `driver` (the task), [`transport`] (UDP and TCP,
+//! [`node`] (the handle), [`events`] (what a node reports, and the ways to
+//! receive it), `driver` (the task), [`transport`] (UDP and TCP,
 //! behind a trait a simulated network can implement),
 //! [`keyring`] (keys and AES-GCM), [`framing`] (labels and the envelope),
 //! [`compress`] (LZ4), [`seeds`] (seed resolution), [`metrics`] (stats and
 //! their export), [`storage`] (the data directory: durable state on disk).
+//!
+//! Features: `serde` derives `Serialize` and `Deserialize` for the event
+//! types (and the rumor-core types they carry).
 
 pub mod builder;
 pub mod compress;
 mod driver;
 pub mod encryption;
+pub mod events;
 pub mod framing;
 pub mod keyring;
 mod lazy_channel;
@@ -98,14 +107,15 @@ pub mod transport;
 
 pub use rumor_core as core;
 pub use rumor_core::aggregate::Estimate;
-pub use rumor_core::kv::{Change as KvChange, Entry as KvEntry, Mode as KvMode, VersionVector};
-pub use rumor_core::state::Change as StateChange;
-pub use rumor_core::{
-    Config, ForceLeave, Member, MemberEventKind, MemberState, Profile, Tags, UserEvent,
-};
+pub use rumor_core::kv::{Entry as KvEntry, Mode as KvMode, VersionVector};
+pub use rumor_core::{Config, ForceLeave, Member, MemberEventKind, MemberState, Profile, Tags};
 
 pub use builder::Builder;
 pub use encryption::{EncryptionMode, EncryptionSwitch};
+pub use events::{
+    Event, EventFilter, KvChange, Lagged, MemberEvent, StateChange, Subscription, Suspected,
+    UserEvent,
+};
 pub use keyring::{Key, KeyError, Keyring};
 pub use metrics::{MemberCounts, Stats, TransportStats};
 pub use node::{Node, Watch};
@@ -115,59 +125,7 @@ pub use storage::{StorageError, StorageOptions, SyncMode};
 pub use transport::{TokioNet, Transport};
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
-
-/// A change in membership, as delivered by [`Node::subscribe`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct MemberEvent {
-    /// What happened.
-    pub kind: MemberEventKind,
-    /// The member after the change.
-    pub member: Member,
-}
-
-/// Everything a node reports, as delivered by [`Node::events`]: membership
-/// changes, application events, per-node state changes and key-space
-/// changes, in the order the node saw them.
-///
-/// Each event is behind an `Arc`: a broadcast channel keeps a slot per
-/// event it can hold and clones the event for every receiver, and a
-/// pointer keeps both small.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum Event {
-    /// A member joined, changed, was suspected, failed, left or was reaped
-    /// (the same events [`Node::subscribe`] delivers).
-    Member(Arc<MemberEvent>),
-    /// An application event sent with [`Node::send_event`], delivered once
-    /// on every node, the sender included.
-    User(Arc<UserEvent>),
-    /// A member's per-node state key changed here (a local write or one
-    /// learned from the cluster).
-    State(Arc<StateChange>),
-    /// A replicated key changed here (a local write or one learned from the
-    /// cluster); `new` may be a tombstone (a delete).
-    Kv(Arc<KvChange>),
-    /// A query this node is selected for (its filters match), to answer
-    /// with [`Node::respond`]. Acks, when the asker wants them, are sent
-    /// already; the built-in [`query::PING`] is answered and not delivered.
-    Query(Arc<IncomingQuery>),
-    /// This node began to suspect a member: who raised it and why (after
-    /// the member's `Suspect` event).
-    Suspected(Arc<Suspected>),
-}
-
-/// Who raised a suspicion this node now holds, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Suspected {
-    /// The suspected member.
-    pub name: String,
-    /// The member that raised it (this node, after its own probe failed).
-    pub accuser: String,
-    /// Why.
-    pub cause: rumor_core::SuspicionCause,
-}
 
 /// Errors of the library, typed: callers decide from the variant, not the
 /// message.

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::Stream;
 use rumor_core::aggregate::Estimate;
-use rumor_core::kv::{Change as KvChange, Entry as KvEntry, VersionVector};
+use rumor_core::kv::{Entry as KvEntry, VersionVector};
 use rumor_core::{ForceLeave, Member, Tags};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -15,11 +16,12 @@ use tokio::task::JoinHandle;
 use crate::builder::StreamLimits;
 use crate::driver::Command;
 use crate::encryption::{EncryptionMode, EncryptionSwitch};
+use crate::events::{EventFilter, KvChange, Lagged, Subscription};
 use crate::keyring::{Key, Keyring};
 use crate::lazy_channel::LazyChannel;
 use crate::metrics::Stats;
 use crate::seeds::{self, Seed};
-use crate::{Builder, Error, Event, MemberEvent};
+use crate::{Builder, Error, Event};
 
 /// First wait between two join attempts; doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -38,8 +40,8 @@ pub struct Node {
     pub(crate) advertise: SocketAddr,
     pub(crate) local_addr: SocketAddr,
     pub(crate) commands: mpsc::Sender<Command>,
-    pub(crate) events: Arc<LazyChannel<MemberEvent>>,
-    pub(crate) all_events: Arc<LazyChannel<Event>>,
+    /// The node's one event channel (see [`crate::events`]).
+    pub(crate) events: Arc<LazyChannel<Event>>,
     pub(crate) keyring: Option<Keyring>,
     pub(crate) encryption: Option<EncryptionSwitch>,
     pub(crate) join_timeout: Duration,
@@ -116,20 +118,60 @@ impl Node {
         Ok(m.alive + m.suspect)
     }
 
-    /// Membership events from now on: joined, updated, suspect, alive,
-    /// failed, left, reaped. A receiver that falls more than 1024 events
-    /// behind loses the oldest (it is told how many it missed).
-    pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
-        self.events.subscribe()
-    }
-
     /// Everything this node reports from now on: membership changes, user
-    /// events, per-node state changes and key-space changes (see
-    /// [`Event`]). A receiver that falls more than
+    /// events, per-node state and key-space changes, queries, suspicions
+    /// (see [`Event`]), each stamped with when this node saw it. A
+    /// receiver that falls more than
     /// [`EVENTS_CAPACITY`](crate::builder::EVENTS_CAPACITY) events behind
     /// loses the oldest (it is told how many it missed).
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.all_events.subscribe()
+        self.events.subscribe()
+    }
+
+    /// The events of the kinds `filter` selects, from now on: a filtered
+    /// view of [`Node::events`] (`EventFilter::MEMBER` for membership
+    /// changes: joined, updated, suspect, alive, failed, left, reaped).
+    pub fn subscribe(&self, filter: EventFilter) -> Subscription {
+        Subscription::new(filter, self.events.subscribe())
+    }
+
+    /// Everything this node reports from now on, as a
+    /// [`Stream`](futures_util::Stream): [`Node::events`] for `async`
+    /// stream combinators. An `Err(Lagged(n))` item says `n` events were
+    /// missed because the reader fell behind; the stream ends when the node
+    /// stops. [`Subscription::into_stream`] streams fewer kinds.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), rumor::Error> {
+    /// use futures_util::StreamExt;
+    /// use rumor::{Event, Node, Profile};
+    ///
+    /// let node = Node::builder()
+    ///     .name("a")
+    ///     .bind("127.0.0.1:0".parse().unwrap())
+    ///     .profile(Profile::Local)
+    ///     .start()
+    ///     .await?;
+    /// let mut users = node.event_stream().filter_map(|ev| async move {
+    ///     match ev {
+    ///         Ok(Event::User(u)) => Some(u),
+    ///         _ => None,
+    ///     }
+    /// });
+    /// let mut users = std::pin::pin!(users);
+    /// node.send_event("deploy", b"v2".to_vec()).await?;
+    /// let u = users.next().await.expect("delivered to the sender too");
+    /// assert_eq!((u.name.as_str(), &u.payload[..]), ("deploy", &b"v2"[..]));
+    /// assert!(u.at <= std::time::SystemTime::now());
+    /// # node.shutdown().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn event_stream(
+        &self,
+    ) -> impl Stream<Item = Result<Event, Lagged>> + Send + Unpin + 'static {
+        self.subscribe(EventFilter::ALL).into_stream()
     }
 
     /// Changes of the replicated keys starting with `prefix` (`""` for
@@ -138,7 +180,7 @@ impl Node {
     pub fn watch(&self, prefix: impl Into<String>) -> Watch {
         Watch {
             prefix: prefix.into(),
-            rx: self.all_events.subscribe(),
+            rx: self.subscribe(EventFilter::KV),
         }
     }
 
@@ -570,7 +612,7 @@ impl Drop for Node {
 #[derive(Debug)]
 pub struct Watch {
     prefix: String,
-    rx: broadcast::Receiver<Event>,
+    rx: Subscription,
 }
 
 impl Watch {

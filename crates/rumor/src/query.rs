@@ -76,6 +76,7 @@ impl QueryStream {
 /// A query this node is selected for, to answer with
 /// [`crate::Node::respond`] (at most once, before `timeout` has passed).
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct IncomingQuery {
     /// The query's name.
     pub name: String,
@@ -87,16 +88,19 @@ pub struct IncomingQuery {
     pub ltime: u64,
     /// How long the asker waits.
     pub timeout: Duration,
+    /// When the local node received it (wall clock).
+    pub at: std::time::SystemTime,
 }
 
 impl IncomingQuery {
-    pub(crate) fn of(q: &Query) -> Self {
+    pub(crate) fn of(q: &Query, at: std::time::SystemTime) -> Self {
         IncomingQuery {
             name: q.name.clone(),
             payload: q.payload.clone(),
             origin: q.origin.clone(),
             ltime: q.ltime,
             timeout: Duration::from_millis(u64::from(q.timeout_ms)),
+            at,
         }
     }
 }

@@ -7,13 +7,16 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use rumor::{MemberEventKind, MemberState};
+use rumor::{EventFilter, MemberEventKind, MemberState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_nodes_converge_then_report_a_failure_and_a_leave() {
     let mut nodes = start_cluster("n", 10, fast_config()).await;
 
-    let mut subs: Vec<_> = nodes.iter().map(|n| n.subscribe()).collect();
+    let mut subs: Vec<_> = nodes
+        .iter()
+        .map(|n| n.subscribe(EventFilter::MEMBER))
+        .collect();
 
     // n9 stops without leaving: everyone else must find it failed.
     let crashed = nodes.pop().expect("ten nodes");
@@ -125,7 +128,7 @@ async fn dns_seeds_and_tags() {
             .any(|m| &*m.name == "a" && m.tags.get("role").map(String::as_str) == Some("db"))
     })
     .await;
-    let mut rx = a.subscribe();
+    let mut rx = a.subscribe(EventFilter::MEMBER);
     let mut tags = rumor::Tags::new();
     tags.insert("role".into(), "web".into());
     b.set_tags(tags).await.expect("set tags");

@@ -20,8 +20,9 @@ use rumor::core::codec;
 use rumor::core::limits::Limit;
 use rumor::core::message::{Alive, Message};
 use rumor::core::state::{Delta, Entry};
+use rumor::core::UserEvent;
 use rumor::framing::Framer;
-use rumor::{Event, MemberState, Node, UserEvent};
+use rumor::{Event, MemberState, Node};
 use tokio::net::UdpSocket;
 
 /// Sends forged datagrams from its own loopback socket.

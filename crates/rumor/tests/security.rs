@@ -10,7 +10,7 @@ use common::*;
 use rumor::core::codec;
 use rumor::core::message::Message;
 use rumor::framing::Framer;
-use rumor::{Key, Keyring, MemberEventKind, Node};
+use rumor::{EventFilter, Key, Keyring, MemberEventKind, Node};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn key(b: u8) -> Key {
@@ -132,7 +132,10 @@ async fn keys_rotate_across_five_nodes_without_failures() {
     let all = ["a", "b", "c", "d", "e"];
     let nodes = encrypted_cluster(&all, key(1)).await;
     wait_converged(&nodes, &names(&all)).await;
-    let mut subs: Vec<_> = nodes.iter().map(|n| n.subscribe()).collect();
+    let mut subs: Vec<_> = nodes
+        .iter()
+        .map(|n| n.subscribe(EventFilter::MEMBER))
+        .collect();
     let settle = || tokio::time::sleep(Duration::from_millis(1500));
 
     for n in &nodes {

@@ -189,7 +189,6 @@ impl SiblingSet {
     }
 }
 
-
 /// Siblings as a list of `(dot, sibling)` pairs for serde: a map keyed by
 /// a struct has no form in JSON and most text formats. Deserializing does
 /// not check the set (see [`SiblingSet::is_well_formed`]).

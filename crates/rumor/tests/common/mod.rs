@@ -7,7 +7,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rumor::{Builder, Config, MemberEvent, MemberEventKind, MemberState, Node};
+use rumor::{
+    Builder, Config, Event, MemberEvent, MemberEventKind, MemberState, Node, Subscription,
+};
 use tokio::sync::broadcast;
 
 /// How long any wait in a test may take before it fails.
@@ -116,12 +118,13 @@ pub async fn wait_converged(nodes: &[Node], names: &BTreeSet<String>) {
     .await;
 }
 
-/// Take every event already queued on `rx`.
-pub fn drain(rx: &mut broadcast::Receiver<MemberEvent>) -> Vec<MemberEvent> {
+/// Take every membership event already queued on `rx`.
+pub fn drain(rx: &mut Subscription) -> Vec<MemberEvent> {
     let mut out = Vec::new();
     loop {
         match rx.try_recv() {
-            Ok(e) => out.push(e),
+            Ok(Event::Member(e)) => out.push(MemberEvent::clone(&e)),
+            Ok(_) => continue,
             Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
             Err(_) => return out,
         }
