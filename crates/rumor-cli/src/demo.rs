@@ -449,7 +449,7 @@ async fn script(d: &mut Demo, seed: SocketAddr, n: usize) -> Result<()> {
     // User event: every remaining in-process node must deliver it once.
     let mut inboxes: Vec<_> = observers
         .iter()
-        .map(|&i| d.nodes[i].subscribe_user())
+        .filter_map(|&i| d.nodes[i].subscribe(rumor::EventFilter::USER).ok())
         .collect();
     let t = Instant::now();
     match d.nodes[0]
@@ -467,7 +467,9 @@ async fn script(d: &mut Demo, seed: SocketAddr, n: usize) -> Result<()> {
                 loop {
                     let left = end.saturating_duration_since(Instant::now());
                     match tokio::time::timeout(left, rx.recv()).await {
-                        Ok(Ok(ev)) if ev.name == "demo" && ev.ltime == ltime => {
+                        Ok(Ok(rumor::Event::User(ev)))
+                            if ev.name == "demo" && ev.ltime == ltime =>
+                        {
                             seen.push(t.elapsed());
                             break;
                         }

@@ -46,13 +46,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rumor::{Event, EventFilter, MemberEvent, Subscription, UserEvent};
 use rumor_core::{MemberEventKind, MemberState};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::cluster::{kind_name, MemberEvent, SharedCluster, UserEvent};
+use crate::cluster::{kind_name, SharedCluster};
 use filter::EventType;
 
 pub use filter::{HandlerSpec, SpecError};
@@ -185,28 +186,26 @@ pub fn spawn_all(
         .filter(|s| s.filter.iter().any(|t| matches!(t, EventType::Query(_))))
         .cloned()
         .collect();
-    let queries = cluster.subscribe_queries();
-    let mut tasks = vec![tokio::spawn(respond::run(
+    let mut tasks = Vec::new();
+    let Ok(queries) = cluster.subscribe(EventFilter::QUERY) else {
+        return Handlers { tasks }; // the node has stopped
+    };
+    tasks.push(tokio::spawn(respond::run(
         cluster.clone(),
         answering,
         opts,
         queries,
-    ))];
+    )));
     for spec in specs.into_iter().filter(HandlerSpec::wants_events) {
-        let events = cluster.subscribe();
-        let users = cluster.subscribe_user();
+        let Ok(events) = cluster.subscribe(EventFilter::MEMBER | EventFilter::USER) else {
+            break;
+        };
         tracing::info!(
             filter = %spec.filter_text(),
             command = %spec.command,
             "event handler started"
         );
-        tasks.push(tokio::spawn(run(
-            cluster.clone(),
-            spec,
-            opts,
-            events,
-            users,
-        )));
+        tasks.push(tokio::spawn(run(cluster.clone(), spec, opts, events)));
     }
     Handlers { tasks }
 }
@@ -295,22 +294,16 @@ pub fn user_env(ev: &UserEvent, self_name: &str, self_addr: &str) -> Vec<(String
         ("RUMOR_SELF_ADDR".to_string(), self_addr.to_string()),
         ("RUMOR_USER_EVENT".to_string(), ev.name.clone()),
         ("RUMOR_USER_LTIME".to_string(), ev.ltime.to_string()),
-        ("RUMOR_USER_ORIGIN".to_string(), ev.origin.clone()),
+        ("RUMOR_USER_ORIGIN".to_string(), ev.origin.to_string()),
     ]
 }
 
-/// What a handler runs for: a membership event or a user event.
-enum Job {
-    Member(Arc<MemberEvent>),
-    User(Arc<UserEvent>),
-}
-
-impl Job {
-    fn wanted_by(&self, spec: &HandlerSpec) -> bool {
-        match self {
-            Job::Member(ev) => spec.wants_member(ev.kind),
-            Job::User(ev) => spec.wants_user(&ev.name),
-        }
+/// Whether `spec` runs for `ev` (a membership or a user event).
+fn wanted_by(ev: &Event, spec: &HandlerSpec) -> bool {
+    match ev {
+        Event::Member(ev) => spec.wants_member(ev.kind),
+        Event::User(ev) => spec.wants_user(&ev.name),
+        _ => false,
     }
 }
 
@@ -333,28 +326,28 @@ async fn run(
     cluster: SharedCluster,
     spec: HandlerSpec,
     opts: HandlerOptions,
-    mut events: broadcast::Receiver<Arc<MemberEvent>>,
-    mut users: broadcast::Receiver<Arc<UserEvent>>,
+    mut events: Subscription,
 ) {
     let backlog = opts.backlog.max(1);
     let mut drops = Drops::new(cluster.name(), backlog);
-    let (tx, mut rx) = mpsc::channel::<Job>(backlog);
+    let (tx, mut rx) = mpsc::channel::<Event>(backlog);
     let (self_name, self_addr) = (cluster.name().to_string(), cluster.addr().to_string());
     let command = spec.command.clone();
     let node = self_name.clone();
     let worker = tokio::spawn(async move {
         while let Some(job) = rx.recv().await {
             let (env, stdin, what) = match &job {
-                Job::Member(ev) => (
+                Event::Member(ev) => (
                     handler_env(ev, &self_name, &self_addr),
                     stdin_line(ev).into_bytes(),
                     format!("{} {}", kind_name(ev.kind), ev.member.name),
                 ),
-                Job::User(ev) => (
+                Event::User(ev) => (
                     user_env(ev, &self_name, &self_addr),
                     ev.payload.clone(),
                     format!("user {}", ev.name),
                 ),
+                _ => continue,
             };
             run_one(&command, env, &stdin, &what, &node, opts.timeout, 0).await;
         }
@@ -371,19 +364,15 @@ async fn run(
                     member: m,
                     at: now,
                 });
-                if tx.try_send(Job::Member(ev)).is_err() {
+                if tx.try_send(Event::Member(ev)).is_err() {
                     drops.record(1, "backlog_full");
                 }
             }
         }
     }
     loop {
-        let job = tokio::select! {
-            r = events.recv() => r.map(Job::Member),
-            r = users.recv() => r.map(Job::User),
-        };
-        match job {
-            Ok(job) if job.wanted_by(&spec) => {
+        match events.recv().await {
+            Ok(job) if wanted_by(&job, &spec) => {
                 if tx.try_send(job).is_err() {
                     drops.record(1, "backlog_full");
                 }

@@ -26,9 +26,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
+use rumor::{Event, EventFilter, KvChange, MemberEvent, UserEvent};
+
 use crate::cluster::{
-    kind_name, resolve_seeds_with, ClusterError, Estimate, KeyringView, KvChange, KvEntry,
-    MemberEvent, SharedCluster, Stats, UserEvent,
+    kind_name, resolve_seeds_with, ClusterError, Estimate, KeyringView, KvEntry, SharedCluster,
+    Stats,
 };
 use crate::http_access::{check_read_token, dashboard_page, host_guard, login, Authorized, Reader};
 
@@ -138,33 +140,30 @@ impl ApiState {
 }
 
 /// Record every member and user event of `cluster` in `history` (and when
-/// each member last changed in `changes`), until the node stops. Subscribed
-/// before the first await, so nothing after the call is missed.
+/// each member last changed in `changes`), in the order the node saw them,
+/// until the node stops. Subscribed before the first await, so nothing
+/// after the call is missed.
 fn record_events(
     cluster: &SharedCluster,
     changes: Arc<Mutex<HashMap<String, SystemTime>>>,
     history: Arc<crate::history::History>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let mut members = cluster.subscribe();
-    let mut users = cluster.subscribe_user();
+    let events = cluster.subscribe(EventFilter::MEMBER | EventFilter::USER);
     async move {
+        let Ok(mut events) = events else {
+            return; // the node has stopped
+        };
         loop {
-            tokio::select! {
-                r = members.recv() => match r {
-                    Ok(ev) => {
-                        if let Ok(mut map) = changes.lock() {
-                            map.insert(ev.member.name.to_string(), ev.at);
-                        }
-                        history.record("member", event_json(&ev));
+            match events.recv().await {
+                Ok(Event::Member(ev)) => {
+                    if let Ok(mut map) = changes.lock() {
+                        map.insert(ev.member.name.to_string(), ev.at);
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => break,
-                },
-                r = users.recv() => match r {
-                    Ok(ev) => history.record("user", user_event_json(&ev)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => break,
-                },
+                    history.record("member", event_json(&ev));
+                }
+                Ok(Event::User(ev)) => history.record("user", user_event_json(&ev)),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
             }
         }
     }
@@ -181,8 +180,7 @@ impl IntoResponse for ApiError {
 }
 
 // Size limits of one value or event are 413, a full quota 429; both name
-// the limit. (Size refusals are still told apart by message text:
-// `cluster/lib_node.rs`.)
+// the limit (`cluster/error.rs` picks the kind from the library's error).
 impl From<ClusterError> for ApiError {
     fn from(e: ClusterError) -> Self {
         let status = match &e {
@@ -640,7 +638,7 @@ pub fn user_event_json(ev: &UserEvent) -> Value {
         "type": "user",
         "name": ev.name,
         "payload": String::from_utf8_lossy(&ev.payload),
-        "origin": ev.origin,
+        "origin": &*ev.origin,
         "ltime": ev.ltime,
         "time_ms": epoch_ms(ev.at),
     })
@@ -915,11 +913,11 @@ async fn kv_watch(
     q: Result<Query<PrefixQuery>, QueryRejection>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let prefix = prefix_of(q)?;
-    let rx = st.cluster.subscribe_kv();
+    let rx = st.cluster.subscribe(EventFilter::KV)?;
     let stream = futures_util::stream::unfold((rx, prefix), |(mut rx, prefix)| async move {
         loop {
             let ev = match rx.recv().await {
-                Ok(ch) if ch.key.starts_with(&prefix) => SseEvent::default()
+                Ok(Event::Kv(ch)) if ch.key.starts_with(&prefix) => SseEvent::default()
                     .event("kv")
                     .data(kv_change_json(&ch).to_string()),
                 Ok(_) => continue,

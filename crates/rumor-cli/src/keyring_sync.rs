@@ -12,7 +12,6 @@
 //!   travels encrypted with the cluster's current key, as all gossip does.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -105,10 +104,13 @@ fn answer(cluster: &SharedCluster, file: Option<&Path>, payload: &[u8]) -> Value
 
 /// Answer [`KEYS_QUERY`] until the node stops; changes are written to `file`.
 pub async fn answer_queries(cluster: SharedCluster, file: Option<PathBuf>) {
-    let mut queries = cluster.subscribe_queries();
+    let Ok(mut queries) = cluster.subscribe(rumor::EventFilter::QUERY) else {
+        return;
+    };
     loop {
         let q = match queries.recv().await {
-            Ok(q) => q,
+            Ok(rumor::Event::Query(q)) => q,
+            Ok(_) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(
                     "{n} queries were missed (keyring queries among them go unanswered)"
@@ -126,10 +128,7 @@ pub async fn answer_queries(cluster: SharedCluster, file: Option<PathBuf>) {
         } else {
             tracing::warn!(origin = %q.origin, error = %body["error"], "keyring request from the cluster refused");
         }
-        if let Err(e) = cluster
-            .respond(Arc::clone(&q), body.to_string().into_bytes())
-            .await
-        {
+        if let Err(e) = cluster.respond(&q, body.to_string().into_bytes()).await {
             tracing::debug!("keyring answer not sent: {e}");
         }
     }

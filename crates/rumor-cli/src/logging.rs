@@ -13,6 +13,7 @@ use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use anyhow::{bail, Result};
+use rumor::{Event, EventFilter};
 use tokio::sync::broadcast;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -97,12 +98,15 @@ pub fn set_level(level: &str) -> bool {
 }
 
 /// Log every membership event at INFO under its API name until the node
-/// stops: `member-join`, `member-failed`, ...
+/// stops: `member-join`, `member-failed`, ...; and after a
+/// `member-suspect`, who raised the suspicion and why.
 pub async fn log_member_events(cluster: SharedCluster) {
-    let mut events = cluster.subscribe();
+    let Ok(mut events) = cluster.subscribe(EventFilter::MEMBER | EventFilter::SUSPECTED) else {
+        return;
+    };
     loop {
         match events.recv().await {
-            Ok(ev) => tracing::info!(
+            Ok(Event::Member(ev)) => tracing::info!(
                 event = kind_name(ev.kind),
                 member = %ev.member.name,
                 addr = %ev.member.addr,
@@ -111,8 +115,18 @@ pub async fn log_member_events(cluster: SharedCluster) {
                 kind_name(ev.kind),
                 ev.member.name
             ),
+            Ok(Event::Suspected(s)) => tracing::info!(
+                member = %s.name,
+                accuser = %s.accuser,
+                cause = %s.cause,
+                "suspicion of {} raised by {}: {}",
+                s.name,
+                s.accuser,
+                s.cause
+            ),
+            Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!("{n} member events were not logged (the log fell behind)");
+                tracing::warn!("{n} node events were missed by the log (it fell behind)");
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }

@@ -118,7 +118,9 @@ impl Snapshot {
 /// Keep the snapshot current until the task is aborted: write on
 /// membership changes (at most once a second) and every 30 s.
 pub async fn keep(cluster: SharedCluster, path: PathBuf) {
-    let mut events = cluster.subscribe();
+    let Ok(mut events) = cluster.subscribe(rumor::EventFilter::MEMBER) else {
+        return;
+    };
     let mut last = Snapshot::default();
     loop {
         let Some(snap) = Snapshot::of(&cluster, false).await else {

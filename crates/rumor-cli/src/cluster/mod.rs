@@ -1,98 +1,27 @@
-//! The boundary between the agent and the node it runs.
+//! The agent's node: [`Cluster`] (a `rumor::Node` with the agent's start
+//! settings, shared shutdown and error mapping, in [`node`]),
+//! [`ClusterError`] (in [`error`]), and the helpers around them: seeds,
+//! keys, the API names of member events.
 //!
-//! Everything else in this crate (HTTP API, dashboard, snapshot, event
-//! handler, demo) talks to a cluster member only through [`Cluster`], so
-//! the implementation behind it lives in one place: [`lib_node::LibNode`],
-//! a `rumor::Node` from the networked library.
+//! Events are the library's ([`rumor::Event`], stamped once by the
+//! driver): the HTTP API, history, event handlers, snapshot and demo
+//! subscribe to the node's one channel through [`Cluster::subscribe`].
 
-pub mod lib_node;
+pub mod error;
+pub mod node;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
-use rumor_core::{Member, MemberEventKind, Tags};
-use tokio::sync::broadcast;
+use rumor_core::{MemberEventKind, Tags};
 
+pub use error::ClusterError;
+pub use node::Cluster;
 pub use rumor::{Estimate, KvEntry, Stats};
-
-/// A boxed future, so [`Cluster`] can be used as a trait object.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A membership change, stamped with the wall-clock time it was seen.
-#[derive(Clone, Debug)]
-pub struct MemberEvent {
-    /// What happened.
-    pub kind: MemberEventKind,
-    /// The member after the change.
-    pub member: Member,
-    /// When the local node saw it.
-    pub at: SystemTime,
-}
-
-/// An application event delivered here (sent by any member, this one
-/// included), stamped with the wall-clock time it was seen.
-#[derive(Clone, Debug)]
-pub struct UserEvent {
-    /// Event name.
-    pub name: String,
-    /// Opaque payload.
-    pub payload: Vec<u8>,
-    /// The member that sent it.
-    pub origin: String,
-    /// Lamport time at the origin.
-    pub ltime: u64,
-    /// When the local node delivered it.
-    pub at: SystemTime,
-}
-
-/// A change of a replicated key, seen here (a local write or one learned
-/// from the cluster).
-#[derive(Clone, Debug)]
-pub struct KvChange {
-    /// The key.
-    pub key: String,
-    /// Its entry now (possibly a tombstone: a delete).
-    pub new: KvEntry,
-    /// When the local node applied it.
-    pub at: SystemTime,
-}
 
 /// Every member's per-node state, by member name, then key.
 pub type States = BTreeMap<String, BTreeMap<String, String>>;
-
-/// Why a cluster operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    /// The caller's input is invalid.
-    #[error("{0}")]
-    Invalid(String),
-    /// A value, key or event over a size limit.
-    #[error("{0}")]
-    TooLarge(String),
-    /// A quota or count limit of the node is full (the message names it).
-    #[error("{0}")]
-    LimitReached(String),
-    /// A key or member that does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// The operation does not fit the node's state (e.g. keys without encryption).
-    #[error("{0}")]
-    Conflict(String),
-    /// No seed answered.
-    #[error("{0}")]
-    Unreachable(String),
-    /// The data dir refused a write (a full disk, a failing one): it was
-    /// not acknowledged.
-    #[error("{0}")]
-    Storage(String),
-    /// The node is shutting down.
-    #[error("the node has stopped")]
-    Closed,
-}
 
 /// The keyring as the API shows it.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -141,144 +70,12 @@ pub struct StreamLimits {
     pub stream_preauth_budget: Option<usize>,
 }
 
-/// One running cluster member, as the agent uses it.
-pub trait Cluster: Send + Sync + 'static {
-    /// This node's name.
-    fn name(&self) -> &str;
-    /// The address the others reach this node at.
-    fn addr(&self) -> SocketAddr;
-    /// This node as the cluster sees it.
-    fn local(&self) -> BoxFuture<'_, Result<Member, ClusterError>>;
-    /// Every known member, this node and tombstones included.
-    fn members(&self) -> BoxFuture<'_, Result<Vec<Member>, ClusterError>>;
-    /// Membership events from now on.
-    fn subscribe(&self) -> broadcast::Receiver<Arc<MemberEvent>>;
-    /// Counters, the awareness score and members by state.
-    fn stats(&self) -> BoxFuture<'_, Result<Stats, ClusterError>>;
-    /// Replace the tags.
-    fn set_tags(&self, tags: Tags) -> BoxFuture<'_, Result<(), ClusterError>>;
-    /// Join through `seeds`; returns how many answered.
-    fn join(&self, seeds: Vec<SocketAddr>) -> BoxFuture<'_, Result<usize, ClusterError>>;
-    /// Leave gracefully, waiting at most `timeout` for the announcement to spread.
-    fn leave(&self, timeout: Duration) -> BoxFuture<'_, Result<(), ClusterError>>;
-    /// Mark member `name` left cluster-wide on its behalf; with `prune`
-    /// every member forgets it at once. A member seen alive is refused
-    /// (Conflict) unless `force`; an unknown name is NotFound.
-    fn force_leave(
-        &self,
-        name: String,
-        prune: bool,
-        force: bool,
-    ) -> BoxFuture<'_, Result<(), ClusterError>>;
-    /// Stop all I/O at once (a crash, as far as the others can tell).
-    fn shutdown(&self) -> BoxFuture<'_, ()>;
-    /// User events from now on (sent by any member, this one included).
-    fn subscribe_user(&self) -> broadcast::Receiver<Arc<UserEvent>>;
-    /// Replicated-key changes from now on.
-    fn subscribe_kv(&self) -> broadcast::Receiver<Arc<KvChange>>;
-    /// Change the protocol configuration while running; returns the
-    /// restart-only fields it would change, kept at their running values.
-    fn set_protocol(
-        &self,
-        config: rumor_core::Config,
-    ) -> BoxFuture<'_, Result<Vec<&'static str>, ClusterError>>;
-    /// Change the transport's stream caps while running.
-    fn set_stream_limits(
-        &self,
-        limits: rumor::builder::StreamLimits,
-    ) -> BoxFuture<'_, Result<(), ClusterError>>;
-    /// The protocol configuration and stream caps in force.
-    fn tuning(
-        &self,
-    ) -> BoxFuture<'_, Result<(rumor_core::Config, rumor::builder::StreamLimits), ClusterError>>;
-    /// Queries this node is selected for, to answer with [`Cluster::respond`].
-    fn subscribe_queries(&self) -> broadcast::Receiver<Arc<rumor::IncomingQuery>>;
-    /// Ask the cluster a query; acks and answers arrive on the stream.
-    fn query(
-        &self,
-        name: String,
-        payload: Vec<u8>,
-        options: rumor::QueryOptions,
-    ) -> BoxFuture<'_, Result<rumor::QueryStream, ClusterError>>;
-    /// Answer a query delivered by [`Cluster::subscribe_queries`].
-    fn respond(
-        &self,
-        query: Arc<rumor::IncomingQuery>,
-        payload: Vec<u8>,
-    ) -> BoxFuture<'_, Result<(), ClusterError>>;
-    /// Broadcast a user event; returns its Lamport time.
-    fn user_event(
-        &self,
-        name: String,
-        payload: Vec<u8>,
-    ) -> BoxFuture<'_, Result<u64, ClusterError>>;
-    /// Set (`Some`) or delete (`None`) one of this node's per-node state keys.
-    fn state_write(
-        &self,
-        key: String,
-        value: Option<String>,
-    ) -> BoxFuture<'_, Result<(), ClusterError>>;
-    /// Every member's per-node state as known here, by member name.
-    fn states(&self) -> BoxFuture<'_, Result<States, ClusterError>>;
-    /// The live entry under a replicated key (`None`: absent or deleted).
-    fn kv_get(&self, key: String) -> BoxFuture<'_, Result<Option<KvEntry>, ClusterError>>;
-    /// Live entries whose key starts with `prefix`, in key order.
-    fn kv_scan(
-        &self,
-        prefix: String,
-    ) -> BoxFuture<'_, Result<Vec<(String, KvEntry)>, ClusterError>>;
-    /// Up to `limit` entries after the key `after`, tombstones included,
-    /// in key order (a backup, read in pages).
-    fn kv_export_page(
-        &self,
-        after: Option<String>,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<(String, KvEntry)>, ClusterError>>;
-    /// Merge entries from a backup like a peer's records.
-    fn kv_import(
-        &self,
-        entries: Vec<(String, KvEntry)>,
-    ) -> BoxFuture<'_, Result<rumor::core::Imported, ClusterError>>;
-    /// Write (`Some`) or delete (`None`) a last-write-wins key.
-    fn kv_write(
-        &self,
-        key: String,
-        value: Option<Vec<u8>>,
-    ) -> BoxFuture<'_, Result<(), ClusterError>>;
-    /// Write (`Some`) or delete (`None`) a siblings-mode key with the causal
-    /// context `read` the writer saw (on a last-write-wins key the context
-    /// is ignored).
-    fn kv_write_in_context(
-        &self,
-        key: String,
-        value: Option<Vec<u8>>,
-        read: rumor::VersionVector,
-    ) -> BoxFuture<'_, Result<(), ClusterError>>;
-    /// Start aggregating the state key `name` (no-op if already tracked).
-    fn track_aggregate(&self, name: String) -> BoxFuture<'_, Result<(), ClusterError>>;
-    /// The current estimate of aggregate `name` (`None`: not known yet).
-    fn aggregate(&self, name: String) -> BoxFuture<'_, Result<Option<Estimate>, ClusterError>>;
-    /// The keyring.
-    fn keys(&self) -> Result<KeyringView, ClusterError>;
-    /// Install a key.
-    fn install_key(&self, key: &str) -> Result<(), ClusterError>;
-    /// Make an installed key primary.
-    fn use_key(&self, key: &str) -> Result<(), ClusterError>;
-    /// Remove a key.
-    fn remove_key(&self, key: &str) -> Result<(), ClusterError>;
-    /// The encryption mode (`None`: the node has no keyring).
-    fn encryption(&self) -> Option<rumor::EncryptionMode>;
-    /// Change the encryption mode (nodes with a keyring only).
-    fn set_encryption(&self, mode: rumor::EncryptionMode) -> Result<(), ClusterError>;
-}
-
 /// A shared handle to a running member.
-pub type SharedCluster = Arc<dyn Cluster>;
+pub type SharedCluster = Arc<Cluster>;
 
 /// Start a node with `settings`.
 pub async fn start(settings: NodeSettings) -> anyhow::Result<SharedCluster> {
-    let node = lib_node::LibNode::start(settings).await?;
-    Ok(Arc::new(node))
+    Ok(Arc::new(Cluster::start(settings).await?))
 }
 
 /// The address to advertise when bound to an unspecified IP: the source

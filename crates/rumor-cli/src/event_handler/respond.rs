@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use rumor::IncomingQuery;
+use rumor::{Event, IncomingQuery, Subscription};
 use serde_json::json;
 use tokio::sync::{broadcast, Semaphore};
 
@@ -54,13 +54,14 @@ pub(super) async fn run(
     cluster: SharedCluster,
     specs: Vec<HandlerSpec>,
     opts: HandlerOptions,
-    mut queries: broadcast::Receiver<Arc<IncomingQuery>>,
+    mut queries: Subscription,
 ) {
     let running = Arc::new(Semaphore::new(MAX_RUNNING));
     let node = cluster.name().to_string();
     loop {
         let q = match queries.recv().await {
-            Ok(q) => q,
+            Ok(Event::Query(q)) => q,
+            Ok(_) => continue,
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 metrics::counter!(DROPPED_METRIC, "node" => node.clone(), "reason" => "lagged")
                     .increment(n);
@@ -70,7 +71,7 @@ pub(super) async fn run(
         };
         if q.name == INFO {
             let answer = info(&cluster).await;
-            if let Err(e) = cluster.respond(q, answer).await {
+            if let Err(e) = cluster.respond(&q, answer).await {
                 tracing::debug!("query {INFO} not answered: {e}");
             }
             continue;
@@ -97,7 +98,7 @@ pub(super) async fn run(
             if let Some(answer) =
                 run_one(&command, env, &q.payload, &what, &node, timeout, keep).await
             {
-                if let Err(e) = cluster.respond(q, answer).await {
+                if let Err(e) = cluster.respond(&q, answer).await {
                     tracing::warn!(event = what, "query answer not sent: {e}");
                 }
             }
