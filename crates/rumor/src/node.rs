@@ -153,7 +153,7 @@ impl Node {
     ///     .profile(Profile::Local)
     ///     .start()
     ///     .await?;
-    /// let mut users = node.event_stream().filter_map(|ev| async move {
+    /// let users = node.event_stream().filter_map(|ev| async move {
     ///     match ev {
     ///         Ok(Event::User(u)) => Some(u),
     ///         _ => None,
