@@ -9,3 +9,5 @@ bash scripts/install-browser.sh || echo "test.sh: could not install chromium; th
 bash scripts/install-prometheus.sh || echo "test.sh: could not install prometheus; the Prometheus test will be skipped" >&2
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+# The library's optional serde derives (off by default): their round trips.
+cargo test -p rumor --features serde --lib events
