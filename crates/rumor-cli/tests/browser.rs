@@ -635,6 +635,23 @@ fn dashboard_of_a_demo(n: usize) {
     );
     browser.screenshot(&format!("dashboard-{n}-members-drilldown"));
 
+    // The last-hour charts: at least two points from the agent's ring (one
+    // every 10 s since the demo started), the members chart's alive line
+    // at the cluster's alive count.
+    wait_until("the last-hour charts have two points", DEADLINE, || {
+        let points = browser.eval(
+            "Math.min(...[...document.querySelectorAll('#ts-charts svg')].map(s => +s.dataset.points))",
+        );
+        points.as_f64().is_some_and(|p| p >= 2.0)
+    });
+    let alive = browser.text(
+        "(document.querySelector('#ts-members polyline[data-series=alive]') || {dataset: {}}).dataset.last || ''",
+    );
+    assert!(
+        alive.parse::<usize>().is_ok_and(|a| a + 3 >= n && a <= n),
+        "alive line ends at {alive:?} of {n}"
+    );
+
     // At 1024 x 768 the panels fit their columns.
     browser.viewport(1024, 768);
     for id in [
