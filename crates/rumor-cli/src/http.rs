@@ -241,6 +241,10 @@ pub struct MemberJson {
     /// Protocol versions the member speaks, `[min, max]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<[u8; 2]>,
+    /// The round trip of this agent's last direct probe of the member
+    /// answered in time, ms (`GET /v1/members/{name}` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
 }
 
 /// Milliseconds since the epoch.
@@ -258,6 +262,7 @@ fn member_json(m: &Member, changed: Option<SystemTime>) -> MemberJson {
         last_change_ms: changed.map(epoch_ms),
         state: BTreeMap::new(),
         protocol: Some([m.protocol.0, m.protocol.1]),
+        rtt_ms: None,
     }
 }
 
@@ -385,6 +390,7 @@ async fn members(
 async fn member(Reader(st): Reader, Path(name): Path<String>) -> ApiResult<Json<MemberJson>> {
     let changed = st.changes.lock().ok().and_then(|m| m.get(&name).copied());
     let mut states = st.cluster.states().await?;
+    let rtt = st.cluster.member_rtt(&name).await?;
     st.cluster
         .members()
         .await?
@@ -393,6 +399,7 @@ async fn member(Reader(st): Reader, Path(name): Path<String>) -> ApiResult<Json<
         .map(|m| {
             let mut j = member_json(m, changed);
             j.state = states.remove(&name).unwrap_or_default();
+            j.rtt_ms = rtt.map(|d| d.as_secs_f64() * 1e3);
             Json(j)
         })
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no member named {name:?}")))

@@ -633,6 +633,11 @@ fn dashboard_of_a_demo(n: usize) {
         fields.contains("lww") && fields.contains("node-00"),
         "key fields: {fields}"
     );
+    let rtt = browser.text("document.getElementById('d-rtt').textContent");
+    assert_eq!(
+        rtt, "not probed by this agent yet",
+        "node-00 is the agent itself"
+    );
     browser.screenshot(&format!("dashboard-{n}-members-drilldown"));
 
     // The last-hour charts: at least two points from the agent's ring (one

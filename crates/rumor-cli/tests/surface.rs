@@ -204,6 +204,18 @@ fn info_sets_measured_dissemination_beside_the_budget() {
         "{p}"
     );
     assert_eq!(p["measured_samples"], 0, "nothing written yet: {p}");
+    // Each member's last probe round trip, as a's probes measured it.
+    wait_until("a has probed b", DEADLINE, || {
+        a.get("/v1/members/prop-b")["rtt_ms"].as_f64().is_some()
+    });
+    let rtt = a.get("/v1/members/prop-b")["rtt_ms"]
+        .as_f64()
+        .unwrap_or(-1.0);
+    assert!(rtt > 0.0 && rtt < 1000.0, "{rtt}");
+    assert!(
+        a.get("/v1/members/prop-a").get("rtt_ms").is_none(),
+        "itself"
+    );
 
     for i in 0..5 {
         let (code, _) = request("PUT", &b.url(&format!("/v1/kv/p{i}")), None, Some("v"));

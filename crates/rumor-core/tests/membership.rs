@@ -579,3 +579,16 @@ fn a_relayed_member_is_admitted_on_its_ack_and_an_invented_one_never() {
     );
     assert_eq!(net.state_of(0, "ghost"), None);
 }
+
+#[test]
+fn each_member_keeps_its_last_probe_round_trip() {
+    // One-way latency 1 ms: a direct probe's round trip is 2 ms.
+    let mut net = Net::converged(4, Config::lan());
+    net.run_for(secs(20.0));
+    for i in 1..4 {
+        let rtt = net.node(0).member_rtt(&name(i));
+        assert_eq!(rtt, Some(Duration::from_millis(2)), "member {i}");
+    }
+    assert_eq!(net.node(0).member_rtt(&name(0)), None, "itself");
+    assert_eq!(net.node(0).member_rtt("nobody"), None);
+}

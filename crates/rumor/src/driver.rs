@@ -34,6 +34,8 @@ const RECV_BATCH: usize = 32;
 pub(crate) enum Command {
     Members(oneshot::Sender<Vec<Member>>),
     Local(oneshot::Sender<Member>),
+    /// The last direct probe round trip to this member, if any.
+    MemberRtt(String, oneshot::Sender<Option<Duration>>),
     Stats(oneshot::Sender<Stats>),
     SetTags(Tags, oneshot::Sender<Result<(), rumor_core::Error>>),
     /// Join through these addresses; answers (seeds tried, seeds that answered).
@@ -336,6 +338,9 @@ impl<T: Transport> Driver<T> {
         match cmd {
             Command::Members(tx) => {
                 let _ = tx.send(self.core.members().collect());
+            }
+            Command::MemberRtt(name, tx) => {
+                let _ = tx.send(self.core.member_rtt(&name));
             }
             Command::Local(tx) => {
                 let _ = tx.send(self.core.local());

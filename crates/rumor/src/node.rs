@@ -88,6 +88,13 @@ impl Node {
         self.ask(Command::Members).await
     }
 
+    /// The round trip of the last direct probe of member `name` that was
+    /// answered in time; `None` before one was (or for this node itself).
+    pub async fn member_rtt(&self, name: &str) -> Result<Option<Duration>, Error> {
+        let name = name.to_string();
+        self.ask(|tx| Command::MemberRtt(name, tx)).await
+    }
+
     /// This node as the cluster sees it.
     pub async fn local(&self) -> Result<Member, Error> {
         self.ask(Command::Local).await

@@ -150,6 +150,15 @@ impl Cluster {
         with_node!(self, n => n.members())
     }
 
+    /// The last direct probe round trip to member `name`, if one was
+    /// answered in time.
+    pub async fn member_rtt(
+        &self,
+        name: &str,
+    ) -> Result<Option<std::time::Duration>, ClusterError> {
+        with_node!(self, n => n.member_rtt(name))
+    }
+
     /// The node's events of the kinds `filter` selects, from now on (see
     /// [`rumor::Node::subscribe`]). Subscribed before this returns, so no
     /// later event is missed; [`ClusterError::Closed`] once the node is

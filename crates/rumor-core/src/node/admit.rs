@@ -66,6 +66,7 @@ impl Node {
                 protocol: a.protocol,
                 state_change: now,
                 tags: a.tags.clone(),
+                rtt_micros: 0,
             },
         );
         self.live += 1;

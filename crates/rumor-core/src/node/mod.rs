@@ -126,6 +126,9 @@ struct Entry {
     protocol: (u8, u8),
     state_change: Instant,
     tags: Arc<Tags>,
+    /// The last direct probe round trip to this member, µs (0: none yet);
+    /// 4 bytes, so the entry does not grow.
+    rtt_micros: u32,
 }
 
 /// One node of the cluster: the whole protocol, without I/O.
@@ -229,6 +232,7 @@ impl Node {
                 protocol: (PROTOCOL_MIN, PROTOCOL_MAX),
                 state_change: Instant::ZERO,
                 tags: crate::member::no_tags(),
+                rtt_micros: 0,
             },
         );
         Ok(Node {
@@ -573,6 +577,13 @@ impl Node {
     /// A member by name.
     pub fn member(&self, name: &str) -> Option<Member> {
         self.members.get_index_of(name).map(|i| self.member_at(i))
+    }
+
+    /// The round trip of the last direct probe of member `name` answered in
+    /// time, if any was.
+    pub fn member_rtt(&self, name: &str) -> Option<std::time::Duration> {
+        let micros = self.members.get(name)?.rtt_micros;
+        (micros > 0).then(|| std::time::Duration::from_micros(micros.into()))
     }
 
     /// Every known member (this node and tombstones included).

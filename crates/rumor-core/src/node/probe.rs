@@ -551,6 +551,9 @@ impl Node {
             // Before the timeout, so the first ping's answer: a round trip.
             let rtt = self.now.saturating_since(p.started);
             self.srtt = Some(self.srtt.map_or(rtt, |s| (s * 7 + rtt) / 8));
+            if let Some(e) = self.members.get_mut(&p.target) {
+                e.rtt_micros = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX).max(1);
+            }
             if !self.samples.add_probe_rtt(rtt) {
                 self.stats.samples_dropped += 1;
             }
