@@ -94,6 +94,7 @@ mod tests {
             last_change_ms: None,
             state: Default::default(),
             protocol: None,
+            rtt_ms: None,
         }
     }
 
