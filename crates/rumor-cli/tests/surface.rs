@@ -233,6 +233,11 @@ fn info_sets_measured_dissemination_beside_the_budget() {
     // b's own writes are not dissemination.
     assert_eq!(b.counter("rumor_dissemination_latency_seconds_count"), 0.0);
     assert!(a.counter("rumor_propagation_budget_seconds") > 0.0);
+    // Every update b gossiped (its alive claim, the five writes) waited in
+    // its queue for a measured while before its first send.
+    wait_until("b's queue waits measured", DEADLINE, || {
+        b.counter("rumor_broadcast_queue_wait_seconds_count") >= 5.0
+    });
 
     let o = a.cli(&["info"]);
     let text = stdout(&o);

@@ -6,11 +6,16 @@
 //! dropped once it has been sent the retransmit limit's number of times.
 //! The queue holds at most its capacity: past it, the update sent most
 //! often (the oldest among those) makes room, as it is the one closest to
-//! retiring anyway; anti-entropy still carries what it said.
+//! retiring anyway; anti-entropy still carries what it said. Each update
+//! remembers when it was queued, so the first transmission reports how long
+//! it waited here: the local share of a gossip hop.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
+
+use crate::time::Instant;
 
 struct Queued {
     key: Arc<str>,
@@ -18,6 +23,8 @@ struct Queued {
     transmits: u32,
     /// This update is sent `boost` times the usual retransmit limit.
     boost: u32,
+    /// When it was queued.
+    queued_at: Instant,
 }
 
 /// Updates waiting to be piggybacked, with their transmit counts.
@@ -50,15 +57,22 @@ impl BroadcastQueue {
         }
     }
 
-    /// Queue an encoded message about `key`, replacing any older one about it.
-    pub fn push(&mut self, key: Arc<str>, bytes: Vec<u8>) -> bool {
-        self.push_boosted(key, bytes, 1)
+    /// Queue an encoded message about `key` at `now`, replacing any older
+    /// one about it.
+    pub fn push(&mut self, key: Arc<str>, bytes: Vec<u8>, now: Instant) -> bool {
+        self.push_boosted(key, bytes, 1, now)
     }
 
     /// Like [`BroadcastQueue::push`], for an update to be sent `boost` times
     /// the usual retransmit limit (one that must reach everyone, such as a
     /// refutation). Returns whether an update was dropped to make room.
-    pub fn push_boosted(&mut self, key: Arc<str>, bytes: Vec<u8>, boost: u32) -> bool {
+    pub fn push_boosted(
+        &mut self,
+        key: Arc<str>,
+        bytes: Vec<u8>,
+        boost: u32,
+        now: Instant,
+    ) -> bool {
         self.remove(&key);
         let full = self.capacity > 0 && self.items.len() >= self.capacity;
         if full {
@@ -80,6 +94,7 @@ impl BroadcastQueue {
                 bytes,
                 transmits: 0,
                 boost: boost.max(1),
+                queued_at: now,
             },
         );
         full
@@ -116,8 +131,17 @@ impl BroadcastQueue {
 
     /// Append updates to `out` while it stays within `budget` bytes, counting
     /// each as one transmission and retiring those sent `limit` times.
-    /// `sent` is called with the wire type code of each message appended.
-    pub fn fill(&mut self, out: &mut Vec<u8>, budget: usize, limit: u32, mut sent: impl FnMut(u8)) {
+    /// `sent` is called with the wire type code of each message appended
+    /// and, on an update's first transmission, how long it waited since it
+    /// was queued (at `now`).
+    pub fn fill(
+        &mut self,
+        out: &mut Vec<u8>,
+        budget: usize,
+        limit: u32,
+        now: Instant,
+        mut sent: impl FnMut(u8, Option<Duration>),
+    ) {
         const SMALLEST_MESSAGE: usize = 4;
         let mut chosen = Vec::new();
         let mut room = budget.saturating_sub(out.len());
@@ -139,7 +163,8 @@ impl BroadcastQueue {
                 continue;
             };
             out.extend_from_slice(&item.bytes);
-            sent(item.bytes[0]);
+            let waited = (item.transmits == 0).then(|| now.saturating_since(item.queued_at));
+            sent(item.bytes[0], waited);
             item.transmits += 1;
             if item.transmits >= limit.saturating_mul(item.boost) {
                 let key = item.key.clone();
@@ -161,6 +186,8 @@ impl BroadcastQueue {
 mod tests {
     use super::*;
 
+    const T0: Instant = Instant::ZERO;
+
     fn msg(tag: u8, len: usize) -> Vec<u8> {
         let mut v = vec![tag; len];
         v[0] = 5;
@@ -170,14 +197,14 @@ mod tests {
     #[test]
     fn newer_update_replaces_older_and_limit_retires() {
         let mut q = BroadcastQueue::new();
-        q.push("a".into(), msg(1, 10));
-        q.push("a".into(), msg(2, 10));
+        q.push("a".into(), msg(1, 10), T0);
+        q.push("a".into(), msg(2, 10), T0);
         assert_eq!(q.len(), 1);
         let mut out = Vec::new();
-        q.fill(&mut out, 100, 2, |_| {});
+        q.fill(&mut out, 100, 2, T0, |_, _| {});
         assert_eq!(out[1], 2);
         out.clear();
-        q.fill(&mut out, 100, 2, |_| {});
+        q.fill(&mut out, 100, 2, T0, |_, _| {});
         assert_eq!(out.len(), 10);
         assert!(q.is_empty(), "retired after 2 transmits");
     }
@@ -185,38 +212,49 @@ mod tests {
     #[test]
     fn fewest_sent_first_then_newest_and_budget_respected() {
         let mut q = BroadcastQueue::new();
-        q.push("old".into(), msg(1, 40));
+        q.push("old".into(), msg(1, 40), T0);
         let mut out = Vec::new();
-        q.fill(&mut out, 100, 10, |_| {});
-        q.push("new1".into(), msg(2, 40));
-        q.push("new2".into(), msg(3, 40));
+        q.fill(&mut out, 100, 10, T0, |_, _| {});
+        q.push("new1".into(), msg(2, 40), T0);
+        q.push("new2".into(), msg(3, 40), T0);
         out.clear();
-        q.fill(&mut out, 100, 10, |_| {});
+        q.fill(&mut out, 100, 10, T0, |_, _| {});
         // Two fit: the unsent ones, newest first; the old one waits.
         assert_eq!(out.len(), 80);
         assert_eq!((out[1], out[41]), (3, 2));
         out.clear();
-        q.fill(&mut out, 100, 10, |_| {});
+        q.fill(&mut out, 100, 10, T0, |_, _| {});
         assert_eq!((out[1], out[41]), (3, 2), "newest first among equals");
         out.clear();
-        q.fill(&mut out, 100, 10, |_| {});
+        q.fill(&mut out, 100, 10, T0, |_, _| {});
         assert_eq!(out[1], 1, "the least-sent goes first");
     }
 
     #[test]
     fn a_full_queue_drops_the_most_sent_update() {
         let mut q = BroadcastQueue::with_capacity(2);
-        assert!(!q.push("sent".into(), msg(1, 10)));
+        assert!(!q.push("sent".into(), msg(1, 10), T0));
         let mut out = Vec::new();
-        q.fill(&mut out, 100, 10, |_| {});
-        assert!(!q.push("fresh".into(), msg(2, 10)));
-        assert!(q.push("fresher".into(), msg(3, 10)), "room was made");
+        q.fill(&mut out, 100, 10, T0, |_, _| {});
+        assert!(!q.push("fresh".into(), msg(2, 10), T0));
+        assert!(q.push("fresher".into(), msg(3, 10), T0), "room was made");
         assert_eq!(q.len(), 2);
         assert!(!q.contains("sent"), "the one sent already went");
         assert!(q.contains("fresh") && q.contains("fresher"));
         assert!(
-            !q.push("fresher".into(), msg(4, 10)),
+            !q.push("fresher".into(), msg(4, 10), T0),
             "a replacement needs no room"
         );
+    }
+
+    #[test]
+    fn the_first_transmission_reports_the_wait() {
+        let mut q = BroadcastQueue::new();
+        q.push("a".into(), msg(1, 10), Instant::from_micros(1_000));
+        let mut waits = Vec::new();
+        let at = Instant::from_micros(51_000);
+        q.fill(&mut Vec::new(), 100, 3, at, |_, w| waits.push(w));
+        q.fill(&mut Vec::new(), 100, 3, at, |_, w| waits.push(w));
+        assert_eq!(waits, [Some(Duration::from_millis(50)), None]);
     }
 }

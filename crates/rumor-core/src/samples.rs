@@ -1,4 +1,6 @@
-//! Timing samples for histograms: probe round trips, how long suspicions
+//! Timing samples for histograms, taken only once a driver turned them on
+//! with [`crate::Node::set_sampling`] (a simulator of thousands of nodes
+//! that never drains them keeps none): probe round trips, how long suspicions
 //! lasted before their member was declared dead, and how long key-space
 //! updates took to arrive. The core only
 //! collects them (it has no metrics); the driver drains them, about once a
@@ -28,26 +30,56 @@ pub struct Samples {
     /// per-node state do not), and small ones ride the same gossip as
     /// those, so their latency stands for the dissemination path.
     pub dissemination: Vec<Duration>,
+    /// Updates sent for the first time from this node's broadcast queue:
+    /// how long each waited there (for a tick, or the eager pacing). The
+    /// local share of a gossip hop, for every kind of update; the network's
+    /// share is about half a probe round trip.
+    pub broadcast_wait: Vec<Duration>,
+    /// Whether samples are taken at all.
+    enabled: bool,
 }
 
 impl Samples {
+    /// Empty, taking samples when `enabled`.
+    pub(crate) fn new(enabled: bool) -> Self {
+        Samples {
+            enabled,
+            ..Samples::default()
+        }
+    }
+
+    /// Whether samples are taken.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// A direct probe's round trip; false if it was dropped.
     pub(crate) fn add_probe_rtt(&mut self, d: Duration) -> bool {
-        keep(&mut self.probe_rtt, d)
+        keep(self.enabled, &mut self.probe_rtt, d)
     }
 
     /// A suspicion that ended in the member's death; false if dropped.
     pub(crate) fn add_suspicion_to_failure(&mut self, d: Duration) -> bool {
-        keep(&mut self.suspicion_to_failure, d)
+        keep(self.enabled, &mut self.suspicion_to_failure, d)
+    }
+
+    /// An update's wait in the broadcast queue; false if dropped.
+    pub(crate) fn add_broadcast_wait(&mut self, d: Duration) -> bool {
+        keep(self.enabled, &mut self.broadcast_wait, d)
     }
 
     /// A remote write's dissemination latency; false if dropped.
     pub(crate) fn add_dissemination(&mut self, d: Duration) -> bool {
-        keep(&mut self.dissemination, d)
+        keep(self.enabled, &mut self.dissemination, d)
     }
 }
 
-fn keep(kind: &mut Vec<Duration>, d: Duration) -> bool {
+/// Keep `d` in `kind` if sampling is `enabled` and there is room; false
+/// only if it was dropped for want of room.
+fn keep(enabled: bool, kind: &mut Vec<Duration>, d: Duration) -> bool {
+    if !enabled {
+        return true;
+    }
     let room = kind.len() < MAX_SAMPLES;
     if room {
         kind.push(d);
@@ -61,11 +93,18 @@ mod tests {
 
     #[test]
     fn a_full_buffer_drops_and_says_so() {
-        let mut s = Samples::default();
+        let mut s = Samples::new(true);
         let kept = (0..MAX_SAMPLES + 3)
             .filter(|_| s.add_probe_rtt(Duration::from_millis(1)))
             .count();
         assert_eq!((kept, s.probe_rtt.len()), (MAX_SAMPLES, MAX_SAMPLES));
         assert!(s.add_suspicion_to_failure(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn nothing_is_kept_until_sampling_is_on() {
+        let mut s = Samples::default();
+        assert!(s.add_probe_rtt(Duration::from_millis(1)), "not a drop");
+        assert!(s.probe_rtt.is_empty());
     }
 }

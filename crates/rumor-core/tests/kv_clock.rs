@@ -167,7 +167,7 @@ fn dissemination_latency_is_corrected_by_the_writers_offset() {
     assert!(net.run_until_true(secs(120.0), |net| {
         near(offset_s(net, 0, 1), 5.0) && near(offset_s(net, 0, 2), -5.0)
     }));
-    net.with(0, |n, _| drop(n.take_samples()));
+    net.with(0, |n, _| n.set_sampling(true));
     net.with(1, |n, now| n.kv_put(now, "ahead", vec![1]).unwrap());
     net.with(2, |n, now| n.kv_put(now, "behind", vec![2]).unwrap());
     net.run_for(secs(3.0));

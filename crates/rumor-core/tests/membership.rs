@@ -113,6 +113,9 @@ fn probing_a_dead_member_leaves_its_probers_healthy() {
 fn probe_round_trips_and_suspicion_lifetimes_are_sampled() {
     let n = 8;
     let mut net = converged(n);
+    for i in 0..n {
+        net.with(i, |node, _| node.set_sampling(true));
+    }
     net.run_for(secs(5.0));
     let rtts: Vec<Duration> = (0..n)
         .flat_map(|i| net.nodes[i].as_mut().expect("up").take_samples().probe_rtt)

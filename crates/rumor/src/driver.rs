@@ -252,6 +252,8 @@ impl<T: Transport> Driver<T> {
         };
         // The key space's clock needs real time (refreshed at every input).
         let _ = self.now();
+        // Timing samples only for a node whose histograms are exported.
+        self.core.set_sampling(self.metrics_interval.is_some());
         let mut buf = vec![0u8; RECV_BUFFER];
         tracing::debug!(node = %self.name, addr = %self.core.local().addr, "node started");
         loop {

@@ -322,12 +322,14 @@ families! {
         "How long suspicions that ended in a death lasted here, from when this node raised or heard of the suspicion.";
     DISSEMINATION_LATENCY = Histogram "rumor_dissemination_latency_seconds" ["node"]
         "How long key-space writes made elsewhere took to be applied here, from the writer's timestamp corrected by its measured clock offset (writes made before this node started are not counted).";
+    BROADCAST_QUEUE_WAIT = Histogram "rumor_broadcast_queue_wait_seconds" ["node"]
+        "How long updates of every kind waited in this node's broadcast queue before their first transmission: the local share of a gossip hop (the network's is about half of rumor_probe_rtt_seconds).";
     PROPAGATION_BUDGET = Gauge "rumor_propagation_budget_seconds" ["node", "estimate"]
         "How long a fresh update should take to reach every live member under the current parameters: estimate=eager is rumor's budget (eager forwarding's wave, hops of half the smoothed probe round trip plus the eager pacing), estimate=wave the same hops in a quiet cluster (no pacing), estimate=classic push gossip on ticks only.";
     QUERY_RESPONSE = Histogram "rumor_query_response_seconds" ["node"]
         "Time from asking a query to each answer (not ack) that reached this node, answers after the asker stopped reading included.";
     SAMPLES_DROPPED = Counter "rumor_samples_dropped_total" ["node"]
-        "Timing samples (probe round trips, suspicion lifetimes, dissemination latencies) dropped because more than 4096 of a kind came between two exports.";
+        "Timing samples (probe round trips, suspicion lifetimes, dissemination latencies, broadcast queue waits) dropped because more than 4096 of a kind came between two exports.";
     // Probes.
     PROBES = Counter "rumor_probes_total" ["node"]
         "Probes this node started.";
@@ -655,6 +657,10 @@ pub(crate) fn record_samples(node: &str, samples: &rumor_core::samples::Samples)
     let lasted = metrics::histogram!(family::SUSPICION_TO_FAILURE.name, &l);
     for d in &samples.suspicion_to_failure {
         lasted.record(d.as_secs_f64());
+    }
+    let waited = metrics::histogram!(family::BROADCAST_QUEUE_WAIT.name, &l);
+    for d in &samples.broadcast_wait {
+        waited.record(d.as_secs_f64());
     }
     let arrived = metrics::histogram!(family::DISSEMINATION_LATENCY.name, &l);
     for d in &samples.dissemination {

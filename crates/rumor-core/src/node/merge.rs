@@ -419,7 +419,7 @@ impl Node {
             self.stats.oversize_broadcasts += 1;
             return;
         }
-        if self.broadcasts.push_boosted(key, bytes, boost) {
+        if self.broadcasts.push_boosted(key, bytes, boost, self.now) {
             self.refused(Limit::Broadcasts);
         }
         self.fresh = true;

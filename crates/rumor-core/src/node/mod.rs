@@ -624,10 +624,19 @@ impl Node {
         self.srtt
     }
 
-    /// The timing samples taken since the last call (probe round trips,
-    /// suspicion lifetimes), for the driver's histograms.
+    /// Take timing samples (probe round trips, suspicion lifetimes,
+    /// broadcast queue waits, dissemination latencies) from now on, or stop.
+    /// Off by default: a driver that exports histograms turns it on and
+    /// drains them with [`Node::take_samples`].
+    pub fn set_sampling(&mut self, on: bool) {
+        self.samples = crate::samples::Samples::new(on);
+    }
+
+    /// The timing samples taken since the last call, for the driver's
+    /// histograms.
     pub fn take_samples(&mut self) -> crate::samples::Samples {
-        std::mem::take(&mut self.samples)
+        let on = self.samples.enabled();
+        std::mem::replace(&mut self.samples, crate::samples::Samples::new(on))
     }
 
     /// Updates waiting to be gossiped: how many, and their encoded bytes.
@@ -930,13 +939,23 @@ impl Node {
     /// Fill `buf` with queued updates up to the packet size.
     fn piggyback(&mut self, buf: &mut Vec<u8>) {
         let limit = self.config.retransmit_limit(self.live);
-        let stats = &mut self.stats;
-        self.broadcasts
-            .fill(buf, self.config.packet_size, limit, |code| {
+        let (stats, samples) = (&mut self.stats, &mut self.samples);
+        self.broadcasts.fill(
+            buf,
+            self.config.packet_size,
+            limit,
+            self.now,
+            |code, waited| {
                 if let Some(kind) = MessageType::from_code(code) {
                     stats.count_out(kind);
                 }
-            });
+                if let Some(w) = waited {
+                    if !samples.add_broadcast_wait(w) {
+                        stats.samples_dropped += 1;
+                    }
+                }
+            },
+        );
         self.check_leave_complete();
     }
 
