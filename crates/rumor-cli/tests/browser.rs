@@ -550,6 +550,16 @@ fn dashboard_of_a_demo(n: usize) {
         .collect();
     let sum: usize = counts.iter().map(|c| c.parse::<usize>().unwrap_or(0)).sum();
     assert_eq!(sum, n, "counts {counts:?}");
+    // The script's crash and leave happened before the page was opened:
+    // only the agent's replayed history can show them.
+    wait_until(
+        "the replayed history shows the crash and the leave",
+        DEADLINE,
+        || {
+            let log = browser.text("document.getElementById('log').textContent");
+            log.contains("member-failed node-") && log.contains("member-leave node-")
+        },
+    );
     // Only the visible rows are in the DOM.
     let visible = rows(&mut browser).len();
     assert!(
