@@ -315,6 +315,8 @@ impl<T: Transport> Driver<T> {
     }
 
     fn stats(&self) -> Stats {
+        // The queue's byte count walks every queued update: once.
+        let (queued, queued_bytes) = self.core.broadcast_queue();
         Stats {
             core: self.core.stats().clone(),
             transport: TransportStats {
@@ -329,8 +331,8 @@ impl<T: Transport> Driver<T> {
                 .iter()
                 .map(|(name, s)| (name.to_string(), s))
                 .collect(),
-            broadcast_queue_messages: self.core.broadcast_queue().0,
-            broadcast_queue_bytes: self.core.broadcast_queue().1,
+            broadcast_queue_messages: queued,
+            broadcast_queue_bytes: queued_bytes,
             propagation: self.core.propagation_budget(),
         }
     }
