@@ -142,7 +142,8 @@ impl ApiState {
 /// Record every member and user event of `cluster` in `history` (and when
 /// each member last changed in `changes`), in the order the node saw them,
 /// until the node stops. Subscribed before the first await, so nothing
-/// after the call is missed.
+/// after the call is missed; if the recorder falls behind the node's
+/// channel, the hole is recorded as a `lagged` entry with its size.
 fn record_events(
     cluster: &SharedCluster,
     changes: Arc<Mutex<HashMap<String, SystemTime>>>,
@@ -162,7 +163,11 @@ fn record_events(
                     history.record("member", event_json(&ev));
                 }
                 Ok(Event::User(ev)) => history.record("user", user_event_json(&ev)),
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                // Clients must learn that the history has a hole here.
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    history.record("lagged", json!({ "missed": n }))
+                }
+                Ok(_) => continue,
                 Err(broadcast::error::RecvError::Closed) => break,
             }
         }

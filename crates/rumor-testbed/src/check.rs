@@ -287,8 +287,15 @@ pub fn check(x: &Inputs) -> Result<Verdict> {
                 && undisturbed(x.timeline, e.host, e.at - 1.0, through)
                 && !count.contains_key(&(e.name.as_str(), last_gen))
             {
+                // Whether the stream went on after the send tells a lost
+                // event from a stream that stopped.
+                let later = seen
+                    .iter()
+                    .filter(|s| s.generation == last_gen && s.at > e.at)
+                    .count();
+                let last = seen.last().map_or(0.0, |s| s.at);
                 v.violations.push(format!(
-                    "event: h{} never delivered {} (sent by h{} at {:.1}s; its event stream reported {missed} missed)",
+                    "event: h{} never delivered {} (sent by h{} at {:.1}s; its event stream reported {missed} missed, read {later} events after the send, the last at {last:.1}s)",
                     h + 1,
                     e.name,
                     e.host + 1,
