@@ -130,3 +130,40 @@ fn restart_only_fields_are_named_and_invalid_configs_change_nothing() {
     );
     assert_eq!(net.node(0).config(), &c, "nothing changed");
 }
+
+/// Aggregate transfers node 0 has sent.
+fn transfers(net: &Net) -> u64 {
+    net.node(0).stats().messages_out[MessageType::Aggregate as usize - 1]
+}
+
+#[test]
+fn a_service_timer_follows_its_new_interval() {
+    // Aggregation is a service: its round timer is re-armed through the
+    // service's own configuration hook, not the node's table.
+    let slow_rounds = Config {
+        aggregate_interval: secs(5.0),
+        aggregate_epoch: secs(60.0),
+        ..Config::local()
+    };
+    let mut net = Net::converged(3, slow_rounds.clone());
+    net.with(0, |n, now| n.track_aggregate(now, "load").expect("valid"));
+    // The first round comes within 5 s; after it the next is 5 s away.
+    assert!(
+        net.run_until_true(secs(6.0), |net| transfers(net) > 0),
+        "no first round"
+    );
+    let before = transfers(&net);
+    let fast_rounds = Config {
+        aggregate_interval: Duration::from_millis(100),
+        ..slow_rounds
+    };
+    net.with(0, |n, now| {
+        n.set_protocol(now, fast_rounds.clone()).expect("valid");
+    });
+    net.run_for(secs(1.0));
+    let after = transfers(&net);
+    assert!(
+        after >= before + 5,
+        "rounds every 100 ms should send several transfers in 1 s: {before} -> {after}"
+    );
+}

@@ -18,6 +18,8 @@
 //! the wire (`Message::Aggregate`, `Message::AggregateAck`); the simulator's
 //! push-sum model drives it directly with random peers.
 
+pub(crate) mod service;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 

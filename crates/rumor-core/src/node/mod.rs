@@ -15,6 +15,7 @@ mod merge;
 mod probe;
 mod query;
 mod resume;
+pub(crate) mod service;
 mod sync;
 
 use std::cmp::Reverse;
@@ -26,7 +27,6 @@ use indexmap::IndexMap;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use crate::aggregate::Aggregates;
 use crate::awareness::Awareness;
 use crate::broadcast::BroadcastQueue;
 use crate::codec::{self, DecodeError, PROTOCOL_MAX, PROTOCOL_MIN};
@@ -45,6 +45,7 @@ use crate::{Error, Rejected};
 
 use admit::Source;
 use probe::{Probe, Relay};
+use service::Service;
 
 pub use force_leave::{ForceLeave, ForceLeaveError};
 pub use kv::Imported;
@@ -108,8 +109,8 @@ enum Timer {
     JoinSync,
     ReconnectTick,
     StateSyncTick,
-    AggregateTick,
-    AggregateEpoch,
+    /// A timer of the aggregation service.
+    Aggregation(crate::aggregate::service::Tick),
     KvSyncTick,
     /// This node's query of this Lamport time ends.
     QueryDeadline(u64),
@@ -158,9 +159,7 @@ pub struct Node {
     /// Queries seen, and this node's own in flight.
     queries: crate::query::QueryLog,
     state: ClusterState,
-    aggregates: Aggregates,
-    /// The aggregation timers run (only once something is tracked).
-    agg_running: bool,
+    aggregation: crate::aggregate::service::Aggregation,
     kv: crate::kv::KvStore,
     kv_sessions: HashMap<u32, kv::Session>,
     kv_session_seq: u32,
@@ -241,8 +240,7 @@ impl Node {
                 keys: config.limits.max_state_keys_per_owner,
                 bytes: config.limits.max_state_bytes_per_owner,
             }),
-            aggregates: Aggregates::default(),
-            agg_running: false,
+            aggregation: Default::default(),
             kv: crate::kv::KvStore::new(name.clone(), config.kv.clone()).with_quota(
                 crate::kv::SpaceQuota {
                     keys: config.limits.max_kv_keys,
@@ -529,8 +527,7 @@ impl Node {
                 Timer::QueryResend(ltime) => self.query_resend(ltime),
                 Timer::ReconnectTick => self.reconnect_tick(now),
                 Timer::StateSyncTick => self.state_sync_tick(now),
-                Timer::AggregateTick => self.aggregate_tick(now),
-                Timer::AggregateEpoch => self.aggregate_epoch_tick(now),
+                Timer::Aggregation(t) => self.aggregation(now, |s, cx| s.on_timer(cx, t)),
                 Timer::KvSyncTick => self.kv_sync_tick(now),
             }
         }
@@ -722,22 +719,13 @@ impl Node {
                 (old.reconnect_interval, new.reconnect_interval),
                 true,
             ),
-            (
-                Timer::AggregateTick,
-                (old.aggregate_interval, new.aggregate_interval),
-                self.agg_running,
-            ),
-            (
-                Timer::AggregateEpoch,
-                (old.aggregate_epoch, new.aggregate_epoch),
-                self.agg_running,
-            ),
         ];
         for (timer, (before, after), running) in plan {
             if running && before != after {
                 self.rearm(now, timer, after);
             }
         }
+        self.aggregation(now, |s, cx| s.on_config(cx, old));
     }
 
     /// Periodic `timer` now runs every `interval` (zero: never): due at
@@ -877,8 +865,10 @@ impl Node {
                 epoch,
                 seq,
                 shares,
-            } => self.on_aggregate(now, from, sender, epoch, seq, shares),
-            Message::AggregateAck { epoch, seq } => self.on_aggregate_ack(epoch, seq),
+            } => self.aggregation(now, |s, cx| {
+                s.on_transfer(cx, from, sender, epoch, seq, shares)
+            }),
+            Message::AggregateAck { epoch, seq } => self.aggregation.on_ack(epoch, seq),
             Message::KvRecords(records) => {
                 self.on_kv_records(now, records);
             }

@@ -1,0 +1,170 @@
+//! The extension point: what a protocol built on membership sees of the node.
+//!
+//! A *service* (aggregation today; user events, per-node state and the key
+//! space as they move over) owns its state, its timers and the handling of
+//! its messages. It reaches the rest of the node only through a
+//! [`Context`]: the time, the configuration, the outbox, its timers, peer
+//! sampling ([`PeerSampling`]) and refusal reports. It never touches the
+//! members table, so that full membership and a partial view (HyParView)
+//! can serve it alike. docs/protocol.md ("Adding a service") walks through
+//! adding one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Node, Timer};
+use crate::config::Config;
+use crate::limits::Limit;
+use crate::member::MemberState;
+use crate::message::Message;
+use crate::state::OwnerState;
+use crate::time::Instant;
+
+/// A protocol built on membership, driven by the node.
+pub(crate) trait Service {
+    /// Its timers; the node wraps them in its own timer queue.
+    type Timer;
+
+    /// One of its timers is due.
+    fn on_timer(&mut self, cx: &mut Context<'_, Self::Timer>, timer: Self::Timer);
+
+    /// The configuration changed from `old` to `cx.config()`: move the
+    /// periodic timers whose interval changed (see [`Context::rearm`]).
+    fn on_config(&mut self, _cx: &mut Context<'_, Self::Timer>, _old: &Config) {}
+}
+
+/// Random peers and what a service may ask about them, whatever the view
+/// of the cluster: every member (full membership) or a few neighbours.
+pub(crate) trait PeerSampling {
+    /// A random alive member other than this node, if there is one.
+    fn random_alive(&mut self) -> Option<Arc<str>>;
+
+    /// Where member `name` listens, while it is known.
+    fn addr_of(&self, name: &str) -> Option<SocketAddr>;
+
+    /// Whether member `name` is known to have failed or left, or is no
+    /// longer known at all.
+    fn is_gone(&self, name: &str) -> bool;
+
+    /// Whether this node is the alive member with the smallest name (the
+    /// one that leads cluster-wide rounds).
+    fn leads(&self) -> bool;
+}
+
+/// Full membership samples from the whole members table.
+impl PeerSampling for Node {
+    fn random_alive(&mut self) -> Option<Arc<str>> {
+        let i = *self
+            .random_members(1, |e| e.state == MemberState::Alive)
+            .first()?;
+        self.members.get_index(i).map(|(n, _)| n.clone())
+    }
+
+    fn addr_of(&self, name: &str) -> Option<SocketAddr> {
+        self.members.get(name).map(|e| e.addr.get())
+    }
+
+    fn is_gone(&self, name: &str) -> bool {
+        self.members.get(name).is_none_or(|e| e.state.is_gone())
+    }
+
+    fn leads(&self) -> bool {
+        !self
+            .members
+            .iter()
+            .any(|(n, e)| e.state == MemberState::Alive && **n < *self.name)
+    }
+}
+
+/// What a service (whose timers are `T`) may use of the node while it
+/// handles one input.
+pub(crate) struct Context<'a, T> {
+    node: &'a mut Node,
+    now: Instant,
+    /// Wraps the service's timers into the node's.
+    wrap: fn(T) -> Timer,
+}
+
+impl<'a, T> Context<'a, T> {
+    /// A context over `node` at `now` for a service whose timers `wrap`
+    /// turns into the node's.
+    pub(super) fn new(node: &'a mut Node, now: Instant, wrap: fn(T) -> Timer) -> Self {
+        Context { node, now, wrap }
+    }
+
+    /// The time of the input being handled.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.node.config
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.node.name
+    }
+
+    /// Whether this node is leaving the cluster (services go quiet).
+    pub fn leaving(&self) -> bool {
+        self.node.leaving
+    }
+
+    /// Peer sampling over the node's view of the cluster.
+    pub fn peers(&mut self) -> &mut dyn PeerSampling {
+        self.node
+    }
+
+    /// Send `msgs` to `to` in one datagram, with queued rumors piggybacked.
+    pub fn send(&mut self, to: SocketAddr, msgs: &[Message]) {
+        self.node.send_packet(to, msgs);
+    }
+
+    /// A uniformly random duration below `max` (a timer's first phase).
+    pub fn jitter(&mut self, max: Duration) -> Duration {
+        self.node.jitter(max)
+    }
+
+    /// Fire the service's timer `timer` at `at`.
+    pub fn set_timer(&mut self, at: Instant, timer: T) {
+        let t = (self.wrap)(timer);
+        self.node.set_timer(at, t);
+    }
+
+    /// The service's periodic `timer` now runs every `interval`.
+    pub fn rearm(&mut self, timer: T, interval: Duration) {
+        let t = (self.wrap)(timer);
+        self.node.rearm(self.now, t, interval);
+    }
+
+    /// Count a refusal of what a peer sent, reported rate-limited.
+    pub fn refused(&mut self, limit: Limit) {
+        self.node.refused(limit);
+    }
+
+    /// This node's own per-node state (another service's data, read only).
+    pub fn own_state(&self) -> Option<&OwnerState> {
+        self.node.state.owner(&self.node.name)
+    }
+}
+
+impl Node {
+    /// Run `f` on the service `slot` picks, with a context over the rest of
+    /// the node (the service is taken out meanwhile, so that the context
+    /// can lend the node).
+    pub(super) fn with_service<S: Service + Default, R>(
+        &mut self,
+        now: Instant,
+        slot: fn(&mut Node) -> &mut S,
+        wrap: fn(S::Timer) -> Timer,
+        f: impl FnOnce(&mut S, &mut Context<'_, S::Timer>) -> R,
+    ) -> R {
+        let mut service = std::mem::take(slot(self));
+        let r = f(&mut service, &mut Context::new(self, now, wrap));
+        *slot(self) = service;
+        r
+    }
+}
