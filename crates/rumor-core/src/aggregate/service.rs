@@ -119,9 +119,10 @@ impl Aggregation {
             .aggregates
             .in_flight()
             .is_some_and(|f| cx.peers().is_gone(&f.to));
-        let transfer = self
-            .aggregates
-            .round(|| cx.peers().random_alive(), |_| pending_gone);
+        let transfer = self.aggregates.round(
+            || Some(cx.peers().random_alive(1).pop()?.0),
+            |_| pending_gone,
+        );
         if let Some(f) = transfer {
             // A peer reclaimed from the member list is unreachable.
             if let Some(to) = cx.peers().addr_of(&f.to) {

@@ -487,7 +487,7 @@ impl Node {
         self.members.swap_remove_index(i);
         self.suspicions.remove(&name);
         self.watching.remove(&name);
-        self.state.remove_owner(&name);
+        self.member_gone(&name);
         // Keep probe indices valid: the last member moved into slot i.
         let mut pos = self.probe_pos;
         let mut order = Vec::with_capacity(self.probe_order.len());

@@ -16,7 +16,7 @@ mod probe;
 mod query;
 mod resume;
 pub(crate) mod service;
-mod sync;
+mod state;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -36,7 +36,6 @@ use crate::member::{
     record_digest, validate_name, Member, MemberState, PackedAddr, Tags, MAX_TAGS_BYTES,
 };
 use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull, UserEvent};
-use crate::state::ClusterState;
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
@@ -108,7 +107,8 @@ enum Timer {
     /// The pull that follows a join (see [`Config::join_sync_delay`]).
     JoinSync,
     ReconnectTick,
-    StateSyncTick,
+    /// A timer of the per-node state service.
+    State(crate::state::service::Tick),
     /// A timer of the aggregation service.
     Aggregation(crate::aggregate::service::Tick),
     KvSyncTick,
@@ -158,14 +158,11 @@ pub struct Node {
     user_events: EventLog,
     /// Queries seen, and this node's own in flight.
     queries: crate::query::QueryLog,
-    state: ClusterState,
+    node_state: crate::state::service::NodeState,
     aggregation: crate::aggregate::service::Aggregation,
     kv: crate::kv::KvStore,
     kv_sessions: HashMap<u32, kv::Session>,
     kv_session_seq: u32,
-    /// Where the next sampled state digest's round-robin part starts
-    /// (an index into `members`).
-    state_cursor: usize,
     /// The wall clock, peers' clock offsets, refusal reports.
     clocks: clock::Clocks,
     /// Dead or left members in the order they went, for reclaiming.
@@ -183,8 +180,6 @@ pub struct Node {
     gossip_scheduled: bool,
     /// A deferred eager round is pending.
     eager_scheduled: bool,
-    /// Backoff of state pulls while this node's state store is empty.
-    state_idle: crate::idle::IdlePulls,
     /// Backoff of key-space pulls while the key space is empty.
     kv_idle: crate::idle::IdlePulls,
     /// When the last eager gossip round went out.
@@ -236,10 +231,13 @@ impl Node {
         );
         Ok(Node {
             awareness: Awareness::new(config.awareness_max),
-            state: ClusterState::new(name.clone()).with_quota(crate::state::Quota {
-                keys: config.limits.max_state_keys_per_owner,
-                bytes: config.limits.max_state_bytes_per_owner,
-            }),
+            node_state: crate::state::service::NodeState::new(
+                name.clone(),
+                crate::state::Quota {
+                    keys: config.limits.max_state_keys_per_owner,
+                    bytes: config.limits.max_state_bytes_per_owner,
+                },
+            ),
             aggregation: Default::default(),
             kv: crate::kv::KvStore::new(name.clone(), config.kv.clone()).with_quota(
                 crate::kv::SpaceQuota {
@@ -249,7 +247,6 @@ impl Node {
             ),
             kv_sessions: HashMap::new(),
             kv_session_seq: 0,
-            state_cursor: 0,
             clocks: Default::default(),
             name,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
@@ -275,7 +272,6 @@ impl Node {
             fresh: false,
             gossip_scheduled: false,
             eager_scheduled: false,
-            state_idle: Default::default(),
             kv_idle: Default::default(),
             last_eager: None,
             transmits: VecDeque::new(),
@@ -526,7 +522,7 @@ impl Node {
                 Timer::QueryDeadline(ltime) => self.query_deadline(ltime),
                 Timer::QueryResend(ltime) => self.query_resend(ltime),
                 Timer::ReconnectTick => self.reconnect_tick(now),
-                Timer::StateSyncTick => self.state_sync_tick(now),
+                Timer::State(t) => self.with_state(now, |s, cx| s.on_timer(cx, t)),
                 Timer::Aggregation(t) => self.aggregation(now, |s, cx| s.on_timer(cx, t)),
                 Timer::KvSyncTick => self.kv_sync_tick(now),
             }
@@ -647,7 +643,7 @@ impl Node {
     pub fn set_limits(&mut self, limits: crate::Limits) -> Result<(), Error> {
         limits.validate()?;
         self.broadcasts.set_capacity(limits.max_broadcasts);
-        self.state.set_quota(crate::state::Quota {
+        self.node_state.store_mut().set_quota(crate::state::Quota {
             keys: limits.max_state_keys_per_owner,
             bytes: limits.max_state_bytes_per_owner,
         });
@@ -705,11 +701,6 @@ impl Node {
             ),
             (Timer::PushPullTick, push_pull, true),
             (
-                Timer::StateSyncTick,
-                (old.state_sync_interval, new.state_sync_interval),
-                true,
-            ),
-            (
                 Timer::KvSyncTick,
                 (old.kv_sync_interval, new.kv_sync_interval),
                 true,
@@ -725,6 +716,7 @@ impl Node {
                 self.rearm(now, timer, after);
             }
         }
+        self.with_state(now, |s, cx| s.on_config(cx, old));
         self.aggregation(now, |s, cx| s.on_config(cx, old));
     }
 
@@ -780,10 +772,7 @@ impl Node {
         if !self.config.push_pull_interval.is_zero() {
             self.set_timer(now + push_pull, Timer::PushPullTick);
         }
-        if !self.config.state_sync_interval.is_zero() {
-            let sync = self.jitter(self.config.state_sync_interval);
-            self.set_timer(now + sync, Timer::StateSyncTick);
-        }
+        self.with_state(now, |s, cx| s.on_start(cx));
         if !self.config.kv_sync_interval.is_zero() {
             let kv = self.jitter(self.config.kv_sync_interval);
             self.set_timer(now + kv, Timer::KvSyncTick);
@@ -858,8 +847,8 @@ impl Node {
             Message::UserEvent(ev) => self.on_user_event(now, ev),
             Message::Query(q) => self.on_query(now, q),
             Message::QueryResponse(r) => self.on_query_response(now, r),
-            Message::StateSync(sync) => self.on_state_sync(now, from, sync),
-            Message::StateDelta(d) => self.apply_delta(now, &d, true),
+            Message::StateSync(sync) => self.with_state(now, |s, cx| s.on_sync(cx, from, sync)),
+            Message::StateDelta(d) => self.with_state(now, |s, cx| s.on_delta(cx, &d)),
             Message::Aggregate {
                 sender,
                 epoch,

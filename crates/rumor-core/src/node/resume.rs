@@ -44,7 +44,10 @@ impl Node {
         }
         self.resume_incarnation(from.incarnation);
         self.user_events.resume(from.lamport);
-        done.state_skipped = self.state.restore_own(now, from.state, from.state_version);
+        done.state_skipped =
+            self.node_state
+                .store_mut()
+                .restore_own(now, from.state, from.state_version);
         (done.kv_loaded, done.kv_refused) = self.kv.restore_all(from.kv);
         done
     }
@@ -56,7 +59,8 @@ impl Node {
 
     /// The highest per-node state version this node has issued.
     pub fn state_version(&self) -> u64 {
-        self.state
+        self.node_state
+            .store()
             .owner(&self.name)
             .map_or(0, |own| own.max_version())
     }
@@ -74,7 +78,7 @@ mod tests {
 
     /// What a driver would keep of `n`.
     fn kept(n: &Node) -> Resume {
-        let own = n.state.owner(&n.name).expect("own state");
+        let own = n.state().owner(&n.name).expect("own state");
         Resume {
             incarnation: n.local().incarnation,
             lamport: n.event_clock(),

@@ -15,10 +15,12 @@ use std::time::Duration;
 
 use super::{Node, Timer};
 use crate::config::Config;
+use crate::event::Event;
 use crate::limits::Limit;
 use crate::member::MemberState;
 use crate::message::Message;
 use crate::state::OwnerState;
+use crate::stats::Stats;
 use crate::time::Instant;
 
 /// A protocol built on membership, driven by the node.
@@ -26,8 +28,15 @@ pub(crate) trait Service {
     /// Its timers; the node wraps them in its own timer queue.
     type Timer;
 
+    /// The node starts: set the first periodic timers.
+    fn on_start(&mut self, _cx: &mut Context<'_, Self::Timer>) {}
+
     /// One of its timers is due.
     fn on_timer(&mut self, cx: &mut Context<'_, Self::Timer>, timer: Self::Timer);
+
+    /// Member `name` is gone from the members table for good (reclaimed):
+    /// drop what is kept about it.
+    fn on_member_gone(&mut self, _cx: &mut Context<'_, Self::Timer>, _name: &str) {}
 
     /// The configuration changed from `old` to `cx.config()`: move the
     /// periodic timers whose interval changed (see [`Context::rearm`]).
@@ -37,8 +46,19 @@ pub(crate) trait Service {
 /// Random peers and what a service may ask about them, whatever the view
 /// of the cluster: every member (full membership) or a few neighbours.
 pub(crate) trait PeerSampling {
-    /// A random alive member other than this node, if there is one.
-    fn random_alive(&mut self) -> Option<Arc<str>>;
+    /// Up to `k` distinct random alive members other than this node, with
+    /// their addresses.
+    fn random_alive(&mut self, k: usize) -> Vec<(Arc<str>, SocketAddr)>;
+
+    /// Whether member `name` is known (in any state).
+    fn knows(&self, name: &str) -> bool;
+
+    /// How many members are known, this node included.
+    fn known(&self) -> usize;
+
+    /// The `i`th known member, in an order that changes only when members
+    /// come or go (for round-robin scans).
+    fn known_at(&self, i: usize) -> Option<Arc<str>>;
 
     /// Where member `name` listens, while it is known.
     fn addr_of(&self, name: &str) -> Option<SocketAddr>;
@@ -54,10 +74,24 @@ pub(crate) trait PeerSampling {
 
 /// Full membership samples from the whole members table.
 impl PeerSampling for Node {
-    fn random_alive(&mut self) -> Option<Arc<str>> {
-        let i = *self
-            .random_members(1, |e| e.state == MemberState::Alive)
-            .first()?;
+    fn random_alive(&mut self, k: usize) -> Vec<(Arc<str>, SocketAddr)> {
+        let chosen = self.random_members(k, |e| e.state == MemberState::Alive);
+        chosen
+            .into_iter()
+            .filter_map(|i| self.members.get_index(i))
+            .map(|(n, e)| (n.clone(), e.addr.get()))
+            .collect()
+    }
+
+    fn knows(&self, name: &str) -> bool {
+        self.members.contains_key(name)
+    }
+
+    fn known(&self) -> usize {
+        self.members.len()
+    }
+
+    fn known_at(&self, i: usize) -> Option<Arc<str>> {
         self.members.get_index(i).map(|(n, _)| n.clone())
     }
 
@@ -123,6 +157,33 @@ impl<'a, T> Context<'a, T> {
         self.node.send_packet(to, msgs);
     }
 
+    /// Send `msg` alone in a datagram, nothing piggybacked (for requests
+    /// every idle node sends each interval).
+    pub fn send_bare(&mut self, to: SocketAddr, msg: &Message) {
+        self.node.send_bare(to, msg);
+    }
+
+    /// Send `msg` in a datagram if it fits, else over a stream.
+    pub fn send_sized(&mut self, to: SocketAddr, msg: Message) {
+        self.node.send_sized(to, msg);
+    }
+
+    /// Queue `msg` as a rumor under `id` (a newer rumor of the same id
+    /// replaces it), piggybacked and gossiped within the retransmit budget.
+    pub fn broadcast(&mut self, id: Arc<str>, msg: Message) {
+        self.node.broadcast(id, msg);
+    }
+
+    /// Report `event` to the application.
+    pub fn emit(&mut self, event: Event) {
+        self.node.events.push_back(event);
+    }
+
+    /// The node's counters.
+    pub fn stats(&mut self) -> &mut Stats {
+        &mut self.node.stats
+    }
+
     /// A uniformly random duration below `max` (a timer's first phase).
     pub fn jitter(&mut self, max: Duration) -> Duration {
         self.node.jitter(max)
@@ -145,9 +206,10 @@ impl<'a, T> Context<'a, T> {
         self.node.refused(limit);
     }
 
-    /// This node's own per-node state (another service's data, read only).
+    /// This node's own per-node state (the state service's data, read
+    /// only; not for the state service itself, which holds its own).
     pub fn own_state(&self) -> Option<&OwnerState> {
-        self.node.state.owner(&self.node.name)
+        self.node.node_state.store().owner(&self.node.name)
     }
 }
 

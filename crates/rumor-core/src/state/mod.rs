@@ -11,6 +11,8 @@
 //! version supersedes it: it rewrites its keys above that version and
 //! tombstones the ones it no longer has.
 
+pub(crate) mod service;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -231,6 +233,16 @@ impl ClusterState {
         ClusterState {
             me,
             owners,
+            changes: Vec::new(),
+            quota: Quota::default(),
+        }
+    }
+
+    /// A store of nobody, holding nothing (allocates nothing): a stand-in.
+    pub(crate) fn stand_in() -> Self {
+        ClusterState {
+            me: Arc::default(),
+            owners: HashMap::new(),
             changes: Vec::new(),
             quota: Quota::default(),
         }
