@@ -353,17 +353,7 @@ impl Node {
                 MemberState::Suspect | MemberState::Dead | MemberState::Left => {}
             }
         }
-        for ev in &pp.events {
-            // Delivered if missed, but not passed on: the rumor already
-            // went everywhere it could.
-            if self
-                .user_events
-                .witness(now, ev, self.config.event_dedup_window)
-            {
-                self.stats.events_repaired += 1;
-                self.events.push_back(Event::User(ev.clone()));
-            }
-        }
+        self.with_user_events(now, |s, cx| s.repair(cx, &pp.events));
     }
 
     /// Whether a claim at incarnation `claimed` about member `i` is a

@@ -35,11 +35,10 @@ use crate::event::Event;
 use crate::member::{
     record_digest, validate_name, Member, MemberState, PackedAddr, Tags, MAX_TAGS_BYTES,
 };
-use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull, UserEvent};
+use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull};
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
-use crate::user_event::EventLog;
 use crate::{Error, Rejected};
 
 use admit::Source;
@@ -155,7 +154,7 @@ pub struct Node {
     relays: HashMap<u32, Relay>,
     next_seq: u32,
     suspicions: HashMap<Arc<str>, Suspicion>,
-    user_events: EventLog,
+    user_events: crate::user_event::service::UserEvents,
     /// Queries seen, and this node's own in flight.
     queries: crate::query::QueryLog,
     node_state: crate::state::service::NodeState,
@@ -260,7 +259,7 @@ impl Node {
             relays: HashMap::new(),
             next_seq: 0,
             suspicions: HashMap::new(),
-            user_events: EventLog::default(),
+            user_events: Default::default(),
             queries: crate::query::QueryLog::default(),
             tombstones: VecDeque::new(),
             broadcasts,
@@ -384,14 +383,7 @@ impl Node {
             ))));
         }
         self.start(now);
-        let ev = UserEvent {
-            ltime: self.user_events.tick(),
-            origin: self.name.clone(),
-            name: name.to_owned(),
-            payload: payload.to_vec(),
-        };
-        let ltime = ev.ltime;
-        self.on_user_event(now, ev);
+        let ltime = self.with_user_events(now, |s, cx| s.send(cx, name, payload));
         self.forward_fresh(now);
         Ok(ltime)
     }
@@ -844,7 +836,7 @@ impl Node {
                 self.on_dead(now, incarnation, name, accuser, true)
             }
             Message::PushPull(pp) => self.merge_push_pull(now, &pp, from),
-            Message::UserEvent(ev) => self.on_user_event(now, ev),
+            Message::UserEvent(ev) => self.with_user_events(now, |s, cx| s.on_rumor(cx, ev)),
             Message::Query(q) => self.on_query(now, q),
             Message::QueryResponse(r) => self.on_query_response(now, r),
             Message::StateSync(sync) => self.with_state(now, |s, cx| s.on_sync(cx, from, sync)),
@@ -872,20 +864,6 @@ impl Node {
             // Answered only over a stream (`handle_stream`).
             Message::Pull { .. } => {}
         }
-    }
-
-    /// Deliver a user event once and pass it on.
-    fn on_user_event(&mut self, now: Instant, ev: UserEvent) {
-        if !self
-            .user_events
-            .witness(now, &ev, self.config.event_dedup_window)
-        {
-            return;
-        }
-        self.user_events.keep(now, ev.clone());
-        let key: Arc<str> = format!("\u{1}event\u{1}{}\u{1}{}", ev.origin, ev.ltime).into();
-        self.broadcast(key, Message::UserEvent(ev.clone()));
-        self.events.push_back(Event::User(ev));
     }
 
     /// Send `first` to `to` in one datagram, with as many queued updates as
@@ -1148,7 +1126,7 @@ impl Node {
         reply: bool,
         keep: impl Fn(&str, &Entry) -> bool,
     ) -> PushPull {
-        let events = self.user_events.recent(now, self.config.event_dedup_window);
+        let events = self.with_user_events(now, |s, cx| s.recent(cx));
         PushPull {
             events,
             join,

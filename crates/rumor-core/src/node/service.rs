@@ -230,3 +230,17 @@ impl Node {
         r
     }
 }
+
+impl Node {
+    /// Run `f` on the user-event service (which has no timers).
+    pub(super) fn with_user_events<R>(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(
+            &mut crate::user_event::service::UserEvents,
+            &mut Context<'_, std::convert::Infallible>,
+        ) -> R,
+    ) -> R {
+        self.with_service(now, |n| &mut n.user_events, |never| match never {}, f)
+    }
+}

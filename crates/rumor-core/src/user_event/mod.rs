@@ -16,6 +16,8 @@
 //! travels at most half a window after it spread, and every node still
 //! remembers it when it comes round again.
 
+pub(crate) mod service;
+
 use std::collections::{HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
