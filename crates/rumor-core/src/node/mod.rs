@@ -111,10 +111,8 @@ enum Timer {
     /// A timer of the aggregation service.
     Aggregation(crate::aggregate::service::Tick),
     KvSyncTick,
-    /// This node's query of this Lamport time ends.
-    QueryDeadline(u64),
-    /// Send this node's query once more to the members still silent.
-    QueryResend(u64),
+    /// A timer of the query service.
+    Query(crate::query::service::Tick),
 }
 
 /// What the node knows of one member besides its name.
@@ -156,7 +154,7 @@ pub struct Node {
     suspicions: HashMap<Arc<str>, Suspicion>,
     user_events: crate::user_event::service::UserEvents,
     /// Queries seen, and this node's own in flight.
-    queries: crate::query::QueryLog,
+    queries: crate::query::service::Queries,
     node_state: crate::state::service::NodeState,
     aggregation: crate::aggregate::service::Aggregation,
     kv: crate::kv::KvStore,
@@ -260,7 +258,7 @@ impl Node {
             next_seq: 0,
             suspicions: HashMap::new(),
             user_events: Default::default(),
-            queries: crate::query::QueryLog::default(),
+            queries: Default::default(),
             tombstones: VecDeque::new(),
             broadcasts,
             timers: BinaryHeap::new(),
@@ -511,8 +509,7 @@ impl Node {
                 Timer::EagerTick => self.eager_scheduled = false,
                 Timer::PushPullTick => self.push_pull_tick(now),
                 Timer::JoinSync => self.join_sync(now),
-                Timer::QueryDeadline(ltime) => self.query_deadline(ltime),
-                Timer::QueryResend(ltime) => self.query_resend(ltime),
+                Timer::Query(t) => self.with_queries(now, |s, cx| s.on_timer(cx, t)),
                 Timer::ReconnectTick => self.reconnect_tick(now),
                 Timer::State(t) => self.with_state(now, |s, cx| s.on_timer(cx, t)),
                 Timer::Aggregation(t) => self.aggregation(now, |s, cx| s.on_timer(cx, t)),
@@ -837,8 +834,8 @@ impl Node {
             }
             Message::PushPull(pp) => self.merge_push_pull(now, &pp, from),
             Message::UserEvent(ev) => self.with_user_events(now, |s, cx| s.on_rumor(cx, ev)),
-            Message::Query(q) => self.on_query(now, q),
-            Message::QueryResponse(r) => self.on_query_response(now, r),
+            Message::Query(q) => self.with_queries(now, |s, cx| s.on_query(cx, q)),
+            Message::QueryResponse(r) => self.with_queries(now, |s, cx| s.on_response(cx, r)),
             Message::StateSync(sync) => self.with_state(now, |s, cx| s.on_sync(cx, from, sync)),
             Message::StateDelta(d) => self.with_state(now, |s, cx| s.on_delta(cx, &d)),
             Message::Aggregate {

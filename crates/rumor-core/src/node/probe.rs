@@ -113,7 +113,7 @@ impl Node {
         self.set_timer(now + interval, Timer::ProbeTick);
         self.reap(now);
         self.expire_admissions(now);
-        self.expire_queries(now);
+        self.queries.expire(now);
         if self.leaving {
             return;
         }

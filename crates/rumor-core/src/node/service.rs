@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::event::Event;
 use crate::limits::Limit;
 use crate::member::MemberState;
-use crate::message::Message;
+use crate::message::{Message, MessageType};
 use crate::state::OwnerState;
 use crate::stats::Stats;
 use crate::time::Instant;
@@ -49,6 +49,16 @@ pub(crate) trait PeerSampling {
     /// Up to `k` distinct random alive members other than this node, with
     /// their addresses.
     fn random_alive(&mut self, k: usize) -> Vec<(Arc<str>, SocketAddr)>;
+
+    /// Up to `k` distinct random alive members other than this node and
+    /// other than whoever listens at `except`.
+    fn random_alive_except(&mut self, k: usize, except: SocketAddr) -> Vec<(Arc<str>, SocketAddr)>;
+
+    /// Every alive member other than this node, in table order.
+    fn alive(&self) -> Vec<(Arc<str>, SocketAddr)>;
+
+    /// Whether a member not known to have failed or left listens at `addr`.
+    fn listens_at(&self, addr: SocketAddr) -> bool;
 
     /// Whether member `name` is known (in any state).
     fn knows(&self, name: &str) -> bool;
@@ -81,6 +91,32 @@ impl PeerSampling for Node {
             .filter_map(|i| self.members.get_index(i))
             .map(|(n, e)| (n.clone(), e.addr.get()))
             .collect()
+    }
+
+    fn random_alive_except(&mut self, k: usize, except: SocketAddr) -> Vec<(Arc<str>, SocketAddr)> {
+        let chosen = self.random_members(k, |e| {
+            e.state == MemberState::Alive && e.addr.get() != except
+        });
+        chosen
+            .into_iter()
+            .filter_map(|i| self.members.get_index(i))
+            .map(|(n, e)| (n.clone(), e.addr.get()))
+            .collect()
+    }
+
+    fn alive(&self) -> Vec<(Arc<str>, SocketAddr)> {
+        self.members
+            .iter()
+            .skip(1)
+            .filter(|(_, e)| e.state == MemberState::Alive)
+            .map(|(n, e)| (n.clone(), e.addr.get()))
+            .collect()
+    }
+
+    fn listens_at(&self, addr: SocketAddr) -> bool {
+        self.members
+            .values()
+            .any(|e| !e.state.is_gone() && e.addr.get() == addr)
     }
 
     fn knows(&self, name: &str) -> bool {
@@ -142,6 +178,11 @@ impl<'a, T> Context<'a, T> {
         &self.node.name
     }
 
+    /// Where this node listens.
+    pub fn own_addr(&self) -> SocketAddr {
+        self.node.local_entry().addr.get()
+    }
+
     /// Whether this node is leaving the cluster (services go quiet).
     pub fn leaving(&self) -> bool {
         self.node.leaving
@@ -166,6 +207,11 @@ impl<'a, T> Context<'a, T> {
     /// Send `msg` in a datagram if it fits, else over a stream.
     pub fn send_sized(&mut self, to: SocketAddr, msg: Message) {
         self.node.send_sized(to, msg);
+    }
+
+    /// Send an encoded request of `kind` over a stream.
+    pub fn send_stream(&mut self, to: SocketAddr, payload: Vec<u8>, kind: MessageType) {
+        self.node.send_stream(to, payload, kind);
     }
 
     /// Queue `msg` as a rumor under `id` (a newer rumor of the same id

@@ -11,6 +11,8 @@
 //! knows alive at the address the query names, so a forged query cannot
 //! turn the cluster's answers on a third party.
 
+pub(crate) mod service;
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
