@@ -38,6 +38,7 @@ pub mod lww;
 pub mod merkle;
 pub mod outcome;
 pub mod resolve;
+pub(crate) mod service;
 pub mod siblings;
 pub mod skew;
 pub mod store;

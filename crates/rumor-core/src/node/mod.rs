@@ -8,7 +8,6 @@
 
 mod admit;
 mod aggregate;
-mod clock;
 mod force_leave;
 mod kv;
 mod merge;
@@ -45,8 +44,8 @@ use admit::Source;
 use probe::{Probe, Relay};
 use service::Service;
 
+pub use crate::kv::service::Imported;
 pub use force_leave::{ForceLeave, ForceLeaveError};
-pub use kv::Imported;
 pub use resume::{Resume, Resumed};
 
 /// How a [`Transmit`] travels.
@@ -110,7 +109,8 @@ enum Timer {
     State(crate::state::service::Tick),
     /// A timer of the aggregation service.
     Aggregation(crate::aggregate::service::Tick),
-    KvSyncTick,
+    /// A timer of the key-space service.
+    Kv(crate::kv::service::Tick),
     /// A timer of the query service.
     Query(crate::query::service::Tick),
 }
@@ -157,11 +157,7 @@ pub struct Node {
     queries: crate::query::service::Queries,
     node_state: crate::state::service::NodeState,
     aggregation: crate::aggregate::service::Aggregation,
-    kv: crate::kv::KvStore,
-    kv_sessions: HashMap<u32, kv::Session>,
-    kv_session_seq: u32,
-    /// The wall clock, peers' clock offsets, refusal reports.
-    clocks: clock::Clocks,
+    kv: crate::kv::service::KeySpace,
     /// Dead or left members in the order they went, for reclaiming.
     tombstones: VecDeque<(Instant, Arc<str>)>,
     awareness: Awareness,
@@ -177,8 +173,6 @@ pub struct Node {
     gossip_scheduled: bool,
     /// A deferred eager round is pending.
     eager_scheduled: bool,
-    /// Backoff of key-space pulls while the key space is empty.
-    kv_idle: crate::idle::IdlePulls,
     /// When the last eager gossip round went out.
     last_eager: Option<Instant>,
     transmits: VecDeque<Transmit>,
@@ -236,15 +230,14 @@ impl Node {
                 },
             ),
             aggregation: Default::default(),
-            kv: crate::kv::KvStore::new(name.clone(), config.kv.clone()).with_quota(
-                crate::kv::SpaceQuota {
-                    keys: config.limits.max_kv_keys,
-                    bytes: config.limits.max_kv_bytes,
-                },
+            kv: crate::kv::service::KeySpace::new(
+                crate::kv::KvStore::new(name.clone(), config.kv.clone()).with_quota(
+                    crate::kv::SpaceQuota {
+                        keys: config.limits.max_kv_keys,
+                        bytes: config.limits.max_kv_bytes,
+                    },
+                ),
             ),
-            kv_sessions: HashMap::new(),
-            kv_session_seq: 0,
-            clocks: Default::default(),
             name,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             members,
@@ -269,7 +262,6 @@ impl Node {
             fresh: false,
             gossip_scheduled: false,
             eager_scheduled: false,
-            kv_idle: Default::default(),
             last_eager: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -468,7 +460,9 @@ impl Node {
                     // The stream's address is the connection's, not the one
                     // the asker gossips from: answer on the stream itself.
                     self.stats.count_in(MessageType::KvSyncRequest);
-                    reply = Some(self.kv_sync_stream_answer(from, session, request));
+                    reply = Some(
+                        self.with_kv(now, |s, cx| s.stream_answer(cx, from, session, request)),
+                    );
                 }
                 // A probe's stream ping: answered on the stream itself, for
                 // the same reason.
@@ -513,7 +507,7 @@ impl Node {
                 Timer::ReconnectTick => self.reconnect_tick(now),
                 Timer::State(t) => self.with_state(now, |s, cx| s.on_timer(cx, t)),
                 Timer::Aggregation(t) => self.aggregation(now, |s, cx| s.on_timer(cx, t)),
-                Timer::KvSyncTick => self.kv_sync_tick(now),
+                Timer::Kv(t) => self.with_kv(now, |s, cx| s.on_timer(cx, t)),
             }
         }
         self.forward_fresh(now);
@@ -690,11 +684,6 @@ impl Node {
             ),
             (Timer::PushPullTick, push_pull, true),
             (
-                Timer::KvSyncTick,
-                (old.kv_sync_interval, new.kv_sync_interval),
-                true,
-            ),
-            (
                 Timer::ReconnectTick,
                 (old.reconnect_interval, new.reconnect_interval),
                 true,
@@ -706,6 +695,7 @@ impl Node {
             }
         }
         self.with_state(now, |s, cx| s.on_config(cx, old));
+        self.with_kv(now, |s, cx| s.on_config(cx, old));
         self.aggregation(now, |s, cx| s.on_config(cx, old));
     }
 
@@ -747,7 +737,6 @@ impl Node {
             return;
         }
         self.started = true;
-        self.clocks.started_wall = Some(self.physical(now));
         if let Some(e) = self.members.get_mut(&self.name) {
             e.state_change = now;
         }
@@ -762,10 +751,7 @@ impl Node {
             self.set_timer(now + push_pull, Timer::PushPullTick);
         }
         self.with_state(now, |s, cx| s.on_start(cx));
-        if !self.config.kv_sync_interval.is_zero() {
-            let kv = self.jitter(self.config.kv_sync_interval);
-            self.set_timer(now + kv, Timer::KvSyncTick);
-        }
+        self.with_kv(now, |s, cx| s.on_start(cx));
         if !self.config.reconnect_interval.is_zero() {
             let reconnect = self.jitter(self.config.reconnect_interval);
             self.set_timer(now + reconnect, Timer::ReconnectTick);
@@ -848,14 +834,14 @@ impl Node {
             }),
             Message::AggregateAck { epoch, seq } => self.aggregation.on_ack(epoch, seq),
             Message::KvRecords(records) => {
-                self.on_kv_records(now, records);
+                self.with_kv(now, |s, cx| s.on_records(cx, records));
             }
             Message::KvSyncRequest { session, request } => {
-                self.on_kv_sync_request(from, session, request)
+                self.with_kv(now, |s, cx| s.on_sync_request(cx, from, session, request))
             }
-            Message::KvClock(probe) => self.on_kv_clock(now, from, probe),
+            Message::KvClock(probe) => self.with_kv(now, |s, cx| s.on_clock(cx, from, probe)),
             Message::KvSyncResponse { session, response } => {
-                self.on_kv_sync_response(now, from, session, response)
+                self.with_kv(now, |s, cx| s.on_sync_response(cx, from, session, response))
             }
             Message::Reap { incarnation, name } => self.on_reap(now, Some(from), incarnation, name),
             // Answered only over a stream (`handle_stream`).
@@ -922,6 +908,17 @@ impl Node {
             payload,
             deadline: None,
         });
+    }
+
+    /// Send one message in a datagram if it fits, else over a stream.
+    pub(super) fn send_sized(&mut self, to: SocketAddr, msg: Message) {
+        let payload = codec::encode_packet(&msg);
+        if payload.len() <= self.config.packet_size {
+            self.send_packet(to, &[msg]);
+        } else {
+            let kind = msg.kind();
+            self.send_stream(to, payload, kind);
+        }
     }
 
     fn send_stream(&mut self, to: SocketAddr, payload: Vec<u8>, kind: MessageType) {

@@ -48,7 +48,7 @@ impl Node {
             self.node_state
                 .store_mut()
                 .restore_own(now, from.state, from.state_version);
-        (done.kv_loaded, done.kv_refused) = self.kv.restore_all(from.kv);
+        (done.kv_loaded, done.kv_refused) = self.kv.store_mut().restore_all(from.kv);
         done
     }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Node, Timer};
+use crate::codec;
 use crate::config::Config;
 use crate::event::Event;
 use crate::limits::Limit;
@@ -209,6 +210,17 @@ impl<'a, T> Context<'a, T> {
         self.node.send_sized(to, msg);
     }
 
+    /// Send `msgs` alone in one datagram, nothing piggybacked.
+    pub fn send_bare_all(&mut self, to: SocketAddr, msgs: &[Message]) {
+        let mut buf = Vec::with_capacity(64);
+        codec::begin_packet(&mut buf);
+        for m in msgs {
+            codec::encode_message(m, &mut buf);
+            self.node.stats.count_out(m.kind());
+        }
+        self.node.push_datagram(to, buf);
+    }
+
     /// Send an encoded request of `kind` over a stream.
     pub fn send_stream(&mut self, to: SocketAddr, payload: Vec<u8>, kind: MessageType) {
         self.node.send_stream(to, payload, kind);
@@ -223,6 +235,18 @@ impl<'a, T> Context<'a, T> {
     /// Report `event` to the application.
     pub fn emit(&mut self, event: Event) {
         self.node.events.push_back(event);
+    }
+
+    /// Where the datagram or stream being handled came from.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.node.peer
+    }
+
+    /// Record how long an update took to reach this node.
+    pub fn sample_dissemination(&mut self, took: Duration) {
+        if !self.node.samples.add_dissemination(took) {
+            self.node.stats.samples_dropped += 1;
+        }
     }
 
     /// The node's counters.
