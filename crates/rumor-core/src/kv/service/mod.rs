@@ -255,7 +255,7 @@ impl KeySpace {
     /// store alone, so a repeated step gets the same answer.
     fn resend_steps(&mut self, cx: Cx, interval: Duration) {
         let now = cx.now();
-        let due: Vec<(u32, SocketAddr, SyncRequest)> = self
+        let mut due: Vec<(u32, SocketAddr, SyncRequest)> = self
             .sessions
             .iter_mut()
             .filter(|(_, s)| now.saturating_since(s.sent) >= interval)
@@ -264,6 +264,9 @@ impl KeySpace {
                 (id, s.peer, s.pending.clone())
             })
             .collect();
+        // In session order, not the map's (random per process): the same
+        // inputs send the same packets in the same order.
+        due.sort_unstable_by_key(|(id, _, _)| *id);
         for (session, peer, request) in due {
             cx.stats().kv_sync_resends += 1;
             cx.send_sized(peer, Message::KvSyncRequest { session, request });
