@@ -10,20 +10,18 @@
 //! Decoding never panics and never allocates more than the input justifies:
 //! every length is checked against the bytes that remain before use.
 
+mod aggregate;
 mod kv;
 mod query;
+mod state;
 
 pub use kv::{decode_entry, encode_entry};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use crate::aggregate::Share;
 use crate::member::{no_tags, MemberState, Tags, MAX_NAME_LEN};
-use crate::message::{
-    Alive, MemberRecord, Message, MessageType, PushPull, StateSync, SyncMode, SyncPhase, UserEvent,
-};
-use crate::state::{Delta, Entry};
+use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull, UserEvent};
 
 /// Oldest protocol version this build decodes.
 pub const PROTOCOL_MIN: u8 = 1;
@@ -149,81 +147,10 @@ fn decode_body(kind: MessageType, r: &mut Reader) -> Result<Message, DecodeError
             })
         }
         MessageType::UserEvent => Message::UserEvent(r.user_event()?),
-        MessageType::StateSync => {
-            let sender = r.name()?;
-            let phase = match r.u8()? {
-                0 => SyncPhase::Syn,
-                1 => SyncPhase::SynAck,
-                2 => SyncPhase::Ack,
-                _ => return Err(DecodeError::Malformed("sync phase")),
-            };
-            let mode = match r.u8()? {
-                0 => SyncMode::Push,
-                1 => SyncMode::Pull,
-                2 => SyncMode::PushPull,
-                _ => return Err(DecodeError::Malformed("sync mode")),
-            };
-            let complete = r.u8()? != 0;
-            let hash = r.take(8)?;
-            let mut digest_hash = [0u8; 8];
-            digest_hash.copy_from_slice(hash);
-            let count = r.len()?;
-            let mut digest = Vec::with_capacity(count.min(r.0.len() / 2));
-            for _ in 0..count {
-                digest.push((r.name()?, r.varint()?));
-            }
-            let count = r.len()?;
-            let mut deltas = Vec::with_capacity(count.min(r.0.len() / 4));
-            for _ in 0..count {
-                deltas.push(r.delta()?);
-            }
-            Message::StateSync(StateSync {
-                sender,
-                phase,
-                mode,
-                digest_hash: u64::from_le_bytes(digest_hash),
-                complete,
-                digest,
-                deltas,
-            })
-        }
+        MessageType::StateSync => Message::StateSync(r.state_sync()?),
         MessageType::StateDelta => Message::StateDelta(r.delta()?),
-        MessageType::Aggregate => {
-            let sender = r.name()?;
-            let epoch = r.varint()?;
-            let seq = r.u32()?;
-            let count = r.len()?;
-            let mut shares = Vec::with_capacity(count.min(r.0.len() / 49));
-            for _ in 0..count {
-                let name = r.str()?.to_owned();
-                let mut f = [0f64; 6];
-                for x in &mut f {
-                    *x = r.f64()?;
-                }
-                let [s, w, c, u, min, max] = f;
-                shares.push((
-                    name,
-                    Share {
-                        s,
-                        w,
-                        c,
-                        u,
-                        min,
-                        max,
-                    },
-                ));
-            }
-            Message::Aggregate {
-                sender,
-                epoch,
-                seq,
-                shares,
-            }
-        }
-        MessageType::AggregateAck => Message::AggregateAck {
-            epoch: r.varint()?,
-            seq: r.u32()?,
-        },
+        MessageType::Aggregate => r.aggregate()?,
+        MessageType::AggregateAck => r.aggregate_ack()?,
         MessageType::Query => Message::Query(r.query()?),
         MessageType::QueryResponse => Message::QueryResponse(r.query_response()?),
         MessageType::KvRecords => Message::KvRecords(r.records()?),
@@ -351,32 +278,6 @@ impl<'a> Reader<'a> {
             .ok_or(DecodeError::Malformed("non-finite number"))
     }
 
-    fn delta(&mut self) -> Result<Delta, DecodeError> {
-        let owner = self.name()?;
-        let reset = self.u8()? != 0;
-        let from = self.varint()?;
-        let through = self.varint()?;
-        let count = self.len()?;
-        let mut entries = Vec::with_capacity(count.min(self.0.len() / 3));
-        for _ in 0..count {
-            let key = self.str()?.to_owned();
-            let version = self.varint()?;
-            let value = match self.u8()? {
-                0 => None,
-                1 => Some(self.str()?.to_owned()),
-                _ => return Err(DecodeError::Malformed("state value flag")),
-            };
-            entries.push((key, Entry { value, version }));
-        }
-        Ok(Delta {
-            owner,
-            reset,
-            from,
-            through,
-            entries,
-        })
-    }
-
     fn alive(&mut self) -> Result<Alive, DecodeError> {
         let incarnation = self.varint()?;
         let name = self.name()?;
@@ -485,44 +386,15 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
                 }
             }
         }
-        Message::StateSync(sync) => {
-            put_str(out, &sync.sender);
-            out.push(sync.phase as u8);
-            out.push(sync.mode as u8);
-            out.push(u8::from(sync.complete));
-            out.extend_from_slice(&sync.digest_hash.to_le_bytes());
-            put_varint(out, sync.digest.len() as u64);
-            for (name, version) in &sync.digest {
-                put_str(out, name);
-                put_varint(out, *version);
-            }
-            put_varint(out, sync.deltas.len() as u64);
-            for d in &sync.deltas {
-                put_delta(out, d);
-            }
-        }
-        Message::StateDelta(d) => put_delta(out, d),
+        Message::StateSync(sync) => state::put_state_sync(out, sync),
+        Message::StateDelta(d) => state::put_delta(out, d),
         Message::Aggregate {
             sender,
             epoch,
             seq,
             shares,
-        } => {
-            put_str(out, sender);
-            put_varint(out, *epoch);
-            put_varint(out, u64::from(*seq));
-            put_varint(out, shares.len() as u64);
-            for (name, sh) in shares {
-                put_str(out, name);
-                for x in [sh.s, sh.w, sh.c, sh.u, sh.min, sh.max] {
-                    out.extend_from_slice(&x.to_le_bytes());
-                }
-            }
-        }
-        Message::AggregateAck { epoch, seq } => {
-            put_varint(out, *epoch);
-            put_varint(out, u64::from(*seq));
-        }
+        } => aggregate::put_transfer(out, sender, *epoch, *seq, shares),
+        Message::AggregateAck { epoch, seq } => aggregate::put_ack(out, *epoch, *seq),
         Message::KvRecords(records) => kv::put_records(out, records),
         Message::KvSyncRequest { session, request } => {
             put_varint(out, u64::from(*session));
@@ -592,25 +464,6 @@ fn put_alive(out: &mut Vec<u8>, a: &Alive) {
     out.push(a.protocol.0);
     out.push(a.protocol.1);
     put_tags(out, &a.tags);
-}
-
-fn put_delta(out: &mut Vec<u8>, d: &Delta) {
-    put_str(out, &d.owner);
-    out.push(u8::from(d.reset));
-    put_varint(out, d.from);
-    put_varint(out, d.through);
-    put_varint(out, d.entries.len() as u64);
-    for (key, e) in &d.entries {
-        put_str(out, key);
-        put_varint(out, e.version);
-        match &e.value {
-            None => out.push(0),
-            Some(v) => {
-                out.push(1);
-                put_str(out, v);
-            }
-        }
-    }
 }
 
 fn put_tags(out: &mut Vec<u8>, tags: &Tags) {
