@@ -168,9 +168,7 @@ impl Service for Aggregation {
             (Tick::Epoch, old.aggregate_epoch, new.aggregate_epoch),
         ];
         for (tick, before, after) in plan {
-            if before != after {
-                cx.rearm(tick, after);
-            }
+            cx.follow_interval(tick, before, after);
         }
     }
 }

@@ -265,6 +265,23 @@ impl<'a, T> Context<'a, T> {
         self.node.set_timer(at, t);
     }
 
+    /// Start periodic `timer`: first due at a random phase of `interval`
+    /// (never, if it is zero).
+    pub fn start_periodic(&mut self, timer: T, interval: Duration) {
+        if !interval.is_zero() {
+            let first = self.jitter(interval);
+            self.set_timer(self.now + first, timer);
+        }
+    }
+
+    /// A reload changed periodic `timer`'s interval from `before` to
+    /// `after`: follow it (see [`Context::rearm`]).
+    pub fn follow_interval(&mut self, timer: T, before: Duration, after: Duration) {
+        if before != after {
+            self.rearm(timer, after);
+        }
+    }
+
     /// The service's periodic `timer` now runs every `interval`.
     pub fn rearm(&mut self, timer: T, interval: Duration) {
         let t = (self.wrap)(timer);

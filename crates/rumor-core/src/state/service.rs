@@ -319,10 +319,7 @@ impl Service for NodeState {
 
     fn on_start(&mut self, cx: Cx) {
         let interval = cx.config().state_sync_interval;
-        if !interval.is_zero() {
-            let sync = cx.jitter(interval);
-            cx.set_timer(cx.now() + sync, Tick::Sync);
-        }
+        cx.start_periodic(Tick::Sync, interval);
     }
 
     fn on_timer(&mut self, cx: Cx, timer: Tick) {
@@ -332,10 +329,8 @@ impl Service for NodeState {
     }
 
     fn on_config(&mut self, cx: Cx, old: &Config) {
-        let (before, after) = (old.state_sync_interval, cx.config().state_sync_interval);
-        if before != after {
-            cx.rearm(Tick::Sync, after);
-        }
+        let after = cx.config().state_sync_interval;
+        cx.follow_interval(Tick::Sync, old.state_sync_interval, after);
     }
 
     fn on_member_gone(&mut self, _cx: Cx, name: &str) {

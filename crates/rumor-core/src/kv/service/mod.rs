@@ -380,10 +380,7 @@ impl Service for KeySpace {
     fn on_start(&mut self, cx: Cx) {
         self.note_start(cx.now());
         let interval = cx.config().kv_sync_interval;
-        if !interval.is_zero() {
-            let first = cx.jitter(interval);
-            cx.set_timer(cx.now() + first, Tick::Sync);
-        }
+        cx.start_periodic(Tick::Sync, interval);
     }
 
     fn on_timer(&mut self, cx: Cx, timer: Tick) {
@@ -393,10 +390,8 @@ impl Service for KeySpace {
     }
 
     fn on_config(&mut self, cx: Cx, old: &Config) {
-        let (before, after) = (old.kv_sync_interval, cx.config().kv_sync_interval);
-        if before != after {
-            cx.rearm(Tick::Sync, after);
-        }
+        let after = cx.config().kv_sync_interval;
+        cx.follow_interval(Tick::Sync, old.kv_sync_interval, after);
     }
 }
 
