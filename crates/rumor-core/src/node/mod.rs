@@ -3,8 +3,13 @@
 //! Packets and time go in ([`Node::handle_datagram`], [`Node::handle_stream`],
 //! [`Node::handle_timeout`]); packets, timers and events come out
 //! ([`Node::poll_transmit`], [`Node::poll_timeout`], [`Node::poll_event`]).
-//! The submodules own one concern each: `probe` the SWIM failure detector,
-//! `merge` the rules for applying alive/suspect/dead claims.
+//! The node is membership (the members table, `probe` the SWIM failure
+//! detector, `merge` the rules for applying alive/suspect/dead claims,
+//! `admit`, `resume`, `force_leave`) plus the services built on it:
+//! aggregation, per-node state, user events, queries and the key space,
+//! each reached only through a [`service::Context`] (see `service`); the
+//! `aggregate`, `state`, `query` and `kv` submodules here are their public
+//! API on the node.
 
 mod admit;
 mod aggregate;
