@@ -7,7 +7,7 @@
 //! detector, `merge` the rules for applying alive/suspect/dead claims,
 //! `admit`, `resume`, `force_leave`) plus the services built on it:
 //! aggregation, per-node state, user events, queries and the key space,
-//! each reached only through a [`service::Context`] (see `service`); the
+//! each reached only through a `Context` (see the `service` module); the
 //! `aggregate`, `state`, `query` and `kv` submodules here are their public
 //! API on the node.
 
