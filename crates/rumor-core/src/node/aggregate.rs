@@ -14,7 +14,7 @@ impl Node {
     /// Tracking spreads: other nodes join when they first receive mass.
     pub fn track_aggregate(&mut self, now: Instant, name: &str) -> Result<(), Error> {
         self.start(now);
-        self.aggregation(now, |s, cx| s.track(cx, name))
+        self.with_aggregation(now, |s, cx| s.track(cx, name))
             .map_err(|m| Error::Aggregate(crate::Rejected::Invalid(m)))
     }
 
@@ -29,7 +29,7 @@ impl Node {
     }
 
     /// Run `f` on the aggregation service.
-    pub(super) fn aggregation<R>(
+    pub(super) fn with_aggregation<R>(
         &mut self,
         now: Instant,
         f: impl FnOnce(&mut Aggregation, &mut Context<'_, crate::aggregate::service::Tick>) -> R,

@@ -511,7 +511,7 @@ impl Node {
                 Timer::Query(t) => self.with_queries(now, |s, cx| s.on_timer(cx, t)),
                 Timer::ReconnectTick => self.reconnect_tick(now),
                 Timer::State(t) => self.with_state(now, |s, cx| s.on_timer(cx, t)),
-                Timer::Aggregation(t) => self.aggregation(now, |s, cx| s.on_timer(cx, t)),
+                Timer::Aggregation(t) => self.with_aggregation(now, |s, cx| s.on_timer(cx, t)),
                 Timer::Kv(t) => self.with_kv(now, |s, cx| s.on_timer(cx, t)),
             }
         }
@@ -701,7 +701,7 @@ impl Node {
         }
         self.with_state(now, |s, cx| s.on_config(cx, old));
         self.with_kv(now, |s, cx| s.on_config(cx, old));
-        self.aggregation(now, |s, cx| s.on_config(cx, old));
+        self.with_aggregation(now, |s, cx| s.on_config(cx, old));
     }
 
     /// Periodic `timer` now runs every `interval` (zero: never): due at
@@ -834,7 +834,7 @@ impl Node {
                 epoch,
                 seq,
                 shares,
-            } => self.aggregation(now, |s, cx| {
+            } => self.with_aggregation(now, |s, cx| {
                 s.on_transfer(cx, from, sender, epoch, seq, shares)
             }),
             Message::AggregateAck { epoch, seq } => self.aggregation.on_ack(epoch, seq),
@@ -874,10 +874,18 @@ impl Node {
     /// interval, which must not spend the retransmit budget of membership
     /// updates (dissemination stays as it is without them).
     pub(super) fn send_bare(&mut self, to: SocketAddr, msg: &Message) {
+        self.send_bare_all(to, std::slice::from_ref(msg));
+    }
+
+    /// Send `msgs` alone in one datagram, with no queued updates
+    /// piggybacked (as [`Node::send_bare`] does for one).
+    fn send_bare_all(&mut self, to: SocketAddr, msgs: &[Message]) {
         let mut buf = Vec::with_capacity(64);
         codec::begin_packet(&mut buf);
-        codec::encode_message(msg, &mut buf);
-        self.stats.count_out(msg.kind());
+        for m in msgs {
+            codec::encode_message(m, &mut buf);
+            self.stats.count_out(m.kind());
+        }
         self.push_datagram(to, buf);
     }
 
@@ -1125,7 +1133,7 @@ impl Node {
         reply: bool,
         keep: impl Fn(&str, &Entry) -> bool,
     ) -> PushPull {
-        let events = self.with_user_events(now, |s, cx| s.recent(cx));
+        let events = self.user_events.recent(now, self.config.event_dedup_window);
         PushPull {
             events,
             join,

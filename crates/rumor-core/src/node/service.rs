@@ -1,8 +1,7 @@
 //! The extension point: what a protocol built on membership sees of the node.
 //!
-//! A *service* (aggregation today; user events, per-node state and the key
-//! space as they move over) owns its state, its timers and the handling of
-//! its messages. It reaches the rest of the node only through a
+//! A *service* (aggregation, per-node state, user events, queries, the key
+//! space) owns its state, its timers and the handling of its messages. It reaches the rest of the node only through a
 //! [`Context`]: the time, the configuration, the outbox, its timers, peer
 //! sampling ([`PeerSampling`]) and refusal reports. It never touches the
 //! members table, so that full membership and a partial view (HyParView)
@@ -14,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Node, Timer};
-use crate::codec;
 use crate::config::Config;
 use crate::event::Event;
 use crate::limits::Limit;
@@ -40,7 +38,8 @@ pub(crate) trait Service {
     fn on_member_gone(&mut self, _cx: &mut Context<'_, Self::Timer>, _name: &str) {}
 
     /// The configuration changed from `old` to `cx.config()`: move the
-    /// periodic timers whose interval changed (see [`Context::rearm`]).
+    /// periodic timers whose interval changed (see
+    /// [`Context::follow_interval`]).
     fn on_config(&mut self, _cx: &mut Context<'_, Self::Timer>, _old: &Config) {}
 }
 
@@ -86,23 +85,13 @@ pub(crate) trait PeerSampling {
 /// Full membership samples from the whole members table.
 impl PeerSampling for Node {
     fn random_alive(&mut self, k: usize) -> Vec<(Arc<str>, SocketAddr)> {
-        let chosen = self.random_members(k, |e| e.state == MemberState::Alive);
-        chosen
-            .into_iter()
-            .filter_map(|i| self.members.get_index(i))
-            .map(|(n, e)| (n.clone(), e.addr.get()))
-            .collect()
+        self.random_named(k, |e| e.state == MemberState::Alive)
     }
 
     fn random_alive_except(&mut self, k: usize, except: SocketAddr) -> Vec<(Arc<str>, SocketAddr)> {
-        let chosen = self.random_members(k, |e| {
+        self.random_named(k, |e| {
             e.state == MemberState::Alive && e.addr.get() != except
-        });
-        chosen
-            .into_iter()
-            .filter_map(|i| self.members.get_index(i))
-            .map(|(n, e)| (n.clone(), e.addr.get()))
-            .collect()
+        })
     }
 
     fn alive(&self) -> Vec<(Arc<str>, SocketAddr)> {
@@ -212,13 +201,7 @@ impl<'a, T> Context<'a, T> {
 
     /// Send `msgs` alone in one datagram, nothing piggybacked.
     pub fn send_bare_all(&mut self, to: SocketAddr, msgs: &[Message]) {
-        let mut buf = Vec::with_capacity(64);
-        codec::begin_packet(&mut buf);
-        for m in msgs {
-            codec::encode_message(m, &mut buf);
-            self.node.stats.count_out(m.kind());
-        }
-        self.node.push_datagram(to, buf);
+        self.node.send_bare_all(to, msgs);
     }
 
     /// Send an encoded request of `kind` over a stream.
@@ -275,7 +258,8 @@ impl<'a, T> Context<'a, T> {
     }
 
     /// A reload changed periodic `timer`'s interval from `before` to
-    /// `after`: follow it (see [`Context::rearm`]).
+    /// `after`: follow it (a tick due later than a new, shorter interval
+    /// from now is brought forward; zero stops it).
     pub fn follow_interval(&mut self, timer: T, before: Duration, after: Duration) {
         if before != after {
             self.rearm(timer, after);
@@ -283,7 +267,7 @@ impl<'a, T> Context<'a, T> {
     }
 
     /// The service's periodic `timer` now runs every `interval`.
-    pub fn rearm(&mut self, timer: T, interval: Duration) {
+    fn rearm(&mut self, timer: T, interval: Duration) {
         let t = (self.wrap)(timer);
         self.node.rearm(self.now, t, interval);
     }
@@ -301,6 +285,20 @@ impl<'a, T> Context<'a, T> {
 }
 
 impl Node {
+    /// [`Node::random_members`] by name and address.
+    fn random_named(
+        &mut self,
+        k: usize,
+        keep: impl Fn(&super::Entry) -> bool,
+    ) -> Vec<(Arc<str>, SocketAddr)> {
+        let chosen = self.random_members(k, keep);
+        chosen
+            .into_iter()
+            .filter_map(|i| self.members.get_index(i))
+            .map(|(n, e)| (n.clone(), e.addr.get()))
+            .collect()
+    }
+
     /// Run `f` on the service `slot` picks, with a context over the rest of
     /// the node (the service is taken out meanwhile, so that the context
     /// can lend the node).

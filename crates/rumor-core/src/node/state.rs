@@ -35,10 +35,10 @@ impl Node {
         self.with_service(now, |n| &mut n.node_state, Timer::State, f)
     }
 
-    /// Member `name` was reclaimed: every service drops what it kept.
+    /// Member `name` was reclaimed: the services that keep something per
+    /// member (per-node state) drop it. A new service that does joins here.
     pub(super) fn member_gone(&mut self, name: &str) {
         let now = self.now;
         self.with_state(now, |s, cx| s.on_member_gone(cx, name));
-        self.aggregation(now, |s, cx| s.on_member_gone(cx, name));
     }
 }

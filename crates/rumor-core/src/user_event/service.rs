@@ -63,9 +63,13 @@ impl UserEvents {
         cx.emit(Event::User(ev));
     }
 
-    /// The recent events a push-pull carries.
-    pub fn recent(&mut self, cx: Cx) -> Vec<UserEvent> {
-        self.log.recent(cx.now(), cx.config().event_dedup_window)
+    /// The recent events a push-pull carries (`window`: the dedup window).
+    pub fn recent(
+        &mut self,
+        now: crate::time::Instant,
+        window: std::time::Duration,
+    ) -> Vec<UserEvent> {
+        self.log.recent(now, window)
     }
 
     /// The events a push-pull partner carried: delivered if missed, but

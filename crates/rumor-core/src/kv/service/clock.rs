@@ -25,7 +25,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub(crate) struct Clocks {
     /// Unix microseconds at `Instant::ZERO`.
-    pub(crate) wall_origin: u64,
+    wall_origin: u64,
     /// Physical time this node started at: records stamped earlier are
     /// history it catches up on, not updates spreading, and are left out of
     /// the dissemination samples.
