@@ -17,6 +17,10 @@ use std::time::Duration;
 
 use crate::time::Instant;
 
+/// How many queued updates too big for the room left in a datagram
+/// [`BroadcastQueue::fill`] looks past before it sends what it has.
+pub const MISFITS: usize = 16;
+
 struct Queued {
     key: Arc<str>,
     bytes: Vec<u8>,
@@ -133,7 +137,10 @@ impl BroadcastQueue {
     /// each as one transmission and retiring those sent `limit` times.
     /// `sent` is called with the wire type code of each message appended
     /// and, on an update's first transmission, how long it waited since it
-    /// was queued (at `now`).
+    /// was queued (at `now`). The search for updates that fit the room left
+    /// gives up after [`MISFITS`] that do not: with thousands queued (a join
+    /// storm) a full scan for every datagram took more CPU than the rest of
+    /// the protocol together.
     pub fn fill(
         &mut self,
         out: &mut Vec<u8>,
@@ -145,8 +152,9 @@ impl BroadcastQueue {
         const SMALLEST_MESSAGE: usize = 4;
         let mut chosen = Vec::new();
         let mut room = budget.saturating_sub(out.len());
+        let mut misfits = 0;
         for &(transmits, Reverse(id)) in &self.order {
-            if room < SMALLEST_MESSAGE {
+            if room < SMALLEST_MESSAGE || misfits == MISFITS {
                 break;
             }
             let Some(item) = self.items.get(&id) else {
@@ -155,6 +163,8 @@ impl BroadcastQueue {
             if item.bytes.len() <= room {
                 room -= item.bytes.len();
                 chosen.push((transmits, id));
+            } else {
+                misfits += 1;
             }
         }
         for (transmits, id) in chosen {
@@ -192,6 +202,23 @@ mod tests {
         let mut v = vec![tag; len];
         v[0] = 5;
         v
+    }
+
+    /// A small update queued behind more than [`MISFITS`] big ones is not
+    /// searched for when the room left fits only it; behind fewer it is.
+    #[test]
+    fn the_search_for_a_fitting_update_is_bounded() {
+        for (big, found) in [(MISFITS - 1, true), (MISFITS + 4, false)] {
+            let mut q = BroadcastQueue::new();
+            q.push("small".into(), msg(1, 10), T0);
+            // Pushed later: newer, so ahead of the small one.
+            for i in 0..big {
+                q.push(format!("big{i}").into(), msg(2, 60), T0);
+            }
+            let mut out = Vec::new();
+            q.fill(&mut out, 50, 4, T0, |_, _| {});
+            assert_eq!(out.len() == 10, found, "{big} big updates ahead");
+        }
     }
 
     #[test]

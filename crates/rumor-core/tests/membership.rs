@@ -595,3 +595,42 @@ fn each_member_keeps_its_last_probe_round_trip() {
     assert_eq!(net.node(0).member_rtt(&name(0)), None, "itself");
     assert_eq!(net.node(0).member_rtt("nobody"), None);
 }
+
+/// Pulls node `i` has sent.
+fn pulls_sent(net: &Net, i: usize) -> u64 {
+    use rumor_core::message::MessageType;
+    net.node(i).stats().messages_out[MessageType::Pull as usize - 1]
+}
+
+/// A join is followed by six pulls at doubling intervals (0.25, 0.75,
+/// 1.75, 3.75, 7.75 and 15.75 s on the LAN profile); a join tried again
+/// (after a refusal) starts them over instead of adding a second series.
+#[test]
+fn a_join_is_followed_by_pulls_at_doubling_intervals() {
+    let mut net = Net::converged_with_spare(4, 1, Config::lan());
+    let seed = net.addrs[0];
+    let start = net.now;
+    net.with(4, |node, now| node.join(now, &[seed]));
+    let mut sent_by = Vec::new();
+    for until in [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 40.0] {
+        net.run_until(start + secs(until));
+        sent_by.push(pulls_sent(&net, 4));
+    }
+    assert_eq!(
+        sent_by,
+        vec![1, 2, 3, 4, 5, 6, 6],
+        "pulls sent by 0.5, 1, 2, 4, 8, 16 and 40 s"
+    );
+
+    let mut net = Net::converged_with_spare(4, 1, Config::lan());
+    let start = net.now;
+    net.with(4, |node, now| node.join(now, &[seed]));
+    net.run_until(start + secs(0.6));
+    net.with(4, |node, now| node.join(now, &[seed]));
+    net.run_until(start + secs(40.0));
+    assert_eq!(
+        pulls_sent(&net, 4),
+        1 + 6,
+        "one pull of the first series, then a whole second one"
+    );
+}

@@ -152,6 +152,8 @@ pub struct Formation {
     /// (observer, subject) pairs known, out of `target`.
     pairs: usize,
     target: usize,
+    /// When `pairs` first reached half, 90 %, 99 % and 99.9 % of `target`.
+    pub milestones: [Option<Micros>; 4],
     /// When `pairs` first reached `target`.
     pub formed_at: Option<Micros>,
     /// The pair that was learnt last then: (observer, subject).
@@ -171,6 +173,7 @@ impl Formation {
             known: vec![BitSet::new(n); n],
             pairs: 0,
             target: k * k.saturating_sub(1),
+            milestones: [None; 4],
             formed_at: None,
             last_pair: None,
         }
@@ -188,6 +191,11 @@ impl Formation {
                 if self.known[observer].insert(subject) =>
             {
                 self.pairs += 1;
+                for (slot, per_mille) in self.milestones.iter_mut().zip([500, 900, 990, 999]) {
+                    if slot.is_none() && self.pairs * 1000 >= self.target * per_mille {
+                        *slot = Some(now);
+                    }
+                }
                 if self.pairs == self.target {
                     self.formed_at = Some(now);
                     self.last_pair = Some((observer, subject));

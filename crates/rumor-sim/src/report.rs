@@ -88,6 +88,10 @@ pub struct Summary {
     /// Seed bootstrap: seconds until every initial member listed every
     /// other as live (`None`: warm bootstrap, or it never happened).
     pub formed_s: Option<f64>,
+    /// Seed bootstrap: seconds until 50, 90, 99 and 99.9 % of the
+    /// (observer, subject) pairs were known (absent with a warm bootstrap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub formed_percentiles_s: Option<[Option<f64>; 4]>,
     /// The (observer, subject) pair learnt last in that formation.
     pub formed_last_pair: Option<(usize, usize)>,
     /// (observer, subject) death declarations of live, unpaused, reachable nodes.
@@ -298,6 +302,11 @@ pub fn build(d: RunData<'_>) -> RunResult {
             .as_ref()
             .and_then(|f| f.formed_at)
             .map(to_secs),
+        formed_percentiles_s: d
+            .metrics
+            .formation
+            .as_ref()
+            .map(|f| f.milestones.map(|m| m.map(to_secs))),
         formed_last_pair: d.metrics.formation.as_ref().and_then(|f| f.last_pair),
         false_positives: d.metrics.false_positives,
         false_positive_nodes: d.metrics.false_positive_nodes.len(),
@@ -368,6 +377,16 @@ impl Summary {
             f(d.t99_s),
             f(d.t100_s)
         );
+        if let Some([p50, p90, p99, p999]) = self.formed_percentiles_s {
+            let _ = writeln!(
+                o,
+                "forming: half the pairs known after {} 90 % {} 99 % {} 99.9 % {}",
+                f(p50),
+                f(p90),
+                f(p99),
+                f(p999)
+            );
+        }
         if let (Some(t), Some((observer, subject))) = (self.formed_s, self.formed_last_pair) {
             let _ = writeln!(
                 o,

@@ -45,6 +45,30 @@ fn status_mib(key: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Print, for each node that does not list every node as alive, the
+/// names it lacks or holds as not alive (at most three of them).
+async fn lagging(nodes: &[Arc<Node>]) -> Result<(), rumor::Error> {
+    let names: Vec<String> = (0..nodes.len()).map(|i| format!("node-{i}")).collect();
+    for (i, node) in nodes.iter().enumerate() {
+        let alive: std::collections::HashSet<String> = node
+            .members()
+            .await?
+            .into_iter()
+            .filter(|m| m.state == rumor::MemberState::Alive)
+            .map(|m| m.name.to_string())
+            .collect();
+        let lacks: Vec<&String> = names.iter().filter(|n| !alive.contains(*n)).collect();
+        if !lacks.is_empty() {
+            println!(
+                "    node-{i} lacks {} alive: {:?}",
+                lacks.len(),
+                &lacks[..lacks.len().min(3)]
+            );
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), rumor::Error> {
     let mut args = std::env::args().skip(1);
@@ -137,6 +161,9 @@ async fn main() -> Result<(), rumor::Error> {
         }
         if last_report.elapsed() > Duration::from_secs(5) {
             last_report = Instant::now();
+            if n - done <= 20 {
+                lagging(&nodes).await?;
+            }
             println!(
                 "  {:.1} s: {done}/{n} see all alive, fewest live {min_live}, suspect {suspect}, dead {dead}, streams refused {busy}, failed {stream_errors}, timed out {timeouts}, CPU {:.1} s, RSS {:.1} MiB",
                 t0.elapsed().as_secs_f64(),

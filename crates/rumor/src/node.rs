@@ -23,13 +23,21 @@ use crate::metrics::Stats;
 use crate::seeds::{self, Seed};
 use crate::{Builder, Error, Event};
 
-/// First wait between two join attempts; doubled up to [`MAX_BACKOFF`].
+/// First wait between two join attempts; doubled up to [`MAX_BACKOFF`],
+/// each wait drawn between half and all of it (see [`jittered`]).
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest a join waits for the answer to a check of its name.
 const NAME_CHECK_WAIT: Duration = Duration::from_secs(2);
 
 /// Longest wait between two join attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// A random wait between half of `backoff` and all of it: nodes refused
+/// together (many joining one seed at once) do not all come back together.
+fn jittered(backoff: Duration) -> Duration {
+    let fraction = getrandom::u32().map_or(1.0, |r| f64::from(r) / f64::from(u32::MAX));
+    backoff.mul_f64(0.5 + 0.5 * fraction)
+}
 
 /// A running cluster member. Dropping the handle (or calling
 /// [`Node::shutdown`]) stops the node without announcing a leave; call
@@ -503,7 +511,7 @@ impl Node {
                     reason: problems.join("; "),
                 });
             }
-            tokio::time::sleep(backoff).await;
+            tokio::time::sleep(jittered(backoff)).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }

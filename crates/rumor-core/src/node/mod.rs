@@ -26,6 +26,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use indexmap::IndexMap;
 use rand::{Rng, SeedableRng};
@@ -107,8 +108,9 @@ enum Timer {
     /// the last one).
     EagerTick,
     PushPullTick,
-    /// The pull that follows a join (see [`Config::join_sync_delay`]).
-    JoinSync,
+    /// A pull that follows a join (see [`Config::join_sync_delay`]), of
+    /// the join with this number (an earlier join's pulls are dropped).
+    JoinSync(u32),
     ReconnectTick,
     /// A timer of the per-node state service.
     State(crate::state::service::Tick),
@@ -118,6 +120,21 @@ enum Timer {
     Kv(crate::kv::service::Tick),
     /// A timer of the query service.
     Query(crate::query::service::Tick),
+}
+
+/// Most pulls after a join (see [`Node::join_sync`]): the waits double, so
+/// the last one comes 2^ROUNDS - 1 join sync delays after the join (15.75 s
+/// on the LAN profile).
+const JOIN_SYNC_ROUNDS: u8 = 6;
+
+/// The pulls that follow a join: how many are left, the wait before the
+/// next, and the number of the join they follow (a join retried after a
+/// refusal starts them over).
+#[derive(Clone, Copy, Debug, Default)]
+struct JoinSyncs {
+    left: u8,
+    wait: Duration,
+    join: u32,
 }
 
 /// What the node knows of one member besides its name.
@@ -200,6 +217,8 @@ pub struct Node {
     name_checks: HashMap<u32, (SocketAddr, Instant)>,
     /// Another live member holds this node's name, at this address.
     conflict: Option<SocketAddr>,
+    /// The pulls that follow a join.
+    join_syncs: JoinSyncs,
     /// Per [`crate::limits::Limit`]: when refusals were last reported, and
     /// how many since.
     refusals: [(Option<Instant>, u64); crate::limits::Limit::ALL.len()],
@@ -282,6 +301,7 @@ impl Node {
             awaiting_reply: HashMap::new(),
             name_checks: HashMap::new(),
             conflict: None,
+            join_syncs: JoinSyncs::default(),
             refusals: Default::default(),
             config,
         })
@@ -316,7 +336,13 @@ impl Node {
             self.send_stream(seed, request.clone(), MessageType::PushPull);
         }
         if !self.config.join_sync_delay.is_zero() {
-            self.set_timer(now + self.config.join_sync_delay, Timer::JoinSync);
+            let join = self.join_syncs.join.wrapping_add(1);
+            self.join_syncs = JoinSyncs {
+                left: JOIN_SYNC_ROUNDS,
+                wait: self.config.join_sync_delay,
+                join,
+            };
+            self.set_timer(now + self.config.join_sync_delay, Timer::JoinSync(join));
         }
         self.forward_fresh(now);
     }
@@ -507,7 +533,7 @@ impl Node {
                 // `forward_fresh` below runs the round.
                 Timer::EagerTick => self.eager_scheduled = false,
                 Timer::PushPullTick => self.push_pull_tick(now),
-                Timer::JoinSync => self.join_sync(now),
+                Timer::JoinSync(join) => self.join_sync(now, join),
                 Timer::Query(t) => self.with_queries(now, |s, cx| s.on_timer(cx, t)),
                 Timer::ReconnectTick => self.reconnect_tick(now),
                 Timer::State(t) => self.with_state(now, |s, cx| s.on_timer(cx, t)),
@@ -1041,14 +1067,25 @@ impl Node {
         }
     }
 
-    /// The exchange after a join is a pull: this node's view is the seed's
+    /// The exchanges after a join are pulls: this node's view is the seed's
     /// snapshot plus what it heard since, nothing a partner lacks. It lists
     /// a 4-byte digest per record it holds, and the answer carries only the
     /// records missing from that list (usually none): a few bytes per
-    /// member instead of a full view each way.
-    fn join_sync(&mut self, now: Instant) {
-        if self.leaving {
+    /// member instead of a full view each way. There are
+    /// [`JOIN_SYNC_ROUNDS`] of them, at doubling intervals: when many
+    /// nodes join at once, the seed's snapshot is taken early, and the
+    /// members it missed are news to few others, so gossip rarely carries
+    /// them here; a pull from anyone does.
+    fn join_sync(&mut self, now: Instant, join: u32) {
+        let syncs = &mut self.join_syncs;
+        if self.leaving || syncs.left == 0 || syncs.join != join {
             return;
+        }
+        syncs.left -= 1;
+        syncs.wait = syncs.wait.saturating_mul(2);
+        if syncs.left > 0 {
+            let next = now + syncs.wait;
+            self.set_timer(next, Timer::JoinSync(join));
         }
         let Some(&i) = self
             .random_members(1, |e| e.state == MemberState::Alive)

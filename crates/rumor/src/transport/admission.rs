@@ -8,10 +8,16 @@
 //! holds its place through a [`Ticket`] until the ticket is dropped.
 //!
 //! When every place is taken, a new connection (within its source's cap)
-//! evicts the oldest connection that has not yet sent an authentic header:
-//! a real peer authenticates within a round trip, so idle connections
-//! spread over many sources cannot keep everyone else out; they only evict
-//! each other. A connection whose header was authentic is never evicted.
+//! evicts the oldest connection that has not yet sent an authentic header,
+//! if that one has had its grace: a real peer authenticates within a round
+//! trip, so idle connections spread over many sources cannot keep everyone
+//! else out; they only evict each other. A connection whose header was
+//! authentic is never evicted. The grace is [`GRACE_FACTOR`] times the
+//! time real peers have lately taken to authenticate (a decaying maximum,
+//! between [`MIN_GRACE`] and [`MAX_GRACE`]): a node swamped by a join
+//! storm reads headers late, and without it each new connection would
+//! evict one that was only waiting its turn, so that almost none got
+//! through; with it the newcomer is refused at once (cheap, and retried).
 //!
 //! Both caps can change while connections are open ([`Admission::set_caps`]):
 //! nothing open is closed by a lowered cap, new connections are refused
@@ -21,11 +27,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 /// Default cap on incoming streams open at once from one source.
 pub const DEFAULT_MAX_STREAMS_PER_SOURCE: usize = 16;
+
+/// An unauthenticated connection can be evicted once it has been open this
+/// many times the time real peers lately took to authenticate.
+pub(crate) const GRACE_FACTOR: u32 = 4;
+/// The least grace: above a loopback round trip and a scheduler's delay.
+pub(crate) const MIN_GRACE: Duration = Duration::from_millis(10);
+/// The most grace, however slowly peers authenticated: idle connections
+/// hold a place at most this long once the node is full.
+pub(crate) const MAX_GRACE: Duration = Duration::from_secs(2);
 
 /// Why a connection was not admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,10 +74,20 @@ pub(crate) struct Admission {
 struct Open {
     by_source: HashMap<IpAddr, usize>,
     total: usize,
-    /// Connections not yet authentic, oldest first, with the means to
-    /// evict them.
-    unauthenticated: BTreeMap<u64, oneshot::Sender<()>>,
+    /// Connections not yet authentic, oldest first, with when they were
+    /// admitted and the means to evict them.
+    unauthenticated: BTreeMap<u64, (Instant, oneshot::Sender<()>)>,
     next_id: u64,
+    /// How long real peers lately took from admission to an authentic
+    /// header: the longest, decaying by an eighth with each newer one.
+    auth_time: Duration,
+}
+
+impl Open {
+    /// How long an unauthenticated connection is safe from eviction.
+    fn grace(&self) -> Duration {
+        (self.auth_time * GRACE_FACTOR).clamp(MIN_GRACE, MAX_GRACE)
+    }
 }
 
 /// A place taken by one open connection, given back when dropped.
@@ -104,9 +130,13 @@ impl Admission {
     }
 
     /// Take a place for a connection from `peer` (evicting the oldest
-    /// unauthenticated connection if all are taken), or say why there is
-    /// none.
+    /// unauthenticated connection if all are taken and it has had its
+    /// grace), or say why there is none.
     pub(crate) fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Ticket, Refused> {
+        self.admit_at(peer, Instant::now())
+    }
+
+    fn admit_at(self: &Arc<Self>, peer: IpAddr, now: Instant) -> Result<Ticket, Refused> {
         let source = source_of(peer);
         let (per_source, total) = self.caps();
         let mut open = self.lock();
@@ -117,9 +147,14 @@ impl Admission {
             // Its place is given back when its task sees the eviction and
             // ends, a moment later; the total runs over by at most the
             // evictions in flight.
-            let Some((_, evict)) = open.unauthenticated.pop_first() else {
+            let grace = open.grace();
+            let Some(oldest) = open.unauthenticated.first_entry() else {
                 return Err(Refused::Busy);
             };
+            if now.saturating_duration_since(oldest.get().0) < grace {
+                return Err(Refused::Busy);
+            }
+            let (_, evict) = oldest.remove();
             let _ = evict.send(());
         }
         *open.by_source.entry(source).or_insert(0) += 1;
@@ -127,7 +162,7 @@ impl Admission {
         let id = open.next_id;
         open.next_id += 1;
         let (tx, rx) = oneshot::channel();
-        open.unauthenticated.insert(id, tx);
+        open.unauthenticated.insert(id, (now, tx));
         Ok(Ticket {
             admission: self.clone(),
             source,
@@ -145,7 +180,15 @@ impl Admission {
 impl Ticket {
     /// The connection sent an authentic header: it can no longer be evicted.
     pub(crate) fn authenticated(&self) {
-        self.admission.lock().unauthenticated.remove(&self.id);
+        self.authenticated_at(Instant::now());
+    }
+
+    fn authenticated_at(&self, now: Instant) {
+        let mut open = self.admission.lock();
+        if let Some((admitted, _)) = open.unauthenticated.remove(&self.id) {
+            let took = now.saturating_duration_since(admitted);
+            open.auth_time = took.max(open.auth_time - open.auth_time / 8);
+        }
     }
 
     /// A future that resolves when the connection is evicted (never, once
@@ -251,26 +294,29 @@ mod tests {
     #[tokio::test]
     async fn when_full_the_oldest_unauthenticated_is_evicted() {
         let within = Duration::from_secs(1);
+        let t0 = Instant::now();
+        let later = t0 + MAX_GRACE;
+        let at = |a: &Arc<Admission>, peer: &str, now| a.admit_at(peer.parse().expect("ip"), now);
         let a = Admission::new(4, 3);
-        let mut old = admit(&a, "127.0.0.2").expect("1");
-        let authentic = admit(&a, "127.0.0.3").expect("2");
-        authentic.authenticated();
-        let mut young = admit(&a, "127.0.0.4").expect("3");
-        let x = admit(&a, "127.0.0.5").expect("evicts the oldest");
+        let mut old = at(&a, "127.0.0.2", t0).expect("1");
+        let authentic = at(&a, "127.0.0.3", t0).expect("2");
+        authentic.authenticated_at(t0);
+        let mut young = at(&a, "127.0.0.4", t0).expect("3");
+        let x = at(&a, "127.0.0.5", later).expect("evicts the oldest");
         tokio::time::timeout(within, old.eviction())
             .await
             .expect("the oldest unauthenticated was evicted");
         drop(old);
         assert_eq!(a.open(), 3);
         // Next in line is `young`; the authentic one is never evicted.
-        let y = admit(&a, "127.0.0.6").expect("evicts the next");
+        let y = at(&a, "127.0.0.6", later).expect("evicts the next");
         tokio::time::timeout(within, young.eviction())
             .await
             .expect("the next oldest was evicted");
         drop(young);
-        x.authenticated();
-        y.authenticated();
-        assert_eq!(admit(&a, "127.0.0.7").err(), Some(Refused::Busy));
+        x.authenticated_at(later);
+        y.authenticated_at(later);
+        assert_eq!(at(&a, "127.0.0.7", later).err(), Some(Refused::Busy));
         let mut never = authentic;
         assert!(
             tokio::time::timeout(Duration::from_millis(50), never.eviction())
@@ -278,5 +324,53 @@ mod tests {
                 .is_err(),
             "an authentic connection is not evicted"
         );
+    }
+
+    #[tokio::test]
+    async fn a_connection_within_its_grace_is_not_evicted() {
+        let t0 = Instant::now();
+        let at = |a: &Arc<Admission>, peer: &str, now| a.admit_at(peer.parse().expect("ip"), now);
+        let a = Admission::new(4, 2);
+        // Peers took 100 ms to authenticate (a busy node): grace 400 ms.
+        let slow = at(&a, "127.0.0.2", t0).expect("1");
+        slow.authenticated_at(t0 + Duration::from_millis(100));
+        let mut waiting = at(&a, "127.0.0.3", t0).expect("2");
+        let evicted = waiting.eviction();
+        tokio::pin!(evicted);
+        let newcomer = t0 + Duration::from_millis(300);
+        assert_eq!(
+            at(&a, "127.0.0.4", newcomer).err(),
+            Some(Refused::Busy),
+            "a connection admitted 300 ms ago is still within its grace"
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut evicted)
+                .await
+                .is_err(),
+            "the waiting connection was not evicted"
+        );
+        let _late = at(&a, "127.0.0.4", t0 + Duration::from_millis(450))
+            .expect("past its grace the waiting connection gives way");
+        tokio::time::timeout(Duration::from_secs(1), &mut evicted)
+            .await
+            .expect("evicted once its grace was over");
+    }
+
+    #[test]
+    fn the_grace_follows_recent_authentications_within_bounds() {
+        let t0 = Instant::now();
+        let a = Admission::new(8, 8);
+        assert_eq!(a.lock().grace(), MIN_GRACE);
+        let t = a.admit_at("127.0.0.2".parse().expect("ip"), t0).expect("1");
+        t.authenticated_at(t0 + Duration::from_secs(5));
+        assert_eq!(a.lock().grace(), MAX_GRACE, "capped");
+        for _ in 0..64 {
+            let t = a
+                .admit_at("127.0.0.3".parse().expect("ip"), t0)
+                .expect("fast");
+            t.authenticated_at(t0 + Duration::from_millis(1));
+            drop(t);
+        }
+        assert_eq!(a.lock().grace(), MIN_GRACE, "decayed with fast peers");
     }
 }
