@@ -143,8 +143,10 @@ async fn main() -> Result<(), rumor::Error> {
         let mut done = 0;
         let (mut min_live, mut suspect, mut dead) = (usize::MAX, 0, 0);
         let (mut busy, mut stream_errors, mut timeouts) = (0, 0, 0);
+        let mut queued = 0;
         for node in &nodes {
             let s = node.stats().await?;
+            queued += s.broadcast_queue_messages;
             let live = s.members.alive + s.members.suspect;
             min_live = min_live.min(live);
             suspect += s.members.suspect;
@@ -165,7 +167,7 @@ async fn main() -> Result<(), rumor::Error> {
                 lagging(&nodes).await?;
             }
             println!(
-                "  {:.1} s: {done}/{n} see all alive, fewest live {min_live}, suspect {suspect}, dead {dead}, streams refused {busy}, failed {stream_errors}, timed out {timeouts}, CPU {:.1} s, RSS {:.1} MiB",
+                "  {:.1} s: {done}/{n} see all alive, fewest live {min_live}, suspect {suspect}, dead {dead}, streams refused {busy}, failed {stream_errors}, timed out {timeouts}, updates queued {queued}, CPU {:.1} s, RSS {:.1} MiB",
                 t0.elapsed().as_secs_f64(),
                 cpu_seconds(),
                 status_mib("VmRSS:")
