@@ -29,6 +29,9 @@ use crate::transport::Transport;
 
 /// Datagrams read without yielding after one arrives.
 const RECV_BATCH: usize = 32;
+/// Most datagrams read, of those already received, before timeouts are
+/// handled.
+const TIMEOUT_RECV_BATCH: usize = 256;
 
 /// Requests from the [`crate::Node`] handle.
 pub(crate) enum Command {
@@ -204,6 +207,18 @@ impl<T: Transport> Driver<T> {
 
     /// A receive failed: a queued ICMP error surfaces this way, so read
     /// which destinations refused our datagrams and tell the core.
+    /// Handle up to `most` datagrams that are already received, without
+    /// waiting for more.
+    fn take_received(&mut self, buf: &mut [u8], most: usize) {
+        for _ in 0..most {
+            match self.net.try_recv_from(buf) {
+                Ok((n, from)) => self.datagram(from, &buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => self.receive_failed(&e),
+            }
+        }
+    }
+
     fn receive_failed(&mut self, e: &std::io::Error) {
         if !self.report_refused() {
             tracing::debug!(node = %self.name, error = %e, "udp receive failed");
@@ -277,13 +292,7 @@ impl<T: Transport> Driver<T> {
                     Ok((n, from)) => {
                         self.datagram(from, &buf[..n]);
                         // Take what else is already queued before going round.
-                        for _ in 0..RECV_BATCH {
-                            match self.net.try_recv_from(&mut buf) {
-                                Ok((n, from)) => self.datagram(from, &buf[..n]),
-                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                                Err(e) => self.receive_failed(&e),
-                            }
-                        }
+                        self.take_received(&mut buf, RECV_BATCH);
                     }
                     Err(e) => self.receive_failed(&e),
                 },
@@ -296,6 +305,12 @@ impl<T: Transport> Driver<T> {
                 },
                 Some(m) = st.streams_rx.recv() => self.stream_message(&mut st, m),
                 _ = tokio::time::sleep_until(wake) => {
+                    // An ack already received must count before a probe's
+                    // timeout is judged: on a starved machine the socket
+                    // holds many, and each missed one was a false suspicion
+                    // whose refutation loaded the machine further (a
+                    // 1,000-node join storm in one process stayed stuck).
+                    self.take_received(&mut buf, TIMEOUT_RECV_BATCH);
                     let now = self.now();
                     self.core.handle_timeout(now);
                     if let (Some(at), Some(every)) = (st.next_export, self.metrics_interval) {
