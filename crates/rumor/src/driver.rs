@@ -205,8 +205,6 @@ impl<T: Transport> Driver<T> {
         self.core.set_wall_clock(origin);
     }
 
-    /// A receive failed: a queued ICMP error surfaces this way, so read
-    /// which destinations refused our datagrams and tell the core.
     /// Handle up to `most` datagrams that are already received, without
     /// waiting for more.
     fn take_received(&mut self, buf: &mut [u8], most: usize) {
@@ -219,6 +217,8 @@ impl<T: Transport> Driver<T> {
         }
     }
 
+    /// A receive failed: a queued ICMP error surfaces this way, so read
+    /// which destinations refused our datagrams and tell the core.
     fn receive_failed(&mut self, e: &std::io::Error) {
         if !self.report_refused() {
             tracing::debug!(node = %self.name, error = %e, "udp receive failed");
