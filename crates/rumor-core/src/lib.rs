@@ -48,7 +48,8 @@ pub use limits::Limits;
 pub use member::{Member, MemberState, Tags};
 pub use message::UserEvent;
 pub use node::{
-    ForceLeave, ForceLeaveError, Imported, Node, Resume, Resumed, Transmit, TransmitKind,
+    ForceLeave, ForceLeaveError, Identities, Imported, Node, Resume, Resumed, Transmit,
+    TransmitKind,
 };
 pub use stats::Stats;
 pub use time::Instant;

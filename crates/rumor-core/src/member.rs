@@ -20,7 +20,7 @@ pub type Tags = BTreeMap<String, String>;
 /// the member table: at 10,000 members per node and 10,000 nodes in a
 /// simulation, every byte of a member counts. IPv6 flow info and scope id
 /// are not kept (the wire does not carry them either).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct PackedAddr {
     ip: [u8; 16],
     port: [u8; 2],

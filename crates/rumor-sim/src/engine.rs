@@ -18,7 +18,7 @@ use rumor_core::limits::Limit;
 use rumor_core::member::no_tags;
 use rumor_core::message::{Alive, MemberRecord, Message, MessageType, PushPull};
 use rumor_core::{codec, MemberState};
-use rumor_core::{Event, Instant, Node, Stats, Tags, TransmitKind};
+use rumor_core::{Event, Identities, Instant, Node, Stats, Tags, TransmitKind};
 
 use crate::clock::ClockPlan;
 use crate::faults::Fault;
@@ -208,6 +208,8 @@ pub struct Simulation {
     seq: u64,
     rng: Xoshiro256PlusPlus,
     nodes: Vec<Option<Node>>,
+    /// Member identities, stored once for all nodes rather than per node.
+    identities: Identities,
     slots: Vec<Slot>,
     truth: Truth,
     steps: Vec<Step>,
@@ -330,6 +332,7 @@ impl Simulation {
             seq: 0,
             rng: Xoshiro256PlusPlus::seed_from_u64(mix_seed(seed, 0x4E7)),
             nodes: (0..n).map(|_| None).collect(),
+            identities: Identities::new(),
             slots: (0..n).map(|_| Slot::default()).collect(),
             truth,
             steps: Vec::new(),
@@ -1099,6 +1102,7 @@ impl Simulation {
             Err(_) => return, // validated up front; cannot happen
         };
         let mut node = node;
+        node.share_identities(self.identities.clone());
         if let Some(c) = &self.clocks {
             node.set_wall_clock(c.origin(i));
         }

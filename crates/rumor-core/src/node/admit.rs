@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{Entry, Node};
+use super::{Fresh, Node};
 use crate::admission::Refused;
 use crate::event::{Event, MemberEventKind};
 use crate::limits::Limit;
@@ -59,14 +59,13 @@ impl Node {
         let index = self.members.len();
         self.members.insert(
             a.name.clone(),
-            Entry {
-                addr: a.addr.into(),
+            a.addr,
+            a.protocol,
+            a.tags.clone(),
+            Fresh {
                 incarnation: a.incarnation,
                 state: MemberState::Alive,
-                protocol: a.protocol,
                 state_change: now,
-                tags: a.tags.clone(),
-                rtt_micros: 0,
             },
         );
         self.live += 1;

@@ -84,7 +84,7 @@ impl Node {
         }
         if !e.state.is_gone() {
             // If it is alive after all, it must hear of this to refute.
-            self.send_bare(e.addr.get(), &leave);
+            self.send_bare(e.addr(), &leave);
         }
         if opts.prune {
             self.on_reap(now, None, e.incarnation, name);

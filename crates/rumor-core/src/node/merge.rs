@@ -46,13 +46,13 @@ impl Node {
                 return;
             }
             let me = &self.members[0];
-            if a.addr != me.addr.get() {
+            if a.addr != me.addr() {
                 // Another live member with this name, or this node's
                 // previous life: ask that address before arguing.
                 self.check_name(now, a.addr);
                 return;
             }
-            let differs = a.tags != me.tags || a.protocol != me.protocol;
+            let differs = a.tags != *me.tags() || a.protocol != me.protocol();
             if a.incarnation > me.incarnation || (a.incarnation == me.incarnation && differs) {
                 self.refute(now, a.incarnation);
             }
@@ -66,7 +66,7 @@ impl Node {
             return;
         }
         let e = &self.members[i];
-        let moved = a.addr != e.addr.get();
+        let moved = a.addr != e.addr();
         let restarted = e.state.is_gone() && moved;
         if moved && !restarted {
             self.refused(Limit::NameHeld);
@@ -76,13 +76,13 @@ impl Node {
             return;
         }
         let before = e.state;
-        let changed = a.tags != e.tags || a.protocol != e.protocol || moved;
+        let changed = a.tags != *e.tags() || a.protocol != e.protocol() || moved;
         self.suspicions.remove(&a.name);
-        let e = &mut self.members[i];
-        e.incarnation = a.incarnation;
-        e.addr = a.addr.into();
-        e.tags = a.tags.clone();
-        e.protocol = a.protocol;
+        if changed {
+            self.members
+                .set_identity(i, a.addr, a.protocol, a.tags.clone());
+        }
+        self.members[i].incarnation = a.incarnation;
         self.set_state(now, i, MemberState::Alive);
         match before {
             MemberState::Dead | MemberState::Left => self.emit(MemberEventKind::Joined, i),
@@ -269,7 +269,7 @@ impl Node {
         let Some((accused, e)) = self.members.get_index(i) else {
             return;
         };
-        let to = e.addr.get();
+        let to = e.addr();
         let score = |teller: &str| {
             let mut h = StableHasher::new();
             h.write_bytes(teller.as_bytes());

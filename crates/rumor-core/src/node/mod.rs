@@ -21,6 +21,7 @@ mod query;
 mod resume;
 pub(crate) mod service;
 mod state;
+mod table;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -28,7 +29,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use indexmap::IndexMap;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -38,7 +38,7 @@ use crate::codec::{self, DecodeError, PROTOCOL_MAX, PROTOCOL_MIN};
 use crate::config::Config;
 use crate::event::Event;
 use crate::member::{
-    record_digest, validate_name, Member, MemberState, PackedAddr, Tags, MAX_TAGS_BYTES,
+    record_digest, validate_name, Member, MemberState, Tags, MAX_TAGS_BYTES,
 };
 use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull};
 use crate::stats::Stats;
@@ -49,6 +49,9 @@ use crate::{Error, Rejected};
 use admit::Source;
 use probe::{Probe, Relay};
 use service::Service;
+use table::{Entry, Fresh, Members};
+
+pub use table::Identities;
 
 pub use crate::kv::service::Imported;
 pub use force_leave::{ForceLeave, ForceLeaveError};
@@ -137,27 +140,13 @@ struct JoinSyncs {
     join: u32,
 }
 
-/// What the node knows of one member besides its name.
-#[derive(Clone, Debug)]
-struct Entry {
-    addr: PackedAddr,
-    incarnation: u64,
-    state: MemberState,
-    protocol: (u8, u8),
-    state_change: Instant,
-    tags: Arc<Tags>,
-    /// The last direct probe round trip to this member, µs (0: none yet);
-    /// 4 bytes, so the entry does not grow.
-    rtt_micros: u32,
-}
-
 /// One node of the cluster: the whole protocol, without I/O.
 pub struct Node {
     config: Config,
     name: Arc<str>,
     rng: Xoshiro256PlusPlus,
     /// Every known member, this node included, by name.
-    members: IndexMap<Arc<str>, Entry>,
+    members: Members,
     /// Members alive or suspect, this node included.
     live: usize,
     /// Indices into `members` in probe order, and the next position.
@@ -231,17 +220,14 @@ impl Node {
         config.validate()?;
         let name: Arc<str> = Arc::from(name);
         let broadcasts = BroadcastQueue::with_capacity(config.limits.max_broadcasts);
-        let mut members = IndexMap::new();
-        members.insert(
+        let members = Members::new(
             name.clone(),
-            Entry {
-                addr: addr.into(),
+            addr,
+            (PROTOCOL_MIN, PROTOCOL_MAX),
+            Fresh {
                 incarnation: 1,
                 state: MemberState::Alive,
-                protocol: (PROTOCOL_MIN, PROTOCOL_MAX),
                 state_change: Instant::ZERO,
-                tags: crate::member::no_tags(),
-                rtt_micros: 0,
             },
         );
         Ok(Node {
@@ -307,6 +293,13 @@ impl Node {
         })
     }
 
+    /// Share member identities (name, address, protocol range, tags) with
+    /// the other nodes of this process that hold `identities`, so each is
+    /// stored once: for simulations and tests hosting thousands of nodes.
+    pub fn share_identities(&mut self, identities: Identities) {
+        self.members.share(identities);
+    }
+
     // ----- commands -----
 
     /// Start this node above `previous`, the incarnation it had before a
@@ -329,7 +322,7 @@ impl Node {
             self.leave_pending = false;
             self.bump_incarnation(now, 1);
         }
-        let own = self.local_entry().addr.get();
+        let own = self.local_entry().addr();
         let request = codec::encode_packet(&Message::PushPull(self.push_pull(now, true, false)));
         for &seed in seeds.iter().filter(|&&s| s != own) {
             self.expect_reply(now, seed);
@@ -379,10 +372,9 @@ impl Node {
             });
         }
         self.start(now);
-        let name = self.name.clone();
-        if let Some(e) = self.members.get_mut(&name) {
-            e.tags = Arc::new(tags);
-        }
+        let own = self.local_entry();
+        let (addr, protocol) = (own.addr(), own.protocol());
+        self.members.set_identity(0, addr, protocol, Arc::new(tags));
         self.bump_incarnation(now, 1);
         self.forward_fresh(now);
         Ok(())
@@ -1049,7 +1041,7 @@ impl Node {
             if self.broadcasts.is_empty() {
                 break;
             }
-            let to = self.members[i].addr.get();
+            let to = self.members[i].addr();
             self.send_packet(to, &[]);
         }
     }
@@ -1093,7 +1085,7 @@ impl Node {
         else {
             return;
         };
-        let to = self.members[i].addr.get();
+        let to = self.members[i].addr();
         let pull = Message::Pull {
             alive: alive_of(&self.name, self.local_entry()),
             digest: self
@@ -1109,7 +1101,7 @@ impl Node {
     /// Send this node's whole view to one random member that passes `keep`.
     fn push_pull_with_random(&mut self, now: Instant, keep: impl Fn(&Entry) -> bool) {
         if let Some(&i) = self.random_members(1, keep).first() {
-            let to = self.members[i].addr.get();
+            let to = self.members[i].addr();
             let request = self.push_pull(now, false, false);
             let payload = codec::encode_packet(&Message::PushPull(request));
             self.expect_reply(now, to);
@@ -1235,11 +1227,11 @@ impl Node {
         let (name, e) = self.members.get_index(i).expect("index in range");
         Member {
             name: name.clone(),
-            addr: e.addr.get(),
+            addr: e.addr(),
             incarnation: e.incarnation,
             state: e.state,
-            tags: e.tags.clone(),
-            protocol: e.protocol,
+            tags: e.tags().clone(),
+            protocol: e.protocol(),
         }
     }
 }
@@ -1257,8 +1249,8 @@ fn alive_of(name: &Arc<str>, e: &Entry) -> Alive {
     Alive {
         incarnation: e.incarnation,
         name: name.clone(),
-        addr: e.addr.get(),
-        protocol: e.protocol,
-        tags: e.tags.clone(),
+        addr: e.addr(),
+        protocol: e.protocol(),
+        tags: e.tags().clone(),
     }
 }

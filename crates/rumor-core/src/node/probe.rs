@@ -170,7 +170,7 @@ impl Node {
     fn start_probe(&mut self, now: Instant, i: usize) {
         let (target, e) = self.members.get_index(i).expect("probe target in range");
         let (target, addr, state, incarnation) =
-            (target.clone(), e.addr.get(), e.state, e.incarnation);
+            (target.clone(), e.addr(), e.state, e.incarnation);
         let seq = self.next_seq();
         self.stats.probes += 1;
         let mut msgs = vec![Message::Ping {
@@ -254,14 +254,14 @@ impl Node {
         let target = p.target.clone();
         let target_addr = p.addr;
         let relays = self.random_members(self.config.indirect_checks, move |e| {
-            e.state == MemberState::Alive && e.addr.get() != target_addr
+            e.state == MemberState::Alive && e.addr() != target_addr
         });
         if let Some(p) = self.probes.get_mut(&seq) {
             p.expected_nacks = relays.len() as u32;
         }
         for i in relays {
             self.stats.indirect_probes += 1;
-            let to = self.members[i].addr.get();
+            let to = self.members[i].addr();
             let req = Message::PingReq {
                 seq,
                 target: target.clone(),

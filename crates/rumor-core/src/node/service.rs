@@ -90,7 +90,7 @@ impl PeerSampling for Node {
 
     fn random_alive_except(&mut self, k: usize, except: SocketAddr) -> Vec<(Arc<str>, SocketAddr)> {
         self.random_named(k, |e| {
-            e.state == MemberState::Alive && e.addr.get() != except
+            e.state == MemberState::Alive && e.addr() != except
         })
     }
 
@@ -99,14 +99,14 @@ impl PeerSampling for Node {
             .iter()
             .skip(1)
             .filter(|(_, e)| e.state == MemberState::Alive)
-            .map(|(n, e)| (n.clone(), e.addr.get()))
+            .map(|(n, e)| (n.clone(), e.addr()))
             .collect()
     }
 
     fn listens_at(&self, addr: SocketAddr) -> bool {
         self.members
             .values()
-            .any(|e| !e.state.is_gone() && e.addr.get() == addr)
+            .any(|e| !e.state.is_gone() && e.addr() == addr)
     }
 
     fn knows(&self, name: &str) -> bool {
@@ -122,7 +122,7 @@ impl PeerSampling for Node {
     }
 
     fn addr_of(&self, name: &str) -> Option<SocketAddr> {
-        self.members.get(name).map(|e| e.addr.get())
+        self.members.get(name).map(|e| e.addr())
     }
 
     fn is_gone(&self, name: &str) -> bool {
@@ -170,7 +170,7 @@ impl<'a, T> Context<'a, T> {
 
     /// Where this node listens.
     pub fn own_addr(&self) -> SocketAddr {
-        self.node.local_entry().addr.get()
+        self.node.local_entry().addr()
     }
 
     /// Whether this node is leaving the cluster (services go quiet).
@@ -295,7 +295,7 @@ impl Node {
         chosen
             .into_iter()
             .filter_map(|i| self.members.get_index(i))
-            .map(|(n, e)| (n.clone(), e.addr.get()))
+            .map(|(n, e)| (n.clone(), e.addr()))
             .collect()
     }
 
