@@ -37,9 +37,7 @@ use crate::broadcast::BroadcastQueue;
 use crate::codec::{self, DecodeError, PROTOCOL_MAX, PROTOCOL_MIN};
 use crate::config::Config;
 use crate::event::Event;
-use crate::member::{
-    record_digest, validate_name, Member, MemberState, Tags, MAX_TAGS_BYTES,
-};
+use crate::member::{record_digest, validate_name, Member, MemberState, Tags, MAX_TAGS_BYTES};
 use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull};
 use crate::stats::Stats;
 use crate::suspicion::Suspicion;

@@ -169,8 +169,7 @@ impl Node {
     /// end of the (health-scaled) probe interval.
     fn start_probe(&mut self, now: Instant, i: usize) {
         let (target, e) = self.members.get_index(i).expect("probe target in range");
-        let (target, addr, state, incarnation) =
-            (target.clone(), e.addr(), e.state, e.incarnation);
+        let (target, addr, state, incarnation) = (target.clone(), e.addr(), e.state, e.incarnation);
         let seq = self.next_seq();
         self.stats.probes += 1;
         let mut msgs = vec![Message::Ping {

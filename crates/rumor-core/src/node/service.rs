@@ -89,9 +89,7 @@ impl PeerSampling for Node {
     }
 
     fn random_alive_except(&mut self, k: usize, except: SocketAddr) -> Vec<(Arc<str>, SocketAddr)> {
-        self.random_named(k, |e| {
-            e.state == MemberState::Alive && e.addr() != except
-        })
+        self.random_named(k, |e| e.state == MemberState::Alive && e.addr() != except)
     }
 
     fn alive(&self) -> Vec<(Arc<str>, SocketAddr)> {

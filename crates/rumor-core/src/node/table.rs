@@ -72,7 +72,9 @@ impl Identities {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Arc<Identity>>> {
         // A panic elsewhere while holding the lock leaves the set whole
         // (every insert is one call), so a poisoned lock is still usable.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -126,12 +128,7 @@ pub(crate) struct Members {
 
 impl Members {
     /// A table holding only the local node.
-    pub(crate) fn new(
-        name: Arc<str>,
-        addr: SocketAddr,
-        protocol: (u8, u8),
-        fresh: Fresh,
-    ) -> Self {
+    pub(crate) fn new(name: Arc<str>, addr: SocketAddr, protocol: (u8, u8), fresh: Fresh) -> Self {
         let mut table = Members {
             entries: Vec::new(),
             index: HashTable::new(),
@@ -370,7 +367,11 @@ mod tests {
     #[test]
     fn growth_leaves_at_most_an_eighth_idle() {
         let t = table(10_000);
-        assert!(t.capacity() <= t.len() + t.len() / 8 + 4, "{}", t.capacity());
+        assert!(
+            t.capacity() <= t.len() + t.len() / 8 + 4,
+            "{}",
+            t.capacity()
+        );
     }
 
     #[test]
@@ -386,7 +387,10 @@ mod tests {
         a.set_identity(7, addr(999), (1, 1), crate::member::no_tags());
         assert_eq!(a[7].addr(), addr(999));
         assert_eq!(b[7].addr(), addr(7));
-        assert_eq!(a.get_index(7).map(|(n, _)| n), b.get_index(7).map(|(n, _)| n));
+        assert_eq!(
+            a.get_index(7).map(|(n, _)| n),
+            b.get_index(7).map(|(n, _)| n)
+        );
         assert_eq!(shared.len(), 51);
     }
 }
