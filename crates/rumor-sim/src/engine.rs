@@ -818,7 +818,7 @@ impl Simulation {
                     m[MessageType::Suspect as usize - 1] + m[MessageType::Dead as usize - 1]
                 };
                 let before = accusations(node);
-                let own_before = node.local().incarnation;
+                let own_before = node.incarnation();
                 if !self.icmp_forgers.is_empty() {
                     let victims: Vec<_> = self
                         .icmp_forgers
@@ -831,7 +831,7 @@ impl Simulation {
                 }
                 node.handle_datagram(now, src, &d.payload);
                 if accusations(node) > before && !self.truth.leaving[i] {
-                    let own = node.local().incarnation;
+                    let own = node.incarnation();
                     self.checker
                         .check_refutation(self.now, i, own_before, own, &d.payload);
                 }
@@ -1206,9 +1206,7 @@ impl Simulation {
                         }
                     }
                 }
-                let incarnation = self.nodes[i]
-                    .as_ref()
-                    .map_or(0, |nd| nd.local().incarnation);
+                let incarnation = self.nodes[i].as_ref().map_or(0, |nd| nd.incarnation());
                 self.metrics.track(UpdateKind::Death, i, now, eligible);
                 self.disturb_agg();
                 self.retire(i);
@@ -1423,7 +1421,7 @@ impl Simulation {
         let targets: Vec<Target> = (0..self.n)
             .filter(|&i| self.truth.up[i])
             .filter_map(|i| {
-                let incarnation = self.nodes[i].as_ref()?.local().incarnation;
+                let incarnation = self.nodes[i].as_ref()?.incarnation();
                 Some(Target {
                     node: i,
                     incarnation,

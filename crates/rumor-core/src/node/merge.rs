@@ -22,7 +22,7 @@ use crate::event::{Event, MemberEventKind, SuspicionCause};
 use crate::kv::hash::StableHasher;
 use crate::limits::{plausible, Limit, INCARNATION_JUMP};
 use crate::member::{validate_name, MemberState, MAX_TAGS_BYTES};
-use crate::message::{Alive, Message, PushPull};
+use crate::message::{Alive, MemberRecord, Message, MessageType, PushPull};
 use crate::suspicion::Suspicion;
 use crate::time::Instant;
 
@@ -354,6 +354,39 @@ impl Node {
             }
         }
         self.with_user_events(now, |s, cx| s.repair(cx, &pp.events));
+        if trusted {
+            self.return_newer(pp, from);
+        }
+    }
+
+    /// Send the partner who answered with `pp` the records this node
+    /// holds in a newer version than the answer's: the push half of a
+    /// pull, which lists digests only (see `Node::pull_from_random`).
+    fn return_newer(&mut self, pp: &PushPull, to: SocketAddr) {
+        let newer: Vec<MemberRecord> = pp
+            .members
+            .iter()
+            .filter_map(|r| {
+                let (name, e) = self
+                    .members
+                    .get_index(self.members.get_index_of(&r.alive.name)?)?;
+                let ours = (e.incarnation, e.state);
+                (ours > (r.alive.incarnation, r.state)).then(|| MemberRecord {
+                    alive: alive_of(name, e),
+                    state: e.state,
+                })
+            })
+            .collect();
+        if newer.is_empty() {
+            return;
+        }
+        let push = Message::PushPull(PushPull {
+            join: false,
+            reply: true,
+            events: Vec::new(),
+            members: newer,
+        });
+        self.send_stream(to, codec::encode_packet(&push), MessageType::PushPull);
     }
 
     /// Whether a claim at incarnation `claimed` about member `i` is a

@@ -1053,7 +1053,7 @@ impl Node {
             self.probe_order.shrink_to_fit();
         }
         if !self.leaving {
-            self.push_pull_with_random(now, |e| e.state == MemberState::Alive);
+            self.pull_from_random(now);
         }
     }
 
@@ -1077,6 +1077,16 @@ impl Node {
             let next = now + syncs.wait;
             self.set_timer(next, Timer::JoinSync(join));
         }
+        self.pull_from_random(now);
+    }
+
+    /// Pull from one random alive member: list a digest of every record
+    /// held, and the answer carries the records this node lacks or holds
+    /// in another version. Records of the answer this node holds newer go
+    /// back to the partner (`merge_push_pull`), so both sides end with the
+    /// newer version of every record either had, for a few bytes per
+    /// member when the views agree.
+    fn pull_from_random(&mut self, now: Instant) {
         let Some(&i) = self
             .random_members(1, |e| e.state == MemberState::Alive)
             .first()
