@@ -117,6 +117,14 @@ pub enum Message {
         /// Digests of every member record the sender holds.
         digest: Vec<u32>,
     },
+    /// Rides with the answer to a [`Message::Pull`]: the positions, in the
+    /// pull's digest list, of the digests the answerer holds no record
+    /// for. The puller sends the records at those positions back, so that
+    /// a pull carries news both ways (see `Node::pull_from_random`).
+    Lacking {
+        /// Positions in the pull's list, ascending.
+        positions: Vec<u32>,
+    },
     /// A question gossiped to every member; those its filters select
     /// answer straight to the asker (see [`crate::query`]).
     Query(Query),
@@ -343,11 +351,13 @@ pub enum MessageType {
     Reap = 20,
     /// [`Message::KvClock`]
     KvClock = 21,
+    /// [`Message::Lacking`]
+    Lacking = 22,
 }
 
 impl MessageType {
     /// Every type, in code order.
-    pub const ALL: [MessageType; 21] = [
+    pub const ALL: [MessageType; 22] = [
         MessageType::Ping,
         MessageType::Ack,
         MessageType::Nack,
@@ -369,6 +379,7 @@ impl MessageType {
         MessageType::QueryResponse,
         MessageType::Reap,
         MessageType::KvClock,
+        MessageType::Lacking,
     ];
 
     /// The type of a wire code, if known.
@@ -400,6 +411,7 @@ impl MessageType {
             MessageType::QueryResponse => "query_response",
             MessageType::Reap => "reap",
             MessageType::KvClock => "kv_clock",
+            MessageType::Lacking => "lacking",
         }
     }
 }
@@ -429,6 +441,7 @@ impl Message {
             Message::QueryResponse(_) => MessageType::QueryResponse,
             Message::Reap { .. } => MessageType::Reap,
             Message::KvClock(_) => MessageType::KvClock,
+            Message::Lacking { .. } => MessageType::Lacking,
         }
     }
 }

@@ -270,6 +270,9 @@ fn message() -> impl Strategy<Value = Message> {
         (any::<u32>(), any::<u64>(), any::<Option<u64>>()).prop_map(|(session, t0, t1)| {
             Message::KvClock(rumor_core::kv::ClockProbe { session, t0, t1 })
         }),
+        proptest::collection::btree_set(any::<u32>(), 0..40).prop_map(|set| Message::Lacking {
+            positions: set.into_iter().collect(),
+        }),
     ]
 }
 
@@ -500,6 +503,9 @@ fn every_message_type_is_covered() {
             t0: 1_700_000_000_000_000,
             t1: Some(1_700_000_000_500_000),
         }),
+        Message::Lacking {
+            positions: vec![0, 1, 7, 300, u32::MAX],
+        },
     ]);
     let mut kinds: Vec<MessageType> = msgs.iter().map(Message::kind).collect();
     kinds.dedup();

@@ -505,8 +505,9 @@ fn a_restart_resuming_its_incarnation_comes_back_above_it() {
     }
 }
 
-/// The pull that follows a join lists a digest per record held; the answer
-/// carries only the records missing from the list, not the whole view.
+/// A pull lists a digest per record held; the answer carries only the
+/// records missing from the list, not the whole view, and the positions of
+/// the listed records the answerer lacks.
 #[test]
 fn a_pull_is_answered_with_only_the_missing_records() {
     use rumor_core::codec;
@@ -521,24 +522,28 @@ fn a_pull_is_answered_with_only_the_missing_records() {
         protocol: asker.local().protocol,
         tags: asker.local().tags.clone(),
     };
-    // The asker holds every record but node 3's.
-    let digest = asker
+    // The asker holds every record but node 3's, and one the answerer
+    // has never heard of, listed third.
+    let mut digest: Vec<u32> = asker
         .members()
         .filter(|m| *m.name != name(3))
         .map(|m| record_digest(&m.name, m.incarnation, m.state))
         .collect();
+    digest.insert(2, record_digest("node-unknown", 7, MemberState::Alive));
     let from = net.addrs[5];
     let pull = codec::encode_packet(&Message::Pull { alive, digest });
     let mut reply = None;
     net.with(0, |node, now| reply = node.handle_stream(now, from, &pull));
     let reply = reply.expect("a pull is answered");
     let decoded = codec::decode(&reply).expect("the answer decodes");
-    let [Message::PushPull(pp)] = decoded.messages.as_slice() else {
-        panic!("not one push-pull: {:?}", decoded.messages);
+    let [Message::PushPull(pp), Message::Lacking { positions }] = decoded.messages.as_slice()
+    else {
+        panic!("not a push-pull and a lacking list: {:?}", decoded.messages);
     };
     assert!(pp.reply, "the answer is not to be answered again");
     let names: Vec<&str> = pp.members.iter().map(|m| &*m.alive.name).collect();
     assert_eq!(names, vec![name(3).as_str()]);
+    assert_eq!(positions, &vec![2], "the record the answerer lacks");
 }
 
 /// A member heard of only from a third party is admitted once its address
@@ -638,4 +643,61 @@ fn a_join_is_followed_by_pulls_at_doubling_intervals() {
         1 + 6,
         "one pull of the first series, then a whole second one"
     );
+}
+
+/// The answer to a pull names the positions of the listed digests the
+/// answerer holds no record for; the puller sends those records back, and
+/// only to a partner it asked.
+#[test]
+fn a_pull_answer_naming_lacking_records_gets_them_back() {
+    use rumor_core::codec;
+    use rumor_core::message::{Message, PushPull};
+    use rumor_core::{Instant, Node, TransmitKind};
+    let addr: std::net::SocketAddr = "127.0.0.1:7001".parse().unwrap();
+    let partner: std::net::SocketAddr = "127.0.0.1:7002".parse().unwrap();
+    let answer = {
+        let mut out = codec::encode_packet(&Message::PushPull(PushPull {
+            join: false,
+            reply: true,
+            members: Vec::new(),
+            events: Vec::new(),
+        }));
+        // Position 0 is the puller's own record; 9 is past its table.
+        let lacking = Message::Lacking {
+            positions: vec![0, 9],
+        };
+        codec::encode_message(&lacking, &mut out);
+        out
+    };
+    let pushed_back = |node: &mut Node| -> Vec<(std::net::SocketAddr, PushPull)> {
+        std::iter::from_fn(|| node.poll_transmit())
+            .filter(|t| t.kind == TransmitKind::Stream)
+            .filter_map(|t| {
+                let d = codec::decode(&t.payload).ok()?;
+                match d.messages.as_slice() {
+                    [Message::PushPull(pp)] if pp.reply => Some((t.to, pp.clone())),
+                    _ => None,
+                }
+            })
+            .collect()
+    };
+
+    // Asked (a join is a request to the seed): the record goes back.
+    let mut node = Node::new("puller", addr, Config::lan(), 1).unwrap();
+    let now = Instant::ZERO;
+    node.join(now, &[partner]);
+    while node.poll_transmit().is_some() {}
+    assert_eq!(node.handle_stream(now, partner, &answer), None);
+    let back = pushed_back(&mut node);
+    assert_eq!(back.len(), 1, "one push back: {back:?}");
+    assert_eq!(back[0].0, partner);
+    let names: Vec<&str> = back[0].1.members.iter().map(|r| &*r.alive.name).collect();
+    assert_eq!(names, vec!["puller"]);
+
+    // Not asked: nothing goes back.
+    let mut node = Node::new("puller", addr, Config::lan(), 1).unwrap();
+    node.handle_timeout(now);
+    while node.poll_transmit().is_some() {}
+    let _ = node.handle_stream(now, partner, &answer);
+    assert!(pushed_back(&mut node).is_empty());
 }

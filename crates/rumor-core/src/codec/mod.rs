@@ -176,6 +176,24 @@ fn decode_body(kind: MessageType, r: &mut Reader) -> Result<Message, DecodeError
             Message::Pull { alive, digest }
         }
         MessageType::KvClock => Message::KvClock(r.clock_probe()?),
+        MessageType::Lacking => {
+            // Ascending positions, each sent as its distance from the one
+            // before (the first from -1), at least 1 byte each.
+            let count = r.len()?;
+            if count > r.0.len() {
+                return Err(DecodeError::Truncated);
+            }
+            let mut positions = Vec::with_capacity(count);
+            let mut next = 0u32;
+            for _ in 0..count {
+                let position = next
+                    .checked_add(r.u32()?)
+                    .ok_or(DecodeError::Malformed("position"))?;
+                positions.push(position);
+                next = position.saturating_add(1);
+            }
+            Message::Lacking { positions }
+        }
         MessageType::Reap => Message::Reap {
             incarnation: r.varint()?,
             name: r.name()?,
@@ -415,6 +433,14 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
             }
         }
         Message::KvClock(p) => kv::put_clock_probe(out, p),
+        Message::Lacking { positions } => {
+            put_varint(out, positions.len() as u64);
+            let mut next = 0u32;
+            for &p in positions {
+                put_varint(out, u64::from(p.saturating_sub(next)));
+                next = p.saturating_add(1);
+            }
+        }
         Message::Reap { incarnation, name } => {
             put_varint(out, *incarnation);
             put_str(out, name);

@@ -322,7 +322,13 @@ impl Node {
     /// to a request it made is trusted; in a request, only the requester's
     /// own record speaks for itself and the others wait for their acks
     /// (see [`crate::admission`]).
-    pub(super) fn merge_push_pull(&mut self, now: Instant, pp: &PushPull, from: SocketAddr) {
+    /// Returns whether `pp` answered a request of this node's.
+    pub(super) fn merge_push_pull(
+        &mut self,
+        now: Instant,
+        pp: &PushPull,
+        from: SocketAddr,
+    ) -> bool {
         let budget = (self.config.packet_size / 32) as f64;
         let share = (budget / pp.members.len().max(1) as f64).min(1.0);
         let trusted = pp.reply && self.solicited(from);
@@ -354,37 +360,49 @@ impl Node {
             }
         }
         self.with_user_events(now, |s, cx| s.repair(cx, &pp.events));
-        if trusted {
-            self.return_newer(pp, from);
-        }
+        trusted
     }
 
-    /// Send the partner who answered with `pp` the records this node
-    /// holds in a newer version than the answer's: the push half of a
-    /// pull, which lists digests only (see `Node::pull_from_random`).
-    fn return_newer(&mut self, pp: &PushPull, to: SocketAddr) {
-        let newer: Vec<MemberRecord> = pp
-            .members
-            .iter()
-            .filter_map(|r| {
-                let (name, e) = self
-                    .members
-                    .get_index(self.members.get_index_of(&r.alive.name)?)?;
-                let ours = (e.incarnation, e.state);
-                (ours > (r.alive.incarnation, r.state)).then(|| MemberRecord {
-                    alive: alive_of(name, e),
-                    state: e.state,
-                })
-            })
-            .collect();
-        if newer.is_empty() {
+    /// Send the partner who answered this node's request with `pp` the
+    /// records it lacks: those at `lacking`, positions in the pull's digest
+    /// list (the table's order then; a record that has moved since is sent
+    /// in error and merged harmlessly, one missed waits for the next
+    /// pull), and those this node holds in a newer version than the
+    /// answer's. The push half of a pull, which lists digests only (see
+    /// `Node::pull_from_random`).
+    pub(super) fn push_back(&mut self, pp: &PushPull, lacking: &[u32], to: SocketAddr) {
+        let record = |name: &Arc<str>, e: &super::Entry| MemberRecord {
+            alive: alive_of(name, e),
+            state: e.state,
+        };
+        let mut sent = std::collections::HashSet::new();
+        let mut back: Vec<MemberRecord> = Vec::new();
+        for &i in lacking {
+            if let Some((name, e)) = self.members.get_index(i as usize) {
+                if sent.insert(i as usize) {
+                    back.push(record(name, e));
+                }
+            }
+        }
+        for r in &pp.members {
+            let Some(i) = self.members.get_index_of(&r.alive.name) else {
+                continue;
+            };
+            let Some((name, e)) = self.members.get_index(i) else {
+                continue;
+            };
+            if (e.incarnation, e.state) > (r.alive.incarnation, r.state) && sent.insert(i) {
+                back.push(record(name, e));
+            }
+        }
+        if back.is_empty() {
             return;
         }
         let push = Message::PushPull(PushPull {
             join: false,
             reply: true,
             events: Vec::new(),
-            members: newer,
+            members: back,
         });
         self.send_stream(to, codec::encode_packet(&push), MessageType::PushPull);
     }
