@@ -612,12 +612,7 @@ fn pulls_sent(net: &Net, i: usize) -> u64 {
 /// (after a refusal) starts them over instead of adding a second series.
 #[test]
 fn a_join_is_followed_by_pulls_at_doubling_intervals() {
-    // Periodic anti-entropy is a pull too: put it out of the window.
-    let config = Config {
-        push_pull_interval: Duration::from_secs(3600),
-        ..Config::lan()
-    };
-    let mut net = Net::converged_with_spare(4, 1, config.clone());
+    let mut net = Net::converged_with_spare(4, 1, Config::lan());
     let seed = net.addrs[0];
     let start = net.now;
     net.with(4, |node, now| node.join(now, &[seed]));
@@ -632,7 +627,7 @@ fn a_join_is_followed_by_pulls_at_doubling_intervals() {
         "pulls sent by 0.5, 1, 2, 4, 8, 16 and 40 s"
     );
 
-    let mut net = Net::converged_with_spare(4, 1, config);
+    let mut net = Net::converged_with_spare(4, 1, Config::lan());
     let start = net.now;
     net.with(4, |node, now| node.join(now, &[seed]));
     net.run_until(start + secs(0.6));

@@ -338,7 +338,7 @@ impl Simulation {
             steps: Vec::new(),
             crashes: Vec::new(),
             bounds: Bounds::new(&scenario.config, n),
-            metrics: Metrics::default(),
+            metrics: Metrics::new(n),
             checker: Checker::new(n),
             retired: Stats::default(),
             events_processed: 0,
@@ -1057,6 +1057,7 @@ impl Simulation {
         self.truth.leaving[i] = false;
         self.truth.generation[i] += 1;
         self.truth.disturbed_at[i] = self.now;
+        self.metrics.on_truth_change(&self.truth);
         self.slots[i] = Slot::default();
     }
 
@@ -1118,12 +1119,16 @@ impl Simulation {
             }
             let eligible = self.up_set(i);
             self.metrics.track(UpdateKind::Join, i, self.now, eligible);
-            self.metrics.on_observer_reset(i);
             self.checker.on_observer_reset(i);
         }
         self.truth.up[i] = true;
         self.truth.up_since[i] = self.now;
         self.truth.disturbed_at[i] = self.now;
+        if track {
+            self.metrics.on_observer_reset(i, &self.truth);
+        } else {
+            self.metrics.on_truth_change(&self.truth);
+        }
         let seeds: Vec<_> = seed.map(node_addr).into_iter().collect();
         node.join(Instant::from_micros(self.now), &seeds);
         self.nodes[i] = Some(node);
@@ -1266,6 +1271,7 @@ impl Simulation {
                 let eligible = self.up_set(i);
                 self.metrics.track(UpdateKind::Leave, i, now, eligible);
                 self.truth.leaving[i] = true;
+                self.metrics.on_truth_change(&self.truth);
                 if let Some(node) = self.nodes[i].as_mut() {
                     node.leave(Instant::from_micros(now));
                 }

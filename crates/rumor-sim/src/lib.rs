@@ -33,6 +33,7 @@ pub mod engine;
 pub mod epidemic;
 pub mod experiments;
 pub mod faults;
+pub mod healing;
 pub mod hostile;
 pub mod invariants;
 pub mod metrics;

@@ -242,9 +242,19 @@ pub struct Metrics {
     pub member_events: u64,
     /// The forming of a cluster bootstrapped through a seed.
     pub formation: Option<Formation>,
+    /// When the views last healed (small clusters only).
+    pub healing: Option<crate::healing::Healing>,
 }
 
 impl Metrics {
+    /// Counters for a run of `n` nodes.
+    pub fn new(n: usize) -> Self {
+        Metrics {
+            healing: crate::healing::Healing::new(n),
+            ..Metrics::default()
+        }
+    }
+
     /// Start tracking an update about `subject`.
     pub fn track(&mut self, kind: UpdateKind, subject: usize, start: Micros, eligible: BitSet) {
         let n = eligible.0.len() * 64;
@@ -282,6 +292,9 @@ impl Metrics {
         }
         if let Some(f) = self.formation.as_mut() {
             f.on_event(now, observer, subject, *kind);
+        }
+        if let Some(h) = self.healing.as_mut() {
+            h.on_event(now, observer, subject, *kind, truth);
         }
         let healthy = truth.up[subject]
             && !truth.paused[subject]
@@ -341,9 +354,19 @@ impl Metrics {
     }
 
     /// A node was replaced (restart): its old views are gone.
-    pub fn on_observer_reset(&mut self, observer: usize) {
+    pub fn on_observer_reset(&mut self, observer: usize, truth: &Truth) {
         let o = observer as u32;
         self.open_false.retain(|&(u, _), _| u != o);
+        if let Some(h) = self.healing.as_mut() {
+            h.forget_observer(observer, truth);
+        }
+    }
+
+    /// A node went down, came up or began to leave.
+    pub fn on_truth_change(&mut self, truth: &Truth) {
+        if let Some(h) = self.healing.as_mut() {
+            h.recount(truth);
+        }
     }
 
     /// Close open false positives at the end of the run.

@@ -94,6 +94,12 @@ pub struct Summary {
     pub formed_percentiles_s: Option<[Option<f64>; 4]>,
     /// The (observer, subject) pair learnt last in that formation.
     pub formed_last_pair: Option<(usize, usize)>,
+    /// Seconds from the last fault's end until every running member last
+    /// saw every other alive (absent without faults, above
+    /// [`crate::healing::Healing::MAX_NODES`] nodes, or if the views had
+    /// not healed by the end).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healed_s: Option<f64>,
     /// (observer, subject) death declarations of live, unpaused, reachable nodes.
     pub false_positives: u64,
     /// Distinct live nodes somebody declared dead.
@@ -308,6 +314,12 @@ pub fn build(d: RunData<'_>) -> RunResult {
             .as_ref()
             .map(|f| f.milestones.map(|m| m.map(to_secs))),
         formed_last_pair: d.metrics.formation.as_ref().and_then(|f| f.last_pair),
+        healed_s: d
+            .metrics
+            .healing
+            .as_ref()
+            .filter(|_| d.last_heal > 0)
+            .and_then(|h| h.healed_after(d.last_heal)),
         false_positives: d.metrics.false_positives,
         false_positive_nodes: d.metrics.false_positive_nodes.len(),
         false_positive_seconds: round(to_secs(d.metrics.false_positive_micros)),
@@ -334,7 +346,6 @@ pub fn build(d: RunData<'_>) -> RunResult {
         workload: None,
         hostile: None,
     };
-    let _ = d.last_heal;
     RunResult {
         violations: summary.violations.clone(),
         summary,
@@ -392,6 +403,12 @@ impl Summary {
                 o,
                 "formed: every member listed every other after {t:.3}s \
                  (last: n{observer} learnt n{subject})"
+            );
+        }
+        if let Some(t) = self.healed_s {
+            let _ = writeln!(
+                o,
+                "healed: every running member saw every other alive {t:.3}s after the last fault ended"
             );
         }
         for u in &self.updates {

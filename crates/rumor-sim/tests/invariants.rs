@@ -203,3 +203,26 @@ fn long_partition_heals() {
         .expect("valid");
     assert_clean(&run(&s, 1));
 }
+
+/// After a partition the views break (the sides suspect each other) and
+/// heal; the run reports how long after the heal the last view came back.
+/// A run without faults reports no figure.
+#[test]
+fn a_partition_reports_when_the_views_healed() {
+    let s = Scenario::builtin("partition", 32, 3).expect("builtin");
+    let r = run(&s, 3);
+    assert_clean(&r);
+    let healed = r.summary.healed_s.expect("the views healed by the end");
+    let ended = s.faults.iter().map(Fault::heals_at).max().expect("a fault");
+    assert!(healed > 0.0, "a partition breaks some view: {healed}");
+    assert!(
+        rumor_sim::to_secs(ended) + healed < s.duration,
+        "healed within the run: {healed} s after {ended} µs"
+    );
+    let quiet = Scenario::builtin("crash", 32, 3).expect("builtin");
+    let quiet = Scenario {
+        faults: Vec::new(),
+        ..quiet
+    };
+    assert_eq!(run(&quiet, 3).summary.healed_s, None);
+}

@@ -1069,7 +1069,7 @@ impl Node {
             self.probe_order.shrink_to_fit();
         }
         if !self.leaving {
-            self.pull_from_random(now);
+            self.push_pull_with_random(now, |e| e.state == MemberState::Alive);
         }
     }
 
@@ -1102,7 +1102,9 @@ impl Node {
     /// partner holds no record for. This node sends back those records and
     /// the ones of the answer it holds newer (`push_back`), so both sides
     /// end with the newer version of every record either had, for 4 bytes
-    /// per member when the views agree.
+    /// per member when the views agree. (The periodic exchange stays a
+    /// full push-pull: as a pull it healed partitions more slowly; see
+    /// docs/simulator.md, "Large clusters".)
     fn pull_from_random(&mut self, now: Instant) {
         let Some(&i) = self
             .random_members(1, |e| e.state == MemberState::Alive)
