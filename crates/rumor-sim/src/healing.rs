@@ -27,8 +27,9 @@ pub struct Healing {
 }
 
 impl Healing {
-    /// The largest cluster tracked.
-    pub const MAX_NODES: usize = 2000;
+    /// The largest cluster tracked (the same bound as the invariant
+    /// checker's per-pair history).
+    pub const MAX_NODES: usize = crate::invariants::PAIR_HISTORY_NODES;
 
     /// A tracker for `n` nodes, if that is few enough.
     pub fn new(n: usize) -> Option<Self> {

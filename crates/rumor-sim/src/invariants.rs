@@ -42,7 +42,7 @@ use crate::{name_index, node_addr, to_secs, Micros};
 pub const FULL_CHECK_NODES: usize = 1000;
 
 /// Per-pair incarnation history is kept up to this many nodes.
-const PAIR_HISTORY_NODES: usize = 2000;
+pub(crate) const PAIR_HISTORY_NODES: usize = 2000;
 
 /// Time bounds the invariants allow, derived from the configuration and N.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use rand::Rng;
 
 use std::net::SocketAddr;
 
-use super::{alive_of, Node, Source, Timer};
+use super::{alive_of, record_of, Node, Source, Timer};
 use crate::codec;
 use crate::event::{Event, MemberEventKind, SuspicionCause};
 use crate::kv::hash::StableHasher;
@@ -371,16 +371,12 @@ impl Node {
     /// answer's. The push half of a pull, which lists digests only (see
     /// `Node::pull_from_random`).
     pub(super) fn push_back(&mut self, pp: &PushPull, lacking: &[u32], to: SocketAddr) {
-        let record = |name: &Arc<str>, e: &super::Entry| MemberRecord {
-            alive: alive_of(name, e),
-            state: e.state,
-        };
         let mut sent = std::collections::HashSet::new();
         let mut back: Vec<MemberRecord> = Vec::new();
         for &i in lacking {
             if let Some((name, e)) = self.members.get_index(i as usize) {
                 if sent.insert(i as usize) {
-                    back.push(record(name, e));
+                    back.push(record_of(name, e));
                 }
             }
         }
@@ -392,7 +388,7 @@ impl Node {
                 continue;
             };
             if (e.incarnation, e.state) > (r.alive.incarnation, r.state) && sent.insert(i) {
-                back.push(record(name, e));
+                back.push(record_of(name, e));
             }
         }
         if back.is_empty() {

@@ -1115,11 +1115,7 @@ impl Node {
         let to = self.members[i].addr();
         let pull = Message::Pull {
             alive: alive_of(&self.name, self.local_entry()),
-            digest: self
-                .members
-                .iter()
-                .map(|(name, e)| record_digest(name, e.incarnation, e.state))
-                .collect(),
+            digest: self.digests(),
         };
         self.expect_reply(now, to);
         self.send_stream(to, codec::encode_packet(&pull), MessageType::Pull);
@@ -1158,9 +1154,8 @@ impl Node {
         }
     }
 
-    /// Encode the push-pull answer to a stream request.
-    /// A push-pull answer, with the positions of a pull's digests this
-    /// node lacks if there are any.
+    /// Encode the push-pull answer to a stream request, with the positions
+    /// of a pull's digests this node lacks if there are any.
     fn stream_reply(&mut self, answer: PushPull, lacking: Vec<u32>) -> Vec<u8> {
         self.stats.streams_out += 1;
         self.stats.count_out(MessageType::PushPull);
@@ -1179,11 +1174,7 @@ impl Node {
         // Sorted and searched, not hashed: at 10,000 members a pull is
         // answered by every member six times after a join, and SipHash
         // over 2·N digests per answer was most of its cost.
-        let own: Vec<u32> = self
-            .members
-            .iter()
-            .map(|(name, e)| record_digest(name, e.incarnation, e.state))
-            .collect();
+        let own = self.digests();
         let mut held = digest.to_vec();
         held.sort_unstable();
         let mut own_sorted = own.clone();
@@ -1197,6 +1188,14 @@ impl Node {
             held.binary_search(&own[i]).is_err()
         });
         (answer, lacking)
+    }
+
+    /// The digest of every record held, in member order.
+    fn digests(&self) -> Vec<u32> {
+        self.members
+            .iter()
+            .map(|(name, e)| record_digest(name, e.incarnation, e.state))
+            .collect()
     }
 
     /// This node's full view (its own record first) and recent user
@@ -1224,10 +1223,7 @@ impl Node {
                 .iter()
                 .enumerate()
                 .filter(|(i, (name, e))| keep(*i, name, e))
-                .map(|(_, (name, e))| MemberRecord {
-                    alive: alive_of(name, e),
-                    state: e.state,
-                })
+                .map(|(_, (name, e))| record_of(name, e))
                 .collect(),
         }
     }
@@ -1294,6 +1290,14 @@ impl Node {
 fn shrink_idle<T>(q: &mut VecDeque<T>) {
     if q.is_empty() && q.capacity() > 64 {
         q.shrink_to(16);
+    }
+}
+
+/// The push-pull record describing `e`.
+fn record_of(name: &Arc<str>, e: &Entry) -> MemberRecord {
+    MemberRecord {
+        alive: alive_of(name, e),
+        state: e.state,
     }
 }
 
