@@ -34,6 +34,7 @@ pub mod limits;
 pub mod member;
 pub mod message;
 pub mod node;
+pub mod overlay;
 pub mod query;
 pub mod samples;
 pub mod state;
