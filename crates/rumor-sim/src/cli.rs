@@ -140,7 +140,11 @@ pub struct Args {
     /// Run an experiment of docs/simulator.md instead: `sync` (one write's
     /// spread per anti-entropy mode, --nodes, --store) or `aggregate`
     /// (rounds to 1e-3 / 1e-6 vs N, --sizes) or `push-sum` (the same with the
-    /// push-sum model, --sizes, --seeds, --loss, --crash); writes CSV and PNG into --out.
+    /// push-sum model, --sizes, --seeds, --loss, --crash) or `overlay`
+    /// (partial membership: reliability and healing after 0-90 % crash at
+    /// once, --sizes, --seeds) or `overlay-churn` (partial membership with
+    /// 1 % of the nodes replaced per minute, --nodes, --duration); writes
+    /// CSV, JSON and PNG into --out.
     #[arg(long)]
     pub experiment: Option<String>,
     /// Cluster sizes for `--experiment aggregate`, comma-separated.
@@ -278,9 +282,22 @@ fn run_experiment(args: &Args, name: &str) -> Result<i32, InputError> {
             let base = push_sum_options(args, 2)?;
             experiments::push_sum(&sizes(args)?, args.seeds, &base, &dir)
         }
+        "overlay" => experiments::overlay(&sizes(args)?, args.seeds, args.seed, &dir),
+        "overlay-churn" => {
+            let n = args.nodes.unwrap_or(100_000);
+            let duration = args.duration.unwrap_or(300.0);
+            let opts = crate::overlay::Options {
+                seed: args.seed,
+                ..Default::default()
+            };
+            let r = crate::overlay_runs::churn_run(n, duration, 1.0, &opts);
+            serde_json::to_string_pretty(&r)
+                .map(|s| s + "\n")
+                .map_err(|e| e.to_string())
+        }
         other => {
             return Err(InputError(format!(
-                "unknown experiment {other:?}: expected sync, aggregate or push-sum"
+                "unknown experiment {other:?}: expected sync, aggregate, push-sum, overlay or overlay-churn"
             )))
         }
     };

@@ -38,6 +38,8 @@ pub mod hostile;
 pub mod invariants;
 pub mod metrics;
 pub mod network;
+pub mod overlay;
+pub mod overlay_runs;
 pub mod plots;
 pub mod pushsum;
 pub mod report;

@@ -11,8 +11,9 @@
 //!   random one with `Disconnect` (both keep the other as passive).
 //! * Each node probes its neighbours (`Ping`/`Pong`); one silent for
 //!   `failure_timeout` is reported failed ([`ViewEvent::Failed`]) and
-//!   replaced by a passive peer asked with `Neighbor` (high priority when
-//!   the active view is empty: it must be taken).
+//!   replaced by a passive peer asked with `Neighbor`: high priority (it
+//!   must be taken) when the active view is two or more short, low (taken
+//!   if there is room) when it is one short.
 //! * Every `shuffle_interval` a node sends a sample of both views on a
 //!   random walk (`Shuffle`); where the walk ends the peer answers with a
 //!   sample of its passive view, and both merge what they got into their
@@ -86,9 +87,9 @@ pub enum ViewMessage<P> {
     },
     /// I took you as a neighbour (where a forward walk ended): take me too.
     Connect,
-    /// Take me as a neighbour; `high`: I have none, so you must.
+    /// Take me as a neighbour; `high`: you must.
     Neighbor {
-        /// The asker's active view is empty.
+        /// The asker's active view is two or more short.
         high: bool,
     },
     /// The answer to [`ViewMessage::Neighbor`].
@@ -480,7 +481,12 @@ impl<P: Peer> HyParView<P> {
         let Some(peer) = sample(&mut self.rng, &self.passive, 1, &skip).pop() else {
             return;
         };
-        let high = self.active.is_empty();
+        // Two or more short: ask to be taken even by a full peer, which
+        // drops one of its own (that one is then one short, which is
+        // normal). Otherwise a node whose passive peers all have full views
+        // would stay short for good. (The paper asks so only with an empty
+        // view.)
+        let high = self.active.is_empty() || self.active.len() + 2 <= self.config.active_size;
         self.asking = Some(Asking {
             peer: peer.clone(),
             since: now,
