@@ -125,6 +125,10 @@ pub enum Message {
         /// Positions in the pull's list, ascending.
         positions: Vec<u32>,
     },
+    /// A partial-membership overlay message (HyParView), peers by address.
+    View(crate::overlay::hyparview::ViewMessage<SocketAddr>),
+    /// A broadcast-tree message (Plumtree) with an opaque payload.
+    Tree(crate::overlay::plumtree::TreeMessage<Vec<u8>>),
     /// A question gossiped to every member; those its filters select
     /// answer straight to the asker (see [`crate::query`]).
     Query(Query),
@@ -353,11 +357,15 @@ pub enum MessageType {
     KvClock = 21,
     /// [`Message::Lacking`]
     Lacking = 22,
+    /// [`Message::View`]
+    View = 23,
+    /// [`Message::Tree`]
+    Tree = 24,
 }
 
 impl MessageType {
     /// Every type, in code order.
-    pub const ALL: [MessageType; 22] = [
+    pub const ALL: [MessageType; 24] = [
         MessageType::Ping,
         MessageType::Ack,
         MessageType::Nack,
@@ -380,6 +388,8 @@ impl MessageType {
         MessageType::Reap,
         MessageType::KvClock,
         MessageType::Lacking,
+        MessageType::View,
+        MessageType::Tree,
     ];
 
     /// The type of a wire code, if known.
@@ -412,6 +422,8 @@ impl MessageType {
             MessageType::Reap => "reap",
             MessageType::KvClock => "kv_clock",
             MessageType::Lacking => "lacking",
+            MessageType::View => "view",
+            MessageType::Tree => "tree",
         }
     }
 }
@@ -442,6 +454,8 @@ impl Message {
             Message::Reap { .. } => MessageType::Reap,
             Message::KvClock(_) => MessageType::KvClock,
             Message::Lacking { .. } => MessageType::Lacking,
+            Message::View(_) => MessageType::View,
+            Message::Tree(_) => MessageType::Tree,
         }
     }
 }

@@ -17,6 +17,8 @@ use rumor_core::kv::{
 use rumor_core::message::{
     Alive, MemberRecord, Message, MessageType, PushPull, StateSync, SyncMode, SyncPhase, UserEvent,
 };
+use rumor_core::overlay::hyparview::ViewMessage;
+use rumor_core::overlay::plumtree::TreeMessage;
 use rumor_core::state::{Delta, Entry as StateEntry};
 use rumor_core::{Config, Instant, MemberState, Node, Tags};
 
@@ -273,6 +275,42 @@ fn message() -> impl Strategy<Value = Message> {
         proptest::collection::btree_set(any::<u32>(), 0..40).prop_map(|set| Message::Lacking {
             positions: set.into_iter().collect(),
         }),
+        view().prop_map(Message::View),
+        tree().prop_map(Message::Tree),
+    ]
+}
+
+fn view() -> impl Strategy<Value = ViewMessage<SocketAddr>> {
+    let peers = || proptest::collection::vec(addr(), 0..8);
+    prop_oneof![
+        Just(ViewMessage::Join),
+        (addr(), any::<u8>()).prop_map(|(joiner, ttl)| ViewMessage::ForwardJoin { joiner, ttl }),
+        Just(ViewMessage::Connect),
+        any::<bool>().prop_map(|high| ViewMessage::Neighbor { high }),
+        any::<bool>().prop_map(|accepted| ViewMessage::NeighborReply { accepted }),
+        any::<bool>().prop_map(|leaving| ViewMessage::Disconnect { leaving }),
+        (addr(), any::<u8>(), peers()).prop_map(|(origin, ttl, peers)| ViewMessage::Shuffle {
+            origin,
+            ttl,
+            peers
+        }),
+        peers().prop_map(|peers| ViewMessage::ShuffleReply { peers }),
+        Just(ViewMessage::Ping),
+        Just(ViewMessage::Pong),
+    ]
+}
+
+fn tree() -> impl Strategy<Value = TreeMessage<Vec<u8>>> {
+    prop_oneof![
+        (
+            any::<u64>(),
+            any::<u16>(),
+            proptest::collection::vec(any::<u8>(), 0..64)
+        )
+            .prop_map(|(id, round, payload)| TreeMessage::Gossip { id, round, payload }),
+        proptest::collection::vec((any::<u64>(), any::<u16>()), 0..16).prop_map(TreeMessage::IHave),
+        any::<Option<u64>>().prop_map(|id| TreeMessage::Graft { id }),
+        Just(TreeMessage::Prune),
     ]
 }
 
@@ -506,6 +544,19 @@ fn every_message_type_is_covered() {
         Message::Lacking {
             positions: vec![0, 1, 7, 300, u32::MAX],
         },
+        Message::View(ViewMessage::Shuffle {
+            origin: "127.0.0.1:7946".parse().unwrap(),
+            ttl: 6,
+            peers: vec![
+                "127.0.0.2:7946".parse().unwrap(),
+                "[::1]:7947".parse().unwrap(),
+            ],
+        }),
+        Message::Tree(TreeMessage::Gossip {
+            id: u64::MAX,
+            round: u16::MAX,
+            payload: b"hello".to_vec(),
+        }),
     ]);
     let mut kinds: Vec<MessageType> = msgs.iter().map(Message::kind).collect();
     kinds.dedup();

@@ -410,6 +410,7 @@ pub fn overlay(ns: &[usize], seeds: usize, seed: u64, dir: &Path) -> Result<Stri
     );
     for &n in ns {
         let mut points = Vec::new();
+        let mut points_10s = Vec::new();
         for &f in &FRACTIONS {
             let rs: Vec<_> = (0..seeds.max(1) as u64)
                 .map(|k| {
@@ -433,6 +434,7 @@ pub fn overlay(ns: &[usize], seeds: usize, seed: u64, dir: &Path) -> Result<Stri
             };
             let first = m(&|r| r.first_after.reliability);
             points.push((f * 100.0, first * 100.0));
+            points_10s.push((f * 100.0, m(&|r| r.after_10s.reliability) * 100.0));
             let _ = writeln!(
                 table,
                 "{n:>7}  {:>6.0}%  {:>5}  {:>10.4}  {:>10.3}  {:>3}  {:>9.4}  {:>7.4}  {:>7.4}  {:>7.3}  {:>16}  {:>8}",
@@ -451,8 +453,13 @@ pub fn overlay(ns: &[usize], seeds: usize, seed: u64, dir: &Path) -> Result<Stri
             runs.extend(rs);
         }
         series.push(Series {
-            label: format!("N = {n}"),
+            label: format!("N = {n}, at the crash"),
             points,
+            markers: true,
+        });
+        series.push(Series {
+            label: format!("N = {n}, mean of the next 10 s"),
+            points: points_10s,
             markers: true,
         });
         let opts = Options {
@@ -476,7 +483,7 @@ pub fn overlay(ns: &[usize], seeds: usize, seed: u64, dir: &Path) -> Result<Stri
     std::fs::write(dir.join("overlay.json"), json.to_string()).map_err(io)?;
     lines(
         &dir.join("overlay.png"),
-        "partial membership: the first broadcast after a mass crash",
+        "partial membership: broadcasts after a mass crash",
         "nodes crashed at once (%)",
         "live nodes reached (%)",
         &series,

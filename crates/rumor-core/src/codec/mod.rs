@@ -12,6 +12,7 @@
 
 mod aggregate;
 mod kv;
+mod overlay;
 mod query;
 mod state;
 
@@ -194,6 +195,8 @@ fn decode_body(kind: MessageType, r: &mut Reader) -> Result<Message, DecodeError
             }
             Message::Lacking { positions }
         }
+        MessageType::View => r.view()?,
+        MessageType::Tree => r.tree()?,
         MessageType::Reap => Message::Reap {
             incarnation: r.varint()?,
             name: r.name()?,
@@ -445,6 +448,8 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
             put_varint(out, *incarnation);
             put_str(out, name);
         }
+        Message::View(m) => overlay::put_view(out, m),
+        Message::Tree(m) => overlay::put_tree(out, m),
     }
 }
 

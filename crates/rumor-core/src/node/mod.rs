@@ -883,6 +883,9 @@ impl Node {
             // Answered only over a stream (`handle_stream`), and read
             // only in an answer to this node's pull there.
             Message::Pull { .. } | Message::Lacking { .. } => {}
+            // A partial-membership peer: this full-membership node does
+            // not take part in its overlay (counted by type above).
+            Message::View(_) | Message::Tree(_) => {}
         }
     }
 

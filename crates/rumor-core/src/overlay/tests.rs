@@ -212,16 +212,10 @@ fn an_announced_message_that_does_not_come_is_grafted_from_each_announcer_in_tur
     let due = t.poll_timeout().expect("a graft timer");
     assert_eq!(due, at(10) + config.graft_timeout);
     t.handle_timeout(due);
-    assert_eq!(
-        out(&mut t),
-        vec![(1, TreeMessage::Graft { id: 8, round: 2 })]
-    );
+    assert_eq!(out(&mut t), vec![(1, TreeMessage::Graft { id: Some(8) })]);
     assert_eq!(t.eager(), &[1]);
     t.handle_timeout(due + config.regraft_timeout);
-    assert_eq!(
-        out(&mut t),
-        vec![(2, TreeMessage::Graft { id: 8, round: 4 })]
-    );
+    assert_eq!(out(&mut t), vec![(2, TreeMessage::Graft { id: Some(8) })]);
     // A graft is answered with the message itself.
     t.handle(
         due,
@@ -233,7 +227,7 @@ fn an_announced_message_that_does_not_come_is_grafted_from_each_announcer_in_tur
         },
     );
     out(&mut t);
-    t.handle(due, 4, TreeMessage::Graft { id: 8, round: 2 });
+    t.handle(due, 4, TreeMessage::Graft { id: Some(8) });
     assert_eq!(
         out(&mut t),
         vec![(
@@ -258,4 +252,41 @@ fn kept_messages_expire_after_the_retention() {
     t.handle_timeout(at(0) + config.retention);
     assert!(!t.has(1));
     assert_eq!(t.poll_timeout(), None);
+}
+
+#[test]
+fn an_announcer_many_hops_closer_replaces_the_eager_link() {
+    let config = TreeConfig {
+        optimize_hops: Some(7),
+        ..TreeConfig::default()
+    };
+    let mut t: Plumtree<u32, ()> = Plumtree::new(config);
+    t.neighbor_up(1);
+    t.neighbor_up(2);
+    t.handle(at(0), 2, TreeMessage::Prune);
+    // Message 3 came over 1 at hop 10.
+    t.handle(
+        at(1),
+        1,
+        TreeMessage::Gossip {
+            id: 3,
+            round: 9,
+            payload: (),
+        },
+    );
+    out(&mut t);
+    // 2 had it at hop 3: not enough hops saved.
+    let close = 10 - 1 - 7;
+    t.handle(at(2), 2, TreeMessage::IHave(vec![(3, close + 1)]));
+    assert!(out(&mut t).is_empty());
+    t.handle(at(3), 2, TreeMessage::IHave(vec![(3, close)]));
+    assert_eq!(
+        out(&mut t),
+        vec![
+            (2, TreeMessage::Graft { id: None }),
+            (1, TreeMessage::Prune)
+        ]
+    );
+    assert_eq!((t.eager(), t.lazy()), (&[2][..], &[1][..]));
+    assert!(t.poll_delivered().is_some() && t.poll_delivered().is_none());
 }
