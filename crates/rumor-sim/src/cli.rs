@@ -290,7 +290,7 @@ fn run_experiment(args: &Args, name: &str) -> Result<i32, InputError> {
                 seed: args.seed,
                 ..Default::default()
             };
-            let r = crate::overlay_runs::churn_run(n, duration, 1.0, &opts);
+            let r = crate::overlay_runs::churn_run(n, duration, 0.01, &opts);
             serde_json::to_string_pretty(&r)
                 .map(|s| s + "\n")
                 .map_err(|e| e.to_string())

@@ -399,11 +399,12 @@ pub fn push_sum(
 /// 0–90 % of the nodes crash at once, and how fast a crash is heard of.
 pub fn overlay(ns: &[usize], seeds: usize, seed: u64, dir: &Path) -> Result<String, String> {
     use crate::overlay::Options;
-    use crate::overlay_runs::{crash_run, detection_run};
+    use crate::overlay_runs::{crash_run, detection_run, storm_run};
     const FRACTIONS: [f64; 6] = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9];
     std::fs::create_dir_all(dir).map_err(io)?;
     let mut runs = Vec::new();
     let mut detections = Vec::new();
+    let mut storms = Vec::new();
     let mut series = Vec::new();
     let mut table = String::from(
         "  nodes  crashed  seeds  rel.before  rmr.before  ldh  rel.first  rel.10s  rel.30s  rmr.30s  reliable.after_s  healed_s\n",
@@ -467,6 +468,7 @@ pub fn overlay(ns: &[usize], seeds: usize, seed: u64, dir: &Path) -> Result<Stri
             ..Options::default()
         };
         detections.push(detection_run(n, 10, &opts));
+        storms.push(storm_run(n, &opts));
     }
     let _ = writeln!(
         table,
@@ -479,7 +481,19 @@ pub fn overlay(ns: &[usize], seeds: usize, seed: u64, dir: &Path) -> Result<Stri
             d.nodes, d.crashed, d.first_s, d.all_s, d.heard_by_all, d.false_failures
         );
     }
-    let json = serde_json::json!({ "crash": runs, "detection": detections });
+    let _ = writeln!(
+        table,
+        "\n  nodes  storm: whole_s  messages/node  broadcast.reliability  broadcast.last_ms"
+    );
+    for s in &storms {
+        let whole = s.whole_s.map_or("never".into(), |w| format!("{w:.1}"));
+        let _ = writeln!(
+            table,
+            "{:>7}  {:>13}  {:>13.1}  {:>21.4}  {:>17.0}",
+            s.nodes, whole, s.messages_per_node, s.broadcast.reliability, s.broadcast.last_ms
+        );
+    }
+    let json = serde_json::json!({ "crash": runs, "detection": detections, "storm": storms });
     std::fs::write(dir.join("overlay.json"), json.to_string()).map_err(io)?;
     lines(
         &dir.join("overlay.png"),

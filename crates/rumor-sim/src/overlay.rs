@@ -71,7 +71,7 @@ enum Wire {
 enum What {
     Deliver { from: u32, to: u32, wire: Wire },
     Wake(u32),
-    Join { node: u32, contact: u32 },
+    Join { node: u32, contacts: Vec<u32> },
 }
 
 struct Pending {
@@ -229,26 +229,43 @@ impl Overlay {
     }
 
     /// Start every node over `spread`: node 0 first, then each joins
-    /// through a random node started before it.
+    /// through a random node started before it (of three it knows).
     pub fn join_all(&mut self, spread: Duration) {
         let n = self.nodes.len() as u64;
         let first = self.now;
         self.start(0);
         for i in 1..n {
             let at = first + spread.as_micros() as u64 * i / n.max(1);
-            let contact = self.rng.random_range(0..i) as u32;
+            // Like an agent's seeds: up to three earlier nodes to try.
+            let contacts = (0..3).map(|_| self.rng.random_range(0..i) as u32).collect();
             self.push(
                 at,
                 What::Join {
                     node: i as u32,
-                    contact,
+                    contacts,
                 },
             );
         }
     }
 
-    /// Add a node that joins through `contact` now; its index.
-    pub fn add_node(&mut self, contact: u32) -> u32 {
+    /// Start every node at once, all joining through node 0 (a cold start
+    /// of the whole cluster: a join storm).
+    pub fn join_storm(&mut self) {
+        self.start(0);
+        for i in 1..self.nodes.len() as u32 {
+            self.push(
+                self.now,
+                What::Join {
+                    node: i,
+                    contacts: vec![0],
+                },
+            );
+        }
+    }
+
+    /// Add a node that joins now through one of `contacts` (the others are
+    /// tried while it knows no one); its index.
+    pub fn add_node(&mut self, contacts: &[u32]) -> u32 {
         let i = self.nodes.len() as u32;
         let seed = self.rng.random();
         self.nodes.push(Slot {
@@ -257,7 +274,8 @@ impl Overlay {
             up: false,
             wake: None,
         });
-        self.push(self.now, What::Join { node: i, contact });
+        let contacts = contacts.to_vec();
+        self.push(self.now, What::Join { node: i, contacts });
         i
     }
 
@@ -274,6 +292,11 @@ impl Overlay {
     /// Whether node `i` is running.
     pub fn is_up(&self, i: u32) -> bool {
         self.nodes.get(i as usize).is_some_and(|s| s.up)
+    }
+
+    /// Node `i`'s HyParView state.
+    pub fn view(&self, i: u32) -> Option<&HyParView<u32>> {
+        self.nodes.get(i as usize).map(|s| &s.view)
     }
 
     /// Live nodes.
@@ -393,9 +416,9 @@ impl Overlay {
     fn step(&mut self, what: What) {
         let now = self.instant();
         match what {
-            What::Join { node, contact } => {
+            What::Join { node, contacts } => {
                 self.start(node);
-                self.nodes[node as usize].view.join(now, &[contact]);
+                self.nodes[node as usize].view.join(now, &contacts);
                 self.flush(node);
             }
             What::Wake(i) => {

@@ -168,6 +168,37 @@ pub fn crash_run(n: usize, fraction: f64, opts: &Options) -> CrashRun {
     }
 }
 
+/// What [`storm_run`] measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct StormRun {
+    /// Nodes.
+    pub nodes: usize,
+    /// Seconds from the storm until the overlay was whole.
+    pub whole_s: Option<f64>,
+    /// A broadcast sent then.
+    pub broadcast: Broadcasts,
+    /// Messages per node until the overlay was whole.
+    pub messages_per_node: f64,
+}
+
+/// Every node of `n` joins node 0 at the same instant.
+pub fn storm_run(n: usize, opts: &Options) -> StormRun {
+    let mut o = Overlay::new(n, opts.clone());
+    o.join_storm();
+    // Start them all before the first look.
+    o.run_until(o.now());
+    let whole = o.run_until_healed(SECOND / 10, 120 * SECOND);
+    let t = o.traffic();
+    let messages_per_node = (t.view + t.payloads + t.control) as f64 / n as f64;
+    let ids = broadcasts(&mut o, 0, 1, SECOND, 2 * SECOND);
+    StormRun {
+        nodes: n,
+        whole_s: whole.map(to_secs),
+        broadcast: summarise(&spreads(&o, &ids)),
+        messages_per_node,
+    }
+}
+
 /// What [`detection_run`] measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct DetectionRun {
@@ -246,8 +277,8 @@ pub struct ChurnRun {
     pub peak_rss_mib: Option<f64>,
 }
 
-/// A settled overlay of `n` nodes where `per_minute` of the nodes crash
-/// per minute (each replaced by a new node joining a random live one), for
+/// A settled overlay of `n` nodes where the fraction `per_minute` of the
+/// nodes crashes per minute (each replaced by a new node joining a random live one), for
 /// `duration` seconds, with a broadcast every second.
 pub fn churn_run(n: usize, duration: f64, per_minute: f64, opts: &Options) -> ChurnRun {
     let wall = std::time::Instant::now();
@@ -264,12 +295,11 @@ pub fn churn_run(n: usize, duration: f64, per_minute: f64, opts: &Options) -> Ch
         owed += per_second;
         while owed >= 1.0 {
             owed -= 1.0;
-            if let (Some(v), Some(contact)) = (o.random_live(), o.random_live()) {
-                if v != contact {
-                    o.crash(v);
-                    o.add_node(contact);
-                    replaced += 1;
-                }
+            if let Some(v) = o.random_live() {
+                o.crash(v);
+                let contacts: Vec<u32> = (0..3).filter_map(|_| o.random_live()).collect();
+                o.add_node(&contacts);
+                replaced += 1;
             }
         }
         if let Some(origin) = o.random_live() {

@@ -20,7 +20,11 @@
 //!   passive views.
 //!
 //! Links are symmetric: a message that assumes a link the receiver does not
-//! have (a `Ping`) is answered with `Disconnect`.
+//! have (a `Ping`) is answered with `Disconnect`, and a neighbour that asks
+//! to become one is taken back. Datagrams can overtake each other, so a
+//! stale `Disconnect` may break one side of a link; only messages that
+//! travel over a link count as hearing from a neighbour, so the other side
+//! pings it and learns.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -196,7 +200,7 @@ impl<P: Peer> HyParView<P> {
     }
 
     /// Join through `contacts` (one is asked; the others are asked while
-    /// this node has no peers at all).
+    /// this node's view is two or more short and it has no passive peers).
     pub fn join(&mut self, now: Instant, contacts: &[P]) {
         self.contacts = contacts
             .iter()
@@ -206,12 +210,13 @@ impl<P: Peer> HyParView<P> {
         self.join_contact(now);
     }
 
+    /// Join through a random contact that is not a neighbour already.
     fn join_contact(&mut self, now: Instant) {
-        if self.contacts.is_empty() {
+        let neighbors: Vec<P> = self.active().cloned().collect();
+        let skip: Vec<&P> = neighbors.iter().collect();
+        let Some(contact) = sample(&mut self.rng, &self.contacts, 1, &skip).pop() else {
             return;
-        }
-        let i = self.rng.random_range(0..self.contacts.len());
-        let contact = self.contacts[i].clone();
+        };
         self.add_active(now, contact.clone());
         self.send(contact, ViewMessage::Join);
     }
@@ -274,7 +279,18 @@ impl<P: Peer> HyParView<P> {
         if from == self.me {
             return;
         }
-        self.heard(now, &from);
+        // Only what travels over a link shows the link is alive: a
+        // neighbour that asks to become one (or answers a shuffle) may not
+        // hold this node as a neighbour at all.
+        let over_link = !matches!(
+            msg,
+            ViewMessage::Neighbor { .. }
+                | ViewMessage::NeighborReply { .. }
+                | ViewMessage::ShuffleReply { .. }
+        );
+        if over_link {
+            self.heard(now, &from);
+        }
         match msg {
             ViewMessage::Join => {
                 self.add_active(now, from.clone());
@@ -290,7 +306,10 @@ impl<P: Peer> HyParView<P> {
             ViewMessage::ForwardJoin { joiner, ttl } => self.forward_join(now, from, joiner, ttl),
             ViewMessage::Connect => self.add_active(now, from),
             ViewMessage::Neighbor { high } => {
-                let accepted = high || self.active.len() < self.config.active_size;
+                // A neighbour that asks lost its side of the link (a stale
+                // disconnect overtook a newer request): it is taken back.
+                let accepted =
+                    high || self.is_neighbor(&from) || self.active.len() < self.config.active_size;
                 if accepted {
                     self.add_active(now, from.clone());
                 } else {
@@ -378,7 +397,10 @@ impl<P: Peer> HyParView<P> {
             self.next_shuffle = now + jitter(&mut self.rng, self.config.shuffle_interval);
             self.shuffle();
         }
-        if self.active.is_empty() && self.passive.is_empty() && self.asking.is_none() {
+        // Two or more short with no passive peer to ask: an island of
+        // survivors, or a node that knows no one alive. Join again.
+        let short = self.active.len() + 2 <= self.config.active_size;
+        if short && self.passive.is_empty() && self.asking.is_none() {
             self.join_contact(now);
         }
         self.refill(now);

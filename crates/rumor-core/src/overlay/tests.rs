@@ -290,3 +290,53 @@ fn an_announcer_many_hops_closer_replaces_the_eager_link() {
     assert_eq!((t.eager(), t.lazy()), (&[2][..], &[1][..]));
     assert!(t.poll_delivered().is_some() && t.poll_delivered().is_none());
 }
+
+#[test]
+fn a_neighbour_that_asks_to_be_one_is_taken_back_and_its_asking_is_not_a_sign_of_life() {
+    // A stale disconnect overtook 1's newer request: 1 lost its side of
+    // the link, this node kept its own.
+    let config = ViewConfig {
+        active_size: 1,
+        ..ViewConfig::default()
+    };
+    let mut v = HyParView::new(0u32, config, 8, at(0));
+    v.handle(at(0), 1, ViewMessage::Connect);
+    drain(&mut v);
+    // Full, yet 1 is taken back.
+    v.handle(at(900), 1, ViewMessage::Neighbor { high: false });
+    assert_eq!(
+        drain(&mut v),
+        vec![(1, ViewMessage::NeighborReply { accepted: true })]
+    );
+    // The request did not count as hearing from 1: it is pinged at the
+    // next tick.
+    v.handle_timeout(at(1000));
+    assert_eq!(drain(&mut v), vec![(1, ViewMessage::Ping)]);
+}
+
+#[test]
+fn an_island_with_no_passive_peers_joins_again_through_a_contact() {
+    let mut v = HyParView::new(0u32, ViewConfig::default(), 9, at(0));
+    v.join(at(0), &[7]);
+    v.handle(at(10), 1, ViewMessage::Connect);
+    drain(&mut v);
+    for ms in [1000, 2000, 3000] {
+        v.handle(at(ms), 1, ViewMessage::Pong);
+        v.handle_timeout(at(ms));
+    }
+    drain(&mut v);
+    events(&mut v);
+    // 7 fails; 1 alone is left, and no passive peer: join 7 again (the
+    // only contact), in the same tick.
+    v.handle(at(4000), 1, ViewMessage::Pong);
+    v.handle_timeout(at(4000));
+    assert_eq!(
+        events(&mut v),
+        vec![
+            ViewEvent::NeighborDown(7),
+            ViewEvent::Failed(7),
+            ViewEvent::NeighborUp(7)
+        ]
+    );
+    assert!(drain(&mut v).contains(&(7, ViewMessage::Join)));
+}
