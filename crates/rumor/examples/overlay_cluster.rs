@@ -5,10 +5,11 @@
 //! `membership = "partial"` mode: the overlay is driven here directly.
 //!
 //! ```text
-//! cargo run --release -p rumor --example overlay_cluster -- N [BROADCASTS]
+//! cargo run --release -p rumor --example overlay_cluster -- N [BROADCASTS] [storm]
 //! ```
 //!
-//! Nodes join over N ms, each through a random node started before it.
+//! Nodes join over N ms, each through a random node started before it;
+//! with `storm`, every node joins the first at once (a cold start).
 //! Reported: the time until the overlay is whole (every node's active view
 //! full or one short, every link both ways, one component), then for each
 //! broadcast from a random node the nodes it reached and the time of its
@@ -147,36 +148,58 @@ impl Peer {
     }
 }
 
-/// Whether every node's view is full or one short, every link goes both
-/// ways, and the links connect everyone.
-fn whole(views: &[Vec<SocketAddr>], addrs: &[SocketAddr], size: usize) -> bool {
+/// How far the overlay is from whole: nodes two or more short, one-way
+/// links, and connected components.
+#[derive(Debug, PartialEq, Eq)]
+struct Shape {
+    short: usize,
+    one_way: usize,
+    components: usize,
+}
+
+impl Shape {
+    fn whole(&self) -> bool {
+        self.short == 0 && self.one_way == 0 && self.components == 1
+    }
+}
+
+fn shape(views: &[Vec<SocketAddr>], addrs: &[SocketAddr], size: usize) -> Shape {
     let index: HashMap<SocketAddr, usize> =
         addrs.iter().enumerate().map(|(i, a)| (*a, i)).collect();
     let n = views.len();
-    let mut seen = vec![false; n];
-    let mut stack = vec![0];
-    seen[0] = true;
+    let mut shape = Shape {
+        short: 0,
+        one_way: 0,
+        components: 0,
+    };
     for (i, v) in views.iter().enumerate() {
         if v.len() + 1 < size.min(n) {
-            return false;
+            shape.short += 1;
         }
         for p in v {
-            let Some(&j) = index.get(p) else { return false };
-            if !views[j].contains(&addrs[i]) {
-                return false;
+            if !index.get(p).is_some_and(|&j| views[j].contains(&addrs[i])) {
+                shape.one_way += 1;
             }
         }
     }
-    while let Some(i) = stack.pop() {
-        for p in &views[i] {
-            let j = index[p];
-            if !seen[j] {
-                seen[j] = true;
-                stack.push(j);
+    let mut seen = vec![false; n];
+    for start in 0..n {
+        if seen[start] {
+            continue;
+        }
+        shape.components += 1;
+        seen[start] = true;
+        let mut stack = vec![start];
+        while let Some(i) = stack.pop() {
+            for j in views[i].iter().filter_map(|p| index.get(p)) {
+                if !seen[*j] {
+                    seen[*j] = true;
+                    stack.push(*j);
+                }
             }
         }
     }
-    seen.iter().all(|&s| s)
+    shape
 }
 
 fn status_mib(key: &str) -> f64 {
@@ -211,6 +234,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(Ok(b)) => b,
         Some(Err(e)) => return Err(format!("BROADCASTS: {e}").into()),
     };
+    let storm = match args.next().as_deref() {
+        None => false,
+        Some("storm") => true,
+        Some(other) => return Err(format!("unknown mode {other:?}: expected storm").into()),
+    };
     let origin = Instant::now();
     let config = ViewConfig::default();
     let shared = Arc::new(Mutex::new(Shared {
@@ -220,11 +248,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(1);
     let mut addrs = Vec::with_capacity(n);
     let mut commands = Vec::with_capacity(n);
+    let mut peers = Vec::with_capacity(n);
     let cpu0 = cpu_seconds();
     for i in 0..n {
         let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        // Buffers as large as the agent asks for: a burst (a join storm at
+        // the first node) would otherwise overflow the default.
+        let sock = socket2::SockRef::from(&socket);
+        let _ = sock.set_recv_buffer_size(4 << 20);
+        let _ = sock.set_send_buffer_size(4 << 20);
         let addr = socket.local_addr()?;
-        let contact = (i > 0).then(|| addrs[rng.random_range(0..i)]);
+        let contact = match i {
+            0 => None,
+            _ if storm => Some(addrs[0]),
+            _ => Some(addrs[rng.random_range(0..i)]),
+        };
         addrs.push(addr);
         let (tx, rx) = mpsc::unbounded_channel();
         commands.push(tx);
@@ -236,11 +274,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             shared: shared.clone(),
             origin,
         };
+        peers.push((peer, contact, rx));
+    }
+    // In a storm every node starts at once; otherwise one a millisecond.
+    for (peer, contact, rx) in peers {
         tokio::spawn(peer.run(contact, rx));
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        if !storm {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
     let started = origin.elapsed();
     println!("{n} nodes started in {:.1} s", started.as_secs_f64());
+    let mut last_report = started;
     let whole_at = loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let views = shared
@@ -248,8 +293,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_else(|e| e.into_inner())
             .views
             .clone();
-        if whole(&views, &addrs, config.active_size) {
+        let now = shape(&views, &addrs, config.active_size);
+        if now.whole() {
             break origin.elapsed();
+        }
+        if origin.elapsed() >= last_report + Duration::from_secs(1) {
+            last_report = origin.elapsed();
+            println!("  {:.0} s: {now:?}", last_report.as_secs_f64());
         }
         if origin.elapsed() > started + Duration::from_secs(120) {
             return Err("the overlay was not whole 120 s after the last start".into());

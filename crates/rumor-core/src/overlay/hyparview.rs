@@ -200,7 +200,8 @@ impl<P: Peer> HyParView<P> {
     }
 
     /// Join through `contacts` (one is asked; the others are asked while
-    /// this node's view is two or more short and it has no passive peers).
+    /// this node's view is two or more short and it has no passive peers,
+    /// as it then shuffles every tick).
     pub fn join(&mut self, now: Instant, contacts: &[P]) {
         self.contacts = contacts
             .iter()
@@ -208,6 +209,9 @@ impl<P: Peer> HyParView<P> {
             .cloned()
             .collect();
         self.join_contact(now);
+        // A joiner knows only its contact: shuffle soon for passive peers
+        // beyond it (in a cold start, every node knows the same one).
+        self.next_shuffle = now + jitter(&mut self.rng, self.config.probe_interval);
     }
 
     /// Join through a random contact that is not a neighbour already.
@@ -325,8 +329,8 @@ impl<P: Peer> HyParView<P> {
                     self.add_active(now, from);
                 } else {
                     self.refused.push(from);
-                    self.refill(now);
                 }
+                self.refill(now);
             }
             ViewMessage::Disconnect { leaving } => {
                 if self.remove_active(&from) {
@@ -335,6 +339,10 @@ impl<P: Peer> HyParView<P> {
                 if leaving {
                     self.passive.retain(|p| *p != from);
                 } else {
+                    // Not asked back before the next tick: its view is full,
+                    // and a high-priority request would make it drop
+                    // another, which would ask it back in turn.
+                    self.refused.push(from.clone());
                     self.add_passive(from);
                 }
                 self.refill(now);
@@ -393,14 +401,17 @@ impl<P: Peer> HyParView<P> {
             }
         }
         self.refused.clear();
-        if now >= self.next_shuffle {
+        // Two or more short with no passive peer to ask: shuffle now for
+        // some, and join again through a contact that is not a neighbour
+        // (an island of survivors, or a node that knows no one alive).
+        let stuck = self.active.len() + 2 <= self.config.active_size
+            && self.passive.is_empty()
+            && self.asking.is_none();
+        if now >= self.next_shuffle || stuck {
             self.next_shuffle = now + jitter(&mut self.rng, self.config.shuffle_interval);
             self.shuffle();
         }
-        // Two or more short with no passive peer to ask: an island of
-        // survivors, or a node that knows no one alive. Join again.
-        let short = self.active.len() + 2 <= self.config.active_size;
-        if short && self.passive.is_empty() && self.asking.is_none() {
+        if stuck {
             self.join_contact(now);
         }
         self.refill(now);
