@@ -399,12 +399,13 @@ pub fn push_sum(
 /// 0–90 % of the nodes crash at once, and how fast a crash is heard of.
 pub fn overlay(ns: &[usize], seeds: usize, seed: u64, dir: &Path) -> Result<String, String> {
     use crate::overlay::Options;
-    use crate::overlay_runs::{crash_run, detection_run, storm_run};
+    use crate::overlay_runs::{crash_run, detection_run, idle_run, storm_run};
     const FRACTIONS: [f64; 6] = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9];
     std::fs::create_dir_all(dir).map_err(io)?;
     let mut runs = Vec::new();
     let mut detections = Vec::new();
     let mut storms = Vec::new();
+    let mut idles = Vec::new();
     let mut series = Vec::new();
     let mut table = String::from(
         "  nodes  crashed  seeds  rel.before  rmr.before  ldh  rel.first  rel.10s  rel.30s  rmr.30s  reliable.after_s  healed_s\n",
@@ -469,6 +470,7 @@ pub fn overlay(ns: &[usize], seeds: usize, seed: u64, dir: &Path) -> Result<Stri
         };
         detections.push(detection_run(n, 10, &opts));
         storms.push(storm_run(n, &opts));
+        idles.push(idle_run(n, &opts));
     }
     let _ = writeln!(
         table,
@@ -493,7 +495,20 @@ pub fn overlay(ns: &[usize], seeds: usize, seed: u64, dir: &Path) -> Result<Stri
             s.nodes, whole, s.messages_per_node, s.broadcast.reliability, s.broadcast.last_ms
         );
     }
-    let json = serde_json::json!({ "crash": runs, "detection": detections, "storm": storms });
+    let _ = writeln!(table, "\n  nodes  idle: messages/node/s  bytes/node/s");
+    for i in &idles {
+        let _ = writeln!(
+            table,
+            "{:>7}  {:>20.2}  {:>12.1}",
+            i.nodes, i.messages_per_node_s, i.bytes_per_node_s
+        );
+    }
+    let json = serde_json::json!({
+        "crash": runs,
+        "detection": detections,
+        "storm": storms,
+        "idle": idles,
+    });
     std::fs::write(dir.join("overlay.json"), json.to_string()).map_err(io)?;
     lines(
         &dir.join("overlay.png"),

@@ -15,10 +15,13 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use rumor_core::codec;
+use rumor_core::message::Message;
 use rumor_core::overlay::hyparview::{HyParView, ViewConfig, ViewEvent, ViewMessage};
 use rumor_core::overlay::plumtree::{MessageId, Plumtree, TreeConfig, TreeMessage};
 use rumor_core::Instant;
@@ -47,6 +50,10 @@ pub struct Options {
     pub tree: TreeConfig,
     /// Neighbours that detect a failure broadcast it.
     pub announce_failures: bool,
+    /// Count the bytes each message takes in rumor's wire format (a
+    /// datagram of its own, peers as IPv4 addresses, empty payloads):
+    /// slower, so off unless asked.
+    pub count_bytes: bool,
 }
 
 impl Default for Options {
@@ -59,6 +66,7 @@ impl Default for Options {
             view: ViewConfig::default(),
             tree: TreeConfig::default(),
             announce_failures: false,
+            count_bytes: false,
         }
     }
 }
@@ -146,6 +154,8 @@ pub struct Traffic {
     pub payloads: u64,
     /// Plumtree announcements, grafts and prunes.
     pub control: u64,
+    /// Bytes of all of them on the wire, with [`Options::count_bytes`].
+    pub bytes: u64,
 }
 
 /// The overlay's health at one instant (live nodes only).
@@ -534,6 +544,9 @@ impl Overlay {
     }
 
     fn send(&mut self, from: u32, to: u32, wire: Wire) {
+        if self.opts.count_bytes {
+            self.traffic.bytes += wire_len(&wire) as u64;
+        }
         if self.opts.loss > 0.0 && self.rng.random_bool(self.opts.loss.min(1.0)) {
             return;
         }
@@ -610,6 +623,19 @@ impl Overlay {
         }
         self.health().healed().then_some(self.now)
     }
+}
+
+/// Bytes `wire` takes as a datagram of its own in rumor's wire format.
+fn wire_len(wire: &Wire) -> usize {
+    let addr = |i: u32| {
+        let [_, a, b, c] = i.to_be_bytes();
+        SocketAddr::new(Ipv4Addr::new(127, a, b, c).into(), 7946)
+    };
+    let msg = match wire {
+        Wire::View(m) => Message::View(m.clone().map_peers(addr)),
+        Wire::Tree(m) => Message::Tree(m.clone().map_payload(|()| Vec::new())),
+    };
+    codec::encode_packet(&msg).len()
 }
 
 fn find(parent: &mut [u32], mut i: u32) -> u32 {

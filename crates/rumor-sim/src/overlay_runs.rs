@@ -168,6 +168,41 @@ pub fn crash_run(n: usize, fraction: f64, opts: &Options) -> CrashRun {
     }
 }
 
+/// What [`idle_run`] measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct IdleRun {
+    /// Nodes.
+    pub nodes: usize,
+    /// Messages per node per second in a settled overlay with no
+    /// broadcasts (probes, shuffles).
+    pub messages_per_node_s: f64,
+    /// Their bytes per node per second in rumor's wire format (no IP or
+    /// UDP headers, no encryption).
+    pub bytes_per_node_s: f64,
+}
+
+/// A settled overlay of `n` nodes left alone for 30 s: what it costs.
+pub fn idle_run(n: usize, opts: &Options) -> IdleRun {
+    let opts = Options {
+        count_bytes: true,
+        ..opts.clone()
+    };
+    let mut o = Overlay::new(n, opts);
+    settled(&mut o, n);
+    let before = o.traffic().clone();
+    let start = o.now();
+    o.run_until(start + 30 * SECOND);
+    let t = o.traffic();
+    let messages =
+        (t.view + t.payloads + t.control) - (before.view + before.payloads + before.control);
+    let per = |x: u64| x as f64 / n as f64 / 30.0;
+    IdleRun {
+        nodes: n,
+        messages_per_node_s: per(messages),
+        bytes_per_node_s: per(t.bytes - before.bytes),
+    }
+}
+
 /// What [`storm_run`] measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct StormRun {

@@ -127,6 +127,34 @@ pub enum ViewMessage<P> {
     Pong,
 }
 
+impl<P> ViewMessage<P> {
+    /// The same message naming peers by `f(peer)` (an index as an
+    /// address, an address as a name).
+    pub fn map_peers<Q>(self, mut f: impl FnMut(P) -> Q) -> ViewMessage<Q> {
+        match self {
+            ViewMessage::Join => ViewMessage::Join,
+            ViewMessage::ForwardJoin { joiner, ttl } => ViewMessage::ForwardJoin {
+                joiner: f(joiner),
+                ttl,
+            },
+            ViewMessage::Connect => ViewMessage::Connect,
+            ViewMessage::Neighbor { high } => ViewMessage::Neighbor { high },
+            ViewMessage::NeighborReply { accepted } => ViewMessage::NeighborReply { accepted },
+            ViewMessage::Disconnect { leaving } => ViewMessage::Disconnect { leaving },
+            ViewMessage::Shuffle { origin, ttl, peers } => ViewMessage::Shuffle {
+                origin: f(origin),
+                ttl,
+                peers: peers.into_iter().map(f).collect(),
+            },
+            ViewMessage::ShuffleReply { peers } => ViewMessage::ShuffleReply {
+                peers: peers.into_iter().map(f).collect(),
+            },
+            ViewMessage::Ping => ViewMessage::Ping,
+            ViewMessage::Pong => ViewMessage::Pong,
+        }
+    }
+}
+
 /// What the overlay tells its driver.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ViewEvent<P> {

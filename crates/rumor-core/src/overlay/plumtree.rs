@@ -80,6 +80,22 @@ pub enum TreeMessage<M> {
     Prune,
 }
 
+impl<M> TreeMessage<M> {
+    /// The same message with its payload (if any) replaced by `f(payload)`.
+    pub fn map_payload<N>(self, f: impl FnOnce(M) -> N) -> TreeMessage<N> {
+        match self {
+            TreeMessage::Gossip { id, round, payload } => TreeMessage::Gossip {
+                id,
+                round,
+                payload: f(payload),
+            },
+            TreeMessage::IHave(ids) => TreeMessage::IHave(ids),
+            TreeMessage::Graft { id } => TreeMessage::Graft { id },
+            TreeMessage::Prune => TreeMessage::Prune,
+        }
+    }
+}
+
 /// A broadcast delivered to this node's application, once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivered<M> {

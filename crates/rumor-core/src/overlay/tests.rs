@@ -340,3 +340,33 @@ fn an_island_with_no_passive_peers_joins_again_through_a_contact() {
     );
     assert!(drain(&mut v).contains(&(7, ViewMessage::Join)));
 }
+
+#[test]
+fn mapping_a_message_renames_every_peer_and_keeps_the_rest() {
+    let m = ViewMessage::Shuffle {
+        origin: 1u32,
+        ttl: 4,
+        peers: vec![2, 3],
+    };
+    assert_eq!(
+        m.map_peers(|p| p * 10),
+        ViewMessage::Shuffle {
+            origin: 10,
+            ttl: 4,
+            peers: vec![20, 30]
+        }
+    );
+    let g = TreeMessage::Gossip {
+        id: 5,
+        round: 2,
+        payload: 7u8,
+    };
+    assert_eq!(
+        g.map_payload(|p| vec![p]),
+        TreeMessage::Gossip {
+            id: 5,
+            round: 2,
+            payload: vec![7u8]
+        }
+    );
+}
