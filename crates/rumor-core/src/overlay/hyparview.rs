@@ -432,9 +432,7 @@ impl<P: Peer> HyParView<P> {
         // Two or more short with no passive peer to ask: shuffle now for
         // some, and join again through a contact that is not a neighbour
         // (an island of survivors, or a node that knows no one alive).
-        let stuck = self.active.len() + 2 <= self.config.active_size
-            && self.passive.is_empty()
-            && self.asking.is_none();
+        let stuck = self.two_short() && self.passive.is_empty() && self.asking.is_none();
         if now >= self.next_shuffle || stuck {
             self.next_shuffle = now + jitter(&mut self.rng, self.config.shuffle_interval);
             self.shuffle();
@@ -450,10 +448,7 @@ impl<P: Peer> HyParView<P> {
             return;
         }
         if ttl == 0 || self.active.len() <= 1 {
-            if !self.is_neighbor(&joiner) {
-                self.add_active(now, joiner.clone());
-                self.send(joiner, ViewMessage::Connect);
-            }
+            self.connect(now, joiner);
             return;
         }
         if ttl == self.config.passive_walk {
@@ -468,13 +463,21 @@ impl<P: Peer> HyParView<P> {
                     ttl: ttl - 1,
                 },
             ),
-            None => {
-                if !self.is_neighbor(&joiner) {
-                    self.add_active(now, joiner.clone());
-                    self.send(joiner, ViewMessage::Connect);
-                }
-            }
+            None => self.connect(now, joiner),
         }
+    }
+
+    /// A join's walk ends here: take the joiner and tell it so.
+    fn connect(&mut self, now: Instant, joiner: P) {
+        if !self.is_neighbor(&joiner) {
+            self.add_active(now, joiner.clone());
+            self.send(joiner, ViewMessage::Connect);
+        }
+    }
+
+    /// Whether the active view is two or more short.
+    fn two_short(&self) -> bool {
+        self.active.len() + 2 <= self.config.active_size
     }
 
     fn shuffle(&mut self) {
@@ -547,7 +550,7 @@ impl<P: Peer> HyParView<P> {
         // normal). Otherwise a node whose passive peers all have full views
         // would stay short for good. (The paper asks so only with an empty
         // view.)
-        let high = self.active.is_empty() || self.active.len() + 2 <= self.config.active_size;
+        let high = self.active.is_empty() || self.two_short();
         self.asking = Some(Asking {
             peer: peer.clone(),
             since: now,

@@ -238,7 +238,7 @@ impl<P: Peer, M: Clone> Plumtree<P, M> {
                             .is_some_and(|saved| via.saturating_add(saved) <= k.round);
                         if let Some(parent) = k.parent.clone().filter(|_| swap) {
                             k.parent = Some(from.clone());
-                            k.round = round.saturating_add(1);
+                            k.round = via;
                             self.make_eager(&from);
                             self.out
                                 .push_back((from.clone(), TreeMessage::Graft { id: None }));
