@@ -129,6 +129,11 @@ pub struct AgentArgs {
     /// Protocol timing profile: lan, wan or local [default: lan].
     #[arg(long, env = "RUMOR_PROFILE")]
     pub profile: Option<String>,
+    /// How much of the cluster each node tracks: `full` (every member,
+    /// SWIM) or `partial` (a few neighbours: HyParView and Plumtree, for
+    /// large clusters) [default: full]. Every agent of a cluster must agree.
+    #[arg(long, env = "RUMOR_MEMBERSHIP")]
+    pub membership: Option<String>,
     /// Keyring file: hex keys (64 digits), one a line, the first is primary.
     #[arg(long, env = "RUMOR_KEYRING")]
     pub keyring: Option<PathBuf>,
@@ -614,6 +619,9 @@ pub struct DemoArgs {
     /// Protocol profile of the demo nodes.
     #[arg(long, default_value = "local")]
     pub profile: String,
+    /// Membership of the demo nodes: full or partial.
+    #[arg(long, default_value = "full")]
+    pub membership: String,
     /// Stop once the scripted scenario has run and the timeline is printed.
     #[arg(long)]
     pub exit_after_script: bool,

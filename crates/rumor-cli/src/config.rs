@@ -63,6 +63,8 @@ pub struct FileConfig {
     pub tags: Option<BTreeMap<String, String>>,
     /// Profile name.
     pub profile: Option<String>,
+    /// "full" or "partial" membership.
+    pub membership: Option<String>,
     /// Keyring file.
     pub keyring: Option<PathBuf>,
     /// With a keyring: "enforce", "send" or "accept".
@@ -489,6 +491,13 @@ impl AgentConfig {
         let profile: Profile = profile_name
             .parse()
             .map_err(|e: rumor_core::Error| anyhow::anyhow!("profile: {e}"))?;
+        let membership: rumor_core::Membership = args
+            .membership
+            .as_deref()
+            .or(file.membership.as_deref())
+            .unwrap_or("full")
+            .parse()
+            .map_err(|e: rumor_core::Error| anyhow::anyhow!("membership: {e}"))?;
         let leave_timeout = match args
             .leave_timeout
             .as_deref()
@@ -535,7 +544,8 @@ impl AgentConfig {
             .clone()
             .apply(rumor_core::Config::profile(profile))?;
         let limits = file.limits.clone().unwrap_or_default();
-        let protocol = limits.apply(protocol)?;
+        let mut protocol = limits.apply(protocol)?;
+        protocol.membership = membership;
         let streams = crate::cluster::StreamLimits {
             max_streams: limits.max_streams,
             max_streams_per_source: limits.max_streams_per_source,

@@ -163,6 +163,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .profile
         .parse()
         .map_err(|e: rumor_core::Error| anyhow::anyhow!("--profile: {e}"))?;
+    let membership: rumor_core::Membership = args
+        .membership
+        .parse()
+        .map_err(|e: rumor_core::Error| anyhow::anyhow!("--membership: {e}"))?;
+    let mut config = rumor_core::Config::profile(profile);
+    config.membership = membership;
     let http_addr: SocketAddr = crate::config::parse_addr("--http", &args.http)?;
     crate::metrics::install();
     let listener = tokio::net::TcpListener::bind(http_addr)
@@ -192,7 +198,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             bind: SocketAddr::from(([127, 0, 0, 1], port_of(i)?)),
             advertise: None,
             tags,
-            config: rumor_core::Config::profile(profile),
+            config: config.clone(),
             keys: Vec::new(),
             encryption: rumor::EncryptionMode::Enforce,
             label: None,
@@ -217,6 +223,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the rumor binary")?;
     let child = tokio::process::Command::new(exe)
         .args(["agent", "--name", &child_name, "--profile", &args.profile])
+        .args(["--membership", &args.membership])
         .args([
             "--bind",
             &format!("127.0.0.1:{child_port}"),
@@ -248,8 +255,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         }
     });
     println!(
-        "rumor demo: {} nodes on 127.0.0.1 ({in_process} in this process, {child_name} in its own), profile {}",
-        args.nodes, args.profile
+        "rumor demo: {} nodes on 127.0.0.1 ({in_process} in this process, {child_name} in its own), profile {}, {} membership",
+        args.nodes, args.profile, args.membership
     );
     println!("dashboard of {}: http://{http_addr}/", nodes[0].name());
 

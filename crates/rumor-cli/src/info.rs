@@ -108,6 +108,7 @@ pub fn propagation_json(
 pub fn protocol_json(c: &rumor_core::Config) -> Value {
     let ms = |d: std::time::Duration| d.as_millis() as u64;
     json!({
+        "membership": c.membership.as_str(),
         "probe_interval_ms": ms(c.probe_interval),
         "probe_timeout_ms": ms(c.probe_timeout),
         "indirect_checks": c.indirect_checks,

@@ -136,9 +136,60 @@ pub struct Config {
     /// Refute suspicions of the local node. Only a test turns this off, to
     /// show the simulator's accuracy check can fail.
     pub refute_suspicions: bool,
+    /// How much of the cluster each node tracks and talks to: every member
+    /// (SWIM) or a few neighbours (HyParView and Plumtree). Every node of a
+    /// cluster must use the same; a node refuses peers that differ.
+    pub membership: Membership,
+    /// The partial view's parameters (used in [`Membership::Partial`]).
+    pub view: crate::overlay::hyparview::ViewConfig,
+    /// The broadcast tree's parameters (used in [`Membership::Partial`]).
+    pub tree: crate::overlay::plumtree::TreeConfig,
     /// How much this node holds on behalf of others (members, pending
     /// admissions, state, key space, queued broadcasts).
     pub limits: crate::limits::Limits,
+}
+
+/// How much of the cluster each node tracks (see docs/protocol.md, "Partial
+/// membership").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Membership {
+    /// Every node knows and probes every member (SWIM with Lifeguard);
+    /// rumors are piggybacked and gossiped to random members.
+    #[default]
+    Full,
+    /// Every node keeps a few neighbours (HyParView) and checks only them;
+    /// rumors travel on broadcast trees over the neighbours (Plumtree).
+    /// Members still learn of every join, leave and failure, from the tree.
+    Partial,
+}
+
+impl Membership {
+    /// Its name in configuration files and flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Membership::Full => "full",
+            Membership::Partial => "partial",
+        }
+    }
+}
+
+impl std::fmt::Display for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Membership {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "full" => Ok(Membership::Full),
+            "partial" => Ok(Membership::Partial),
+            other => Err(Error::InvalidConfig(format!(
+                "unknown membership {other:?}: expected full or partial"
+            ))),
+        }
+    }
 }
 
 /// A named starting point for [`Config`].
@@ -235,6 +286,9 @@ impl Config {
             max_event_size: 512,
             event_dedup_window: Duration::from_secs(300),
             refute_suspicions: true,
+            membership: Membership::Full,
+            view: Default::default(),
+            tree: Default::default(),
             limits: crate::limits::Limits::default(),
         }
     }
@@ -340,15 +394,38 @@ impl Config {
                 self.max_stream_size, self.packet_size
             ));
         }
+        if self.membership == Membership::Partial {
+            let v = &self.view;
+            if v.active_size < 2
+                || v.passive_size == 0
+                || v.probe_interval.is_zero()
+                || v.shuffle_interval.is_zero()
+                || v.failure_timeout <= v.probe_interval
+            {
+                return bad(format!(
+                    "partial membership needs view.active_size >= 2 (is {}), view.passive_size >= 1 (is {}), view.shuffle_interval > 0 (is {:?}) and view.failure_timeout ({:?}) longer than view.probe_interval ({:?}) > 0",
+                    v.active_size, v.passive_size, v.shuffle_interval, v.failure_timeout, v.probe_interval
+                ));
+            }
+        }
         self.limits.validate()
     }
 
     /// The fields a running node cannot change: the key space's modes and
     /// Merkle depth (every replica must share them), the datagram and
     /// stream sizes (the transport framed and sized its buffers with them)
-    /// and `awareness_max` (the health score's range).
-    pub const RESTART_ONLY: [&'static str; 4] =
-        ["kv", "packet_size", "max_stream_size", "awareness_max"];
+    /// `awareness_max` (the health score's range), and the membership mode
+    /// with its overlay's parameters (the neighbours would have to be
+    /// rebuilt).
+    pub const RESTART_ONLY: [&'static str; 7] = [
+        "kv",
+        "packet_size",
+        "max_stream_size",
+        "awareness_max",
+        "membership",
+        "view",
+        "tree",
+    ];
 
     /// What a running node with this configuration adopts when asked for
     /// `new`: `new`, with each [`Config::RESTART_ONLY`] field that differs
@@ -371,6 +448,18 @@ impl Config {
         if next.awareness_max != self.awareness_max {
             next.awareness_max = self.awareness_max;
             kept.push("awareness_max");
+        }
+        if next.membership != self.membership {
+            next.membership = self.membership;
+            kept.push("membership");
+        }
+        if next.view != self.view {
+            next.view = self.view.clone();
+            kept.push("view");
+        }
+        if next.tree != self.tree {
+            next.tree = self.tree.clone();
+            kept.push("tree");
         }
         (next, kept)
     }

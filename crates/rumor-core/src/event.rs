@@ -49,6 +49,9 @@ pub enum SuspicionCause {
     Gossip,
     /// A push-pull partner listed the member suspect or dead.
     PushPull,
+    /// The member is this node's neighbour in partial membership and
+    /// stopped answering its pings (see [`crate::Membership::Partial`]).
+    NeighborSilent,
 }
 
 impl std::fmt::Display for SuspicionCause {
@@ -68,6 +71,9 @@ impl std::fmt::Display for SuspicionCause {
                 *for_ms as f64 / 1000.0
             ),
             SuspicionCause::Gossip => f.write_str("heard in gossip"),
+            SuspicionCause::NeighborSilent => {
+                f.write_str("a silent neighbour (partial membership)")
+            }
             SuspicionCause::PushPull => {
                 f.write_str("listed suspect or dead by a push-pull partner")
             }
@@ -138,6 +144,17 @@ pub enum Event {
     NameConflict {
         /// The address of the member holding the name.
         holder: std::net::SocketAddr,
+    },
+    /// A peer runs the other membership mode (`theirs`), so this node and
+    /// it cannot form one cluster: what it sent was refused (counted in
+    /// [`crate::Stats::membership_refused`]). Reported once per peer
+    /// address. Every node of a cluster must set the same
+    /// [`crate::Config::membership`].
+    MembershipMismatch {
+        /// The peer.
+        peer: std::net::SocketAddr,
+        /// Its mode.
+        theirs: crate::config::Membership,
     },
     /// Key-space records were refused because their timestamps were too
     /// far ahead of this node's clock (counted in

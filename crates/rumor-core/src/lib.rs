@@ -43,7 +43,7 @@ pub mod suspicion;
 pub mod time;
 pub mod user_event;
 
-pub use config::{Config, Profile};
+pub use config::{Config, Membership, Profile};
 pub use event::{Event, MemberEventKind, SuspicionCause};
 pub use limits::Limits;
 pub use member::{Member, MemberState, Tags};

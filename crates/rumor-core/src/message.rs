@@ -129,6 +129,10 @@ pub enum Message {
     View(crate::overlay::hyparview::ViewMessage<SocketAddr>),
     /// A broadcast-tree message (Plumtree) with an opaque payload.
     Tree(crate::overlay::plumtree::TreeMessage<Vec<u8>>),
+    /// The sender runs this membership mode. Partial-membership nodes put
+    /// it in their stream requests; a node whose mode differs answers with
+    /// its own, refusing the peer (the modes cannot interoperate).
+    Membership(crate::config::Membership),
     /// A question gossiped to every member; those its filters select
     /// answer straight to the asker (see [`crate::query`]).
     Query(Query),
@@ -361,11 +365,13 @@ pub enum MessageType {
     View = 23,
     /// [`Message::Tree`]
     Tree = 24,
+    /// [`Message::Membership`]
+    Membership = 25,
 }
 
 impl MessageType {
     /// Every type, in code order.
-    pub const ALL: [MessageType; 24] = [
+    pub const ALL: [MessageType; 25] = [
         MessageType::Ping,
         MessageType::Ack,
         MessageType::Nack,
@@ -390,6 +396,7 @@ impl MessageType {
         MessageType::Lacking,
         MessageType::View,
         MessageType::Tree,
+        MessageType::Membership,
     ];
 
     /// The type of a wire code, if known.
@@ -424,6 +431,7 @@ impl MessageType {
             MessageType::Lacking => "lacking",
             MessageType::View => "view",
             MessageType::Tree => "tree",
+            MessageType::Membership => "membership",
         }
     }
 }
@@ -456,6 +464,7 @@ impl Message {
             Message::Lacking { .. } => MessageType::Lacking,
             Message::View(_) => MessageType::View,
             Message::Tree(_) => MessageType::Tree,
+            Message::Membership(_) => MessageType::Membership,
         }
     }
 }

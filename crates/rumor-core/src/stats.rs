@@ -28,6 +28,9 @@ pub struct Stats {
     pub unsupported_version: u64,
     /// Messages of unknown type (skipped).
     pub unknown_messages: u64,
+    /// Messages refused because their sender runs the other membership
+    /// mode (full or partial; see [`crate::Membership`]).
+    pub membership_refused: u64,
     /// Stream messages over `max_stream_size` (dropped).
     pub oversize_streams: u64,
     /// Probes started.

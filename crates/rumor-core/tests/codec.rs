@@ -277,6 +277,11 @@ fn message() -> impl Strategy<Value = Message> {
         }),
         view().prop_map(Message::View),
         tree().prop_map(Message::Tree),
+        any::<bool>().prop_map(|p| Message::Membership(if p {
+            rumor_core::Membership::Partial
+        } else {
+            rumor_core::Membership::Full
+        })),
     ]
 }
 
@@ -557,6 +562,7 @@ fn every_message_type_is_covered() {
             round: u16::MAX,
             payload: b"hello".to_vec(),
         }),
+        Message::Membership(rumor_core::Membership::Partial),
     ]);
     let mut kinds: Vec<MessageType> = msgs.iter().map(Message::kind).collect();
     kinds.dedup();

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumor_core::{Config, Profile, Tags};
+use rumor_core::{Config, Membership, Profile, Tags};
 use tokio::sync::mpsc;
 
 use crate::driver::Driver;
@@ -164,6 +164,14 @@ impl Builder {
     /// datagram on the wire; the envelope's overhead is taken off it.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Track every member (`Full`, the default) or a few neighbours
+    /// (`Partial`: HyParView and Plumtree, for large clusters). Every node
+    /// of a cluster must use the same.
+    pub fn membership(mut self, membership: Membership) -> Self {
+        self.config.membership = membership;
         self
     }
 

@@ -47,6 +47,8 @@ pub(crate) enum Command {
     /// Whether another live member holds this node's name, and whether a
     /// check of that is still waiting for its answer.
     NameCheck(oneshot::Sender<(Option<SocketAddr>, bool)>),
+    /// Peers found running the other membership mode, and their mode.
+    MembershipMismatches(oneshot::Sender<Vec<(SocketAddr, rumor_core::Membership)>>),
     /// Mark a member left cluster-wide on its behalf (see [`rumor_core::ForceLeave`]).
     ForceLeave(String, rumor_core::ForceLeave, Reply<()>),
     /// Broadcast a user event (name, payload); answers its Lamport time.
@@ -366,6 +368,9 @@ impl<T: Transport> Driver<T> {
             }
             Command::Stats(tx) => {
                 let _ = tx.send(self.stats());
+            }
+            Command::MembershipMismatches(tx) => {
+                let _ = tx.send(self.core.membership_mismatches().to_vec());
             }
             Command::NameCheck(tx) => {
                 let _ = tx.send((self.core.name_conflict(), self.core.checking_name()));
@@ -724,6 +729,10 @@ impl<T: Transport> Driver<T> {
                 CoreEvent::ClockRefused(r) => self.clock_refused(&r),
                 CoreEvent::NameConflict { holder } => {
                     tracing::warn!(node = %self.name, %holder, "this node's name is held by another live member");
+                }
+                CoreEvent::MembershipMismatch { peer, theirs } => {
+                    let ours = self.core.config().membership;
+                    tracing::error!(node = %self.name, %peer, %theirs, %ours, "a peer runs the other membership mode: refused (every node of a cluster must set the same membership)");
                 }
                 CoreEvent::Query(q) => self.on_query(q),
                 CoreEvent::Suspected {

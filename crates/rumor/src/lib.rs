@@ -108,7 +108,9 @@ pub mod transport;
 pub use rumor_core as core;
 pub use rumor_core::aggregate::Estimate;
 pub use rumor_core::kv::{Entry as KvEntry, Mode as KvMode, VersionVector};
-pub use rumor_core::{Config, ForceLeave, Member, MemberEventKind, MemberState, Profile, Tags};
+pub use rumor_core::{
+    Config, ForceLeave, Member, MemberEventKind, MemberState, Membership, Profile, Tags,
+};
 
 pub use builder::Builder;
 pub use encryption::{EncryptionMode, EncryptionSwitch};
@@ -180,6 +182,18 @@ pub enum Error {
         name: String,
         /// The address of the member holding it.
         holder: SocketAddr,
+    },
+    /// A seed runs the other membership mode: this node and the cluster
+    /// cannot interoperate. Every node of a cluster must set the same
+    /// [`Config::membership`].
+    #[error("the seed at {peer} runs {theirs} membership and this node runs {ours}: every node of a cluster must set the same membership")]
+    MembershipMismatch {
+        /// The seed that refused.
+        peer: SocketAddr,
+        /// This node's mode.
+        ours: Membership,
+        /// The seed's mode.
+        theirs: Membership,
     },
     /// The data dir refused: it could not be opened (locked, damaged, not
     /// writable) or a write could not be committed (a full disk).

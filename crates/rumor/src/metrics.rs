@@ -387,6 +387,8 @@ families! {
         "Authentic datagrams and stream messages of a protocol version this build does not speak (dropped).";
     UNKNOWN_MESSAGES = Counter "rumor_unknown_messages_total" ["node"]
         "Messages of a type this build does not know, from a newer member (skipped).";
+    MEMBERSHIP_REFUSED = Counter "rumor_membership_refused_total" ["node"]
+        "Messages refused because their sender runs the other membership mode (full or partial).";
     // Queries.
     QUERIES_REFUSED = Counter "rumor_queries_refused_total" ["node"]
         "Queries from an origin not known alive at the address it names, and answers to relay to an address that is no member's (dropped).";
@@ -575,6 +577,7 @@ pub fn export(node: &str, stats: &Stats) {
         (DECODE_ERRORS, c.decode_errors),
         (UNSUPPORTED_VERSION, c.unsupported_version),
         (UNKNOWN_MESSAGES, c.unknown_messages),
+        (MEMBERSHIP_REFUSED, c.membership_refused),
         (QUERIES_REFUSED, c.queries_refused),
         (QUERY_RESPONSES_RELAYED, c.query_responses_relayed),
         (QUERIES_RESENT, c.queries_resent),

@@ -21,7 +21,7 @@ use crate::keyring::{Key, Keyring};
 use crate::lazy_channel::LazyChannel;
 use crate::metrics::Stats;
 use crate::seeds::{self, Seed};
-use crate::{Builder, Error, Event};
+use crate::{Builder, Error, Event, Membership};
 
 /// First wait between two join attempts; doubled up to [`MAX_BACKOFF`],
 /// each wait drawn between half and all of it (see [`jittered`]).
@@ -482,10 +482,20 @@ impl Node {
             attempts += 1;
             let (addrs, mut problems) = seeds::resolve_with(&seeds, &self.dns_servers).await;
             if !addrs.is_empty() {
+                let asked = addrs.clone();
                 let (tried, answered, unauthenticated) =
                     self.ask(|tx| Command::Join(addrs, tx)).await?;
                 if tried == 0 {
                     return Ok(0);
+                }
+                let refused = self.ask(Command::MembershipMismatches).await?;
+                if let Some(&(peer, theirs)) = refused.iter().find(|(p, _)| asked.contains(p)) {
+                    // Two modes: this node runs the other one.
+                    let ours = match theirs {
+                        Membership::Full => Membership::Partial,
+                        Membership::Partial => Membership::Full,
+                    };
+                    return Err(Error::MembershipMismatch { peer, ours, theirs });
                 }
                 if answered > 0 {
                     self.confirm_name().await?;

@@ -46,7 +46,9 @@ pub(crate) fn err(e: rumor::Error) -> ClusterError {
         E::Core(Core::LimitReached { limit, detail }) => {
             ClusterError::LimitReached(format!("{} reached: {detail}", limit.name()))
         }
-        E::NameConflict { .. } => ClusterError::Conflict(e.to_string()),
+        E::NameConflict { .. } | E::MembershipMismatch { .. } => {
+            ClusterError::Conflict(e.to_string())
+        }
         E::Core(Core::ForceLeave(f)) => force_leave_err(f),
         E::Core(Core::Event(Rejected::TooLarge(m))) => {
             ClusterError::TooLarge(format!("user event: {m}"))

@@ -197,6 +197,11 @@ fn decode_body(kind: MessageType, r: &mut Reader) -> Result<Message, DecodeError
         }
         MessageType::View => r.view()?,
         MessageType::Tree => r.tree()?,
+        MessageType::Membership => Message::Membership(match r.u8()? {
+            0 => crate::config::Membership::Full,
+            1 => crate::config::Membership::Partial,
+            _ => return Err(DecodeError::Malformed("membership")),
+        }),
         MessageType::Reap => Message::Reap {
             incarnation: r.varint()?,
             name: r.name()?,
@@ -450,6 +455,10 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
         }
         Message::View(m) => overlay::put_view(out, m),
         Message::Tree(m) => overlay::put_tree(out, m),
+        Message::Membership(m) => out.push(match m {
+            crate::config::Membership::Full => 0,
+            crate::config::Membership::Partial => 1,
+        }),
     }
 }
 

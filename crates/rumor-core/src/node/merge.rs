@@ -307,7 +307,10 @@ impl Node {
         }
         let incarnation = e.incarnation;
         let me = self.name.clone();
-        self.on_dead(now, incarnation, name, me, true);
+        // In partial membership every member's own timer declares it: a
+        // tree broadcast from each would flood the tree N times.
+        let gossip = !self.partial();
+        self.on_dead(now, incarnation, name, me, gossip);
     }
 
     /// Merge a peer's full state. Records are applied like gossip, and what
@@ -449,6 +452,9 @@ impl Node {
 
     /// Queue `msg` to be sent `boost` times the usual retransmit limit.
     fn broadcast_boosted(&mut self, key: Arc<str>, msg: Message, boost: u32) {
+        if self.partial() {
+            return self.broadcast_on_tree(msg);
+        }
         let mut bytes = Vec::with_capacity(48);
         codec::encode_message(&msg, &mut bytes);
         if bytes.len() + 1 > self.config.packet_size {

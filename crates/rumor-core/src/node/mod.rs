@@ -16,6 +16,7 @@ mod aggregate;
 mod force_leave;
 mod kv;
 mod merge;
+mod partial;
 mod probe;
 mod query;
 mod resume;
@@ -121,6 +122,8 @@ enum Timer {
     Kv(crate::kv::service::Tick),
     /// A timer of the query service.
     Query(crate::query::service::Tick),
+    /// The partial-membership overlay's timers may be due.
+    Overlay,
 }
 
 /// Most pulls after a join (see [`Node::join_sync`]): the waits double, so
@@ -209,6 +212,10 @@ pub struct Node {
     /// Per [`crate::limits::Limit`]: when refusals were last reported, and
     /// how many since.
     refusals: [(Option<Instant>, u64); crate::limits::Limit::ALL.len()],
+    /// The overlay, in partial membership (built at start).
+    overlay: Option<Box<partial::Overlay>>,
+    /// Peers found running the other membership mode.
+    mismatched: Vec<(SocketAddr, crate::config::Membership)>,
 }
 
 impl Node {
@@ -287,6 +294,8 @@ impl Node {
             conflict: None,
             join_syncs: JoinSyncs::default(),
             refusals: Default::default(),
+            overlay: None,
+            mismatched: Vec::new(),
             config,
         })
     }
@@ -320,11 +329,16 @@ impl Node {
             self.leave_pending = false;
             self.bump_incarnation(now, 1);
         }
-        let own = self.local_entry().addr();
-        let request = codec::encode_packet(&Message::PushPull(self.push_pull(now, true, false)));
-        for &seed in seeds.iter().filter(|&&s| s != own) {
-            self.expect_reply(now, seed);
-            self.send_stream(seed, request.clone(), MessageType::PushPull);
+        if self.partial() {
+            self.join_overlay(now, seeds);
+        } else {
+            let own = self.local_entry().addr();
+            let request =
+                codec::encode_packet(&Message::PushPull(self.push_pull(now, true, false)));
+            for &seed in seeds.iter().filter(|&&s| s != own) {
+                self.expect_reply(now, seed);
+                self.send_stream(seed, request.clone(), MessageType::PushPull);
+            }
         }
         if !self.config.join_sync_delay.is_zero() {
             let join = self.join_syncs.join.wrapping_add(1);
@@ -355,6 +369,7 @@ impl Node {
         let incarnation = self.local_entry().incarnation;
         let name = self.name.clone();
         self.on_dead(now, incarnation, name.clone(), name, true);
+        self.leave_overlay();
         self.leave_pending = true;
         self.check_leave_complete();
         self.forward_fresh(now);
@@ -465,7 +480,11 @@ impl Node {
         // holds that the partner lacks.
         let mut answer: Option<PushPull> = None;
         let mut lacking = Vec::new();
-        for msg in self.decode(bytes)? {
+        let msgs = self.decode(bytes)?;
+        if let Some(refusal) = self.check_stream_mode(from, &msgs) {
+            return Some(refusal);
+        }
+        for msg in msgs {
             match msg {
                 Message::PushPull(pp) => {
                     self.stats.count_in(MessageType::PushPull);
@@ -542,6 +561,7 @@ impl Node {
                 Timer::State(t) => self.with_state(now, |s, cx| s.on_timer(cx, t)),
                 Timer::Aggregation(t) => self.with_aggregation(now, |s, cx| s.on_timer(cx, t)),
                 Timer::Kv(t) => self.with_kv(now, |s, cx| s.on_timer(cx, t)),
+                Timer::Overlay => self.overlay_timeout(now),
             }
         }
         self.forward_fresh(now);
@@ -709,8 +729,9 @@ impl Node {
             old.push_pull_interval_for(self.live),
             new.push_pull_interval_for(self.live),
         );
+        let full = !self.partial();
         let plan = [
-            (Timer::ProbeTick, probe, true),
+            (Timer::ProbeTick, probe, full),
             (
                 Timer::GossipTick,
                 (old.gossip_interval, new.gossip_interval),
@@ -720,7 +741,7 @@ impl Node {
             (
                 Timer::ReconnectTick,
                 (old.reconnect_interval, new.reconnect_interval),
-                true,
+                full,
             ),
         ];
         for (timer, (before, after), running) in plan {
@@ -773,6 +794,17 @@ impl Node {
         self.started = true;
         if let Some(e) = self.members.get_mut(&self.name) {
             e.state_change = now;
+        }
+        if self.partial() {
+            self.start_overlay(now);
+            self.gossip_own_alive(1);
+            let push_pull = self.jitter(self.config.push_pull_interval);
+            if !self.config.push_pull_interval.is_zero() {
+                self.set_timer(now + push_pull, Timer::PushPullTick);
+            }
+            self.with_state(now, |s, cx| s.on_start(cx));
+            self.with_kv(now, |s, cx| s.on_start(cx));
+            return;
         }
         self.gossip_own_alive(1);
         let probe = self.jitter(self.config.probe_interval);
@@ -883,9 +915,9 @@ impl Node {
             // Answered only over a stream (`handle_stream`), and read
             // only in an answer to this node's pull there.
             Message::Pull { .. } | Message::Lacking { .. } => {}
-            // A partial-membership peer: this full-membership node does
-            // not take part in its overlay (counted by type above).
-            Message::View(_) | Message::Tree(_) => {}
+            Message::View(m) => self.on_view(now, from, m),
+            Message::Tree(m) => self.on_tree(now, from, m),
+            Message::Membership(m) => self.on_membership(from, m),
         }
     }
 
@@ -969,7 +1001,8 @@ impl Node {
         }
     }
 
-    fn send_stream(&mut self, to: SocketAddr, payload: Vec<u8>, kind: MessageType) {
+    fn send_stream(&mut self, to: SocketAddr, mut payload: Vec<u8>, kind: MessageType) {
+        self.mark_stream(&mut payload);
         self.push_stream(to, payload, kind, None);
     }
 
@@ -1029,6 +1062,7 @@ impl Node {
             }
         }
         self.schedule_gossip(now);
+        self.flush_overlay(now);
     }
 
     /// Members an eager round goes to (see [`crate::budget::eager_fanout`]).
@@ -1071,7 +1105,12 @@ impl Node {
             self.members.shrink_to_fit();
             self.probe_order.shrink_to_fit();
         }
-        if !self.leaving {
+        if self.leaving {
+            return;
+        }
+        if self.partial() {
+            self.pull_from_neighbor(now);
+        } else {
             self.push_pull_with_random(now, |e| e.state == MemberState::Alive);
         }
     }
@@ -1109,6 +1148,9 @@ impl Node {
     /// full push-pull: as a pull it healed partitions more slowly; see
     /// docs/simulator.md, "Large clusters".)
     fn pull_from_random(&mut self, now: Instant) {
+        if self.partial() {
+            return self.pull_from_neighbor(now);
+        }
         let Some(&i) = self
             .random_members(1, |e| e.state == MemberState::Alive)
             .first()
@@ -1116,6 +1158,11 @@ impl Node {
             return;
         };
         let to = self.members[i].addr();
+        self.pull_from(now, to);
+    }
+
+    /// Pull from `to` (see [`Node::pull_from_random`]).
+    fn pull_from(&mut self, now: Instant, to: SocketAddr) {
         let pull = Message::Pull {
             alive: alive_of(&self.name, self.local_entry()),
             digest: self.digests(),

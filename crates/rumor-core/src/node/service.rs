@@ -82,13 +82,20 @@ pub(crate) trait PeerSampling {
     fn leads(&self) -> bool;
 }
 
-/// Full membership samples from the whole members table.
+/// Full membership samples from the whole members table; partial
+/// membership samples its neighbours.
 impl PeerSampling for Node {
     fn random_alive(&mut self, k: usize) -> Vec<(Arc<str>, SocketAddr)> {
+        if self.partial() {
+            return self.random_neighbors(k, None);
+        }
         self.random_named(k, |e| e.state == MemberState::Alive)
     }
 
     fn random_alive_except(&mut self, k: usize, except: SocketAddr) -> Vec<(Arc<str>, SocketAddr)> {
+        if self.partial() {
+            return self.random_neighbors(k, Some(except));
+        }
         self.random_named(k, |e| e.state == MemberState::Alive && e.addr() != except)
     }
 

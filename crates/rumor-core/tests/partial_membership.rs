@@ -1,0 +1,200 @@
+//! `Node` in partial membership (`Config::membership = Partial`): a
+//! HyParView overlay and Plumtree broadcasts under the same members table,
+//! events and services as full membership. Every test here could fail: a
+//! node that never joins the overlay, a rumor the tree loses or delivers
+//! twice, a crash nobody reports, a mode mismatch accepted.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{name, secs, Net};
+use rumor_core::message::MessageType;
+use rumor_core::{Config, Event, MemberEventKind, MemberState, Membership};
+
+fn partial() -> Config {
+    let mut c = Config::lan();
+    c.membership = Membership::Partial;
+    c
+}
+
+/// `n` partial-membership nodes joined through node 0; asserts that every
+/// one lists every other alive.
+fn converged(n: usize) -> Net {
+    let mut net = Net::new(n, partial());
+    net.join_all(0);
+    let all: Vec<usize> = (0..n).collect();
+    assert!(
+        net.run_until_true(secs(60.0), |net| net.all_see_alive(&all)),
+        "{n} partial-membership nodes did not all learn each other"
+    );
+    net
+}
+
+/// Every link is held at both ends, and each node has a few neighbours.
+fn assert_overlay(net: &Net) {
+    let running = net.running();
+    for &i in &running {
+        let mine = net.node(i).neighbors();
+        assert!(
+            (1..=5).contains(&mine.len()),
+            "{} has {} neighbours",
+            name(i),
+            mine.len()
+        );
+        for peer in mine {
+            let j = net.addrs.iter().position(|a| *a == peer).expect("a node");
+            assert!(
+                net.node(j).neighbors().contains(&net.addrs[i]),
+                "{} lists {} as a neighbour, not the other way round",
+                name(i),
+                name(j)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_partial_cluster_learns_every_member_without_probing_them() {
+    let mut net = converged(40);
+    net.run_for(secs(20.0));
+    assert_overlay(&net);
+    for i in 0..40 {
+        let s = net.node(i).stats();
+        // SWIM's probe round and push-pull are off: no indirect probes, no
+        // full-state exchange, and the overlay is what carries traffic.
+        assert_eq!(s.messages_out[MessageType::PingReq as usize - 1], 0);
+        assert!(s.messages_out[MessageType::View as usize - 1] > 0);
+        assert!(s.messages_out[MessageType::Tree as usize - 1] > 0);
+        assert_eq!(s.decode_errors, 0);
+        assert_eq!(s.membership_refused, 0);
+    }
+    assert_eq!(net.seen(MemberEventKind::Failed, 5).count(), 0);
+}
+
+#[test]
+fn a_user_event_reaches_every_node_exactly_once() {
+    let mut net = converged(40);
+    net.run_for(secs(5.0));
+    for origin in [3, 17, 39] {
+        net.with(origin, |n, now| {
+            n.send_event(now, "deploy", format!("from {origin}").as_bytes())
+                .unwrap();
+        });
+    }
+    net.run_for(secs(5.0));
+    for origin in [3, 17, 39] {
+        let payload = format!("from {origin}").into_bytes();
+        let mut got: Vec<usize> = net
+            .user_events
+            .iter()
+            .filter(|(_, _, ev)| ev.payload == payload)
+            .map(|(_, at, _)| *at)
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, (0..40).collect::<Vec<_>>(), "event from {origin}");
+    }
+}
+
+#[test]
+fn a_crash_is_reported_to_every_member_and_a_leave_too() {
+    let mut net = converged(30);
+    net.run_for(secs(5.0));
+    net.crash(7);
+    assert!(
+        net.run_until_all_dead(7, secs(60.0)),
+        "not every member holds the crashed node dead"
+    );
+    net.with(12, |n, now| n.leave(now));
+    let others: Vec<usize> = net.running().into_iter().filter(|&i| i != 12).collect();
+    assert!(
+        net.run_until_true(secs(30.0), |net| others
+            .iter()
+            .all(|&o| net.state_of(o, &name(12)) == Some(MemberState::Left))),
+        "not every member saw the leave"
+    );
+    // Nobody else was declared failed, and the overlay healed around both.
+    for i in net.running() {
+        if i != 12 {
+            assert_eq!(
+                net.seen(MemberEventKind::Failed, i).count(),
+                0,
+                "{}",
+                name(i)
+            );
+        }
+    }
+    net.crash(12);
+    net.run_for(secs(15.0));
+    assert_overlay(&net);
+}
+
+#[test]
+fn a_suspected_live_member_refutes_over_the_tree() {
+    let mut net = converged(20);
+    net.run_for(secs(5.0));
+    // Node 4 falls silent for its neighbours long enough to be suspected,
+    // then speaks again before the suspicion runs out.
+    let four = 4;
+    net.drop = Box::new(move |from, to, _| from == four || to == four);
+    net.run_for(secs(6.0));
+    net.drop = Box::new(|_, _, _| false);
+    net.run_for(secs(60.0));
+    let suspected = net
+        .other_events
+        .iter()
+        .any(|(_, _, e)| matches!(e, Event::Suspected { name, .. } if **name == *"node-004"));
+    assert!(suspected, "the silent node was never suspected");
+    for i in net.running() {
+        assert_eq!(
+            net.state_of(i, "node-004"),
+            Some(MemberState::Alive),
+            "{} does not hold node-004 alive",
+            name(i)
+        );
+    }
+}
+
+fn mismatches(net: &Net, at: usize) -> Vec<(SocketAddr, Membership)> {
+    net.other_events
+        .iter()
+        .filter(|(_, i, _)| *i == at)
+        .filter_map(|(_, _, e)| match e {
+            Event::MembershipMismatch { peer, theirs } => Some((*peer, *theirs)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn full_and_partial_nodes_refuse_each_other() {
+    // Nodes 0-2 run full membership; 3 and 4 partial.
+    let mut net = Net::new(5, Config::lan());
+    net.config = partial();
+    net.boot(3);
+    net.boot(4);
+    let (full_seed, partial_seed) = (net.addrs[0], net.addrs[3]);
+    net.with(1, |n, now| n.join(now, &[full_seed]));
+    net.with(4, |n, now| n.join(now, &[partial_seed]));
+    net.run_for(secs(10.0));
+    // A partial node joins through a full one, a full one through a partial one.
+    net.with(3, |n, now| n.join(now, &[full_seed]));
+    net.with(2, |n, now| n.join(now, &[partial_seed]));
+    net.run_for(secs(30.0));
+    let (a0, a2, a3) = (net.addrs[0], net.addrs[2], net.addrs[3]);
+    assert!(mismatches(&net, 0).contains(&(a3, Membership::Partial)));
+    assert!(mismatches(&net, 3).contains(&(a0, Membership::Full)));
+    assert!(mismatches(&net, 3).contains(&(a2, Membership::Full)));
+    assert!(mismatches(&net, 2).contains(&(a3, Membership::Partial)));
+    assert!(net.node(0).stats().membership_refused > 0);
+    assert!(net.node(3).stats().membership_refused > 0);
+    // Neither side took the other in.
+    for (full, partial) in [(0, 3), (1, 3), (2, 3), (2, 4), (0, 4)] {
+        assert!(net.node(full).member(&name(partial)).is_none());
+        assert!(net.node(partial).member(&name(full)).is_none());
+    }
+    // Each mode's own pair did form.
+    assert_eq!(net.state_of(0, &name(1)), Some(MemberState::Alive));
+    assert_eq!(net.state_of(3, &name(4)), Some(MemberState::Alive));
+    assert_eq!(net.node(3).membership_mismatches().len(), 2);
+}
