@@ -40,6 +40,10 @@ pub struct Args {
     /// Datagram loss probability in [0, 1).
     #[arg(long)]
     pub loss: Option<f64>,
+    /// Membership of the simulated nodes (`Config::membership`): full
+    /// (default) or partial (HyParView neighbours, Plumtree broadcasts).
+    #[arg(long)]
+    pub membership: Option<String>,
     /// The probe's stream ping fallback (`Config::probe_stream_fallback`):
     /// on or off (default: the profile's, on).
     #[arg(long)]
@@ -489,6 +493,11 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     if let Some(v) = &args.stream_fallback {
         s.config.probe_stream_fallback = on_off("--stream-fallback", v)?;
     }
+    if let Some(v) = &args.membership {
+        s.config.membership = v
+            .parse()
+            .map_err(|e: rumor_core::Error| InputError(format!("--membership: {e}")))?;
+    }
     if let Some(v) = &args.probe_retry {
         s.config.probe_retry = on_off("--probe-retry", v)?;
     }
@@ -526,6 +535,9 @@ pub fn build_scenario(args: &Args, seed: u64) -> Result<Scenario, InputError> {
     }
     if let Some(v) = &args.stream_fallback {
         replay.push_str(&format!(" --stream-fallback {v}"));
+    }
+    if let Some(v) = &args.membership {
+        replay.push_str(&format!(" --membership {v}"));
     }
     if let Some(v) = &args.probe_retry {
         replay.push_str(&format!(" --probe-retry {v}"));
