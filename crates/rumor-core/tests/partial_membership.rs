@@ -31,9 +31,23 @@ fn converged(n: usize) -> Net {
     net
 }
 
-/// Every link is held at both ends, and each node has a few neighbours.
+/// Every link is held at both ends, each node has a few neighbours, and
+/// the links connect every running node.
 fn assert_overlay(net: &Net) {
     let running = net.running();
+    let mut reached = vec![running[0]];
+    let mut k = 0;
+    while k < reached.len() {
+        for peer in net.node(reached[k]).neighbors() {
+            let j = net.addrs.iter().position(|a| *a == peer).expect("a node");
+            if !reached.contains(&j) {
+                reached.push(j);
+            }
+        }
+        k += 1;
+    }
+    reached.sort_unstable();
+    assert_eq!(reached, running, "the overlay is split");
     for &i in &running {
         let mine = net.node(i).neighbors();
         assert!(
@@ -197,4 +211,71 @@ fn full_and_partial_nodes_refuse_each_other() {
     assert_eq!(net.state_of(0, &name(1)), Some(MemberState::Alive));
     assert_eq!(net.state_of(3, &name(4)), Some(MemberState::Alive));
     assert_eq!(net.node(3).membership_mismatches().len(), 2);
+}
+
+#[test]
+fn a_healed_partition_becomes_one_cluster_again() {
+    let mut net = converged(30);
+    net.run_for(secs(5.0));
+    let side = |i: usize| i < 15;
+    net.drop = Box::new(move |from, to, _| side(from) != side(to));
+    // Long enough for each side to declare the other dead.
+    net.run_for(secs(60.0));
+    assert_eq!(net.state_of(0, &name(20)), Some(MemberState::Dead));
+    assert_eq!(net.state_of(20, &name(0)), Some(MemberState::Dead));
+    net.drop = Box::new(|_, _, _| false);
+    let all: Vec<usize> = (0..30).collect();
+    assert!(
+        net.run_until_true(secs(180.0), |net| net.all_see_alive(&all)),
+        "the two sides did not merge again"
+    );
+    net.run_for(secs(15.0));
+    assert_overlay(&net);
+}
+
+/// 24 clusters (20 and 45 nodes, one-way latencies 0.7-8.4 ms): each
+/// starts cold (every node joining node 0 at once) and must learn every
+/// member, split in halves for 60 s and merge again, and report a crash to
+/// everyone with no other member failed.
+#[test]
+fn cold_start_partition_and_crash_across_latencies() {
+    let mut failures = Vec::new();
+    for step in 1..=12u64 {
+        for n in [20usize, 45] {
+            let mut net = Net::new(n, partial());
+            net.latency = std::time::Duration::from_micros(700 * step);
+            net.join_all(0);
+            let all: Vec<usize> = (0..n).collect();
+            if !net.run_until_true(secs(60.0), |net| net.all_see_alive(&all)) {
+                failures.push((step, n, "cold start"));
+                continue;
+            }
+            net.run_for(secs(5.0));
+            let half = n / 2;
+            net.drop = Box::new(move |from, to, _| (from < half) != (to < half));
+            net.run_for(secs(60.0));
+            net.drop = Box::new(|_, _, _| false);
+            if !net.run_until_true(secs(180.0), |net| net.all_see_alive(&all)) {
+                failures.push((step, n, "partition heal"));
+                continue;
+            }
+            let victim = 1 + (step as usize * 7) % (n - 1);
+            let crashed_at = net.now;
+            net.crash(victim);
+            if !net.run_until_all_dead(victim, secs(60.0)) {
+                failures.push((step, n, "crash"));
+                continue;
+            }
+            let wrongly_failed = net.events.iter().any(|e| {
+                e.kind == MemberEventKind::Failed && e.at > crashed_at && e.name != name(victim)
+            });
+            if wrongly_failed {
+                failures.push((step, n, "false failure"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "(latency step, nodes, phase): {failures:?}"
+    );
 }

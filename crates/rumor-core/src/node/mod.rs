@@ -124,6 +124,9 @@ enum Timer {
     Query(crate::query::service::Tick),
     /// The partial-membership overlay's timers may be due.
     Overlay,
+    /// Announce this node again on the tree, the given round after the
+    /// join with this number (see `Node::announce`).
+    Announce(u32, u8),
 }
 
 /// Most pulls after a join (see [`Node::join_sync`]): the waits double, so
@@ -562,6 +565,7 @@ impl Node {
                 Timer::Aggregation(t) => self.with_aggregation(now, |s, cx| s.on_timer(cx, t)),
                 Timer::Kv(t) => self.with_kv(now, |s, cx| s.on_timer(cx, t)),
                 Timer::Overlay => self.overlay_timeout(now),
+                Timer::Announce(join, round) => self.announce(now, join, round),
             }
         }
         self.forward_fresh(now);
@@ -741,7 +745,7 @@ impl Node {
             (
                 Timer::ReconnectTick,
                 (old.reconnect_interval, new.reconnect_interval),
-                full,
+                true,
             ),
         ];
         for (timer, (before, after), running) in plan {
@@ -804,6 +808,10 @@ impl Node {
             }
             self.with_state(now, |s, cx| s.on_start(cx));
             self.with_kv(now, |s, cx| s.on_start(cx));
+            if !self.config.reconnect_interval.is_zero() {
+                let reconnect = self.jitter(self.config.reconnect_interval);
+                self.set_timer(now + reconnect, Timer::ReconnectTick);
+            }
             return;
         }
         self.gossip_own_alive(1);
@@ -1186,7 +1194,8 @@ impl Node {
     /// fact alive (a healed partition), each side learns the other's claim,
     /// the accused refute, and the views merge again. Each node tries with
     /// probability dead / live, so the cluster as a whole makes about one
-    /// attempt per dead member per interval, whatever its size.
+    /// attempt per dead member per interval, whatever its size. (Partial
+    /// membership reaches it instead: a pull and a place in the overlay.)
     fn reconnect_tick(&mut self, now: Instant) {
         let interval = self.config.reconnect_interval;
         self.set_timer(now + interval, Timer::ReconnectTick);
@@ -1200,7 +1209,15 @@ impl Node {
             .count();
         let chance = (dead as f64 / self.live.max(1) as f64).min(1.0);
         if dead > 0 && self.rng.random_bool(chance) {
-            self.push_pull_with_random(now, |e| e.state == MemberState::Dead);
+            if self.partial() {
+                let dead = self.random_members(1, |e| e.state == MemberState::Dead);
+                if let Some(&i) = dead.first() {
+                    let to = self.members[i].addr();
+                    self.reach(now, to);
+                }
+            } else {
+                self.push_pull_with_random(now, |e| e.state == MemberState::Dead);
+            }
         }
     }
 

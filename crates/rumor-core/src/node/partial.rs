@@ -50,6 +50,14 @@ const MAX_HELD: usize = 64;
 /// Peers remembered as running the other membership mode.
 const MAX_MISMATCHED: usize = 64;
 
+/// When a joiner announces itself again, in `view.probe_interval`s after
+/// the join: the first announcement goes out on the tree as the joiner
+/// gets its first neighbour, while the overlay may still be forming (in a
+/// cold start, every node joins at once) and reaches only the part that is
+/// linked then; these reach the settled overlay. A member that knows the
+/// claim already ignores it.
+const ANNOUNCE_ROUNDS: [u32; 3] = [2, 8, 30];
+
 /// The overlay of a partial-membership node.
 pub(super) struct Overlay {
     view: HyParView<SocketAddr>,
@@ -62,6 +70,8 @@ pub(super) struct Overlay {
     held: Vec<Vec<u8>>,
     /// The earliest overlay timer set in the node's queue, if any.
     armed: Option<Instant>,
+    /// Joins so far (an earlier join's announcements stop).
+    joins: u32,
 }
 
 impl Node {
@@ -80,6 +90,7 @@ impl Node {
             relaying: Vec::new(),
             held: Vec::new(),
             armed: None,
+            joins: 0,
         }));
     }
 
@@ -92,8 +103,47 @@ impl Node {
         for &seed in &seeds {
             self.pull_from(now, seed);
         }
+        let Some(ov) = self.overlay.as_deref_mut() else {
+            return;
+        };
+        ov.view.join(now, &seeds);
+        ov.joins = ov.joins.wrapping_add(1);
+        let join = ov.joins;
+        self.set_timer(now + self.announce_delay(0), Timer::Announce(join, 0));
+    }
+
+    fn announce_delay(&self, round: u8) -> std::time::Duration {
+        let after = ANNOUNCE_ROUNDS
+            .get(usize::from(round))
+            .copied()
+            .unwrap_or(0);
+        self.config.view.probe_interval * after
+    }
+
+    /// Announce this node's alive claim on the tree again (round `round`
+    /// of [`ANNOUNCE_ROUNDS`] after join number `join`).
+    pub(super) fn announce(&mut self, now: Instant, join: u32, round: u8) {
+        let current = self.overlay.as_deref().map(|ov| ov.joins);
+        if self.leaving || self.conflict.is_some() || current != Some(join) {
+            return;
+        }
+        let own = super::alive_of(&self.name, self.local_entry());
+        self.broadcast_on_tree(Message::Alive(own));
+        let next = round + 1;
+        if usize::from(next) < ANNOUNCE_ROUNDS.len() {
+            let at = now + (self.announce_delay(next) - self.announce_delay(round));
+            self.set_timer(at, Timer::Announce(join, next));
+        }
+    }
+
+    /// Reach member `to`, believed dead: pull from it and ask it into the
+    /// overlay. If it is alive (a partition healed), the two sides' trees
+    /// join, and the pull's records make each side suspect the other's
+    /// members, who hear it on the joined tree and refute.
+    pub(super) fn reach(&mut self, now: Instant, to: SocketAddr) {
+        self.pull_from(now, to);
         if let Some(ov) = self.overlay.as_deref_mut() {
-            ov.view.join(now, &seeds);
+            ov.view.reach(to);
         }
     }
 

@@ -253,6 +253,20 @@ impl<P: Peer> HyParView<P> {
         self.send(contact, ViewMessage::Join);
     }
 
+    /// Ask `peer`, a peer this node lost touch with (one believed failed,
+    /// across what may have been a partition), to announce this node as a
+    /// joiner: the `Join` a joiner sends, whose forward walks end in nodes
+    /// of `peer`'s side that connect to this one, so that two overlays
+    /// that drifted apart become one again. This node's view is not
+    /// touched (the link `peer` keeps to it lapses: this node answers it
+    /// with `Disconnect`), so a peer that is really gone costs one
+    /// datagram and no neighbour.
+    pub fn reach(&mut self, peer: P) {
+        if peer != self.me && !self.is_neighbor(&peer) {
+            self.send(peer, ViewMessage::Join);
+        }
+    }
+
     /// Leave: tell every neighbour to forget this node.
     pub fn leave(&mut self) {
         for n in std::mem::take(&mut self.active) {
