@@ -90,7 +90,13 @@ impl Node {
             MemberState::Alive if changed => self.emit(MemberEventKind::Updated, i),
             MemberState::Alive => {}
         }
-        if gossip {
+        if before.is_gone() && self.partial() {
+            // Back from the dead, learned from a peer rather than the tree
+            // (the refutation's broadcast missed this node: a healed
+            // partition): passed on to every member, whose own tree
+            // broadcast may have missed them too.
+            self.broadcast_on_tree(Message::Alive(a.clone()), true);
+        } else if gossip {
             // A claim that overturns a suspicion must reach everyone: a
             // node that misses it declares a live member dead.
             let boost = if before == MemberState::Suspect {
@@ -453,7 +459,7 @@ impl Node {
     /// Queue `msg` to be sent `boost` times the usual retransmit limit.
     fn broadcast_boosted(&mut self, key: Arc<str>, msg: Message, boost: u32) {
         if self.partial() {
-            return self.broadcast_on_tree(msg);
+            return self.broadcast_on_tree(msg, false);
         }
         let mut bytes = Vec::with_capacity(48);
         codec::encode_message(&msg, &mut bytes);

@@ -56,7 +56,7 @@ const MAX_MISMATCHED: usize = 64;
 /// cold start, every node joins at once) and reaches only the part that is
 /// linked then; these reach the settled overlay. A member that knows the
 /// claim already ignores it.
-const ANNOUNCE_ROUNDS: [u32; 3] = [2, 8, 30];
+const ANNOUNCE_ROUNDS: [u32; 1] = [8];
 
 /// The overlay of a partial-membership node.
 pub(super) struct Overlay {
@@ -128,7 +128,7 @@ impl Node {
             return;
         }
         let own = super::alive_of(&self.name, self.local_entry());
-        self.broadcast_on_tree(Message::Alive(own));
+        self.broadcast_on_tree(Message::Alive(own), false);
         let next = round + 1;
         if usize::from(next) < ANNOUNCE_ROUNDS.len() {
             let at = now + (self.announce_delay(next) - self.announce_delay(round));
@@ -206,18 +206,20 @@ impl Node {
         }
     }
 
-    /// Broadcast `msg` on the tree if this node makes it: a claim or
-    /// accusation by another member, or a rumor the tree is delivering, is
-    /// already on its way to everyone.
-    pub(super) fn broadcast_on_tree(&mut self, msg: Message) {
+    /// Broadcast `msg` on the tree if this node makes it (or `vouch`: it
+    /// passes on news the tree did not bring): a claim or accusation by
+    /// another member, or a rumor the tree is delivering, is already on
+    /// its way to everyone.
+    pub(super) fn broadcast_on_tree(&mut self, msg: Message, vouch: bool) {
         let Some(ov) = self.overlay.as_deref() else {
             return;
         };
-        let authored = match &msg {
-            Message::Alive(a) => a.name == self.name,
-            Message::Suspect { from, .. } | Message::Dead { from, .. } => *from == self.name,
-            _ => true,
-        };
+        let authored = vouch
+            || match &msg {
+                Message::Alive(a) => a.name == self.name,
+                Message::Suspect { from, .. } | Message::Dead { from, .. } => *from == self.name,
+                _ => true,
+            };
         if !authored || ov.relaying.contains(&msg) {
             return;
         }
