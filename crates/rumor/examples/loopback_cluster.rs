@@ -3,16 +3,17 @@
 //! CPU and memory over a steady-state window.
 //!
 //! ```text
-//! cargo run --release -p rumor --example loopback_cluster -- N [STEADY_SECS] [concurrent]
+//! cargo run --release -p rumor --example loopback_cluster -- N [STEADY_SECS] [concurrent] [partial]
 //! ```
 //!
 //! By default each node joins through the first as it starts; with
 //! `concurrent`, all nodes start first and then join through the first at once.
+//! With `partial`, the nodes run partial membership (`Membership::Partial`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumor::{Event, EventFilter, MemberEventKind, Node, Profile};
+use rumor::{Event, EventFilter, MemberEventKind, Membership, Node, Profile};
 
 /// Clock ticks per second of /proc/self/stat (100 on Linux).
 const CLK_TCK: f64 = 100.0;
@@ -80,10 +81,16 @@ async fn main() -> Result<(), rumor::Error> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
     let steady: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(30);
-    let concurrent = args.next().as_deref() == Some("concurrent");
+    let flags: Vec<String> = args.collect();
+    let concurrent = flags.iter().any(|f| f == "concurrent");
+    let membership = if flags.iter().any(|f| f == "partial") {
+        Membership::Partial
+    } else {
+        Membership::Full
+    };
     let loopback = "127.0.0.1:0".parse().expect("a socket address");
     println!(
-        "nodes: {n}, profile: lan, steady window: {steady} s, joins: {}",
+        "nodes: {n}, profile: lan, {membership} membership, steady window: {steady} s, joins: {}",
         if concurrent {
             "concurrent"
         } else {
@@ -98,6 +105,7 @@ async fn main() -> Result<(), rumor::Error> {
             .name(format!("node-{i}"))
             .bind(loopback)
             .profile(Profile::Lan)
+            .membership(membership)
             // The nodes stand for N hosts but share one address, whose
             // default cap of 16 incoming streams would make a burst of
             // concurrent joins wait for retries.

@@ -291,14 +291,41 @@ impl Node {
             if out.is_empty() && failed.is_empty() {
                 break;
             }
-            for (to, m) in out {
-                self.send_bare(to, &m);
-            }
+            self.send_packed(out);
             for peer in failed {
                 self.neighbor_failed(now, peer);
             }
         }
         self.arm_overlay();
+    }
+
+    /// Send `out`, the messages to each destination packed into as few
+    /// datagrams as fit, in order.
+    fn send_packed(&mut self, out: Vec<(SocketAddr, Message)>) {
+        let mut packets: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        let mut one = Vec::new();
+        for (to, m) in out {
+            one.clear();
+            codec::encode_message(&m, &mut one);
+            self.stats.count_out(m.kind());
+            let size = self.config.packet_size;
+            match packets
+                .iter_mut()
+                .rev()
+                .find(|(dest, buf)| *dest == to && buf.len() + one.len() <= size)
+            {
+                Some((_, buf)) => buf.extend_from_slice(&one),
+                None => {
+                    let mut buf = Vec::with_capacity(one.len() + 1);
+                    codec::begin_packet(&mut buf);
+                    buf.extend_from_slice(&one);
+                    packets.push((to, buf));
+                }
+            }
+        }
+        for (to, buf) in packets {
+            self.push_datagram(to, buf);
+        }
     }
 
     /// Set the node's timer for the overlay's next deadline, unless an

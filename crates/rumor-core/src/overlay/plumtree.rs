@@ -30,6 +30,9 @@ use crate::time::Instant;
 /// e.g. from the origin and a sequence number).
 pub type MessageId = u64;
 
+/// Most ids in one `IHave` (about 700 bytes, well within a datagram).
+const IHAVE_BATCH: usize = 64;
+
 /// Plumtree's parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TreeConfig {
@@ -44,6 +47,10 @@ pub struct TreeConfig {
     /// Hops an announcer's link must save to replace the eager one a
     /// message came over (the paper: 7); `None`: never replaced.
     pub optimize_hops: Option<u16>,
+    /// How long announcements (`IHave`) wait to go out together: one
+    /// message per lazy peer per batch instead of one per broadcast (zero:
+    /// each at once). Well below `graft_timeout`.
+    pub ihave_delay: Duration,
 }
 
 impl Default for TreeConfig {
@@ -53,6 +60,7 @@ impl Default for TreeConfig {
             regraft_timeout: Duration::from_millis(100),
             retention: Duration::from_secs(60),
             optimize_hops: None,
+            ihave_delay: Duration::from_millis(50),
         }
     }
 }
@@ -133,6 +141,10 @@ pub struct Plumtree<P, M> {
     delivered: VecDeque<Delivered<M>>,
     /// Messages sent in full (`Gossip`), for the relative redundancy.
     gossip_sent: u64,
+    /// Announcements waiting for the batch to go out, per lazy peer.
+    ihaves: Vec<(P, Vec<(MessageId, u16)>)>,
+    /// When the waiting announcements go out.
+    ihave_due: Option<Instant>,
 }
 
 impl<P: Peer, M: Clone> Plumtree<P, M> {
@@ -149,6 +161,8 @@ impl<P: Peer, M: Clone> Plumtree<P, M> {
             out: VecDeque::new(),
             delivered: VecDeque::new(),
             gossip_sent: 0,
+            ihaves: Vec::new(),
+            ihave_due: None,
         }
     }
 
@@ -166,6 +180,7 @@ impl<P: Peer, M: Clone> Plumtree<P, M> {
         for announcers in self.missing.values_mut() {
             announcers.retain(|(p, _)| p != peer);
         }
+        self.ihaves.retain(|(p, _)| p != peer);
     }
 
     /// Broadcast a message of this node's: delivered here at once.
@@ -213,7 +228,7 @@ impl<P: Peer, M: Clone> Plumtree<P, M> {
             .arrivals
             .front()
             .map(|(t, _)| *t + self.config.retention);
-        graft.into_iter().chain(expiry).min()
+        graft.into_iter().chain(expiry).chain(self.ihave_due).min()
     }
 
     /// Handle `msg` from `from`.
@@ -271,9 +286,12 @@ impl<P: Peer, M: Clone> Plumtree<P, M> {
         }
     }
 
-    /// Time passed: graft announcers of messages still missing, forget old
-    /// messages.
+    /// Time passed: send the batch of announcements, graft announcers of
+    /// messages still missing, forget old messages.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.ihave_due.is_some_and(|due| due <= now) {
+            self.send_ihaves();
+        }
         while let Some(&(due, id)) = self.grafts.front() {
             if due > now {
                 break;
@@ -325,13 +343,42 @@ impl<P: Peer, M: Clone> Plumtree<P, M> {
                 self.out.push_back((p.clone(), msg));
             }
         }
-        for p in &self.lazy {
-            if Some(p) != from {
-                self.out
-                    .push_back((p.clone(), TreeMessage::IHave(vec![(id, round)])));
-            }
+        let lazy: Vec<P> = self
+            .lazy
+            .iter()
+            .filter(|p| Some(*p) != from)
+            .cloned()
+            .collect();
+        for p in lazy {
+            self.announce(now, p, id, round);
+        }
+        if self.config.ihave_delay.is_zero() {
+            self.send_ihaves();
         }
         self.delivered.push_back(Delivered { id, round, payload });
+    }
+
+    /// Add `(id, round)` to the batch of announcements for `peer`.
+    fn announce(&mut self, now: Instant, peer: P, id: MessageId, round: u16) {
+        match self.ihaves.iter_mut().find(|(p, _)| *p == peer) {
+            Some((_, ids)) => ids.push((id, round)),
+            None => self.ihaves.push((peer, vec![(id, round)])),
+        }
+        if self.ihave_due.is_none() {
+            self.ihave_due = Some(now + self.config.ihave_delay);
+        }
+    }
+
+    /// Send the waiting announcements, at most [`IHAVE_BATCH`] ids a
+    /// message.
+    fn send_ihaves(&mut self) {
+        self.ihave_due = None;
+        for (peer, ids) in std::mem::take(&mut self.ihaves) {
+            for chunk in ids.chunks(IHAVE_BATCH) {
+                self.out
+                    .push_back((peer.clone(), TreeMessage::IHave(chunk.to_vec())));
+            }
+        }
     }
 
     fn make_eager(&mut self, peer: &P) {

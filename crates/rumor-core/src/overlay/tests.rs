@@ -192,11 +192,15 @@ fn a_duplicate_prunes_its_sender_to_lazy() {
     assert!(t.poll_delivered().is_none(), "delivered twice");
     assert_eq!(out(&mut t), vec![(2, TreeMessage::Prune)]);
     assert_eq!(t.lazy(), &[2]);
-    // The next message goes to 2 as an announcement only.
+    // The next messages go to 2 as announcements only, batched.
     t.broadcast(at(2), 6, "y");
+    t.broadcast(at(3), 7, "z");
     let sent = out(&mut t);
-    assert!(sent.contains(&(2, TreeMessage::IHave(vec![(6, 0)]))));
-    assert_eq!(t.gossip_sent(), 4);
+    assert!(!sent.iter().any(|(_, m)| matches!(m, TreeMessage::IHave(_))));
+    t.handle_timeout(at(2) + TreeConfig::default().ihave_delay);
+    let sent = out(&mut t);
+    assert_eq!(sent, vec![(2, TreeMessage::IHave(vec![(6, 0), (7, 0)]))]);
+    assert_eq!(t.gossip_sent(), 6);
 }
 
 #[test]
