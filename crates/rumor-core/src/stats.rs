@@ -77,6 +77,9 @@ pub struct Stats {
     pub misdirected_pings: u64,
     /// Alive claims with an invalid name or oversized tags (ignored).
     pub invalid_claims: u64,
+    /// Claims about a third member that reached a partial-membership node
+    /// in a datagram rather than on the tree or in a pull (dropped).
+    pub off_tree_claims: u64,
     /// Updates too large for any packet, left to anti-entropy.
     pub oversize_broadcasts: u64,
     /// Queries from an origin not known alive at the address they name,

@@ -279,3 +279,39 @@ fn cold_start_partition_and_crash_across_latencies() {
         "(latency step, nodes, phase): {failures:?}"
     );
 }
+
+#[test]
+fn a_claim_about_a_third_member_in_a_datagram_is_dropped() {
+    let mut net = converged(12);
+    net.run_for(secs(5.0));
+    let victim = net.node(9).local();
+    // Node 2's address (a forger, or a full-membership peer) claims to
+    // node 5 that node 9 left, and that a member nobody knows is alive.
+    let forged = [
+        rumor_core::message::Message::Dead {
+            incarnation: victim.incarnation,
+            name: victim.name.clone(),
+            from: victim.name.clone(),
+        },
+        rumor_core::message::Message::Alive(rumor_core::message::Alive {
+            incarnation: 1,
+            name: "node-999".into(),
+            addr: "127.0.9.9:7946".parse().unwrap(),
+            protocol: net.node(9).local().protocol,
+            tags: Default::default(),
+        }),
+    ];
+    let from = net.addrs[2];
+    for msg in &forged {
+        let bytes = rumor_core::codec::encode_packet(msg);
+        net.with(5, |n, now| n.handle_datagram(now, from, &bytes));
+    }
+    net.run_for(secs(5.0));
+    assert_eq!(net.node(5).stats().off_tree_claims, 2);
+    assert_eq!(net.state_of(5, &name(9)), Some(MemberState::Alive));
+    assert!(net.node(5).member("node-999").is_none());
+    // The same leave on the tree is taken (node 9 itself leaves).
+    net.with(9, |n, now| n.leave(now));
+    net.run_for(secs(5.0));
+    assert_eq!(net.state_of(5, &name(9)), Some(MemberState::Left));
+}

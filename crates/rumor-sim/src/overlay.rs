@@ -493,6 +493,8 @@ impl Overlay {
                             self.nodes[i as usize].tree.broadcast(now, id, ());
                         }
                     }
+                    // The model's nodes crash; none leaves.
+                    ViewEvent::Left(_) => {}
                 }
             }
             while let Some((to, m)) = self.nodes[i as usize].view.poll_transmit() {

@@ -226,3 +226,38 @@ fn a_partition_reports_when_the_views_healed() {
     };
     assert_eq!(run(&quiet, 3).summary.healed_s, None);
 }
+
+/// The same invariants with every node in partial membership (HyParView
+/// neighbours, Plumtree broadcasts; docs/protocol.md "Partial membership
+/// in `Node`"): 48 random fault schedules, and every membership builtin
+/// (with the hostile sender and forged ICMP) over 3 seeds, at 32 nodes.
+#[test]
+fn partial_membership_holds_every_invariant() {
+    let mut runs: Vec<(&str, u64)> = (1..=48).map(|seed| ("random", seed)).collect();
+    for name in [
+        "join",
+        "crash",
+        "churn",
+        "partition",
+        "pause",
+        "lossy",
+        "hostile",
+        "forged-icmp",
+    ] {
+        runs.extend((1..=3).map(|seed| (name, seed)));
+    }
+    let mut failures = Vec::new();
+    for (name, seed) in runs {
+        let mut s = Scenario::builtin(name, 32, seed).expect("builtin");
+        s.config.membership = rumor_core::Membership::Partial;
+        let r = run(&s, seed);
+        assert!(
+            r.summary.convergence_checked,
+            "{name} seed {seed} too short to check"
+        );
+        if r.summary.invariant_violations > 0 {
+            failures.push(format!("{name} seed {seed}: {:?}", r.violations));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

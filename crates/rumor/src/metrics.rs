@@ -370,6 +370,8 @@ families! {
         "Pings this node received that were addressed to another name (ignored).";
     INVALID_CLAIMS = Counter "rumor_invalid_claims_total" ["node"]
         "Alive claims with an invalid name or oversized tags (ignored).";
+    OFF_TREE_CLAIMS = Counter "rumor_off_tree_claims_total" ["node"]
+        "Claims about a third member that reached a partial-membership node in a datagram rather than on the tree or in a pull (dropped).";
     REFUSED = Counter "rumor_refused_total" ["node", "limit"]
         "Items the protocol refused at one of its bounds, by limit (see docs/protocol.md).";
     // Gossip.
@@ -572,6 +574,7 @@ pub fn export(node: &str, stats: &Stats) {
         (ADDRESS_CONFLICTS, c.address_conflicts),
         (MISDIRECTED_PINGS, c.misdirected_pings),
         (INVALID_CLAIMS, c.invalid_claims),
+        (OFF_TREE_CLAIMS, c.off_tree_claims),
         (OVERSIZE_BROADCASTS, c.oversize_broadcasts),
         (EVENTS_REPAIRED, c.events_repaired),
         (DECODE_ERRORS, c.decode_errors),

@@ -434,6 +434,10 @@ impl Node {
             return;
         };
         for msg in decoded {
+            if self.partial() && self.off_tree(from, &msg) {
+                self.stats.off_tree_claims += 1;
+                continue;
+            }
             self.handle_message(now, from, msg);
         }
         self.forward_fresh(now);
@@ -800,27 +804,18 @@ impl Node {
             e.state_change = now;
         }
         if self.partial() {
+            // No probe round and no gossip ticks: the overlay does both.
             self.start_overlay(now);
-            self.gossip_own_alive(1);
-            let push_pull = self.jitter(self.config.push_pull_interval);
-            if !self.config.push_pull_interval.is_zero() {
-                self.set_timer(now + push_pull, Timer::PushPullTick);
-            }
-            self.with_state(now, |s, cx| s.on_start(cx));
-            self.with_kv(now, |s, cx| s.on_start(cx));
-            if !self.config.reconnect_interval.is_zero() {
-                let reconnect = self.jitter(self.config.reconnect_interval);
-                self.set_timer(now + reconnect, Timer::ReconnectTick);
-            }
-            return;
         }
         self.gossip_own_alive(1);
-        let probe = self.jitter(self.config.probe_interval);
-        let gossip = self.jitter(self.config.gossip_interval);
+        if !self.partial() {
+            let probe = self.jitter(self.config.probe_interval);
+            let gossip = self.jitter(self.config.gossip_interval);
+            self.set_timer(now + probe, Timer::ProbeTick);
+            self.set_timer(now + gossip, Timer::GossipTick);
+            self.gossip_scheduled = true;
+        }
         let push_pull = self.jitter(self.config.push_pull_interval);
-        self.set_timer(now + probe, Timer::ProbeTick);
-        self.set_timer(now + gossip, Timer::GossipTick);
-        self.gossip_scheduled = true;
         if !self.config.push_pull_interval.is_zero() {
             self.set_timer(now + push_pull, Timer::PushPullTick);
         }

@@ -147,9 +147,12 @@ impl Node {
         }
     }
 
-    /// Leave the overlay (after the leave was broadcast).
+    /// Leave the overlay, after the leave was broadcast: its announcements
+    /// go out at once, then the neighbours are told (they announce the
+    /// leave too, should the broadcast be lost).
     pub(super) fn leave_overlay(&mut self) {
         if let Some(ov) = self.overlay.as_deref_mut() {
+            ov.tree.flush_announcements();
             ov.view.leave();
         }
     }
@@ -203,6 +206,21 @@ impl Node {
         }
         if let Some(ov) = self.overlay.as_deref_mut() {
             ov.relaying.clear();
+        }
+    }
+
+    /// Whether `msg`, in a datagram from `from`, is a claim about a third
+    /// member: in partial membership those travel only on the tree (or in
+    /// pulls), so a datagram carrying one is a full-membership peer's or a
+    /// forger's. A datagram may carry the sender's own alive claim (a
+    /// correction of a stale accusation) and an accusation of this node
+    /// (told to the accused, who refutes it on the tree).
+    pub(super) fn off_tree(&self, from: SocketAddr, msg: &Message) -> bool {
+        match msg {
+            Message::Alive(a) => a.addr != from,
+            Message::Suspect { name, .. } | Message::Dead { name, .. } => *name != self.name,
+            Message::Reap { .. } => true,
+            _ => false,
         }
     }
 
@@ -270,7 +288,8 @@ impl Node {
                         up.push(p);
                     }
                     ViewEvent::NeighborDown(p) => ov.tree.neighbor_down(&p),
-                    ViewEvent::Failed(p) => failed.push(p),
+                    ViewEvent::Failed(p) => failed.push((p, false)),
+                    ViewEvent::Left(p) => failed.push((p, true)),
                 }
             }
             if !up.is_empty() {
@@ -292,8 +311,12 @@ impl Node {
                 break;
             }
             self.send_packed(out);
-            for peer in failed {
-                self.neighbor_failed(now, peer);
+            for (peer, left) in failed {
+                if left {
+                    self.neighbor_left(now, peer);
+                } else {
+                    self.neighbor_failed(now, peer);
+                }
             }
         }
         self.arm_overlay();
@@ -342,16 +365,34 @@ impl Node {
         }
     }
 
+    /// The live member listening at `addr`, with its incarnation.
+    fn alive_at(&self, addr: SocketAddr) -> Option<(Arc<str>, u64)> {
+        self.members
+            .iter()
+            .skip(1)
+            .find(|(_, e)| e.addr() == addr && e.state == MemberState::Alive)
+            .map(|(name, e)| (name.clone(), e.incarnation))
+    }
+
+    /// Neighbour `peer` said it leaves and this node has not heard its
+    /// broadcast of it: record the leave, and pass it on (vouched for: the
+    /// leaver's own broadcast may be lost).
+    fn neighbor_left(&mut self, now: Instant, peer: SocketAddr) {
+        if let Some((name, incarnation)) = self.alive_at(peer) {
+            self.on_dead(now, incarnation, name.clone(), name.clone(), false);
+            let leave = Message::Dead {
+                incarnation,
+                name: name.clone(),
+                from: name,
+            };
+            self.broadcast_on_tree(leave, true);
+        }
+    }
+
     /// Neighbour `peer` stopped answering: suspect the member listening
     /// there, and tell everyone on the tree.
     fn neighbor_failed(&mut self, now: Instant, peer: SocketAddr) {
-        let found = self
-            .members
-            .iter()
-            .skip(1)
-            .find(|(_, e)| e.addr() == peer && e.state == MemberState::Alive)
-            .map(|(name, e)| (name.clone(), e.incarnation));
-        if let Some((name, incarnation)) = found {
+        if let Some((name, incarnation)) = self.alive_at(peer) {
             let me = self.name.clone();
             self.on_suspect(
                 now,

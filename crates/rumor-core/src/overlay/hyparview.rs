@@ -165,6 +165,9 @@ pub enum ViewEvent<P> {
     /// A neighbour stopped answering: the cluster should hear that it
     /// failed. (Follows its `NeighborDown`.)
     Failed(P),
+    /// A neighbour said it leaves the cluster (`Disconnect { leaving }`).
+    /// (Follows its `NeighborDown`.)
+    Left(P),
 }
 
 /// One neighbour and when it was last heard from.
@@ -380,6 +383,7 @@ impl<P: Peer> HyParView<P> {
                 }
                 if leaving {
                     self.passive.retain(|p| *p != from);
+                    self.events.push_back(ViewEvent::Left(from));
                 } else {
                     // Not asked back before the next tick: its view is full,
                     // and a high-priority request would make it drop

@@ -369,6 +369,11 @@ impl<P: Peer, M: Clone> Plumtree<P, M> {
         }
     }
 
+    /// Send the waiting announcements now (before this node goes away).
+    pub fn flush_announcements(&mut self) {
+        self.send_ihaves();
+    }
+
     /// Send the waiting announcements, at most [`IHAVE_BATCH`] ids a
     /// message.
     fn send_ihaves(&mut self) {

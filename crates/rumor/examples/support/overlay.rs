@@ -52,7 +52,7 @@ impl Peer {
             match ev {
                 ViewEvent::NeighborUp(p) => self.tree.neighbor_up(p),
                 ViewEvent::NeighborDown(p) => self.tree.neighbor_down(&p),
-                ViewEvent::Failed(_) => {}
+                ViewEvent::Failed(_) | ViewEvent::Left(_) => {}
             }
         }
         let mut out = Vec::new();
