@@ -124,9 +124,9 @@ enum Timer {
     Query(crate::query::service::Tick),
     /// The partial-membership overlay's timers may be due.
     Overlay,
-    /// Announce this node again on the tree, the given round after the
-    /// join with this number (see `Node::announce`).
-    Announce(u32, u8),
+    /// Announce this node again on the tree, after the join with this
+    /// number (see `Node::announce`).
+    Announce(u32),
 }
 
 /// Most pulls after a join (see [`Node::join_sync`]): the waits double, so
@@ -569,7 +569,7 @@ impl Node {
                 Timer::Aggregation(t) => self.with_aggregation(now, |s, cx| s.on_timer(cx, t)),
                 Timer::Kv(t) => self.with_kv(now, |s, cx| s.on_timer(cx, t)),
                 Timer::Overlay => self.overlay_timeout(now),
-                Timer::Announce(join, round) => self.announce(now, join, round),
+                Timer::Announce(join) => self.announce(join),
             }
         }
         self.forward_fresh(now);

@@ -54,9 +54,9 @@ const MAX_MISMATCHED: usize = 64;
 /// the join: the first announcement goes out on the tree as the joiner
 /// gets its first neighbour, while the overlay may still be forming (in a
 /// cold start, every node joins at once) and reaches only the part that is
-/// linked then; these reach the settled overlay. A member that knows the
-/// claim already ignores it.
-const ANNOUNCE_ROUNDS: [u32; 1] = [8];
+/// linked then; this one reaches the settled overlay. A member that knows
+/// the claim already ignores it.
+const REANNOUNCE_AFTER: u32 = 8;
 
 /// The overlay of a partial-membership node.
 pub(super) struct Overlay {
@@ -94,7 +94,7 @@ impl Node {
         }));
     }
 
-    /// Join through `seeds`: ask the first for a place in the overlay, and
+    /// Join through `seeds`: ask one for a place in the overlay, and
     /// pull the members table from each (their answers tell the driver the
     /// join was heard).
     pub(super) fn join_overlay(&mut self, now: Instant, seeds: &[SocketAddr]) {
@@ -109,31 +109,19 @@ impl Node {
         ov.view.join(now, &seeds);
         ov.joins = ov.joins.wrapping_add(1);
         let join = ov.joins;
-        self.set_timer(now + self.announce_delay(0), Timer::Announce(join, 0));
+        let again = self.config.view.probe_interval * REANNOUNCE_AFTER;
+        self.set_timer(now + again, Timer::Announce(join));
     }
 
-    fn announce_delay(&self, round: u8) -> std::time::Duration {
-        let after = ANNOUNCE_ROUNDS
-            .get(usize::from(round))
-            .copied()
-            .unwrap_or(0);
-        self.config.view.probe_interval * after
-    }
-
-    /// Announce this node's alive claim on the tree again (round `round`
-    /// of [`ANNOUNCE_ROUNDS`] after join number `join`).
-    pub(super) fn announce(&mut self, now: Instant, join: u32, round: u8) {
+    /// Announce this node's alive claim on the tree again, after join
+    /// number `join` (unless another join or a leave came since).
+    pub(super) fn announce(&mut self, join: u32) {
         let current = self.overlay.as_deref().map(|ov| ov.joins);
         if self.leaving || self.conflict.is_some() || current != Some(join) {
             return;
         }
         let own = super::alive_of(&self.name, self.local_entry());
         self.broadcast_on_tree(Message::Alive(own), false);
-        let next = round + 1;
-        if usize::from(next) < ANNOUNCE_ROUNDS.len() {
-            let at = now + (self.announce_delay(next) - self.announce_delay(round));
-            self.set_timer(at, Timer::Announce(join, next));
-        }
     }
 
     /// Reach member `to`, believed dead: pull from it and ask it into the
