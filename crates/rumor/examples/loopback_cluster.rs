@@ -76,6 +76,30 @@ async fn lagging(nodes: &[Arc<Node>]) -> Result<(), rumor::Error> {
     Ok(())
 }
 
+/// How long a user event sent by the middle node takes to be delivered at
+/// every node (each subscriber is read by its own task, so the time is the
+/// last delivery's, not the polling loop's).
+async fn broadcast_time(nodes: &[Arc<Node>]) -> Result<Duration, rumor::Error> {
+    let mut subs: Vec<_> = nodes
+        .iter()
+        .map(|n| n.subscribe(EventFilter::USER))
+        .collect();
+    let t = Instant::now();
+    nodes[nodes.len() / 2]
+        .send_event("probe", b"reach".to_vec())
+        .await?;
+    let waits = subs.iter_mut().map(|sub| async move {
+        let got = tokio::time::timeout(Duration::from_secs(60), sub.recv()).await;
+        matches!(got, Ok(Ok(Event::User(_)))).then(|| t.elapsed())
+    });
+    let times = futures_util::future::join_all(waits).await;
+    let missed = times.iter().filter(|t| t.is_none()).count();
+    if missed > 0 {
+        println!("  the user event missed {missed} nodes within 60 s");
+    }
+    Ok(times.into_iter().flatten().max().unwrap_or_default())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), rumor::Error> {
     let mut args = std::env::args().skip(1);
@@ -197,6 +221,22 @@ async fn main() -> Result<(), rumor::Error> {
     println!(
         "converged (every node sees {n} alive) after {:.2} s",
         converged.as_secs_f64()
+    );
+
+    if membership == Membership::Partial {
+        let (mut fewest, mut most) = (usize::MAX, 0);
+        for s in all_stats(&nodes).await {
+            let s = s?;
+            fewest = fewest.min(s.active_view);
+            most = most.max(s.active_view);
+        }
+        println!("active views: {fewest} to {most} neighbours");
+    }
+    let reached = broadcast_time(&nodes).await?;
+    println!(
+        "a user event from node-{} reached all {n} after {:.0} ms",
+        n / 2,
+        reached.as_secs_f64() * 1000.0
     );
 
     let mut subs: Vec<_> = nodes

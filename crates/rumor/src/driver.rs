@@ -334,6 +334,7 @@ impl<T: Transport> Driver<T> {
     fn stats(&self) -> Stats {
         // The queue's byte count walks every queued update: once.
         let (queued, queued_bytes) = self.core.broadcast_queue();
+        let (active_view, passive_view) = self.core.view_sizes();
         Stats {
             core: self.core.stats().clone(),
             transport: TransportStats {
@@ -351,6 +352,8 @@ impl<T: Transport> Driver<T> {
             broadcast_queue_messages: queued,
             broadcast_queue_bytes: queued_bytes,
             propagation: self.core.propagation_budget(),
+            active_view,
+            passive_view,
         }
     }
 

@@ -241,6 +241,11 @@ pub struct Stats {
     /// How long a fresh update should take to reach every live member
     /// (see [`rumor_core::budget`]).
     pub propagation: rumor_core::budget::PropagationBudget,
+    /// Peers in the active view (the neighbours) in partial membership;
+    /// 0 in full.
+    pub active_view: usize,
+    /// Peers in the passive view in partial membership; 0 in full.
+    pub passive_view: usize,
 }
 
 /// What kind of series a metric family holds.
@@ -316,6 +321,8 @@ families! {
         "Updates waiting to be piggybacked on gossip; steady growth is a gossip storm or a queue too small for the churn.";
     BROADCAST_QUEUE_BYTES = Gauge "rumor_broadcast_queue_bytes" ["node"]
         "Encoded bytes of the updates waiting to be piggybacked on gossip.";
+    VIEW_PEERS = Gauge "rumor_view_peers" ["node", "type"]
+        "Partial membership only (0 in full): peers in the active view (type=active, the neighbours the broadcast tree runs over; fewer than view.active_size for long means too few reachable members) and in the passive view (type=passive, the reserve that replaces failed neighbours).";
     PROBE_RTT = Histogram "rumor_probe_rtt_seconds" ["node"]
         "Round trip of direct probes answered before their timeout, ping sent to ack read.";
     SUSPICION_TO_FAILURE = Histogram "rumor_suspicion_to_failure_seconds" ["node"]
@@ -536,6 +543,13 @@ pub fn export(node: &str, stats: &Stats) {
     metrics::gauge!(BROADCAST_QUEUE_MESSAGES.name, &labels)
         .set(stats.broadcast_queue_messages as f64);
     metrics::gauge!(BROADCAST_QUEUE_BYTES.name, &labels).set(stats.broadcast_queue_bytes as f64);
+    for (view, n) in [
+        ("active", stats.active_view),
+        ("passive", stats.passive_view),
+    ] {
+        let l = [("node", node.to_string()), ("type", view.to_string())];
+        metrics::gauge!(VIEW_PEERS.name, &l).set(n as f64);
+    }
     let budget = &stats.propagation;
     for (estimate, d) in [
         ("eager", budget.eager),

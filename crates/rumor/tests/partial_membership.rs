@@ -47,8 +47,17 @@ async fn a_partial_cluster_spreads_an_event_once_and_reports_a_crash() {
     for (i, sub) in subs.iter_mut().enumerate() {
         assert!(sub.try_recv().is_err(), "p{i} delivered the event twice");
     }
-    for n in &nodes {
-        let s = n.stats().await.expect("stats").core;
+    for (i, n) in nodes.iter().enumerate() {
+        let stats = n.stats().await.expect("stats");
+        // Eight nodes and an active view of five: every node has a
+        // neighbour, none more than the view holds.
+        let active_size = partial_config().view.active_size;
+        assert!(
+            (1..=active_size).contains(&stats.active_view),
+            "p{i} has {} neighbours",
+            stats.active_view
+        );
+        let s = stats.core;
         assert!(s.messages_out[MessageType::View as usize - 1] > 0);
         assert!(s.messages_out[MessageType::Tree as usize - 1] > 0);
         assert_eq!(s.messages_out[MessageType::PingReq as usize - 1], 0);

@@ -504,6 +504,15 @@ impl Node {
             .map(|ov| ov.view.active().copied().collect())
             .unwrap_or_default()
     }
+
+    /// How many peers this node's active and passive views hold in partial
+    /// membership (both 0 in full).
+    pub fn view_sizes(&self) -> (usize, usize) {
+        self.overlay
+            .as_deref()
+            .map(|ov| (ov.view.active().count(), ov.view.passive().len()))
+            .unwrap_or_default()
+    }
 }
 
 /// Whether messages of `kind` are rumors, the only ones the tree carries.
