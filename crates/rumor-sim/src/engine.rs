@@ -7,8 +7,6 @@
 //! the traffic, not with N × ticks. All randomness comes from the run's
 //! seed: the network draws from one RNG, each node gets its own seed.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::Instant as WallInstant;
 
@@ -21,6 +19,7 @@ use rumor_core::{codec, MemberState};
 use rumor_core::{Event, Identities, Instant, Node, Stats, Tags, TransmitKind};
 
 use crate::clock::ClockPlan;
+use crate::event_queue::EventQueue;
 use crate::faults::Fault;
 use crate::hostile::{Hostile, HostileReport, Target};
 use crate::invariants::{Bounds, Checker, PendingCrash, FULL_CHECK_NODES};
@@ -149,30 +148,6 @@ enum Action {
     CheckCrash(usize),
 }
 
-struct Queued {
-    at: Micros,
-    seq: u64,
-    action: Action,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Reversed: the heap pops the earliest (time, sequence) first.
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 /// A forger of ICMP evidence against a live node (see
 /// [`Fault::ForgedUnreachable`]).
 #[derive(Clone, Debug)]
@@ -204,8 +179,7 @@ pub struct Simulation {
     n: usize,
     now: Micros,
     end: Micros,
-    queue: BinaryHeap<Queued>,
-    seq: u64,
+    queue: EventQueue<Action>,
     rng: Xoshiro256PlusPlus,
     nodes: Vec<Option<Node>>,
     /// Member identities, stored once for all nodes rather than per node.
@@ -328,8 +302,7 @@ impl Simulation {
             n,
             now: 0,
             end: secs(scenario.duration),
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: EventQueue::default(),
             rng: Xoshiro256PlusPlus::seed_from_u64(mix_seed(seed, 0x4E7)),
             nodes: (0..n).map(|_| None).collect(),
             identities: Identities::new(),
@@ -362,7 +335,7 @@ impl Simulation {
     }
 
     fn push(&mut self, at: Micros, action: Action) {
-        enqueue(&mut self.queue, &mut self.seq, at, action);
+        self.queue.push(at, action);
     }
 
     fn schedule(&mut self, at: Micros, step: Step) {
@@ -556,8 +529,8 @@ impl Simulation {
     /// tracker's epoch), and how many transfers those are.
     fn mass_in_flight(&self, epoch: u64) -> (f64, usize) {
         let (mut mass, mut count) = (0.0, 0);
-        for q in self.queue.iter() {
-            let Action::Deliver(d) = &q.action else {
+        for action in self.queue.items() {
+            let Action::Deliver(d) = action else {
                 continue;
             };
             if d.kind != Kind::Datagram || !self.truth.up[d.to as usize] {
@@ -599,18 +572,14 @@ impl Simulation {
     /// Run to the end, calling `progress(now, end)` every so often.
     pub fn run_with_progress(mut self, mut progress: impl FnMut(Micros, Micros)) -> RunResult {
         let wall = WallInstant::now();
-        while let Some(q) = self.queue.peek() {
-            if q.at > self.end {
-                break;
-            }
-            let Some(q) = self.queue.pop() else { break };
-            self.now = q.at;
+        while let Some((at, action)) = self.queue.pop_until(self.end) {
+            self.now = at;
             self.events_processed += 1;
             if self.events_processed & 0xFFFF == 0 {
                 progress(self.now, self.end);
             }
-            match q.action {
-                Action::Wake(i) => self.wake(i as usize, q.at),
+            match action {
+                Action::Wake(i) => self.wake(i as usize, at),
                 Action::Deliver(d) => self.deliver(d),
                 Action::Step(k) => self.step(k),
                 Action::CheckCrash(c) => {
@@ -897,12 +866,7 @@ impl Simulation {
                                 delayed: false,
                                 payload: t.payload.clone(),
                             };
-                            enqueue(
-                                &mut self.queue,
-                                &mut self.seq,
-                                self.now + again,
-                                Action::Deliver(copy),
-                            );
+                            self.queue.push(self.now + again, Action::Deliver(copy));
                         }
                         let relaying = self.relaying == Some(i);
                         let forger = self.icmp_forgers.iter_mut().find(|f| {
@@ -926,12 +890,7 @@ impl Simulation {
                                     delayed: false,
                                     payload: Vec::new(),
                                 };
-                                enqueue(
-                                    &mut self.queue,
-                                    &mut self.seq,
-                                    self.now + 1,
-                                    Action::Deliver(forged),
-                                );
+                                self.queue.push(self.now + 1, Action::Deliver(forged));
                             }
                         }
                         let delivery = Delivery {
@@ -941,12 +900,7 @@ impl Simulation {
                             delayed: false,
                             payload: t.payload,
                         };
-                        enqueue(
-                            &mut self.queue,
-                            &mut self.seq,
-                            self.now + delay,
-                            Action::Deliver(delivery),
-                        );
+                        self.queue.push(self.now + delay, Action::Deliver(delivery));
                     }
                     None => self.metrics.datagrams_dropped += 1,
                 },
@@ -963,12 +917,7 @@ impl Simulation {
                             delayed: false,
                             payload: t.payload,
                         };
-                        enqueue(
-                            &mut self.queue,
-                            &mut self.seq,
-                            self.now + delay,
-                            Action::Deliver(delivery),
-                        );
+                        self.queue.push(self.now + delay, Action::Deliver(delivery));
                     }
                 }
             }
@@ -1508,14 +1457,4 @@ fn transfer_sizes() -> (f64, f64) {
     });
     let a = rumor_core::codec::encode_packet(&Message::AggregateAck { epoch: 1, seq: 100 });
     (t.len() as f64, a.len() as f64)
-}
-
-/// Queue `action` at `at`, after everything already queued for that time.
-fn enqueue(queue: &mut BinaryHeap<Queued>, seq: &mut u64, at: Micros, action: Action) {
-    *seq += 1;
-    queue.push(Queued {
-        at,
-        seq: *seq,
-        action,
-    });
 }

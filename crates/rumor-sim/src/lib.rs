@@ -31,6 +31,7 @@ pub mod cli;
 pub mod clock;
 pub mod engine;
 pub mod epidemic;
+pub mod event_queue;
 pub mod experiments;
 pub mod faults;
 pub mod healing;

@@ -13,8 +13,7 @@
 //! cluster takes to hear of a crash (each neighbour that detects it
 //! broadcasts it on the tree).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -26,6 +25,7 @@ use rumor_core::overlay::hyparview::{HyParView, ViewConfig, ViewEvent, ViewMessa
 use rumor_core::overlay::plumtree::{MessageId, Plumtree, TreeConfig, TreeMessage};
 use rumor_core::Instant;
 
+use crate::event_queue::EventQueue;
 use crate::Micros;
 
 /// Broadcast ids at and above this announce a failure: the failed node's
@@ -80,29 +80,6 @@ enum What {
     Deliver { from: u32, to: u32, wire: Wire },
     Wake(u32),
     Join { node: u32, contacts: Vec<u32> },
-}
-
-struct Pending {
-    at: Micros,
-    seq: u64,
-    what: What,
-}
-
-impl PartialEq for Pending {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Pending {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
 }
 
 struct Slot {
@@ -201,8 +178,7 @@ pub struct Overlay {
     opts: Options,
     now: Micros,
     nodes: Vec<Slot>,
-    queue: BinaryHeap<Reverse<Pending>>,
-    seq: u64,
+    queue: EventQueue<What>,
     rng: Xoshiro256PlusPlus,
     spreads: HashMap<MessageId, Spread>,
     live: u32,
@@ -228,8 +204,7 @@ impl Overlay {
             opts,
             now: 0,
             nodes: slots,
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: EventQueue::default(),
             rng,
             spreads: HashMap::new(),
             live: 0,
@@ -410,15 +385,9 @@ impl Overlay {
 
     /// Run until `until`.
     pub fn run_until(&mut self, until: Micros) {
-        while let Some(Reverse(p)) = self.queue.peek() {
-            if p.at > until {
-                break;
-            }
-            let Some(Reverse(p)) = self.queue.pop() else {
-                break;
-            };
-            self.now = p.at;
-            self.step(p.what);
+        while let Some((at, what)) = self.queue.pop_until(until) {
+            self.now = at;
+            self.step(what);
         }
         self.now = self.now.max(until);
     }
@@ -561,12 +530,7 @@ impl Overlay {
     }
 
     fn push(&mut self, at: Micros, what: What) {
-        self.seq += 1;
-        self.queue.push(Reverse(Pending {
-            at,
-            seq: self.seq,
-            what,
-        }));
+        self.queue.push(at, what);
     }
 
     /// The overlay's health now.

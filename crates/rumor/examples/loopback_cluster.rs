@@ -1,6 +1,8 @@
 //! Benchmark: N nodes in one process on 127.0.0.1 with the LAN profile.
-//! Measures the time until every node sees N alive, then the process's
-//! CPU and memory over a steady-state window.
+//! Measures the time until every node sees N alive, how long a user event
+//! then takes to reach every node (and, in partial membership, the sizes
+//! of the active views), then the process's CPU and memory over a
+//! steady-state window.
 //!
 //! ```text
 //! cargo run --release -p rumor --example loopback_cluster -- N [STEADY_SECS] [concurrent] [partial]
@@ -10,41 +12,14 @@
 //! `concurrent`, all nodes start first and then join through the first at once.
 //! With `partial`, the nodes run partial membership (`Membership::Partial`).
 
+#[path = "support/process.rs"]
+mod process;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use process::{cpu_seconds, status_mib};
 use rumor::{Event, EventFilter, MemberEventKind, Membership, Node, Profile};
-
-/// Clock ticks per second of /proc/self/stat (100 on Linux).
-const CLK_TCK: f64 = 100.0;
-
-/// User plus system CPU time of this process, in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
-    let get = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (get(11) + get(12)) / CLK_TCK
-}
-
-/// A `VmRSS`-style line of /proc/self/status, in MiB.
-fn status_mib(key: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
 
 /// Every node's stats, all asked at once: on a saturated machine, 1,000
 /// requests one after another took minutes.
