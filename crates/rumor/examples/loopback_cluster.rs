@@ -216,6 +216,12 @@ async fn main() -> Result<(), rumor::Error> {
         );
     }
 
+    if membership == Membership::Partial {
+        // Each node announces itself on the tree once more 8 probe
+        // intervals (8 s) after its join: let the last joiners' go out
+        // before the steady window.
+        tokio::time::sleep(Duration::from_secs(9)).await;
+    }
     let mut subs: Vec<_> = nodes
         .iter()
         .map(|n| n.subscribe(EventFilter::MEMBER))

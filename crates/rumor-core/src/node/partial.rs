@@ -273,7 +273,6 @@ impl Node {
                 match ev {
                     ViewEvent::NeighborUp(p) => {
                         ov.tree.neighbor_up(p);
-                        ov.tree.catch_up(now, p);
                         up.push(p);
                     }
                     ViewEvent::NeighborDown(p) => ov.tree.neighbor_down(&p),

@@ -51,9 +51,6 @@ pub struct TreeConfig {
     /// message per lazy peer per batch instead of one per broadcast (zero:
     /// each at once). Well below `graft_timeout`.
     pub ihave_delay: Duration,
-    /// Messages received this recently are announced to a new neighbour
-    /// (see [`Plumtree::catch_up`]); zero: none.
-    pub catch_up: Duration,
 }
 
 impl Default for TreeConfig {
@@ -64,7 +61,6 @@ impl Default for TreeConfig {
             retention: Duration::from_secs(60),
             optimize_hops: None,
             ihave_delay: Duration::from_millis(50),
-            catch_up: Duration::from_secs(1),
         }
     }
 }
@@ -174,26 +170,6 @@ impl<P: Peer, M: Clone> Plumtree<P, M> {
     pub fn neighbor_up(&mut self, peer: P) {
         if !self.eager.contains(&peer) && !self.lazy.contains(&peer) {
             self.eager.push(peer);
-        }
-    }
-
-    /// Announce to `peer`, a new neighbour, the messages received within
-    /// `config.catch_up`: a message that went out while the link was not
-    /// there yet may have reached only the part of the overlay linked then
-    /// (a joiner's first neighbour is its seed, whose view turns over
-    /// faster in a cold start than its announcements go out); the new
-    /// neighbour grafts what it lacks.
-    pub fn catch_up(&mut self, now: Instant, peer: P) {
-        let window = self.config.catch_up;
-        let recent: Vec<(MessageId, u16)> = self
-            .arrivals
-            .iter()
-            .rev()
-            .take_while(|(at, _)| *at + window > now)
-            .filter_map(|(_, id)| Some((*id, self.kept.get(id)?.round)))
-            .collect();
-        for (id, round) in recent.into_iter().rev() {
-            self.announce(now, peer.clone(), id, round);
         }
     }
 

@@ -246,42 +246,6 @@ fn an_announced_message_that_does_not_come_is_grafted_from_each_announcer_in_tur
 }
 
 #[test]
-fn a_new_neighbour_hears_of_the_recent_messages_and_grafts_what_it_lacks() {
-    let config = TreeConfig::default();
-    let mut t: Plumtree<u32, &str> = Plumtree::new(config.clone());
-    t.neighbor_up(1);
-    t.broadcast(at(0), 5, "old");
-    let recent = at(0) + config.catch_up;
-    t.broadcast(recent, 6, "a");
-    t.handle(
-        recent,
-        1,
-        TreeMessage::Gossip {
-            id: 7,
-            round: 2,
-            payload: "b",
-        },
-    );
-    out(&mut t);
-    // 2 links up within the window of 6 and 7, not of 5.
-    let now = recent + Duration::from_millis(1);
-    t.neighbor_up(2);
-    t.catch_up(now, 2);
-    assert!(out(&mut t).is_empty(), "announced before the batch was due");
-    t.handle_timeout(now + config.ihave_delay);
-    assert_eq!(
-        out(&mut t),
-        vec![(2, TreeMessage::IHave(vec![(6, 0), (7, 3)]))]
-    );
-    // The new neighbour's side: an id it lacks is grafted.
-    let mut new: Plumtree<u32, &str> = Plumtree::new(config.clone());
-    new.neighbor_up(9);
-    new.handle(now, 9, TreeMessage::IHave(vec![(6, 0)]));
-    new.handle_timeout(now + config.graft_timeout);
-    assert_eq!(out(&mut new), vec![(9, TreeMessage::Graft { id: Some(6) })]);
-}
-
-#[test]
 fn kept_messages_expire_after_the_retention() {
     let config = TreeConfig::default();
     let mut t: Plumtree<u32, ()> = Plumtree::new(config.clone());
