@@ -296,9 +296,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     };
     let _ = signal_child(&demo.child, nix::sys::signal::Signal::SIGCONT);
     let _ = demo.child.kill().await;
-    for n in &demo.nodes {
-        n.shutdown().await;
-    }
+    // All at once: one after another, 2,000 nodes had not stopped 7.5
+    // minutes after the script ended (at once: about a minute).
+    futures_util::future::join_all(demo.nodes.iter().map(|n| n.shutdown())).await;
     server.abort();
     sampler.abort();
     if result.is_ok() {
