@@ -21,14 +21,7 @@ fn partial() -> Config {
 /// `n` partial-membership nodes joined through node 0; asserts that every
 /// one lists every other alive.
 fn converged(n: usize) -> Net {
-    let mut net = Net::new(n, partial());
-    net.join_all(0);
-    let all: Vec<usize> = (0..n).collect();
-    assert!(
-        net.run_until_true(secs(60.0), |net| net.all_see_alive(&all)),
-        "{n} partial-membership nodes did not all learn each other"
-    );
-    net
+    Net::converged(n, partial())
 }
 
 /// Every link is held at both ends, each node has a few neighbours, and

@@ -21,15 +21,7 @@ async fn ten_nodes_converge_then_report_a_failure_and_a_leave() {
     // n9 stops without leaving: everyone else must find it failed.
     let crashed = nodes.pop().expect("ten nodes");
     crashed.shutdown().await.expect("shutdown");
-    let ok = try_wait_until(|| async {
-        for n in &nodes {
-            if state_of(n, "n9").await != Some(MemberState::Dead) {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
+    let ok = try_wait_until(|| all_hold(&nodes, "n9", MemberState::Dead)).await;
     assert!(
         ok,
         "not every node reports n9 failed: {}",
@@ -51,15 +43,7 @@ async fn ten_nodes_converge_then_report_a_failure_and_a_leave() {
         .await
         .expect("leave completes");
     leaver.shutdown().await.expect("shutdown");
-    let ok = try_wait_until(|| async {
-        for n in &nodes {
-            if state_of(n, "n8").await != Some(MemberState::Left) {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
+    let ok = try_wait_until(|| all_hold(&nodes, "n8", MemberState::Left)).await;
     assert!(
         ok,
         "not every node reports n8 left: {}",
@@ -247,13 +231,8 @@ async fn a_closed_port_is_reported_unreachable_and_its_node_dead() {
     let mut nodes = start_cluster("u", 5, fast_config()).await;
     let gone = nodes.pop().expect("five nodes");
     gone.shutdown().await.expect("shutdown");
-    wait_until("every survivor marks u4 dead", || async {
-        for n in &nodes {
-            if state_of(n, "u4").await != Some(MemberState::Dead) {
-                return false;
-            }
-        }
-        true
+    wait_until("every survivor marks u4 dead", || {
+        all_hold(&nodes, "u4", MemberState::Dead)
     })
     .await;
     let mut reports = 0;

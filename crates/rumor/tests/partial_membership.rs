@@ -69,15 +69,7 @@ async fn a_partial_cluster_spreads_an_event_once_and_reports_a_crash() {
     // everyone, and every member declares it dead.
     let crashed = nodes.pop().expect("eight nodes");
     crashed.shutdown().await.expect("shutdown");
-    let ok = try_wait_until(|| async {
-        for n in &nodes {
-            if state_of(n, "p7").await != Some(MemberState::Dead) {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
+    let ok = try_wait_until(|| all_hold(&nodes, "p7", MemberState::Dead)).await;
     assert!(
         ok,
         "not every node holds p7 dead: {}",

@@ -105,6 +105,16 @@ pub async fn state_of(node: &Node, name: &str) -> Option<MemberState> {
         .map(|m| m.state)
 }
 
+/// Whether every node in `nodes` holds member `name` in `state`.
+pub async fn all_hold(nodes: &[Node], name: &str, state: MemberState) -> bool {
+    for n in nodes {
+        if state_of(n, name).await != Some(state) {
+            return false;
+        }
+    }
+    true
+}
+
 /// Wait until every node in `nodes` sees exactly `names` alive.
 pub async fn wait_converged(nodes: &[Node], names: &BTreeSet<String>) {
     wait_until(&format!("all nodes see {} alive", names.len()), || async {
