@@ -813,7 +813,7 @@ impl<T: Transport> Driver<T> {
                 return;
             }
         };
-        self.sent.record(to, &packet);
+        self.sent.record(std::time::Instant::now(), to, &packet);
         let mut sent = self.net.send_to(&packet, to).await;
         if matches!(&sent, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused) {
             // With IP_RECVERR the kernel reports an ICMP error answering an

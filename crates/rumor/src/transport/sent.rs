@@ -1,74 +1,83 @@
-//! A short memory of the datagrams this node sent, per destination, so that
-//! an ICMP "port unreachable" is believed only when it quotes one of them.
+//! A short memory of the datagrams this node sent lately, so that an ICMP
+//! "port unreachable" is believed only when it quotes one of them.
 //!
 //! An ICMP error carries the head of the datagram it answers, and Linux
 //! hands that back with the error (`MSG_ERRQUEUE`): the UDP payload, up to
 //! 520 bytes over IPv4 (576 bytes of ICMP less the headers) and 1,184 over
-//! IPv6, from Linux and the BSDs alike. For each destination the log keeps
-//! a keyed hash of the first [`QUOTE_CHECKED`] bytes of the last
-//! [`PER_DESTINATION`] datagrams; a refusal matches if its quote hashes to
-//! one of them. Forging one then takes the bytes of a datagram we really
-//! sent to that address: in an encrypted cluster they hold a random nonce,
-//! so only an attacker who saw the packet can; in a plaintext cluster they
-//! are guessable, but not cheaply. A quote shorter than what was hashed
-//! (a router quoting only 8 bytes, say) matches nothing, and the node falls
-//! back on its probe timeouts, the safe side.
+//! IPv6, from Linux and the BSDs alike. The log keeps a keyed hash of the
+//! first [`QUOTE_CHECKED`] bytes of each datagram sent in the last
+//! [`WINDOW`], at most [`MAX_REMEMBERED`] of them; a refusal matches if its
+//! quote hashes to one of the last [`PER_DESTINATION`] sent to its address.
+//! Forging one then takes the bytes of a datagram we really sent to that
+//! address: in an encrypted cluster they hold a random nonce, so only an
+//! attacker who saw the packet can; in a plaintext cluster they are
+//! guessable, but not cheaply. A quote shorter than what was hashed (a
+//! router quoting only 8 bytes, say), or one answering a datagram older
+//! than the window, matches nothing, and the node falls back on its probe
+//! timeouts, the safe side.
 //!
-//! The log is bounded: [`MAX_DESTINATIONS`] destinations, the oldest
-//! forgotten first; about 24 bytes per datagram remembered.
+//! An ICMP error answers within a round trip, so the log holds what the
+//! node sent in a few seconds, whatever the cluster's size: a node of 1,000
+//! members used to keep eight prints for each of them (about 200 KB), now
+//! a few dozen entries in steady state and at most 64 bytes each.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 /// Bytes of a datagram's head that a quote must reproduce.
 pub(crate) const QUOTE_CHECKED: usize = 512;
 
-/// Datagrams remembered per destination.
+/// Datagrams to one destination a quote is compared with, newest first.
 pub(crate) const PER_DESTINATION: usize = 8;
 
-/// Destinations remembered.
-pub(crate) const MAX_DESTINATIONS: usize = 4096;
+/// How long a datagram sent is remembered.
+pub(crate) const WINDOW: Duration = Duration::from_secs(5);
 
-/// The fingerprint of a datagram's head; `len` 0 is an empty slot.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Datagrams remembered at most, the oldest forgotten first.
+pub(crate) const MAX_REMEMBERED: usize = 512;
+
+/// The fingerprint of a datagram's head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Print {
     len: u16,
     hash: u64,
 }
 
-#[derive(Debug, Default)]
-struct Recent {
-    prints: [Print; PER_DESTINATION],
-    next: usize,
+/// One datagram remembered.
+#[derive(Debug)]
+struct Sent {
+    to: SocketAddr,
+    print: Print,
+    at: Instant,
 }
 
-/// The datagrams sent lately, per destination.
+/// The datagrams sent lately, oldest first.
 #[derive(Debug)]
 pub(crate) struct SentLog {
     /// Random keys: the hashes cannot be computed (or collided) off-node.
     keys: RandomState,
-    recent: HashMap<SocketAddr, Recent>,
-    /// Destinations in the order they were first remembered.
-    order: VecDeque<SocketAddr>,
-    max_destinations: usize,
+    recent: VecDeque<Sent>,
+    window: Duration,
+    max: usize,
 }
 
 impl Default for SentLog {
     fn default() -> Self {
-        SentLog::new(MAX_DESTINATIONS)
+        SentLog::new(WINDOW, MAX_REMEMBERED)
     }
 }
 
 impl SentLog {
-    /// A log remembering at most `max_destinations` destinations.
-    pub(crate) fn new(max_destinations: usize) -> Self {
+    /// A log remembering the datagrams of the last `window`, at most `max`.
+    pub(crate) fn new(window: Duration, max: usize) -> Self {
         SentLog {
             keys: RandomState::new(),
-            recent: HashMap::new(),
-            order: VecDeque::new(),
-            max_destinations: max_destinations.max(1),
+            recent: VecDeque::new(),
+            window,
+            max: max.max(1),
         }
     }
 
@@ -81,43 +90,37 @@ impl SentLog {
         }
     }
 
-    /// Remember that `datagram` was sent to `to`.
-    pub(crate) fn record(&mut self, to: SocketAddr, datagram: &[u8]) {
+    /// Remember that `datagram` was sent to `to` at `now`.
+    pub(crate) fn record(&mut self, now: Instant, to: SocketAddr, datagram: &[u8]) {
         if datagram.is_empty() {
             return;
         }
-        let print = self.print(&datagram[..datagram.len().min(QUOTE_CHECKED)]);
-        if !self.recent.contains_key(&to) {
-            while self.recent.len() >= self.max_destinations {
-                match self.order.pop_front() {
-                    Some(old) => {
-                        self.recent.remove(&old);
-                    }
-                    None => break,
-                }
-            }
-            self.order.push_back(to);
+        while self.recent.front().is_some_and(|s| {
+            self.recent.len() >= self.max || now.saturating_duration_since(s.at) > self.window
+        }) {
+            self.recent.pop_front();
         }
-        let r = self.recent.entry(to).or_default();
-        r.prints[r.next] = print;
-        r.next = (r.next + 1) % PER_DESTINATION;
+        let print = self.print(&datagram[..datagram.len().min(QUOTE_CHECKED)]);
+        self.recent.push_back(Sent { to, print, at: now });
     }
 
     /// Whether `quoted`, the head of a datagram an ICMP error says `to`
     /// refused, is the head of one we sent to `to` lately.
     pub(crate) fn matches(&self, to: SocketAddr, quoted: &[u8]) -> bool {
-        let Some(r) = self.recent.get(&to) else {
-            return false;
-        };
-        r.prints.iter().any(|p| {
-            let n = usize::from(p.len);
-            n > 0 && quoted.len() >= n && self.print(&quoted[..n]) == *p
-        })
+        self.recent
+            .iter()
+            .rev()
+            .filter(|s| s.to == to)
+            .take(PER_DESTINATION)
+            .any(|s| {
+                let n = usize::from(s.print.len);
+                quoted.len() >= n && self.print(&quoted[..n]) == s.print
+            })
     }
 
-    /// Destinations remembered now.
+    /// Datagrams remembered now.
     #[cfg(test)]
-    fn destinations(&self) -> usize {
+    fn remembered(&self) -> usize {
         self.recent.len()
     }
 }
@@ -133,10 +136,11 @@ mod tests {
     #[test]
     fn a_quote_of_a_datagram_sent_there_matches() {
         let mut log = SentLog::default();
+        let now = Instant::now();
         let short = b"ping #1 to b".to_vec();
         let long: Vec<u8> = (0..1400u32).map(|i| i as u8).collect();
-        log.record(addr(2), &short);
-        log.record(addr(2), &long);
+        log.record(now, addr(2), &short);
+        log.record(now, addr(2), &long);
         assert!(log.matches(addr(2), &short));
         // The kernel quotes a head; 512 bytes or more of it is enough.
         assert!(log.matches(addr(2), &long[..520]));
@@ -147,7 +151,7 @@ mod tests {
     fn forged_or_misdirected_quotes_do_not_match() {
         let mut log = SentLog::default();
         let sent = b"\xb1\x00nonce-and-ciphertext".to_vec();
-        log.record(addr(2), &sent);
+        log.record(Instant::now(), addr(2), &sent);
         let mut altered = sent.clone();
         altered[5] ^= 1;
         assert!(!log.matches(addr(2), &altered), "other bytes");
@@ -158,10 +162,12 @@ mod tests {
     }
 
     #[test]
-    fn only_the_last_few_per_destination_are_kept() {
+    fn only_the_last_few_per_destination_are_compared() {
         let mut log = SentLog::default();
+        let now = Instant::now();
         for i in 0..PER_DESTINATION as u32 + 1 {
-            log.record(addr(2), &i.to_be_bytes());
+            log.record(now, addr(2), &i.to_be_bytes());
+            log.record(now, addr(3), b"elsewhere");
         }
         assert!(
             !log.matches(addr(2), &0u32.to_be_bytes()),
@@ -172,19 +178,30 @@ mod tests {
     }
 
     #[test]
-    fn destinations_are_bounded_oldest_forgotten_first() {
-        let mut log = SentLog::new(3);
+    fn datagrams_older_than_the_window_are_forgotten() {
+        let mut log = SentLog::default();
+        let t0 = Instant::now();
+        log.record(t0, addr(1), b"old");
+        log.record(t0 + WINDOW, addr(2), b"recent");
+        assert!(log.matches(addr(1), b"old"), "still within the window");
+        log.record(t0 + WINDOW + Duration::from_millis(1), addr(3), b"new");
+        assert!(!log.matches(addr(1), b"old"));
+        assert!(log.matches(addr(2), b"recent"));
+        assert_eq!(log.remembered(), 2);
+    }
+
+    #[test]
+    fn the_log_is_bounded_oldest_forgotten_first() {
+        let mut log = SentLog::new(WINDOW, 3);
+        let now = Instant::now();
         for port in 1..=5 {
-            log.record(addr(port), b"hello");
+            log.record(now, addr(port), b"hello");
         }
-        assert_eq!(log.destinations(), 3);
+        assert_eq!(log.remembered(), 3);
         assert!(!log.matches(addr(1), b"hello"));
         assert!(!log.matches(addr(2), b"hello"));
-        assert!(log.matches(addr(5), b"hello"));
-        // Sending again to a known destination does not grow the log.
-        log.record(addr(5), b"again");
-        assert_eq!(log.destinations(), 3);
         assert!(log.matches(addr(3), b"hello"));
+        assert!(log.matches(addr(5), b"hello"));
     }
 
     /// The cost of remembering a datagram, for the record:
@@ -195,13 +212,13 @@ mod tests {
         let mut log = SentLog::default();
         let packet = vec![0xB1u8; 1400];
         let rounds = 1_000_000u32;
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
         for i in 0..rounds {
-            log.record(addr((i % 1000) as u16 + 1), &packet);
+            log.record(t0, addr((i % 1000) as u16 + 1), &packet);
         }
         let per = t0.elapsed().as_nanos() as f64 / f64::from(rounds);
         println!("record: {per:.0} ns per 1,400-byte datagram (1,000 destinations)");
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
         let mut hits = 0;
         for i in 0..rounds {
             hits += usize::from(log.matches(addr((i % 1000) as u16 + 1), &packet[..520]));
