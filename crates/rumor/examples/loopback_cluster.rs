@@ -74,6 +74,33 @@ async fn broadcast_time(nodes: &[Arc<Node>], from: usize) -> Result<Duration, ru
     Ok(times.into_iter().flatten().max().unwrap_or_default())
 }
 
+/// The five message types sent most, per node per second over `secs`,
+/// from the counts of `after` less those of `before` (all nodes summed).
+fn busiest_types(before: &[rumor::Stats], after: &[rumor::Stats], secs: f64) -> String {
+    let mut by_type = [0u64; MessageType::ALL.len()];
+    for (a, b) in after.iter().zip(before) {
+        for (k, (now, then)) in a
+            .core
+            .messages_out
+            .iter()
+            .zip(&b.core.messages_out)
+            .enumerate()
+        {
+            by_type[k] += now - then;
+        }
+    }
+    let mut busiest: Vec<(u64, MessageType)> = by_type.into_iter().zip(MessageType::ALL).collect();
+    busiest.sort_by_key(|(count, _)| std::cmp::Reverse(*count));
+    let per_node = |count: u64| count as f64 / secs / after.len() as f64;
+    let top: Vec<String> = busiest
+        .iter()
+        .take_while(|(count, _)| *count > 0)
+        .take(5)
+        .map(|(count, kind)| format!("{} {:.2}", kind.as_str(), per_node(*count)))
+        .collect();
+    top.join(", ")
+}
+
 #[tokio::main]
 async fn main() -> Result<(), rumor::Error> {
     let mut args = std::env::args().skip(1);
@@ -196,6 +223,23 @@ async fn main() -> Result<(), rumor::Error> {
         "converged (every node sees {n} alive) after {:.2} s",
         converged.as_secs_f64()
     );
+    let mut at_convergence = Vec::with_capacity(n);
+    for s in all_stats(&nodes).await {
+        at_convergence.push(s?);
+    }
+    let datagrams: u64 = at_convergence
+        .iter()
+        .map(|s| s.transport.udp_packets_out)
+        .sum();
+    println!(
+        "  until then, per node: {:.0} datagrams sent; messages sent per node per second: {}",
+        datagrams as f64 / n as f64,
+        busiest_types(
+            &vec![rumor::Stats::default(); n],
+            &at_convergence,
+            converged.as_secs_f64()
+        )
+    );
 
     if membership == Membership::Partial {
         let (mut fewest, mut most) = (usize::MAX, 0);
@@ -239,23 +283,15 @@ async fn main() -> Result<(), rumor::Error> {
     let cpu = cpu_seconds() - cpu0;
     let wall = w0.elapsed().as_secs_f64();
     let (mut pkts, mut bytes, mut live_ok) = (0u64, 0u64, 0usize);
-    let mut by_type = [0u64; MessageType::ALL.len()];
+    let mut after = Vec::with_capacity(n);
     for (node, b) in nodes.iter().zip(&before) {
         let s = node.stats().await?;
         pkts += s.transport.udp_packets_out - b.transport.udp_packets_out;
         bytes += s.transport.udp_bytes_out - b.transport.udp_bytes_out;
-        for (k, (now, then)) in s
-            .core
-            .messages_out
-            .iter()
-            .zip(&b.core.messages_out)
-            .enumerate()
-        {
-            by_type[k] += now - then;
-        }
         if s.members.alive == n {
             live_ok += 1;
         }
+        after.push(s);
     }
     let (mut suspect, mut failed) = (0, 0);
     for rx in subs.iter_mut() {
@@ -279,16 +315,10 @@ async fn main() -> Result<(), rumor::Error> {
         pkts as f64 / wall,
         bytes as f64 / wall / 1024.0
     );
-    let mut busiest: Vec<(u64, MessageType)> = by_type.into_iter().zip(MessageType::ALL).collect();
-    busiest.sort_by_key(|(count, _)| std::cmp::Reverse(*count));
-    let per_node = |count: u64| count as f64 / wall / n as f64;
-    let top: Vec<String> = busiest
-        .iter()
-        .take_while(|(count, _)| *count > 0)
-        .take(5)
-        .map(|(count, kind)| format!("{} {:.2}", kind.as_str(), per_node(*count)))
-        .collect();
-    println!("messages sent per node per second: {}", top.join(", "));
+    println!(
+        "messages sent per node per second: {}",
+        busiest_types(&before, &after, wall)
+    );
     drop(nodes);
     Ok(())
 }
