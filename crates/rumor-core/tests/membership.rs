@@ -26,6 +26,28 @@ fn fifty_nodes_join_through_one_seed_and_converge() {
     }
 }
 
+/// A joiner announces itself to every member its seed's answer lists, and a
+/// claim from the member's own address needs no ping: nodes joining one
+/// after another are admitted everywhere without the ping per member and
+/// joiner that relayed claims cost (about n²/2 of them).
+#[test]
+fn joiners_announce_themselves_and_are_admitted_without_pings() {
+    let n = 30;
+    let mut net = Net::new(n, Config::lan());
+    let seed = net.addrs[0];
+    for i in 0..n {
+        net.with(i, |node, now| node.join(now, &[seed]));
+        net.run_for(secs(0.1));
+    }
+    let all: Vec<usize> = (0..n).collect();
+    assert!(net.run_until_true(secs(30.0), |net| net.all_see_alive(&all)));
+    let pings: u64 = (0..n).map(|i| net.node(i).stats().members_pending).sum();
+    assert!(
+        pings < n as u64,
+        "{pings} admission pings for {n} joins one after another"
+    );
+}
+
 #[test]
 fn crashed_node_is_marked_dead_by_all_within_the_configured_bound() {
     let n = 16;

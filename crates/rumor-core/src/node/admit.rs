@@ -29,9 +29,10 @@ pub(super) enum Source {
     /// The requester's own record in a stream request from this address
     /// (a stream comes from an ephemeral port: the IP must match).
     Requester(SocketAddr),
-    /// The answer to a stream request this node made, or a claim its ack
-    /// verified.
+    /// The answer to a stream request this node made.
     Trusted,
+    /// A relayed claim whose address acked this node's ping for its name.
+    Verified,
 }
 
 /// How often each kind of refusal is reported.
@@ -41,7 +42,7 @@ impl Node {
     /// An alive claim for `a.name`, which this node does not hold.
     pub(super) fn admit(&mut self, now: Instant, a: &Alive, source: Source, gossip: bool) {
         let direct = match source {
-            Source::Trusted => true,
+            Source::Trusted | Source::Verified => true,
             Source::Peer(from) => a.addr == from,
             Source::Requester(from) => a.addr.ip() == from.ip(),
         };
@@ -72,7 +73,17 @@ impl Node {
         self.add_to_probe_order(index);
         self.emit(MemberEventKind::Joined, index);
         if gossip {
+            // A joiner reaches every member itself (Node::announce_self): a
+            // claim heard from the member, or verified by its ack, is
+            // gossiped on ticks for those who lost the announcement, without
+            // an eager round whose relays would each cost a ping to the
+            // joiner. New names from an answer this node asked for (the
+            // members a joiner learns from its seed) still go out at once.
+            let fresh = self.fresh;
             self.broadcast(a.name.clone(), Message::Alive(a.clone()));
+            if source != Source::Trusted {
+                self.fresh = fresh;
+            }
         }
     }
 
@@ -120,7 +131,7 @@ impl Node {
         if let Some(claim) = self.pending.verified(seq, from) {
             self.stats.members_verified += 1;
             if !self.members.contains_key(&claim.name) {
-                self.admit(now, &claim, Source::Trusted, true);
+                self.admit(now, &claim, Source::Verified, true);
             }
             return true;
         }

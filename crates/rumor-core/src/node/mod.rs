@@ -212,6 +212,9 @@ pub struct Node {
     conflict: Option<SocketAddr>,
     /// The pulls that follow a join.
     join_syncs: JoinSyncs,
+    /// A join's first answer is awaited: this node then announces itself
+    /// to every live member it lists (see [`Node::announce_self`]).
+    announce: bool,
     /// Per [`crate::limits::Limit`]: when refusals were last reported, and
     /// how many since.
     refusals: [(Option<Instant>, u64); crate::limits::Limit::ALL.len()],
@@ -296,6 +299,7 @@ impl Node {
             name_checks: HashMap::new(),
             conflict: None,
             join_syncs: JoinSyncs::default(),
+            announce: false,
             refusals: Default::default(),
             overlay: None,
             mismatched: Vec::new(),
@@ -341,6 +345,7 @@ impl Node {
             for &seed in seeds.iter().filter(|&&s| s != own) {
                 self.expect_reply(now, seed);
                 self.send_stream(seed, request.clone(), MessageType::PushPull);
+                self.announce = true;
             }
         }
         if !self.config.join_sync_delay.is_zero() {
@@ -536,9 +541,36 @@ impl Node {
         }
         if let Some(answer) = answer {
             self.push_back(&answer, &lacking, from);
+            if std::mem::take(&mut self.announce) {
+                self.announce_self();
+            }
         }
         self.forward_fresh(now);
         reply
+    }
+
+    /// Tell every live member, in a datagram of its own, that this node is
+    /// alive: once, when the first answer to a join arrives. A claim that
+    /// comes from the member's own address is admitted at once, where the
+    /// same claim relayed by a third party waits for a ping to that address
+    /// ([`crate::admission`]); without this every member pinged every
+    /// joiner, and answered every later one (half of the datagrams a
+    /// cluster of 700 sent while its nodes started one after another).
+    /// Members admit such a claim without forwarding it eagerly (the
+    /// joiner reaches them all itself) and gossip it on their ticks, which
+    /// reach whoever lost its datagram.
+    fn announce_self(&mut self) {
+        let own = Message::Alive(alive_of(&self.name, self.local_entry()));
+        let targets: Vec<SocketAddr> = self
+            .members
+            .values()
+            .skip(1)
+            .filter(|e| matches!(e.state, MemberState::Alive | MemberState::Suspect))
+            .map(Entry::addr)
+            .collect();
+        for to in targets {
+            self.send_bare(to, &own);
+        }
     }
 
     /// Run the timers that are due at `now`.
