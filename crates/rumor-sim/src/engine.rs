@@ -229,7 +229,7 @@ pub struct CostCounters {
     /// Streams sent (requests and replies).
     pub streams_out: u64,
     /// Messages sent by type code - 1.
-    pub messages_out: [u64; 8],
+    pub messages_out: [u64; MessageType::ALL.len()],
     /// Stream bytes carried.
     pub stream_bytes: u64,
 }
@@ -685,15 +685,11 @@ impl Simulation {
     }
 
     fn counters(&self, stats: &Stats) -> CostCounters {
-        let mut messages_out = [0; 8];
-        for (a, b) in messages_out.iter_mut().zip(stats.messages_out.iter()) {
-            *a = *b;
-        }
         CostCounters {
             bytes_out: stats.bytes_out,
             packets_out: stats.packets_out,
             streams_out: stats.streams_out,
-            messages_out,
+            messages_out: stats.messages_out,
             stream_bytes: self.metrics.stream_bytes,
         }
     }

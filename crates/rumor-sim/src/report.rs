@@ -288,7 +288,7 @@ pub fn build(d: RunData<'_>) -> RunResult {
             .map(|t| {
                 (
                     t.as_str(),
-                    round(d.stats.messages_out[*t as usize - 1] as f64 / per),
+                    round(d.cost.messages_out[*t as usize - 1] as f64 / per),
                 )
             })
             .collect(),
