@@ -9,7 +9,8 @@
 //! ```
 //!
 //! By default each node joins through the first as it starts; with
-//! `concurrent`, all nodes start first and then join through the first at once.
+//! `concurrent`, all nodes start first and then join through the first at
+//! once, each failed join retried after a wait (up to 8 times).
 //! With `partial`, the nodes run partial membership (`Membership::Partial`).
 
 #[path = "support/process.rs"]
@@ -101,6 +102,9 @@ fn busiest_types(before: &[rumor::Stats], after: &[rumor::Stats], secs: f64) -> 
     top.join(", ")
 }
 
+/// Retries of a join that failed, in `concurrent` mode.
+const JOIN_RETRIES: u32 = 8;
+
 #[tokio::main]
 async fn main() -> Result<(), rumor::Error> {
     let mut args = std::env::args().skip(1);
@@ -153,16 +157,35 @@ async fn main() -> Result<(), rumor::Error> {
     if concurrent {
         // Every node but the first joins through the first, all at once.
         let seed = nodes[0].advertise_addr();
+        // A join the seed could not answer in time is retried, as an
+        // agent's retry-join does, after a wait spread over the nodes.
         let mut joins = tokio::task::JoinSet::new();
-        for node in nodes.iter().skip(1) {
+        for (i, node) in nodes.iter().enumerate().skip(1) {
             let node = node.clone();
-            joins.spawn(async move { node.join([seed]).await });
+            joins.spawn(async move {
+                let mut retries = 0u32;
+                loop {
+                    match node.join([seed]).await {
+                        Ok(_) => return (retries, None),
+                        Err(e) if retries == JOIN_RETRIES => return (retries, Some(e)),
+                        Err(_) => retries += 1,
+                    }
+                    let spread = Duration::from_millis((i as u64 * 37) % 1000);
+                    tokio::time::sleep(Duration::from_millis(500) * retries + spread).await;
+                }
+            });
         }
+        let (mut retried, mut failed) = (0, 0);
         while let Some(r) = joins.join_next().await {
-            if let Ok(Err(e)) = r {
-                println!("a join failed: {e}");
+            if let Ok((retries, error)) = r {
+                retried += u32::from(retries > 0);
+                if let Some(e) = error {
+                    failed += 1;
+                    println!("a join failed {JOIN_RETRIES} retries: {e}");
+                }
             }
         }
+        println!("  joins retried: {retried}, failed: {failed}");
     }
     let started = t0.elapsed();
     println!(
