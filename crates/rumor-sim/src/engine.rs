@@ -1444,7 +1444,6 @@ fn relays_to(payload: &[u8], victims: &[SocketAddr]) -> bool {
     })
 }
 
-/// Whether a datagram carries a probe (a ping).
 /// Whether `payload` is node `i`'s announcement of itself
 /// (`Node::announce_self`: its own alive claim alone in a datagram).
 fn is_announcement(i: usize, payload: &[u8]) -> bool {
@@ -1453,6 +1452,7 @@ fn is_announcement(i: usize, payload: &[u8]) -> bool {
     )
 }
 
+/// Whether a datagram carries a probe (a ping).
 fn is_probe(payload: &[u8]) -> bool {
     codec::decode(payload)
         .is_ok_and(|d| d.messages.iter().any(|m| matches!(m, Message::Ping { .. })))

@@ -79,10 +79,11 @@ impl Node {
             // an eager round whose relays would each cost a ping to the
             // joiner. New names from an answer this node asked for (the
             // members a joiner learns from its seed) still go out at once.
-            let fresh = self.fresh;
-            self.broadcast(a.name.clone(), Message::Alive(a.clone()));
-            if source != Source::Trusted {
-                self.fresh = fresh;
+            let claim = Message::Alive(a.clone());
+            if source == Source::Trusted {
+                self.broadcast(a.name.clone(), claim);
+            } else {
+                self.broadcast_on_ticks(a.name.clone(), claim);
             }
         }
     }

@@ -456,22 +456,38 @@ impl Node {
         self.broadcast_boosted(key, msg, 1);
     }
 
-    /// Queue `msg` to be sent `boost` times the usual retransmit limit.
+    /// Queue `msg` to be sent `boost` times the usual retransmit limit, the
+    /// first sends at once (eager forwarding).
     fn broadcast_boosted(&mut self, key: Arc<str>, msg: Message, boost: u32) {
+        if self.queue_update(key, msg, boost) {
+            self.fresh = true;
+        }
+    }
+
+    /// Queue `msg` about `key` for the gossip ticks only, without an eager
+    /// round (see [`Node::announce_self`]).
+    pub(super) fn broadcast_on_ticks(&mut self, key: Arc<str>, msg: Message) {
+        self.queue_update(key, msg, 1);
+    }
+
+    /// Queue `msg` for piggybacking (in partial membership, broadcast it on
+    /// the tree); whether it went into the piggyback queue.
+    fn queue_update(&mut self, key: Arc<str>, msg: Message, boost: u32) -> bool {
         if self.partial() {
-            return self.broadcast_on_tree(msg, false);
+            self.broadcast_on_tree(msg, false);
+            return false;
         }
         let mut bytes = Vec::with_capacity(48);
         codec::encode_message(&msg, &mut bytes);
         if bytes.len() + 1 > self.config.packet_size {
             // It could never be piggybacked; anti-entropy carries it instead.
             self.stats.oversize_broadcasts += 1;
-            return;
+            return false;
         }
         if self.broadcasts.push_boosted(key, bytes, boost, self.now) {
             self.refused(Limit::Broadcasts);
         }
-        self.fresh = true;
+        true
     }
 
     /// Change member `i`'s state, keeping the live count and tombstones.
